@@ -1,0 +1,243 @@
+package ipam
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// blockValue is a block's value in etcd, with the field names of Calico's
+// IPAMBlock (libcalico-go model.AllocationBlock).
+type blockValue struct {
+	CIDR              string  `json:"cidr"`
+	Affinity          *string `json:"affinity"`
+	AffinityClaimTime string  `json:"affinityClaimTime,omitempty"`
+	// Allocations has one entry per address: nil is free, otherwise an
+	// index into Attributes.
+	Allocations []*int `json:"allocations"`
+	// Unallocated is the free ordinals in the order they are to be handed
+	// out: released addresses join the end, so the longest-free goes first.
+	Unallocated []int       `json:"unallocated"`
+	Attributes  []attribute `json:"attributes"`
+	// SequenceNumber goes up with every write; each allocation records it
+	// in SequenceNumberForAllocation (keyed by ordinal) when made.
+	SequenceNumber              uint64            `json:"sequenceNumber"`
+	SequenceNumberForAllocation map[string]uint64 `json:"sequenceNumberForAllocation"`
+	Deleted                     bool              `json:"deleted"`
+}
+
+// attribute says who holds an allocation.
+type attribute struct {
+	HandleID  *string           `json:"handle_id"`
+	Secondary map[string]string `json:"secondary"`
+}
+
+// affinityValue is a block affinity's value. We only ever write confirmed
+// affinities, in the same transaction as their block.
+type affinityValue struct {
+	State   string `json:"state"`
+	Deleted bool   `json:"deleted"`
+}
+
+const confirmed = "confirmed"
+
+// handleValue is a handle's value: how many of its addresses each block
+// (keyed by CIDR) holds.
+type handleValue struct {
+	HandleID string         `json:"handleID"`
+	Block    map[string]int `json:"block"`
+	Deleted  bool           `json:"deleted"`
+}
+
+// block is a block as read, with the revision to guard its write with (0:
+// it does not exist yet).
+type block struct {
+	cidr netip.Prefix
+	rev  int64
+	v    blockValue
+}
+
+// newBlock is an empty block affine to host, its free list in address
+// order.
+func newBlock(cidr netip.Prefix, host string) *block {
+	n := 1 << (addrBits(cidr.Addr()) - cidr.Bits())
+	b := &block{cidr: cidr, v: blockValue{
+		CIDR:                        cidr.String(),
+		AffinityClaimTime:           time.Now().UTC().Format(time.RFC3339),
+		Allocations:                 make([]*int, n),
+		Unallocated:                 make([]int, n),
+		Attributes:                  []attribute{},
+		SequenceNumberForAllocation: map[string]uint64{},
+	}}
+	aff := "host:" + host
+	b.v.Affinity = &aff
+	for i := range b.v.Unallocated {
+		b.v.Unallocated[i] = i
+	}
+	return b
+}
+
+// decodeBlock reads a block's value and checks that it is one we can work
+// on: the right number of allocations, each pointing at an attribute.
+func decodeBlock(cidr netip.Prefix, val []byte, rev int64) (*block, error) {
+	b := &block{cidr: cidr, rev: rev}
+	if err := json.Unmarshal(val, &b.v); err != nil {
+		return nil, fmt.Errorf("decoding block %s: %w", cidr, err)
+	}
+	if n := 1 << (addrBits(cidr.Addr()) - cidr.Bits()); len(b.v.Allocations) != n {
+		return nil, fmt.Errorf("decoding block %s: %d allocations for %d addresses", cidr, len(b.v.Allocations), n)
+	}
+	for o, a := range b.v.Allocations {
+		if a != nil && (*a < 0 || *a >= len(b.v.Attributes)) {
+			return nil, fmt.Errorf("decoding block %s: allocation %d points at attribute %d of %d", cidr, o, *a, len(b.v.Attributes))
+		}
+	}
+	if b.v.SequenceNumberForAllocation == nil {
+		b.v.SequenceNumberForAllocation = map[string]uint64{}
+	}
+	return b, nil
+}
+
+func (b *block) encode() string {
+	out, _ := json.Marshal(b.v) // plain strings, ints and maps: cannot fail
+	return string(out)
+}
+
+// host is the host the block is affine to, or "".
+func (b *block) host() string {
+	if b.v.Affinity == nil {
+		return ""
+	}
+	h, _ := strings.CutPrefix(*b.v.Affinity, "host:")
+	return h
+}
+
+func (b *block) addr(ord int) netip.Addr { return nth(b.cidr.Addr(), ord) }
+
+func (b *block) ordinal(a netip.Addr) int { return offset(b.cidr.Addr(), a) }
+
+// handle is the handle that holds ordinal ord, or "" if it is free.
+func (b *block) handle(ord int) string {
+	a := b.v.Allocations[ord]
+	if a == nil || b.v.Attributes[*a].HandleID == nil {
+		return ""
+	}
+	return *b.v.Attributes[*a].HandleID
+}
+
+func (b *block) attrs(ord int) map[string]string {
+	if a := b.v.Allocations[ord]; a != nil {
+		return maps.Clone(b.v.Attributes[*a].Secondary)
+	}
+	return nil
+}
+
+// free is the first ordinal in the free list, or -1 if the block is full.
+func (b *block) free() int {
+	if b.v.Deleted {
+		return -1
+	}
+	for _, o := range b.v.Unallocated {
+		if o >= 0 && o < len(b.v.Allocations) && b.v.Allocations[o] == nil {
+			return o
+		}
+	}
+	return -1
+}
+
+func (b *block) empty() bool {
+	for _, a := range b.v.Allocations {
+		if a != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// allocate gives ordinal ord, which must be free, to handle.
+func (b *block) allocate(ord int, handle string, attrs map[string]string) {
+	idx := -1
+	for i, a := range b.v.Attributes {
+		if a.HandleID != nil && *a.HandleID == handle && maps.Equal(a.Secondary, attrs) {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		h := handle
+		b.v.Attributes = append(b.v.Attributes, attribute{HandleID: &h, Secondary: maps.Clone(attrs)})
+		idx = len(b.v.Attributes) - 1
+	}
+	b.v.Allocations[ord] = &idx
+	b.v.Unallocated = deleteAll(b.v.Unallocated, ord)
+	b.v.SequenceNumber++
+	b.v.SequenceNumberForAllocation[strconv.Itoa(ord)] = b.v.SequenceNumber
+}
+
+// release frees the ordinals, putting them at the end of the free list, and
+// drops the attributes nothing points at any more.
+func (b *block) release(ords []int) {
+	for _, o := range ords {
+		b.v.Allocations[o] = nil
+		b.v.Unallocated = append(deleteAll(b.v.Unallocated, o), o)
+		delete(b.v.SequenceNumberForAllocation, strconv.Itoa(o))
+	}
+	b.v.SequenceNumber++
+	used := make([]bool, len(b.v.Attributes))
+	for _, a := range b.v.Allocations {
+		if a != nil {
+			used[*a] = true
+		}
+	}
+	renumber := make([]int, len(b.v.Attributes))
+	kept := []attribute{}
+	for i, a := range b.v.Attributes {
+		if used[i] {
+			renumber[i] = len(kept)
+			kept = append(kept, a)
+		}
+	}
+	for o, a := range b.v.Allocations {
+		if a != nil {
+			n := renumber[*a]
+			b.v.Allocations[o] = &n
+		}
+	}
+	b.v.Attributes = kept
+}
+
+// deleteAll removes every v from s.
+func deleteAll(s []int, v int) []int {
+	out := s[:0]
+	for _, x := range s {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// allocations lists the block's allocated addresses in address order.
+func (b *block) allocations() []Allocation {
+	var out []Allocation
+	for o, a := range b.v.Allocations {
+		if a != nil {
+			out = append(out, b.allocation(o))
+		}
+	}
+	return out
+}
+
+func (b *block) allocation(ord int) Allocation {
+	return Allocation{
+		Addr:   b.addr(ord),
+		Block:  b.cidr,
+		Host:   b.host(),
+		Handle: b.handle(ord),
+		Attrs:  b.attrs(ord),
+	}
+}

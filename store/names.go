@@ -1,0 +1,14 @@
+package store
+
+import "strings"
+
+// WorkloadEndpointName is Calico's name for a workload endpoint,
+// <node>-<orchestrator>-<workload>-<endpoint>, with every '-' inside a part
+// doubled so the parts can be told apart.
+func WorkloadEndpointName(node, orchestrator, workload, endpoint string) string {
+	parts := []string{node, orchestrator, workload, endpoint}
+	for i, p := range parts {
+		parts[i] = strings.ReplaceAll(p, "-", "--")
+	}
+	return strings.Join(parts, "-")
+}

@@ -1,0 +1,344 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Errors that callers branch on. The errors returned wrap them with the
+// resource's identity.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("changed concurrently")
+)
+
+type idError struct {
+	id  ID
+	err error
+	rev string
+}
+
+func (e *idError) Error() string {
+	switch e.err {
+	case ErrNotFound:
+		return e.id.String() + " does not exist"
+	case ErrExists:
+		return e.id.String() + " already exists"
+	default:
+		return fmt.Sprintf("%s was changed by someone else since resourceVersion %s: read it again", e.id, e.rev)
+	}
+}
+
+func (e *idError) Unwrap() error { return e.err }
+
+// Store reads and writes resources in etcd.
+type Store struct {
+	kv *clientv3.Client
+	// timeout bounds each etcd call that has no deadline of its own.
+	timeout time.Duration
+}
+
+// New returns a Store over an etcd client.
+func New(kv *clientv3.Client) *Store {
+	return &Store{kv: kv, timeout: 10 * time.Second}
+}
+
+// Client is the etcd client under the store, for packages that keep their
+// own keys (IPAM).
+func (s *Store) Client() *clientv3.Client { return s.kv }
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// Get reads one resource.
+func (s *Store) Get(ctx context.Context, id ID) (Resource, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.kv.Get(ctx, Key(id))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, &idError{id: id, err: ErrNotFound}
+	}
+	return decodeValue(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+}
+
+// List reads every resource of kind, in namespace ns if the kind is
+// namespaced and ns is not empty, sorted by namespace and name. It also
+// returns the revision it read at.
+func (s *Store) List(ctx context.Context, kind *Kind, ns string) ([]Resource, int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.kv.Get(ctx, kindPrefix(kind, ns), clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing %s: %w", kind.Plural, err)
+	}
+	out := make([]Resource, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		id, ok := ParseKey(string(kv.Key))
+		if !ok || id.Kind != kind {
+			continue
+		}
+		r, err := decodeValue(id, kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, r)
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// Create writes a new resource after validating it. It fills in r's
+// defaults, uid, creationTimestamp and resourceVersion. It fails with
+// ErrExists if the resource is already there.
+func (s *Store) Create(ctx context.Context, r Resource) error {
+	if err := Validate(r); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	id := IDOf(r)
+	guards, err := s.guards(ctx, r)
+	if err != nil {
+		return err
+	}
+	m := r.Meta()
+	m.UID = newUID()
+	m.CreationTimestamp = time.Now().UTC().Format(time.RFC3339)
+	val, err := encodeValue(r)
+	if err != nil {
+		return err
+	}
+	cmps := append(guards, clientv3.Compare(clientv3.CreateRevision(Key(id)), "=", 0))
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(clientv3.OpPut(Key(id), val)).Commit()
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", id, err)
+	}
+	if !resp.Succeeded {
+		if len(guards) > 0 {
+			if _, err := s.Get(ctx, id); errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("creating %s: %w", id, &idError{id: id, err: ErrConflict, rev: "0"})
+			}
+		}
+		return &idError{id: id, err: ErrExists}
+	}
+	m.ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
+	return nil
+}
+
+// Update replaces a resource, provided it has not changed since r's
+// resourceVersion (ErrConflict otherwise). It validates r and fills in its
+// defaults and new resourceVersion.
+func (s *Store) Update(ctx context.Context, r Resource) error {
+	if err := Validate(r); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	id := IDOf(r)
+	m := r.Meta()
+	rev, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
+	if err != nil || rev <= 0 {
+		return &InvalidError{ID: id, Fields: []FieldError{{"metadata.resourceVersion", "is required to update"}}}
+	}
+	old, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := immutable(old, r); err != nil {
+		return err
+	}
+	guards, err := s.guards(ctx, r)
+	if err != nil {
+		return err
+	}
+	m.UID, m.CreationTimestamp = old.Meta().UID, old.Meta().CreationTimestamp
+	val, err := encodeValue(r)
+	if err != nil {
+		return err
+	}
+	cmps := append(guards, clientv3.Compare(clientv3.ModRevision(Key(id)), "=", rev))
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(clientv3.OpPut(Key(id), val)).Commit()
+	if err != nil {
+		return fmt.Errorf("updating %s: %w", id, err)
+	}
+	if !resp.Succeeded {
+		return &idError{id: id, err: ErrConflict, rev: m.ResourceVersion}
+	}
+	m.ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
+	return nil
+}
+
+// Apply creates r, or replaces what is there. Without a resourceVersion it
+// replaces whatever version is current (last write wins, as calicoctl
+// apply); with one it is an Update.
+func (s *Store) Apply(ctx context.Context, r Resource) (created bool, err error) {
+	if r.Meta().ResourceVersion != "" {
+		return false, s.Update(ctx, r)
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Get(ctx, IDOf(r))
+		if errors.Is(err, ErrNotFound) {
+			err = s.Create(ctx, r)
+			if errors.Is(err, ErrExists) && attempt < 3 {
+				continue
+			}
+			return err == nil, err
+		}
+		if err != nil {
+			return false, err
+		}
+		r.Meta().ResourceVersion = cur.Meta().ResourceVersion
+		err = s.Update(ctx, r)
+		if (errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound)) && attempt < 3 {
+			r.Meta().ResourceVersion = ""
+			continue
+		}
+		return false, err
+	}
+}
+
+// Delete removes a resource and returns what it held. With a non-empty
+// rev it deletes only that version (ErrConflict otherwise).
+func (s *Store) Delete(ctx context.Context, id ID, rev string) (Resource, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	old, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if rev != "" && rev != old.Meta().ResourceVersion {
+		return nil, &idError{id: id, err: ErrConflict, rev: rev}
+	}
+	cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
+	resp, err := s.kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur)).
+		Then(clientv3.OpDelete(Key(id))).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("deleting %s: %w", id, err)
+	}
+	if !resp.Succeeded {
+		return nil, &idError{id: id, err: ErrConflict, rev: old.Meta().ResourceVersion}
+	}
+	return old, nil
+}
+
+// GetOf reads one resource of type T.
+func GetOf[T Resource](ctx context.Context, s *Store, namespace, name string) (T, error) {
+	var zero T
+	r, err := s.Get(ctx, ID{Kind: zero.kind(), Namespace: namespace, Name: name})
+	if err != nil {
+		return zero, err
+	}
+	return r.(T), nil
+}
+
+// ListOf reads every resource of type T (in namespace, if given).
+func ListOf[T Resource](ctx context.Context, s *Store, namespace string) ([]T, error) {
+	var zero T
+	rs, _, err := s.List(ctx, zero.kind(), namespace)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(rs))
+	for i, r := range rs {
+		out[i] = r.(T)
+	}
+	return out, nil
+}
+
+// guards checks r against the resources it must agree with and returns
+// the comparisons that keep that check true until the write commits.
+func (s *Store) guards(ctx context.Context, r Resource) ([]clientv3.Cmp, error) {
+	pool, ok := r.(*IPPool)
+	if !ok {
+		return nil, nil
+	}
+	cidr, _ := ParseCIDR(pool.Spec.CIDR) // validated
+	prefix := kindPrefix(KindIPPool, "")
+	resp, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("listing ippools: %w", err)
+	}
+	for _, kv := range resp.Kvs {
+		id, ok := ParseKey(string(kv.Key))
+		if !ok || id.Name == pool.Metadata.Name {
+			continue
+		}
+		other, err := decodeValue(id, kv.Value, kv.ModRevision)
+		if err != nil {
+			continue // unreadable: nothing to compare against
+		}
+		oc, err := ParseCIDR(other.(*IPPool).Spec.CIDR)
+		if err == nil && oc.Overlaps(cidr) {
+			return nil, &InvalidError{ID: IDOf(r), Fields: []FieldError{{"spec.cidr",
+				fmt.Sprintf("%s overlaps IPPool %q (%s)", cidr, id.Name, oc)}}}
+		}
+	}
+	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(prefix).WithPrefix(), "<", resp.Header.Revision+1)}, nil
+}
+
+// immutable refuses changes to fields that cannot change once written.
+func immutable(old, r Resource) error {
+	o, ok := old.(*IPPool)
+	if !ok {
+		return nil
+	}
+	n := r.(*IPPool)
+	var errs []FieldError
+	if o.Spec.CIDR != n.Spec.CIDR {
+		errs = append(errs, FieldError{"spec.cidr", fmt.Sprintf("cannot change from %s: create a new pool and delete this one", o.Spec.CIDR)})
+	}
+	if o.Spec.BlockSize != n.Spec.BlockSize {
+		errs = append(errs, FieldError{"spec.blockSize", fmt.Sprintf("cannot change from %d", o.Spec.BlockSize)})
+	}
+	if errs != nil {
+		return &InvalidError{ID: IDOf(r), Fields: errs}
+	}
+	return nil
+}
+
+// encodeValue is the stored form of r: its JSON without resourceVersion.
+func encodeValue(r Resource) (string, error) {
+	m := r.Meta()
+	rv := m.ResourceVersion
+	m.ResourceVersion = ""
+	b, err := json.Marshal(r)
+	m.ResourceVersion = rv
+	if err != nil {
+		return "", fmt.Errorf("encoding %s: %w", IDOf(r), err)
+	}
+	return string(b), nil
+}
+
+func decodeValue(id ID, val []byte, modRev int64) (Resource, error) {
+	r := id.Kind.New()
+	if err := json.Unmarshal(val, r); err != nil {
+		return nil, fmt.Errorf("decoding %s from the datastore: %w", id, err)
+	}
+	r.Meta().ResourceVersion = strconv.FormatInt(modRev, 10)
+	return r, nil
+}
+
+func newUID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

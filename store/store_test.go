@@ -1,0 +1,263 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"calico/internal/testutil"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func pool(name, cidr string) *IPPool {
+	p := KindIPPool.New().(*IPPool)
+	p.Metadata.Name = name
+	p.Spec.CIDR = cidr
+	return p
+}
+
+func TestCRUD(t *testing.T) {
+	s := New(testutil.StartEtcd(t))
+	ctx := t.Context()
+	p := pool("p1", "10.65.0.0/16")
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if p.Metadata.ResourceVersion == "" || p.Metadata.UID == "" || p.Spec.BlockSize != 26 {
+		t.Errorf("Create did not fill in metadata and defaults: %+v", p)
+	}
+	if err := s.Create(ctx, pool("p1", "10.66.0.0/16")); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), `IPPool "p1" already exists`) {
+		t.Errorf("second Create = %v; want ErrExists", err)
+	}
+	got, err := GetOf[*IPPool](ctx, s, "", "p1")
+	if err != nil || got.Spec.CIDR != "10.65.0.0/16" || got.Metadata.ResourceVersion != p.Metadata.ResourceVersion {
+		t.Fatalf("GetOf = %+v, %v", got, err)
+	}
+	// Two writers read the same version; the second update loses.
+	a, b := *got, *got
+	a.Spec.NATOutgoing = true
+	if err := s.Update(ctx, &a); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	b.Spec.Disabled = true
+	if err := s.Update(ctx, &b); !errors.Is(err, ErrConflict) {
+		t.Errorf("stale Update = %v; want ErrConflict", err)
+	}
+	c := a
+	c.Spec.CIDR = "10.99.0.0/16"
+	if err := s.Update(ctx, &c); err == nil || !strings.Contains(err.Error(), "spec.cidr: cannot change") {
+		t.Errorf("Update changing the CIDR = %v; want refused", err)
+	}
+	if _, err := s.Delete(ctx, IDOf(&a), got.Metadata.ResourceVersion); !errors.Is(err, ErrConflict) {
+		t.Errorf("Delete of a stale version = %v; want ErrConflict", err)
+	}
+	old, err := s.Delete(ctx, IDOf(&a), a.Metadata.ResourceVersion)
+	if err != nil || !old.(*IPPool).Spec.NATOutgoing {
+		t.Fatalf("Delete = %v, %v", old, err)
+	}
+	if _, err := s.Get(ctx, IDOf(&a)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Delete = %v; want ErrNotFound", err)
+	}
+}
+
+func TestInvalidWritesNothing(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := New(cli)
+	if err := s.Create(t.Context(), pool("p1", "10.65.0.0/33")); err == nil {
+		t.Fatal("Create of an invalid pool succeeded")
+	}
+	resp, err := cli.Get(t.Context(), "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Errorf("keys after a refused write = %d, %v; want 0", resp.Count, err)
+	}
+}
+
+func TestPoolOverlap(t *testing.T) {
+	s := New(testutil.StartEtcd(t))
+	ctx := t.Context()
+	if err := s.Create(ctx, pool("p1", "10.65.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Create(ctx, pool("p2", "10.65.128.0/17"))
+	if err == nil || !strings.Contains(err.Error(), `spec.cidr: 10.65.128.0/17 overlaps IPPool "p1" (10.65.0.0/16)`) {
+		t.Errorf("overlapping Create = %v", err)
+	}
+	// Racing creators of overlapping pools: exactly one wins.
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Create(ctx, pool(fmt.Sprintf("r%d", i), "10.70.0.0/16")) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of 8 racing overlapping pools were created (%v); want exactly 1", ok, errs)
+	}
+}
+
+func TestApply(t *testing.T) {
+	s := New(testutil.StartEtcd(t))
+	ctx := t.Context()
+	created, err := s.Apply(ctx, pool("p1", "10.65.0.0/16"))
+	if err != nil || !created {
+		t.Fatalf("first Apply = %v, %v; want created", created, err)
+	}
+	p := pool("p1", "10.65.0.0/16")
+	p.Spec.NATOutgoing = true
+	created, err = s.Apply(ctx, p)
+	if err != nil || created {
+		t.Fatalf("second Apply = %v, %v; want updated", created, err)
+	}
+	got, _ := GetOf[*IPPool](ctx, s, "", "p1")
+	if !got.Spec.NATOutgoing {
+		t.Errorf("Apply did not update: %+v", got.Spec)
+	}
+}
+
+func TestListNamespaced(t *testing.T) {
+	s := New(testutil.StartEtcd(t))
+	ctx := t.Context()
+	for _, id := range []struct{ ns, name string }{{"a", "x"}, {"b", "x"}, {"a", "y"}} {
+		np := KindNetworkPolicy.New().(*NetworkPolicy)
+		np.Metadata.Namespace, np.Metadata.Name = id.ns, id.name
+		if err := s.Create(ctx, np); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := ListOf[*NetworkPolicy](ctx, s, "")
+	if err != nil || len(all) != 3 {
+		t.Fatalf("ListOf all = %d, %v; want 3", len(all), err)
+	}
+	inA, _ := ListOf[*NetworkPolicy](ctx, s, "a")
+	if len(inA) != 2 || inA[0].Metadata.Name != "x" || inA[1].Metadata.Name != "y" {
+		t.Errorf("ListOf a = %v", inA)
+	}
+}
+
+// syncRecorder keeps the state Sync delivers.
+type syncRecorder struct {
+	mu        sync.Mutex
+	state     map[string]Resource
+	snapshots int
+	changed   chan struct{}
+}
+
+func (r *syncRecorder) on(ev SyncEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ev.Err != nil {
+		return
+	}
+	if ev.Snapshot {
+		r.snapshots++
+		r.state = map[string]Resource{}
+	}
+	for _, u := range ev.Updates {
+		if u.Resource == nil {
+			delete(r.state, Key(u.ID))
+		} else {
+			r.state[Key(u.ID)] = u.Resource
+		}
+	}
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (r *syncRecorder) waitFor(t *testing.T, what string, cond func(map[string]Resource, int) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		ok := cond(r.state, r.snapshots)
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-r.changed:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestSync(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := New(cli)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if err := s.Create(ctx, pool("before", "10.1.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	rec := &syncRecorder{changed: make(chan struct{}, 1)}
+	done := make(chan error)
+	go func() { done <- s.Sync(ctx, rec.on) }()
+	rec.waitFor(t, "the snapshot", func(st map[string]Resource, _ int) bool { return len(st) == 1 })
+
+	p := pool("after", "10.2.0.0/16")
+	if err := s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "the created pool", func(st map[string]Resource, _ int) bool { return len(st) == 2 })
+	if _, err := s.Delete(ctx, IDOf(p), ""); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "the deletion", func(st map[string]Resource, _ int) bool { return len(st) == 1 })
+
+	// A bad value under the prefix is skipped, not fatal.
+	cli.Put(ctx, ResourcePrefix+"ippools/garbage", "{not json")
+	if err := s.Create(ctx, pool("third", "10.3.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "the third pool", func(st map[string]Resource, _ int) bool { return st[ResourcePrefix+"ippools/third"] != nil })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Sync returned %v; want context.Canceled", err)
+	}
+}
+
+func TestSyncRecoversFromCompaction(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := New(cli)
+	ctx := t.Context()
+	rec := &syncRecorder{changed: make(chan struct{}, 1)}
+	// Deliver the snapshot, then stall the watch long enough to compact
+	// past it: Sync's watch starts after the first snapshot is delivered.
+	stall := make(chan struct{})
+	first := true
+	go s.Sync(ctx, func(ev SyncEvent) {
+		if first && ev.Snapshot {
+			first = false
+			rec.on(ev)
+			<-stall
+			return
+		}
+		rec.on(ev)
+	})
+	rec.waitFor(t, "the first snapshot", func(_ map[string]Resource, n int) bool { return n == 1 })
+	var last int64
+	for i := range 5 {
+		if err := s.Create(ctx, pool(fmt.Sprintf("p%d", i), fmt.Sprintf("10.%d.0.0/16", i))); err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := cli.Get(ctx, "x")
+		last = resp.Header.Revision
+	}
+	if _, err := cli.Compact(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	close(stall)
+	rec.waitFor(t, "a second snapshot with all five pools", func(st map[string]Resource, n int) bool { return n == 2 && len(st) == 5 })
+}

@@ -1,0 +1,144 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// SyncEvent is one step of Sync: either the complete state (Snapshot) or
+// changes to it, or a report that the datastore cannot be read right now.
+type SyncEvent struct {
+	// Snapshot marks Updates as the complete state, replacing everything
+	// delivered before.
+	Snapshot bool
+	Updates  []Update
+	// Revision is the datastore revision the state is at.
+	Revision int64
+	// Err is set when the datastore could not be read; Sync keeps trying.
+	Err error
+	// Bad lists keys whose values could not be decoded; they are left out.
+	Bad []error
+}
+
+// Update is one resource as it now is, or its deletion (Resource nil).
+type Update struct {
+	ID       ID
+	Resource Resource
+}
+
+// Sync lists every resource and then watches for changes, calling fn for
+// each step from one goroutine. A watch that breaks resumes from the last
+// revision seen; one that falls behind a compaction relists and delivers a
+// new snapshot. It returns only when ctx is done.
+func (s *Store) Sync(ctx context.Context, fn func(SyncEvent)) error {
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	rev := int64(0) // 0: list first
+	for ctx.Err() == nil {
+		if rev == 0 {
+			ev, err := s.snapshot(ctx)
+			if err != nil {
+				fn(SyncEvent{Err: err})
+				backoff.wait(ctx)
+				continue
+			}
+			fn(ev)
+			rev = ev.Revision
+		}
+		next, err := s.watch(ctx, rev, fn, backoff)
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, rpctypes.ErrCompacted):
+			rev = 0
+		default:
+			if err != nil {
+				fn(SyncEvent{Err: err, Revision: next})
+			}
+			rev = next
+			backoff.wait(ctx)
+		}
+	}
+	return ctx.Err()
+}
+
+func (s *Store) snapshot(ctx context.Context) (SyncEvent, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.kv.Get(ctx, ResourcePrefix, clientv3.WithPrefix())
+	if err != nil {
+		return SyncEvent{}, fmt.Errorf("listing resources: %w", err)
+	}
+	ev := SyncEvent{Snapshot: true, Revision: resp.Header.Revision}
+	for _, kv := range resp.Kvs {
+		s.decodeInto(&ev, string(kv.Key), kv.Value, kv.ModRevision)
+	}
+	return ev, nil
+}
+
+func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
+	id, ok := ParseKey(key)
+	if !ok {
+		return // not a resource kind we know
+	}
+	if val == nil {
+		ev.Updates = append(ev.Updates, Update{ID: id})
+		return
+	}
+	r, err := decodeValue(id, val, rev)
+	if err != nil {
+		ev.Bad = append(ev.Bad, err)
+		return
+	}
+	ev.Updates = append(ev.Updates, Update{ID: id, Resource: r})
+}
+
+// watch delivers changes after rev until the watch breaks, and returns the
+// last revision it delivered.
+func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *backoff) (int64, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for wr := range s.kv.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		if err := wr.Err(); err != nil {
+			if wr.CompactRevision != 0 {
+				return rev, rpctypes.ErrCompacted
+			}
+			return rev, fmt.Errorf("watching resources: %w", err)
+		}
+		b.reset()
+		if len(wr.Events) == 0 {
+			continue
+		}
+		ev := SyncEvent{Revision: wr.Header.Revision}
+		for _, e := range wr.Events {
+			var val []byte
+			if e.Type == clientv3.EventTypePut {
+				val = e.Kv.Value
+			}
+			s.decodeInto(&ev, string(e.Kv.Key), val, e.Kv.ModRevision)
+		}
+		fn(ev)
+		rev = wr.Header.Revision
+	}
+	return rev, errors.New("watch closed")
+}
+
+// backoff is a capped exponential delay.
+type backoff struct{ cur, min, max time.Duration }
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, min: min, max: max} }
+
+func (b *backoff) reset() { b.cur = b.min }
+
+func (b *backoff) wait(ctx context.Context) {
+	t := time.NewTimer(b.cur)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	b.cur = min(b.cur*2, b.max)
+}

@@ -1,0 +1,97 @@
+package store
+
+import (
+	"strings"
+	"testing"
+)
+
+func mustDecode(t *testing.T, s string) Resource {
+	t.Helper()
+	rs, err := Decode([]byte("apiVersion: projectcalico.org/v3\n" + s))
+	if err != nil {
+		t.Fatalf("Decode(%q): %v", s, err)
+	}
+	return rs[0]
+}
+
+func TestValidateRefuses(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"kind: IPPool\nmetadata: {name: P}\nspec: {cidr: 10.0.0.0/16}", `metadata.name: "P" must be lower-case`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/33}", `spec.cidr: "10.0.0.0/33" is not a CIDR`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.1/16}", `has host bits set (did you mean 10.0.0.0/16?)`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/28}", `spec.cidr: 10.0.0.0/28 is smaller than one block (/26)`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, blockSize: 19}", `spec.blockSize: 19 is out of range for an IPv4 pool (20-32)`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 'fd00::/48', blockSize: 26}", `spec.blockSize: 26 is out of range for an IPv6 pool`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 169.254.0.0/16}", `overlaps the link-local range`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, ipipMode: Always}", `spec.ipipMode: "Always" is not supported`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, nodeSelector: 'a =='}", `spec.nodeSelector:`},
+		{"kind: IPPool\nmetadata: {name: p, namespace: x}\nspec: {cidr: 10.0.0.0/16}", `metadata.namespace: IPPool is not namespaced`},
+		{"kind: Profile\nmetadata: {name: p, labels: {'bad key!': x}}", `metadata.labels:`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Accept}]}", `spec.ingress[0].action: "Accept" is not Allow, Deny, Log or Pass`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {egress: [{}]}", `spec.egress[0].action: is required`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, destination: {ports: [80]}}]}", `spec.ingress[0].destination.ports: needs protocol TCP, UDP, SCTP or UDPLite`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: ICMP, icmp: {code: 1}}]}", `spec.ingress[0].icmp.code: needs a type`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: TCP, icmp: {type: 8}}]}", `spec.ingress[0].icmp: needs protocol ICMP or ICMPv6`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, ipVersion: 4, source: {nets: ['fd00::/64']}}]}", `spec.ingress[0].source.nets[0]: fd00::/64 is not an IPv4 CIDR`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, ipVersion: 5}]}", `spec.ingress[0].ipVersion: 5 is not 4 or 6`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, source: {selector: 'a = b'}}]}", `spec.ingress[0].source.selector:`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, source: {notNets: [nope]}}]}", `spec.ingress[0].source.notNets[0]: "nope" is not a CIDR`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {types: [Egress], ingress: [{action: Allow}]}", `spec.ingress: has rules but spec.types does not include Ingress`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {types: [Ingress, Ingress]}", `spec.types[1]: "Ingress" is listed twice`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: security}", `spec.tier: "security": only the default tier is supported`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {preDNAT: true}", `spec.preDNAT: is not supported`},
+		{"kind: NetworkPolicy\nmetadata: {name: n, namespace: Bad_NS}", `metadata.namespace: "Bad_NS"`},
+		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali0123456789abcdef, ipNetworks: [10.0.0.0/24]}", `spec.interfaceName: "cali0123456789abcdef" is not an interface name`},
+		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali1, ipNetworks: [10.0.0.0/24]}", `spec.ipNetworks[0]: 10.0.0.0/24 must be a single address`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n}", `spec: give interfaceName or expectedIPs`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1}", `spec.asNumber: is required with peerIP`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 'nope', asNumber: 64512}", `spec.peerIP: "nope" is not an address`},
+		{"kind: BGPConfiguration\nmetadata: {name: mine}", `metadata.name: "mine" must be "default" or "node.<node name>"`},
+		{"kind: BGPConfiguration\nmetadata: {name: node.h1}\nspec: {nodeToNodeMeshEnabled: false}", `a per-node BGPConfiguration may set only`},
+		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {defaultEndpointToHostAction: Allow}", `spec.defaultEndpointToHostAction: "Allow" is not Drop, Return or Accept`},
+		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: icmp, port: 1}]}", `spec.failsafeInboundHostPorts[0].protocol: "icmp" is not tcp or udp`},
+		{"kind: Node\nmetadata: {name: h1}\nspec: {bgp: {ipv4Address: 10.0.0.1}}", `spec.bgp.ipv4Address: "10.0.0.1" is not an IPv4 address with prefix length`},
+	} {
+		err := Validate(mustDecode(t, tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%q) = %v;\nwant an error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	for _, in := range []string{
+		"kind: IPPool\nmetadata: {name: default-ipv4-ippool}\nspec: {cidr: 192.168.0.0/16}",
+		"kind: IPPool\nmetadata: {name: v6}\nspec: {cidr: 'fd00:65::/48', natOutgoing: true}",
+		"kind: Profile\nmetadata: {name: a}\nspec: {labelsToApply: {a: ''}, ingress: [{action: Allow, source: {selector: has(a)}}], egress: [{action: Allow}]}",
+		"kind: GlobalNetworkPolicy\nmetadata: {name: db}\nspec: {order: 100, selector: role == 'db', ingress: [{action: Allow, protocol: TCP, source: {selector: role == 'web'}, destination: {ports: [5432, '6000:6010']}}]}",
+		"kind: NetworkPolicy\nmetadata: {name: n}\nspec: {selector: all(), egress: [{action: Deny, protocol: ICMPv6, icmp: {type: 128, code: 0}}]}",
+		"kind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: '172.31.1.1', asNumber: 65001}",
+		"kind: BGPConfiguration\nmetadata: {name: default}\nspec: {nodeToNodeMeshEnabled: false, asNumber: '1.10', listenPort: 179}",
+		"kind: FelixConfiguration\nmetadata: {name: node.h1}\nspec: {defaultEndpointToHostAction: Accept, failsafeInboundHostPorts: [{protocol: tcp, port: 22}]}",
+	} {
+		if err := Validate(mustDecode(t, in)); err != nil {
+			t.Errorf("Validate(%q) = %v; want nil", in, err)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	p := mustDecode(t, "kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 'fd00:65::/48'}").(*IPPool)
+	if err := Validate(p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Spec.BlockSize != 122 || p.Spec.NodeSelector != "all()" || p.Spec.IPIPMode != "Never" {
+		t.Errorf("defaults = %+v", p.Spec)
+	}
+	g := mustDecode(t, "kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {egress: [{action: Allow}]}").(*GlobalNetworkPolicy)
+	Validate(g)
+	if strings.Join(g.Spec.Types, ",") != "Ingress,Egress" {
+		t.Errorf("inferred types = %v; want Ingress,Egress", g.Spec.Types)
+	}
+	n := mustDecode(t, "kind: NetworkPolicy\nmetadata: {name: n}").(*NetworkPolicy)
+	Validate(n)
+	if n.Metadata.Namespace != "default" || strings.Join(n.Spec.Types, ",") != "Ingress" {
+		t.Errorf("namespace %q types %v; want default, Ingress", n.Metadata.Namespace, n.Spec.Types)
+	}
+}
