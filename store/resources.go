@@ -225,8 +225,8 @@ type FelixConfiguration struct {
 // FelixConfigurationSpec is the part of Calico's FelixConfiguration spec we
 // implement.
 type FelixConfigurationSpec struct {
-	LogSeverityScreen           string      `json:"logSeverityScreen,omitempty"`
-	DefaultEndpointToHostAction string      `json:"defaultEndpointToHostAction,omitempty"`
+	LogSeverityScreen           string       `json:"logSeverityScreen,omitempty"`
+	DefaultEndpointToHostAction string       `json:"defaultEndpointToHostAction,omitempty"`
 	FailsafeInboundHostPorts    *[]ProtoPort `json:"failsafeInboundHostPorts,omitempty"`
 	FailsafeOutboundHostPorts   *[]ProtoPort `json:"failsafeOutboundHostPorts,omitempty"`
 }
