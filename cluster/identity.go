@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Identity is what a node remembers about itself across restarts, in
+// <data-dir>/node.json. It is written last when a node founds or joins a
+// cluster, so its presence means the node is a member.
+type Identity struct {
+	Name      string       `json:"name"`
+	ClusterID string       `json:"clusterID"`
+	IPv4      netip.Prefix `json:"ipv4,omitzero"`
+	IPv6      netip.Prefix `json:"ipv6,omitzero"`
+	// Role is "voter" for a node with an etcd member, "client" otherwise.
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+}
+
+func identityPath(dataDir string) string { return filepath.Join(dataDir, "node.json") }
+
+// LoadIdentity reads the node's identity; ok is false when there is none.
+func LoadIdentity(dataDir string) (id Identity, ok bool, err error) {
+	b, err := os.ReadFile(identityPath(dataDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Identity{}, false, nil
+	}
+	if err != nil {
+		return Identity{}, false, err
+	}
+	if err := json.Unmarshal(b, &id); err != nil {
+		return Identity{}, false, fmt.Errorf("reading %s: %w", identityPath(dataDir), err)
+	}
+	return id, true, nil
+}
+
+// save writes the identity atomically.
+func (id Identity) save(dataDir string) error {
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(identityPath(dataDir), append(b, '\n'), 0o600)
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so a crash leaves either the old file or the new one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The cluster's TLS material lives under <data-dir>/pki: the cluster CA
+// (its key only on nodes that may sign) and this node's certificate, which
+// serves and authenticates etcd traffic in both directions.
+type pki struct{ dir string }
+
+func newPKI(dataDir string) pki { return pki{dir: filepath.Join(dataDir, "pki")} }
+
+func (p pki) caCert() string   { return filepath.Join(p.dir, "ca.crt") }
+func (p pki) caKey() string    { return filepath.Join(p.dir, "ca.key") }
+func (p pki) nodeCert() string { return filepath.Join(p.dir, "node.crt") }
+func (p pki) nodeKey() string  { return filepath.Join(p.dir, "node.key") }
+
+const (
+	caLifetime   = 10 * 365 * 24 * time.Hour
+	leafLifetime = 365 * 24 * time.Hour
+	// renewBefore is how close to expiry a node certificate is renewed on
+	// start.
+	renewBefore = 90 * 24 * time.Hour
+)
+
+// createCA makes a new cluster CA.
+func (p pki) createCA(clusterID string) error {
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "calico-ca-" + clusterID, Organization: []string{"calico"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(caLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	return writeKeyPair(p.caCert(), p.caKey(), der, key)
+}
+
+// issueNode signs a certificate for a node's name and addresses with the
+// cluster CA. Certificates are for both server and client use: etcd
+// members present them to each other and to clients.
+func (p pki) issueNode(name string, addrs []netip.Addr) error {
+	ca, caKey, err := p.loadCA()
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"calico"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(leafLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{name, "localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	for _, a := range addrs {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, a.AsSlice())
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	return writeKeyPair(p.nodeCert(), p.nodeKey(), der, key)
+}
+
+// renewNode reissues the node certificate when it is close to expiry and
+// this node holds the CA key.
+func (p pki) renewNode(name string, addrs []netip.Addr) (bool, error) {
+	b, err := os.ReadFile(p.nodeCert())
+	if err != nil {
+		return false, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return false, fmt.Errorf("%s holds no certificate", p.nodeCert())
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return false, err
+	}
+	if time.Until(cert.NotAfter) > renewBefore {
+		return false, nil
+	}
+	if _, err := os.Stat(p.caKey()); err != nil {
+		return false, fmt.Errorf("node certificate expires %s and this node cannot renew it: %w", cert.NotAfter.Format(time.DateOnly), err)
+	}
+	return true, p.issueNode(name, addrs)
+}
+
+func (p pki) loadCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	pair, err := tls.LoadX509KeyPair(p.caCert(), p.caKey())
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading the cluster CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, errors.New("the cluster CA key is not an ECDSA key")
+	}
+	return cert, key, nil
+}
+
+// clientTLS is the TLS configuration this node uses as an etcd client.
+func (p pki) clientTLS() (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(p.nodeCert(), p.nodeKey())
+	if err != nil {
+		return nil, fmt.Errorf("loading the node certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(p.caCert())
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", p.caCert())
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func writeKeyPair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
