@@ -1,0 +1,70 @@
+package route
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+)
+
+// Fake is an in-memory Table for tests of the code that drives it.
+type Fake struct {
+	mu     sync.Mutex
+	routes map[netip.Prefix]Route
+	// Ifaces are the interfaces that exist; a device route to another is
+	// refused, as the kernel would.
+	Ifaces   map[string]bool
+	Applies  int
+	failNext bool
+}
+
+var _ interface{ Apply([]Route) error } = (*Fake)(nil)
+
+// NewFake returns an empty Fake in which every interface exists.
+func NewFake() *Fake { return &Fake{routes: map[netip.Prefix]Route{}} }
+
+// FailNext makes the next Apply fail without changing anything.
+func (f *Fake) FailNext() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failNext = true
+}
+
+// Apply has Table.Apply's semantics.
+func (f *Fake) Apply(want []Route) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Applies++
+	if f.failNext {
+		f.failNext = false
+		return errors.New("fake: injected failure")
+	}
+	want = normalize(want)
+	keep := map[netip.Prefix]bool{}
+	var errs []error
+	for _, r := range want {
+		keep[r.Dst] = true
+		if r.Iface != "" && f.Ifaces != nil && !f.Ifaces[r.Iface] {
+			errs = append(errs, fmt.Errorf("programming route %s: no interface %s", r, r.Iface))
+			continue
+		}
+		f.routes[r.Dst] = r
+	}
+	for dst := range f.routes {
+		if !keep[dst] {
+			delete(f.routes, dst)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// String dumps the routes as Dump does.
+func (f *Fake) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rs := make([]Route, 0, len(f.routes))
+	for _, r := range f.routes {
+		rs = append(rs, r)
+	}
+	return Dump(rs)
+}

@@ -1,0 +1,242 @@
+// Package route keeps the host's routes of our own protocol number equal to
+// a desired list: a /32 or /128 towards each local workload's interface, a
+// blackhole for each of the host's address blocks, and later the routes
+// learned by BGP. It owns every route with protocol Protocol in the main
+// table and nothing else.
+package route
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Protocol marks our routes (rtm_protocol). 80 is not assigned to any
+// routing daemon in /etc/iproute2/rt_protos.
+const Protocol = 80
+
+// Route is one desired route.
+type Route struct {
+	Dst netip.Prefix
+	// Iface is the device of a direct route to a local workload.
+	Iface string
+	// Blackhole drops traffic for Dst (an address block of this host).
+	Blackhole bool
+	// Via are next hops (ECMP when there are several).
+	Via []netip.Addr
+}
+
+func (r Route) String() string {
+	switch {
+	case r.Blackhole:
+		return "blackhole " + r.Dst.String()
+	case r.Iface != "":
+		return r.Dst.String() + " dev " + r.Iface
+	}
+	via := make([]string, len(r.Via))
+	for i, v := range r.Via {
+		via[i] = v.String()
+	}
+	return r.Dst.String() + " via " + strings.Join(via, ",")
+}
+
+func (r Route) equal(o Route) bool {
+	return r.Dst == o.Dst && r.Iface == o.Iface && r.Blackhole == o.Blackhole && slices.Equal(r.Via, o.Via)
+}
+
+// Table programs routes through netlink in the network namespace its
+// handle was opened in.
+type Table struct {
+	h   *netlink.Handle
+	log *slog.Logger
+}
+
+// New opens a Table in the calling thread's network namespace.
+func New(log *slog.Logger) (*Table, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{h: h, log: log.With("component", "routes")}, nil
+}
+
+// Close releases the netlink socket.
+func (t *Table) Close() { t.h.Close() }
+
+// Apply makes our routes in the kernel equal to want: it adds or replaces
+// what differs and deletes ours that are not wanted. It may be called again
+// with the same input, which changes nothing. A route that cannot be
+// programmed (its interface is not there yet) does not stop the others; the
+// errors are joined.
+func (t *Table) Apply(want []Route) error {
+	start := time.Now()
+	have, err := t.list()
+	if err != nil {
+		return err
+	}
+	want = normalize(want)
+	wantBy := make(map[netip.Prefix]Route, len(want))
+	for _, r := range want {
+		wantBy[r.Dst] = r
+	}
+	var errs []error
+	added, deleted := 0, 0
+	// Add before delete, so a moved route never leaves a gap.
+	for _, r := range want {
+		if h, ok := have[r.Dst]; ok && h.equal(r) {
+			continue
+		}
+		nr, err := t.toNetlink(r)
+		if err == nil {
+			err = t.h.RouteReplace(nr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("programming route %s: %w", r, err))
+			continue
+		}
+		t.log.Debug("route programmed", "route", r.String())
+		added++
+	}
+	for dst, r := range have {
+		if _, ok := wantBy[dst]; ok {
+			continue
+		}
+		if err := t.h.RouteDel(t.deletion(r)); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("deleting route %s: %w", r, err))
+			continue
+		}
+		t.log.Debug("route deleted", "route", r.String())
+		deleted++
+	}
+	if added+deleted > 0 {
+		t.log.Info("applied routes", "added", added, "deleted", deleted, "took", time.Since(start).Round(time.Microsecond))
+	}
+	return errors.Join(errs...)
+}
+
+// list reads our routes, both families, from the main table.
+func (t *Table) list() (map[netip.Prefix]Route, error) {
+	out := map[netip.Prefix]Route{}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := t.h.RouteListFiltered(family, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
+			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("listing routes: %w", err)
+		}
+		for _, nr := range rs {
+			r, ok := t.fromNetlink(nr)
+			if ok {
+				out[r.Dst] = r
+			}
+		}
+	}
+	return out, nil
+}
+
+func (t *Table) toNetlink(r Route) (*netlink.Route, error) {
+	nr := &netlink.Route{Dst: ipNet(r.Dst), Protocol: Protocol, Table: unix.RT_TABLE_MAIN}
+	switch {
+	case r.Blackhole:
+		nr.Type = unix.RTN_BLACKHOLE
+	case r.Iface != "":
+		link, err := t.h.LinkByName(r.Iface)
+		if err != nil {
+			return nil, fmt.Errorf("finding %s: %w", r.Iface, err)
+		}
+		nr.LinkIndex = link.Attrs().Index
+		nr.Scope = netlink.SCOPE_LINK
+	case len(r.Via) == 1:
+		nr.Gw = r.Via[0].AsSlice()
+	default:
+		for _, v := range r.Via {
+			nr.MultiPath = append(nr.MultiPath, &netlink.NexthopInfo{Gw: v.AsSlice()})
+		}
+	}
+	return nr, nil
+}
+
+func (t *Table) fromNetlink(nr netlink.Route) (Route, bool) {
+	if nr.Dst == nil {
+		return Route{}, false
+	}
+	a, _ := netip.AddrFromSlice(nr.Dst.IP)
+	ones, _ := nr.Dst.Mask.Size()
+	r := Route{Dst: netip.PrefixFrom(a.Unmap(), ones)}
+	switch {
+	case nr.Type == unix.RTN_BLACKHOLE:
+		r.Blackhole = true
+	case nr.Gw != nil:
+		g, _ := netip.AddrFromSlice(nr.Gw)
+		r.Via = []netip.Addr{g.Unmap()}
+	case len(nr.MultiPath) > 0:
+		for _, nh := range nr.MultiPath {
+			g, _ := netip.AddrFromSlice(nh.Gw)
+			r.Via = append(r.Via, g.Unmap())
+		}
+		slices.SortFunc(r.Via, netip.Addr.Compare)
+	default:
+		if link, err := t.h.LinkByIndex(nr.LinkIndex); err == nil {
+			r.Iface = link.Attrs().Name
+		}
+	}
+	return r, true
+}
+
+func (t *Table) deletion(r Route) *netlink.Route {
+	// The library copies Scope into the request; "nowhere" matches a
+	// route of any scope.
+	nr := &netlink.Route{Dst: ipNet(r.Dst), Protocol: Protocol, Table: unix.RT_TABLE_MAIN, Scope: netlink.SCOPE_NOWHERE}
+	if r.Blackhole {
+		nr.Type = unix.RTN_BLACKHOLE
+	}
+	return nr
+}
+
+// normalize sorts routes by destination and each route's next hops, so
+// that equal routes compare equal.
+func normalize(rs []Route) []Route {
+	out := slices.Clone(rs)
+	for i := range out {
+		out[i].Via = slices.Clone(out[i].Via)
+		slices.SortFunc(out[i].Via, netip.Addr.Compare)
+	}
+	slices.SortFunc(out, func(a, b Route) int {
+		return cmp.Or(a.Dst.Addr().Compare(b.Dst.Addr()), cmp.Compare(a.Dst.Bits(), b.Dst.Bits()))
+	})
+	return out
+}
+
+// Dump renders routes one per line, sorted: the form golden tests compare.
+func Dump(rs []Route) string {
+	var b strings.Builder
+	for _, r := range normalize(rs) {
+		b.WriteString(r.String() + "\n")
+	}
+	return b.String()
+}
+
+// Dump renders our routes as the kernel holds them.
+func (t *Table) Dump() (string, error) {
+	have, err := t.list()
+	if err != nil {
+		return "", err
+	}
+	rs := make([]Route, 0, len(have))
+	for _, r := range have {
+		rs = append(rs, r)
+	}
+	return Dump(rs), nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

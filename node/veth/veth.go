@@ -1,0 +1,217 @@
+// Package veth wires a workload into the host the Calico way: a veth pair
+// created with its peer directly inside the workload's network namespace,
+// the host side named cali… with MAC ee:ee:ee:ee:ee:ee and proxy ARP, and
+// on the workload side its addresses as /32 and /128 with default routes
+// via 169.254.1.1 and the host side's IPv6 link-local address. It also
+// makes and removes named network namespaces. The host's /32 and /128
+// routes towards the workload belong to the route driver, not to this
+// package.
+//
+// Every function that touches the host side runs in the network namespace
+// of the calling thread; callers in the node process are always there.
+package veth
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	// HostMAC is the MAC address of every host-side interface.
+	HostMAC = net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+	// GatewayV4 is the workload's IPv4 next hop, answered by proxy ARP.
+	GatewayV4 = netip.MustParseAddr("169.254.1.1")
+	// GatewayV6 is the host side's link-local address, derived from
+	// HostMAC; it is the workload's IPv6 next hop.
+	GatewayV6 = netip.MustParseAddr("fe80::ecee:eeff:feee:eeee")
+)
+
+// Spec is one workload interface to wire.
+type Spec struct {
+	// NetNS is the path of the workload's network namespace.
+	NetNS string
+	// HostIface is the host side's name (cali…), Iface the name inside
+	// the namespace (eth0).
+	HostIface, Iface string
+	// Addrs are the workload's addresses.
+	Addrs []netip.Addr
+	// MTU of both ends; 0 leaves the kernel's default.
+	MTU int
+}
+
+// Add creates and configures the veth pair. On failure it removes what it
+// made, so nothing is left half-wired.
+func Add(s Spec) (mac net.HardwareAddr, err error) {
+	ns, err := netns.GetFromPath(s.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("opening network namespace %s: %w", s.NetNS, err)
+	}
+	defer ns.Close()
+	host, err := netlink.NewHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
+	wl, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in %s: %w", s.NetNS, err)
+	}
+	defer wl.Close()
+
+	if _, err := wl.LinkByName(s.Iface); err == nil {
+		return nil, fmt.Errorf("namespace %s already has an interface %s", s.NetNS, s.Iface)
+	}
+	// A stale host side of that name (a crash between add and record)
+	// is ours by its name: remove it first, as Calico's CNI plugin does.
+	if old, err := host.LinkByName(s.HostIface); err == nil {
+		if err := host.LinkDel(old); err != nil {
+			return nil, fmt.Errorf("removing stale %s: %w", s.HostIface, err)
+		}
+	}
+	link := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: s.HostIface, HardwareAddr: HostMAC, MTU: s.MTU},
+		PeerName:      s.Iface,
+		PeerNamespace: netlink.NsFd(ns),
+	}
+	if err := host.LinkAdd(link); err != nil {
+		return nil, fmt.Errorf("creating veth %s: %w", s.HostIface, err)
+	}
+	defer func() {
+		if err != nil {
+			if l, lerr := host.LinkByName(s.HostIface); lerr == nil {
+				host.LinkDel(l)
+			}
+		}
+	}()
+	if err := configureHostSide(host, s.HostIface); err != nil {
+		return nil, err
+	}
+	mac, err = configureWorkloadSide(wl, s)
+	if err != nil {
+		return nil, err
+	}
+	return mac, nil
+}
+
+func configureHostSide(h *netlink.Handle, name string) error {
+	// Before the link comes up, so its link-local address skips DAD and
+	// is usable as the workload's gateway at once.
+	for _, sc := range []struct{ path, val string }{
+		{"ipv4/conf/" + name + "/proxy_arp", "1"},
+		{"ipv4/neigh/" + name + "/proxy_delay", "0"},
+		{"ipv4/conf/" + name + "/forwarding", "1"},
+		{"ipv6/conf/" + name + "/accept_ra", "0"},
+		{"ipv6/conf/" + name + "/accept_dad", "0"},
+		{"ipv6/conf/" + name + "/disable_ipv6", "0"},
+		{"ipv6/conf/" + name + "/forwarding", "1"},
+	} {
+		if err := WriteSysctl(sc.path, sc.val); err != nil && !(errors.Is(err, os.ErrNotExist) && strings.HasPrefix(sc.path, "ipv6/")) {
+			return err
+		}
+	}
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", name, err)
+	}
+	// The kernel does not always honour the MAC given at creation.
+	if link.Attrs().HardwareAddr.String() != HostMAC.String() {
+		if err := h.LinkSetHardwareAddr(link, HostMAC); err != nil {
+			return fmt.Errorf("setting the MAC of %s: %w", name, err)
+		}
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bringing %s up: %w", name, err)
+	}
+	return nil
+}
+
+func configureWorkloadSide(h *netlink.Handle, s Spec) (net.HardwareAddr, error) {
+	if lo, err := h.LinkByName("lo"); err == nil {
+		h.LinkSetUp(lo)
+	}
+	link, err := h.LinkByName(s.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("finding %s in %s: %w", s.Iface, s.NetNS, err)
+	}
+	var has4, has6 bool
+	for _, a := range s.Addrs {
+		addr := &netlink.Addr{IPNet: netipNet(netip.PrefixFrom(a, a.BitLen()))}
+		if a.Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+			has6 = true
+		} else {
+			has4 = true
+		}
+		if err := h.AddrAdd(link, addr); err != nil {
+			return nil, fmt.Errorf("adding %s to %s: %w", a, s.Iface, err)
+		}
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("bringing %s up: %w", s.Iface, err)
+	}
+	idx := link.Attrs().Index
+	var routes []*netlink.Route
+	if has4 {
+		routes = append(routes,
+			&netlink.Route{LinkIndex: idx, Dst: netipNet(netip.PrefixFrom(GatewayV4, 32)), Scope: netlink.SCOPE_LINK},
+			&netlink.Route{LinkIndex: idx, Dst: netipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: GatewayV4.AsSlice()})
+	}
+	if has6 {
+		routes = append(routes, &netlink.Route{LinkIndex: idx, Dst: netipNet(netip.MustParsePrefix("::/0")), Gw: GatewayV6.AsSlice()})
+	}
+	for _, r := range routes {
+		if err := h.RouteAdd(r); err != nil {
+			return nil, fmt.Errorf("adding route %s in %s: %w", r.Dst, s.NetNS, err)
+		}
+	}
+	return link.Attrs().HardwareAddr, nil
+}
+
+// Remove deletes the host side of a veth pair, which takes the workload
+// side with it. A missing interface is not an error.
+func Remove(hostIface string) error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(hostIface)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", hostIface, err)
+	}
+	if err := h.LinkDel(link); err != nil {
+		return fmt.Errorf("deleting %s: %w", hostIface, err)
+	}
+	return nil
+}
+
+// Exists reports whether the host has an interface of that name.
+func Exists(hostIface string) bool {
+	_, err := net.InterfaceByName(hostIface)
+	return err == nil
+}
+
+// WriteSysctl writes a value under /proc/sys/net, in the network
+// namespace of the calling thread.
+func WriteSysctl(path, val string) error {
+	if err := os.WriteFile("/proc/sys/net/"+path, []byte(val), 0o644); err != nil {
+		return fmt.Errorf("setting net.%s=%s: %w", strings.ReplaceAll(path, "/", "."), val, err)
+	}
+	return nil
+}
+
+func netipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
