@@ -1,0 +1,430 @@
+// Package calc computes what this host's dataplane should hold from a
+// snapshot of the datastore: the nftables ruleset in front of its
+// workloads and the routes towards them. Compute is a pure function of its
+// input, with no I/O, clock or logging, so that tests feed it values and
+// compare the result.
+package calc
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"calico/nft"
+	"calico/node/route"
+	"calico/store"
+	"calico/store/selector"
+)
+
+// Input is the part of the datastore one host's dataplane depends on.
+type Input struct {
+	// Node is this host's name.
+	Node           string
+	Workloads      []*store.WorkloadEndpoint // of every host
+	HostEndpoints  []*store.HostEndpoint     // of every host
+	Profiles       []*store.Profile
+	GlobalPolicies []*store.GlobalNetworkPolicy
+	Policies       []*store.NetworkPolicy
+	Felix          []*store.FelixConfiguration
+	// HostBlocks are the address blocks affine to this host.
+	HostBlocks []netip.Prefix
+}
+
+// Desired is the dataplane one host should have.
+type Desired struct {
+	Ruleset nft.Ruleset
+	Routes  []route.Route
+	// Problems are data that could not be used (an unparsable selector
+	// written by an older version, say); the rest is still computed.
+	Problems []string
+}
+
+// Labels every endpoint carries, as Calico adds them.
+const (
+	namespaceLabel     = selector.NamespaceLabel
+	orchestratorLabel  = "projectcalico.org/orchestrator"
+	namespaceNameLabel = "projectcalico.org/name"
+)
+
+// endpoint is any endpoint that selectors can pick, local or not.
+type endpoint struct {
+	labels map[string]string
+	ns     string // "" for host endpoints
+	addrs  []netip.Addr
+}
+
+// calculation holds the indexes of one Compute call.
+type calculation struct {
+	in        Input
+	profiles  map[string]*store.Profile
+	endpoints []endpoint
+	policies  map[string]nft.Policy // by chain name, those referenced
+	sets      map[string]*setSpec   // by set name
+	problems  []string
+	selectors map[string]*selector.Selector
+}
+
+type setSpec struct {
+	sel, nsSel *selector.Selector
+	// ns limits the set to one namespace ("" = any).
+	ns string
+}
+
+// Compute is the dataplane for in.
+func Compute(in Input) Desired {
+	c := &calculation{
+		in:        in,
+		profiles:  map[string]*store.Profile{},
+		policies:  map[string]nft.Policy{},
+		sets:      map[string]*setSpec{},
+		selectors: map[string]*selector.Selector{},
+	}
+	for _, p := range in.Profiles {
+		c.profiles[p.Metadata.Name] = p
+	}
+	for _, w := range in.Workloads {
+		c.endpoints = append(c.endpoints, endpoint{labels: c.workloadLabels(w), ns: w.Metadata.Namespace, addrs: workloadAddrs(w)})
+	}
+	for _, h := range in.HostEndpoints {
+		e := endpoint{labels: c.hostLabels(h)}
+		for _, ip := range h.Spec.ExpectedIPs {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				e.addrs = append(e.addrs, a)
+			}
+		}
+		c.endpoints = append(c.endpoints, e)
+	}
+
+	var d Desired
+	local := localWorkloads(in)
+	for _, w := range local {
+		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: workloadAddrs(w)}
+		labels := c.workloadLabels(w)
+		ep.Ingress = c.path(w, labels, "Ingress")
+		ep.Egress = c.path(w, labels, "Egress")
+		d.Ruleset.Workloads = append(d.Ruleset.Workloads, ep)
+		for _, a := range ep.Addrs {
+			d.Routes = append(d.Routes, route.Route{Dst: netip.PrefixFrom(a, a.BitLen()), Iface: ep.Iface})
+		}
+	}
+	for _, b := range in.HostBlocks {
+		d.Routes = append(d.Routes, route.Route{Dst: b, Blackhole: true})
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.policies)) {
+		d.Ruleset.Policies = append(d.Ruleset.Policies, c.policies[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
+		d.Ruleset.Sets = append(d.Ruleset.Sets, nft.Set{Name: name, Members: c.members(c.sets[name])})
+	}
+	d.Ruleset.EndpointToHost = endpointToHost(in)
+	d.Problems = c.problems
+	return d
+}
+
+// localWorkloads are this host's workload endpoints with an interface,
+// sorted by interface name.
+func localWorkloads(in Input) []*store.WorkloadEndpoint {
+	var out []*store.WorkloadEndpoint
+	for _, w := range in.Workloads {
+		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" {
+			out = append(out, w)
+		}
+	}
+	slices.SortFunc(out, func(a, b *store.WorkloadEndpoint) int {
+		return cmp.Compare(a.Spec.InterfaceName, b.Spec.InterfaceName)
+	})
+	return out
+}
+
+func workloadAddrs(w *store.WorkloadEndpoint) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range w.Spec.IPNetworks {
+		if p, err := store.ParseCIDR(n); err == nil && p.IsSingleIP() {
+			out = append(out, p.Addr())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// workloadLabels are the labels selectors see on a workload: its profiles'
+// labelsToApply, overridden by its own labels, plus Calico's namespace and
+// orchestrator labels.
+func (c *calculation) workloadLabels(w *store.WorkloadEndpoint) map[string]string {
+	out := map[string]string{}
+	for _, name := range w.Spec.Profiles {
+		if p := c.profiles[name]; p != nil {
+			maps.Copy(out, p.Spec.LabelsToApply)
+		}
+	}
+	maps.Copy(out, w.Metadata.Labels)
+	out[namespaceLabel] = w.Metadata.Namespace
+	out[orchestratorLabel] = w.Spec.Orchestrator
+	return out
+}
+
+func (c *calculation) hostLabels(h *store.HostEndpoint) map[string]string {
+	out := map[string]string{}
+	for _, name := range h.Spec.Profiles {
+		if p := c.profiles[name]; p != nil {
+			maps.Copy(out, p.Spec.LabelsToApply)
+		}
+	}
+	maps.Copy(out, h.Metadata.Labels)
+	return out
+}
+
+// namespaceLabels are the labels a namespaceSelector sees. Namespaces
+// here have no labels of their own beyond their name.
+func namespaceLabels(ns string) map[string]string {
+	return map[string]string{namespaceNameLabel: ns}
+}
+
+// path is the ordered policies and profiles that apply to a local workload
+// in one direction (types "Ingress" or "Egress").
+func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, dir string) nft.Path {
+	type applying struct {
+		order float64
+		key   string
+		chain string
+	}
+	var ps []applying
+	ns := w.Metadata.Namespace
+	for _, g := range c.in.GlobalPolicies {
+		s := &g.Spec
+		if !slices.Contains(s.Types, dir) || !c.match(s.Selector, labels) ||
+			(s.NamespaceSelector != "" && !c.match(s.NamespaceSelector, namespaceLabels(ns))) {
+			continue
+		}
+		chain := chainName("gnp-", g.Metadata.Name)
+		ps = append(ps, applying{orderOf(s.Order), g.Metadata.Name, chain})
+		c.addPolicy(chain, s.Ingress, s.Egress, "")
+	}
+	for _, p := range c.in.Policies {
+		s := &p.Spec
+		if p.Metadata.Namespace != ns || !slices.Contains(s.Types, dir) || !c.match(s.Selector, labels) {
+			continue
+		}
+		chain := chainName("np-", p.Metadata.Namespace+"."+p.Metadata.Name)
+		ps = append(ps, applying{orderOf(s.Order), p.Metadata.Namespace + "/" + p.Metadata.Name, chain})
+		c.addPolicy(chain, s.Ingress, s.Egress, p.Metadata.Namespace)
+	}
+	slices.SortFunc(ps, func(a, b applying) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key)) })
+	var out nft.Path
+	for _, p := range ps {
+		out.Policies = append(out.Policies, p.chain)
+	}
+	for _, name := range w.Spec.Profiles {
+		p := c.profiles[name]
+		if p == nil {
+			continue // a missing profile allows nothing
+		}
+		chain := chainName("pro-", name)
+		out.Profiles = append(out.Profiles, chain)
+		c.addPolicy(chain, p.Spec.Ingress, p.Spec.Egress, "")
+	}
+	return out
+}
+
+// orderOf sorts a policy without an order after every policy with one.
+func orderOf(o *float64) float64 {
+	if o == nil {
+		return 1e300
+	}
+	return *o
+}
+
+// chainName makes a unique nftables name for a policy, hashing names too
+// long for the kernel.
+func chainName(prefix, name string) string {
+	if len(prefix)+len(name) > 200 {
+		return prefix + hash(name)
+	}
+	return prefix + name
+}
+
+func (c *calculation) addPolicy(chain string, ingress, egress []store.Rule, ns string) {
+	if _, done := c.policies[chain]; done {
+		return
+	}
+	p := nft.Policy{Name: chain}
+	for _, r := range ingress {
+		p.Ingress = append(p.Ingress, c.rule(r, ns))
+	}
+	for _, r := range egress {
+		p.Egress = append(p.Egress, c.rule(r, ns))
+	}
+	c.policies[chain] = p
+}
+
+// selector parses a selector once per Compute; an unparsable one matches
+// nothing and is reported.
+func (c *calculation) selector(s string) *selector.Selector {
+	if sel, ok := c.selectors[s]; ok {
+		return sel
+	}
+	sel, err := selector.Parse(s)
+	if err != nil {
+		c.problems = append(c.problems, err.Error())
+		sel = nil
+	}
+	c.selectors[s] = sel
+	return sel
+}
+
+func (c *calculation) match(s string, labels map[string]string) bool {
+	sel := c.selector(s)
+	return sel != nil && sel.Evaluate(labels)
+}
+
+var actions = map[string]nft.Action{"Allow": nft.Allow, "Deny": nft.Deny, "Pass": nft.Pass, "Log": nft.Log}
+
+// rule translates a Calico rule; ns is the namespace of a NetworkPolicy
+// ("" for global policies and profiles), which scopes its selectors.
+func (c *calculation) rule(r store.Rule, ns string) nft.Rule {
+	out := nft.Rule{Action: actions[r.Action]}
+	if r.IPVersion != nil {
+		out.IPVersion = *r.IPVersion
+	}
+	if r.Protocol != nil {
+		out.Protocol = &r.Protocol.Num
+	}
+	if r.NotProtocol != nil {
+		out.NotProtocol = &r.NotProtocol.Num
+	}
+	out.ICMP, out.NotICMP = icmp(r.ICMP), icmp(r.NotICMP)
+	out.Src = c.entity(r.Source, ns)
+	out.Dst = c.entity(r.Destination, ns)
+	return out
+}
+
+func icmp(i *store.ICMP) *nft.ICMP {
+	if i == nil || i.Type == nil {
+		return nil
+	}
+	out := &nft.ICMP{Type: uint8(*i.Type)}
+	if i.Code != nil {
+		code := uint8(*i.Code)
+		out.Code = &code
+	}
+	return out
+}
+
+func (c *calculation) entity(e store.EntityRule, ns string) nft.Match {
+	var m nft.Match
+	if e.Selector != "" || e.NamespaceSelector != "" {
+		m.Set = c.set(e.Selector, e.NamespaceSelector, ns)
+	}
+	if e.NotSelector != "" {
+		m.NotSet = c.set(e.NotSelector, e.NamespaceSelector, ns)
+	}
+	m.Nets, m.NotNets = prefixes(e.Nets), prefixes(e.NotNets)
+	for _, p := range e.Ports {
+		m.Ports = append(m.Ports, nft.PortRange{First: p.First, Last: p.Last})
+	}
+	for _, p := range e.NotPorts {
+		m.NotPorts = append(m.NotPorts, nft.PortRange{First: p.First, Last: p.Last})
+	}
+	return m
+}
+
+// set names the address set of endpoints matching sel in the namespaces
+// matching nsSel; without nsSel a NetworkPolicy's selectors see only its
+// own namespace (ns) and others' see every namespace.
+func (c *calculation) set(sel, nsSel, ns string) string {
+	spec := &setSpec{sel: c.selector(sel)}
+	key := "sel:" + spec.sel.String()
+	if nsSel != "" {
+		spec.nsSel = c.selector(nsSel)
+		key += "|ns-sel:" + spec.nsSel.String()
+	} else if ns != "" {
+		spec.ns = ns
+		key += "|ns:" + ns
+	}
+	if (sel != "" && spec.sel == nil) || (nsSel != "" && spec.nsSel == nil) {
+		key = "invalid:" + sel + "|" + nsSel // matches nothing
+		spec = nil
+	}
+	name := "s-" + hash(key)
+	if _, ok := c.sets[name]; !ok {
+		c.sets[name] = spec
+	}
+	return name
+}
+
+func (c *calculation) members(s *setSpec) []netip.Addr {
+	if s == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, e := range c.endpoints {
+		switch {
+		case s.ns != "" && e.ns != s.ns:
+		case s.nsSel != nil && (e.ns == "" || !s.nsSel.Evaluate(namespaceLabels(e.ns))):
+		case !s.sel.Evaluate(e.labels):
+		default:
+			out = append(out, e.addrs...)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+func prefixes(nets []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, n := range nets {
+		if p, err := store.ParseCIDR(n); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// endpointToHost is FelixConfiguration's defaultEndpointToHostAction, the
+// node's own override first, Calico's default (Drop) last.
+func endpointToHost(in Input) nft.Verdict {
+	action := ""
+	for _, name := range []string{"node." + in.Node, "default"} {
+		for _, f := range in.Felix {
+			if f.Metadata.Name == name && action == "" {
+				action = f.Spec.DefaultEndpointToHostAction
+			}
+		}
+	}
+	switch action {
+	case "Accept":
+		return nft.Accept
+	case "Return":
+		return nft.Return
+	}
+	return nft.Drop
+}
+
+var hashEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// hash is a short stable name-safe digest.
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hashEncoding.EncodeToString(sum[:10])
+}
+
+// String renders a Desired for golden tests.
+func (d Desired) String() string {
+	var b strings.Builder
+	for _, w := range d.Ruleset.Workloads {
+		fmt.Fprintf(&b, "workload %s %v in=%v/%v out=%v/%v\n", w.Iface, w.Addrs, w.Ingress.Policies, w.Ingress.Profiles, w.Egress.Policies, w.Egress.Profiles)
+	}
+	for _, p := range d.Ruleset.Policies {
+		fmt.Fprintf(&b, "policy %s in=%d out=%d\n", p.Name, len(p.Ingress), len(p.Egress))
+	}
+	for _, s := range d.Ruleset.Sets {
+		fmt.Fprintf(&b, "set %s %v\n", s.Name, s.Members)
+	}
+	b.WriteString(route.Dump(d.Routes))
+	return b.String()
+}
