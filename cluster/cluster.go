@@ -272,7 +272,7 @@ next:
 
 // PoolName is the name given to a pool made from just its CIDR.
 func PoolName(cidr netip.Prefix) string {
-	s := strings.NewReplacer(":", "-", "/", "-").Replace(cidr.String())
+	s := strings.NewReplacer("::", "-", ":", "-", "/", "-").Replace(cidr.String())
 	return "pool-" + strings.Trim(s, "-")
 }
 
