@@ -1,0 +1,287 @@
+package nft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// Applier keeps table inet calico in one network namespace equal to the
+// rendering of a Ruleset. It owns that table entirely and touches nothing
+// else. Its methods may be called from several goroutines; they run one
+// at a time.
+type Applier struct {
+	log     *slog.Logger
+	netns   int
+	timeout time.Duration
+
+	mu sync.Mutex
+	// mem is what the kernel held after our last transaction, valid while
+	// the ruleset generation is still memGen; nil when unknown.
+	mem    *Table
+	memGen uint32
+	// mon follows nftables events so that a commit elsewhere in the
+	// namespace need not cost a read-back; nil until first used or after
+	// it lost events.
+	mon    *monitor
+	owners map[string]policyDir
+	setID  uint32
+	// last and lastSource describe the last successful Apply; failSends
+	// makes that many transactions fail before they are sent (tests).
+	last       Stats
+	lastSource string
+	failSends  int
+}
+
+// Option configures an Applier.
+type Option func(*Applier)
+
+// WithNetNS makes the Applier work in the network namespace the file
+// descriptor refers to, instead of the caller's. The caller keeps the
+// descriptor open while the Applier is used.
+func WithNetNS(fd int) Option { return func(a *Applier) { a.netns = fd } }
+
+// WithTimeout bounds each Apply's and Counters' kernel I/O (30s by
+// default; a deadline in the context also applies).
+func WithTimeout(d time.Duration) Option { return func(a *Applier) { a.timeout = d } }
+
+// New returns an Applier. It opens no socket until it is used; Close
+// releases the one it keeps.
+func New(log *slog.Logger, opts ...Option) *Applier {
+	a := &Applier{log: log.With("component", "nft"), timeout: 30 * time.Second}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Close releases the Applier's event socket. The Applier may be used
+// again afterwards; it then reads the table back once.
+func (a *Applier) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mon != nil {
+		a.mon.close()
+		a.mon = nil
+	}
+	return nil
+}
+
+// result describes one attempt.
+type result struct {
+	source string // where the current state came from
+	stats  Stats
+	// rejected is set when the transaction itself failed (not the reads
+	// before it): the cases a retry from elsewhere may fix.
+	rejected bool
+}
+
+// Apply makes the kernel's table equal to Render(rs) in one atomic
+// transaction that changes only the difference. Calling it again with the
+// same input sends nothing.
+//
+// It knows what the kernel holds from its own last transaction as long as
+// the ruleset generation shows that nobody committed since, or the
+// nftables events of the commits since show that none touched our table;
+// otherwise (a restart, someone else's change to our table, lost events, a
+// failure) it reads the table back. If the transaction fails it retries
+// once from a fresh read-back, then recreates the whole table in one
+// transaction as the last resort (which resets the counters). A failure to
+// read is returned as is; the next Apply starts from a read-back.
+func (a *Applier) Apply(ctx context.Context, rs Ruleset) error {
+	start := time.Now()
+	want, err := Render(rs)
+	if err != nil {
+		return fmt.Errorf("rendering ruleset: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.owners = want.owners
+
+	var errs []error
+	res, err := a.sync(ctx, want, false)
+	if err != nil && res.rejected && res.source != "read-back" && ctx.Err() == nil {
+		errs = append(errs, err)
+		res, err = a.sync(ctx, want, false)
+	}
+	if err != nil && res.rejected && ctx.Err() == nil {
+		errs = append(errs, err)
+		res, err = a.sync(ctx, want, true)
+	}
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	a.last, a.lastSource = res.stats, res.source
+	if len(errs) > 0 {
+		a.log.Warn("nftables transaction failed, recovered", "source", res.source, "err", errors.Join(errs...))
+	}
+	if res.stats.changed() {
+		s := res.stats
+		a.log.Info("applied nftables", "source", res.source, "recreated", s.Recreated,
+			"sets_added", s.SetsAdded, "sets_deleted", s.SetsDeleted,
+			"chains_added", s.ChainsAdded, "chains_flushed", s.ChainsFlushed, "chains_deleted", s.ChainsDeleted,
+			"rules_added", s.RulesAdded, "elements_added", s.ElemsAdded, "elements_deleted", s.ElemsDeleted,
+			"took", time.Since(start).Round(time.Microsecond))
+	}
+	return nil
+}
+
+func (a *Applier) deadline(ctx context.Context) time.Time {
+	d := time.Now().Add(a.timeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		return cd
+	}
+	return d
+}
+
+// sync makes one attempt: learn what the kernel holds, compute the
+// changes, send them as one transaction. recreate rebuilds the table
+// whatever it holds.
+func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (result, error) {
+	if err := ctx.Err(); err != nil {
+		return result{}, err
+	}
+	deadline := a.deadline(ctx)
+	r, err := dialReader(a.netns, deadline)
+	if err != nil {
+		return result{}, err
+	}
+	defer r.close()
+	fresh := false
+	if a.mon == nil {
+		// Subscribe before reading the generation: the socket then holds
+		// every transaction after it.
+		m, err := openMonitor(a.netns)
+		if err != nil {
+			a.log.Debug("no nftables events, commits elsewhere will cost read-backs", "err", err)
+		} else {
+			a.mon, fresh = m, true
+		}
+	}
+	gen, err := r.genID()
+	if err != nil {
+		return result{}, err
+	}
+	if fresh {
+		a.mon.from = gen
+	}
+	var ops []op
+	res := result{source: "recreate"}
+	switch {
+	case recreateAll:
+		ops = recreate(want)
+	case a.mem != nil && gen == a.memGen:
+		res.source = "memory"
+		ops = diff(a.mem, want)
+	case a.mem != nil && a.vouch(a.memGen, 0, gen, deadline):
+		res.source = "memory+events"
+		a.memGen = gen
+		ops = diff(a.mem, want)
+	default:
+		res.source = "read-back"
+		have, err := r.readTable()
+		if err != nil {
+			a.mem = nil
+			return res, err
+		}
+		ops = diff(have, want)
+	}
+	res.stats = statsOf(ops)
+	if len(ops) == 0 {
+		a.mem, a.memGen = want, gen
+		return res, nil
+	}
+	a.mem = nil // unknown until the transaction is known to be the only one
+	if err := a.send(ctx, ops, deadline); err != nil {
+		res.rejected = true
+		return res, fmt.Errorf("committing nftables transaction of %d changes (state from %s): %w", len(ops), res.source, err)
+	}
+	if next, err := r.genID(); err == nil && next == nextGen(gen) {
+		// Ours was the only commit. Consume its events now, so that the
+		// socket holds only what others commit.
+		a.mem, a.memGen = want, next
+		a.vouch(gen, next, next, deadline)
+	}
+	return res, nil
+}
+
+// vouch asks the event socket whether the transactions after generation
+// known up to until, other than ours, left our table alone. A socket that
+// lost events or fell behind is closed; the next attempt opens another.
+func (a *Applier) vouch(known, ours, until uint32, deadline time.Time) bool {
+	if a.mon == nil {
+		return false
+	}
+	ok, err := a.mon.untouched(known, ours, until, deadline)
+	if err != nil {
+		a.log.Debug("nftables events lost, reading back", "err", err)
+		a.mon.close()
+		a.mon = nil
+	}
+	return ok
+}
+
+// nextGen is the generation after g; the kernel skips 0.
+func nextGen(g uint32) uint32 {
+	if g+1 == 0 {
+		return 1
+	}
+	return g + 1
+}
+
+// send queues ops on a fresh connection and flushes them as one batch.
+func (a *Applier) send(ctx context.Context, ops []op, deadline time.Time) error {
+	c, err := nftables.New(nftables.WithNetNSFd(a.netns), nftables.WithSockOptions(sockOptions(deadline)))
+	if err != nil {
+		return fmt.Errorf("opening nftables connection: %w", err)
+	}
+	if a.failSends > 0 {
+		a.failSends--
+		return errors.New("injected failure")
+	}
+	b := &builder{c: c, table: calicoTable, ids: &a.setID}
+	debug := a.log.Enabled(ctx, slog.LevelDebug)
+	for _, o := range ops {
+		b.add(o)
+		if debug {
+			a.log.Debug("nftables change", "op", o.kind.String(), "name", o.name, "elements", len(o.elems))
+		}
+	}
+	if b.err != nil {
+		return b.err
+	}
+	return c.Flush()
+}
+
+// Counters reads the counters of every policy rule in the kernel: one
+// Counter per rule of a policy in a direction that some endpoint uses,
+// summed over the kernel rules (one per family) that render it. Without a
+// table it returns nothing.
+func (a *Applier) Counters(ctx context.Context) ([]Counter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	owners := a.owners
+	deadline := a.deadline(ctx)
+	a.mu.Unlock()
+	r, err := dialReader(a.netns, deadline)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	rows, err := r.readRules()
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading counters: %w", err)
+	}
+	return sumCounters(owners, rows), nil
+}

@@ -1,0 +1,288 @@
+package nft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"calico/internal/testutil"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// lab is a host namespace routing between two workload namespaces over
+// veths named like Calico's: host side cali<x>, workload side eth0.
+type lab struct {
+	host, a, b *testutil.NetNS
+}
+
+type workload struct {
+	ns               *testutil.NetNS
+	iface            string
+	hostV4, wlV4     string // host side and workload addresses, /24 and /64
+	hostV6, wlV6     string
+	extraV4          string // a second workload address no endpoint claims
+	routeV4, routeV6 string
+}
+
+func newLab(t *testing.T) (*lab, []workload) {
+	l := &lab{host: testutil.NewNetNS(t), a: testutil.NewNetNS(t), b: testutil.NewNetNS(t)}
+	wls := []workload{
+		{ns: l.a, iface: "caliA", hostV4: "10.65.1.1", wlV4: "10.65.1.2", hostV6: "fd00:65:1::1", wlV6: "fd00:65:1::2", extraV4: "10.65.1.3"},
+		{ns: l.b, iface: "caliB", hostV4: "10.65.2.1", wlV4: "10.65.2.2", hostV6: "fd00:65:2::1", wlV6: "fd00:65:2::2"},
+	}
+	// No duplicate address detection: a fresh link's link-local address
+	// would stay tentative and delay the first IPv6 connection.
+	for _, ns := range []*testutil.NetNS{l.host, l.a, l.b} {
+		if err := ns.Do(func() error { return sysctl("net/ipv6/conf/default/accept_dad", "0") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := l.host.Do(func() error {
+		for _, s := range []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"} {
+			if err := sysctl(s, "1"); err != nil {
+				return err
+			}
+		}
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		for _, w := range wls {
+			veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: w.iface}, PeerName: "eth0", PeerNamespace: netlink.NsFd(w.ns.Handle())}
+			if err := h.LinkAdd(veth); err != nil {
+				return fmt.Errorf("adding %s: %w", w.iface, err)
+			}
+			if err := configure(h, w.iface, []string{w.hostV4 + "/24", w.hostV6 + "/64"}, "", ""); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range wls {
+		addrs := []string{w.wlV4 + "/24", w.wlV6 + "/64"}
+		if w.extraV4 != "" {
+			addrs = append(addrs, w.extraV4+"/24")
+		}
+		if err := w.ns.Do(func() error {
+			h, err := netlink.NewHandle()
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			return configure(h, "eth0", addrs, w.hostV4, w.hostV6)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, wls
+}
+
+func sysctl(name, value string) error {
+	return os.WriteFile("/proc/sys/"+name, []byte(value), 0o644)
+}
+
+// configure sets a link up with addresses (no duplicate address
+// detection) and optional default routes.
+func configure(h *netlink.Handle, name string, addrs []string, gw4, gw6 string) error {
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		na, err := netlink.ParseAddr(a)
+		if err != nil {
+			return err
+		}
+		na.Flags = unix.IFA_F_NODAD
+		if err := h.AddrAdd(link, na); err != nil {
+			return fmt.Errorf("adding %s to %s: %w", a, name, err)
+		}
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return err
+	}
+	for _, gw := range []string{gw4, gw6} {
+		if gw == "" {
+			continue
+		}
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP(gw)}); err != nil {
+			return fmt.Errorf("adding default route via %s: %w", gw, err)
+		}
+	}
+	return nil
+}
+
+// listen accepts TCP connections on addr in ns, over IPv4 and IPv6, until
+// the test ends. (Go's dual-stack ":port" depends on a probe made once per
+// process, in whatever namespace it ran.)
+func listen(t *testing.T, ns *testutil.NetNS, addr string) {
+	for _, network := range []string{"tcp4", "tcp6"} {
+		var ln net.Listener
+		if err := ns.Do(func() (err error) {
+			ln, err = net.Listen(network, addr)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+}
+
+// dial connects from ns to addr, from local if set.
+func dial(ns *testutil.NetNS, local, addr string, timeout time.Duration) error {
+	return ns.Do(func() error {
+		d := net.Dialer{Timeout: timeout}
+		if local != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+		}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+// expect retries a connection until it succeeds or 5s pass.
+func expect(t *testing.T, ns *testutil.NetNS, local, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := dial(ns, local, addr, time.Second)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("connecting from %s to %s: %v", local, addr, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// expectNot checks that a connection is dropped (it times out).
+func expectNot(t *testing.T, ns *testutil.NetNS, local, addr string) {
+	t.Helper()
+	err := dial(ns, local, addr, 700*time.Millisecond)
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("connecting from %s to %s: %v, want a timeout (dropped)", local, addr, err)
+	}
+}
+
+func TestPrivilegedPackets(t *testing.T) {
+	testutil.Privileged(t)
+	ctx := context.Background()
+	l, wls := newLab(t)
+	a, b := wls[0], wls[1]
+	listen(t, l.b, ":8080")
+	listen(t, l.b, ":9090")
+	listen(t, l.host, ":7070")
+
+	rs := Ruleset{
+		Workloads: []Endpoint{
+			{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
+			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Ingress: Path{Policies: []string{"web"}}, Egress: profilePath("open")},
+		},
+		Policies: []Policy{
+			{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
+			{Name: "web", Ingress: []Rule{
+				{Action: Deny, Protocol: tcp, Dst: Match{Ports: []PortRange{{9090, 9090}}}},
+				{Action: Allow, Protocol: tcp, Src: Match{Set: "clients"}, Dst: Match{Ports: []PortRange{{8000, 8999}}}},
+			}},
+		},
+		Sets: []Set{{Name: "clients", Members: addrs(a.wlV4, a.wlV6)}},
+	}
+	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
+	t.Cleanup(func() { ap.Close() })
+	if err := ap.Apply(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("allowed", func(t *testing.T) {
+		expect(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+		expect(t, l.a, "", net.JoinHostPort(b.wlV6, "8080"))
+	})
+	t.Run("denied", func(t *testing.T) {
+		expectNot(t, l.a, "", net.JoinHostPort(b.wlV4, "9090"))
+		expectNot(t, l.a, "", net.JoinHostPort(b.wlV6, "9090"))
+	})
+	t.Run("spoofed source", func(t *testing.T) {
+		expectNot(t, l.a, a.extraV4, net.JoinHostPort(b.wlV4, "8080"))
+	})
+	t.Run("not in the set", func(t *testing.T) {
+		// B may not reach itself through the host either: its egress
+		// allows, but its ingress only admits the clients set.
+		expectNot(t, l.b, "", net.JoinHostPort(b.wlV4, "8080"))
+	})
+	t.Run("endpoint to host", func(t *testing.T) {
+		expectNot(t, l.a, "", net.JoinHostPort(a.hostV4, "7070"))
+		open := rs
+		open.EndpointToHost = Accept
+		if err := ap.Apply(ctx, open); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, l.a, "", net.JoinHostPort(a.hostV4, "7070"))
+		expect(t, l.a, "", net.JoinHostPort(a.hostV6, "7070"))
+		if err := ap.Apply(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		expectNot(t, l.a, "", net.JoinHostPort(a.hostV4, "7070"))
+	})
+	t.Run("set membership", func(t *testing.T) {
+		// Dropping A from the set closes the allowed port to it.
+		closed := rs
+		closed.Sets = []Set{{Name: "clients"}}
+		if err := ap.Apply(ctx, closed); err != nil {
+			t.Fatal(err)
+		}
+		if ap.last != (Stats{ElemsDeleted: 2}) {
+			t.Errorf("removing two members changed %+v", ap.last)
+		}
+		expectNot(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+		if err := ap.Apply(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+	})
+	t.Run("counters", func(t *testing.T) {
+		cs, err := ap.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byRule := map[string]Counter{}
+		for _, c := range cs {
+			byRule[fmt.Sprintf("%s/%s/%d", c.Policy, c.Direction, c.Rule)] = c
+		}
+		// Each allowed connection is one SYN through the policy; the rest
+		// of it is established traffic.
+		if c := byRule["web/ingress/1"]; c.Packets < 3 || c.Bytes == 0 {
+			t.Errorf("allow rule counted %v", c)
+		}
+		if c := byRule["web/ingress/0"]; c.Packets < 2 {
+			t.Errorf("deny rule counted %v", c)
+		}
+		if c := byRule["open/egress/0"]; c.Packets < 3 {
+			t.Errorf("open egress counted %v", c)
+		}
+	})
+}

@@ -1,0 +1,484 @@
+package nft
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables/expr"
+)
+
+// Names of the fixed objects of the table. No policy chain (suffix -in or
+// -out), group chain (in-/out- and a hex hash) or user set (suffix -v4 or
+// -v6) can take one of these names.
+const (
+	chainForward      = "forward"
+	chainInput        = "input"
+	chainFromDispatch = "wl-from-dispatch"
+	chainToDispatch   = "wl-to-dispatch"
+	chainToHost       = "wl-to-host"
+	mapFrom           = "wl-from"
+	mapTo             = "wl-to"
+	setSrc4           = "wl-src-ipv4"
+	setSrc6           = "wl-src-ipv6"
+)
+
+// IfacePrefix starts the name of every workload interface; traffic on an
+// interface with this prefix that no endpoint claims is dropped.
+const IfacePrefix = "cali"
+
+// Direction is a policy direction, seen from the workload.
+type Direction uint8
+
+// Ingress is traffic towards the workload, Egress traffic from it.
+const (
+	Ingress Direction = iota + 1
+	Egress
+)
+
+func (d Direction) String() string {
+	if d == Egress {
+		return "egress"
+	}
+	return "ingress"
+}
+
+func (d Direction) suffix() string {
+	if d == Egress {
+		return "-out"
+	}
+	return "-in"
+}
+
+// policyDir identifies one policy chain.
+type policyDir struct {
+	name string
+	dir  Direction
+}
+
+// maxNameLen is the longest chain or set name the kernel takes
+// (NFT_NAME_MAXLEN less its NUL).
+const maxNameLen = 255
+
+// objName is base+suffix, or for a base too long for the kernel a
+// truncated base with a hash of all of it. "~" cannot occur in a policy or
+// set name, so a shortened name never equals a real one.
+func objName(base, suffix string) string {
+	if len(base)+len(suffix) <= maxNameLen {
+		return base + suffix
+	}
+	return base[:200] + "~" + shortHash(base) + suffix
+}
+
+// policyChain names the chain of one policy in one direction.
+func policyChain(name string, d Direction) string { return objName(name, d.suffix()) }
+
+// setName names the kernel set holding one family of a Set.
+func setName(name string, fam family) string {
+	if fam == 6 {
+		return objName(name, "-v6")
+	}
+	return objName(name, "-v4")
+}
+
+// groupChain names the chain that evaluates one Path in one direction.
+// Endpoints with equal Paths share it.
+func groupChain(d Direction, p Path) string {
+	var b strings.Builder
+	b.WriteString(d.String())
+	for _, n := range p.Policies {
+		b.WriteString("\x00" + n)
+	}
+	b.WriteString("\x01")
+	for _, n := range p.Profiles {
+		b.WriteString("\x00" + n)
+	}
+	return strings.TrimPrefix(d.suffix(), "-") + "-" + shortHash(b.String())
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
+// newRule builds a rule and its comment: the label, then a hash of the
+// rule's text.
+func newRule(label string, stmts ...stmt) ChainRule {
+	var buf [256]byte
+	sum := sha256.Sum256(appendStmts(buf[:0], stmts))
+	c := make([]byte, 0, len(label)+18)
+	if label != "" {
+		c = append(append(c, label...), ' ')
+	}
+	c = hex.AppendEncode(append(c, '#'), sum[:8])
+	return ChainRule{Comment: string(c), stmts: stmts}
+}
+
+// Render computes the table for rs. It is pure: the same Ruleset gives the
+// same Table, whatever the order of its slices. It fails when rs does not
+// validate.
+func Render(rs Ruleset) (*Table, error) {
+	if err := rs.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Table{owners: map[string]policyDir{}}
+	for _, s := range rs.Sets {
+		v4, v6 := addrElems(s.Members)
+		t.Sets = append(t.Sets,
+			TableSet{Name: setName(s.Name, 4), Type: SetIPv4, Elems: v4},
+			TableSet{Name: setName(s.Name, 6), Type: SetIPv6, Elems: v6})
+	}
+
+	// Endpoints: dispatch elements, anti-spoofing pairs, group chains.
+	var from, to, src4, src6 []Element
+	groups := map[string]Chain{}
+	used := map[policyDir]bool{}
+	for _, ep := range rs.Workloads {
+		for _, side := range []struct {
+			dir  Direction
+			path Path
+			elem *[]Element
+		}{{Ingress, ep.Ingress, &to}, {Egress, ep.Egress, &from}} {
+			name := groupChain(side.dir, side.path)
+			*side.elem = append(*side.elem, Element{Key: ifaceKey(ep.Iface), Goto: name})
+			if _, ok := groups[name]; ok {
+				continue
+			}
+			groups[name] = Chain{Name: name, Rules: groupRules(side.dir, side.path)}
+			for _, n := range slices.Concat(side.path.Policies, side.path.Profiles) {
+				used[policyDir{n, side.dir}] = true
+			}
+		}
+		for _, a := range ep.Addrs {
+			a = a.Unmap().WithZone("")
+			if a.Is4() {
+				src4 = append(src4, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
+			} else {
+				src6 = append(src6, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
+			}
+		}
+	}
+	t.Sets = append(t.Sets,
+		TableSet{Name: mapFrom, Type: MapIfaceVerdict, Elems: sortElems(from)},
+		TableSet{Name: mapTo, Type: MapIfaceVerdict, Elems: sortElems(to)},
+		TableSet{Name: setSrc4, Type: SetIfaceIPv4, Elems: sortElems(src4)},
+		TableSet{Name: setSrc6, Type: SetIfaceIPv6, Elems: sortElems(src6)})
+	for _, c := range groups {
+		t.Chains = append(t.Chains, c)
+	}
+
+	// Policy chains, only for the directions some endpoint uses.
+	for _, p := range rs.Policies {
+		for _, d := range []Direction{Ingress, Egress} {
+			if !used[policyDir{p.Name, d}] {
+				continue
+			}
+			name := policyChain(p.Name, d)
+			t.owners[name] = policyDir{p.Name, d}
+			t.Chains = append(t.Chains, Chain{Name: name, Rules: policyRules(p, d)})
+		}
+	}
+
+	t.Chains = append(t.Chains, fixedChains(rs.EndpointToHost)...)
+	slices.SortFunc(t.Sets, func(a, b TableSet) int { return cmp.Compare(a.Name, b.Name) })
+	sortChains(t.Chains)
+	return t, nil
+}
+
+// addrElems splits addresses by family into sorted, unique set elements.
+// The keys of each family share one backing string, so a set of 100,000
+// costs a handful of allocations.
+func addrElems(members []netip.Addr) (v4, v6 []Element) {
+	n4 := 0
+	for _, a := range members {
+		if a.Unmap().Is4() {
+			n4++
+		}
+	}
+	a4 := make([]netip.Addr, 0, n4)
+	a6 := make([]netip.Addr, 0, len(members)-n4)
+	for _, a := range members {
+		a = a.Unmap().WithZone("")
+		if a.Is4() {
+			a4 = append(a4, a)
+		} else if a.Is6() {
+			a6 = append(a6, a)
+		}
+	}
+	return keyElems(a4, 4), keyElems(a6, 16)
+}
+
+func keyElems(as []netip.Addr, size int) []Element {
+	if len(as) == 0 {
+		return nil
+	}
+	if !slices.IsSortedFunc(as, netip.Addr.Compare) {
+		slices.SortFunc(as, netip.Addr.Compare)
+	}
+	as = slices.Compact(as)
+	buf := make([]byte, 0, len(as)*size)
+	for _, a := range as {
+		if size == 4 {
+			b := a.As4()
+			buf = append(buf, b[:]...)
+		} else {
+			b := a.As16()
+			buf = append(buf, b[:]...)
+		}
+	}
+	keys := string(buf)
+	out := make([]Element, len(as))
+	for i := range as {
+		out[i] = Element{Key: keys[i*size : (i+1)*size]}
+	}
+	return out
+}
+
+func sortElems(es []Element) []Element {
+	slices.SortFunc(es, func(a, b Element) int { return cmp.Compare(a.Key, b.Key) })
+	return slices.CompactFunc(es, func(a, b Element) bool { return a.Key == b.Key })
+}
+
+// Mark tests of the group chains.
+var (
+	accepted  = markTest{mask: markAccept, value: markAccept}
+	notPassed = markTest{mask: markPass, value: 0}
+)
+
+// The rules every group chain shares; their statements are never
+// modified, so one copy serves all chains.
+var (
+	ruleClearMarks = newRule("", markSet{clear: markAccept | markPass})
+	ruleIfAccepted = newRule("", accepted, counter{}, vReturn)
+	ruleNoPolicy   = newRule("no policy allowed or passed", notPassed, counter{}, vDrop)
+	ruleNoProfile  = newRule("no profile allowed", counter{}, vDrop)
+	ruleEmptyPath  = newRule("empty path", counter{}, vDrop)
+)
+
+// groupRules evaluates a Path like Felix does, with two mark bits: a
+// policy chain sets Accept and returns to allow, sets Pass and returns to
+// skip to the profiles, drops to deny, or returns with neither bit set
+// when no rule matched.
+func groupRules(d Direction, p Path) []ChainRule {
+	if len(p.Policies)+len(p.Profiles) == 0 {
+		return []ChainRule{ruleEmptyPath}
+	}
+	rules := make([]ChainRule, 0, 3+2*(len(p.Policies)+len(p.Profiles)))
+	rules = append(rules, ruleClearMarks)
+	for _, n := range p.Policies {
+		rules = append(rules, newRule("", notPassed, counter{}, jump(policyChain(n, d))), ruleIfAccepted)
+	}
+	if len(p.Policies) > 0 {
+		rules = append(rules, ruleNoPolicy)
+	}
+	for _, n := range p.Profiles {
+		rules = append(rules, newRule("", counter{}, jump(policyChain(n, d))), ruleIfAccepted)
+	}
+	return append(rules, ruleNoProfile)
+}
+
+// fixedChains are the base chains and the dispatch chains.
+func fixedChains(toHost Verdict) []Chain {
+	established := ctState{bits: expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED, names: "established,related"}
+	invalid := ctState{bits: expr.CtStateBitINVALID, names: "invalid"}
+	final := vDrop
+	switch toHost {
+	case Accept:
+		final = vAccept
+	case Return:
+		final = vReturn
+	}
+	return []Chain{
+		{Name: chainForward, Hook: &Hook{Name: "forward", Accept: true}, Rules: []ChainRule{
+			newRule("", established, counter{}, vAccept),
+			newRule("", invalid, counter{}, vDrop),
+			newRule("", ifacePrefix{prefix: IfacePrefix}, counter{}, jump(chainFromDispatch)),
+			newRule("", ifacePrefix{out: true, prefix: IfacePrefix}, counter{}, jump(chainToDispatch)),
+		}},
+		{Name: chainInput, Hook: &Hook{Name: "input", Accept: true}, Rules: []ChainRule{
+			newRule("", ifacePrefix{prefix: IfacePrefix}, counter{}, goTo(chainToHost)),
+		}},
+		{Name: chainToHost, Rules: []ChainRule{
+			newRule("", established, counter{}, vAccept),
+			newRule("", invalid, counter{}, vDrop),
+			newRule("", nfproto{6}, l4proto{proto: 58}, icmpRange{fam: 6, from: 133, to: 136}, counter{}, vAccept),
+			newRule("", counter{}, jump(chainFromDispatch)),
+			newRule("endpoint to host", counter{}, final),
+		}},
+		{Name: chainFromDispatch, Rules: []ChainRule{
+			newRule("anti-spoofing", nfproto{4}, ifaceAddrSet{fam: 4, set: setSrc4}, counter{}, vDrop),
+			newRule("anti-spoofing", nfproto{6}, ifaceAddrSet{fam: 6, set: setSrc6}, counter{}, vDrop),
+			newRule("", counter{}, vmap{set: mapFrom}),
+			newRule("unknown interface", counter{}, vDrop),
+		}},
+		{Name: chainToDispatch, Rules: []ChainRule{
+			newRule("", counter{}, vmap{out: true, set: mapTo}),
+			newRule("unknown interface", counter{}, vDrop),
+		}},
+	}
+}
+
+// policyRules renders one direction of a policy: each Calico rule becomes
+// one kernel rule per family it can match, labelled "rule <index>".
+func policyRules(p Policy, d Direction) []ChainRule {
+	rules := p.Ingress
+	if d == Egress {
+		rules = p.Egress
+	}
+	var out []ChainRule
+	for i, r := range rules {
+		label := fmt.Sprintf("rule %d", i)
+		for _, fam := range ruleFamilies(r) {
+			out = append(out, newRule(label, ruleStmts(r, fam)...))
+		}
+	}
+	return out
+}
+
+// ruleFamilies lists the kernel rules one Calico rule needs: 0 alone when
+// nothing in it depends on the family, else 4 and/or 6 (none when it can
+// match neither, like an ICMPv6 rule restricted to IPv4). As in Felix, a
+// list of nets (or notNets) with no entry of a family keeps the rule out
+// of that family.
+func ruleFamilies(r Rule) []family {
+	has := map[family]bool{4: true, 6: true}
+	only := func(f family) {
+		has[4], has[6] = has[4] && f == 4, has[6] && f == 6
+	}
+	switch r.IPVersion {
+	case 4, 6:
+		only(family(r.IPVersion))
+	}
+	if r.Protocol != nil {
+		switch *r.Protocol {
+		case 1:
+			only(4)
+		case 58:
+			only(6)
+		}
+	}
+	specific := r.IPVersion != 0 || r.ICMP != nil || r.NotICMP != nil
+	for _, m := range []Match{r.Src, r.Dst} {
+		specific = specific || m.Set != "" || m.NotSet != ""
+		for _, nets := range [][]netip.Prefix{m.Nets, m.NotNets} {
+			if len(nets) == 0 {
+				continue
+			}
+			specific = true
+			in := map[family]bool{}
+			for _, p := range nets {
+				in[prefixFamily(p)] = true
+			}
+			has[4], has[6] = has[4] && in[4], has[6] && in[6]
+		}
+	}
+	if !specific && has[4] && has[6] {
+		return []family{0}
+	}
+	var out []family
+	for _, f := range []family{4, 6} {
+		if has[f] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func prefixFamily(p netip.Prefix) family {
+	if p.Addr().Unmap().Is4() {
+		return 4
+	}
+	return 6
+}
+
+// ruleStmts renders one Calico rule for one family.
+func ruleStmts(r Rule, fam family) []stmt {
+	var out []stmt
+	if fam != 0 {
+		out = append(out, nfproto{fam})
+	}
+	if r.Protocol != nil {
+		out = append(out, l4proto{proto: *r.Protocol})
+	}
+	if r.NotProtocol != nil {
+		out = append(out, l4proto{proto: *r.NotProtocol, neg: true})
+	}
+	for _, end := range []struct {
+		m   Match
+		dst bool
+	}{{r.Src, false}, {r.Dst, true}} {
+		if end.m.Set != "" {
+			out = append(out, addrSet{fam: fam, dst: end.dst, set: setName(end.m.Set, fam)})
+		}
+		if end.m.NotSet != "" {
+			out = append(out, addrSet{fam: fam, dst: end.dst, neg: true, set: setName(end.m.NotSet, fam)})
+		}
+		if nets := netsOf(end.m.Nets, fam); len(nets) > 0 {
+			out = append(out, addrNets{fam: fam, dst: end.dst, cidrs: nets})
+		}
+		if nets := netsOf(end.m.NotNets, fam); len(nets) > 0 {
+			out = append(out, addrNets{fam: fam, dst: end.dst, neg: true, cidrs: nets})
+		}
+	}
+	for _, end := range []struct {
+		m   Match
+		dst bool
+	}{{r.Src, false}, {r.Dst, true}} {
+		if len(end.m.Ports) > 0 {
+			out = append(out, ports{dst: end.dst, ranges: normPorts(end.m.Ports)})
+		}
+		if len(end.m.NotPorts) > 0 {
+			out = append(out, ports{dst: end.dst, neg: true, ranges: normPorts(end.m.NotPorts)})
+		}
+	}
+	if r.ICMP != nil {
+		out = append(out, icmp{fam: fam, typ: r.ICMP.Type, code: r.ICMP.Code})
+	}
+	if r.NotICMP != nil {
+		out = append(out, icmp{fam: fam, typ: r.NotICMP.Type, code: r.NotICMP.Code, neg: true})
+	}
+	out = append(out, counter{})
+	switch r.Action {
+	case Allow:
+		out = append(out, markSet{set: markAccept}, vReturn)
+	case Deny:
+		out = append(out, vDrop)
+	case Pass:
+		out = append(out, markSet{set: markPass}, vReturn)
+	case Log:
+		out = append(out, logLimit{})
+	}
+	return out
+}
+
+// netsOf keeps the nets of one family, masked, sorted and unique.
+func netsOf(nets []netip.Prefix, fam family) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range nets {
+		if prefixFamily(p) != fam {
+			continue
+		}
+		a := p.Addr().Unmap()
+		bits := p.Bits()
+		if p.Addr().Is4In6() {
+			bits -= 96
+		}
+		out = append(out, netip.PrefixFrom(a, bits).Masked())
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return slices.Compact(out)
+}
+
+func normPorts(rs []PortRange) []PortRange {
+	out := slices.Clone(rs)
+	slices.SortFunc(out, func(a, b PortRange) int {
+		return cmp.Or(cmp.Compare(a.First, b.First), cmp.Compare(a.Last, b.Last))
+	})
+	return slices.Compact(out)
+}

@@ -1,0 +1,125 @@
+package nft
+
+import (
+	"flag"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func goldenPath(name string) string {
+	return filepath.Join("testdata", strings.ReplaceAll(name, " ", "-")+".golden")
+}
+
+func TestRenderGolden(t *testing.T) {
+	for _, s := range states {
+		t.Run(s.name, func(t *testing.T) {
+			tbl, err := Render(s.rs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := tbl.String()
+			path := goldenPath(s.name)
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("Render differs from %s (run with -update to accept):\n%s", path, lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// lineDiff shows the lines of got that are not in want and vice versa.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for _, l := range w {
+		if !slices.Contains(g, l) {
+			b.WriteString("- " + l + "\n")
+		}
+	}
+	for _, l := range g {
+		if !slices.Contains(w, l) {
+			b.WriteString("+ " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// TestRenderIsPure checks that the order of the input's slices does not
+// matter and that rendering twice gives the same table.
+func TestRenderIsPure(t *testing.T) {
+	for _, s := range states {
+		a, err := Render(s.rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := s.rs
+		rs.Workloads = slices.Clone(rs.Workloads)
+		rs.Policies = slices.Clone(rs.Policies)
+		rs.Sets = slices.Clone(rs.Sets)
+		r := rand.New(rand.NewPCG(1, 2))
+		r.Shuffle(len(rs.Workloads), func(i, j int) { rs.Workloads[i], rs.Workloads[j] = rs.Workloads[j], rs.Workloads[i] })
+		r.Shuffle(len(rs.Policies), func(i, j int) { rs.Policies[i], rs.Policies[j] = rs.Policies[j], rs.Policies[i] })
+		r.Shuffle(len(rs.Sets), func(i, j int) { rs.Sets[i], rs.Sets[j] = rs.Sets[j], rs.Sets[i] })
+		b, err := Render(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.String() != b.String() || a.summary() != b.summary() {
+			t.Errorf("%s: rendering depends on input order", s.name)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Policy{Name: "p", Ingress: []Rule{{Action: Allow}}}
+	tests := []struct {
+		name string
+		rs   Ruleset
+		want string // substring of the error
+	}{
+		{"unknown policy", Ruleset{Workloads: []Endpoint{{Iface: "cali1", Ingress: profilePath("nope")}}}, "unknown policy nope"},
+		{"foreign interface", Ruleset{Workloads: []Endpoint{{Iface: "eth0"}}}, "must start with"},
+		{"long interface", Ruleset{Workloads: []Endpoint{{Iface: "cali0123456789ab"}}}, "must start with"},
+		{"duplicate interface", Ruleset{Workloads: []Endpoint{{Iface: "cali1"}, {Iface: "cali1"}}}, "duplicate interface"},
+		{"bad policy name", Ruleset{Policies: []Policy{{Name: "a b"}}}, "name must be"},
+		{"duplicate policy", Ruleset{Policies: []Policy{ok, ok}}, "duplicate name"},
+		{"unknown set", Ruleset{Policies: []Policy{{Name: "p", Egress: []Rule{{Action: Allow, Dst: Match{NotSet: "s"}}}}}}, "unknown set s"},
+		{"ports without protocol", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Dst: Match{Ports: []PortRange{{1, 1}}}}}}}}, "ports need protocol"},
+		{"ports with icmp", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Protocol: icmp4, Dst: Match{Ports: []PortRange{{1, 1}}}}}}}}, "ports need protocol"},
+		{"icmp without icmp", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Protocol: tcp, ICMP: &ICMP{Type: 8}}}}}}, "ICMP type needs"},
+		{"reversed range", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Protocol: tcp, Src: Match{NotPorts: []PortRange{{9, 1}}}}}}}}, "reversed"},
+		{"no action", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{}}}}}, "unknown action"},
+		{"ip version", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, IPVersion: 5}}}}}, "ip version 5"},
+		{"too many nets", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Src: Match{Nets: make([]netip.Prefix, 501)}}}}}}, "more than 500"},
+	}
+	for _, tt := range tests {
+		err := tt.rs.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Validate() = %v, want an error containing %q", tt.name, err, tt.want)
+		}
+		if _, err := Render(tt.rs); err == nil {
+			t.Errorf("%s: Render accepted an invalid ruleset", tt.name)
+		}
+	}
+	for _, s := range states {
+		if err := s.rs.Validate(); err != nil {
+			t.Errorf("%s: %v", s.name, err)
+		}
+	}
+}

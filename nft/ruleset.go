@@ -1,0 +1,134 @@
+// Package nft owns the nftables table inet calico: it renders the node's
+// firewall, given as plain values, into chains, sets and verdict maps, and
+// keeps the kernel's copy of that table equal to it with small atomic
+// transactions. It knows nothing of the datastore.
+package nft
+
+import "net/netip"
+
+// Ruleset is the whole desired content of the table.
+type Ruleset struct {
+	// Workloads are this host's workload endpoints, one per host-side
+	// interface.
+	Workloads []Endpoint
+	// Policies holds every policy and profile that an endpoint refers to,
+	// by name. A policy that no endpoint refers to need not be rendered.
+	Policies []Policy
+	// Sets are named address sets that rules refer to. Every set a rule
+	// names is present here, possibly empty.
+	Sets []Set
+	// EndpointToHost decides traffic from a workload to this host itself,
+	// once the workload's egress policy has allowed it (Calico's
+	// DefaultEndpointToHostAction; Drop by default).
+	EndpointToHost Verdict
+}
+
+// Endpoint is one workload interface and the policy in front of it.
+type Endpoint struct {
+	// Iface is the host-side interface name: IfacePrefix ("cali") and at
+	// most 15 bytes in all (Validate checks).
+	Iface string
+	// Addrs are the only source addresses the workload may send from
+	// (anti-spoofing); an interface without addresses of a family may not
+	// send that family at all.
+	Addrs []netip.Addr
+	// Ingress applies to traffic towards the workload, Egress to traffic
+	// from it.
+	Ingress, Egress Path
+}
+
+// Path lists, in order of evaluation, the policies and then the profiles
+// that apply to one endpoint in one direction, by Policy.Name.
+//
+// The semantics are Calico's: the policies are evaluated in order; the
+// first Allow accepts, the first Deny drops, a Pass skips the remaining
+// policies and goes on to the profiles. If at least one policy applies and
+// none allowed or passed, the packet is dropped. Then the profiles, in
+// order: Allow accepts, Deny drops; if no profile allowed, the packet is
+// dropped. An empty Path drops everything.
+type Path struct {
+	Policies []string
+	Profiles []string
+}
+
+// Policy is a named policy or profile: ordered rules for each direction.
+type Policy struct {
+	Name    string
+	Ingress []Rule
+	Egress  []Rule
+}
+
+// Action is what a matching rule does.
+type Action uint8
+
+const (
+	// Allow ends evaluation for this direction and lets the packet through.
+	Allow Action = iota + 1
+	// Deny drops the packet.
+	Deny
+	// Pass skips the rest of the policies and goes on to the profiles.
+	Pass
+	// Log writes the packet to the kernel log with the prefix
+	// "calico-packet" (rate limited) and continues with the next rule.
+	Log
+)
+
+// Verdict is a fixed outcome for traffic a Ruleset does not describe rule
+// by rule.
+type Verdict uint8
+
+const (
+	// Drop discards the packet.
+	Drop Verdict = iota
+	// Accept lets it through here and now.
+	Accept
+	// Return leaves the decision to the rest of the host's firewall.
+	Return
+)
+
+// Rule matches packets on every field that is set (fields are ANDed; the
+// elements of one list are ORed) and then applies Action.
+type Rule struct {
+	Action Action
+	// IPVersion limits the rule to IPv4 (4) or IPv6 (6); 0 matches both.
+	// A rule whose addresses are all of one family applies to that family
+	// only.
+	IPVersion int
+	// Protocol and NotProtocol are IP protocol numbers (6 TCP, 17 UDP,
+	// 1 ICMP, 58 ICMPv6, 132 SCTP, 136 UDPLite); nil matches any.
+	Protocol, NotProtocol *uint8
+	// ICMP and NotICMP match ICMP (protocol 1) or ICMPv6 (58) type and
+	// optionally code; they require Protocol to be one of those.
+	ICMP, NotICMP *ICMP
+	// Src and Dst match the packet's source and destination.
+	Src, Dst Match
+}
+
+// ICMP matches an ICMP type and, when Code is set, a code.
+type ICMP struct {
+	Type uint8
+	Code *uint8
+}
+
+// Match constrains one end of a packet.
+type Match struct {
+	// Set and NotSet name Sets the address must (or must not) be in; "" is
+	// no constraint.
+	Set, NotSet string
+	// Nets and NotNets are CIDRs the address must (or must not) be in.
+	Nets, NotNets []netip.Prefix
+	// Ports and NotPorts are port ranges; they require Protocol to be TCP,
+	// UDP, SCTP or UDPLite.
+	Ports, NotPorts []PortRange
+}
+
+// PortRange is First..Last inclusive; a single port has First == Last.
+type PortRange struct {
+	First, Last uint16
+}
+
+// Set is a named set of addresses of both families.
+type Set struct {
+	Name    string
+	Members []netip.Addr
+}
