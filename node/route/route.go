@@ -58,6 +58,14 @@ func (r Route) equal(o Route) bool {
 type Table struct {
 	h   *netlink.Handle
 	log *slog.Logger
+	// ReadBack is how long Apply may trust its memory of what it
+	// programmed before reading the kernel again; a route someone else
+	// removed comes back within about that long.
+	ReadBack time.Duration
+	// mem is what the kernel held after the last successful Apply, read at
+	// memAt; nil when unknown.
+	mem   map[netip.Prefix]Route
+	memAt time.Time
 }
 
 // New opens a Table in the calling thread's network namespace.
@@ -66,7 +74,7 @@ func New(log *slog.Logger) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Table{h: h, log: log.With("component", "routes")}, nil
+	return &Table{h: h, log: log.With("component", "routes"), ReadBack: 5 * time.Second}, nil
 }
 
 // Close releases the netlink socket.
@@ -79,10 +87,15 @@ func (t *Table) Close() { t.h.Close() }
 // errors are joined.
 func (t *Table) Apply(want []Route) error {
 	start := time.Now()
-	have, err := t.list()
-	if err != nil {
-		return err
+	have := t.mem
+	if have == nil || time.Since(t.memAt) >= t.ReadBack {
+		var err error
+		if have, err = t.list(); err != nil {
+			return err
+		}
+		t.memAt = start
 	}
+	t.mem = nil // unknown until this Apply is known to have succeeded
 	want = normalize(want)
 	wantBy := make(map[netip.Prefix]Route, len(want))
 	for _, r := range want {
@@ -120,11 +133,23 @@ func (t *Table) Apply(want []Route) error {
 	if added+deleted > 0 {
 		t.log.Info("applied routes", "added", added, "deleted", deleted, "took", time.Since(start).Round(time.Microsecond))
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	t.mem = wantBy
+	return nil
 }
 
 // list reads our routes, both families, from the main table.
 func (t *Table) list() (map[netip.Prefix]Route, error) {
+	links, err := t.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	names := make(map[int]string, len(links))
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
 	out := map[netip.Prefix]Route{}
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rs, err := t.h.RouteListFiltered(family, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
@@ -133,7 +158,7 @@ func (t *Table) list() (map[netip.Prefix]Route, error) {
 			return nil, fmt.Errorf("listing routes: %w", err)
 		}
 		for _, nr := range rs {
-			r, ok := t.fromNetlink(nr)
+			r, ok := fromNetlink(nr, names)
 			if ok {
 				out[r.Dst] = r
 			}
@@ -164,7 +189,7 @@ func (t *Table) toNetlink(r Route) (*netlink.Route, error) {
 	return nr, nil
 }
 
-func (t *Table) fromNetlink(nr netlink.Route) (Route, bool) {
+func fromNetlink(nr netlink.Route, names map[int]string) (Route, bool) {
 	if nr.Dst == nil {
 		return Route{}, false
 	}
@@ -184,9 +209,7 @@ func (t *Table) fromNetlink(nr netlink.Route) (Route, bool) {
 		}
 		slices.SortFunc(r.Via, netip.Addr.Compare)
 	default:
-		if link, err := t.h.LinkByIndex(nr.LinkIndex); err == nil {
-			r.Iface = link.Attrs().Name
-		}
+		r.Iface = names[nr.LinkIndex]
 	}
 	return r, true
 }

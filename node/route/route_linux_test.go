@@ -72,6 +72,8 @@ func TestPrivilegedDriftAndOwnership(t *testing.T) {
 	if err := tbl.h.RouteDel(&netlink.Route{Dst: ipNet(p("10.65.0.2/32")), Protocol: Protocol, Scope: netlink.SCOPE_NOWHERE}); err != nil {
 		t.Fatal(err)
 	}
+	// Once ReadBack has passed, Apply reads the kernel and repairs.
+	tbl.ReadBack = 0
 	if err := tbl.Apply(want); err != nil {
 		t.Fatal(err)
 	}
