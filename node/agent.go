@@ -1,0 +1,285 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"calico/nft"
+	"calico/node/calc"
+	"calico/node/route"
+	"calico/node/veth"
+	"calico/store"
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	// Name is this node's name.
+	Name    string
+	DataDir string
+	// Resync is how often the agent re-reads the kernel and repairs drift
+	// even when nothing changed (default 5s, jittered).
+	Resync time.Duration
+	Log    *slog.Logger
+}
+
+// rulesetApplier programs the firewall; nft.Applier and nft.Fake are one.
+type rulesetApplier interface {
+	Apply(ctx context.Context, rs nft.Ruleset) error
+}
+
+// routeApplier programs routes; route.Table and route.Fake are one.
+type routeApplier interface {
+	Apply(want []route.Route) error
+}
+
+// datastore is what the agent reads: the resources and the host's blocks.
+type datastore interface {
+	Sync(ctx context.Context, fn func(store.SyncEvent)) error
+	HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error)
+}
+
+// Agent keeps this host's dataplane equal to what the datastore says.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	cache  *cache
+	nft    rulesetApplier
+	routes routeApplier
+	dsc    chan datastore
+
+	kick chan struct{}
+
+	mu       sync.Mutex
+	ds       datastore
+	last     Applied
+	applied  int64         // cache revision of the last successful apply
+	progress chan struct{} // closed and replaced after every apply
+	problems string
+}
+
+// Applied is the outcome of the agent's last programming of the host.
+type Applied struct {
+	At           time.Time
+	Took         time.Duration
+	Revision     int64
+	Err          error
+	Endpoints    int
+	Policies     int
+	Sets         int
+	Routes       int
+	FromSnapshot bool
+}
+
+// NewAgent opens the agent's state cache. The drivers are given so tests
+// can use fakes.
+func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, error) {
+	if cfg.Resync == 0 {
+		cfg.Resync = 5 * time.Second
+	}
+	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{
+		cfg:      cfg,
+		log:      cfg.Log.With("component", "agent"),
+		cache:    c,
+		nft:      rules,
+		routes:   routes,
+		dsc:      make(chan datastore, 1),
+		kick:     make(chan struct{}, 1),
+		progress: make(chan struct{}),
+	}, nil
+}
+
+// Connect hands the agent its datastore; until then it enforces what its
+// state cache holds.
+func (a *Agent) Connect(ds datastore) { a.dsc <- ds }
+
+// trigger asks the loop to run soon; it never blocks.
+func (a *Agent) trigger() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run programs the dataplane until ctx is done, then saves the cache and
+// returns. The dataplane is left as it is when Run returns, so workloads
+// keep working while the agent is down.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.cache.close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		select {
+		case ds := <-a.dsc:
+			a.mu.Lock()
+			a.ds = ds
+			a.mu.Unlock()
+			ds.Sync(ctx, func(ev store.SyncEvent) {
+				for _, err := range ev.Bad {
+					a.log.Warn("ignoring a resource", "err", err)
+				}
+				if ev.Err != nil {
+					a.log.Warn("datastore unreachable; enforcing the last state", "err", ev.Err)
+				}
+				if a.cache.update(ev) {
+					a.trigger()
+				}
+			})
+		case <-ctx.Done():
+		}
+	})
+
+	a.trigger() // program from the disk cache at once, if it has a state
+	timer := time.NewTimer(a.jitter())
+	defer timer.Stop()
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			if err := a.cache.persist(true, 0); err != nil {
+				a.log.Warn("saving the state cache", "err", err)
+			}
+			return nil
+		case <-a.kick:
+		case <-timer.C:
+		}
+		err := a.apply(ctx)
+		if err != nil {
+			backoff = min(max(backoff*2, 100*time.Millisecond), 10*time.Second)
+			a.log.Warn("programming the dataplane; will retry", "err", err, "in", backoff)
+			timer.Reset(backoff)
+		} else {
+			backoff = 0
+			timer.Reset(a.jitter())
+		}
+		if err := a.cache.persist(false, time.Second); err != nil {
+			a.log.Warn("saving the state cache", "err", err)
+		}
+	}
+}
+
+func (a *Agent) jitter() time.Duration {
+	return a.cfg.Resync + rand.N(a.cfg.Resync/5+1)
+}
+
+// apply computes the dataplane from the cache and programs it. It does
+// nothing until the cache holds a complete state: no driver may delete
+// what it owns on the strength of a partial view.
+func (a *Agent) apply(ctx context.Context) error {
+	a.refreshBlocks(ctx)
+	in, rev, ok := a.cache.input(a.cfg.Name)
+	if !ok {
+		return nil
+	}
+	start := time.Now()
+	d := calc.Compute(in)
+	computed := time.Now()
+	if p := strings.Join(d.Problems, "; "); p != a.problems {
+		a.problems = p
+		if p != "" {
+			a.log.Warn("some resources cannot be used", "problems", p)
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nftErr := a.nft.Apply(actx, d.Ruleset)
+	programmed := time.Now()
+	err := errors.Join(nftErr, a.routes.Apply(d.Routes))
+	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(programmed))
+	_, _, fromDisk, _ := a.cache.state()
+	res := Applied{
+		At: time.Now(), Took: time.Since(start), Revision: rev, Err: err,
+		Endpoints: len(d.Ruleset.Workloads), Policies: len(d.Ruleset.Policies),
+		Sets: len(d.Ruleset.Sets), Routes: len(d.Routes), FromSnapshot: fromDisk,
+	}
+	a.mu.Lock()
+	a.last = res
+	if err == nil && rev > a.applied {
+		a.applied = rev
+	}
+	close(a.progress)
+	a.progress = make(chan struct{})
+	a.mu.Unlock()
+	return err
+}
+
+// refreshBlocks reads this host's address blocks; on failure the cache
+// keeps the last ones it knew.
+func (a *Agent) refreshBlocks(ctx context.Context) {
+	a.mu.Lock()
+	ds := a.ds
+	a.mu.Unlock()
+	if ds == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	blocks, err := ds.HostBlocks(ctx, a.cfg.Name)
+	if err != nil {
+		return
+	}
+	slices.SortFunc(blocks, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
+	a.cache.setBlocks(blocks)
+}
+
+// WaitApplied waits until the dataplane has been programmed from a state
+// at least as new as datastore revision rev.
+func (a *Agent) WaitApplied(ctx context.Context, rev int64) error {
+	a.trigger()
+	for {
+		a.mu.Lock()
+		done, ch := a.applied >= rev, a.progress
+		a.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Last is the outcome of the last programming.
+func (a *Agent) Last() Applied {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// EnableForwarding turns on IPv4 and IPv6 forwarding, which routing to
+// workloads needs. Interfaces that accept router advertisements are told to
+// keep accepting them (accept_ra=2), as forwarding would otherwise stop
+// them and the host could lose its IPv6 default route.
+// It acts on the calling thread's network namespace.
+func EnableForwarding() error {
+	errs := []error{veth.WriteSysctl("ipv4/ip_forward", "1")}
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		ifaces, _ := os.ReadDir("/proc/sys/net/ipv6/conf")
+		for _, i := range ifaces {
+			p := "ipv6/conf/" + i.Name() + "/accept_ra"
+			if v, err := os.ReadFile("/proc/sys/net/" + p); err == nil && strings.TrimSpace(string(v)) == "1" {
+				errs = append(errs, veth.WriteSysctl(p, "2"))
+			}
+		}
+		errs = append(errs, veth.WriteSysctl("ipv6/conf/all/forwarding", "1"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("enabling forwarding: %w", err)
+	}
+	return nil
+}

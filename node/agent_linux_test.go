@@ -1,0 +1,197 @@
+//go:build linux
+
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"calico/internal/testutil"
+	"calico/nft"
+	"calico/node/route"
+	"calico/node/veth"
+	"calico/store"
+	"calico/store/ipam"
+
+	"github.com/vishvananda/netlink"
+)
+
+// TestPrivilegedAgentRestartKeepsFlow runs the agent with its real drivers
+// in a test "host" namespace with two workloads, keeps a TCP flow going
+// between them, and replaces the agent with a new one (no memory, same
+// data dir) in the middle of it: the flow must not notice.
+func TestPrivilegedAgentRestartKeepsFlow(t *testing.T) {
+	testutil.Privileged(t)
+	host := testutil.NewNetNS(t)
+	cli := testutil.StartEtcd(t)
+	s := store.New(cli)
+	ds := testDatastore{s, ipam.New(cli)}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx := t.Context()
+
+	suffix := host.Name[len("calico-test-"):]
+	wls := []struct{ ns, iface, ip string }{
+		{"calico-test-a-" + suffix, "calitesta", "10.65.0.1"},
+		{"calico-test-b-" + suffix, "calitestb", "10.65.0.2"},
+	}
+	s.Create(ctx, ClassicProfile("a"))
+	var tbl *route.Table
+	err := host.Do(func() error {
+		if err := EnableForwarding(); err != nil {
+			return err
+		}
+		if err := uplink(); err != nil {
+			return err
+		}
+		for _, w := range wls {
+			if err := veth.CreateNetNS(w.ns); err != nil {
+				return err
+			}
+			t.Cleanup(func() { veth.DeleteNetNS(w.ns) })
+			if _, err := veth.Add(veth.Spec{NetNS: veth.NetNSPath(w.ns), HostIface: w.iface, Iface: "eth0", Addrs: []netip.Addr{netip.MustParseAddr(w.ip)}}); err != nil {
+				return err
+			}
+		}
+		var err error
+		tbl, err = route.New(log)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Close()
+	var last store.Resource
+	for _, w := range wls {
+		r := workload(w.ns, w.iface, w.ip)
+		if err := s.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		last = r
+	}
+
+	dir := t.TempDir()
+	start := func() (*Agent, func()) {
+		a, err := NewAgent(Config{Name: "n1", DataDir: dir, Log: log}, nft.New(log, nft.WithNetNS(int(host.Handle()))), tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { a.Run(actx) })
+		a.Connect(ds)
+		waitApplied(t, a, last)
+		return a, func() { cancel(); wg.Wait() }
+	}
+	_, stop := start()
+
+	// The flow: b echoes, a sends and reads back, counting round trips.
+	a, b := testutil.OpenNetNS(t, wls[0].ns), testutil.OpenNetNS(t, wls[1].ns)
+	var ln net.Listener
+	if err := b.Do(func() (err error) { ln, err = net.Listen("tcp", "10.65.0.2:7000"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(c, c)
+		}
+	}()
+	var conn net.Conn
+	if err := a.Do(func() (err error) { conn, err = net.DialTimeout("tcp", "10.65.0.2:7000", 5*time.Second); return err }); err != nil {
+		t.Fatalf("connecting a to b through the agent's dataplane: %v", err)
+	}
+	defer conn.Close()
+	var trips atomic.Int64
+	flowErr := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			select {
+			case <-done:
+				flowErr <- nil
+				return
+			default:
+			}
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := conn.Write(buf); err != nil {
+				flowErr <- err
+				return
+			}
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				flowErr <- err
+				return
+			}
+			trips.Add(1)
+		}
+	}()
+	waitTrips := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for trips.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("the flow stalled at %d round trips", trips.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitTrips(100)
+	stop()
+	before := trips.Load()
+	_, stop2 := start()
+	defer stop2()
+	waitTrips(before + 1000)
+	close(done)
+	if err := <-flowErr; err != nil {
+		t.Fatalf("the flow broke across the agent's restart after %d round trips: %v", trips.Load(), err)
+	}
+	// And a new connection works with the new agent.
+	if err := a.Do(func() error {
+		c, err := net.DialTimeout("tcp", "10.65.0.2:7000", 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Errorf("a new connection after the restart: %v", err)
+	}
+}
+
+// uplink gives the calling thread's namespace an interface with a default
+// route, without which the kernel answers no proxy ARP.
+func uplink() error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink"}, PeerName: "uplink-peer"}); err != nil {
+		return err
+	}
+	l, err := h.LinkByName("uplink")
+	if err != nil {
+		return err
+	}
+	if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.99.0.1"), Mask: net.CIDRMask(24, 32)}}); err != nil {
+		return err
+	}
+	peer, _ := h.LinkByName("uplink-peer")
+	for _, x := range []netlink.Link{l, peer} {
+		if err := h.LinkSetUp(x); err != nil {
+			return err
+		}
+	}
+	return errors.Join(h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.99.0.254")}))
+}

@@ -1,0 +1,153 @@
+// Package api is the node's local API on <data-dir>/calico.sock: the
+// requests and replies that pass over it, and the client the CLI uses. The
+// server side lives in package node.
+package api
+
+import (
+	"encoding/json"
+	"net/netip"
+	"time"
+)
+
+// SocketName is the API socket's file name in the data dir.
+const SocketName = "calico.sock"
+
+// WorkloadAdd asks the node to add a workload.
+type WorkloadAdd struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace,omitempty"`
+	NetNS     string            `json:"netns,omitempty"`
+	IPs       []string          `json:"ips,omitempty"`
+	Pools     []string          `json:"pools,omitempty"`
+	Profiles  []string          `json:"profiles,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Workload is a workload as the CLI shows it.
+type Workload struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Node      string            `json:"node"`
+	Interface string            `json:"interface"`
+	Addresses []netip.Addr      `json:"addresses"`
+	Profiles  []string          `json:"profiles,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	NetNS     string            `json:"netns,omitempty"`
+	// Endpoint is the WorkloadEndpoint resource's name.
+	Endpoint string `json:"endpoint"`
+	// Programmed is false when the dataplane had not caught up with the
+	// workload within the wait (it still will).
+	Programmed bool `json:"programmed"`
+}
+
+// Resources carries resources as the datastore encodes them (a JSON
+// list), so the client can print them in any format.
+type Resources struct {
+	Items []json.RawMessage `json:"items"`
+}
+
+// Applied reports what an apply, create or delete did to each resource.
+type Applied struct {
+	Results []AppliedResource `json:"results"`
+}
+
+// AppliedResource is one resource of an Applied.
+type AppliedResource struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Action    string `json:"action"` // created, configured, deleted
+}
+
+// Status is the node's view of itself.
+type Status struct {
+	Node      string        `json:"node"`
+	ClusterID string        `json:"clusterID"`
+	Version   string        `json:"version"`
+	IPv4      string        `json:"ipv4,omitempty"`
+	IPv6      string        `json:"ipv6,omitempty"`
+	Role      string        `json:"role"`
+	Datastore Datastore     `json:"datastore"`
+	Dataplane Dataplane     `json:"dataplane"`
+	Workloads int           `json:"workloads"`
+	Pools     []Pool        `json:"pools"`
+	Uptime    time.Duration `json:"uptime"`
+}
+
+// Datastore is the health of etcd as this node sees it.
+type Datastore struct {
+	Endpoints []string `json:"endpoints"`
+	Healthy   bool     `json:"healthy"`
+	Leader    string   `json:"leader,omitempty"`
+	Members   int      `json:"members"`
+	Revision  int64    `json:"revision"`
+	// InSync is true while the node's cache follows the datastore live.
+	InSync bool   `json:"inSync"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Dataplane is the result of the last programming of this host.
+type Dataplane struct {
+	LastApply    time.Time     `json:"lastApply"`
+	Took         time.Duration `json:"took"`
+	Revision     int64         `json:"revision"`
+	Error        string        `json:"error,omitempty"`
+	Endpoints    int           `json:"endpoints"`
+	Policies     int           `json:"policies"`
+	Sets         int           `json:"sets"`
+	Routes       int           `json:"routes"`
+	FromSnapshot bool          `json:"fromSnapshot,omitempty"`
+}
+
+// Pool is an IP pool and how much of it is used.
+type Pool struct {
+	Name      string `json:"name"`
+	CIDR      string `json:"cidr"`
+	BlockSize int    `json:"blockSize"`
+	InUse     int    `json:"inUse"`
+	Disabled  bool   `json:"disabled,omitempty"`
+	NAT       bool   `json:"natOutgoing,omitempty"`
+}
+
+// IPAMBlock is one block as `calico ipam show` prints it.
+type IPAMBlock struct {
+	CIDR      string `json:"cidr"`
+	Affinity  string `json:"affinity"`
+	Allocated int    `json:"allocated"`
+	Size      int    `json:"size"`
+}
+
+// IPAMAddress is what `calico ipam show --ip` says of one address.
+type IPAMAddress struct {
+	Address   string            `json:"address"`
+	Allocated bool              `json:"allocated"`
+	Block     string            `json:"block,omitempty"`
+	Affinity  string            `json:"affinity,omitempty"`
+	Handle    string            `json:"handle,omitempty"`
+	Attrs     map[string]string `json:"attributes,omitempty"`
+	Workload  string            `json:"workload,omitempty"`
+}
+
+// IPAMReport is the result of `calico ipam check`.
+type IPAMReport struct {
+	Allocated int `json:"allocated"`
+	InUse     int `json:"inUse"`
+	// Leaked addresses are allocated but no workload uses them.
+	Leaked []IPAMProblem `json:"leaked"`
+	// Unallocated addresses are used by a workload but not allocated.
+	Unallocated []IPAMProblem `json:"unallocated"`
+	// Duplicate addresses are used by more than one workload.
+	Duplicate []IPAMProblem `json:"duplicate"`
+}
+
+// IPAMProblem is one address that `ipam check` found wrong.
+type IPAMProblem struct {
+	Address string   `json:"address"`
+	Handle  string   `json:"handle,omitempty"`
+	Owners  []string `json:"owners,omitempty"`
+}
+
+// Error is the body of every failed request.
+type Error struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,227 @@
+package node
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"calico/node/calc"
+	"calico/store"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// cache is the node's copy of the datastore: every resource, the revision
+// it is at and this host's address blocks. It is kept in a bbolt file so
+// that a node restarted while the datastore is out of reach programs the
+// same dataplane as before.
+type cache struct {
+	mu     sync.Mutex
+	items  map[string]store.Resource // by etcd key
+	blocks []netip.Prefix
+	rev    int64
+	// loaded: items is a complete state (from disk or from etcd).
+	loaded bool
+	// live: items follows etcd right now.
+	live     bool
+	fromDisk bool
+	syncErr  error
+
+	db *bolt.DB
+	// dirty keys to write; all: rewrite everything.
+	dirty     map[string]bool
+	all       bool
+	persisted time.Time
+}
+
+var (
+	bucketResources = []byte("resources")
+	bucketMeta      = []byte("meta")
+	keyRevision     = []byte("revision")
+	keyBlocks       = []byte("blocks")
+)
+
+// openCache opens (or creates) the cache file and loads what it holds.
+func openCache(path string) (*cache, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("opening the state cache %s: %w", path, err)
+	}
+	c := &cache{db: db, items: map[string]store.Resource{}, dirty: map[string]bool{}}
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		res := tx.Bucket(bucketResources)
+		if meta == nil || res == nil {
+			return nil // a new cache
+		}
+		if v := meta.Get(keyRevision); len(v) == 8 {
+			c.rev = int64(binary.BigEndian.Uint64(v))
+		}
+		if v := meta.Get(keyBlocks); v != nil {
+			if err := json.Unmarshal(v, &c.blocks); err != nil {
+				return err
+			}
+		}
+		err := res.ForEach(func(k, v []byte) error {
+			id, ok := store.ParseKey(string(k))
+			if !ok {
+				return nil
+			}
+			r := id.Kind.New()
+			if err := json.Unmarshal(v, r); err != nil {
+				return nil // skip what this version cannot read
+			}
+			c.items[string(k)] = r
+			return nil
+		})
+		c.loaded, c.fromDisk = c.rev > 0, c.rev > 0
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("reading the state cache %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *cache) close() error { return c.db.Close() }
+
+// update applies one sync event; it reports whether anything changed.
+func (c *cache) update(ev store.SyncEvent) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ev.Err != nil {
+		c.syncErr, c.live = ev.Err, false
+		return false
+	}
+	c.syncErr = nil
+	if ev.Snapshot {
+		c.items = map[string]store.Resource{}
+		c.all = true
+		c.loaded, c.live, c.fromDisk = true, true, false
+	}
+	for _, u := range ev.Updates {
+		k := store.Key(u.ID)
+		if u.Resource == nil {
+			delete(c.items, k)
+		} else {
+			c.items[k] = u.Resource
+		}
+		c.dirty[k] = true
+	}
+	changed := ev.Snapshot || len(ev.Updates) > 0
+	if ev.Revision > c.rev {
+		c.rev = ev.Revision
+	}
+	return changed
+}
+
+// setBlocks records this host's address blocks.
+func (c *cache) setBlocks(b []netip.Prefix) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blocks = b
+}
+
+// input is the calculation's input at the cache's current state.
+func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.loaded {
+		return calc.Input{}, 0, false
+	}
+	in.Node = node
+	in.HostBlocks = c.blocks
+	for _, r := range c.items {
+		switch r := r.(type) {
+		case *store.WorkloadEndpoint:
+			in.Workloads = append(in.Workloads, r)
+		case *store.HostEndpoint:
+			in.HostEndpoints = append(in.HostEndpoints, r)
+		case *store.Profile:
+			in.Profiles = append(in.Profiles, r)
+		case *store.GlobalNetworkPolicy:
+			in.GlobalPolicies = append(in.GlobalPolicies, r)
+		case *store.NetworkPolicy:
+			in.Policies = append(in.Policies, r)
+		case *store.FelixConfiguration:
+			in.Felix = append(in.Felix, r)
+		}
+	}
+	return in, c.rev, true
+}
+
+// state reports how the cache relates to the datastore.
+func (c *cache) state() (rev int64, live, fromDisk bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rev, c.live, c.fromDisk, c.syncErr
+}
+
+// persist writes what changed since the last write, at most once per
+// interval unless forced.
+func (c *cache) persist(force bool, interval time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.loaded || c.fromDisk || (!force && time.Since(c.persisted) < interval) {
+		return nil
+	}
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		if c.all {
+			if tx.Bucket(bucketResources) != nil {
+				if err := tx.DeleteBucket(bucketResources); err != nil {
+					return err
+				}
+			}
+		}
+		res, err := tx.CreateBucketIfNotExists(bucketResources)
+		if err != nil {
+			return err
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		keys := c.dirty
+		if c.all {
+			keys = map[string]bool{}
+			for k := range c.items {
+				keys[k] = true
+			}
+		}
+		for k := range keys {
+			r, ok := c.items[k]
+			if !ok {
+				if err := res.Delete([]byte(k)); err != nil {
+					return err
+				}
+				continue
+			}
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := res.Put([]byte(k), b); err != nil {
+				return err
+			}
+		}
+		rev := make([]byte, 8)
+		binary.BigEndian.PutUint64(rev, uint64(c.rev))
+		if err := meta.Put(keyRevision, rev); err != nil {
+			return err
+		}
+		blocks, err := json.Marshal(c.blocks)
+		if err != nil {
+			return err
+		}
+		return meta.Put(keyBlocks, blocks)
+	})
+	if err != nil {
+		return fmt.Errorf("writing the state cache: %w", err)
+	}
+	c.dirty, c.all, c.persisted = map[string]bool{}, false, time.Now()
+	return nil
+}

@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"calico/internal/testutil"
+	"calico/node/api"
+	"calico/store"
+	"calico/store/ipam"
+)
+
+func newServer(t *testing.T) (*Server, *store.Store, *ipam.IPAM) {
+	cli := testutil.StartEtcd(t)
+	s := store.New(cli)
+	im := ipam.New(cli)
+	a, _, _ := runAgent(t, t.TempDir(), testDatastore{s, im})
+	return &Server{Name: "n1", Store: s, IPAM: im, Agent: a, DataDir: t.TempDir()}, s, im
+}
+
+func TestApplyValidatesEverythingFirst(t *testing.T) {
+	srv, s, _ := newServer(t)
+	ctx := t.Context()
+	doc := `apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: good}
+spec: {cidr: 10.65.0.0/16}
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: p}
+spec: {ingress: [{action: Allow, protocol: TCP, destination: {ports: ["9:1"]}}]}
+`
+	if _, err := srv.applyData(ctx, []byte(doc), "apply"); err == nil || !strings.Contains(err.Error(), `port range "9:1" ends before it starts`) {
+		t.Fatalf("applyData = %v", err)
+	}
+	doc = strings.Replace(doc, `"9:1"`, `"1:9"`, 1) + `---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: overlapping}
+spec: {cidr: 10.65.1.0/24}
+`
+	if _, err := srv.applyData(ctx, []byte(doc), "apply"); err == nil || !strings.Contains(err.Error(), "in the same input") {
+		t.Fatalf("applyData of overlapping pools = %v", err)
+	}
+	if pools, _ := store.ListOf[*store.IPPool](ctx, s, ""); len(pools) != 0 {
+		t.Errorf("refused input wrote %v", pools)
+	}
+	good := strings.SplitN(doc, "---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: overlapping}", 2)[0]
+	out, err := srv.applyData(ctx, []byte(good), "apply")
+	if err != nil || len(out.Results) != 2 || out.Results[0].Action != "created" {
+		t.Fatalf("applyData = %+v, %v", out, err)
+	}
+	out, err = srv.applyData(ctx, []byte(good), "apply")
+	if err != nil || out.Results[1].Action != "configured" {
+		t.Fatalf("second applyData = %+v, %v", out, err)
+	}
+	if _, err := srv.applyData(ctx, []byte(good), "create"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("create of existing resources = %v", err)
+	}
+}
+
+func TestDeleteRefusesWhatIsInUse(t *testing.T) {
+	srv, s, im := newServer(t)
+	ctx := t.Context()
+	if _, err := srv.applyData(ctx, []byte("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.65.0.0/16}\n"), "apply"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := im.AutoAssign(ctx, "h", "n1", []ipam.Pool{{CIDR: netip.MustParsePrefix("10.65.0.0/16"), BlockSize: 26}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.deleteResource(ctx, "ippool", "", "p"); err == nil || !strings.Contains(err.Error(), "has 1 addresses in use") {
+		t.Errorf("deleting a pool in use = %v", err)
+	}
+	s.Create(ctx, ClassicProfile("a"))
+	w := workload("w1", "cali1", a.String())
+	if err := s.Create(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.deleteResource(ctx, "profiles", "", "a"); err == nil || !strings.Contains(err.Error(), "in use by workload default/w1") {
+		t.Errorf("deleting a profile in use = %v", err)
+	}
+	if _, err := srv.deleteResource(ctx, "wep", "", w.Metadata.Name); err == nil || !strings.Contains(err.Error(), "calico workload rm w1") {
+		t.Errorf("deleting a workload's endpoint = %v", err)
+	}
+	if _, err := srv.deleteResource(ctx, "node", "", "n1"); err == nil {
+		t.Errorf("a node deleted itself")
+	}
+	if err := srv.ipamRelease(ctx, a.String()); err == nil || !strings.Contains(err.Error(), "in use by workload default/w1") {
+		t.Errorf("releasing a used address = %v", err)
+	}
+
+	rep, err := srv.ipamCheck(ctx)
+	if err != nil || len(rep.Leaked)+len(rep.Unallocated)+len(rep.Duplicate) != 0 || rep.Allocated != 1 {
+		t.Errorf("ipam check of a consistent state = %+v, %v", rep, err)
+	}
+	s.Delete(ctx, store.IDOf(w), "")
+	rep, _ = srv.ipamCheck(ctx)
+	if len(rep.Leaked) != 1 || rep.Leaked[0].Address != a.String() {
+		t.Errorf("ipam check after the workload went = %+v; want %s leaked", rep, a)
+	}
+	if err := srv.ipamRelease(ctx, a.String()); err != nil {
+		t.Errorf("releasing a leaked address: %v", err)
+	}
+	if _, err := srv.deleteResource(ctx, "ippool", "", "p"); err != nil {
+		t.Errorf("deleting an unused pool: %v", err)
+	}
+}
+
+// TestAPIOverHTTP checks the handler's routing and error encoding with
+// the client the CLI uses.
+func TestAPIOverHTTP(t *testing.T) {
+	srv, _, _ := newServer(t)
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	c := api.NewClient("unused")
+	c.SetBaseURL(hs.URL, hs.Client())
+	var out api.Applied
+	err := c.DoRaw(context.Background(), "POST", "/v1/resources", map[string][]string{"mode": {"apply"}},
+		[]byte("apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: web}\n"), &out)
+	if err != nil || len(out.Results) != 1 {
+		t.Fatalf("apply over HTTP = %+v, %v", out, err)
+	}
+	var res api.Resources
+	if err := c.Do(context.Background(), "GET", "/v1/resources/pro", nil, nil, &res); err != nil || len(res.Items) != 1 {
+		t.Errorf("get profiles = %d items, %v", len(res.Items), err)
+	}
+	err = c.Do(context.Background(), "DELETE", "/v1/resources/profiles/nothere", nil, nil, &out)
+	if err == nil || err.Error() != `Profile "nothere" does not exist` {
+		t.Errorf("deleting a missing profile = %v", err)
+	}
+}
