@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	ucli "github.com/urfave/cli/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestReorder(t *testing.T) {
+	app := App(nil, nil)
+	for _, tc := range []struct{ in, want string }{
+		{"calico workload add cw-a1 --profile a --label x=y", "calico workload add --profile a --label x=y cw-a1"},
+		{"calico workload add --profile a cw-a1", "calico workload add --profile a cw-a1"},
+		{"calico get ippools -o yaml", "calico get -o yaml ippools"},
+		{"calico workload rm cw-a1 -n prod", "calico workload rm -n prod cw-a1"},
+		{"calico apply -f -", "calico apply -f -"},
+		{"calico delete gnp x --data-dir=/d", "calico delete --data-dir=/d gnp x"},
+		{"calico pool add 10.0.0.0/16 --nat-outgoing --block-size 24", "calico pool add --nat-outgoing --block-size 24 10.0.0.0/16"},
+		{"calico workload add -- -odd", "calico workload add -- -odd"},
+		{"calico", "calico"},
+	} {
+		got := strings.Join(reorder(app, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("reorder(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// run runs the CLI in-process and returns its exit code and output.
+func run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), append([]string{"calico"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"workload", "add"}, 2, "workload add needs a workload NAME"},
+		{[]string{"workload", "add", "a", "b"}, 2, "takes one argument, a workload NAME"},
+		{[]string{"workload", "add", "a", "--label", "novalue"}, 2, `--label "novalue" is not key=value`},
+		{[]string{"get"}, 2, "get needs KIND"},
+		{[]string{"get", "pods"}, 2, `unknown resource kind "pods"`},
+		{[]string{"get", "ippools", "-o", "xml"}, 2, `-o "xml" is not one of yaml, json`},
+		{[]string{"status", "extra"}, 2, "status takes no arguments"},
+		{[]string{"pool", "add", "10.0.0.1/16"}, 2, "has host bits set (did you mean 10.0.0.0/16?)"},
+		{[]string{"ipam", "release", "--ip", "nope"}, 2, `--ip "nope" is not an address`},
+		{[]string{"delete", "ippool"}, 2, "delete needs KIND and NAME"},
+		{[]string{"up", "--ip", "fd00::1"}, 2, `--ip "fd00::1" is not a unicast IPv4 address`},
+		{[]string{"up", "--pool", "10.0.0.0/40"}, 2, `--pool "10.0.0.0/40" is not a CIDR`},
+		{[]string{"up", "--as", "x"}, 2, `--as "x" is not an AS number`},
+		{[]string{"up", "--name", "Bad_Name"}, 2, `--name "Bad_Name"`},
+		{[]string{"up", "--log-level", "loud"}, 2, `--log-level "loud"`},
+		{[]string{"status"}, 1, "no calico node is running with data dir " + dir},
+		{[]string{"no-such-command"}, 2, `unknown command "no-such-command"`},
+	} {
+		code, _, errs := run(append(tc.args, "--data-dir", dir)...)
+		if code != tc.code || !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("calico %s: exit %d, stderr %q; want exit %d and one line containing %q", strings.Join(tc.args, " "), code, errs, tc.code, tc.want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run("version")
+	if code != 0 || out != "calico "+Version+"\n" {
+		t.Errorf("version = %d %q", code, out)
+	}
+}
+
+func TestParseLabels(t *testing.T) {
+	got, err := parseLabels([]string{"role=db", "tier=", "a=b=c"})
+	if err != nil || got["role"] != "db" || got["tier"] != "" || got["a"] != "b=c" {
+		t.Errorf("parseLabels = %v, %v", got, err)
+	}
+	if got, _ := parseLabels(nil); got != nil {
+		t.Errorf("parseLabels(nil) = %v", got)
+	}
+}
+
+func TestEveryCommandTakesDataDir(t *testing.T) {
+	var walk func(path []string, cmds []*ucli.Command)
+	walk = func(path []string, cmds []*ucli.Command) {
+		for _, c := range cmds {
+			p := append(slices.Clone(path), c.Name)
+			if len(c.Subcommands) > 0 {
+				walk(p, c.Subcommands)
+				continue
+			}
+			if c.Name == "version" {
+				continue
+			}
+			found := false
+			for _, f := range c.Flags {
+				if slices.Contains(f.Names(), "data-dir") {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("calico %s has no --data-dir", strings.Join(p, " "))
+			}
+		}
+	}
+	walk(nil, App(nil, nil).Commands)
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+
+	"calico/cluster"
+	"calico/node/api"
+	"calico/store"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+func poolCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "pool",
+		Usage: "add, list and remove IP pools",
+		Subcommands: []*ucli.Command{
+			{
+				Name:      "add",
+				Usage:     "add an IP pool",
+				ArgsUsage: "CIDR",
+				Flags: []ucli.Flag{
+					dataDirFlag(),
+					&ucli.StringFlag{Name: "name", Usage: "the pool's name (default: from the CIDR)"},
+					&ucli.IntFlag{Name: "block-size", Usage: "prefix length of the blocks hosts claim (default 26 for IPv4, 122 for IPv6)"},
+					&ucli.BoolFlag{Name: "nat-outgoing", Usage: "masquerade traffic from the pool to destinations outside every pool"},
+					&ucli.BoolFlag{Name: "disabled", Usage: "allocate nothing from the pool"},
+					&ucli.StringFlag{Name: "node-selector", Usage: "only nodes matching this selector allocate from the pool"},
+				},
+				Action: func(c *ucli.Context) error {
+					arg, err := oneArg(c, "a pool CIDR")
+					if err != nil {
+						return err
+					}
+					cidr, err := store.ParseCIDR(arg)
+					if err != nil {
+						return usageError{err.Error()}
+					}
+					p := store.KindIPPool.New().(*store.IPPool)
+					p.Metadata.Name = c.String("name")
+					if p.Metadata.Name == "" {
+						p.Metadata.Name = cluster.PoolName(cidr)
+					}
+					p.Spec = store.IPPoolSpec{CIDR: cidr.String(), BlockSize: c.Int("block-size"), NATOutgoing: c.Bool("nat-outgoing"),
+						Disabled: c.Bool("disabled"), NodeSelector: c.String("node-selector")}
+					b, err := store.Encode(p, store.JSON)
+					if err != nil {
+						return err
+					}
+					return sendData(c, b, "create")
+				},
+			},
+			{
+				Name:    "list",
+				Aliases: []string{"ls"},
+				Usage:   "list IP pools and how many addresses each has in use",
+				Flags:   []ucli.Flag{dataDirFlag(), outputFlag("json")},
+				Action: func(c *ucli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					if err := checkFormat(c.String("output"), "json"); err != nil {
+						return err
+					}
+					var st api.Status
+					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/status", nil, nil, &st); err != nil {
+						return err
+					}
+					if c.String("output") == "json" {
+						return printJSON(c.App.Writer, st.Pools)
+					}
+					return poolTable(c.App.Writer, st.Pools)
+				},
+			},
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove an IP pool (refused while any of its addresses is in use)",
+				ArgsUsage: "CIDR|NAME",
+				Flags:     []ucli.Flag{dataDirFlag()},
+				Action: func(c *ucli.Context) error {
+					arg, err := oneArg(c, "a pool CIDR or name")
+					if err != nil {
+						return err
+					}
+					name := arg
+					if cidr, err := store.ParseCIDR(arg); err == nil {
+						if name, err = poolByCIDR(c, cidr.String()); err != nil {
+							return err
+						}
+					}
+					return deleteResource(c, store.KindIPPool, name)
+				},
+			},
+		},
+	}
+}
+
+// poolByCIDR finds the name of the pool with a CIDR.
+func poolByCIDR(c *ucli.Context, cidr string) (string, error) {
+	var res api.Resources
+	if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/resources/ippools", url.Values{}, nil, &res); err != nil {
+		return "", err
+	}
+	for _, item := range res.Items {
+		var p store.IPPool
+		if err := json.Unmarshal(item, &p); err == nil && p.Spec.CIDR == cidr {
+			return p.Metadata.Name, nil
+		}
+	}
+	return "", fmt.Errorf("no IP pool has CIDR %s", cidr)
+}
+
+func poolTable(w io.Writer, pools []api.Pool) error {
+	rows := [][]string{{"NAME", "CIDR", "BLOCKSIZE", "IN USE", "NAT", "DISABLED"}}
+	for _, p := range pools {
+		rows = append(rows, []string{p.Name, p.CIDR, fmt.Sprint(p.BlockSize), fmt.Sprint(p.InUse), fmt.Sprint(p.NAT), fmt.Sprint(p.Disabled)})
+	}
+	return table(w, rows)
+}
