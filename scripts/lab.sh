@@ -1,0 +1,136 @@
+#!/bin/sh
+# lab.sh builds a fleet of hosts out of network namespaces on this machine
+# and runs calico nodes in them. It never touches the root namespace's
+# network: the lab has no route out.
+#
+#   lab.sh up [HOSTS] [RACKS]        make the fabric and HOSTS hosts (default 1, 1 rack)
+#   lab.sh start HOST [ARGS...]      start `calico up` on HOST (host1, host2, …) in the background
+#   lab.sh stop HOST                 stop HOST's node (SIGTERM; its dataplane stays)
+#   lab.sh kill HOST                 kill -9 HOST's node
+#   lab.sh calico HOST ARGS...       run the calico CLI against HOST's node
+#   lab.sh exec HOST CMD...          run a command in HOST's network namespace
+#   lab.sh addr HOST [6]             print HOST's address
+#   lab.sh down                      stop every node and remove the whole lab
+#
+# Hosts are namespaces calico-lab-hostN with eth0 on a bridge (one per rack)
+# in the namespace calico-lab-fabric. Host N of rack R has 172.31.R.(10+N)/24
+# and fd00:31:R::(10+N)/64 and a default route to the rack's gateway, .1 in
+# the fabric, which forwards nothing. State lives under $CALICO_LAB_DIR
+# (default /tmp/calico-lab): each host's data dir, log and pid.
+set -eu
+
+LAB_DIR=${CALICO_LAB_DIR:-/tmp/calico-lab}
+CALICO=${CALICO:-$(cd "$(dirname "$0")/.." && pwd)/calico}
+FABRIC=calico-lab-fabric
+
+die() { echo "lab.sh: $*" >&2; exit 1; }
+hostns() { echo "calico-lab-$1"; }
+hostnum() { echo "$1" | sed -n 's/^host\([0-9][0-9]*\)$/\1/p'; }
+rack_of() { cat "$LAB_DIR/$1.rack" 2>/dev/null || die "no lab host $1 (run lab.sh up)"; }
+
+addr() { # HOST [6]
+	n=$(hostnum "$1"); r=$(rack_of "$1")
+	if [ "${2:-4}" = 6 ]; then echo "fd00:31:$r::$((10 + n))"; else echo "172.31.$r.$((10 + n))"; fi
+}
+
+up() {
+	hosts=${1:-1}; racks=${2:-1}
+	down
+	mkdir -p "$LAB_DIR"
+	ip netns add $FABRIC
+	ip -n $FABRIC link set lo up
+	ip netns exec $FABRIC sh -c 'echo 0 > /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv6/conf/all/forwarding'
+	r=1
+	while [ $r -le "$racks" ]; do
+		ip -n $FABRIC link add rack$r type bridge
+		ip -n $FABRIC addr add 172.31.$r.1/24 dev rack$r
+		ip -n $FABRIC addr add fd00:31:$r::1/64 dev rack$r nodad
+		ip -n $FABRIC link set rack$r up
+		r=$((r + 1))
+	done
+	n=1
+	while [ $n -le "$hosts" ]; do
+		h=host$n
+		r=$(( (n - 1) * racks / hosts + 1 ))
+		echo $r > "$LAB_DIR/$h.rack"
+		ns=$(hostns $h)
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+		ip link add "lab-$h" netns $FABRIC type veth peer name eth0 netns "$ns"
+		ip -n $FABRIC link set "lab-$h" master rack$r up
+		ip -n "$ns" addr add "$(addr $h)/24" dev eth0
+		ip -n "$ns" addr add "$(addr $h 6)/64" dev eth0 nodad
+		ip -n "$ns" link set eth0 up
+		ip -n "$ns" route add default via 172.31.$r.1
+		ip -n "$ns" -6 route add default via fd00:31:$r::1
+		n=$((n + 1))
+	done
+	echo "lab: $hosts host(s) in $racks rack(s); state in $LAB_DIR"
+}
+
+start() { # HOST [ARGS...]
+	h=$1; shift
+	ns=$(hostns "$h"); rack_of "$h" >/dev/null
+	[ -x "$CALICO" ] || die "no calico binary at $CALICO (run make)"
+	if [ -f "$LAB_DIR/$h.pid" ] && kill -0 "$(cat "$LAB_DIR/$h.pid")" 2>/dev/null; then
+		die "$h is already running"
+	fi
+	# nsenter, not `ip netns exec`: the node must share this mount
+	# namespace so the workload namespaces it makes are visible here.
+	nsenter --net=/run/netns/"$ns" "$CALICO" up --data-dir "$LAB_DIR/$h" --name "$h" \
+		--ip "$(addr "$h")/24" --ip6 "$(addr "$h" 6)/64" "$@" >>"$LAB_DIR/$h.log" 2>&1 &
+	echo $! > "$LAB_DIR/$h.pid"
+	i=0
+	until CALICO_DATA_DIR="$LAB_DIR/$h" "$CALICO" status >/dev/null 2>&1; do
+		if ! kill -0 "$(cat "$LAB_DIR/$h.pid")" 2>/dev/null; then
+			tail -20 "$LAB_DIR/$h.log" >&2
+			die "$h's node exited; its log is $LAB_DIR/$h.log"
+		fi
+		i=$((i + 1))
+		[ $i -lt 600 ] || die "$h's node is not ready after 60s; its log is $LAB_DIR/$h.log"
+		sleep 0.1
+	done
+	echo "lab: $h is up ($(addr "$h"), log $LAB_DIR/$h.log)"
+}
+
+stop() { # HOST [SIGNAL]
+	pidf="$LAB_DIR/$1.pid"
+	[ -f "$pidf" ] || return 0
+	pid=$(cat "$pidf")
+	kill -"${2:-TERM}" "$pid" 2>/dev/null || true
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	kill -KILL "$pid" 2>/dev/null || true
+	rm -f "$pidf"
+}
+
+down() {
+	[ -d "$LAB_DIR" ] || { ip netns del $FABRIC 2>/dev/null || true; return 0; }
+	for pidf in "$LAB_DIR"/*.pid; do
+		[ -f "$pidf" ] && stop "$(basename "$pidf" .pid)"
+	done
+	# The workload namespaces the nodes made (each node records them).
+	for f in "$LAB_DIR"/*/netns/*; do
+		[ -f "$f" ] && ip netns del "$(basename "$f")" 2>/dev/null || true
+	done
+	for ns in $(ip netns list | awk '{print $1}' | grep '^calico-lab-' || true); do
+		ip netns del "$ns"
+	done
+	rm -rf "$LAB_DIR"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+up) up "$@" ;;
+start) [ $# -ge 1 ] || die "start HOST [ARGS...]"; start "$@" ;;
+stop) [ $# -eq 1 ] || die "stop HOST"; stop "$1" ;;
+kill) [ $# -eq 1 ] || die "kill HOST"; stop "$1" KILL ;;
+calico) [ $# -ge 1 ] || die "calico HOST ARGS..."; h=$1; shift; rack_of "$h" >/dev/null
+	CALICO_DATA_DIR="$LAB_DIR/$h" exec nsenter --net=/run/netns/"$(hostns "$h")" "$CALICO" "$@" ;;
+exec) [ $# -ge 2 ] || die "exec HOST CMD..."; h=$1; shift; rack_of "$h" >/dev/null
+	exec nsenter --net=/run/netns/"$(hostns "$h")" "$@" ;;
+addr) [ $# -ge 1 ] || die "addr HOST [6]"; addr "$@" ;;
+down) down ;;
+*) sed -n '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
+esac
