@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os/exec"
 	"runtime"
 	"testing"
 
@@ -18,32 +19,26 @@ type NetNS struct {
 }
 
 // NewNetNS creates a fresh named network namespace and deletes it when the
-// test ends. The calling goroutine's thread is left where it was.
+// test ends. It uses `ip netns`, which first makes /run/netns a shared
+// mount of its own: a namespace mounted on the bare directory before that
+// happens (by anyone) could no longer be removed.
 func NewNetNS(t testing.TB) *NetNS {
 	t.Helper()
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := "calico-test-" + hex.EncodeToString(b)
-	var h netns.NsHandle
-	err := onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		h, err = netns.NewNamed(name)
-		if err != nil {
-			return err
-		}
-		return netns.Set(orig)
-	})
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("creating network namespace %s: %v: %s", name, err, out)
+	}
+	h, err := netns.GetFromName(name)
 	if err != nil {
-		t.Fatalf("creating network namespace %s: %v", name, err)
+		exec.Command("ip", "netns", "delete", name).Run()
+		t.Fatalf("opening network namespace %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("deleting network namespace %s: %v", name, err)
+		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("deleting network namespace %s: %v: %s", name, err, out)
 		}
 	})
 	return &NetNS{Name: name, handle: h}
