@@ -29,6 +29,12 @@ func TestMain(m *testing.M) {
 		fmt.Println("e2e tests skipped: set CALICO_E2E=1 (as root; make test does)")
 		os.Exit(0)
 	}
+	for _, tool := range []string{"ip", "nsenter", "ping"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e tests need %s (Debian: apt-get install iproute2 util-linux iputils-ping)\n", tool)
+			os.Exit(1)
+		}
+	}
 	root, _ := filepath.Abs("..")
 	labScript = filepath.Join(root, "scripts", "lab.sh")
 	calicoBin = os.Getenv("CALICO")
