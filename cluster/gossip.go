@@ -1,0 +1,507 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a node tells the others about itself through gossip.
+// JSON-encoded into memberlist node meta (must stay under 512 bytes).
+type Meta struct {
+	Name      string `json:"name"`
+	ClusterID string `json:"cluster"`
+	IPv4      string `json:"ipv4,omitempty"` // address without length
+	IPv6      string `json:"ipv6,omitempty"`
+	Role      string `json:"role"` // "voter", "learner", "client"
+	Version   string `json:"version"`
+	JoinPort  int    `json:"join"`           // join API port (7947)
+	EtcdPort  int    `json:"etcd,omitempty"` // etcd client port when it runs a member
+	BGPPort   int    `json:"bgp,omitempty"`
+}
+
+// Member is one node as gossip sees it.
+type Member struct {
+	Meta
+	Addr netip.AddrPort // gossip address
+	// State is "alive", "dead" or "left". memberlist v0.7.0 never tells
+	// its user that a node is suspect (hashicorp/memberlist#266, #293),
+	// so a suspect node stays "alive" here until it is declared dead.
+	State string
+	Since time.Time // when State last changed (as seen here)
+}
+
+// GossipConfig is how to start gossip.
+type GossipConfig struct {
+	Meta Meta       // this node; Meta.Name is the memberlist node name
+	Bind netip.Addr // address to bind and advertise
+	Port int        // default 7946 (tcp+udp)
+	Key  []byte     // 32-byte AES key; gossip is encrypted and verified both ways
+	// Log receives memberlist's own log lines at debug level.
+	Log *slog.Logger
+	// ProbeInterval is for tests; zero means the LAN default chosen in
+	// StartGossip (400ms). The probe timeout is half of it.
+	ProbeInterval time.Duration
+}
+
+// Gossip is this node's membership in the cluster's memberlist: who is
+// out there, in what state, and what they say about themselves.
+type Gossip struct {
+	ml     *memberlist.Memberlist
+	port   int
+	meta0  Meta // as started; Name and ClusterID never change
+	log    *slog.Logger
+	events chan Member
+
+	// life serializes SetMeta, Leave and Close, so that memberlist's
+	// Leave and UpdateNode never run after its Shutdown (Leave panics).
+	life sync.Mutex
+
+	mu      sync.Mutex
+	meta    []byte // own node meta as gossiped
+	members map[string]Member
+	closed  bool
+}
+
+// gossipMeta is Meta as it travels. Leaving is set just before a node
+// leaves: memberlist does not tell its user whether a node left or died
+// (the Node passed to NotifyLeave always says StateAlive), so a node
+// announces its intent first, like Serf does.
+type gossipMeta struct {
+	Meta
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+const (
+	defaultGossipPort = 7946
+	// gossipBroadcastTimeout bounds how long SetMeta waits for its update
+	// to be handed to the other members.
+	gossipBroadcastTimeout = 3 * time.Second
+	gossipEventBuffer      = 256
+)
+
+var errGossipClosed = errors.New("gossip is shut down")
+
+// StartGossip creates the memberlist and starts listening. It joins no one;
+// see Join and Rejoin.
+func StartGossip(cfg GossipConfig) (*Gossip, error) {
+	if cfg.Port == 0 {
+		cfg.Port = defaultGossipPort
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.Bind.IsValid() || cfg.Bind.IsUnspecified() {
+		return nil, fmt.Errorf("gossip needs a specific bind address, not %q", cfg.Bind)
+	}
+	if len(cfg.Key) != 32 {
+		return nil, fmt.Errorf("gossip key is %d bytes, want 32", len(cfg.Key))
+	}
+	if cfg.Meta.Name == "" || cfg.Meta.ClusterID == "" {
+		return nil, errors.New("gossip meta needs a name and a cluster id")
+	}
+	label := "calico/" + cfg.Meta.ClusterID
+	if len(label) > memberlist.LabelMaxSize {
+		return nil, fmt.Errorf("cluster id %q is too long for a gossip label", cfg.Meta.ClusterID)
+	}
+	// Leave adds the leave intent, so check the meta fits with it too.
+	if _, err := encodeGossipMeta(cfg.Meta, true); err != nil {
+		return nil, err
+	}
+	meta, err := encodeGossipMeta(cfg.Meta, false)
+	if err != nil {
+		return nil, err
+	}
+	keyring, err := memberlist.NewKeyring(nil, cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("making gossip keyring: %w", err)
+	}
+
+	g := &Gossip{
+		port:    cfg.Port,
+		meta0:   cfg.Meta,
+		log:     cfg.Log.With("component", "gossip"),
+		events:  make(chan Member, gossipEventBuffer),
+		meta:    meta,
+		members: make(map[string]Member),
+	}
+	hooks := gossipHooks{g}
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Meta.Name
+	mc.BindAddr = cfg.Bind.String()
+	mc.BindPort = cfg.Port
+	mc.AdvertiseAddr = cfg.Bind.String()
+	mc.AdvertisePort = cfg.Port
+	mc.Label = label
+	mc.Keyring = keyring
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
+	mc.Delegate = hooks
+	mc.Events = hooks
+	mc.Alive = hooks
+	mc.Logger = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
+
+	// Failure detection for a LAN of up to a few hundred hosts. A dead
+	// host is found by the first probe that fails (some member probes it
+	// about every ProbeInterval, and a failed probe takes one
+	// ProbeInterval: ProbeTimeout for the direct ping, the rest for the
+	// indirect and TCP ones), then stays suspect for
+	//
+	//	SuspicionMult * max(1, log10(n)) * ProbeInterval
+	//
+	// once SuspicionMult-2 = 1 other member has confirmed it (memberlist's
+	// suspicionTimeout in util.go), then the dead message is gossiped
+	// (GossipInterval 200ms). With 400ms and 3:
+	//
+	//	n <= 10:  3 * 1.00 * 0.4s = 1.2s, so about 0.4+0.4+1.2+0.2 = 2.2s
+	//	n  = 25:  3 * 1.40 * 0.4s = 1.7s, about 2.7s
+	//	n  = 50:  3 * 1.70 * 0.4s = 2.0s, about 3.0s
+	//	n  = 300: 3 * 2.48 * 0.4s = 3.0s, about 4.0s
+	//
+	// Without any confirmation the suspicion lasts SuspicionMaxTimeoutMult
+	// times as long (4.8s for n <= 10).
+	mc.ProbeInterval = 400 * time.Millisecond
+	mc.ProbeTimeout = 200 * time.Millisecond
+	mc.SuspicionMult = 3
+	mc.SuspicionMaxTimeoutMult = 4
+	if cfg.ProbeInterval > 0 {
+		mc.ProbeInterval = cfg.ProbeInterval
+		mc.ProbeTimeout = cfg.ProbeInterval / 2
+	}
+	// Full state sync over TCP; memberlist stretches it beyond 32 nodes.
+	mc.PushPullInterval = 10 * time.Second
+	mc.TCPTimeout = 5 * time.Second
+	// Keep telling a dead node it is dead for a while, so it can refute.
+	mc.GossipToTheDeadTime = 10 * time.Second
+	// memberlist accepts a node that restarts under its name at the same
+	// address at once (it refutes its death with a higher incarnation);
+	// this lets it come back from another address 5s after it died.
+	mc.DeadNodeReclaimTime = 5 * time.Second
+
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(cfg.Bind, uint16(cfg.Port)), err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+// Join contacts the given gossip addresses, "ip" or "ip:port" (the port
+// defaults to this node's gossip port), and syncs state with each. It
+// returns how many it reached; the error is nil when any was.
+func (g *Gossip) Join(addrs []string) (int, error) {
+	if g.isClosed() {
+		return 0, errGossipClosed
+	}
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	full := make([]string, len(addrs))
+	for i, a := range addrs {
+		full[i] = g.gossipAddr(a)
+	}
+	n, err := g.ml.Join(full)
+	if n == 0 && err != nil {
+		return 0, fmt.Errorf("joining gossip at %s: %w", strings.Join(full, ", "), err)
+	}
+	return n, nil
+}
+
+// gossipAddr gives an address "ip" the default gossip port.
+func (g *Gossip) gossipAddr(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, uint16(g.port)).String()
+	}
+	return s
+}
+
+// Members returns every node this process has seen, itself and the dead
+// and left ones included, sorted by name.
+func (g *Gossip) Members() []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ms := make([]Member, 0, len(g.members))
+	for _, m := range g.members {
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return ms
+}
+
+// Member returns the node with that name, if this process has seen it.
+func (g *Gossip) Member(name string) (Member, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, ok := g.members[name]
+	return m, ok
+}
+
+// SetMeta changes what this node tells the others about itself and
+// broadcasts it. The name and cluster cannot change. When the broadcast
+// does not go out in time the error says so, but the new meta is in
+// effect and later gossip carries it.
+func (g *Gossip) SetMeta(m Meta) error {
+	if m.Name != g.meta0.Name || m.ClusterID != g.meta0.ClusterID {
+		return fmt.Errorf("gossip meta cannot change name or cluster (%s/%s to %s/%s)",
+			g.meta0.ClusterID, g.meta0.Name, m.ClusterID, m.Name)
+	}
+	if _, err := encodeGossipMeta(m, true); err != nil {
+		return err
+	}
+	b, err := encodeGossipMeta(m, false)
+	if err != nil {
+		return err
+	}
+	g.life.Lock()
+	defer g.life.Unlock()
+	g.mu.Lock()
+	closed := g.closed
+	if !closed {
+		g.meta = b
+	}
+	g.mu.Unlock()
+	if closed {
+		return errGossipClosed
+	}
+	if err := g.ml.UpdateNode(gossipBroadcastTimeout); err != nil {
+		return fmt.Errorf("broadcasting gossip meta: %w", err)
+	}
+	return nil
+}
+
+// Events delivers a member each time its State or Meta changes. When the
+// reader falls behind the oldest events are dropped; Members has the
+// current view. The channel is closed when gossip shuts down.
+func (g *Gossip) Events() <-chan Member { return g.events }
+
+// Rejoin joins, now and then every `every`, those of the known addresses
+// that are not alive members, until ctx is done. memberlist never dials a
+// dead node again, so this is what heals a partition or brings back a
+// node that restarted alone. Addresses are as for Join; one that is not
+// an IP address is always dialled. Rejoin also returns when gossip shuts
+// down. A non-positive `every` means 10s.
+func (g *Gossip) Rejoin(ctx context.Context, every time.Duration, known func() []string) {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for !g.isClosed() {
+		g.rejoinOnce(known())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (g *Gossip) rejoinOnce(known []string) {
+	alive := make(map[netip.AddrPort]bool)
+	for _, m := range g.Members() {
+		if m.State == "alive" {
+			alive[m.Addr] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range known {
+		full := g.gossipAddr(s)
+		if ap, err := netip.ParseAddrPort(full); err == nil && alive[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
+			continue
+		}
+		// In parallel: a dead host costs a dial timeout (TCPTimeout).
+		wg.Go(func() {
+			if _, err := g.ml.Join([]string{full}); err != nil {
+				g.log.Debug("rejoining", "addr", full, "err", err)
+				return
+			}
+			g.log.Debug("rejoined", "addr", full)
+		})
+	}
+	wg.Wait()
+}
+
+// Leave tells the others this node is leaving, waits up to timeout for
+// that to go out, and shuts gossip down.
+func (g *Gossip) Leave(timeout time.Duration) error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.isClosed() {
+		return errGossipClosed
+	}
+	var errs []error
+	deadline := time.Now().Add(timeout)
+	if b, err := encodeGossipMeta(g.ownMeta(), true); err == nil {
+		g.mu.Lock()
+		g.meta = b
+		g.mu.Unlock()
+		if err := g.ml.UpdateNode(timeout / 2); err != nil {
+			errs = append(errs, fmt.Errorf("announcing leave: %w", err))
+		}
+	}
+	if err := g.ml.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
+		errs = append(errs, fmt.Errorf("leaving gossip: %w", err))
+	}
+	errs = append(errs, g.shutdown())
+	return errors.Join(errs...)
+}
+
+func (g *Gossip) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+// ownMeta is the meta this node gossips now.
+func (g *Gossip) ownMeta() Meta {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, _, err := decodeGossipMeta(g.meta)
+	if err != nil { // cannot happen: we encoded it
+		return g.meta0
+	}
+	return m
+}
+
+// Close shuts gossip down without telling anyone; the others find this
+// node dead.
+func (g *Gossip) Close() error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	return g.shutdown()
+}
+
+// shutdown stops memberlist and closes the events. The caller holds life.
+func (g *Gossip) shutdown() error {
+	err := g.ml.Shutdown()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.closed = true
+		close(g.events)
+	}
+	if err != nil {
+		return fmt.Errorf("shutting down gossip: %w", err)
+	}
+	return nil
+}
+
+// observe records what memberlist says about a node. memberlist calls its
+// delegates one at a time, with its node lock held: this must not block
+// or call back into memberlist.
+func (g *Gossip) observe(n *memberlist.Node, state string) {
+	meta, leaving, err := decodeGossipMeta(n.Meta)
+	if err != nil {
+		meta = Meta{Name: n.Name} // the alive filter keeps these out
+	}
+	if state == "dead" && leaving {
+		state = "left"
+	}
+	var addr netip.AddrPort
+	if ip, ok := netip.AddrFromSlice(n.Addr); ok {
+		addr = netip.AddrPortFrom(ip.Unmap(), n.Port)
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	old, seen := g.members[n.Name]
+	m := Member{Meta: meta, Addr: addr, State: state, Since: time.Now()}
+	if seen && old.State == state {
+		m.Since = old.Since
+	}
+	g.members[n.Name] = m
+	if seen && old == m {
+		return
+	}
+	if !seen || old.State != state {
+		g.log.Info("member "+state, "member", n.Name, "addr", addr)
+	} else {
+		g.log.Debug("member meta changed", "member", n.Name, "meta", meta)
+	}
+	for {
+		select {
+		case g.events <- m:
+			return
+		default:
+		}
+		select { // full: drop the oldest
+		case <-g.events:
+		default:
+		}
+	}
+}
+
+func encodeGossipMeta(m Meta, leaving bool) ([]byte, error) {
+	b, err := json.Marshal(gossipMeta{Meta: m, Leaving: leaving})
+	if err != nil {
+		return nil, fmt.Errorf("encoding gossip meta: %w", err)
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("gossip meta is %d bytes, more than %d", len(b), memberlist.MetaMaxSize)
+	}
+	return b, nil
+}
+
+func decodeGossipMeta(b []byte) (Meta, bool, error) {
+	var gm gossipMeta
+	if err := json.Unmarshal(b, &gm); err != nil {
+		return Meta{}, false, fmt.Errorf("decoding gossip meta: %w", err)
+	}
+	return gm.Meta, gm.Leaving, nil
+}
+
+// gossipHooks are the memberlist delegates of a Gossip.
+type gossipHooks struct{ g *Gossip }
+
+// NodeMeta implements memberlist.Delegate.
+func (h gossipHooks) NodeMeta(int) []byte {
+	h.g.mu.Lock()
+	defer h.g.mu.Unlock()
+	return slices.Clone(h.g.meta)
+}
+
+func (gossipHooks) NotifyMsg([]byte)                {}
+func (gossipHooks) GetBroadcasts(int, int) [][]byte { return nil }
+func (gossipHooks) LocalState(bool) []byte          { return nil }
+func (gossipHooks) MergeRemoteState([]byte, bool)   {}
+
+// NotifyJoin implements memberlist.EventDelegate.
+func (h gossipHooks) NotifyJoin(n *memberlist.Node) { h.g.observe(n, "alive") }
+
+// NotifyLeave implements memberlist.EventDelegate. n.State does not say
+// whether the node died or left (it is always StateAlive), so observe
+// looks at the node's leave intent.
+func (h gossipHooks) NotifyLeave(n *memberlist.Node) { h.g.observe(n, "dead") }
+
+// NotifyUpdate implements memberlist.EventDelegate. memberlist calls it
+// only for a node that is alive (or suspect) and stays so.
+func (h gossipHooks) NotifyUpdate(n *memberlist.Node) { h.g.observe(n, "alive") }
+
+// NotifyAlive implements memberlist.AliveDelegate: it refuses nodes of
+// another cluster (the label and key should already have kept them out).
+func (h gossipHooks) NotifyAlive(n *memberlist.Node) error {
+	m, _, err := decodeGossipMeta(n.Meta)
+	if err != nil {
+		return err
+	}
+	if m.ClusterID != h.g.meta0.ClusterID {
+		return fmt.Errorf("node %s is in cluster %q, not %q", n.Name, m.ClusterID, h.g.meta0.ClusterID)
+	}
+	if m.Name != n.Name {
+		return fmt.Errorf("node %s calls itself %q in its meta", n.Name, m.Name)
+	}
+	return nil
+}
