@@ -2,20 +2,27 @@ package cluster
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"calico/store"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -29,37 +36,44 @@ type Config struct {
 	// zero means the remembered ones, or autodetection for a new node.
 	IPv4, IPv6 netip.Prefix
 	DataDir    string
+	// Join is a member's join API address (ADDR[:PORT]) and Token the
+	// cluster's join token; both matter only to a node without a cluster.
+	Join  string
+	Token string
 	// Pools are IP pools to create if no pool has that CIDR yet.
 	Pools []netip.Prefix
 	// ASNumber, when set, is written to the node's BGP spec.
 	ASNumber *store.ASNumber
-	// EtcdClientPort and EtcdPeerPort default to 2379 and 2380.
-	EtcdClientPort, EtcdPeerPort int
+	// Ports: etcd client and peer (2379, 2380), gossip (7946), join API
+	// (7947).
+	EtcdClientPort, EtcdPeerPort, GossipPort, JoinPort int
+	// EtcdEndpoints, when set on the founding host, is an external etcd
+	// cluster to use instead of the embedded one, with its CA and client
+	// certificate and key (PEM files; all optional for http endpoints).
+	// Joiners get them from the cluster.
+	EtcdEndpoints             []string
+	EtcdCA, EtcdCert, EtcdKey string
+	// VoterReplaceAfter is how long a voter's host may be dead before its
+	// seat goes to a client host (default 5m).
+	VoterReplaceAfter time.Duration
+	// Version is this binary's version, told to the others by gossip.
+	Version string
 	// EtcdLogLevel is etcd's own log level (default "error").
 	EtcdLogLevel string
 	Log          *slog.Logger
 }
 
-// Cluster is this node's membership: its identity, the embedded etcd
-// member and a datastore client.
-type Cluster struct {
-	Identity Identity
-	Store    *store.Store
-	etcd     *embed.Etcd
-	client   *clientv3.Client
-	member   etcdMember
-}
-
-// Start founds a one-node cluster in an empty data directory, or resumes
-// the cluster the data directory belongs to. It never founds a cluster
-// where there are signs of an earlier one. The caller holds the data
-// directory's lock (LockDataDir).
-func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
-	if cfg.EtcdClientPort == 0 {
-		cfg.EtcdClientPort = 2379
+func (cfg *Config) defaults() {
+	for _, d := range []struct {
+		p *int
+		v int
+	}{{&cfg.EtcdClientPort, 2379}, {&cfg.EtcdPeerPort, 2380}, {&cfg.GossipPort, 7946}, {&cfg.JoinPort, 7947}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
 	}
-	if cfg.EtcdPeerPort == 0 {
-		cfg.EtcdPeerPort = 2380
+	if cfg.VoterReplaceAfter == 0 {
+		cfg.VoterReplaceAfter = 5 * time.Minute
 	}
 	if cfg.EtcdLogLevel == "" {
 		cfg.EtcdLogLevel = "error"
@@ -67,19 +81,65 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+}
+
+// Cluster is this node's membership: its identity, its etcd member (on
+// voters), a datastore client, gossip and the join API.
+type Cluster struct {
+	Identity Identity
+	Store    *store.Store
+
+	cfg       Config
+	log       *slog.Logger
+	pki       pki
+	caPEM     []byte
+	token     Token
+	gossipKey []byte
+	client    *clientv3.Client
+	gossip    *Gossip
+	joinLn    net.Listener
+
+	mu      sync.Mutex
+	etcd    *embed.Etcd // nil on a client host
+	member  etcdMember
+	members []*etcdserverpb.Member // as last listed
+	known   known
+
+	errc      chan error
+	closeOnce sync.Once
+	ctx       context.Context // the background's; cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// Start founds a one-node cluster in an empty data directory, joins the
+// cluster of cfg.Join, or resumes the cluster the data directory belongs
+// to. It never founds a cluster where there are signs of an earlier one.
+// The caller holds the data directory's lock (LockDataDir).
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	cfg.defaults()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
-	id, known, err := LoadIdentity(cfg.DataDir)
+	id, isMember, err := LoadIdentity(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	if known {
-		c, err = resume(ctx, cfg, id)
-	} else {
-		c, err = found(ctx, cfg)
+	c := &Cluster{cfg: cfg, log: cfg.Log, pki: newPKI(cfg.DataDir), errc: make(chan error, 1)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	switch {
+	case isMember:
+		if cfg.Join != "" {
+			cfg.Log.Info("this node is already a member; --join and --token are ignored", "cluster", id.ClusterID)
+		}
+		err = c.resume(ctx, id)
+	case cfg.Join != "":
+		err = c.join(ctx)
+	default:
+		err = c.found(ctx)
 	}
 	if err != nil {
+		c.close()
 		return nil, err
 	}
 	return c, nil
@@ -99,104 +159,444 @@ func LockDataDir(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-func found(ctx context.Context, cfg Config) (*Cluster, error) {
-	etcdDir := filepath.Join(cfg.DataDir, "etcd")
-	p := newPKI(cfg.DataDir)
-	for _, leftover := range []string{etcdDir, p.dir} {
+// fresh checks that the data dir holds no trace of a cluster, fills in
+// the node's name and addresses, and returns an undo that puts the data
+// dir back as it was.
+func (c *Cluster) fresh() (undo func(), err error) {
+	etcdDir := filepath.Join(c.cfg.DataDir, "etcd")
+	for _, leftover := range []string{etcdDir, c.pki.dir} {
 		if _, err := os.Stat(leftover); err == nil {
-			return nil, fmt.Errorf("data dir %s has %s but no node identity (node.json): refusing to found a new cluster over an old one; move the data dir aside to start afresh", cfg.DataDir, filepath.Base(leftover))
+			return nil, fmt.Errorf("data dir %s has %s but no node identity (node.json): refusing to found or join a cluster over an old one; move the data dir aside to start afresh", c.cfg.DataDir, filepath.Base(leftover))
 		}
 	}
-	name, err := nodeName(cfg.Name)
+	name, err := nodeName(c.cfg.Name)
 	if err != nil {
 		return nil, err
 	}
-	if err := detectAddrs(&cfg); err != nil {
+	c.cfg.Name = name
+	if err := detectAddrs(&c.cfg); err != nil {
 		return nil, err
 	}
-	id := Identity{Name: name, ClusterID: randomHex(8), IPv4: cfg.IPv4, IPv6: cfg.IPv6, Role: "voter", Created: time.Now().UTC()}
-	c := &Cluster{Identity: id}
-	ok := false
-	defer func() {
-		if !ok { // leave the data dir as it was
-			c.close()
-			os.RemoveAll(etcdDir)
-			os.RemoveAll(p.dir)
-		}
-	}()
-	if err := p.createCA(id.ClusterID); err != nil {
-		return nil, fmt.Errorf("creating the cluster CA: %w", err)
-	}
-	if err := p.issueNode(name, id.addrs()); err != nil {
-		return nil, fmt.Errorf("issuing the node certificate: %w", err)
-	}
-	c.member = etcdMember{
-		name: name, dataDir: etcdDir, addr: id.addr(), pki: p,
-		clientPort: cfg.EtcdClientPort, peerPort: cfg.EtcdPeerPort,
-		state: embed.ClusterStateFlagNew, token: id.ClusterID, logLevel: cfg.EtcdLogLevel,
-	}
-	c.member.initialCluster = name + "=" + c.member.peerURL()
-	if err := c.connect(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.register(ctx, cfg); err != nil {
-		return nil, err
-	}
-	if err := id.save(cfg.DataDir); err != nil {
-		return nil, fmt.Errorf("saving the node identity: %w", err)
-	}
-	cfg.Log.Info("founded a new cluster", "cluster", id.ClusterID, "node", name, "etcd", c.member.clientURL())
-	ok = true
-	return c, nil
+	return func() {
+		c.close()
+		os.RemoveAll(etcdDir)
+		os.RemoveAll(c.pki.dir)
+		os.Remove(knownPath(c.cfg.DataDir))
+	}, nil
 }
 
-func resume(ctx context.Context, cfg Config, id Identity) (*Cluster, error) {
-	if cfg.Name != "" && cfg.Name != id.Name {
-		return nil, fmt.Errorf("data dir %s belongs to node %q, not %q", cfg.DataDir, id.Name, cfg.Name)
+func (c *Cluster) newMember(state string) etcdMember {
+	return etcdMember{
+		name: c.Identity.Name, dataDir: filepath.Join(c.cfg.DataDir, "etcd"), addr: c.Identity.addr(), pki: c.pki,
+		clientPort: c.cfg.EtcdClientPort, peerPort: c.cfg.EtcdPeerPort,
+		state: state, token: c.Identity.ClusterID, logLevel: c.cfg.EtcdLogLevel,
 	}
-	if cfg.IPv4.IsValid() && cfg.IPv4.Addr() != id.IPv4.Addr() {
-		return nil, fmt.Errorf("node %s was started with --ip %s before; its etcd member is bound to that address, so it cannot move to %s", id.Name, id.IPv4.Addr(), cfg.IPv4.Addr())
-	}
-	if cfg.IPv6.IsValid() && cfg.IPv6.Addr() != id.IPv6.Addr() {
-		return nil, fmt.Errorf("node %s was started with --ip6 %s before, not %s", id.Name, id.IPv6.Addr(), cfg.IPv6.Addr())
-	}
-	cfg.IPv4, cfg.IPv6 = id.IPv4, id.IPv6
-	etcdDir := filepath.Join(cfg.DataDir, "etcd")
-	if !etcdHasData(etcdDir) {
-		return nil, fmt.Errorf("data dir %s holds node %q of cluster %s but no etcd data: refusing to found a new cluster over an old one", cfg.DataDir, id.Name, id.ClusterID)
-	}
-	p := newPKI(cfg.DataDir)
-	if renewed, err := p.renewNode(id.Name, id.addrs()); err != nil {
-		return nil, err
-	} else if renewed {
-		cfg.Log.Info("renewed the node certificate")
-	}
-	c := &Cluster{Identity: id}
-	c.member = etcdMember{
-		name: id.Name, dataDir: etcdDir, addr: id.addr(), pki: p,
-		clientPort: cfg.EtcdClientPort, peerPort: cfg.EtcdPeerPort,
-		state: embed.ClusterStateFlagExisting, token: id.ClusterID, logLevel: cfg.EtcdLogLevel,
-	}
-	if err := c.connect(ctx); err != nil {
-		c.close()
-		return nil, err
-	}
-	if err := c.register(ctx, cfg); err != nil {
-		c.close()
-		return nil, err
-	}
-	cfg.Log.Info("resumed", "cluster", id.ClusterID, "node", id.Name, "etcd", c.member.clientURL())
-	return c, nil
 }
 
-// connect starts the embedded member and a client of it.
-func (c *Cluster) connect(ctx context.Context) error {
-	e, err := c.member.start(ctx, 60*time.Second)
+func (c *Cluster) found(ctx context.Context) error {
+	undo, err := c.fresh()
 	if err != nil {
 		return err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			undo()
+		}
+	}()
+	c.Identity = Identity{Name: c.cfg.Name, ClusterID: randomHex(8), IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, Role: "voter", Created: time.Now().UTC()}
+	if err := c.pki.createCA(c.Identity.ClusterID); err != nil {
+		return fmt.Errorf("creating the cluster CA: %w", err)
+	}
+	if err := c.pki.issueNode(c.Identity.Name, c.Identity.addrs()); err != nil {
+		return fmt.Errorf("issuing the node certificate: %w", err)
+	}
+	tok := Token{Secret: randomHex(16)}
+	if err := c.loadSecrets(&tok, randomBytes(32)); err != nil {
+		return err
+	}
+	endpoints, err := c.datastore(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.connect(endpoints); err != nil {
+		return err
+	}
+	if err := c.checkEmpty(ctx); err != nil {
+		return err
+	}
+	if err := c.register(ctx); err != nil {
+		return err
+	}
+	if err := c.listenJoin(); err != nil {
+		return err
+	}
+	if err := c.Identity.save(c.cfg.DataDir); err != nil {
+		return fmt.Errorf("saving the node identity: %w", err)
+	}
+	c.known = known{Endpoints: endpoints}
+	if err := c.known.save(c.cfg.DataDir); err != nil {
+		return err
+	}
+	c.log.Info("founded a new cluster", "cluster", c.Identity.ClusterID, "node", c.Identity.Name, "etcd", endpoints)
+	ok = true
+	return c.background(nil)
+}
+
+// datastore starts the founder's embedded member, or takes in the
+// external etcd it was given, and returns the etcd endpoints.
+func (c *Cluster) datastore(ctx context.Context) ([]string, error) {
+	if len(c.cfg.EtcdEndpoints) == 0 {
+		c.member = c.newMember(embed.ClusterStateFlagNew)
+		c.member.initialCluster = c.Identity.Name + "=" + c.member.peerURL()
+		if err := c.startMember(ctx, true); err != nil {
+			return nil, err
+		}
+		return []string{c.member.clientURL()}, nil
+	}
+	c.Identity.Role, c.Identity.External = "client", true
+	var files [3][]byte
+	for i, path := range []string{c.cfg.EtcdCA, c.cfg.EtcdCert, c.cfg.EtcdKey} {
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("the external etcd's credentials: %w", err)
+		}
+		files[i] = b
+	}
+	if err := c.pki.saveExternal(files[0], files[1], files[2]); err != nil {
+		return nil, err
+	}
+	return c.cfg.EtcdEndpoints, nil
+}
+
+// checkEmpty makes sure a founder's datastore holds no other cluster (an
+// external etcd may be shared by mistake).
+func (c *Cluster) checkEmpty(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nodes, err := store.ListOf[*store.Node](ctx, c.Store, "")
+	if err != nil {
+		return fmt.Errorf("reading the datastore at %v: %w", c.client.Endpoints(), err)
+	}
+	if len(nodes) > 0 {
+		return fmt.Errorf("the datastore at %v already holds a cluster (node %s): join it with --join and a token instead", c.client.Endpoints(), nodes[0].Metadata.Name)
+	}
+	return nil
+}
+
+func (c *Cluster) join(ctx context.Context) error {
+	seed, err := seedAddr(c.cfg.Join, c.cfg.JoinPort)
+	if err != nil {
+		return err
+	}
+	tok, err := ParseToken(c.cfg.Token)
+	if err != nil {
+		return fmt.Errorf("--token: %w", err)
+	}
+	undo, err := c.fresh()
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			undo()
+		}
+	}()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	resp, err := requestJoin(ctx, seed, tok, joinRequest{Name: c.cfg.Name, IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, PublicKey: pub})
+	if err != nil {
+		return err
+	}
+	c.Identity = Identity{Name: c.cfg.Name, ClusterID: resp.ClusterID, IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, Role: "client", External: resp.External, Created: time.Now().UTC()}
+	if err := os.MkdirAll(c.pki.dir, 0o700); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(c.pki.caCert(), resp.CACert, 0o644); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(c.pki.caKey(), resp.CAKey, 0o600); err != nil {
+		return err
+	}
+	if err := writeKeyPair(c.pki.nodeCert(), c.pki.nodeKey(), resp.Cert, key); err != nil {
+		return err
+	}
+	if err := c.loadSecrets(&tok, resp.GossipKey); err != nil {
+		return err
+	}
+	if err := c.pki.saveExternal(resp.EtcdCA, resp.EtcdCert, resp.EtcdKey); err != nil {
+		return err
+	}
+	c.log.Info("admitted to the cluster", "cluster", resp.ClusterID, "seed", seed)
+	if err := c.connect(resp.Endpoints); err != nil {
+		return err
+	}
+	c.member = c.newMember(embed.ClusterStateFlagExisting)
+	var members []*etcdserverpb.Member
+	if !c.Identity.External {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if members, err = claimSeat(cctx, c.client, c.Identity.Name, c.member.peerURL()); err != nil {
+			return fmt.Errorf("joining the etcd members: %w", err)
+		}
+	}
+	if members != nil {
+		c.Identity.Role = "voter"
+		c.member.initialCluster = initialCluster(members, c.Identity.Name, c.member.peerURL())
+		if err := c.startMember(ctx, true); err != nil {
+			c.removeSelf(context.WithoutCancel(ctx))
+			return err
+		}
+	}
+	if err := c.register(ctx); err != nil {
+		c.removeSelf(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := c.listenJoin(); err != nil {
+		c.removeSelf(context.WithoutCancel(ctx))
+		return err
+	}
+	c.known = known{Endpoints: resp.Endpoints, Seeds: resp.Seeds}
+	c.known.save(c.cfg.DataDir)
+	if err := c.Identity.save(c.cfg.DataDir); err != nil {
+		return fmt.Errorf("saving the node identity: %w", err)
+	}
+	c.log.Info("joined the cluster", "cluster", resp.ClusterID, "node", c.Identity.Name, "role", c.Identity.Role)
+	ok = true
+	return c.background(resp.Seeds)
+}
+
+func (c *Cluster) resume(ctx context.Context, id Identity) error {
+	cfg := c.cfg
+	if cfg.Name != "" && cfg.Name != id.Name {
+		return fmt.Errorf("data dir %s belongs to node %q, not %q", cfg.DataDir, id.Name, cfg.Name)
+	}
+	if cfg.IPv4.IsValid() && cfg.IPv4.Addr() != id.IPv4.Addr() {
+		return fmt.Errorf("node %s was started with --ip %s before; its etcd member is bound to that address, so it cannot move to %s", id.Name, id.IPv4.Addr(), cfg.IPv4.Addr())
+	}
+	if cfg.IPv6.IsValid() && cfg.IPv6.Addr() != id.IPv6.Addr() {
+		return fmt.Errorf("node %s was started with --ip6 %s before, not %s", id.Name, id.IPv6.Addr(), cfg.IPv6.Addr())
+	}
+	c.Identity = id
+	c.member = c.newMember(embed.ClusterStateFlagExisting)
+	if err := c.loadSecrets(nil, nil); err != nil {
+		return err
+	}
+	if renewed, err := c.pki.renewNode(id.Name, id.addrs()); err != nil {
+		return err
+	} else if renewed {
+		c.log.Info("renewed the node certificate")
+	}
+	c.known = loadKnown(cfg.DataDir)
+	others := slices.DeleteFunc(slices.Clone(c.known.Endpoints), func(u string) bool { return u == c.member.clientURL() })
+	if id.Role == "voter" {
+		if !etcdHasData(c.member.dataDir) {
+			return fmt.Errorf("data dir %s holds node %q of cluster %s but no etcd data: refusing to found a new cluster over an old one", cfg.DataDir, id.Name, id.ClusterID)
+		}
+		if c.replacedWhileAway(ctx, others) {
+			c.log.Warn("this host's etcd member was replaced while it was away; it rejoins as a client")
+			if err := c.demote(); err != nil {
+				return err
+			}
+		}
+	}
+	endpoints := others
+	if c.Identity.Role == "voter" {
+		// Serve at once; the member becomes ready when a quorum is up.
+		if err := c.startMember(ctx, false); err != nil {
+			return err
+		}
+		endpoints = append([]string{c.member.clientURL()}, others...)
+	}
+	if len(endpoints) == 0 {
+		return fmt.Errorf("node %s is an etcd client but knows no etcd endpoint (%s is missing)", id.Name, knownPath(cfg.DataDir))
+	}
+	if err := c.connect(endpoints); err != nil {
+		return err
+	}
+	if err := c.listenJoin(); err != nil {
+		return err
+	}
+	c.log.Info("resumed", "cluster", id.ClusterID, "node", id.Name, "role", c.Identity.Role, "etcd", endpoints)
+	c.wg.Go(func() {
+		// Write the Node once the datastore answers (it may be waiting for
+		// the other voters to come back).
+		for {
+			rctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+			err := c.register(rctx)
+			cancel()
+			if err == nil || c.ctx.Err() != nil {
+				return
+			}
+			c.log.Info("waiting for the datastore to register the node", "err", err)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	})
+	return c.background(c.known.Seeds)
+}
+
+// replacedWhileAway asks the other members whether this host's member is
+// still one of them. Unreachable members prove nothing.
+func (c *Cluster) replacedWhileAway(ctx context.Context, others []string) bool {
+	if len(others) == 0 {
+		return false
+	}
+	cli, err := newClient(others, c.pki, false)
+	if err != nil {
+		return false
+	}
+	defer cli.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := cli.MemberList(lctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range list.Members {
+		if m.Name == c.Identity.Name || slices.Contains(m.PeerURLs, c.member.peerURL()) {
+			return false
+		}
+	}
+	return true
+}
+
+// demote turns this host into a client after its member was removed: the
+// old etcd data is kept aside, never reused.
+func (c *Cluster) demote() error {
+	c.mu.Lock()
+	e := c.etcd
+	c.etcd = nil
+	c.mu.Unlock()
+	if e != nil {
+		e.Close()
+	}
+	aside := c.member.dataDir + ".removed-" + time.Now().UTC().Format("20060102T150405")
+	if err := os.Rename(c.member.dataDir, aside); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("moving the old etcd data aside: %w", err)
+	}
+	c.Identity.Role = "client"
+	return c.Identity.save(c.cfg.DataDir)
+}
+
+// startMember runs the embedded etcd member; wait says whether to wait
+// until it serves.
+func (c *Cluster) startMember(ctx context.Context, wait bool) error {
+	timeout := 2 * time.Minute
+	if !wait {
+		timeout = 0
+	}
+	e, err := c.member.start(ctx, timeout)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
 	c.etcd = e
-	cli, err := newClient([]string{c.member.clientURL()}, c.member.pki)
+	c.mu.Unlock()
+	c.wg.Go(func() { c.watchMember(e) })
+	return nil
+}
+
+// watchMember notices the member stopping on its own: removed from the
+// cluster (the host goes on as a client) or failed (fatal).
+func (c *Cluster) watchMember(e *embed.Etcd) {
+	var err error
+	select {
+	case <-e.Server.StopNotify():
+	case err = <-e.Err():
+	}
+	c.mu.Lock()
+	mine := c.etcd == e
+	c.mu.Unlock()
+	if !mine || c.closing() {
+		return
+	}
+	if c.replacedWhileAway(context.Background(), c.known.Endpoints) {
+		c.log.Warn("this host's etcd member was removed from the cluster; it goes on as a client")
+		if derr := c.demote(); derr != nil {
+			c.fail(derr)
+		}
+		return
+	}
+	if err == nil {
+		err = errors.New("the etcd member stopped")
+	}
+	c.fail(err)
+}
+
+func (c *Cluster) fail(err error) {
+	select {
+	case c.errc <- err:
+	default:
+	}
+}
+
+func (c *Cluster) closing() bool {
+	select {
+	case <-c.ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// removeSelf undoes this host's learner after a failed join.
+func (c *Cluster) removeSelf(ctx context.Context) {
+	if c.client == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := c.client.MemberList(ctx)
+	if err != nil {
+		return
+	}
+	for _, m := range list.Members {
+		if slices.Contains(m.PeerURLs, c.member.peerURL()) {
+			c.client.MemberRemove(ctx, m.ID)
+		}
+	}
+}
+
+// loadSecrets saves (when given) or reads the token and the gossip key,
+// and reads the CA certificate.
+func (c *Cluster) loadSecrets(tok *Token, gossipKey []byte) error {
+	var err error
+	if c.caPEM, err = os.ReadFile(c.pki.caCert()); err != nil {
+		return err
+	}
+	keyPath := filepath.Join(c.pki.dir, "gossip.key")
+	if tok != nil {
+		tok.CAHash = hashCA(c.caPEM)
+		if err := tok.save(c.cfg.DataDir); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(keyPath, gossipKey, 0o600); err != nil {
+			return err
+		}
+	}
+	if c.token, err = LoadToken(c.cfg.DataDir); err != nil {
+		return err
+	}
+	if c.gossipKey, err = os.ReadFile(keyPath); err != nil {
+		return fmt.Errorf("reading the gossip key: %w", err)
+	}
+	return nil
+}
+
+// connect makes the datastore client.
+func (c *Cluster) connect(endpoints []string) error {
+	cli, err := newClient(endpoints, c.pki, c.Identity.External)
 	if err != nil {
 		return err
 	}
@@ -205,9 +605,188 @@ func (c *Cluster) connect(ctx context.Context) error {
 	return nil
 }
 
+// listenJoin opens the join API's port, so that a port in use fails the
+// start rather than the background.
+func (c *Cluster) listenJoin() error {
+	ln, err := net.Listen("tcp", hostPort(c.Identity.addr(), c.cfg.JoinPort))
+	if err != nil {
+		return fmt.Errorf("the join API: %w", err)
+	}
+	c.joinLn = ln
+	return nil
+}
+
+// background starts gossip, the join API and the membership loop.
+func (c *Cluster) background(seeds []string) error {
+	g, err := StartGossip(GossipConfig{Meta: c.meta(), Bind: c.Identity.addr(), Port: c.cfg.GossipPort, Key: c.gossipKey, Log: c.log})
+	if err != nil {
+		return fmt.Errorf("starting gossip: %w", err)
+	}
+	c.gossip = g
+	c.wg.Go(func() { c.serveJoin(c.ctx, c.joinLn) })
+	if len(seeds) > 0 {
+		c.wg.Go(func() { g.Join(seeds) })
+	}
+	c.wg.Go(func() { g.Rejoin(c.ctx, 10*time.Second, c.seeds) })
+	c.wg.Go(c.loop)
+	return nil
+}
+
+func (c *Cluster) meta() Meta {
+	m := Meta{
+		Name: c.Identity.Name, ClusterID: c.Identity.ClusterID, IPv4: prefixAddr(c.Identity.IPv4), IPv6: prefixAddr(c.Identity.IPv6),
+		Role: c.Role(), Version: c.cfg.Version, JoinPort: c.cfg.JoinPort,
+	}
+	if c.embedded() != nil {
+		m.EtcdPort = c.cfg.EtcdClientPort
+	}
+	return m
+}
+
+// seeds are the gossip addresses of every node this one knows of.
+func (c *Cluster) seeds() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.known.Seeds)
+}
+
+// loop keeps the membership in step every second: the member list (roles,
+// endpoints, what is remembered for the next start), the leader's duties,
+// and a client's bid for a free seat.
+func (c *Cluster) loop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		if err := c.tick(ctx); err != nil && c.ctx.Err() == nil {
+			c.log.Debug("membership", "err", err)
+		}
+		cancel()
+	}
+}
+
+func (c *Cluster) tick(ctx context.Context) error {
+	list, err := c.client.MemberList(ctx)
+	if err != nil {
+		return err
+	}
+	nodes, err := store.ListOf[*store.Node](ctx, c.Store, "")
+	if err != nil {
+		return err
+	}
+	k := known{Endpoints: voterURLs(list.Members)}
+	if c.Identity.External {
+		k.Endpoints = c.known.Endpoints // the user's, not the external members' own
+	}
+	for _, n := range nodes {
+		if n.Spec.BGP != nil && n.Spec.BGP.IPv4Address != "" {
+			if p, err := netip.ParsePrefix(n.Spec.BGP.IPv4Address); err == nil {
+				k.Seeds = append(k.Seeds, hostPort(p.Addr(), c.cfg.GossipPort))
+			}
+		}
+	}
+	c.mu.Lock()
+	roleBefore := roleOf(c.members, c.Identity.Name)
+	c.members = list.Members
+	changed := !slices.Equal(k.Endpoints, c.known.Endpoints) || !slices.Equal(k.Seeds, c.known.Seeds)
+	if changed && len(k.Endpoints) > 0 {
+		c.known = k
+	}
+	c.mu.Unlock()
+	if changed && len(k.Endpoints) > 0 {
+		if err := k.save(c.cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	if roleOf(list.Members, c.Identity.Name) != roleBefore {
+		c.gossip.SetMeta(c.meta())
+	}
+	switch {
+	case c.embedded() != nil:
+		return c.manage(ctx)
+	case !c.Identity.External:
+		return c.seek(ctx)
+	}
+	return nil
+}
+
+// seek takes a free seat for this client host: it becomes a learner,
+// starts its member, and the leader promotes it.
+func (c *Cluster) seek(ctx context.Context) error {
+	gone, err := leaving(ctx, c.client)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	seats := 0
+	for _, m := range c.members {
+		if !gone[m.Name] {
+			seats++
+		}
+	}
+	c.mu.Unlock()
+	if seats >= wantVoters {
+		return nil
+	}
+	if m, ok := c.gossip.Member(c.Identity.Name); !ok || m.State != "alive" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	members, err := tryClaimSeat(ctx, c.client, c.Identity.Name, c.member.peerURL())
+	if err != nil || members == nil {
+		return err
+	}
+	c.log.Info("taking a free seat among the etcd members")
+	if _, err := os.Stat(c.member.dataDir); err == nil {
+		aside := c.member.dataDir + ".old-" + time.Now().UTC().Format("20060102T150405")
+		if err := os.Rename(c.member.dataDir, aside); err != nil {
+			c.removeSelf(ctx)
+			return err
+		}
+	}
+	c.member.initialCluster = initialCluster(members, c.Identity.Name, c.member.peerURL())
+	if err := c.startMember(c.ctx, true); err != nil {
+		c.removeSelf(context.Background())
+		os.RemoveAll(c.member.dataDir)
+		return fmt.Errorf("starting the etcd member: %w", err)
+	}
+	c.Identity.Role = "voter"
+	if err := c.Identity.save(c.cfg.DataDir); err != nil {
+		return err
+	}
+	c.gossip.SetMeta(c.meta())
+	return nil
+}
+
+func (c *Cluster) embedded() *embed.Etcd {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.etcd
+}
+
+// Role is this host's role now: voter, learner or client.
+func (c *Cluster) Role() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.members == nil || c.Identity.External {
+		if c.Identity.Role == "voter" {
+			return "voter"
+		}
+		return "client"
+	}
+	return roleOf(c.members, c.Identity.Name)
+}
+
 // register writes this node's Node resource and the pools it was asked
 // for (or Calico's default pools when there are none at all).
-func (c *Cluster) register(ctx context.Context, cfg Config) error {
+func (c *Cluster) register(ctx context.Context) error {
+	cfg := c.cfg
 	if err := ensurePools(ctx, c.Store, cfg.Pools); err != nil {
 		return err
 	}
@@ -327,23 +906,41 @@ func prefixString(p netip.Prefix) string {
 	return p.String()
 }
 
-func randomHex(n int) string {
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+
+func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
-	return hex.EncodeToString(b)
+	return b
 }
 
 // Err reports a failure of the embedded etcd member after start.
-func (c *Cluster) Err() <-chan error { return c.etcd.Err() }
+func (c *Cluster) Err() <-chan error { return c.errc }
 
-// Close stops the member and the client. The dataplane is not touched.
+// Close stops gossip, the member and the client. The dataplane is not
+// touched, and the host does not leave: the others see it dead until it
+// comes back.
 func (c *Cluster) Close() { c.close() }
 
-func (c *Cluster) close() {
+func (c *Cluster) close() { c.closeOnce.Do(c.shutdown) }
+
+func (c *Cluster) shutdown() {
+	c.cancel()
+	if c.gossip != nil {
+		c.gossip.Close()
+	}
+	if c.joinLn != nil {
+		c.joinLn.Close()
+	}
+	c.mu.Lock()
+	e := c.etcd
+	c.etcd = nil
+	c.mu.Unlock()
+	if e != nil {
+		e.Close()
+	}
+	c.wg.Wait()
 	if c.client != nil {
 		c.client.Close()
-	}
-	if c.etcd != nil {
-		c.etcd.Close()
 	}
 }

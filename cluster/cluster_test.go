@@ -27,8 +27,8 @@ func freePort(t *testing.T) int {
 func testConfig(t *testing.T, dir string) Config {
 	return Config{
 		Name: "n1", IPv4: netip.MustParsePrefix("127.0.0.1/8"), DataDir: dir,
-		EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t),
-		Log: slog.New(slog.NewTextHandler(t.Output(), nil)), EtcdLogLevel: "fatal",
+		EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t), GossipPort: freePort(t), JoinPort: freePort(t),
+		Log: slog.New(slog.NewTextHandler(t.Output(), nil)), EtcdLogLevel: os.Getenv("ETCD_LOG"),
 	}
 }
 
@@ -122,7 +122,7 @@ func TestRefusals(t *testing.T) {
 	}
 	os.Rename(filepath.Join(dir, "etcd.moved"), filepath.Join(dir, "etcd"))
 	os.Remove(filepath.Join(dir, "node.json"))
-	if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "refusing to found a new cluster over an old one") {
+	if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "refusing to found or join a cluster over an old one") {
 		t.Errorf("etcd data without identity = %v", err)
 	}
 }

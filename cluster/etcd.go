@@ -46,8 +46,8 @@ func etcdHasData(dir string) bool {
 	return err == nil
 }
 
-// start runs the member and waits until it serves. The timeout bounds the
-// wait for the member to join its cluster's quorum.
+// start runs the member and, with a timeout, waits until it serves: the
+// timeout bounds the wait for the member to join its cluster's quorum.
 func (m etcdMember) start(ctx context.Context, timeout time.Duration) (*embed.Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = m.name
@@ -70,12 +70,18 @@ func (m etcdMember) start(ctx context.Context, timeout time.Duration) (*embed.Et
 	// resume; older ones relist.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
+	// Two learners may wait at once, so that the cluster can go from one
+	// voter to three without resting at two (members.go).
+	cfg.MaxLearners = maxLearners
 	cfg.LogLevel = m.logLevel
 	cfg.LogOutputs = []string{"stderr"}
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd member %s: %w", m.name, err)
+	}
+	if timeout == 0 {
+		return e, nil
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -94,9 +100,14 @@ func (m etcdMember) start(ctx context.Context, timeout time.Duration) (*embed.Et
 	}
 }
 
-// newClient connects to etcd endpoints with the node's certificate.
-func newClient(endpoints []string, p pki) (*clientv3.Client, error) {
-	tlsCfg, err := p.clientTLS()
+// newClient connects to etcd endpoints with the node's certificate, or to
+// an external etcd with the credentials it was given.
+func newClient(endpoints []string, p pki, external bool) (*clientv3.Client, error) {
+	tlsFor := p.clientTLS
+	if external {
+		tlsFor = p.externalTLS
+	}
+	tlsCfg, err := tlsFor()
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +117,9 @@ func newClient(endpoints []string, p pki) (*clientv3.Client, error) {
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
-		Logger:               zap.NewNop(),
+		// Follow the voters as they change (learners are left out).
+		AutoSyncInterval: 10 * time.Second,
+		Logger:           zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd at %v: %w", endpoints, err)

@@ -20,8 +20,11 @@ type Identity struct {
 	IPv4      netip.Prefix `json:"ipv4,omitzero"`
 	IPv6      netip.Prefix `json:"ipv6,omitzero"`
 	// Role is "voter" for a node with an etcd member, "client" otherwise.
-	Role    string    `json:"role"`
-	Created time.Time `json:"created"`
+	Role string `json:"role"`
+	// External is true when the cluster uses an external etcd: every node
+	// is a client of it.
+	External bool      `json:"external,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 func identityPath(dataDir string) string { return filepath.Join(dataDir, "node.json") }

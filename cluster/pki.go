@@ -30,6 +30,63 @@ func (p pki) caKey() string    { return filepath.Join(p.dir, "ca.key") }
 func (p pki) nodeCert() string { return filepath.Join(p.dir, "node.crt") }
 func (p pki) nodeKey() string  { return filepath.Join(p.dir, "node.key") }
 
+// An external etcd's credentials, copied here so that restarts and joiners
+// do not depend on where the user kept them.
+func (p pki) etcdCA() string   { return filepath.Join(p.dir, "etcd-ca.crt") }
+func (p pki) etcdCert() string { return filepath.Join(p.dir, "etcd-client.crt") }
+func (p pki) etcdKey() string  { return filepath.Join(p.dir, "etcd-client.key") }
+
+// external reads the external etcd's credentials; all nil when the
+// cluster's etcd is embedded or needs no TLS.
+func (p pki) external() (ca, cert, key []byte) {
+	ca, _ = os.ReadFile(p.etcdCA())
+	cert, _ = os.ReadFile(p.etcdCert())
+	key, _ = os.ReadFile(p.etcdKey())
+	return ca, cert, key
+}
+
+// saveExternal stores an external etcd's credentials (any may be empty).
+func (p pki) saveExternal(ca, cert, key []byte) error {
+	for _, f := range []struct {
+		path string
+		data []byte
+		perm os.FileMode
+	}{{p.etcdCA(), ca, 0o644}, {p.etcdCert(), cert, 0o644}, {p.etcdKey(), key, 0o600}} {
+		if len(f.data) == 0 {
+			continue
+		}
+		if err := writeFileAtomic(f.path, f.data, f.perm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// externalTLS is the TLS configuration for an external etcd, nil when it
+// was given no credentials (plain http endpoints).
+func (p pki) externalTLS() (*tls.Config, error) {
+	ca, cert, key := p.external()
+	if ca == nil && cert == nil {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != nil {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("%s holds no certificate", p.etcdCA())
+		}
+		cfg.RootCAs = pool
+	}
+	if cert != nil {
+		pair, err := tls.X509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("the external etcd's client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
 const (
 	caLifetime   = 10 * 365 * 24 * time.Hour
 	leafLifetime = 365 * 24 * time.Hour
@@ -63,17 +120,28 @@ func (p pki) createCA(clusterID string) error {
 	return writeKeyPair(p.caCert(), p.caKey(), der, key)
 }
 
-// issueNode signs a certificate for a node's name and addresses with the
-// cluster CA. Certificates are for both server and client use: etcd
-// members present them to each other and to clients.
+// issueNode makes this node a new key and a certificate for its name and
+// addresses, signed with the cluster CA.
 func (p pki) issueNode(name string, addrs []netip.Addr) error {
-	ca, caKey, err := p.loadCA()
-	if err != nil {
-		return err
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
+	}
+	der, err := p.signNode(name, addrs, &key.PublicKey)
+	if err != nil {
+		return err
+	}
+	return writeKeyPair(p.nodeCert(), p.nodeKey(), der, key)
+}
+
+// signNode signs a certificate for a node's name and addresses and its
+// public key. Certificates are for both server and client use: etcd
+// members present them to each other and to clients, and etcd checks the
+// addresses in them against the remote address.
+func (p pki) signNode(name string, addrs []netip.Addr, pub any) ([]byte, error) {
+	ca, caKey, err := p.loadCA()
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -88,11 +156,7 @@ func (p pki) issueNode(name string, addrs []netip.Addr) error {
 	for _, a := range addrs {
 		tmpl.IPAddresses = append(tmpl.IPAddresses, a.AsSlice())
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	return writeKeyPair(p.nodeCert(), p.nodeKey(), der, key)
+	return x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
 }
 
 // renewNode reissues the node certificate when it is close to expiry and

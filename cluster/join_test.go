@@ -1,0 +1,141 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"calico/store"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func joinConfig(t *testing.T, name string, seed *Cluster, token string) Config {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Name = name
+	cfg.Join = fmt.Sprintf("127.0.0.1:%d", seed.cfg.JoinPort)
+	cfg.Token = token
+	return cfg
+}
+
+func roles(t *testing.T, c *Cluster) map[string]string {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	list, err := c.client.MemberList(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, m := range list.Members {
+		out[m.Name] = roleOf(list.Members, m.Name)
+	}
+	return out
+}
+
+func TestJoin(t *testing.T) {
+	n1, err := Start(t.Context(), testConfig(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Close()
+	tok, err := LoadToken(n1.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Refusals leave the joiner's data dir as it was.
+	other := Token{CAHash: strings.Repeat("ab", 32), Secret: tok.Secret}
+	wrong := Token{CAHash: tok.CAHash, Secret: strings.Repeat("0", 32)}
+	for _, tc := range []struct {
+		name, token, join, want string
+	}{
+		{"wrong secret", wrong.String(), "", "refused the token's secret: wrong token"},
+		{"another cluster's CA", other.String(), "", "its CA does not match the token's hash"},
+		{"unreachable seed", tok.String(), fmt.Sprintf("127.0.0.1:%d", freePort(t)), "cannot reach its join API"},
+	} {
+		cfg := joinConfig(t, "nx", n1, tc.token)
+		if tc.join != "" {
+			cfg.Join = tc.join
+		}
+		_, err := Start(t.Context(), cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: joining = %v; want %q", tc.name, err, tc.want)
+		}
+		if entries, _ := os.ReadDir(cfg.DataDir); len(entries) != 0 {
+			t.Errorf("%s: a refused join left %v in the data dir", tc.name, entries)
+		}
+	}
+
+	// The second host waits as a learner: two voters would tolerate no
+	// failure at all.
+	n2, err := Start(t.Context(), joinConfig(t, "n2", n1, tok.String()))
+	if err != nil {
+		t.Fatalf("joining n2: %v", err)
+	}
+	defer n2.Close()
+	if r := roles(t, n1); r["n1"] != "voter" || r["n2"] != "learner" {
+		t.Errorf("roles with two hosts = %v; want n1 voter, n2 learner", r)
+	}
+	// The third makes three voters; any member is a seed.
+	n3, err := Start(t.Context(), joinConfig(t, "n3", n2, tok.String()))
+	if err != nil {
+		t.Fatalf("joining n3 through n2: %v", err)
+	}
+	defer n3.Close()
+	waitFor(t, 30*time.Second, "three voters", func() bool {
+		r := roles(t, n1)
+		return r["n1"] == "voter" && r["n2"] == "voter" && r["n3"] == "voter"
+	})
+	// The fourth is a client, and everyone sees everyone alive.
+	n4, err := Start(t.Context(), joinConfig(t, "n4", n1, tok.String()))
+	if err != nil {
+		t.Fatalf("joining n4: %v", err)
+	}
+	defer n4.Close()
+	if n4.Role() != "client" || n4.embedded() != nil {
+		t.Errorf("n4's role = %s; want client without an etcd member", n4.Role())
+	}
+	for _, c := range []*Cluster{n1, n2, n3, n4} {
+		waitFor(t, 20*time.Second, c.Identity.Name+" seeing four live nodes", func() bool {
+			ns, err := c.Nodes(t.Context())
+			alive := 0
+			for _, n := range ns {
+				if n.Gossip == "alive" {
+					alive++
+				}
+			}
+			return err == nil && alive == 4
+		})
+	}
+	// A client writes through the voters.
+	p := store.KindProfile.New()
+	p.Meta().Name = "from-n4"
+	if err := n4.Store.Create(t.Context(), p); err != nil {
+		t.Errorf("writing from the client: %v", err)
+	}
+	if _, err := store.GetOf[*store.Profile](t.Context(), n1.Store, "", "from-n4"); err != nil {
+		t.Errorf("reading n4's write on n1: %v", err)
+	}
+	ns, _ := n1.Nodes(t.Context())
+	var names []string
+	for _, n := range ns {
+		names = append(names, n.Name+":"+n.Role)
+	}
+	if want := []string{"n1:voter", "n2:voter", "n3:voter", "n4:client"}; !slices.Equal(names, want) {
+		t.Errorf("nodes = %v; want %v", names, want)
+	}
+}

@@ -1,0 +1,279 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// The etcd member set. The cluster wants three voters: the first three
+// hosts, and later a healthy client host in place of one that died. Every
+// change goes through learners, one seat at a time:
+//
+//   - A host that wants a seat takes the membership lock (an etcd mutex),
+//     counts the seats (voters and learners, not counting hosts that are
+//     leaving), and when fewer than three are taken adds itself as a
+//     learner, then starts its member. The lock makes the count and the add
+//     one step, so concurrent joins never overshoot.
+//   - The leader promotes learners once they have caught up, but holds a
+//     lone learner next to a lone voter: two voters tolerate no failure and
+//     are more fragile than one, so the cluster goes from one voter to three
+//     (MaxLearners is 2 for this).
+//   - The leader removes a voter whose host gossip has declared dead for
+//     longer than VoterReplaceAfter, when quorum allows, and a learner whose
+//     host is dead; a client host then takes the free seat.
+const (
+	wantVoters  = 3
+	maxLearners = 2
+	lockPrefix  = "/calico/cluster/v1/membership-lock"
+	leavingKey  = "/calico/cluster/v1/leaving/"
+	// deadLearnerAfter is how long a learner's host may be dead before its
+	// seat is freed.
+	deadLearnerAfter = 30 * time.Second
+)
+
+// isRetryable reports whether a membership change failed for a reason that
+// passes: another learner is catching up, or the cluster is settling.
+func isRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, e := range []error{rpctypes.ErrTooManyLearners, rpctypes.ErrUnhealthy, rpctypes.ErrMemberNotEnoughStarted, rpctypes.ErrMemberLearnerNotReady, rpctypes.ErrNoLeader} {
+		if errors.Is(err, e) || strings.Contains(err.Error(), e.Error()) {
+			return true
+		}
+	}
+	return false
+}
+
+// leaving lists the hosts that are handing over their seat.
+func leaving(ctx context.Context, cli *clientv3.Client) (map[string]bool, error) {
+	resp, err := cli.Get(ctx, leavingKey, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), leavingKey)] = true
+	}
+	return out, nil
+}
+
+// claimSeat adds this host as a learner if a seat is free. It returns the
+// member list including the new learner, or nil when every seat is taken.
+func claimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) ([]*etcdserverpb.Member, error) {
+	for {
+		members, err := tryClaimSeat(ctx, cli, name, peerURL)
+		if err == nil || !isRetryable(err) {
+			return members, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a seat among the etcd members: %w", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) ([]*etcdserverpb.Member, error) {
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	mu := concurrency.NewMutex(s, lockPrefix)
+	if err := mu.Lock(ctx); err != nil {
+		return nil, err
+	}
+	defer mu.Unlock(context.WithoutCancel(ctx))
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gone, err := leaving(ctx, cli)
+	if err != nil {
+		return nil, err
+	}
+	seats := 0
+	for _, m := range list.Members {
+		if slices.Contains(m.PeerURLs, peerURL) {
+			// Added before (an earlier try that lost its answer).
+			return list.Members, nil
+		}
+		if !gone[m.Name] {
+			seats++
+		}
+	}
+	if seats >= wantVoters {
+		return nil, nil
+	}
+	resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Members, nil
+}
+
+// initialCluster is etcd's --initial-cluster for a member joining a
+// running cluster; the new member has no name yet in the list.
+func initialCluster(members []*etcdserverpb.Member, name, peerURL string) string {
+	var parts []string
+	for _, m := range members {
+		n := m.Name
+		if slices.Contains(m.PeerURLs, peerURL) {
+			n = name
+		}
+		if n == "" {
+			continue // another member that has not started yet
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, n+"="+u)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// voterURLs are the client URLs of the started voters.
+func voterURLs(members []*etcdserverpb.Member) []string {
+	var out []string
+	for _, m := range members {
+		if !m.IsLearner && m.Name != "" {
+			out = append(out, m.ClientURLs...)
+		}
+	}
+	return out
+}
+
+// roleOf is a host's role in a member list: voter, learner or client.
+func roleOf(members []*etcdserverpb.Member, name string) string {
+	for _, m := range members {
+		if m.Name == name {
+			if m.IsLearner {
+				return "learner"
+			}
+			return "voter"
+		}
+	}
+	return "client"
+}
+
+// manage is the leader's part: promote learners, free the seats of dead
+// hosts. It runs on every member and acts only on the leader.
+func (c *Cluster) manage(ctx context.Context) error {
+	e := c.embedded()
+	if e == nil || e.Server.Leader() != e.Server.MemberID() {
+		return nil
+	}
+	list, err := c.client.MemberList(ctx)
+	if err != nil {
+		return err
+	}
+	gone, err := leaving(ctx, c.client)
+	if err != nil {
+		return err
+	}
+	var voters, learners []*etcdserverpb.Member
+	for _, m := range list.Members {
+		if m.IsLearner {
+			learners = append(learners, m)
+		} else {
+			voters = append(voters, m)
+		}
+	}
+	// Promote, except a lone learner next to a lone voter.
+	stay := 0
+	for _, v := range voters {
+		if !gone[v.Name] {
+			stay++
+		}
+	}
+	for _, l := range learners {
+		if stay == 1 && len(learners) == 1 {
+			break
+		}
+		if _, err := c.client.MemberPromote(ctx, l.ID); err != nil {
+			if !isRetryable(err) {
+				c.log.Warn("promoting a learner", "member", l.Name, "err", err)
+			}
+			continue
+		}
+		c.log.Info("promoted a learner to voter", "member", l.Name)
+		return nil // one change at a time
+	}
+	// Free the seats of dead hosts.
+	now := time.Now()
+	dead := func(name string, after time.Duration) bool {
+		m, ok := c.gossip.Member(name)
+		return ok && (m.State == "dead" || m.State == "left") && now.Sub(m.Since) >= after
+	}
+	for _, l := range learners {
+		if l.Name != "" && dead(l.Name, deadLearnerAfter) {
+			if _, err := c.client.MemberRemove(ctx, l.ID); err == nil {
+				c.log.Info("removed the learner of a dead host", "member", l.Name)
+			}
+			return nil
+		}
+	}
+	healthy := 0
+	for _, v := range voters {
+		if m, ok := c.gossip.Member(v.Name); v.Name == c.Identity.Name || ok && (m.State == "alive" || m.State == "suspect") {
+			healthy++
+		}
+	}
+	for _, v := range voters {
+		if v.Name == c.Identity.Name || !dead(v.Name, c.cfg.VoterReplaceAfter) {
+			continue
+		}
+		// Quorum after the removal must be met by the healthy voters.
+		if after := len(voters) - 1; healthy < after/2+1 {
+			c.log.Warn("a voter's host is dead but removing it would lose quorum", "member", v.Name)
+			continue
+		}
+		if _, err := c.client.MemberRemove(ctx, v.ID); err != nil {
+			c.log.Warn("removing the member of a dead host", "member", v.Name, "err", err)
+			return nil
+		}
+		c.log.Info("removed the etcd member of a dead host; a client host takes its seat", "member", v.Name,
+			"dead_for", now.Sub(c.gossipSince(v.Name)).Round(time.Second))
+		return nil
+	}
+	return nil
+}
+
+func (c *Cluster) gossipSince(name string) time.Time {
+	m, _ := c.gossip.Member(name)
+	return m.Since
+}
+
+// known is what a node remembers of the cluster between runs, so that it
+// can find the others when it starts again (whoever is up).
+type known struct {
+	Endpoints []string `json:"endpoints"` // etcd voters' client URLs
+	Seeds     []string `json:"seeds"`     // gossip addresses
+}
+
+func knownPath(dataDir string) string { return filepath.Join(dataDir, "members.json") }
+
+func loadKnown(dataDir string) known {
+	var k known
+	if b, err := os.ReadFile(knownPath(dataDir)); err == nil {
+		json.Unmarshal(b, &k)
+	}
+	return k
+}
+
+func (k known) save(dataDir string) error {
+	b, _ := json.MarshalIndent(k, "", "  ")
+	return writeFileAtomic(knownPath(dataDir), append(b, '\n'), 0o600)
+}

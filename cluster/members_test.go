@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"calico/store/ipam"
+)
+
+// startFour founds a cluster and joins three more hosts: three voters and
+// a client.
+func startFour(t *testing.T, tune func(*Config)) (cs []*Cluster, cfgs []Config) {
+	cfg := testConfig(t, t.TempDir())
+	tune(&cfg)
+	n1, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n1.Close)
+	cs, cfgs = []*Cluster{n1}, []Config{cfg}
+	tok, _ := LoadToken(cfg.DataDir)
+	for i := 2; i <= 4; i++ {
+		cfg := joinConfig(t, fmt.Sprintf("n%d", i), n1, tok.String())
+		tune(&cfg)
+		c, err := Start(t.Context(), cfg)
+		if err != nil {
+			t.Fatalf("joining n%d: %v", i, err)
+		}
+		t.Cleanup(c.Close)
+		cs, cfgs = append(cs, c), append(cfgs, cfg)
+		if i == 3 {
+			waitFor(t, 30*time.Second, "three voters", func() bool { return voters(t, n1) == "n1 n2 n3" })
+		}
+	}
+	return cs, cfgs
+}
+
+// voters lists the voters' names as one string.
+func voters(t *testing.T, c *Cluster) string {
+	var out []string
+	for n, r := range roles(t, c) {
+		if r == "voter" {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+func TestReplaceDeadVoter(t *testing.T) {
+	cs, cfgs := startFour(t, func(c *Config) { c.VoterReplaceAfter = 2 * time.Second })
+	n3 := cs[2]
+	n3.Close() // dies, without leaving
+	start := time.Now()
+	waitFor(t, 60*time.Second, "n4 to take n3's seat", func() bool { return voters(t, cs[0]) == "n1 n2 n4" })
+	t.Logf("n3's seat went to n4 %s after n3 died (replace-after 2s)", time.Since(start).Round(100*time.Millisecond))
+
+	// n3 comes back: it was replaced, so it goes on as a client of the
+	// same cluster.
+	cfg := cfgs[2]
+	cfg.Name, cfg.Join = "", ""
+	back, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("n3 starting again: %v", err)
+	}
+	defer back.Close()
+	if back.Identity.Role != "client" || back.embedded() != nil || back.Identity.ClusterID != cs[0].Identity.ClusterID {
+		t.Errorf("n3 came back as %+v; want a client of cluster %s", back.Identity, cs[0].Identity.ClusterID)
+	}
+	if got := voters(t, cs[0]); got != "n1 n2 n4" {
+		t.Errorf("voters after n3 came back = %s", got)
+	}
+	waitFor(t, 20*time.Second, "n1 to see n3 alive again", func() bool {
+		m, ok := cs[0].gossip.Member("n3")
+		return ok && m.State == "alive"
+	})
+}
+
+func TestLeave(t *testing.T) {
+	cs, _ := startFour(t, func(*Config) {})
+	im := ipam.New(cs[1].client)
+	if err := cs[1].Leave(t.Context(), im); err != nil {
+		t.Fatalf("n2 leaving: %v", err)
+	}
+	waitFor(t, 60*time.Second, "n4 to take n2's seat", func() bool { return voters(t, cs[0]) == "n1 n3 n4" })
+	nodes, err := cs[0].Nodes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Name == "n2" && n.Gossip != "left" {
+			t.Errorf("n2 after leaving: %+v", n)
+		}
+	}
+	if got := slices.Sorted(maps.Keys(roles(t, cs[0]))); !slices.Equal(got, []string{"n1", "n3", "n4"}) {
+		t.Errorf("etcd members after n2 left = %v", got)
+	}
+}
