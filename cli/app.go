@@ -41,6 +41,9 @@ func App(stdout, stderr io.Writer) *ucli.App {
 			poolCommand(),
 			profileCommand(),
 			ipamCommand(),
+			nodeCommand(),
+			tokenCommand(),
+			leaveCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, by Run.

@@ -57,6 +57,12 @@ func statusCommand() *ucli.Command {
 				fmt.Fprintf(w, "            error: %s\n", dp.Error)
 			}
 			fmt.Fprintf(w, "Workloads:  %d on this node\n", st.Workloads)
+			if len(st.Nodes) > 0 {
+				fmt.Fprintln(w)
+				if err := nodeTable(w, st.Nodes); err != nil {
+					return err
+				}
+			}
 			if len(st.Pools) > 0 {
 				fmt.Fprintln(w)
 				return poolTable(w, st.Pools)

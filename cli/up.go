@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"calico/cluster"
 	"calico/nft"
@@ -33,6 +35,13 @@ func upCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "ip6", Usage: "the node's IPv6 address, with or without /len (default: as --ip, if there is an IPv6 default route)"},
 			&ucli.StringSliceFlag{Name: "pool", Usage: "an IP pool `CIDR` to create if missing (repeatable; default when there is none: 192.168.0.0/16 and a random ULA /48)"},
 			&ucli.StringFlag{Name: "as", Usage: "the node's BGP AS number"},
+			&ucli.StringFlag{Name: "join", Usage: "join the cluster of the member at `ADDR[:PORT]` (join API, port 7947 by default)"},
+			&ucli.StringFlag{Name: "token", EnvVars: []string{"CALICO_TOKEN"}, Usage: "the cluster's join token (`calico token` on a member prints it)"},
+			&ucli.StringSliceFlag{Name: "etcd-endpoints", Usage: "use this external etcd (`URLS`, comma-separated) instead of the embedded one; on the founding host only"},
+			&ucli.StringFlag{Name: "etcd-ca", Usage: "the external etcd's CA certificate (PEM `FILE`)"},
+			&ucli.StringFlag{Name: "etcd-cert", Usage: "a client certificate for the external etcd (PEM `FILE`)"},
+			&ucli.StringFlag{Name: "etcd-key", Usage: "its key (PEM `FILE`)"},
+			&ucli.DurationFlag{Name: "voter-replace-after", Value: 5 * time.Minute, Usage: "how long an etcd voter's host may be dead before a client host takes its seat"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		},
 		Action: up,
@@ -41,7 +50,24 @@ func upCommand() *ucli.Command {
 
 // upConfig reads and checks the flags of `calico up`.
 func upConfig(c *ucli.Context) (cluster.Config, slog.Level, error) {
-	cfg := cluster.Config{Name: c.String("name"), DataDir: c.String("data-dir")}
+	cfg := cluster.Config{
+		Name: c.String("name"), DataDir: c.String("data-dir"), Version: Version,
+		Join: c.String("join"), Token: c.String("token"), VoterReplaceAfter: c.Duration("voter-replace-after"),
+	}
+	if cfg.Join != "" && cfg.Token == "" {
+		return cfg, 0, usagef("--join needs --token (or CALICO_TOKEN): `calico token` on a member prints it")
+	}
+	if cfg.Join != "" {
+		if _, err := cluster.ParseToken(cfg.Token); err != nil {
+			return cfg, 0, usagef("--token: %v", err)
+		}
+	}
+	if err := externalEtcd(c, &cfg); err != nil {
+		return cfg, 0, err
+	}
+	if cfg.VoterReplaceAfter <= 0 {
+		return cfg, 0, usagef("--voter-replace-after must be positive")
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return cfg, 0, usagef("--log-level %q is not debug, info, warn or error", c.String("log-level"))
@@ -78,6 +104,29 @@ func upConfig(c *ucli.Context) (cluster.Config, slog.Level, error) {
 		}
 	}
 	return cfg, level, nil
+}
+
+// externalEtcd reads the --etcd-* flags.
+func externalEtcd(c *ucli.Context, cfg *cluster.Config) error {
+	cfg.EtcdCA, cfg.EtcdCert, cfg.EtcdKey = c.String("etcd-ca"), c.String("etcd-cert"), c.String("etcd-key")
+	for _, v := range c.StringSlice("etcd-endpoints") {
+		for _, e := range strings.Split(v, ",") {
+			u, err := url.Parse(strings.TrimSpace(e))
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return usagef("--etcd-endpoints %q is not an http:// or https:// URL", e)
+			}
+			cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, u.String())
+		}
+	}
+	switch {
+	case len(cfg.EtcdEndpoints) == 0 && cfg.EtcdCA+cfg.EtcdCert+cfg.EtcdKey != "":
+		return usagef("--etcd-ca, --etcd-cert and --etcd-key go with --etcd-endpoints")
+	case (cfg.EtcdCert == "") != (cfg.EtcdKey == ""):
+		return usagef("--etcd-cert and --etcd-key go together")
+	case len(cfg.EtcdEndpoints) > 0 && cfg.Join != "":
+		return usagef("--etcd-endpoints is for the founding host: joiners get the datastore from the cluster")
+	}
+	return nil
 }
 
 // hostAddr reads an --ip or --ip6 value: an address, optionally with its
@@ -193,12 +242,16 @@ func up(c *ucli.Context) error {
 		Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: Version, DataDir: cfg.DataDir,
 		IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
 		Store: cl.Store, IPAM: im, Agent: agent, Log: log,
+		Cluster: membership{cl, im}, Stop: cancel,
 	}
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ctx) })
 
-	fmt.Fprintf(c.App.Writer, "calico node %s is up: cluster %s, etcd %s, API %s\n",
-		id.Name, id.ClusterID, strings.Join(cl.Store.Client().Endpoints(), ","), filepath.Join(cfg.DataDir, api.SocketName))
+	fmt.Fprintf(c.App.Writer, "calico node %s is up: cluster %s, %s, etcd %s, API %s\n",
+		id.Name, id.ClusterID, id.Role, strings.Join(cl.Store.Client().Endpoints(), ","), filepath.Join(cfg.DataDir, api.SocketName))
+	if tok, err := cluster.LoadToken(cfg.DataDir); err == nil {
+		fmt.Fprintf(c.App.Writer, "other hosts join with: calico up --join %s --token %s\n", id.IPv4.Addr(), tok)
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("stopping; the dataplane stays as it is")

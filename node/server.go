@@ -33,7 +33,10 @@ type Server struct {
 	Store     *store.Store
 	IPAM      *ipam.IPAM
 	Agent     *Agent
-	Log       *slog.Logger
+	Cluster   Membership
+	// Stop stops the node (after `calico leave`).
+	Stop func()
+	Log  *slog.Logger
 
 	mu      sync.Mutex // serialises workload changes on this host
 	started time.Time
@@ -103,6 +106,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/ipam/release", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, struct{}{}, s.ipamRelease(r.Context(), r.URL.Query().Get("ip")))
 	})
+	if s.Cluster != nil {
+		s.clusterRoutes(mux)
+	}
 	return mux
 }
 
@@ -149,6 +155,9 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		Node: s.Name, ClusterID: s.ClusterID, Version: s.Version, IPv4: s.IPv4, IPv6: s.IPv6,
 		Role: s.Role, Uptime: time.Since(s.started).Round(time.Second),
 	}
+	if s.Cluster != nil {
+		st.Role = s.Cluster.Role()
+	}
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	h := s.Store.Health(hctx)
@@ -174,6 +183,11 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 			return st, err
 		}
 		st.Pools = pools
+		if s.Cluster != nil {
+			if st.Nodes, err = s.Cluster.Nodes(hctx); err != nil {
+				return st, err
+			}
+		}
 	}
 	return st, nil
 }

@@ -1,31 +1,39 @@
 #!/bin/sh
-# demo.sh brings up a one-host lab with three workloads in two profiles
-# and prints what to try. Tear it down with `scripts/lab.sh down`.
+# demo.sh brings up a three-host lab: host1 founds the cluster, host2 and
+# host3 join it, and workloads in two profiles run on the hosts. It prints
+# what to try. Tear it down with `scripts/lab.sh down`.
 set -eu
 cd "$(dirname "$0")/.."
 LAB=scripts/lab.sh
 [ "$(id -u)" = 0 ] || { echo "demo.sh: needs root (sudo make demo)" >&2; exit 1; }
 
-$LAB up 1
+$LAB up 3
 $LAB start host1 --pool 10.65.0.0/16 --pool fd00:65::/48
-for w in cw-a1:a cw-a2:a cw-b1:b; do
-	name=${w%:*}; profile=${w#*:}
-	printf '%s (profile %s): ' "$name" "$profile"
-	$LAB calico host1 workload add "$name" --profile "$profile"
+token=$($LAB calico host1 token)
+$LAB start host2 --join "$($LAB addr host1)" --token "$token"
+$LAB start host3 --join "$($LAB addr host2)" --token "$token"   # any member is a seed
+for w in host1:cw-a1:a host1:cw-a2:a host1:cw-b1:b host2:cw-a3:a host3:cw-b2:b; do
+	host=${w%%:*}; rest=${w#*:}; name=${rest%:*}; profile=${rest#*:}
+	printf '%s on %s (profile %s): ' "$name" "$host" "$profile"
+	$LAB calico "$host" workload add "$name" --profile "$profile"
 done
-a2=$($LAB calico host1 workload list -o json | sed -n '/"name": "cw-a2"/,/]/p' | grep -m1 -o '10\.65\.[0-9.]*')
-a1=$($LAB calico host1 workload list -o json | sed -n '/"name": "cw-a1"/,/]/p' | grep -m1 -o '10\.65\.[0-9.]*')
+addr() { $LAB calico "$1" workload list -o json | sed -n "/\"name\": \"$2\"/,/]/p" | grep -m1 -o '10\.65\.[0-9.]*'; }
+a1=$(addr host1 cw-a1); a2=$(addr host1 cw-a2)
 cat <<MSG
 
-The lab runs host1 (a network namespace) with a calico node and three
-workloads. Try:
+The lab runs three hosts (network namespaces host1..host3 on one bridge)
+that form one cluster: three etcd voters, gossip between them, and
+workloads in profiles a and b. Try:
 
-  sudo ip netns exec cw-a1 ping -c 2 $a2      # same profile: answers
+  sudo scripts/lab.sh calico host3 node list       # roles, gossip state, versions
+  sudo scripts/lab.sh calico host2 status
+  sudo ip netns exec cw-a1 ping -c 2 $a2      # same profile, same host: answers
   sudo ip netns exec cw-b1 ping -c 2 $a1      # other profile: dropped
-  sudo scripts/lab.sh calico host1 status
-  sudo scripts/lab.sh calico host1 workload list
-  sudo scripts/lab.sh calico host1 get ippools -o yaml
-  sudo scripts/lab.sh exec host1 ip route
+  sudo scripts/lab.sh calico host1 workload list   # every host's workloads
+  sudo scripts/lab.sh kill host3; sleep 3; sudo scripts/lab.sh calico host1 node list
+
+Routes between hosts (BGP) are not built yet, so workloads reach each
+other only on the same host for now.
 
 When you are done:  sudo scripts/lab.sh down
 MSG

@@ -71,6 +71,7 @@ type Status struct {
 	Dataplane Dataplane     `json:"dataplane"`
 	Workloads int           `json:"workloads"`
 	Pools     []Pool        `json:"pools"`
+	Nodes     []Node        `json:"nodes,omitempty"`
 	Uptime    time.Duration `json:"uptime"`
 }
 
@@ -150,4 +151,15 @@ type IPAMProblem struct {
 // Error is the body of every failed request.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// Node is one node of the cluster as `calico node list` shows it.
+type Node struct {
+	Name    string    `json:"name"`
+	IPv4    string    `json:"ipv4,omitempty"`
+	IPv6    string    `json:"ipv6,omitempty"`
+	Role    string    `json:"role"`   // voter, learner, client
+	Gossip  string    `json:"gossip"` // alive, suspect, dead, left, unknown
+	Since   time.Time `json:"since,omitzero"`
+	Version string    `json:"version,omitempty"`
 }
