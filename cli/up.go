@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"calico/cluster"
@@ -238,11 +239,12 @@ func up(c *ucli.Context) error {
 	agent.Connect(datastore{cl.Store, im})
 
 	id := cl.Identity
+	var left atomic.Bool
 	srv := &node.Server{
 		Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: Version, DataDir: cfg.DataDir,
 		IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
 		Store: cl.Store, IPAM: im, Agent: agent, Log: log,
-		Cluster: membership{cl, im}, Stop: cancel,
+		Cluster: membership{cl, im}, Stop: func() { left.Store(true); cancel() },
 	}
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ctx) })
@@ -254,6 +256,17 @@ func up(c *ucli.Context) error {
 	}
 	select {
 	case <-ctx.Done():
+		if left.Load() {
+			// Left the cluster: nothing of ours stays on the host.
+			wg.Wait()
+			cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer ccancel()
+			if err := errors.Join(rules.Remove(cctx), routes.Apply(nil)); err != nil {
+				return fmt.Errorf("cleaning the dataplane after leaving: %w", err)
+			}
+			log.Info("left the cluster; removed our routes and nftables table")
+			return nil
+		}
 		log.Info("stopping; the dataplane stays as it is")
 		return nil
 	case err := <-cl.Err():

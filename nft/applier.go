@@ -285,3 +285,15 @@ func (a *Applier) Counters(ctx context.Context) ([]Counter, error) {
 	}
 	return sumCounters(owners, rows), nil
 }
+
+// Remove deletes table inet calico, for a host that leaves the cluster.
+// A missing table is not an error (the batch adds it before deleting it).
+func (a *Applier) Remove(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.mem = nil
+	if err := a.send(ctx, []op{{kind: opAddTable}, {kind: opDelTable}}, a.deadline(ctx)); err != nil {
+		return fmt.Errorf("removing table inet calico: %w", err)
+	}
+	return nil
+}

@@ -413,3 +413,26 @@ func TestPrivilegedCountersIdentity(t *testing.T) {
 	}
 	_ = got
 }
+
+func TestPrivilegedRemove(t *testing.T) {
+	testutil.Privileged(t)
+	a, ns := newKernelApplier(t)
+	if err := a.Remove(t.Context()); err != nil {
+		t.Fatalf("removing a table that is not there: %v", err)
+	}
+	rs := states[len(states)-1].rs
+	if err := a.Apply(t.Context(), rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Remove(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if tbl, _ := readBack(t, ns); tbl != nil {
+		t.Errorf("table still there after Remove:\n%s", nftList(ns))
+	}
+	// And the Applier programs it again afterwards.
+	if err := a.Apply(t.Context(), rs); err != nil {
+		t.Fatal(err)
+	}
+	checkKernel(t, ns, rs, "apply after remove")
+}
