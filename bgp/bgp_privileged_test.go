@@ -1,0 +1,117 @@
+package bgp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"calico/internal/testutil"
+)
+
+// inNetNSEnv marks the test binary re-run inside a network namespace.
+const inNetNSEnv = "CALICO_BGP_TEST_IN_NETNS"
+
+// inNetNS runs the calling test again, alone, in a test binary started
+// inside a fresh network namespace, and reports whether the caller is
+// that copy (and should go on) rather than the original (which should
+// return). A whole process is needed, not NetNS.Do on one locked
+// thread: GoBGP opens its listeners and connections on goroutines of
+// its own, on whatever thread they land.
+//
+// The copy runs with GODEBUG=multipathtcp=0: with Go's default multipath
+// TCP listener the kernel refuses TCP MD5 keys on GoBGP's listening
+// socket (see mptcpListen).
+func inNetNS(t *testing.T) bool {
+	t.Helper()
+	testutil.Privileged(t)
+	if os.Getenv(inNetNSEnv) == "1" {
+		return true
+	}
+	ns := testutil.NewNetNS(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name,
+		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), inNetNSEnv+"=1", "PRIVILEGED_TESTS=1", "GODEBUG=multipathtcp=0")
+	out, err := cmd.CombinedOutput()
+	t.Logf("in network namespace %s:\n%s", ns.Name, out)
+	if err != nil {
+		t.Fatalf("test in network namespace %s: %v", ns.Name, err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("test in network namespace %s did not pass", ns.Name)
+	}
+	return false
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestPrivilegedPasswordAndIPv6: two speakers on addresses of their own
+// peer over IPv4 and IPv6 with TCP MD5 passwords; B learns A's IPv4 and
+// IPv6 prefixes. A connection to A from an address A has a password for
+// is refused unless signed; from any other address it is accepted.
+func TestPrivilegedPasswordAndIPv6(t *testing.T) {
+	if !inNetNS(t) {
+		return
+	}
+	run(t, "ip", "link", "set", "lo", "up")
+	for _, a := range []string{"192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32", "192.0.2.4/32"} {
+		run(t, "ip", "addr", "add", a, "dev", "lo")
+	}
+	for _, a := range []string{"2001:db8::1/128", "2001:db8::2/128"} {
+		run(t, "ip", "-6", "addr", "add", a, "dev", "lo", "nodad")
+	}
+	a4, b4, c4, d4 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"),
+		netip.MustParseAddr("192.0.2.3"), netip.MustParseAddr("192.0.2.4")
+	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+
+	startNode := func(v4, v6 netip.Addr) *Speaker {
+		s, err := Start(t.Context(), Config{
+			RouterID: v4, AS: testAS, ListenAddr: []netip.Addr{v4, v6}, ListenPort: 179,
+			NextHop4: v4, NextHop6: v6, Log: testLog(t).With("node", v4),
+		})
+		if err != nil {
+			t.Fatalf("starting speaker on %s: %v", v4, err)
+		}
+		t.Cleanup(s.Stop)
+		return s
+	}
+	a, b := startNode(a4, a6), startNode(b4, b6)
+	setPeers(t, a,
+		Peer{Addr: b4, AS: testAS, Password: "v4-secret", LocalAddr: a4},
+		Peer{Addr: b6, AS: testAS, Password: "v6-secret", LocalAddr: a6},
+		Peer{Addr: c4, AS: testAS, Password: "c-secret", LocalAddr: a4})
+	setPeers(t, b,
+		Peer{Addr: a4, AS: testAS, Password: "v4-secret", LocalAddr: b4},
+		Peer{Addr: a6, AS: testAS, Password: "v6-secret", LocalAddr: b6})
+	advertise(t, a, "10.65.10.0/26", "fd00:65::/122")
+
+	waitLearned(t, b, route("10.65.10.0/26", "192.0.2.1"), route("fd00:65::/122", "2001:db8::1"))
+	waitState(t, b, a4, "established", false)
+	waitState(t, b, a6, "established", false)
+
+	dial := func(from netip.Addr) error {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
+		c, err := d.Dial("tcp", "192.0.2.1:179")
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(c4); err == nil {
+		t.Error("an unsigned connection from 192.0.2.3, which A has a password for, was accepted")
+	}
+	if err := dial(d4); err != nil {
+		t.Errorf("a connection from 192.0.2.4, which A has no password for: %v", err)
+	}
+}
