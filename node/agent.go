@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"calico/bgp"
 	"calico/nft"
 	"calico/node/calc"
 	"calico/node/route"
@@ -29,7 +30,12 @@ type Config struct {
 	// Resync is how often the agent re-reads the kernel and repairs drift
 	// even when nothing changed (default 5s, jittered).
 	Resync time.Duration
-	Log    *slog.Logger
+	// Speaker starts the BGP speaker; nil runs none.
+	Speaker StartSpeaker
+	// Down reports whether a host address belongs to a host that gossip
+	// has declared dead: routes via it are dropped at once.
+	Down func(netip.Addr) bool
+	Log  *slog.Logger
 }
 
 // rulesetApplier programs the firewall; nft.Applier and nft.Fake are one.
@@ -56,6 +62,7 @@ type Agent struct {
 	nft    rulesetApplier
 	routes routeApplier
 	dsc    chan datastore
+	bgp    *bgpDriver
 
 	kick chan struct{}
 
@@ -97,6 +104,7 @@ func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, er
 		nft:      rules,
 		routes:   routes,
 		dsc:      make(chan datastore, 1),
+		bgp:      newBGPDriver(cfg.Speaker, cfg.Log),
 		kick:     make(chan struct{}, 1),
 		progress: make(chan struct{}),
 	}, nil
@@ -105,6 +113,10 @@ func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, er
 // Connect hands the agent its datastore; until then it enforces what its
 // state cache holds.
 func (a *Agent) Connect(ds datastore) { a.dsc <- ds }
+
+// Kick asks the agent to program the dataplane soon (when something it
+// does not watch changed, such as which hosts are alive).
+func (a *Agent) Kick() { a.trigger() }
 
 // trigger asks the loop to run soon; it never blocks.
 func (a *Agent) trigger() {
@@ -149,10 +161,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// With graceful restart the peers keep our routes while we
+			// are away, and the kernel keeps theirs.
+			a.bgp.stop()
 			if err := a.cache.persist(true, 0); err != nil {
 				a.log.Warn("saving the state cache", "err", err)
 			}
 			return nil
+		case <-a.bgp.changed:
 		case <-a.kick:
 		case <-timer.C:
 		}
@@ -197,7 +213,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	defer cancel()
 	nftErr := a.nft.Apply(actx, d.Ruleset)
 	programmed := time.Now()
-	err := errors.Join(nftErr, a.routes.Apply(d.Routes))
+	bgpErr := a.bgp.apply(actx, calc.ComputeBGP(in))
+	d.Routes = withLearned(d.Routes, a.bgp.learned(a.cfg.Down))
+	err := errors.Join(nftErr, bgpErr, a.routes.Apply(d.Routes))
 	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(programmed))
 	_, _, fromDisk, _ := a.cache.state()
 	res := Applied{
@@ -215,6 +233,24 @@ func (a *Agent) apply(ctx context.Context) error {
 	a.mu.Unlock()
 	return err
 }
+
+// withLearned adds routes learned by BGP for destinations the host does
+// not route itself (its own blocks and workloads win).
+func withLearned(own, learned []route.Route) []route.Route {
+	mine := make(map[netip.Prefix]bool, len(own))
+	for _, r := range own {
+		mine[r.Dst] = true
+	}
+	for _, l := range learned {
+		if !mine[l.Dst] {
+			own = append(own, l)
+		}
+	}
+	return own
+}
+
+// BGPPeers reports the BGP sessions.
+func (a *Agent) BGPPeers(ctx context.Context) ([]bgp.PeerStatus, error) { return a.bgp.peers(ctx) }
 
 // refreshBlocks reads this host's address blocks; on failure the cache
 // keeps the last ones it knew.

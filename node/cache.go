@@ -149,6 +149,14 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 			in.Policies = append(in.Policies, r)
 		case *store.FelixConfiguration:
 			in.Felix = append(in.Felix, r)
+		case *store.Node:
+			in.Nodes = append(in.Nodes, r)
+		case *store.BGPPeer:
+			in.BGPPeers = append(in.BGPPeers, r)
+		case *store.BGPConfiguration:
+			in.BGPConfigs = append(in.BGPConfigs, r)
+		case *store.IPPool:
+			in.Pools = append(in.Pools, r)
 		}
 	}
 	return in, c.rev, true

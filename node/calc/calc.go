@@ -31,6 +31,10 @@ type Input struct {
 	GlobalPolicies []*store.GlobalNetworkPolicy
 	Policies       []*store.NetworkPolicy
 	Felix          []*store.FelixConfiguration
+	Nodes          []*store.Node
+	BGPPeers       []*store.BGPPeer
+	BGPConfigs     []*store.BGPConfiguration
+	Pools          []*store.IPPool
 	// HostBlocks are the address blocks affine to this host.
 	HostBlocks []netip.Prefix
 }

@@ -1,0 +1,160 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"calico/bgp"
+	"calico/node/calc"
+	"calico/node/route"
+)
+
+// speaker is the BGP speaker as the agent uses it; *bgp.Speaker is one.
+type speaker interface {
+	SetPeers(ctx context.Context, peers []bgp.Peer) error
+	SetAdvertised(ctx context.Context, prefixes []netip.Prefix) error
+	Learned() []bgp.Route
+	Changes() <-chan struct{}
+	Peers(ctx context.Context) ([]bgp.PeerStatus, error)
+	Stop()
+}
+
+// StartSpeaker starts a speaker; tests replace it.
+type StartSpeaker func(ctx context.Context, cfg bgp.Config) (speaker, error)
+
+// RealSpeaker starts GoBGP.
+func RealSpeaker(log *slog.Logger) StartSpeaker {
+	return func(ctx context.Context, cfg bgp.Config) (speaker, error) {
+		cfg.Log = log
+		return bgp.Start(ctx, cfg)
+	}
+}
+
+// bgpDriver runs the host's speaker as calc.ComputeBGP says: it starts it
+// once this host's Node is known, restarts it when its AS, router id,
+// addresses or port change, and keeps its peers and advertised prefixes in
+// step. Learned paths come back through learned().
+type bgpDriver struct {
+	start   StartSpeaker
+	log     *slog.Logger
+	changed chan struct{} // relays the speaker's Changes
+
+	mu     sync.Mutex
+	sp     speaker
+	key    string
+	cancel context.CancelFunc
+	accept []netip.Prefix
+}
+
+func newBGPDriver(start StartSpeaker, log *slog.Logger) *bgpDriver {
+	return &bgpDriver{start: start, log: log.With("component", "bgp"), changed: make(chan struct{}, 1)}
+}
+
+func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
+	if d == nil || d.start == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.accept = want.Accept
+	key := fmt.Sprint(want.Enabled, want.AS, want.RouterID, want.IPv4, want.IPv6, want.ListenPort)
+	if key != d.key {
+		d.stopLocked()
+		if !want.Enabled {
+			return nil
+		}
+		cfg := bgp.Config{
+			RouterID: want.RouterID, AS: want.AS, ListenPort: want.ListenPort,
+			NextHop4: want.IPv4, NextHop6: want.IPv6, GracefulRestart: true,
+		}
+		for _, a := range []netip.Addr{want.IPv4, want.IPv6} {
+			if a.IsValid() {
+				cfg.ListenAddr = append(cfg.ListenAddr, a)
+			}
+		}
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		sp, err := d.start(sctx, cfg)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("starting the BGP speaker: %w", err)
+		}
+		d.sp, d.key, d.cancel = sp, key, cancel
+		go d.relay(sctx, sp)
+		d.log.Info("BGP speaker started", "as", want.AS, "router_id", want.RouterID, "port", want.ListenPort)
+	}
+	// Advertise first: after a graceful restart the first session up sends
+	// End-of-RIB, and a peer drops whatever stale route of ours it lacks.
+	if err := d.sp.SetAdvertised(ctx, want.Advertise); err != nil {
+		return fmt.Errorf("BGP advertisements: %w", err)
+	}
+	if err := d.sp.SetPeers(ctx, want.Peers); err != nil {
+		return fmt.Errorf("BGP peers: %w", err)
+	}
+	return nil
+}
+
+func (d *bgpDriver) relay(ctx context.Context, sp speaker) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sp.Changes():
+			select {
+			case d.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// learned are the routes to install: pool prefixes only, next hops of
+// hosts that are down left out.
+func (d *bgpDriver) learned(down func(netip.Addr) bool) []route.Route {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	sp, accept := d.sp, d.accept
+	d.mu.Unlock()
+	if sp == nil {
+		return nil
+	}
+	return calc.LearnedRoutes(sp.Learned(), accept, down)
+}
+
+// peers reports the sessions.
+func (d *bgpDriver) peers(ctx context.Context) ([]bgp.PeerStatus, error) {
+	if d == nil {
+		return nil, nil
+	}
+	d.mu.Lock()
+	sp := d.sp
+	d.mu.Unlock()
+	if sp == nil {
+		return nil, nil
+	}
+	ps, err := sp.Peers(ctx)
+	slices.SortFunc(ps, func(a, b bgp.PeerStatus) int { return a.Addr.Compare(b.Addr) })
+	return ps, err
+}
+
+func (d *bgpDriver) stop() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopLocked()
+}
+
+func (d *bgpDriver) stopLocked() {
+	if d.sp != nil {
+		d.sp.Stop()
+		d.cancel()
+		d.sp, d.key = nil, ""
+	}
+}
