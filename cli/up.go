@@ -207,8 +207,16 @@ func up(c *ucli.Context) error {
 		name = id.Name
 	}
 	var agent *node.Agent
+	var clusterRef atomic.Pointer[cluster.Cluster]
 	startAgent := func(name string) error {
-		agent, err = node.NewAgent(node.Config{Name: name, DataDir: cfg.DataDir, Log: log}, rules, routes)
+		agent, err = node.NewAgent(node.Config{
+			Name: name, DataDir: cfg.DataDir, Log: log,
+			Speaker: node.RealSpeaker(log),
+			Down: func(a netip.Addr) bool {
+				c := clusterRef.Load()
+				return c != nil && c.Down(a)
+			},
+		}, rules, routes)
 		if err != nil {
 			return err
 		}
@@ -237,6 +245,22 @@ func up(c *ucli.Context) error {
 	}
 	im := ipam.New(cl.Store.Client())
 	agent.Connect(datastore{cl.Store, im})
+	clusterRef.Store(cl)
+	wg.Go(func() {
+		// A host that dies loses its routes at once, not at BGP's hold timer.
+		events := cl.GossipEvents()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-events:
+				if !ok {
+					return
+				}
+				agent.Kick()
+			}
+		}
+	})
 
 	id := cl.Identity
 	var left atomic.Bool

@@ -927,7 +927,7 @@ func (c *Cluster) close() { c.closeOnce.Do(c.shutdown) }
 func (c *Cluster) shutdown() {
 	c.cancel()
 	if c.gossip != nil {
-		c.gossip.Close()
+		c.gossip.Stop(time.Second)
 	}
 	if c.joinLn != nil {
 		c.joinLn.Close()

@@ -33,7 +33,7 @@ type Meta struct {
 type Member struct {
 	Meta
 	Addr netip.AddrPort // gossip address
-	// State is "alive", "dead" or "left". memberlist v0.7.0 never tells
+	// State is "alive", "dead", "left" or "stopped" (to start again). memberlist v0.7.0 never tells
 	// its user that a node is suspect (hashicorp/memberlist#266, #293),
 	// so a suspect node stays "alive" here until it is declared dead.
 	State string
@@ -72,13 +72,14 @@ type Gossip struct {
 	closed  bool
 }
 
-// gossipMeta is Meta as it travels. Leaving is set just before a node
-// leaves: memberlist does not tell its user whether a node left or died
-// (the Node passed to NotifyLeave always says StateAlive), so a node
-// announces its intent first, like Serf does.
+// gossipMeta is Meta as it travels. Exit is set just before a node goes
+// away on purpose: "leaving" for good, or "stopping" to start again soon
+// (its routes stay; see Stop). memberlist does not tell its user whether a
+// node left or died (the Node passed to NotifyLeave always says
+// StateAlive), so a node announces its intent first, like Serf does.
 type gossipMeta struct {
 	Meta
-	Leaving bool `json:"leaving,omitempty"`
+	Exit string `json:"exit,omitempty"`
 }
 
 const (
@@ -114,10 +115,10 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		return nil, fmt.Errorf("cluster id %q is too long for a gossip label", cfg.Meta.ClusterID)
 	}
 	// Leave adds the leave intent, so check the meta fits with it too.
-	if _, err := encodeGossipMeta(cfg.Meta, true); err != nil {
+	if _, err := encodeGossipMeta(cfg.Meta, "stopping"); err != nil {
 		return nil, err
 	}
-	meta, err := encodeGossipMeta(cfg.Meta, false)
+	meta, err := encodeGossipMeta(cfg.Meta, "")
 	if err != nil {
 		return nil, err
 	}
@@ -255,10 +256,10 @@ func (g *Gossip) SetMeta(m Meta) error {
 		return fmt.Errorf("gossip meta cannot change name or cluster (%s/%s to %s/%s)",
 			g.meta0.ClusterID, g.meta0.Name, m.ClusterID, m.Name)
 	}
-	if _, err := encodeGossipMeta(m, true); err != nil {
+	if _, err := encodeGossipMeta(m, "stopping"); err != nil {
 		return err
 	}
-	b, err := encodeGossipMeta(m, false)
+	b, err := encodeGossipMeta(m, "")
 	if err != nil {
 		return err
 	}
@@ -331,6 +332,28 @@ func (g *Gossip) rejoinOnce(known []string) {
 	wg.Wait()
 }
 
+// Stop tells the others this node is stopping to start again (they see
+// it "stopped", not "dead", and keep routing to it while BGP's graceful
+// restart lasts), waits up to timeout for that to go out, and shuts
+// gossip down without leaving.
+func (g *Gossip) Stop(timeout time.Duration) error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.isClosed() {
+		return errGossipClosed
+	}
+	var errs []error
+	if b, err := encodeGossipMeta(g.ownMeta(), "stopping"); err == nil {
+		g.mu.Lock()
+		g.meta = b
+		g.mu.Unlock()
+		if err := g.ml.UpdateNode(timeout); err != nil {
+			errs = append(errs, fmt.Errorf("announcing the stop: %w", err))
+		}
+	}
+	return errors.Join(append(errs, g.shutdown())...)
+}
+
 // Leave tells the others this node is leaving, waits up to timeout for
 // that to go out, and shuts gossip down.
 func (g *Gossip) Leave(timeout time.Duration) error {
@@ -341,7 +364,7 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 	}
 	var errs []error
 	deadline := time.Now().Add(timeout)
-	if b, err := encodeGossipMeta(g.ownMeta(), true); err == nil {
+	if b, err := encodeGossipMeta(g.ownMeta(), "leaving"); err == nil {
 		g.mu.Lock()
 		g.meta = b
 		g.mu.Unlock()
@@ -400,12 +423,15 @@ func (g *Gossip) shutdown() error {
 // delegates one at a time, with its node lock held: this must not block
 // or call back into memberlist.
 func (g *Gossip) observe(n *memberlist.Node, state string) {
-	meta, leaving, err := decodeGossipMeta(n.Meta)
+	meta, exit, err := decodeGossipMeta(n.Meta)
 	if err != nil {
 		meta = Meta{Name: n.Name} // the alive filter keeps these out
 	}
-	if state == "dead" && leaving {
+	switch {
+	case state == "dead" && exit == "leaving":
 		state = "left"
+	case state == "dead" && exit == "stopping":
+		state = "stopped"
 	}
 	var addr netip.AddrPort
 	if ip, ok := netip.AddrFromSlice(n.Addr); ok {
@@ -444,8 +470,8 @@ func (g *Gossip) observe(n *memberlist.Node, state string) {
 	}
 }
 
-func encodeGossipMeta(m Meta, leaving bool) ([]byte, error) {
-	b, err := json.Marshal(gossipMeta{Meta: m, Leaving: leaving})
+func encodeGossipMeta(m Meta, exit string) ([]byte, error) {
+	b, err := json.Marshal(gossipMeta{Meta: m, Exit: exit})
 	if err != nil {
 		return nil, fmt.Errorf("encoding gossip meta: %w", err)
 	}
@@ -455,12 +481,12 @@ func encodeGossipMeta(m Meta, leaving bool) ([]byte, error) {
 	return b, nil
 }
 
-func decodeGossipMeta(b []byte) (Meta, bool, error) {
+func decodeGossipMeta(b []byte) (Meta, string, error) {
 	var gm gossipMeta
 	if err := json.Unmarshal(b, &gm); err != nil {
-		return Meta{}, false, fmt.Errorf("decoding gossip meta: %w", err)
+		return Meta{}, "", fmt.Errorf("decoding gossip meta: %w", err)
 	}
-	return gm.Meta, gm.Leaving, nil
+	return gm.Meta, gm.Exit, nil
 }
 
 // gossipHooks are the memberlist delegates of a Gossip.

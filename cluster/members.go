@@ -215,7 +215,7 @@ func (c *Cluster) manage(ctx context.Context) error {
 	now := time.Now()
 	dead := func(name string, after time.Duration) bool {
 		m, ok := c.gossip.Member(name)
-		return ok && (m.State == "dead" || m.State == "left") && now.Sub(m.Since) >= after
+		return ok && (m.State == "dead" || m.State == "left" || m.State == "stopped") && now.Sub(m.Since) >= after
 	}
 	for _, l := range learners {
 		if l.Name != "" && dead(l.Name, deadLearnerAfter) {

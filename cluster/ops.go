@@ -270,3 +270,22 @@ func (c *Cluster) RemoveNode(ctx context.Context, im *ipam.IPAM, name string) er
 	c.log.Info("removed node", "node", name)
 	return nil
 }
+
+// Down reports whether addr is an address of a host that gossip has
+// declared dead or that has left.
+func (c *Cluster) Down(addr netip.Addr) bool {
+	if c.gossip == nil {
+		return false
+	}
+	s := addr.String()
+	for _, m := range c.gossip.Members() {
+		if (m.IPv4 == s || m.IPv6 == s) && (m.State == "dead" || m.State == "left") {
+			return true
+		}
+	}
+	return false
+}
+
+// GossipEvents delivers a member whenever its state or meta changes; it
+// is closed when the cluster closes.
+func (c *Cluster) GossipEvents() <-chan Member { return c.gossip.Events() }

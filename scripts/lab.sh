@@ -17,14 +17,17 @@
 # and fd00:31:R::(10+N)/64 and a default route to the rack's gateway, .1 in
 # the fabric, which forwards nothing. State lives under $CALICO_LAB_DIR
 # (default /tmp/calico-lab): each host's data dir, log and pid.
+# CALICO_LAB_NAME (default calico-lab) prefixes the namespaces' names.
 set -eu
 
 LAB_DIR=${CALICO_LAB_DIR:-/tmp/calico-lab}
 CALICO=${CALICO:-$(cd "$(dirname "$0")/.." && pwd)/calico}
-FABRIC=calico-lab-fabric
+# Namespaces are named $LAB-…; another name lets a second lab run beside.
+LAB=${CALICO_LAB_NAME:-calico-lab}
+FABRIC=$LAB-fabric
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
-hostns() { echo "calico-lab-$1"; }
+hostns() { echo "$LAB-$1"; }
 hostnum() { echo "$1" | sed -n 's/^host\([0-9][0-9]*\)$/\1/p'; }
 rack_of() { cat "$LAB_DIR/$1.rack" 2>/dev/null || die "no lab host $1 (run lab.sh up)"; }
 
@@ -113,7 +116,7 @@ down() {
 	for f in "$LAB_DIR"/*/netns/*; do
 		[ -f "$f" ] && ip netns del "$(basename "$f")" 2>/dev/null || true
 	done
-	for ns in $(ip netns list | awk '{print $1}' | grep '^calico-lab-' || true); do
+	for ns in $(ip netns list | awk '{print $1}' | grep "^$LAB-" || true); do
 		ip netns del "$ns"
 	done
 	rm -rf "$LAB_DIR"
