@@ -63,6 +63,10 @@ type Agent struct {
 	routes routeApplier
 	dsc    chan datastore
 	bgp    *bgpDriver
+	// stale are the learned routes the kernel held when the agent started,
+	// kept until the speaker has caught up (restart without a gap).
+	stale      []route.Route
+	staleUntil time.Time
 
 	kick chan struct{}
 
@@ -154,6 +158,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	})
 
+	a.keepStaleRoutes()
 	a.trigger() // program from the disk cache at once, if it has a state
 	timer := time.NewTimer(a.jitter())
 	defer timer.Stop()
@@ -214,7 +219,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	nftErr := a.nft.Apply(actx, d.Ruleset)
 	programmed := time.Now()
 	bgpErr := a.bgp.apply(actx, calc.ComputeBGP(in))
-	d.Routes = withLearned(d.Routes, a.bgp.learned(a.cfg.Down))
+	d.Routes = withLearned(d.Routes, a.learned(actx))
 	err := errors.Join(nftErr, bgpErr, a.routes.Apply(d.Routes))
 	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(programmed))
 	_, _, fromDisk, _ := a.cache.state()
@@ -247,6 +252,64 @@ func withLearned(own, learned []route.Route) []route.Route {
 		}
 	}
 	return own
+}
+
+// keepStaleRoutes remembers the routes via other hosts that an earlier
+// run installed: they are kept until BGP has caught up, so a restart
+// leaves no gap in forwarding.
+func (a *Agent) keepStaleRoutes() {
+	cur, ok := a.routes.(interface{ Current() ([]route.Route, error) })
+	if !ok || a.cfg.Speaker == nil {
+		return
+	}
+	rs, err := cur.Current()
+	if err != nil {
+		return
+	}
+	for _, r := range rs {
+		if len(r.Via) > 0 {
+			a.stale = append(a.stale, r)
+		}
+	}
+	a.staleUntil = time.Now().Add(staleRouteTimeout)
+}
+
+// staleRouteTimeout bounds how long routes of an earlier run are kept
+// (BGP's graceful restart time).
+const staleRouteTimeout = 120 * time.Second
+
+// learned are the routes BGP learned, plus the stale ones of an earlier
+// run until every session has been up a few seconds (the peers have sent
+// their tables) or the restart time has passed; then stale routes that BGP
+// did not confirm are swept.
+func (a *Agent) learned(ctx context.Context) []route.Route {
+	routes := a.bgp.learned(a.cfg.Down)
+	if a.stale == nil {
+		return routes
+	}
+	synced := time.Now().After(a.staleUntil)
+	if !synced {
+		if ps, err := a.bgp.peers(ctx); err == nil && len(ps) > 0 {
+			synced = true
+			for _, p := range ps {
+				if p.State != "established" || time.Since(p.Since) < 3*time.Second {
+					synced = false
+				}
+			}
+		}
+	}
+	if synced {
+		a.log.Info("BGP is in sync; dropping routes of the earlier run it did not confirm")
+		a.stale = nil
+		return routes
+	}
+	for _, r := range a.stale {
+		r.Via = slices.DeleteFunc(slices.Clone(r.Via), func(v netip.Addr) bool { return a.cfg.Down != nil && a.cfg.Down(v) })
+		if len(r.Via) > 0 {
+			routes = withLearned(routes, []route.Route{r})
+		}
+	}
+	return routes
 }
 
 // BGPPeers reports the BGP sessions.

@@ -140,6 +140,19 @@ func (t *Table) Apply(want []Route) error {
 	return nil
 }
 
+// Current reads our routes as the kernel holds them now.
+func (t *Table) Current() ([]Route, error) {
+	m, err := t.list()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Route, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	return normalize(out), nil
+}
+
 // list reads our routes, both families, from the main table.
 func (t *Table) list() (map[netip.Prefix]Route, error) {
 	links, err := t.h.LinkList()
