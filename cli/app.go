@@ -42,6 +42,7 @@ func App(stdout, stderr io.Writer) *ucli.App {
 			profileCommand(),
 			ipamCommand(),
 			nodeCommand(),
+			bgpCommand(),
 			tokenCommand(),
 			leaveCommand(),
 			versionCommand(),

@@ -68,6 +68,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"token", "extra"}, 2, `takes no arguments`},
 		{[]string{"node", "rm"}, 2, `needs a node NAME`},
 		{[]string{"leave", "now"}, 2, `takes no arguments`},
+		{[]string{"bgp", "peer", "add", "10.0.0.1"}, 2, `needs --as`},
+		{[]string{"bgp", "peer", "add", "nope", "--as", "65001"}, 2, `"nope" is not an address`},
+		{[]string{"bgp", "peer", "add", "10.0.0.1", "--as", "x"}, 2, `--as "x" is not an AS number`},
+		{[]string{"bgp", "peer", "rm", "x"}, 2, `"x" is not an IP address`},
 		{[]string{"status"}, 1, "no calico node is running with data dir " + dir},
 		{[]string{"no-such-command"}, 2, `unknown command "no-such-command"`},
 	} {

@@ -57,6 +57,12 @@ func statusCommand() *ucli.Command {
 				fmt.Fprintf(w, "            error: %s\n", dp.Error)
 			}
 			fmt.Fprintf(w, "Workloads:  %d on this node\n", st.Workloads)
+			if len(st.BGP) > 0 {
+				fmt.Fprintln(w)
+				if err := bgpTable(w, st.BGP); err != nil {
+					return err
+				}
+			}
 			if len(st.Nodes) > 0 {
 				fmt.Fprintln(w)
 				if err := nodeTable(w, st.Nodes); err != nil {

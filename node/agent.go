@@ -76,6 +76,9 @@ type Agent struct {
 	applied  int64         // cache revision of the last successful apply
 	progress chan struct{} // closed and replaced after every apply
 	problems string
+	// advertised and installed are BGP's side of the last apply.
+	advertised []netip.Prefix
+	installed  []route.Route
 }
 
 // Applied is the outcome of the agent's last programming of the host.
@@ -218,8 +221,10 @@ func (a *Agent) apply(ctx context.Context) error {
 	defer cancel()
 	nftErr := a.nft.Apply(actx, d.Ruleset)
 	programmed := time.Now()
-	bgpErr := a.bgp.apply(actx, calc.ComputeBGP(in))
-	d.Routes = withLearned(d.Routes, a.learned(actx))
+	want := calc.ComputeBGP(in)
+	bgpErr := a.bgp.apply(actx, want)
+	learned := a.learned(actx)
+	d.Routes = withLearned(d.Routes, learned)
 	err := errors.Join(nftErr, bgpErr, a.routes.Apply(d.Routes))
 	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(programmed))
 	_, _, fromDisk, _ := a.cache.state()
@@ -230,6 +235,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	a.last = res
+	a.advertised, a.installed = want.Advertise, learned
 	if err == nil && rev > a.applied {
 		a.applied = rev
 	}
@@ -310,6 +316,13 @@ func (a *Agent) learned(ctx context.Context) []route.Route {
 		}
 	}
 	return routes
+}
+
+// BGPRoutes are what the last apply advertised and installed from BGP.
+func (a *Agent) BGPRoutes() (advertised []netip.Prefix, installed []route.Route) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.advertised, a.installed
 }
 
 // BGPPeers reports the BGP sessions.

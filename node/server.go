@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/ipam/release", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, struct{}{}, s.ipamRelease(r.Context(), r.URL.Query().Get("ip")))
 	})
+	mux.HandleFunc("GET /v1/bgp/routes", handle(s.bgpRoutes))
 	if s.Cluster != nil {
 		s.clusterRoutes(mux)
 	}
@@ -177,6 +179,10 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		st.Dataplane.Error = last.Err.Error()
 	}
 	st.Workloads = last.Endpoints
+	var err error
+	if st.BGP, err = s.bgpSessions(hctx); err != nil {
+		st.Dataplane.Error = strings.TrimPrefix(st.Dataplane.Error+"; ", "; ") + "BGP: " + err.Error()
+	}
 	if h.Healthy {
 		pools, err := s.listPools(hctx)
 		if err != nil {
@@ -190,6 +196,34 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		}
 	}
 	return st, nil
+}
+
+func (s *Server) bgpSessions(ctx context.Context) ([]api.BGPSession, error) {
+	ps, err := s.Agent.BGPPeers(ctx)
+	out := make([]api.BGPSession, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, api.BGPSession{
+			Peer: p.Addr.String(), AS: p.AS, Type: p.Type, Node: p.Name, State: p.State, Since: p.Since,
+			Received: p.Received, Advertised: p.Advertised,
+		})
+	}
+	return out, err
+}
+
+func (s *Server) bgpRoutes(context.Context) (api.BGPRoutes, error) {
+	adv, inst := s.Agent.BGPRoutes()
+	out := api.BGPRoutes{Advertised: []string{}, Installed: []api.BGPRoute{}}
+	for _, p := range adv {
+		out.Advertised = append(out.Advertised, p.String())
+	}
+	for _, r := range inst {
+		br := api.BGPRoute{Dst: r.Dst.String()}
+		for _, v := range r.Via {
+			br.Via = append(br.Via, v.String())
+		}
+		out.Installed = append(out.Installed, br)
+	}
+	return out, nil
 }
 
 func (s *Server) listPools(ctx context.Context) ([]api.Pool, error) {

@@ -196,6 +196,22 @@ type BGPPeerSpec struct {
 	PeerIP       string    `json:"peerIP,omitempty"`
 	ASNumber     *ASNumber `json:"asNumber,omitempty"`
 	PeerSelector string    `json:"peerSelector,omitempty"`
+	// Password is the session's TCP MD5 password.
+	Password *BGPPassword `json:"password,omitempty"`
+}
+
+// BGPPassword is a BGP session's password. Calico reads it from a
+// Kubernetes secret (secretKeyRef); there are none here, so it is given
+// as value.
+type BGPPassword struct {
+	Value        string        `json:"value,omitempty"`
+	SecretKeyRef *SecretKeyRef `json:"secretKeyRef,omitempty"`
+}
+
+// SecretKeyRef is Calico's reference to a key of a Kubernetes secret.
+type SecretKeyRef struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
 }
 
 // BGPConfiguration is the cluster's BGP settings ("default") or one node's

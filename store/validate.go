@@ -508,6 +508,16 @@ func (p *BGPPeer) validate(c *checker) {
 	default:
 		c.selector("spec.peerSelector", s.PeerSelector)
 	}
+	if pw := s.Password; pw != nil {
+		switch {
+		case pw.SecretKeyRef != nil:
+			c.errorf("spec.password.secretKeyRef", "Kubernetes secrets are not available here; give the password as spec.password.value")
+		case pw.Value == "":
+			c.errorf("spec.password.value", "is empty")
+		case len(pw.Value) > 80:
+			c.errorf("spec.password.value", "is longer than 80 characters (the kernel's TCP MD5 limit)")
+		}
+	}
 }
 
 func (p *BGPPeer) setDefaults() {}

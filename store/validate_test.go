@@ -45,6 +45,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali1, ipNetworks: [10.0.0.0/24]}", `spec.ipNetworks[0]: 10.0.0.0/24 must be a single address`},
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n}", `spec: give interfaceName or expectedIPs`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1}", `spec.asNumber: is required with peerIP`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {secretKeyRef: {name: s, key: k}}}", `spec.password.secretKeyRef: Kubernetes secrets are not available here`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {}}", `spec.password.value: is empty`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 'nope', asNumber: 64512}", `spec.peerIP: "nope" is not an address`},
 		{"kind: BGPConfiguration\nmetadata: {name: mine}", `metadata.name: "mine" must be "default" or "node.<node name>"`},
 		{"kind: BGPConfiguration\nmetadata: {name: node.h1}\nspec: {nodeToNodeMeshEnabled: false}", `a per-node BGPConfiguration may set only`},

@@ -72,6 +72,7 @@ type Status struct {
 	Workloads int           `json:"workloads"`
 	Pools     []Pool        `json:"pools"`
 	Nodes     []Node        `json:"nodes,omitempty"`
+	BGP       []BGPSession  `json:"bgp,omitempty"`
 	Uptime    time.Duration `json:"uptime"`
 }
 
@@ -162,4 +163,28 @@ type Node struct {
 	Gossip  string    `json:"gossip"` // alive, suspect, dead, left, unknown
 	Since   time.Time `json:"since,omitzero"`
 	Version string    `json:"version,omitempty"`
+}
+
+// BGPSession is one BGP session as `calico status` shows it.
+type BGPSession struct {
+	Peer       string    `json:"peer"`
+	AS         uint32    `json:"as"`
+	Type       string    `json:"type"` // mesh, global, node, reflector
+	Node       string    `json:"node,omitempty"`
+	State      string    `json:"state"`
+	Since      time.Time `json:"since,omitzero"`
+	Received   int       `json:"received"`
+	Advertised int       `json:"advertised"`
+}
+
+// BGPRoutes is what `calico bgp routes` shows.
+type BGPRoutes struct {
+	Advertised []string   `json:"advertised"`
+	Installed  []BGPRoute `json:"installed"`
+}
+
+// BGPRoute is a route learned by BGP and installed in the kernel.
+type BGPRoute struct {
+	Dst string   `json:"dst"`
+	Via []string `json:"via"`
 }

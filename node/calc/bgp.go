@@ -80,13 +80,13 @@ func ComputeBGP(in Input) BGP {
 	peers := map[netip.Addr]bgp.Peer{}
 	// toNode adds sessions to another of our nodes, one per family both
 	// have.
-	toNode := func(n bgpNode, typ string) {
+	toNode := func(n bgpNode, typ, pw string) {
 		for _, pair := range [][2]netip.Addr{{self.ipv4, n.ipv4}, {self.ipv6, n.ipv6}} {
 			local, remote := pair[0], pair[1]
 			if !local.IsValid() || !remote.IsValid() {
 				continue
 			}
-			p := bgp.Peer{Addr: remote, AS: n.as, Port: out.ListenPort, Type: typ, Name: n.name, LocalAddr: local}
+			p := bgp.Peer{Addr: remote, AS: n.as, Port: out.ListenPort, Type: typ, Name: n.name, LocalAddr: local, Password: pw}
 			switch {
 			case self.rrCluster.IsValid() && !n.rrCluster.IsValid():
 				// We reflect for nodes that are not reflectors themselves.
@@ -100,7 +100,7 @@ func ComputeBGP(in Input) BGP {
 	if mesh {
 		for _, name := range slices.Sorted(maps.Keys(nodes)) {
 			if n := nodes[name]; name != in.Node {
-				toNode(n, "mesh")
+				toNode(n, "mesh", "")
 			}
 		}
 	}
@@ -134,12 +134,12 @@ func ComputeBGP(in Input) BGP {
 			if !local.IsValid() || ap.Addr() == self.ipv4 || ap.Addr() == self.ipv6 {
 				continue
 			}
-			peers[ap.Addr()] = bgp.Peer{Addr: ap.Addr(), AS: uint32(*s.ASNumber), Port: int(ap.Port()), Type: typ, LocalAddr: local}
+			peers[ap.Addr()] = bgp.Peer{Addr: ap.Addr(), AS: uint32(*s.ASNumber), Port: int(ap.Port()), Type: typ, LocalAddr: local, Password: password(s.Password)}
 			continue
 		}
 		for _, name := range slices.Sorted(maps.Keys(nodes)) {
 			if n := nodes[name]; name != in.Node && matches(s.PeerSelector, n.labels) {
-				toNode(n, typ)
+				toNode(n, typ, password(s.Password))
 			}
 		}
 	}
@@ -161,6 +161,13 @@ func ComputeBGP(in Input) BGP {
 		}
 	}
 	return out
+}
+
+func password(p *store.BGPPassword) string {
+	if p == nil {
+		return ""
+	}
+	return p.Value
 }
 
 func bgpConfig(cs []*store.BGPConfiguration, name string) *store.BGPConfiguration {

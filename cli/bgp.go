@@ -1,0 +1,211 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"calico/node/api"
+	"calico/store"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+func bgpCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "bgp",
+		Usage: "BGP peers and routes",
+		Subcommands: []*ucli.Command{
+			{
+				Name:  "peer",
+				Usage: "BGP peers outside the node mesh (BGPPeer resources)",
+				Subcommands: []*ucli.Command{
+					{
+						Name:      "add",
+						Usage:     "peer with a router: every node, or one --node",
+						ArgsUsage: "IP[:PORT]",
+						Flags: []ucli.Flag{
+							dataDirFlag(),
+							&ucli.StringFlag{Name: "as", Usage: "the peer's AS number (required)"},
+							&ucli.StringFlag{Name: "node", Usage: "only this node peers with it"},
+							&ucli.StringFlag{Name: "password", Usage: "TCP MD5 password"},
+						},
+						Action: bgpPeerAdd,
+					},
+					{
+						Name:    "list",
+						Aliases: []string{"ls"},
+						Usage:   "list BGP peers",
+						Flags:   []ucli.Flag{dataDirFlag()},
+						Action: func(c *ucli.Context) error {
+							if err := noArgs(c); err != nil {
+								return err
+							}
+							peers, err := listPeers(c)
+							if err != nil {
+								return err
+							}
+							rows := [][]string{{"NAME", "PEER", "AS", "NODE", "SELECTORS", "PASSWORD"}}
+							for _, p := range peers {
+								s := p.Spec
+								as, node, sel := "-", "all", "-"
+								if s.ASNumber != nil {
+									as = fmt.Sprint(*s.ASNumber)
+								}
+								switch {
+								case s.Node != "":
+									node = s.Node
+								case s.NodeSelector != "":
+									node = s.NodeSelector
+								}
+								if s.PeerSelector != "" {
+									sel = "peers " + s.PeerSelector
+								}
+								pw := "-"
+								if s.Password != nil {
+									pw = "set"
+								}
+								rows = append(rows, []string{p.Metadata.Name, orDash(s.PeerIP), as, node, sel, pw})
+							}
+							return table(c.App.Writer, rows)
+						},
+					},
+					{
+						Name:      "rm",
+						Aliases:   []string{"remove"},
+						Usage:     "remove the BGP peers with this address",
+						ArgsUsage: "IP",
+						Flags:     []ucli.Flag{dataDirFlag(), &ucli.StringFlag{Name: "node", Usage: "only the one for this node"}},
+						Action: func(c *ucli.Context) error {
+							arg, err := oneArg(c, "the peer's IP")
+							if err != nil {
+								return err
+							}
+							ip, err := netip.ParseAddr(arg)
+							if err != nil {
+								return usagef("%q is not an IP address", arg)
+							}
+							peers, err := listPeers(c)
+							if err != nil {
+								return err
+							}
+							n := 0
+							for _, p := range peers {
+								ap, err := store.ParsePeerIP(p.Spec.PeerIP)
+								if err != nil || ap.Addr() != ip || c.String("node") != "" && p.Spec.Node != c.String("node") {
+									continue
+								}
+								if err := deleteResource(c, store.KindBGPPeer, p.Metadata.Name); err != nil {
+									return err
+								}
+								n++
+							}
+							if n == 0 {
+								return fmt.Errorf("no BGP peer with address %s", ip)
+							}
+							return nil
+						},
+					},
+				},
+			},
+			{
+				Name:  "routes",
+				Usage: "what this node advertises and the routes it installed from BGP",
+				Flags: []ucli.Flag{dataDirFlag(), outputFlag("json")},
+				Action: func(c *ucli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					format := c.String("output")
+					if err := checkFormat(format, "json"); err != nil {
+						return err
+					}
+					var r api.BGPRoutes
+					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/bgp/routes", nil, nil, &r); err != nil {
+						return err
+					}
+					if format == "json" {
+						return printJSON(c.App.Writer, r)
+					}
+					w := c.App.Writer
+					fmt.Fprintf(w, "Advertised: %s\n\n", orDash(strings.Join(r.Advertised, " ")))
+					rows := [][]string{{"INSTALLED", "VIA"}}
+					for _, i := range r.Installed {
+						rows = append(rows, []string{i.Dst, strings.Join(i.Via, ",")})
+					}
+					return table(w, rows)
+				},
+			},
+		},
+	}
+}
+
+func bgpPeerAdd(c *ucli.Context) error {
+	arg, err := oneArg(c, "the peer's IP[:PORT]")
+	if err != nil {
+		return err
+	}
+	ap, err := store.ParsePeerIP(arg)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if c.String("as") == "" {
+		return usagef("bgp peer add needs --as (the peer's AS number)")
+	}
+	as, err := store.ParseASNumber(c.String("as"))
+	if err != nil || as == 0 {
+		return usagef("--as %q is not an AS number", c.String("as"))
+	}
+	p := store.KindBGPPeer.New().(*store.BGPPeer)
+	p.Metadata.Name = peerName(ap.Addr(), c.String("node"))
+	p.Spec.PeerIP, p.Spec.ASNumber, p.Spec.Node = arg, &as, c.String("node")
+	if pw := c.String("password"); pw != "" {
+		p.Spec.Password = &store.BGPPassword{Value: pw}
+	}
+	b, err := store.Encode(p, store.JSON)
+	if err != nil {
+		return err
+	}
+	return sendData(c, b, "create")
+}
+
+// peerName names the BGPPeer `bgp peer add` makes.
+func peerName(ip netip.Addr, node string) string {
+	name := "peer-" + strings.NewReplacer(".", "-", ":", "-").Replace(ip.String())
+	if node != "" {
+		name += "." + node
+	}
+	return name
+}
+
+func listPeers(c *ucli.Context) ([]*store.BGPPeer, error) {
+	var res api.Resources
+	if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/resources/bgppeers", nil, nil, &res); err != nil {
+		return nil, err
+	}
+	var out []*store.BGPPeer
+	for _, item := range res.Items {
+		var p store.BGPPeer
+		if err := json.Unmarshal(item, &p); err != nil {
+			return nil, err
+		}
+		out = append(out, &p)
+	}
+	return out, nil
+}
+
+// bgpTable prints the BGP sessions of `calico status`.
+func bgpTable(w io.Writer, sessions []api.BGPSession) error {
+	rows := [][]string{{"BGP PEER", "AS", "TYPE", "NODE", "STATE", "SINCE", "RECEIVED", "ADVERTISED"}}
+	for _, s := range sessions {
+		since := "-"
+		if !s.Since.IsZero() {
+			since = time.Since(s.Since).Round(time.Second).String()
+		}
+		rows = append(rows, []string{s.Peer, fmt.Sprint(s.AS), s.Type, orDash(s.Node), s.State, since, fmt.Sprint(s.Received), fmt.Sprint(s.Advertised)})
+	}
+	return table(w, rows)
+}
