@@ -18,7 +18,7 @@ for w in host1:cw-a1:a host1:cw-a2:a host1:cw-b1:b host2:cw-a3:a host3:cw-b2:b; 
 	$LAB calico "$host" workload add "$name" --profile "$profile"
 done
 addr() { $LAB calico "$1" workload list -o json | sed -n "/\"name\": \"$2\"/,/]/p" | grep -m1 -o '10\.65\.[0-9.]*'; }
-a1=$(addr host1 cw-a1); a2=$(addr host1 cw-a2)
+a1=$(addr host1 cw-a1); a2=$(addr host1 cw-a2); a3=$(addr host2 cw-a3)
 cat <<MSG
 
 The lab runs three hosts (network namespaces host1..host3 on one bridge)
@@ -28,12 +28,12 @@ workloads in profiles a and b. Try:
   sudo scripts/lab.sh calico host3 node list       # roles, gossip state, versions
   sudo scripts/lab.sh calico host2 status
   sudo ip netns exec cw-a1 ping -c 2 $a2      # same profile, same host: answers
-  sudo ip netns exec cw-b1 ping -c 2 $a1      # other profile: dropped
+  sudo ip netns exec cw-a1 ping -c 2 $a3      # same profile, on host2: answers, routed by BGP
+  sudo ip netns exec cw-b2 ping -c 2 $a1      # other profile, from host3: dropped
+  sudo scripts/lab.sh calico host1 bgp routes
+  sudo scripts/lab.sh exec host1 ip route     # proto 80: ours
   sudo scripts/lab.sh calico host1 workload list   # every host's workloads
   sudo scripts/lab.sh kill host3; sleep 3; sudo scripts/lab.sh calico host1 node list
-
-Routes between hosts (BGP) are not built yet, so workloads reach each
-other only on the same host for now.
 
 When you are done:  sudo scripts/lab.sh down
 MSG
