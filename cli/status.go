@@ -43,8 +43,11 @@ func statusCommand() *ucli.Command {
 			if !ds.InSync {
 				fmt.Fprintf(w, "            NOT IN SYNC: enforcing the last known state\n")
 			}
-			if ds.Error != "" {
-				fmt.Fprintf(w, "            error: %s\n", ds.Error)
+			switch {
+			case ds.Error != "" && ds.Healthy:
+				fmt.Fprintf(w, "            not answering: %s\n", strings.ReplaceAll(ds.Error, "\n", "; "))
+			case ds.Error != "":
+				fmt.Fprintf(w, "            error: %s\n", strings.ReplaceAll(ds.Error, "\n", "; "))
 			}
 			dp := st.Dataplane
 			if dp.LastApply.IsZero() {

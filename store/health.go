@@ -2,7 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Health is the datastore's state as one client sees it.
@@ -13,10 +18,14 @@ type Health struct {
 	Leader   string
 	Members  int
 	Revision int64
-	Err      error
+	// Err says why the datastore is unhealthy, or which endpoints did not
+	// answer while it is healthy.
+	Err error
 }
 
-// Health asks the etcd endpoints for their status and members.
+// Health asks the etcd endpoints for their status and members. The
+// endpoints are asked at once, each with its own deadline, so one that is
+// down does not make the others look down too.
 func (s *Store) Health(ctx context.Context) Health {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -27,10 +36,21 @@ func (s *Store) Health(ctx context.Context) Health {
 		return h
 	}
 	h.Members = len(members.Members)
-	for _, ep := range h.Endpoints {
-		st, err := s.kv.Status(ctx, ep)
-		if err != nil {
-			h.Err = fmt.Errorf("etcd %s: %w", ep, err)
+	statuses := make([]*clientv3.StatusResponse, len(h.Endpoints))
+	errs := make([]error, len(h.Endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range h.Endpoints {
+		wg.Go(func() {
+			ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if statuses[i], errs[i] = s.kv.Status(ectx, ep); errs[i] != nil {
+				errs[i] = fmt.Errorf("etcd %s: %w", ep, errs[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, st := range statuses {
+		if st == nil {
 			continue
 		}
 		h.Revision = max(h.Revision, st.Header.Revision)
@@ -43,8 +63,6 @@ func (s *Store) Health(ctx context.Context) Health {
 			h.Healthy = true
 		}
 	}
-	if h.Healthy {
-		h.Err = nil
-	}
+	h.Err = errors.Join(errs...)
 	return h
 }
