@@ -186,10 +186,12 @@ func up(c *ucli.Context) error {
 	}
 	defer unlock()
 
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
+	// Deferred in this order so that, on any return, the context is
+	// cancelled first and then the goroutines are waited for.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
 
 	if err := node.EnableForwarding(); err != nil {
 		return err

@@ -339,18 +339,20 @@ func (c *Cluster) join(ctx context.Context) error {
 		return err
 	}
 	c.member = c.newMember(embed.ClusterStateFlagExisting)
-	var members []*etcdserverpb.Member
 	if !c.Identity.External {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		if members, err = claimSeat(cctx, c.client, c.Identity.Name, c.member.peerURL()); err != nil {
+		members, release, err := claimSeat(cctx, c.client, c.Identity.Name, c.member.peerURL())
+		if err != nil {
 			return fmt.Errorf("joining the etcd members: %w", err)
 		}
-	}
-	if members != nil {
-		c.Identity.Role = "voter"
-		c.member.initialCluster = initialCluster(members, c.Identity.Name, c.member.peerURL())
-		if err := c.startMember(ctx, true); err != nil {
+		if members != nil {
+			c.Identity.Role = "voter"
+			c.member.initialCluster = initialCluster(members, c.Identity.Name, c.member.peerURL())
+			err = c.startMember(ctx, true)
+		}
+		release()
+		if err != nil {
 			c.removeSelf(context.WithoutCancel(ctx))
 			return err
 		}
@@ -738,9 +740,13 @@ func (c *Cluster) seek(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	members, err := tryClaimSeat(ctx, c.client, c.Identity.Name, c.member.peerURL())
-	if err != nil || members == nil {
+	members, release, err := tryClaimSeat(ctx, c.client, c.Identity.Name, c.member.peerURL())
+	if err != nil {
 		return err
+	}
+	defer release()
+	if members == nil {
+		return nil
 	}
 	c.log.Info("taking a free seat among the etcd members")
 	if _, err := os.Stat(c.member.dataDir); err == nil {

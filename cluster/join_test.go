@@ -6,10 +6,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"calico/store"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -138,4 +141,54 @@ func TestJoin(t *testing.T) {
 	if want := []string{"n1:voter", "n2:voter", "n3:voter", "n4:client"}; !slices.Equal(names, want) {
 		t.Errorf("nodes = %v; want %v", names, want)
 	}
+}
+
+func TestInitialClusterListsUnstartedMembers(t *testing.T) {
+	ms := []*etcdserverpb.Member{
+		{Name: "n1", PeerURLs: []string{"https://10.0.0.1:2380"}},
+		{PeerURLs: []string{"https://10.0.0.2:2380"}, IsLearner: true}, // added, not started
+		{PeerURLs: []string{"https://10.0.0.3:2380"}, IsLearner: true}, // this one
+	}
+	got := initialCluster(ms, "n3", "https://10.0.0.3:2380")
+	if want := "n1=https://10.0.0.1:2380,=https://10.0.0.2:2380,n3=https://10.0.0.3:2380"; got != want {
+		t.Errorf("initial cluster = %s; want %s", got, want)
+	}
+}
+
+// Three hosts joining at the same moment: the seats are taken one at a
+// time and the cluster ends with three voters and a client.
+func TestConcurrentJoins(t *testing.T) {
+	n1, err := Start(t.Context(), testConfig(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Close()
+	tok, _ := LoadToken(n1.cfg.DataDir)
+	cfgs := []Config{joinConfig(t, "n2", n1, tok.String()), joinConfig(t, "n3", n1, tok.String()), joinConfig(t, "n4", n1, tok.String())}
+	cs := make([]*Cluster, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i, cfg := range cfgs {
+		wg.Go(func() { cs[i], errs[i] = Start(t.Context(), cfg) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("n%d joining: %v", i+2, err)
+		}
+		defer cs[i].Close()
+	}
+	waitFor(t, 60*time.Second, "three voters and a client", func() bool {
+		r := roles(t, n1)
+		voters, learners := 0, 0
+		for _, role := range r {
+			switch role {
+			case "voter":
+				voters++
+			case "learner":
+				learners++
+			}
+		}
+		return voters == 3 && learners == 0 && len(r) == 3
+	})
 }

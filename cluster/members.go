@@ -71,58 +71,72 @@ func leaving(ctx context.Context, cli *clientv3.Client) (map[string]bool, error)
 }
 
 // claimSeat adds this host as a learner if a seat is free. It returns the
-// member list including the new learner, or nil when every seat is taken.
-func claimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) ([]*etcdserverpb.Member, error) {
+// member list including the new learner, or nil when every seat is taken,
+// and a release that the caller calls once its member has started (or
+// failed to): the lock is held until then, because etcd can list only one
+// member that has not started yet in a new member's initial cluster.
+func claimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) ([]*etcdserverpb.Member, func(), error) {
 	for {
-		members, err := tryClaimSeat(ctx, cli, name, peerURL)
+		members, release, err := tryClaimSeat(ctx, cli, name, peerURL)
 		if err == nil || !isRetryable(err) {
-			return members, err
+			return members, release, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for a seat among the etcd members: %w", err)
+			return nil, nil, fmt.Errorf("waiting for a seat among the etcd members: %w", err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
 
-func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) ([]*etcdserverpb.Member, error) {
-	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
+func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) (members []*etcdserverpb.Member, release func(), err error) {
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer s.Close()
 	mu := concurrency.NewMutex(s, lockPrefix)
 	if err := mu.Lock(ctx); err != nil {
-		return nil, err
+		s.Close()
+		return nil, nil, err
 	}
-	defer mu.Unlock(context.WithoutCancel(ctx))
+	release = func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		mu.Unlock(uctx)
+		s.Close()
+	}
+	defer func() {
+		if members == nil {
+			release()
+			release = func() {}
+		}
+	}()
 	list, err := cli.MemberList(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	gone, err := leaving(ctx, cli)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	seats := 0
 	for _, m := range list.Members {
 		if slices.Contains(m.PeerURLs, peerURL) {
 			// Added before (an earlier try that lost its answer).
-			return list.Members, nil
+			return list.Members, release, nil
 		}
 		if !gone[m.Name] {
 			seats++
 		}
 	}
 	if seats >= wantVoters {
-		return nil, nil
+		return nil, release, nil
 	}
 	resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return resp.Members, nil
+	return resp.Members, release, nil
 }
 
 // initialCluster is etcd's --initial-cluster for a member joining a
@@ -130,12 +144,10 @@ func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL strin
 func initialCluster(members []*etcdserverpb.Member, name, peerURL string) string {
 	var parts []string
 	for _, m := range members {
-		n := m.Name
+		n := m.Name // empty for another member that has not started yet;
+		// etcd wants it listed all the same ("=URL", as etcdctl prints it)
 		if slices.Contains(m.PeerURLs, peerURL) {
 			n = name
-		}
-		if n == "" {
-			continue // another member that has not started yet
 		}
 		for _, u := range m.PeerURLs {
 			parts = append(parts, n+"="+u)
