@@ -99,15 +99,17 @@ func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL strin
 		s.Close()
 		return nil, nil, err
 	}
-	release = func() {
+	unlock := func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		mu.Unlock(uctx)
 		s.Close()
 	}
+	// Without a seat (or on an error) the lock goes at once; with one, it
+	// goes when the caller releases it.
 	defer func() {
 		if members == nil {
-			release()
+			unlock()
 			release = func() {}
 		}
 	}()
@@ -123,20 +125,20 @@ func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL strin
 	for _, m := range list.Members {
 		if slices.Contains(m.PeerURLs, peerURL) {
 			// Added before (an earlier try that lost its answer).
-			return list.Members, release, nil
+			return list.Members, unlock, nil
 		}
 		if !gone[m.Name] {
 			seats++
 		}
 	}
 	if seats >= wantVoters {
-		return nil, release, nil
+		return nil, nil, nil
 	}
 	resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
 	if err != nil {
 		return nil, nil, err
 	}
-	return resp.Members, release, nil
+	return resp.Members, unlock, nil
 }
 
 // initialCluster is etcd's --initial-cluster for a member joining a
