@@ -224,8 +224,14 @@ func (a *Agent) apply(ctx context.Context) error {
 	want := calc.ComputeBGP(in)
 	bgpErr := a.bgp.apply(actx, want)
 	learned := a.learned(actx)
+	local := len(d.Routes)
 	d.Routes = withLearned(d.Routes, learned)
-	err := errors.Join(nftErr, bgpErr, a.routes.Apply(d.Routes))
+	routeErr := a.routes.Apply(d.Routes)
+	err := errors.Join(nftErr, bgpErr, routeErr)
+	// The host's own state is in place unless one of its own routes
+	// failed: a learned route that cannot be programmed (its next hop is
+	// unreachable) does not hold up the workloads waiting for it.
+	ownOK := nftErr == nil && !failedAny(routeErr, d.Routes[:local])
 	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(programmed))
 	_, _, fromDisk, _ := a.cache.state()
 	res := Applied{
@@ -236,13 +242,31 @@ func (a *Agent) apply(ctx context.Context) error {
 	a.mu.Lock()
 	a.last = res
 	a.advertised, a.installed = want.Advertise, learned
-	if err == nil && rev > a.applied {
+	if ownOK && rev > a.applied {
 		a.applied = rev
 	}
 	close(a.progress)
 	a.progress = make(chan struct{})
 	a.mu.Unlock()
 	return err
+}
+
+// failedAny reports whether err says any of routes failed; an error of
+// another kind counts as a failure of all.
+func failedAny(err error, routes []route.Route) bool {
+	if err == nil {
+		return false
+	}
+	var f *route.Failed
+	if !errors.As(err, &f) {
+		return true
+	}
+	for _, r := range routes {
+		if slices.Contains(f.Dsts, r.Dst) {
+			return true
+		}
+	}
+	return false
 }
 
 // withLearned adds routes learned by BGP for destinations the host does

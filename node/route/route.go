@@ -96,12 +96,13 @@ func (t *Table) Apply(want []Route) error {
 		t.memAt = start
 	}
 	t.mem = nil // unknown until this Apply is known to have succeeded
-	want = normalize(want)
+	want = normalize(t.resolve(want))
 	wantBy := make(map[netip.Prefix]Route, len(want))
 	for _, r := range want {
 		wantBy[r.Dst] = r
 	}
 	var errs []error
+	var failed []netip.Prefix
 	added, deleted := 0, 0
 	// Add before delete, so a moved route never leaves a gap.
 	for _, r := range want {
@@ -114,6 +115,7 @@ func (t *Table) Apply(want []Route) error {
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("programming route %s: %w", r, err))
+			failed = append(failed, r.Dst)
 			continue
 		}
 		t.log.Debug("route programmed", "route", r.String())
@@ -134,10 +136,54 @@ func (t *Table) Apply(want []Route) error {
 		t.log.Info("applied routes", "added", added, "deleted", deleted, "took", time.Since(start).Round(time.Microsecond))
 	}
 	if len(errs) > 0 {
-		return errors.Join(errs...)
+		return &Failed{Dsts: failed, err: errors.Join(errs...)}
 	}
 	t.mem = wantBy
 	return nil
+}
+
+// Failed is Apply's error: Dsts are the routes that could not be
+// programmed (the rest were).
+type Failed struct {
+	Dsts []netip.Prefix
+	err  error
+}
+
+func (f *Failed) Error() string { return f.err.Error() }
+func (f *Failed) Unwrap() error { return f.err }
+
+// resolve replaces next hops that are not on a directly connected network
+// by the gateway the kernel would use to reach them, as BIRD's "gateway
+// recursive" does: a route reflector passes on next hops in other racks,
+// and the kernel takes a gateway only on a connected network.
+func (t *Table) resolve(want []Route) []Route {
+	out := make([]Route, 0, len(want))
+	cache := map[netip.Addr]netip.Addr{}
+	for _, r := range want {
+		if len(r.Via) == 0 {
+			out = append(out, r)
+			continue
+		}
+		var via []netip.Addr
+		for _, v := range r.Via {
+			g, ok := cache[v]
+			if !ok {
+				g = v
+				if rs, err := t.h.RouteGet(v.AsSlice()); err == nil && len(rs) > 0 && rs[0].Gw != nil {
+					if gw, ok := netip.AddrFromSlice(rs[0].Gw); ok {
+						g = gw.Unmap()
+					}
+				}
+				cache[v] = g
+			}
+			if !slices.Contains(via, g) {
+				via = append(via, g)
+			}
+		}
+		r.Via = via
+		out = append(out, r)
+	}
+	return out
 }
 
 // Current reads our routes as the kernel holds them now.

@@ -3,8 +3,10 @@
 package route
 
 import (
+	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"testing"
 
 	"calico/internal/testutil"
@@ -98,5 +100,47 @@ func TestPrivilegedMissingInterface(t *testing.T) {
 	}
 	if got, _ := tbl.Dump(); got != "10.65.0.1/32 dev cali1\n" {
 		t.Errorf("the good route was not programmed: %q", got)
+	}
+}
+
+// A next hop in another subnet (a route reflector passes those on) is
+// installed through the gateway the kernel uses to reach it, and applying
+// the same routes again changes nothing.
+func TestPrivilegedRecursiveNextHop(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, ns := newKernelTable(t)
+	err := ns.Do(func() error {
+		up, err := netlink.LinkByName("uplink")
+		if err != nil {
+			return err
+		}
+		// Another rack, behind a router on the uplink's network; it is not
+		// ours, so it is added with another protocol.
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("172.31.2.0"), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("10.99.0.254")})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Route{
+		{Dst: netip.MustParsePrefix("10.65.1.0/26"), Via: []netip.Addr{netip.MustParseAddr("172.31.2.13")}},
+		{Dst: netip.MustParsePrefix("10.65.2.0/26"), Via: []netip.Addr{netip.MustParseAddr("10.99.0.7")}}, // on-link: kept
+	}
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := tbl.Dump()
+	if wantDump := "10.65.1.0/26 via 10.99.0.254\n10.65.2.0/26 via 10.99.0.7\n"; d != wantDump {
+		t.Errorf("kernel routes:\n%s\nwant:\n%s", d, wantDump)
+	}
+	tbl.ReadBack = 0 // read the kernel again: equal means no change
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	// An unreachable next hop fails that route only, and says which.
+	bad := append(want, Route{Dst: netip.MustParsePrefix("10.65.3.0/26"), Via: []netip.Addr{netip.MustParseAddr("192.0.2.1")}})
+	err = tbl.Apply(bad)
+	var f *Failed
+	if !errors.As(err, &f) || len(f.Dsts) != 1 || f.Dsts[0] != netip.MustParsePrefix("10.65.3.0/26") {
+		t.Errorf("applying a route with an unreachable next hop = %v; want a Failed naming it", err)
 	}
 }
