@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,6 +59,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// labName is the prefix of the lab's namespaces: lab.sh's
+// CALICO_LAB_NAME, so that a second lab can run beside another.
+func labName() string {
+	if n := os.Getenv("CALICO_LAB_NAME"); n != "" {
+		return n
+	}
+	return "calico-lab"
+}
+
 // Lab is one lab for one test; it is torn down when the test ends, pass
 // or fail.
 type Lab struct {
@@ -80,11 +90,17 @@ func NewLab(t *testing.T, hosts, racks int) *Lab {
 		}
 		l.mu.Unlock()
 		if t.Failed() {
+			// Keep the whole logs: the lab dir goes with the lab.
+			keep := filepath.Join(os.TempDir(), "calico-e2e-logs", filepath.Base(l.dir))
+			os.RemoveAll(keep)
+			os.MkdirAll(keep, 0o755)
 			for i := 1; i <= hosts; i++ {
 				if b, err := os.ReadFile(filepath.Join(l.dir, fmt.Sprintf("host%d.log", i))); err == nil {
 					t.Logf("host%d's log:\n%s", i, tail(string(b), 60))
+					os.WriteFile(filepath.Join(keep, fmt.Sprintf("host%d.log", i)), b, 0o644)
 				}
 			}
+			t.Logf("the hosts' logs are kept in %s", keep)
 		}
 		if out, err := l.script("down"); err != nil {
 			t.Errorf("tearing the lab down: %v\n%s", err, out)
@@ -121,7 +137,9 @@ func (l *Lab) mustScript(args ...string) string {
 // Start starts host's node with extra `calico up` arguments.
 func (l *Lab) Start(host string, args ...string) {
 	l.t.Helper()
-	l.mustScript(append([]string{"start", host}, args...)...)
+	if err := l.StartErr(host, args...); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // Stop stops host's node with SIGTERM.
@@ -252,4 +270,202 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// Kill kills host's node with SIGKILL (lab.sh kill).
+func (l *Lab) Kill(host string) { l.t.Helper(); l.mustScript("kill", host) }
+
+// StartErr is Start for goroutines: it returns the error (with lab.sh's
+// output) instead of failing the test.
+func (l *Lab) StartErr(host string, args ...string) error {
+	return l.StartWithin(90*time.Second, host, args...)
+}
+
+// StartWithin is StartErr with a bound on how long lab.sh start may wait
+// for `calico status` to answer (its own bound counts tries, and one try
+// can take seconds). On a timeout the node is left running.
+func (l *Lab) StartWithin(within time.Duration, host string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, labScript, append([]string{"start", host}, args...)...)
+	cmd.Env = append(os.Environ(), "CALICO="+calicoBin, "CALICO_LAB_DIR="+l.dir)
+	cmd.WaitDelay = 5 * time.Second
+	b, err := cmd.CombinedOutput()
+	out := string(b)
+	if ctx.Err() != nil {
+		_, errs, serr := l.CalicoWithin(10*time.Second, host, "status")
+		return fmt.Errorf("lab.sh start %s %s did not return within %s; the node runs, and calico status says: %v %s", host, strings.Join(args, " "), within, serr, strings.TrimSpace(errs))
+	}
+	if err != nil && strings.Contains(out, "is not ready") {
+		l.dump(host)
+	}
+	if err != nil {
+		return fmt.Errorf("lab.sh start %s %s: %v\n%s", host, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// CalicoWithin is Calico bounded by a timeout: a command that hangs (a
+// datastore without quorum) is killed and reported as an error.
+func (l *Lab) CalicoWithin(within time.Duration, host string, args ...string) (string, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, labScript, append([]string{"calico", host}, args...)...)
+	cmd.Env = append(os.Environ(), "CALICO="+calicoBin, "CALICO_LAB_DIR="+l.dir)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("no answer within %s", within)
+	}
+	return out.String(), errb.String(), err
+}
+
+// Token prints the cluster's join token as host sees it.
+func (l *Lab) Token(host string) string {
+	l.t.Helper()
+	return strings.TrimSpace(l.MustCalico(host, "token"))
+}
+
+// Addr is host's IPv4 address.
+func (l *Lab) Addr(host string) string {
+	l.t.Helper()
+	return strings.TrimSpace(l.mustScript("addr", host))
+}
+
+// DataDir is host's data dir.
+func (l *Lab) DataDir(host string) string { return filepath.Join(l.dir, host) }
+
+// Log is host's node log so far.
+func (l *Lab) Log(host string) string {
+	b, _ := os.ReadFile(filepath.Join(l.dir, host+".log"))
+	return string(b)
+}
+
+// NodeInfo is one row of `calico node list -o json`.
+type NodeInfo struct {
+	Name    string    `json:"name"`
+	IPv4    string    `json:"ipv4"`
+	IPv6    string    `json:"ipv6"`
+	Role    string    `json:"role"`
+	Gossip  string    `json:"gossip"`
+	Since   time.Time `json:"since"`
+	Version string    `json:"version"`
+}
+
+// Nodes is `calico node list -o json` on host.
+func (l *Lab) Nodes(host string) ([]NodeInfo, error) {
+	out, errs, err := l.CalicoWithin(10*time.Second, host, "node", "list", "-o", "json")
+	if err != nil {
+		return nil, fmt.Errorf("node list on %s: %v: %s", host, err, strings.TrimSpace(errs))
+	}
+	var nodes []NodeInfo
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		return nil, fmt.Errorf("node list on %s printed %q: %v", host, out, err)
+	}
+	return nodes, nil
+}
+
+// NodeStatus is the part of `calico status -o json` the tests read.
+type NodeStatus struct {
+	Node      string `json:"node"`
+	ClusterID string `json:"clusterID"`
+	Role      string `json:"role"`
+	Datastore struct {
+		Healthy   bool     `json:"healthy"`
+		Leader    string   `json:"leader"`
+		Members   int      `json:"members"`
+		Endpoints []string `json:"endpoints"`
+		Error     string   `json:"error"`
+	} `json:"datastore"`
+}
+
+// Status is `calico status -o json` on host.
+func (l *Lab) Status(host string) (NodeStatus, error) {
+	var st NodeStatus
+	out, errs, err := l.CalicoWithin(10*time.Second, host, "status", "-o", "json")
+	if err != nil {
+		return st, fmt.Errorf("status on %s: %v: %s", host, err, strings.TrimSpace(errs))
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return st, fmt.Errorf("status on %s printed %q: %v", host, out, err)
+	}
+	return st, nil
+}
+
+// Up runs `calico up` on host in the foreground, directly rather than
+// through lab.sh start (which gives up when the node exits), and returns
+// its output and error once it exits. It is for `calico up` runs that
+// are meant to fail: one still running after within gets SIGTERM (and
+// SIGKILL 10s later), and exited is false.
+func (l *Lab) Up(within time.Duration, host string, args ...string) (stdout, stderr string, exited bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	a, err := l.script("addr", host)
+	if err != nil {
+		return "", "", false, fmt.Errorf("lab.sh addr %s: %v: %s", host, err, a)
+	}
+	addr := strings.TrimSpace(a)
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + labName() + "-" + host, calicoBin, "up",
+		"--data-dir", l.DataDir(host), "--name", host, "--ip", addr + "/24"}, args...)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), ctx.Err() == nil, err
+}
+
+// dump has a node that hangs write its goroutines to its log (SIGQUIT).
+func (l *Lab) dump(host string) {
+	pid, err := l.pid(host)
+	if err != nil || syscall.Kill(pid, syscall.SIGQUIT) != nil {
+		return
+	}
+	// The dump is written as the process dies.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !dead(pid); {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// KillNow sends SIGKILL to host's node and returns as soon as it is dead.
+// lab.sh kill also waits until the process is reaped, which can take a
+// second or more here; call Kill afterwards to tidy up.
+func (l *Lab) KillNow(host string) {
+	l.t.Helper()
+	pid, err := l.pid(host)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		l.t.Fatalf("killing %s's node (pid %d): %v", host, pid, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !dead(pid); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("%s's node (pid %d) still runs 10s after SIGKILL", host, pid)
+		}
+	}
+}
+
+// pid is the process id of host's node as lab.sh recorded it.
+func (l *Lab) pid(host string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(l.dir, host+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 {
+		return 0, fmt.Errorf("%s.pid holds %q", host, b)
+	}
+	return pid, nil
+}
+
+// dead reports whether a process has exited: gone, or a zombie waiting
+// for its reaper (the nodes lab.sh starts are orphans).
+func dead(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return true
+	}
+	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return strings.Contains(string(st), ") Z ")
 }

@@ -24,16 +24,6 @@ mkdir -p docs
 	echo "- memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- Go: $(go env GOVERSION)"
 	echo
-	echo "## Adding workloads (issue 2)"
-	echo
-	echo "One lab host; workloads added one after another through the node's API,"
-	echo "each timed from the request to the reply, which comes once the dataplane"
-	echo "(routes and nftables) is programmed for the workload. Goal: p50 <= 20 ms,"
-	echo "p99 <= 100 ms, no growth with the number of workloads. Calico's own network"
-	echo "setup is about 15 ms per workload."
-	echo
-	echo "| measure | result |"
-	echo "| --- | --- |"
 	cat "$out"
 } > docs/bench.md
 cat docs/bench.md

@@ -3,9 +3,13 @@
 //
 //	probe serve PORT            accept TCP on every address (IPv4 and IPv6) and answer "ok"
 //	probe connect ADDR PORT     exit 0 if a TCP connection gets "ok" within one second
+//	probe tlsnocert ADDR:PORT   exit 0 if a TLS server refuses a client without a certificate
+//	                            (1 if it answers a request, 2 if nothing listens)
+//	probe udp ADDR:PORT TEXT    send one UDP datagram holding TEXT
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -47,7 +51,51 @@ func main() {
 			fmt.Fprintln(os.Stderr, "no answer:", err)
 			os.Exit(1)
 		}
+	case "udp":
+		if len(os.Args) != 4 {
+			os.Exit(2)
+		}
+		c, err := net.Dial("udp", os.Args[2])
+		if err == nil {
+			_, err = c.Write([]byte(os.Args[3]))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "tlsnocert":
+		os.Exit(tlsNoCert(os.Args[2]))
 	default:
 		os.Exit(2)
 	}
+}
+
+// tlsNoCert offers a TLS handshake without a client certificate and, if
+// the server goes on, an HTTP request (TLS 1.3 servers reject a missing
+// certificate only after the client's handshake is done).
+func tlsNoCert(addr string) int {
+	raw, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		fmt.Println("cannot connect:", err)
+		return 2
+	}
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	defer c.Close()
+	if err := c.Handshake(); err != nil {
+		fmt.Println("refused in the handshake:", err)
+		return 0
+	}
+	if _, err := c.Write([]byte("GET /health HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n")); err != nil {
+		fmt.Println("refused after the handshake:", err)
+		return 0
+	}
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if n == 0 {
+		fmt.Println("refused after the handshake:", err)
+		return 0
+	}
+	fmt.Printf("the server answered a client without a certificate: %q\n", buf[:n])
+	return 1
 }
