@@ -42,6 +42,22 @@ func TestBenchBGP(t *testing.T) {
 		}
 		return out
 	}
+	// Measure a settled mesh: every session up on every host.
+	for i := 1; i <= hosts; i++ {
+		h := fmt.Sprintf("host%d", i)
+		eventually(t, 60*time.Second, h+"'s BGP sessions up", func() bool {
+			var st api.Status
+			if err := client(h).Do(ctx, "GET", "/v1/status", nil, nil, &st); err != nil || len(st.BGP) != 2*(hosts-1) {
+				return false
+			}
+			for _, s := range st.BGP {
+				if s.State != "established" {
+					return false
+				}
+			}
+			return true
+		})
+	}
 	// The client side: one workload on host3.
 	from := add("host3", "bb-from")
 
