@@ -75,7 +75,7 @@ const (
 	restartTime = 120
 	// Session timers, in seconds: a LAN choice. Dead hosts are found by
 	// gossip, not by the hold timer.
-	connectRetry = 5
+	connectRetry = 1 // the lower address connects; the mesh forms within a second or two of a start
 	holdTime     = 9
 	keepalive    = 3
 	// opTimeout bounds every GoBGP call whose caller's context has no
