@@ -100,3 +100,31 @@ func TestLeave(t *testing.T) {
 		t.Errorf("etcd members after n2 left = %v", got)
 	}
 }
+
+func TestRemoveNode(t *testing.T) {
+	cs, _ := startFour(t, func(*Config) {})
+	im := ipam.New(cs[0].client)
+	if err := cs[0].RemoveNode(t.Context(), im, "n4"); err == nil || !strings.Contains(err.Error(), "node n4 is alive: run `calico leave` on it") {
+		t.Errorf("removing a live node = %v", err)
+	}
+	if err := cs[0].RemoveNode(t.Context(), im, "n1"); err == nil || !strings.Contains(err.Error(), "use `calico leave`") {
+		t.Errorf("removing itself = %v", err)
+	}
+	cs[3].Close() // n4 goes away for good
+	waitFor(t, 20*time.Second, "n4 gone from gossip", func() bool {
+		m, _ := cs[0].gossip.Member("n4")
+		return m.State != "alive"
+	})
+	if err := cs[0].RemoveNode(t.Context(), im, "n4"); err != nil {
+		t.Fatalf("removing n4: %v", err)
+	}
+	nodes, _ := cs[0].Nodes(t.Context())
+	for _, n := range nodes {
+		if n.Name == "n4" {
+			t.Errorf("n4 still listed after node rm: %+v", n)
+		}
+	}
+	if err := cs[0].RemoveNode(t.Context(), im, "n4"); err == nil || !strings.Contains(err.Error(), "no node n4") {
+		t.Errorf("removing n4 twice = %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -59,7 +60,7 @@ func (c *Cluster) Nodes(ctx context.Context) ([]NodeStatus, error) {
 		}
 	}
 	for _, m := range c.gossip.Members() {
-		if _, ok := byName[m.Name]; !ok && (m.State == "left" || m.State == "dead") {
+		if _, ok := byName[m.Name]; !ok && m.State != "alive" {
 			continue // gone, and no Node says otherwise
 		}
 		s := add(m.Name)
@@ -202,13 +203,27 @@ func (c *Cluster) RemoveNode(ctx context.Context, im *ipam.IPAM, name string) er
 	if name == c.Identity.Name {
 		return errors.New("this is the node itself: use `calico leave`")
 	}
-	if m, ok := c.gossip.Member(name); ok && (m.State == "alive" || m.State == "suspect") {
-		return fmt.Errorf("node %s is alive: run `calico leave` on it", name)
-	}
-	if _, err := store.GetOf[*store.Node](ctx, c.Store, "", name); errors.Is(err, store.ErrNotFound) {
+	node, err := store.GetOf[*store.Node](ctx, c.Store, "", name)
+	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no node %s", name)
 	} else if err != nil {
 		return err
+	}
+	alive := false
+	if m, ok := c.gossip.Member(name); ok {
+		alive = m.State == "alive" || m.State == "suspect"
+	} else if node.Spec.BGP != nil {
+		// Gossip has not heard of it (this node started after it went):
+		// ask its join API.
+		if p, err := netip.ParsePrefix(node.Spec.BGP.IPv4Address); err == nil {
+			if conn, err := net.DialTimeout("tcp", hostPort(p.Addr(), c.cfg.JoinPort), time.Second); err == nil {
+				conn.Close()
+				alive = true
+			}
+		}
+	}
+	if alive {
+		return fmt.Errorf("node %s is alive: run `calico leave` on it", name)
 	}
 	list, err := c.client.MemberList(ctx)
 	if err != nil {
