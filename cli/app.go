@@ -43,6 +43,7 @@ func App(stdout, stderr io.Writer) *ucli.App {
 			ipamCommand(),
 			nodeCommand(),
 			bgpCommand(),
+			policyCommand(),
 			tokenCommand(),
 			leaveCommand(),
 			versionCommand(),

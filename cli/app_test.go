@@ -72,6 +72,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bgp", "peer", "add", "nope", "--as", "65001"}, 2, `"nope" is not an address`},
 		{[]string{"bgp", "peer", "add", "10.0.0.1", "--as", "x"}, 2, `--as "x" is not an AS number`},
 		{[]string{"bgp", "peer", "rm", "x"}, 2, `"x" is not an IP address`},
+		{[]string{"policy", "stats", "a", "b"}, 2, `at most one NAME`},
 		{[]string{"status"}, 1, "no calico node is running with data dir " + dir},
 		{[]string{"no-such-command"}, 2, `unknown command "no-such-command"`},
 	} {

@@ -349,6 +349,18 @@ func (a *Agent) BGPRoutes() (advertised []netip.Prefix, installed []route.Route)
 	return a.advertised, a.installed
 }
 
+// Counters reads the packet and byte counts of every policy rule on this
+// host (nil when the firewall driver keeps none).
+func (a *Agent) Counters(ctx context.Context) ([]nft.Counter, error) {
+	c, ok := a.nft.(interface {
+		Counters(context.Context) ([]nft.Counter, error)
+	})
+	if !ok {
+		return nil, nil
+	}
+	return c.Counters(ctx)
+}
+
 // BGPPeers reports the BGP sessions.
 func (a *Agent) BGPPeers(ctx context.Context) ([]bgp.PeerStatus, error) { return a.bgp.peers(ctx) }
 

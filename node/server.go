@@ -108,6 +108,7 @@ func (s *Server) Handler() http.Handler {
 		reply(w, struct{}{}, s.ipamRelease(r.Context(), r.URL.Query().Get("ip")))
 	})
 	mux.HandleFunc("GET /v1/bgp/routes", handle(s.bgpRoutes))
+	s.statsRoutes(mux)
 	if s.Cluster != nil {
 		s.clusterRoutes(mux)
 	}

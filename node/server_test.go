@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -9,6 +10,8 @@ import (
 
 	"calico/internal/testutil"
 	"calico/node/api"
+	"calico/node/calc"
+	"calico/nft"
 	"calico/store"
 	"calico/store/ipam"
 )
@@ -132,5 +135,39 @@ func TestAPIOverHTTP(t *testing.T) {
 	err = c.Do(context.Background(), "DELETE", "/v1/resources/profiles/nothere", nil, nil, &out)
 	if err == nil || err.Error() != `Profile "nothere" does not exist` {
 		t.Errorf("deleting a missing profile = %v", err)
+	}
+}
+
+func TestPolicyStats(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := store.New(cli)
+	a, rules, _ := runAgent(t, t.TempDir(), testDatastore{s, ipam.New(cli)})
+	srv := &Server{Name: "n1", Store: s, Agent: a, DataDir: t.TempDir()}
+	if err := s.Create(t.Context(), ClassicProfile("a")); err != nil {
+		t.Fatal(err)
+	}
+	w := workload("w1", "cali1", "10.65.0.1")
+	if err := s.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, a, w)
+	rules.Count(nft.Counter{Policy: "pro-a", Direction: nft.Ingress, Rule: 0, Packets: 3, Bytes: 180})
+	rules.Count(nft.Counter{Policy: "pro-a", Direction: nft.Egress, Rule: 0, Packets: 1, Bytes: 60})
+	all, err := srv.policyStats(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []api.RuleStats{
+		{Kind: "Profile", Name: "a", Direction: "egress", Rule: 0, Action: "Allow", Packets: 1, Bytes: 60},
+		{Kind: "Profile", Name: "a", Direction: "ingress", Rule: 0, Action: "Allow", Packets: 3, Bytes: 180},
+	}
+	if fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Errorf("stats = %+v\nwant %+v", all, want)
+	}
+	if other, _ := srv.policyStats(t.Context(), "b"); len(other) != 0 {
+		t.Errorf("stats of a profile not in use = %+v", other)
+	}
+	if kind, ns, name := calc.PolicyOf("np-prod.db-from-web"); kind != "NetworkPolicy" || ns != "prod" || name != "db-from-web" {
+		t.Errorf("PolicyOf(np-prod.db-from-web) = %s %s %s", kind, ns, name)
 	}
 }

@@ -188,3 +188,15 @@ type BGPRoute struct {
 	Dst string   `json:"dst"`
 	Via []string `json:"via"`
 }
+
+// RuleStats is one policy rule's counters on this host.
+type RuleStats struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Direction string `json:"direction"` // ingress, egress
+	Rule      int    `json:"rule"`      // index in the policy's rules of that direction
+	Action    string `json:"action,omitempty"`
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
+}

@@ -243,6 +243,22 @@ func orderOf(o *float64) float64 {
 	return *o
 }
 
+// PolicyOf names the resource a policy chain renders: its kind,
+// namespace and name. A chain whose name had to be hashed is returned as
+// it is, with kind "".
+func PolicyOf(chain string) (kind, namespace, name string) {
+	switch {
+	case strings.HasPrefix(chain, "gnp-"):
+		return store.KindGlobalNetworkPolicy.Name, "", chain[len("gnp-"):]
+	case strings.HasPrefix(chain, "np-"):
+		ns, n, _ := strings.Cut(chain[len("np-"):], ".")
+		return store.KindNetworkPolicy.Name, ns, n
+	case strings.HasPrefix(chain, "pro-"):
+		return store.KindProfile.Name, "", chain[len("pro-"):]
+	}
+	return "", "", chain
+}
+
 // chainName makes a unique nftables name for a policy, hashing names too
 // long for the kernel.
 func chainName(prefix, name string) string {
