@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"calico/internal/testutil"
+	"calico/nft"
 	"calico/node/api"
 	"calico/node/calc"
-	"calico/nft"
 	"calico/store"
 	"calico/store/ipam"
 )

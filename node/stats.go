@@ -7,9 +7,9 @@ import (
 	"slices"
 	"strings"
 
+	"calico/nft"
 	"calico/node/api"
 	"calico/node/calc"
-	"calico/nft"
 	"calico/store"
 )
 
