@@ -342,16 +342,7 @@ func (g *Gossip) Stop(timeout time.Duration) error {
 	if g.isClosed() {
 		return errGossipClosed
 	}
-	var errs []error
-	if b, err := encodeGossipMeta(g.ownMeta(), "stopping"); err == nil {
-		g.mu.Lock()
-		g.meta = b
-		g.mu.Unlock()
-		if err := g.ml.UpdateNode(timeout); err != nil {
-			errs = append(errs, fmt.Errorf("announcing the stop: %w", err))
-		}
-	}
-	return errors.Join(append(errs, g.shutdown())...)
+	return errors.Join(g.announce("stopping", timeout), g.shutdown())
 }
 
 // Leave tells the others this node is leaving, waits up to timeout for
@@ -362,21 +353,29 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 	if g.isClosed() {
 		return errGossipClosed
 	}
-	var errs []error
 	deadline := time.Now().Add(timeout)
-	if b, err := encodeGossipMeta(g.ownMeta(), "leaving"); err == nil {
-		g.mu.Lock()
-		g.meta = b
-		g.mu.Unlock()
-		if err := g.ml.UpdateNode(timeout / 2); err != nil {
-			errs = append(errs, fmt.Errorf("announcing leave: %w", err))
-		}
-	}
+	errs := []error{g.announce("leaving", timeout/2)}
 	if err := g.ml.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
 		errs = append(errs, fmt.Errorf("leaving gossip: %w", err))
 	}
-	errs = append(errs, g.shutdown())
-	return errors.Join(errs...)
+	return errors.Join(append(errs, g.shutdown())...)
+}
+
+// announce gossips this node's meta with an exit intent ("leaving" or
+// "stopping"), waiting up to timeout for it to go out. The caller holds
+// g.life.
+func (g *Gossip) announce(exit string, timeout time.Duration) error {
+	b, err := encodeGossipMeta(g.ownMeta(), exit)
+	if err != nil {
+		return nil // checked at start: cannot happen
+	}
+	g.mu.Lock()
+	g.meta = b
+	g.mu.Unlock()
+	if err := g.ml.UpdateNode(timeout); err != nil {
+		return fmt.Errorf("announcing that this node is %s: %w", exit, err)
+	}
+	return nil
 }
 
 func (g *Gossip) isClosed() bool {

@@ -239,18 +239,11 @@ func (c *Cluster) manage(ctx context.Context) error {
 			return nil
 		}
 	}
-	healthy := 0
-	for _, v := range voters {
-		if m, ok := c.gossip.Member(v.Name); v.Name == c.Identity.Name || ok && (m.State == "alive" || m.State == "suspect") {
-			healthy++
-		}
-	}
 	for _, v := range voters {
 		if v.Name == c.Identity.Name || !dead(v.Name, c.cfg.VoterReplaceAfter) {
 			continue
 		}
-		// Quorum after the removal must be met by the healthy voters.
-		if after := len(voters) - 1; healthy < after/2+1 {
+		if !c.quorumWithoutOne(list.Members) {
 			c.log.Warn("a voter's host is dead but removing it would lose quorum", "member", v.Name)
 			continue
 		}
@@ -263,6 +256,23 @@ func (c *Cluster) manage(ctx context.Context) error {
 		return nil
 	}
 	return nil
+}
+
+// quorumWithoutOne reports whether the voters gossip sees alive (this
+// host counts as alive) make a quorum of the voters once one dead voter is
+// removed.
+func (c *Cluster) quorumWithoutOne(members []*etcdserverpb.Member) bool {
+	voters, healthy := 0, 0
+	for _, v := range members {
+		if v.IsLearner {
+			continue
+		}
+		voters++
+		if m, ok := c.gossip.Member(v.Name); v.Name == c.Identity.Name || ok && (m.State == "alive" || m.State == "suspect") {
+			healthy++
+		}
+	}
+	return healthy >= (voters-1)/2+1
 }
 
 func (c *Cluster) gossipSince(name string) time.Time {

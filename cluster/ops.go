@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"calico/store"
@@ -73,18 +74,8 @@ func (c *Cluster) Nodes(ctx context.Context) ([]NodeStatus, error) {
 	for _, s := range out {
 		res = append(res, *s)
 	}
-	slices.SortFunc(res, func(a, b NodeStatus) int { return cmpString(a.Name, b.Name) })
+	slices.SortFunc(res, func(a, b NodeStatus) int { return strings.Compare(a.Name, b.Name) })
 	return res, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Leave takes this host out of the cluster for good: a voter first hands
@@ -236,21 +227,8 @@ func (c *Cluster) RemoveNode(ctx context.Context, im *ipam.IPAM, name string) er
 		if m.Name != name {
 			continue
 		}
-		if !m.IsLearner {
-			healthy := 0
-			voters := 0
-			for _, v := range list.Members {
-				if v.IsLearner {
-					continue
-				}
-				voters++
-				if g, ok := c.gossip.Member(v.Name); v.Name == c.Identity.Name || ok && g.State == "alive" {
-					healthy++
-				}
-			}
-			if healthy < (voters-1)/2+1 {
-				return fmt.Errorf("removing node %s's etcd member would lose quorum", name)
-			}
+		if !m.IsLearner && !c.quorumWithoutOne(list.Members) {
+			return fmt.Errorf("removing node %s's etcd member would lose quorum", name)
 		}
 		if _, err := c.client.MemberRemove(ctx, m.ID); err != nil {
 			return fmt.Errorf("removing node %s's etcd member: %w", name, err)

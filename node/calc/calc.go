@@ -39,6 +39,33 @@ type Input struct {
 	HostBlocks []netip.Prefix
 }
 
+// Add files a resource under its kind; kinds the calculation does not
+// read are ignored.
+func (in *Input) Add(r store.Resource) {
+	switch r := r.(type) {
+	case *store.WorkloadEndpoint:
+		in.Workloads = append(in.Workloads, r)
+	case *store.HostEndpoint:
+		in.HostEndpoints = append(in.HostEndpoints, r)
+	case *store.Profile:
+		in.Profiles = append(in.Profiles, r)
+	case *store.GlobalNetworkPolicy:
+		in.GlobalPolicies = append(in.GlobalPolicies, r)
+	case *store.NetworkPolicy:
+		in.Policies = append(in.Policies, r)
+	case *store.FelixConfiguration:
+		in.Felix = append(in.Felix, r)
+	case *store.Node:
+		in.Nodes = append(in.Nodes, r)
+	case *store.BGPPeer:
+		in.BGPPeers = append(in.BGPPeers, r)
+	case *store.BGPConfiguration:
+		in.BGPConfigs = append(in.BGPConfigs, r)
+	case *store.IPPool:
+		in.Pools = append(in.Pools, r)
+	}
+}
+
 // Desired is the dataplane one host should have.
 type Desired struct {
 	Ruleset nft.Ruleset

@@ -30,28 +30,7 @@ func decode(t *testing.T, node, y string) Input {
 		if err := store.Validate(r); err != nil {
 			t.Fatal(err)
 		}
-		switch r := r.(type) {
-		case *store.WorkloadEndpoint:
-			in.Workloads = append(in.Workloads, r)
-		case *store.HostEndpoint:
-			in.HostEndpoints = append(in.HostEndpoints, r)
-		case *store.Profile:
-			in.Profiles = append(in.Profiles, r)
-		case *store.GlobalNetworkPolicy:
-			in.GlobalPolicies = append(in.GlobalPolicies, r)
-		case *store.NetworkPolicy:
-			in.Policies = append(in.Policies, r)
-		case *store.FelixConfiguration:
-			in.Felix = append(in.Felix, r)
-		case *store.Node:
-			in.Nodes = append(in.Nodes, r)
-		case *store.BGPPeer:
-			in.BGPPeers = append(in.BGPPeers, r)
-		case *store.BGPConfiguration:
-			in.BGPConfigs = append(in.BGPConfigs, r)
-		case *store.IPPool:
-			in.Pools = append(in.Pools, r)
-		}
+		in.Add(r)
 	}
 	return in
 }
