@@ -112,32 +112,10 @@ func bgpCommand() *ucli.Command {
 				},
 			},
 			{
-				Name:  "routes",
-				Usage: "what this node advertises and the routes it installed from BGP",
-				Flags: []ucli.Flag{dataDirFlag(), outputFlag("json")},
-				Action: func(c *ucli.Context) error {
-					if err := noArgs(c); err != nil {
-						return err
-					}
-					format := c.String("output")
-					if err := checkFormat(format, "json"); err != nil {
-						return err
-					}
-					var r api.BGPRoutes
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/bgp/routes", nil, nil, &r); err != nil {
-						return err
-					}
-					if format == "json" {
-						return printJSON(c.App.Writer, r)
-					}
-					w := c.App.Writer
-					fmt.Fprintf(w, "Advertised: %s\n\n", orDash(strings.Join(r.Advertised, " ")))
-					rows := [][]string{{"INSTALLED", "VIA"}}
-					for _, i := range r.Installed {
-						rows = append(rows, []string{i.Dst, strings.Join(i.Via, ",")})
-					}
-					return table(w, rows)
-				},
+				Name:   "routes",
+				Usage:  "what this node advertises and the routes it installed from BGP",
+				Flags:  []ucli.Flag{dataDirFlag(), outputFlag("json")},
+				Action: show("/v1/bgp/routes", printBGPRoutes),
 			},
 		},
 	}
@@ -195,6 +173,16 @@ func listPeers(c *ucli.Context) ([]*store.BGPPeer, error) {
 		out = append(out, &p)
 	}
 	return out, nil
+}
+
+// printBGPRoutes is `calico bgp routes` for people.
+func printBGPRoutes(w io.Writer, r api.BGPRoutes) error {
+	fmt.Fprintf(w, "Advertised: %s\n\n", orDash(strings.Join(r.Advertised, " ")))
+	rows := [][]string{{"INSTALLED", "VIA"}}
+	for _, i := range r.Installed {
+		rows = append(rows, []string{i.Dst, strings.Join(i.Via, ",")})
+	}
+	return table(w, rows)
 }
 
 // bgpTable prints the BGP sessions of `calico status`.

@@ -40,26 +40,10 @@ func nodeCommand() *ucli.Command {
 		Usage: "the cluster's nodes",
 		Subcommands: []*ucli.Command{
 			{
-				Name:  "list",
-				Usage: "list the nodes: addresses, role, gossip state, version",
-				Flags: []ucli.Flag{dataDirFlag(), outputFlag("json")},
-				Action: func(c *ucli.Context) error {
-					if err := noArgs(c); err != nil {
-						return err
-					}
-					format := c.String("output")
-					if err := checkFormat(format, "json"); err != nil {
-						return err
-					}
-					var nodes []api.Node
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/nodes", nil, nil, &nodes); err != nil {
-						return err
-					}
-					if format == "json" {
-						return printJSON(c.App.Writer, nodes)
-					}
-					return nodeTable(c.App.Writer, nodes)
-				},
+				Name:   "list",
+				Usage:  "list the nodes: addresses, role, gossip state, version",
+				Flags:  []ucli.Flag{dataDirFlag(), outputFlag("json")},
+				Action: show("/v1/nodes", nodeTable),
 			},
 			{
 				Name:      "rm",

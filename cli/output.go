@@ -6,6 +6,10 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"calico/node/api"
+
+	ucli "github.com/urfave/cli/v2"
 )
 
 // table writes aligned columns; the first row is the header.
@@ -15,6 +19,29 @@ func table(w io.Writer, rows [][]string) error {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	return tw.Flush()
+}
+
+// show is the action of a command that takes no arguments, reads one
+// thing from the node's API and prints it: as JSON with -o json, otherwise
+// with human.
+func show[T any](path string, human func(io.Writer, T) error) ucli.ActionFunc {
+	return func(c *ucli.Context) error {
+		if err := noArgs(c); err != nil {
+			return err
+		}
+		format := c.String("output")
+		if err := checkFormat(format, "json"); err != nil {
+			return err
+		}
+		var v T
+		if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", path, nil, nil, &v); err != nil {
+			return err
+		}
+		if format == "json" {
+			return printJSON(c.App.Writer, v)
+		}
+		return human(c.App.Writer, v)
+	}
 }
 
 func printJSON(w io.Writer, v any) error {

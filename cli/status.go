@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -12,73 +13,61 @@ import (
 
 func statusCommand() *ucli.Command {
 	return &ucli.Command{
-		Name:  "status",
-		Usage: "show this node, the datastore and the dataplane",
-		Flags: []ucli.Flag{dataDirFlag(), outputFlag("json")},
-		Action: func(c *ucli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			format := c.String("output")
-			if err := checkFormat(format, "json"); err != nil {
-				return err
-			}
-			var st api.Status
-			if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/status", nil, nil, &st); err != nil {
-				return err
-			}
-			if format == "json" {
-				return printJSON(c.App.Writer, st)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "Node:       %s (%s) %s\n", st.Node, st.Role, strings.Join(nonEmpty(st.IPv4, st.IPv6), " "))
-			fmt.Fprintf(w, "Cluster:    %s\n", st.ClusterID)
-			fmt.Fprintf(w, "Version:    %s, up %s\n", st.Version, st.Uptime)
-			ds := st.Datastore
-			health := "healthy"
-			if !ds.Healthy {
-				health = "UNHEALTHY"
-			}
-			fmt.Fprintf(w, "Datastore:  %s, %d member(s), leader %s, revision %d, endpoints %s\n", health, ds.Members, orDash(ds.Leader), ds.Revision, strings.Join(ds.Endpoints, ","))
-			if !ds.InSync {
-				fmt.Fprintf(w, "            NOT IN SYNC: enforcing the last known state\n")
-			}
-			switch {
-			case ds.Error != "" && ds.Healthy:
-				fmt.Fprintf(w, "            not answering: %s\n", strings.ReplaceAll(ds.Error, "\n", "; "))
-			case ds.Error != "":
-				fmt.Fprintf(w, "            error: %s\n", strings.ReplaceAll(ds.Error, "\n", "; "))
-			}
-			dp := st.Dataplane
-			if dp.LastApply.IsZero() {
-				fmt.Fprintf(w, "Dataplane:  not programmed yet\n")
-			} else {
-				fmt.Fprintf(w, "Dataplane:  programmed %s ago in %s at revision %d: %d endpoint(s), %d policy chain(s), %d set(s), %d route(s)\n",
-					time.Since(dp.LastApply).Round(time.Second), dp.Took.Round(time.Microsecond), dp.Revision, dp.Endpoints, dp.Policies, dp.Sets, dp.Routes)
-			}
-			if dp.Error != "" {
-				fmt.Fprintf(w, "            error: %s\n", dp.Error)
-			}
-			fmt.Fprintf(w, "Workloads:  %d on this node\n", st.Workloads)
-			if len(st.BGP) > 0 {
-				fmt.Fprintln(w)
-				if err := bgpTable(w, st.BGP); err != nil {
-					return err
-				}
-			}
-			if len(st.Nodes) > 0 {
-				fmt.Fprintln(w)
-				if err := nodeTable(w, st.Nodes); err != nil {
-					return err
-				}
-			}
-			if len(st.Pools) > 0 {
-				fmt.Fprintln(w)
-				return poolTable(w, st.Pools)
-			}
-			return nil
-		},
+		Name:   "status",
+		Usage:  "show this node, the datastore and the dataplane",
+		Flags:  []ucli.Flag{dataDirFlag(), outputFlag("json")},
+		Action: show("/v1/status", printStatus),
 	}
+}
+
+// printStatus is `calico status` for people.
+func printStatus(w io.Writer, st api.Status) error {
+	fmt.Fprintf(w, "Node:       %s (%s) %s\n", st.Node, st.Role, strings.Join(nonEmpty(st.IPv4, st.IPv6), " "))
+	fmt.Fprintf(w, "Cluster:    %s\n", st.ClusterID)
+	fmt.Fprintf(w, "Version:    %s, up %s\n", st.Version, st.Uptime)
+	ds := st.Datastore
+	health := "healthy"
+	if !ds.Healthy {
+		health = "UNHEALTHY"
+	}
+	fmt.Fprintf(w, "Datastore:  %s, %d member(s), leader %s, revision %d, endpoints %s\n", health, ds.Members, orDash(ds.Leader), ds.Revision, strings.Join(ds.Endpoints, ","))
+	if !ds.InSync {
+		fmt.Fprintf(w, "            NOT IN SYNC: enforcing the last known state\n")
+	}
+	switch {
+	case ds.Error != "" && ds.Healthy:
+		fmt.Fprintf(w, "            not answering: %s\n", strings.ReplaceAll(ds.Error, "\n", "; "))
+	case ds.Error != "":
+		fmt.Fprintf(w, "            error: %s\n", strings.ReplaceAll(ds.Error, "\n", "; "))
+	}
+	dp := st.Dataplane
+	if dp.LastApply.IsZero() {
+		fmt.Fprintf(w, "Dataplane:  not programmed yet\n")
+	} else {
+		fmt.Fprintf(w, "Dataplane:  programmed %s ago in %s at revision %d: %d endpoint(s), %d policy chain(s), %d set(s), %d route(s)\n",
+			time.Since(dp.LastApply).Round(time.Second), dp.Took.Round(time.Microsecond), dp.Revision, dp.Endpoints, dp.Policies, dp.Sets, dp.Routes)
+	}
+	if dp.Error != "" {
+		fmt.Fprintf(w, "            error: %s\n", dp.Error)
+	}
+	fmt.Fprintf(w, "Workloads:  %d on this node\n", st.Workloads)
+	if len(st.BGP) > 0 {
+		fmt.Fprintln(w)
+		if err := bgpTable(w, st.BGP); err != nil {
+			return err
+		}
+	}
+	if len(st.Nodes) > 0 {
+		fmt.Fprintln(w)
+		if err := nodeTable(w, st.Nodes); err != nil {
+			return err
+		}
+	}
+	if len(st.Pools) > 0 {
+		fmt.Fprintln(w)
+		return poolTable(w, st.Pools)
+	}
+	return nil
 }
 
 func nonEmpty(ss ...string) []string {
