@@ -106,8 +106,9 @@ type setSpec struct {
 	ns string
 }
 
-// Compute is the dataplane for in.
-func Compute(in Input) Desired {
+// newCalculation indexes in: profiles by name and every endpoint that
+// selectors can pick.
+func newCalculation(in Input) *calculation {
 	c := &calculation{
 		in:        in,
 		profiles:  map[string]*store.Profile{},
@@ -130,7 +131,12 @@ func Compute(in Input) Desired {
 		}
 		c.endpoints = append(c.endpoints, e)
 	}
+	return c
+}
 
+// Compute is the dataplane for in.
+func Compute(in Input) Desired {
+	c := newCalculation(in)
 	var d Desired
 	local := localWorkloads(in)
 	for _, w := range local {
