@@ -109,6 +109,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/bgp/routes", handle(s.bgpRoutes))
 	s.statsRoutes(mux)
+	s.traceRoutes(mux)
 	if s.Cluster != nil {
 		s.clusterRoutes(mux)
 	}
