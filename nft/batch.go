@@ -76,6 +76,9 @@ func (b *builder) add(o op) {
 			c.Hooknum = nftables.ChainHookRef(nftables.ChainHook(n))
 			c.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(h.Priority))
 			c.Type = nftables.ChainTypeFilter
+			if h.NAT {
+				c.Type = nftables.ChainTypeNAT
+			}
 			c.Policy = &policy
 		}
 		b.c.AddChain(c)

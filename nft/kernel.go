@@ -307,6 +307,7 @@ func (r *reader) readChains() ([]Chain, error) {
 		var c Chain
 		var hook *Hook
 		var policy uint32 = nfAccept
+		nat := false
 		for ad.Next() {
 			switch ad.Type() {
 			case unix.NFTA_CHAIN_TABLE:
@@ -315,6 +316,8 @@ func (r *reader) readChains() ([]Chain, error) {
 				c.Name = ad.String()
 			case unix.NFTA_CHAIN_POLICY:
 				policy = ad.Uint32()
+			case unix.NFTA_CHAIN_TYPE:
+				nat = ad.String() == "nat"
 			case unix.NFTA_CHAIN_HOOK:
 				hook = &Hook{}
 				ad.Nested(func(h *netlink.AttributeDecoder) error {
@@ -338,6 +341,7 @@ func (r *reader) readChains() ([]Chain, error) {
 		}
 		if hook != nil {
 			hook.Accept = policy == nfAccept
+			hook.NAT = nat
 			c.Hook = hook
 		}
 		out = append(out, c)
@@ -346,7 +350,12 @@ func (r *reader) readChains() ([]Chain, error) {
 	return out, nil
 }
 
-var hookNums = map[string]uint32{"forward": unix.NF_INET_FORWARD, "input": unix.NF_INET_LOCAL_IN}
+var hookNums = map[string]uint32{
+	"forward":     unix.NF_INET_FORWARD,
+	"input":       unix.NF_INET_LOCAL_IN,
+	"output":      unix.NF_INET_LOCAL_OUT,
+	"postrouting": unix.NF_INET_POST_ROUTING,
+}
 
 func hookName(n uint32) string {
 	for name, v := range hookNums {

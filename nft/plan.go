@@ -48,9 +48,11 @@ type op struct {
 //     deleted and added again here);
 //  4. chains whose rules differ: flushed and refilled;
 //  5. set elements to delete;
-//  6. chains to delete: all flushed first, so no rule among them still
-//     jumps to another, then deleted;
-//  7. sets to delete.
+//  6. chains to delete are flushed, so no rule among them still jumps to
+//     another or looks up a set;
+//  7. sets to delete (a verdict map going away may still point at a
+//     chain going away);
+//  8. the chains to delete.
 //
 // When have cannot be patched (a set of another type, a base chain on
 // another hook) the list deletes and recreates the whole table.
@@ -163,9 +165,9 @@ func patch(have, want *Table) []op {
 		}
 		doomed = append(doomed, c.Name)
 	}
-	for _, n := range doomed {
-		ops = append(ops, op{kind: opDelChain, name: n})
-	}
+	// Sets go before chains: no rule refers to them any more (their
+	// chains were flushed above), and a verdict map's elements may still
+	// refer to a chain about to go.
 	ws := map[string]bool{}
 	for _, s := range want.Sets {
 		ws[s.Name] = true
@@ -174,6 +176,9 @@ func patch(have, want *Table) []op {
 		if !ws[have.Sets[i].Name] {
 			ops = append(ops, op{kind: opDelSet, name: have.Sets[i].Name, set: &have.Sets[i]})
 		}
+	}
+	for _, n := range doomed {
+		ops = append(ops, op{kind: opDelChain, name: n})
 	}
 	return ops
 }

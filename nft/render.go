@@ -137,22 +137,21 @@ func Render(rs Ruleset) (*Table, error) {
 	var from, to, src4, src6 []Element
 	groups := map[string]Chain{}
 	used := map[policyDir]bool{}
-	for _, ep := range rs.Workloads {
-		for _, side := range []struct {
-			dir  Direction
-			path Path
-			elem *[]Element
-		}{{Ingress, ep.Ingress, &to}, {Egress, ep.Egress, &from}} {
-			name := groupChain(side.dir, side.path)
-			*side.elem = append(*side.elem, Element{Key: ifaceKey(ep.Iface), Goto: name})
-			if _, ok := groups[name]; ok {
-				continue
-			}
-			groups[name] = Chain{Name: name, Rules: groupRules(side.dir, side.path)}
-			for _, n := range slices.Concat(side.path.Policies, side.path.Profiles) {
-				used[policyDir{n, side.dir}] = true
+	// group names the chain that evaluates p in direction d, adding it
+	// and marking its policies used the first time.
+	group := func(d Direction, p Path) string {
+		name := groupChain(d, p)
+		if _, ok := groups[name]; !ok {
+			groups[name] = Chain{Name: name, Rules: groupRules(d, p)}
+			for _, n := range slices.Concat(p.Policies, p.Profiles) {
+				used[policyDir{n, d}] = true
 			}
 		}
+		return name
+	}
+	for _, ep := range rs.Workloads {
+		to = append(to, Element{Key: ifaceKey(ep.Iface), Goto: group(Ingress, ep.Ingress)})
+		from = append(from, Element{Key: ifaceKey(ep.Iface), Goto: group(Egress, ep.Egress)})
 		for _, a := range ep.Addrs {
 			a = a.Unmap().WithZone("")
 			if a.Is4() {
@@ -167,6 +166,13 @@ func Render(rs Ruleset) (*Table, error) {
 		TableSet{Name: mapTo, Type: MapIfaceVerdict, Elems: sortElems(to)},
 		TableSet{Name: setSrc4, Type: SetIfaceIPv4, Elems: sortElems(src4)},
 		TableSet{Name: setSrc6, Type: SetIfaceIPv6, Elems: sortElems(src6)})
+	t.Chains = append(t.Chains, fixedChains(rs.EndpointToHost)...)
+	if len(rs.HostEndpoints) > 0 {
+		t.Sets, t.Chains = renderHost(rs, t.Sets, t.Chains, group)
+	}
+	if len(rs.NATOutgoing) > 0 {
+		t.Chains = append(t.Chains, natChain(rs.NATOutgoing, rs.NATExcept))
+	}
 	for _, c := range groups {
 		t.Chains = append(t.Chains, c)
 	}
@@ -183,7 +189,6 @@ func Render(rs Ruleset) (*Table, error) {
 		}
 	}
 
-	t.Chains = append(t.Chains, fixedChains(rs.EndpointToHost)...)
 	slices.SortFunc(t.Sets, func(a, b TableSet) int { return cmp.Compare(a.Name, b.Name) })
 	sortChains(t.Chains)
 	return t, nil

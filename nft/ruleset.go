@@ -4,7 +4,10 @@
 // transactions. It knows nothing of the datastore.
 package nft
 
-import "net/netip"
+import (
+	"net/netip"
+	"strconv"
+)
 
 // Ruleset is the whole desired content of the table.
 type Ruleset struct {
@@ -21,6 +24,41 @@ type Ruleset struct {
 	// once the workload's egress policy has allowed it (Calico's
 	// DefaultEndpointToHostAction; Drop by default).
 	EndpointToHost Verdict
+	// HostEndpoints put this host's own interfaces under policy: traffic
+	// the host receives through one (Ingress) or sends through one
+	// (Egress). Forwarded traffic, loopback and traffic between the host
+	// and its own workloads are not theirs to decide.
+	HostEndpoints []HostEndpoint
+	// FailsafeIn and FailsafeOut are always allowed to and from the host
+	// once it has any host endpoint, whatever their policy says, so that a
+	// wrong policy cannot lock anyone out.
+	FailsafeIn, FailsafeOut []ProtoPort
+	// NATOutgoing masquerades traffic from these prefixes to destinations
+	// outside every prefix of NATExcept (Calico's natOutgoing pools and
+	// all pools).
+	NATOutgoing, NATExcept []netip.Prefix
+}
+
+// HostEndpoint is one of the host's own interfaces, or all of them, and
+// the policy in front of it.
+type HostEndpoint struct {
+	// Iface is an interface name, or "*" for every interface that no other
+	// host endpoint names (loopback and workload interfaces excepted).
+	Iface string
+	// Ingress applies to traffic to the host, Egress to traffic from it.
+	Ingress, Egress Path
+}
+
+// AllInterfaces is the Iface of a host endpoint for every interface.
+const AllInterfaces = "*"
+
+// ProtoPort is a failsafe port: the destination port of a protocol (TCP,
+// UDP or SCTP), from (inbound) or to (outbound) Net, any address when
+// Net is the zero Prefix.
+type ProtoPort struct {
+	Protocol uint8
+	Port     uint16
+	Net      netip.Prefix
 }
 
 // Endpoint is one workload interface and the policy in front of it.
@@ -131,4 +169,13 @@ type PortRange struct {
 type Set struct {
 	Name    string
 	Members []netip.Addr
+}
+
+// String is Felix's syntax: protocol:port or protocol:net:port.
+func (p ProtoPort) String() string {
+	s := protoName(p.Protocol) + ":"
+	if p.Net.IsValid() {
+		s += p.Net.String() + ":"
+	}
+	return s + strconv.Itoa(int(p.Port))
 }

@@ -165,6 +165,27 @@ var states = []struct {
 		Sets:           []Set{{Name: "net-a", Members: addrs("10.65.0.1")}},
 		EndpointToHost: Return,
 	}},
+	{"host endpoints with failsafe ports", Ruleset{
+		Workloads: []Endpoint{{
+			Iface: "cali1", Addrs: addrs("10.65.0.1"),
+			Ingress: profilePath("net-a"), Egress: profilePath("net-a"),
+		}},
+		HostEndpoints: []HostEndpoint{
+			{Iface: AllInterfaces, Ingress: Path{Policies: []string{"allow-http"}}, Egress: profilePath("net-a")},
+			{Iface: "eth1"},
+		},
+		Policies: []Policy{classic("net-a"), {Name: "allow-http", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: []PortRange{{80, 80}}}}}}},
+		Sets:     []Set{{Name: "net-a", Members: addrs("10.65.0.1")}},
+		FailsafeIn: []ProtoPort{
+			{Protocol: 6, Port: 22}, {Protocol: 17, Port: 68}, {Protocol: 6, Port: 179}, {Protocol: 6, Port: 22},
+			{Protocol: 6, Port: 2379, Net: prefix("172.31.0.0/16")}, {Protocol: 132, Port: 9},
+		},
+		FailsafeOut: []ProtoPort{{Protocol: 17, Port: 53}, {Protocol: 6, Port: 2380, Net: prefix("fd00:31::/32")}},
+	}},
+	{"nat outgoing", Ruleset{
+		NATOutgoing: prefixes("10.65.0.0/16", "fd00:65::/48"),
+		NATExcept:   prefixes("10.65.0.0/16", "10.66.0.0/16", "fd00:65::/48"),
+	}},
 	{"long names", Ruleset{
 		Workloads: []Endpoint{{
 			Iface: "cali1", Addrs: addrs("10.65.0.1"),

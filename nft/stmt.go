@@ -171,6 +171,25 @@ func (s ifacePrefix) exprs(*builder) []expr.Any {
 	}
 }
 
+// ifaceName: iifname|oifname "name", an exact match.
+type ifaceName struct {
+	out  bool
+	name string
+}
+
+func (s ifaceName) appendText(b []byte) []byte {
+	n, _ := ifnameKey(s.out)
+	return strconv.AppendQuote(append(b, n+" "...), s.name)
+}
+
+func (s ifaceName) exprs(*builder) []expr.Any {
+	_, k := ifnameKey(s.out)
+	return []expr.Any{
+		&expr.Meta{Key: k, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte(ifaceKey(s.name))},
+	}
+}
+
 // ctState: ct state S (any of the bits).
 type ctState struct {
 	bits  uint32
@@ -555,6 +574,13 @@ func (logLimit) exprs(*builder) []expr.Any {
 		&expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(LogPrefix)},
 	}
 }
+
+// masquerade: source NAT to the address of the outgoing interface.
+type masquerade struct{}
+
+func (masquerade) appendText(b []byte) []byte { return append(b, "masquerade"...) }
+
+func (masquerade) exprs(*builder) []expr.Any { return []expr.Any{&expr.Masq{}} }
 
 // verdict: accept, drop, return, jump C, goto C.
 type verdict struct {

@@ -34,11 +34,13 @@ type Chain struct {
 	Rules []ChainRule
 }
 
-// Hook makes a chain a base chain: type filter on the given netfilter hook.
+// Hook makes a chain a base chain on a netfilter hook.
 type Hook struct {
-	// Name is "forward" or "input".
+	// Name is "forward", "input", "output" or "postrouting".
 	Name string
-	// Priority 0 is nft's "filter".
+	// NAT makes it a chain of type nat; otherwise it is of type filter.
+	NAT bool
+	// Priority 0 is nft's "filter", 100 its "srcnat".
 	Priority int32
 	// Accept is the chain policy: accept when true, drop otherwise.
 	Accept bool
@@ -195,16 +197,25 @@ func (t *Table) String() string {
 }
 
 func (h *Hook) String() string {
-	prio := "filter"
+	typ, prio := "filter", "filter"
 	if h.Priority != 0 {
 		prio = fmt.Sprintf("filter %+d", h.Priority)
+	}
+	if h.NAT {
+		typ = "nat"
+		if h.Priority == prioSrcNAT {
+			prio = "srcnat"
+		}
 	}
 	policy := "drop"
 	if h.Accept {
 		policy = "accept"
 	}
-	return fmt.Sprintf("type filter hook %s priority %s; policy %s;", h.Name, prio, policy)
+	return fmt.Sprintf("type %s hook %s priority %s; policy %s;", typ, h.Name, prio, policy)
 }
+
+// prioSrcNAT is nft's "srcnat" priority.
+const prioSrcNAT = 100
 
 // summary is what a read-back can see of the table: sets with their
 // elements, chains with their hooks and rule comments. Tests compare the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -66,6 +67,41 @@ func (rs Ruleset) Validate() error {
 		for _, n := range pathNames(ep.Ingress, ep.Egress) {
 			if !policies[n] {
 				errs = append(errs, fmt.Errorf("endpoint %s: unknown policy %s", ep.Iface, n))
+			}
+		}
+	}
+	hosts := map[string]bool{}
+	for _, h := range rs.HostEndpoints {
+		if h.Iface != AllInterfaces && (h.Iface == "" || strings.HasPrefix(h.Iface, IfacePrefix) || h.Iface == loopbackName ||
+			len(h.Iface) >= ifNameSize || strings.ContainsRune(h.Iface, 0)) {
+			errs = append(errs, fmt.Errorf("host endpoint %q: interface must be %q or a name of at most %d bytes, not %s or starting with %q",
+				h.Iface, AllInterfaces, ifNameSize-1, loopbackName, IfacePrefix))
+		}
+		if hosts[h.Iface] {
+			errs = append(errs, fmt.Errorf("host endpoint %s: duplicate interface", h.Iface))
+		}
+		hosts[h.Iface] = true
+		for _, n := range pathNames(h.Ingress, h.Egress) {
+			if !policies[n] {
+				errs = append(errs, fmt.Errorf("host endpoint %s: unknown policy %s", h.Iface, n))
+			}
+		}
+	}
+	for _, pp := range slices.Concat(rs.FailsafeIn, rs.FailsafeOut) {
+		if pp.Protocol != 6 && pp.Protocol != 17 && pp.Protocol != 132 {
+			errs = append(errs, fmt.Errorf("failsafe port %d: protocol %d is not TCP, UDP or SCTP", pp.Port, pp.Protocol))
+		}
+		if pp.Net.IsValid() && pp.Net.Addr().Is4In6() {
+			errs = append(errs, fmt.Errorf("failsafe port %d: invalid net %s", pp.Port, pp.Net))
+		}
+	}
+	for _, nets := range [][]netip.Prefix{rs.NATOutgoing, rs.NATExcept} {
+		if len(nets) > maxListLen {
+			errs = append(errs, fmt.Errorf("NAT outgoing: %d prefixes, more than %d", len(nets), maxListLen))
+		}
+		for _, p := range nets {
+			if !p.IsValid() || p.Addr().Is4In6() {
+				errs = append(errs, fmt.Errorf("NAT outgoing: invalid prefix %s", p))
 			}
 		}
 	}
