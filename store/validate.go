@@ -295,10 +295,12 @@ func (h *HostEndpoint) validate(c *checker) {
 	c.name("metadata.name", h.Metadata.Name)
 	s := &h.Spec
 	c.name("spec.node", s.Node)
-	if s.InterfaceName == "" && len(s.ExpectedIPs) == 0 {
-		c.errorf("spec", "give interfaceName or expectedIPs (or both)")
-	}
-	if s.InterfaceName != "" && s.InterfaceName != "*" && !ifaceRE.MatchString(s.InterfaceName) {
+	switch {
+	case s.InterfaceName == "":
+		c.errorf("spec.interfaceName", "is required: give the interface's name or \"*\" for all of the host's interfaces (finding the interface by expectedIPs is not supported)")
+	case s.InterfaceName == "lo" || strings.HasPrefix(s.InterfaceName, "cali"):
+		c.errorf("spec.interfaceName", "%q cannot be a host endpoint: loopback and workload interfaces are never policed as the host's", s.InterfaceName)
+	case s.InterfaceName != "*" && !ifaceRE.MatchString(s.InterfaceName):
 		c.errorf("spec.interfaceName", "%q is not an interface name or \"*\"", s.InterfaceName)
 	}
 	for i, ip := range s.ExpectedIPs {
@@ -587,8 +589,11 @@ func (f *FelixConfiguration) validate(c *checker) {
 		}
 		for i, pp := range *fs.ports {
 			f := fmt.Sprintf("%s[%d]", fs.name, i)
-			if pp.Protocol != "tcp" && pp.Protocol != "udp" {
-				c.errorf(f+".protocol", "%q is not tcp or udp", pp.Protocol)
+			if p := strings.ToLower(pp.Protocol); p != "tcp" && p != "udp" && p != "sctp" {
+				c.errorf(f+".protocol", "%q is not tcp, udp or sctp", pp.Protocol)
+			}
+			if pp.Port == 0 {
+				c.errorf(f+".port", "is required (1-65535)")
 			}
 			if pp.Net != "" {
 				c.cidr(f+".net", pp.Net)

@@ -43,7 +43,13 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: NetworkPolicy\nmetadata: {name: n, namespace: Bad_NS}", `metadata.namespace: "Bad_NS"`},
 		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali0123456789abcdef, ipNetworks: [10.0.0.0/24]}", `spec.interfaceName: "cali0123456789abcdef" is not an interface name`},
 		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali1, ipNetworks: [10.0.0.0/24]}", `spec.ipNetworks[0]: 10.0.0.0/24 must be a single address`},
-		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n}", `spec: give interfaceName or expectedIPs`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n}", `spec.interfaceName: is required`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, expectedIPs: [10.0.0.1]}", `spec.interfaceName: is required`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: lo}", `spec.interfaceName: "lo" cannot be a host endpoint`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: cali123}", `spec.interfaceName: "cali123" cannot be a host endpoint`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: 'eth 0'}", `spec.interfaceName: "eth 0" is not an interface name`},
+		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeOutboundHostPorts: [{protocol: tcp}]}", `spec.failsafeOutboundHostPorts[0].port: is required`},
+		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: tcp, port: 22, net: 10.0.0.300/8}]}", `spec.failsafeInboundHostPorts[0].net`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1}", `spec.asNumber: is required with peerIP`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {secretKeyRef: {name: s, key: k}}}", `spec.password.secretKeyRef: Kubernetes secrets are not available here`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {}}", `spec.password.value: is empty`},
@@ -51,7 +57,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: BGPConfiguration\nmetadata: {name: mine}", `metadata.name: "mine" must be "default" or "node.<node name>"`},
 		{"kind: BGPConfiguration\nmetadata: {name: node.h1}\nspec: {nodeToNodeMeshEnabled: false}", `a per-node BGPConfiguration may set only`},
 		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {defaultEndpointToHostAction: Allow}", `spec.defaultEndpointToHostAction: "Allow" is not Drop, Return or Accept`},
-		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: icmp, port: 1}]}", `spec.failsafeInboundHostPorts[0].protocol: "icmp" is not tcp or udp`},
+		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: icmp, port: 1}]}", `spec.failsafeInboundHostPorts[0].protocol: "icmp" is not tcp, udp or sctp`},
 		{"kind: Node\nmetadata: {name: h1}\nspec: {bgp: {ipv4Address: 10.0.0.1}}", `spec.bgp.ipv4Address: "10.0.0.1" is not an IPv4 address with prefix length`},
 	} {
 		err := Validate(mustDecode(t, tc.in))

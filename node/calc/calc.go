@@ -152,6 +152,10 @@ func Compute(in Input) Desired {
 	for _, b := range in.HostBlocks {
 		d.Routes = append(d.Routes, route.Route{Dst: b, Blackhole: true})
 	}
+	if d.Ruleset.HostEndpoints = c.hostEndpoints(); len(d.Ruleset.HostEndpoints) > 0 {
+		d.Ruleset.FailsafeIn, d.Ruleset.FailsafeOut = c.failsafe(false), c.failsafe(true)
+	}
+	d.Ruleset.NATOutgoing, d.Ruleset.NATExcept = natOutgoing(in.Pools)
 	for _, name := range slices.Sorted(maps.Keys(c.policies)) {
 		d.Ruleset.Policies = append(d.Ruleset.Policies, c.policies[name])
 	}
@@ -222,20 +226,26 @@ func namespaceLabels(ns string) map[string]string {
 	return map[string]string{namespaceNameLabel: ns}
 }
 
-// path is the ordered policies and profiles that apply to a local workload
-// in one direction (types "Ingress" or "Egress").
+// path is the ordered policies and profiles that apply to a workload in
+// one direction (types "Ingress" or "Egress").
 func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, dir string) nft.Path {
+	return c.pathOf(labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
+}
+
+// pathOf is the path of an endpoint with these labels in namespace ns
+// ("" for a host endpoint, which only GlobalNetworkPolicies without a
+// namespaceSelector select) and with these profiles.
+func (c *calculation) pathOf(labels map[string]string, ns string, profiles []string, dir string) nft.Path {
 	type applying struct {
 		order float64
 		key   string
 		chain string
 	}
 	var ps []applying
-	ns := w.Metadata.Namespace
 	for _, g := range c.in.GlobalPolicies {
 		s := &g.Spec
 		if !slices.Contains(s.Types, dir) || !c.match(s.Selector, labels) ||
-			(s.NamespaceSelector != "" && !c.match(s.NamespaceSelector, namespaceLabels(ns))) {
+			(s.NamespaceSelector != "" && (ns == "" || !c.match(s.NamespaceSelector, namespaceLabels(ns)))) {
 			continue
 		}
 		chain := chainName("gnp-", g.Metadata.Name)
@@ -244,7 +254,7 @@ func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, 
 	}
 	for _, p := range c.in.Policies {
 		s := &p.Spec
-		if p.Metadata.Namespace != ns || !slices.Contains(s.Types, dir) || !c.match(s.Selector, labels) {
+		if ns == "" || p.Metadata.Namespace != ns || !slices.Contains(s.Types, dir) || !c.match(s.Selector, labels) {
 			continue
 		}
 		chain := chainName("np-", p.Metadata.Namespace+"."+p.Metadata.Name)
@@ -256,7 +266,7 @@ func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, 
 	for _, p := range ps {
 		out.Policies = append(out.Policies, p.chain)
 	}
-	for _, name := range w.Spec.Profiles {
+	for _, name := range profiles {
 		p := c.profiles[name]
 		if p == nil {
 			continue // a missing profile allows nothing
@@ -441,14 +451,7 @@ func prefixes(nets []string) []netip.Prefix {
 // endpointToHost is FelixConfiguration's defaultEndpointToHostAction, the
 // node's own override first, Calico's default (Drop) last.
 func endpointToHost(in Input) nft.Verdict {
-	action := ""
-	for _, name := range []string{"node." + in.Node, "default"} {
-		for _, f := range in.Felix {
-			if f.Metadata.Name == name && action == "" {
-				action = f.Spec.DefaultEndpointToHostAction
-			}
-		}
-	}
+	action, _ := felix(in, func(s *store.FelixConfigurationSpec) string { return s.DefaultEndpointToHostAction })
 	switch action {
 	case "Accept":
 		return nft.Accept
@@ -471,6 +474,15 @@ func (d Desired) String() string {
 	var b strings.Builder
 	for _, w := range d.Ruleset.Workloads {
 		fmt.Fprintf(&b, "workload %s %v in=%v/%v out=%v/%v\n", w.Iface, w.Addrs, w.Ingress.Policies, w.Ingress.Profiles, w.Egress.Policies, w.Egress.Profiles)
+	}
+	for _, h := range d.Ruleset.HostEndpoints {
+		fmt.Fprintf(&b, "host endpoint %s in=%v/%v out=%v/%v\n", h.Iface, h.Ingress.Policies, h.Ingress.Profiles, h.Egress.Policies, h.Egress.Profiles)
+	}
+	if len(d.Ruleset.HostEndpoints) > 0 {
+		fmt.Fprintf(&b, "failsafe in=%v out=%v\n", d.Ruleset.FailsafeIn, d.Ruleset.FailsafeOut)
+	}
+	if len(d.Ruleset.NATOutgoing) > 0 {
+		fmt.Fprintf(&b, "nat outgoing from %v except to %v\n", d.Ruleset.NATOutgoing, d.Ruleset.NATExcept)
 	}
 	for _, p := range d.Ruleset.Policies {
 		fmt.Fprintf(&b, "policy %s in=%d out=%d\n", p.Name, len(p.Ingress), len(p.Egress))

@@ -95,6 +95,69 @@ spec: {defaultEndpointToHostAction: Accept}
 			wep("h1", "prod", "db", "cali2", "role: db", "a", "10.65.0.2/32") +
 			wep("h2", "default", "web", "cali8", "role: web", "a", "10.65.1.1/32") +
 			wep("h2", "prod", "web", "cali9", "role: web", "a", "10.65.1.2/32")},
+		{"host endpoints", classic + `---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1-all, labels: {host: h1}}
+spec: {node: h1, interfaceName: '*'}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1-eth1, labels: {host: h1, nic: data}}
+spec: {node: h1, interfaceName: eth1, profiles: [a]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h2-all, labels: {host: h2}}
+spec: {node: h2, interfaceName: '*', expectedIPs: [172.31.1.12]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host-http}
+spec: {selector: has(host), ingress: [{action: Allow, protocol: TCP, source: {selector: has(a)}, destination: {ports: [8080]}}], egress: [{action: Allow, destination: {selector: has(host)}}]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: in-namespaces}
+spec: {selector: all(), namespaceSelector: all(), ingress: [{action: Deny}]}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: everyone, namespace: default}
+spec: {selector: all(), ingress: [{action: Deny}]}
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {failsafeInboundHostPorts: [{protocol: tcp, port: 2222}], failsafeOutboundHostPorts: []}
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: node.h1}
+spec: {failsafeInboundHostPorts: [{protocol: TCP, port: 22, net: 172.31.0.0/16}, {protocol: udp, port: 7946}]}
+` + wep("h1", "default", "a1", "cali1", "", "a", "10.65.0.1/32")},
+		{"nat outgoing", `---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: nat}
+spec: {cidr: 10.65.0.0/16, natOutgoing: true}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: nat6}
+spec: {cidr: 'fd00:65::/48', natOutgoing: true, disabled: true}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: routed}
+spec: {cidr: 10.66.0.0/16}
+`},
+		{"no nat outgoing", `---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: routed}
+spec: {cidr: 10.66.0.0/16}
+`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := decode(t, "h1", tc.yaml)
@@ -114,6 +177,21 @@ spec: {defaultEndpointToHostAction: Accept}
 			}
 			if got.String() != string(want) {
 				t.Errorf("Compute:\n%s\nwant:\n%s", got, want)
+			}
+			// And the table it compiles to, in nft's syntax.
+			tbl, err := nft.Render(got.Ruleset)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden = strings.TrimSuffix(golden, ".golden") + ".nft.golden"
+			if *update {
+				os.WriteFile(golden, []byte(tbl.String()), 0o644)
+			}
+			if want, err = os.ReadFile(golden); err != nil {
+				t.Fatal(err)
+			}
+			if tbl.String() != string(want) {
+				t.Errorf("the compiled table differs from %s:\n%s", golden, tbl)
 			}
 			if again := Compute(in); again.String() != got.String() {
 				t.Errorf("Compute is not deterministic")
