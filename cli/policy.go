@@ -52,6 +52,7 @@ func policyCommand() *ucli.Command {
 					return table(c.App.Writer, rows)
 				},
 			},
+			policyTraceCommand(),
 		},
 	}
 }
