@@ -393,6 +393,20 @@ func ruleFamilies(r Rule) []family {
 	return out
 }
 
+// Families lists the IP families a rule is rendered for, as ruleFamilies
+// does: 0 alone when one kernel rule matches both, else 4 and/or 6.
+func (r Rule) Families() []int {
+	var out []int
+	for _, f := range ruleFamilies(r) {
+		out = append(out, int(f))
+	}
+	return out
+}
+
+// NetsOf keeps the nets of family fam (4 or 6) as a rule's kernel rule of
+// that family matches them: unmapped, masked, sorted and unique.
+func NetsOf(nets []netip.Prefix, fam int) []netip.Prefix { return netsOf(nets, family(fam)) }
+
 func prefixFamily(p netip.Prefix) family {
 	if p.Addr().Unmap().Is4() {
 		return 4

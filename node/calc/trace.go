@@ -368,7 +368,7 @@ func actionName(a nft.Action) string {
 // the packet. srcPortUnknown is set when everything else matched but r
 // constrains the source port, which the packet does not know.
 func (t *tracer) match(r nft.Rule) (ok, srcPortUnknown bool) {
-	fams := ruleFamilies(r)
+	fams := r.Families()
 	fam := 0
 	switch {
 	case slices.Contains(fams, 0):
@@ -395,10 +395,10 @@ func (t *tracer) match(r nft.Rule) (ok, srcPortUnknown bool) {
 		if m.NotSet != "" && t.inSet(m.NotSet, end.addr) {
 			return false, false
 		}
-		if nets := netsOf(m.Nets, fam); len(nets) > 0 && !inNets(nets, end.addr) {
+		if nets := nft.NetsOf(m.Nets, fam); len(nets) > 0 && !inNets(nets, end.addr) {
 			return false, false
 		}
-		if nets := netsOf(m.NotNets, fam); len(nets) > 0 && inNets(nets, end.addr) {
+		if nets := nft.NetsOf(m.NotNets, fam); len(nets) > 0 && inNets(nets, end.addr) {
 			return false, false
 		}
 	}
@@ -462,75 +462,6 @@ func inPorts(rs []nft.PortRange, port uint16) bool {
 		}
 	}
 	return false
-}
-
-// ruleFamilies mirrors nft's: the families a rule is rendered for, 0 alone
-// when nothing in it depends on the family. As in Felix, a nets (or
-// notNets) list with no entry of a family keeps the rule out of that
-// family.
-func ruleFamilies(r nft.Rule) []int {
-	has := map[int]bool{4: true, 6: true}
-	only := func(f int) { has[4], has[6] = has[4] && f == 4, has[6] && f == 6 }
-	switch r.IPVersion {
-	case 4, 6:
-		only(r.IPVersion)
-	}
-	if r.Protocol != nil {
-		switch *r.Protocol {
-		case 1:
-			only(4)
-		case 58:
-			only(6)
-		}
-	}
-	specific := r.IPVersion != 0 || r.ICMP != nil || r.NotICMP != nil
-	for _, m := range []nft.Match{r.Src, r.Dst} {
-		specific = specific || m.Set != "" || m.NotSet != ""
-		for _, nets := range [][]netip.Prefix{m.Nets, m.NotNets} {
-			if len(nets) == 0 {
-				continue
-			}
-			specific = true
-			in := map[int]bool{}
-			for _, p := range nets {
-				in[prefixFamily(p)] = true
-			}
-			has[4], has[6] = has[4] && in[4], has[6] && in[6]
-		}
-	}
-	if !specific && has[4] && has[6] {
-		return []int{0}
-	}
-	var out []int
-	for _, f := range []int{4, 6} {
-		if has[f] {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func prefixFamily(p netip.Prefix) int {
-	if p.Addr().Unmap().Is4() {
-		return 4
-	}
-	return 6
-}
-
-// netsOf keeps the nets of one family, unmapped, as nft renders them.
-func netsOf(nets []netip.Prefix, fam int) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range nets {
-		if prefixFamily(p) != fam {
-			continue
-		}
-		bits := p.Bits()
-		if p.Addr().Is4In6() {
-			bits -= 96
-		}
-		out = append(out, netip.PrefixFrom(p.Addr().Unmap(), bits).Masked())
-	}
-	return out
 }
 
 // describe writes a rule's match in a few words, in Calico's terms.

@@ -385,8 +385,8 @@ func TestTraceErrors(t *testing.T) {
 	}
 }
 
-// TestRuleFamiliesMatchRender checks that the trace's ruleFamilies is
-// nft's: the families of the kernel rules Render makes of each rule.
+// TestRuleFamiliesMatchRender checks that nft.Rule.Families, which the
+// trace follows, gives the families of the kernel rules Render makes.
 func TestRuleFamiliesMatchRender(t *testing.T) {
 	u8 := func(v uint8) *uint8 { return &v }
 	v4, v6 := netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")
@@ -440,7 +440,7 @@ func TestRuleFamiliesMatchRender(t *testing.T) {
 		t.Fatal("no rules rendered in chain p-in")
 	}
 	for i, r := range rules {
-		if got, want := fmt.Sprint(ruleFamilies(r)), fmt.Sprint(rendered[i]); got != want {
+		if got, want := fmt.Sprint(r.Families()), fmt.Sprint(rendered[i]); got != want {
 			t.Errorf("rule %d %+v: trace families %s, rendered %s", i, r, got, want)
 		}
 	}
