@@ -198,6 +198,13 @@ func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (resu
 		return res, nil
 	}
 	a.mem = nil // unknown until the transaction is known to be the only one
+	if len(ops) > quietOps && a.mon != nil {
+		// Unsubscribed, the kernel need not copy every change of a large
+		// transaction to the socket (nor we drain it). The generation
+		// still vouches for memory; the next attempt subscribes again.
+		a.mon.close()
+		a.mon = nil
+	}
 	if err := a.send(ctx, ops, deadline); err != nil {
 		res.rejected = true
 		return res, fmt.Errorf("committing nftables transaction of %d changes (state from %s): %w", len(ops), res.source, err)
@@ -226,6 +233,10 @@ func (a *Applier) vouch(known, ours, until uint32, deadline time.Time) bool {
 	}
 	return ok
 }
+
+// quietOps is the size of a transaction above which the event socket is
+// closed while it commits.
+const quietOps = 1000
 
 // nextGen is the generation after g; the kernel skips 0.
 func nextGen(g uint32) uint32 {
