@@ -256,10 +256,17 @@ func polSource(a net.Addr) string {
 }
 
 // workload adds a workload (bgpAddWorkload's arguments) and serves the
-// workload ports in it; it is removed when t ends.
+// workload ports in it, for the rest of the lab's life.
 func (p *polLab) workload(t *testing.T, host, name string, args ...string) polPeer {
 	t.Helper()
 	w := bgpAddWorkload(t, p.lab, host, name, args...)
+	polServe(t, w.NetNS, polWorkloadTCP, polWorkloadUDP)
+	return polPeer{name: name, host: host, ns: w.NetNS, v4: w.v4(), v6: w.v6(), workload: true}
+}
+
+// tempWorkload is workload for a scenario: it is removed when t ends.
+func (p *polLab) tempWorkload(t *testing.T, host, name string, args ...string) polPeer {
+	t.Helper()
 	ns := "default"
 	if i := slices.Index(args, "--namespace"); i >= 0 && i+1 < len(args) {
 		ns = args[i+1]
@@ -269,8 +276,7 @@ func (p *polLab) workload(t *testing.T, host, name string, args ...string) polPe
 			t.Errorf("removing workload %s: %v: %s", name, err, errs)
 		}
 	})
-	polServe(t, w.NetNS, polWorkloadTCP, polWorkloadUDP)
-	return polPeer{name: name, host: host, ns: w.NetNS, v4: w.v4(), v6: w.v6(), workload: true}
+	return p.workload(t, host, name, args...)
 }
 
 // host is a lab host as a peer, serving the host ports in its namespace.

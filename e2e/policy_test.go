@@ -326,7 +326,7 @@ spec:
   cidr: fd00:66::/48
   natOutgoing: true
 `)
-		nat := p.workload(t, "host2", "po-nat", "--profile", "web", "--label", "role=web", "--label", "env=nat",
+		nat := p.tempWorkload(t, "host2", "po-nat", "--profile", "web", "--label", "role=web", "--label", "env=nat",
 			"--pool", "10.66.0.0/16", "--pool", "fd00:66::/48")
 		var m polMatrix
 		for _, v6 := range []bool{false, true} {
@@ -374,7 +374,7 @@ spec:
 
 		// The host still works in its cluster: it adds a workload, which
 		// its host and the others reach.
-		w := p.workload(t, "host2", "po-new2", "--profile", "web", "--label", "role=web", "--pool", "10.65.0.0/16", "--pool", "fd00:65::/48")
+		w := p.tempWorkload(t, "host2", "po-new2", "--profile", "web", "--label", "role=web", "--pool", "10.65.0.0/16", "--pool", "fd00:65::/48")
 		m = nil
 		m.pair(h2, w, "tcp/80", true, false)
 		m.pair(web1, w, "tcp/80", true, true)
