@@ -6,6 +6,8 @@
 //	probe tlsnocert ADDR:PORT   exit 0 if a TLS server refuses a client without a certificate
 //	                            (1 if it answers a request, 2 if nothing listens)
 //	probe udp ADDR:PORT TEXT    send one UDP datagram holding TEXT
+//
+// and the benchmarks' flip, rrserve, rr and conns (bench.go).
 package main
 
 import (
@@ -65,6 +67,15 @@ func main() {
 		}
 	case "tlsnocert":
 		os.Exit(tlsNoCert(os.Args[2]))
+	case "flip":
+		flip(net.JoinHostPort(os.Args[2], os.Args[3]))
+	case "rrserve":
+		rrServe(os.Args[2])
+	case "rr", "conns":
+		if len(os.Args) != 5 {
+			os.Exit(2)
+		}
+		rate(os.Args[1], net.JoinHostPort(os.Args[2], os.Args[3]), os.Args[4])
 	default:
 		os.Exit(2)
 	}
