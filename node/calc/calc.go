@@ -82,18 +82,49 @@ const (
 	namespaceNameLabel = "projectcalico.org/name"
 )
 
-// endpoint is any endpoint that selectors can pick, local or not.
-type endpoint struct {
+// group is the endpoints, local or not, that selectors cannot tell apart:
+// the same labels in the same namespace. Selectors are evaluated once per
+// group, not once per endpoint: replicas share their labels.
+type group struct {
 	labels map[string]string
 	ns     string // "" for host endpoints
 	addrs  []netip.Addr
+}
+
+// workload is what the calculation derives from a WorkloadEndpoint.
+type workload struct {
+	labels map[string]string
+	group  string // its key
+	addrs  []netip.Addr
+}
+
+// groupKey identifies the group of an endpoint.
+func groupKey(ns string, labels map[string]string) string {
+	var buf [16]string
+	keys := buf[:0]
+	n := len(ns)
+	for k, v := range labels {
+		keys = append(keys, k)
+		n += len(k) + len(v) + 2
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, n)
+	b = append(b, ns...)
+	for _, k := range keys {
+		b = append(append(append(append(b, 0), k...), 1), labels[k]...)
+	}
+	return string(b)
 }
 
 // calculation holds the indexes of one Compute call.
 type calculation struct {
 	in        Input
 	profiles  map[string]*store.Profile
-	endpoints []endpoint
+	groups    map[string]*group
+	workloads map[*store.WorkloadEndpoint]workload
+	paths     map[string]nft.Path // by direction, profiles and group
+	ordered   []policy            // orderedPolicies, once computed
+	sorted    []*group            // sortedGroups, once computed
 	policies  map[string]nft.Policy // by chain name, those referenced
 	sets      map[string]*setSpec   // by set name
 	problems  []string
@@ -115,23 +146,41 @@ func newCalculation(in Input) *calculation {
 		policies:  map[string]nft.Policy{},
 		sets:      map[string]*setSpec{},
 		selectors: map[string]*selector.Selector{},
+		groups:    map[string]*group{},
+		workloads: make(map[*store.WorkloadEndpoint]workload, len(in.Workloads)),
+		paths:     map[string]nft.Path{},
 	}
 	for _, p := range in.Profiles {
 		c.profiles[p.Metadata.Name] = p
 	}
 	for _, w := range in.Workloads {
-		c.endpoints = append(c.endpoints, endpoint{labels: c.workloadLabels(w), ns: w.Metadata.Namespace, addrs: workloadAddrs(w)})
+		d := workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
+		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs)
+		c.workloads[w] = d
 	}
 	for _, h := range in.HostEndpoints {
-		e := endpoint{labels: c.hostLabels(h)}
+		var addrs []netip.Addr
 		for _, ip := range h.Spec.ExpectedIPs {
 			if a, err := netip.ParseAddr(ip); err == nil {
-				e.addrs = append(e.addrs, a)
+				addrs = append(addrs, a)
 			}
 		}
-		c.endpoints = append(c.endpoints, e)
+		c.addToGroup("", c.hostLabels(h), addrs)
 	}
 	return c
+}
+
+// addToGroup files an endpoint's addresses under its group and returns
+// the group's key.
+func (c *calculation) addToGroup(ns string, labels map[string]string, addrs []netip.Addr) string {
+	key := groupKey(ns, labels)
+	g := c.groups[key]
+	if g == nil {
+		g = &group{labels: labels, ns: ns}
+		c.groups[key] = g
+	}
+	g.addrs = append(g.addrs, addrs...)
+	return key
 }
 
 // Compute is the dataplane for in.
@@ -140,10 +189,10 @@ func Compute(in Input) Desired {
 	var d Desired
 	local := localWorkloads(in)
 	for _, w := range local {
-		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: workloadAddrs(w)}
-		labels := c.workloadLabels(w)
-		ep.Ingress = c.path(w, labels, "Ingress")
-		ep.Egress = c.path(w, labels, "Egress")
+		wd := c.workloads[w]
+		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs}
+		ep.Ingress = c.path(w, wd.labels, "Ingress")
+		ep.Egress = c.path(w, wd.labels, "Egress")
 		d.Ruleset.Workloads = append(d.Ruleset.Workloads, ep)
 		for _, a := range ep.Addrs {
 			d.Routes = append(d.Routes, route.Route{Dst: netip.PrefixFrom(a, a.BitLen()), Iface: ep.Iface})
@@ -229,42 +278,46 @@ func namespaceLabels(ns string) map[string]string {
 // path is the ordered policies and profiles that apply to a workload in
 // one direction (types "Ingress" or "Egress").
 func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, dir string) nft.Path {
-	return c.pathOf(labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
+	g := c.workloads[w].group
+	if g == "" {
+		g = groupKey(w.Metadata.Namespace, labels)
+	}
+	key := dir + "\x02" + strings.Join(w.Spec.Profiles, "\x00") + "\x02" + g
+	p, ok := c.paths[key]
+	if !ok {
+		p = c.pathOf(labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
+		c.paths[key] = p
+	}
+	return p
 }
 
 // pathOf is the path of an endpoint with these labels in namespace ns
 // ("" for a host endpoint, which only GlobalNetworkPolicies without a
 // namespaceSelector select) and with these profiles.
 func (c *calculation) pathOf(labels map[string]string, ns string, profiles []string, dir string) nft.Path {
-	type applying struct {
-		order float64
-		key   string
-		chain string
-	}
-	var ps []applying
-	for _, g := range c.in.GlobalPolicies {
-		s := &g.Spec
-		if !slices.Contains(s.Types, dir) || !c.match(s.Selector, labels) ||
-			(s.NamespaceSelector != "" && (ns == "" || !c.match(s.NamespaceSelector, namespaceLabels(ns)))) {
-			continue
-		}
-		chain := chainName("gnp-", g.Metadata.Name)
-		ps = append(ps, applying{orderOf(s.Order), g.Metadata.Name, chain})
-		c.addPolicy(chain, s.Ingress, s.Egress, "")
-	}
-	for _, p := range c.in.Policies {
-		s := &p.Spec
-		if ns == "" || p.Metadata.Namespace != ns || !slices.Contains(s.Types, dir) || !c.match(s.Selector, labels) {
-			continue
-		}
-		chain := chainName("np-", p.Metadata.Namespace+"."+p.Metadata.Name)
-		ps = append(ps, applying{orderOf(s.Order), p.Metadata.Namespace + "/" + p.Metadata.Name, chain})
-		c.addPolicy(chain, s.Ingress, s.Egress, p.Metadata.Namespace)
-	}
-	slices.SortFunc(ps, func(a, b applying) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key)) })
 	var out nft.Path
-	for _, p := range ps {
+	var nsLabels map[string]string
+	for _, p := range c.orderedPolicies() {
+		if !slices.Contains(p.types, dir) || p.sel == nil || !p.sel.Evaluate(labels) {
+			continue
+		}
+		switch {
+		case p.global && p.nsSel == "":
+		case p.global:
+			if ns == "" {
+				continue
+			}
+			if nsLabels == nil {
+				nsLabels = namespaceLabels(ns)
+			}
+			if !c.match(p.nsSel, nsLabels) {
+				continue
+			}
+		case p.ns != ns || ns == "":
+			continue
+		}
 		out.Policies = append(out.Policies, p.chain)
+		c.addPolicy(p.chain, p.ingress, p.egress, p.ns)
 	}
 	for _, name := range profiles {
 		p := c.profiles[name]
@@ -276,6 +329,49 @@ func (c *calculation) pathOf(labels map[string]string, ns string, profiles []str
 		c.addPolicy(chain, p.Spec.Ingress, p.Spec.Egress, "")
 	}
 	return out
+}
+
+// policy is a GlobalNetworkPolicy or NetworkPolicy ready to select
+// endpoints.
+type policy struct {
+	global          bool
+	ns              string // a NetworkPolicy's namespace
+	chain           string
+	types           []string
+	sel             *selector.Selector // nil: unparsable, selects nothing
+	nsSel           string             // a GlobalNetworkPolicy's namespaceSelector
+	ingress, egress []store.Rule
+}
+
+// orderedPolicies are every policy in the order Calico evaluates them:
+// by order (none last), then by name (namespace/name for a
+// NetworkPolicy).
+func (c *calculation) orderedPolicies() []policy {
+	if c.ordered != nil {
+		return c.ordered
+	}
+	type keyed struct {
+		order float64
+		key   string
+		p     policy
+	}
+	var ps []keyed
+	for _, g := range c.in.GlobalPolicies {
+		s := &g.Spec
+		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, policy{global: true, chain: chainName("gnp-", g.Metadata.Name),
+			types: s.Types, sel: c.selector(s.Selector), nsSel: s.NamespaceSelector, ingress: s.Ingress, egress: s.Egress}})
+	}
+	for _, p := range c.in.Policies {
+		s, ns := &p.Spec, p.Metadata.Namespace
+		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, policy{ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
+			types: s.Types, sel: c.selector(s.Selector), ingress: s.Ingress, egress: s.Egress}})
+	}
+	slices.SortFunc(ps, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key)) })
+	c.ordered = make([]policy, 0, len(ps))
+	for _, p := range ps {
+		c.ordered = append(c.ordered, p.p)
+	}
+	return c.ordered
 }
 
 // orderOf sorts a policy without an order after every policy with one.
@@ -425,7 +521,7 @@ func (c *calculation) members(s *setSpec) []netip.Addr {
 		return nil
 	}
 	var out []netip.Addr
-	for _, e := range c.endpoints {
+	for _, e := range c.sortedGroups() {
 		switch {
 		case s.ns != "" && e.ns != s.ns:
 		case s.nsSel != nil && (e.ns == "" || !s.nsSel.Evaluate(namespaceLabels(e.ns))):
@@ -434,8 +530,18 @@ func (c *calculation) members(s *setSpec) []netip.Addr {
 			out = append(out, e.addrs...)
 		}
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return slices.Compact(out)
+	return out // in the order of the groups; nft sorts and removes repeats
+}
+
+// sortedGroups are the groups in the order of their keys, so that a set's
+// members come out in the same order every time.
+func (c *calculation) sortedGroups() []*group {
+	if c.sorted == nil {
+		for _, k := range slices.Sorted(maps.Keys(c.groups)) {
+			c.sorted = append(c.sorted, c.groups[k])
+		}
+	}
+	return c.sorted
 }
 
 func prefixes(nets []string) []netip.Prefix {
@@ -488,7 +594,9 @@ func (d Desired) String() string {
 		fmt.Fprintf(&b, "policy %s in=%d out=%d\n", p.Name, len(p.Ingress), len(p.Egress))
 	}
 	for _, s := range d.Ruleset.Sets {
-		fmt.Fprintf(&b, "set %s %v\n", s.Name, s.Members)
+		m := slices.Clone(s.Members)
+		slices.SortFunc(m, netip.Addr.Compare)
+		fmt.Fprintf(&b, "set %s %v\n", s.Name, slices.Compact(m))
 	}
 	b.WriteString(route.Dump(d.Routes))
 	return b.String()

@@ -1,0 +1,101 @@
+package calc
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"calico/nft"
+	"calico/store"
+)
+
+// benchInput is the shape of the policy benchmark in the lab: three hosts
+// with 1,000 endpoints each (labels app a0-a49, role r0-r99, tier t0-t4,
+// namespaces ns-0 to ns-3, profiles p0-p19), 250 GlobalNetworkPolicies
+// and 250 NetworkPolicies of 7 rules with selectors of five shapes.
+func benchInput() Input {
+	in := Input{Node: "host1"}
+	for p := range 20 {
+		name := fmt.Sprintf("p%d", p)
+		in.Add(&store.Profile{Metadata: store.ObjectMeta{Name: name}, Spec: store.ProfileSpec{
+			LabelsToApply: map[string]string{name: ""},
+			Ingress:       []store.Rule{{Action: "Allow", Source: store.EntityRule{Selector: "has(" + name + ")"}}},
+			Egress:        []store.Rule{{Action: "Allow"}},
+		}})
+	}
+	for h := range 3 {
+		node := fmt.Sprintf("host%d", h+1)
+		for i := range 1000 {
+			a4 := netip.AddrFrom4([4]byte{10, 65, byte(h*4 + i>>8), byte(i)})
+			in.Add(&store.WorkloadEndpoint{
+				Metadata: store.ObjectMeta{Name: fmt.Sprintf("%s-w%d", node, i), Namespace: fmt.Sprintf("ns-%d", i%4),
+					Labels: map[string]string{"app": fmt.Sprintf("a%d", i%50), "role": fmt.Sprintf("r%d", i%100), "tier": fmt.Sprintf("t%d", i%5)}},
+				Spec: store.WorkloadEndpointSpec{Node: node, Orchestrator: "calico", InterfaceName: fmt.Sprintf("cali%011x", h<<16|i),
+					Profiles: []string{fmt.Sprintf("p%d", i%20)}, IPNetworks: []string{a4.String() + "/32", fmt.Sprintf("fd00:65::%x:%x/128", h, i)}},
+			})
+		}
+	}
+	selector := func(k int) string {
+		a := k % 50
+		switch k % 5 {
+		case 0:
+			return fmt.Sprintf("app == 'a%d'", a)
+		case 1:
+			return fmt.Sprintf("app == 'a%d' && tier == 't%d'", a, a%5)
+		case 2:
+			return fmt.Sprintf("app in {'a%d', 'a%d'}", a, (a+25)%50)
+		case 3:
+			return fmt.Sprintf("has(role) && app == 'a%d'", a)
+		}
+		return fmt.Sprintf("role == 'r%d' || app == 'a%d'", k%100, a)
+	}
+	tcp := &store.Protocol{Num: 6}
+	udp := &store.Protocol{Num: 17}
+	for k := range 250 {
+		order := float64(100 + k)
+		spec := store.NetworkPolicySpec{
+			Order: &order, Selector: selector(k), Types: []string{"Ingress", "Egress"},
+			Ingress: []store.Rule{
+				{Action: "Allow", Protocol: tcp, Source: store.EntityRule{Selector: fmt.Sprintf("role == 'r%d'", (k*7)%100)}, Destination: store.EntityRule{Ports: []store.Port{{First: 80, Last: 80}, {First: 443, Last: 443}}}},
+				{Action: "Allow", Protocol: tcp, Source: store.EntityRule{Selector: fmt.Sprintf("app == 'a%d'", (k+1)%50)}, Destination: store.EntityRule{Ports: []store.Port{{First: uint16(8000 + k%100), Last: uint16(8000 + k%100)}}}},
+				{Action: "Deny", Source: store.EntityRule{Nets: []string{"192.0.2.0/24", "2001:db8::/32"}}},
+				{Action: "Pass", Protocol: udp},
+			},
+			Egress: []store.Rule{
+				{Action: "Allow", Protocol: tcp, Destination: store.EntityRule{Selector: fmt.Sprintf("app == 'a%d'", (k+7)%50), Ports: []store.Port{{First: 5432, Last: 5432}}}},
+				{Action: "Allow", Protocol: udp, Destination: store.EntityRule{Ports: []store.Port{{First: 53, Last: 53}}}},
+				{Action: "Deny", Destination: store.EntityRule{Nets: []string{"169.254.0.0/16"}}},
+			},
+		}
+		in.Add(&store.NetworkPolicy{Metadata: store.ObjectMeta{Name: fmt.Sprintf("np-%03d", k), Namespace: fmt.Sprintf("ns-%d", k%4)}, Spec: spec})
+		g := store.GlobalNetworkPolicySpec{Order: spec.Order, Selector: spec.Selector, Types: spec.Types, Ingress: spec.Ingress, Egress: spec.Egress}
+		in.Add(&store.GlobalNetworkPolicy{Metadata: store.ObjectMeta{Name: fmt.Sprintf("gnp-%03d", k)}, Spec: g})
+	}
+	return in
+}
+
+// BenchmarkCompute is the agent's whole calculation at the lab benchmark's
+// scale: what every policy change costs before nftables.
+func BenchmarkCompute(b *testing.B) {
+	in := benchInput()
+	var d Desired
+	for b.Loop() {
+		d = Compute(in)
+	}
+	if len(d.Problems) > 0 || len(d.Ruleset.Workloads) != 1000 {
+		b.Fatalf("%d workloads, problems %v", len(d.Ruleset.Workloads), d.Problems)
+	}
+	b.ReportMetric(float64(len(d.Ruleset.Sets)), "sets")
+	b.ReportMetric(float64(len(d.Ruleset.Policies)), "policies")
+}
+
+// BenchmarkComputeAndRender adds the rendering of the table, which every
+// Apply does before it diffs against the kernel's.
+func BenchmarkComputeAndRender(b *testing.B) {
+	in := benchInput()
+	for b.Loop() {
+		if _, err := nft.Render(Compute(in).Ruleset); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
