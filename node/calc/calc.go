@@ -122,9 +122,9 @@ type calculation struct {
 	profiles  map[string]*store.Profile
 	groups    map[string]*group
 	workloads map[*store.WorkloadEndpoint]workload
-	paths     map[string]nft.Path // by direction, profiles and group
-	ordered   []policy            // orderedPolicies, once computed
-	sorted    []*group            // sortedGroups, once computed
+	paths     map[string]nft.Path   // by direction, profiles and group
+	ordered   []policy              // orderedPolicies, once computed
+	sorted    []*group              // sortedGroups, once computed
 	policies  map[string]nft.Policy // by chain name, those referenced
 	sets      map[string]*setSpec   // by set name
 	problems  []string
