@@ -68,7 +68,10 @@ type Agent struct {
 	stale      []route.Route
 	staleUntil time.Time
 
-	kick chan struct{}
+	// kick wakes the loop for a local change (a workload added here:
+	// this host's address blocks may have changed too); changed for a
+	// change in the datastore.
+	kick, changed chan struct{}
 
 	mu       sync.Mutex
 	ds       datastore
@@ -113,6 +116,7 @@ func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, er
 		dsc:      make(chan datastore, 1),
 		bgp:      newBGPDriver(cfg.Speaker, cfg.Log),
 		kick:     make(chan struct{}, 1),
+		changed:  make(chan struct{}, 1),
 		progress: make(chan struct{}),
 	}, nil
 }
@@ -153,8 +157,15 @@ func (a *Agent) Run(ctx context.Context) error {
 				if ev.Err != nil {
 					a.log.Warn("datastore unreachable; enforcing the last state", "err", ev.Err)
 				}
-				if a.cache.update(ev) {
-					a.trigger()
+				switch {
+				case !a.cache.update(ev):
+				case ev.Snapshot:
+					a.trigger() // a whole new state: read the blocks too
+				default:
+					select {
+					case a.changed <- struct{}{}:
+					default:
+					}
 				}
 			})
 		case <-ctx.Done():
@@ -167,6 +178,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer timer.Stop()
 	backoff := time.Duration(0)
 	for {
+		// Reading this host's blocks costs a round trip to etcd: not on
+		// the path of a datastore change, which cannot move them (only
+		// this host's own IPAM calls, which kick, and the periodic pass
+		// that catches anything else).
+		blocks := true
 		select {
 		case <-ctx.Done():
 			// With graceful restart the peers keep our routes while we
@@ -177,8 +193,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-a.bgp.changed:
+		case <-a.changed:
+			blocks = false
 		case <-a.kick:
 		case <-timer.C:
+		}
+		if blocks {
+			a.refreshBlocks(ctx)
 		}
 		err := a.apply(ctx)
 		if err != nil {
@@ -203,7 +224,6 @@ func (a *Agent) jitter() time.Duration {
 // nothing until the cache holds a complete state: no driver may delete
 // what it owns on the strength of a partial view.
 func (a *Agent) apply(ctx context.Context) error {
-	a.refreshBlocks(ctx)
 	in, rev, ok := a.cache.input(a.cfg.Name)
 	if !ok {
 		return nil
