@@ -72,6 +72,8 @@ type Agent struct {
 	// this host's address blocks may have changed too); changed for a
 	// change in the datastore.
 	kick, changed chan struct{}
+	// calc remembers the last calculation (used by the loop alone).
+	calc calc.Calculator
 
 	mu       sync.Mutex
 	ds       datastore
@@ -229,7 +231,7 @@ func (a *Agent) apply(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	d := calc.Compute(in)
+	d := a.calc.Compute(in)
 	computed := time.Now()
 	if p := strings.Join(d.Problems, "; "); p != a.problems {
 		a.problems = p

@@ -13,7 +13,11 @@ import (
 // with 1,000 endpoints each (labels app a0-a49, role r0-r99, tier t0-t4,
 // namespaces ns-0 to ns-3, profiles p0-p19), 250 GlobalNetworkPolicies
 // and 250 NetworkPolicies of 7 rules with selectors of five shapes.
-func benchInput() Input {
+func benchInput() Input { return benchInputSized(3, 1000, 250) }
+
+// benchInputSized is benchInput with hosts hosts of n endpoints and
+// 2*policies policies.
+func benchInputSized(hosts, n, policies int) Input {
 	in := Input{Node: "host1"}
 	for p := range 20 {
 		name := fmt.Sprintf("p%d", p)
@@ -23,9 +27,9 @@ func benchInput() Input {
 			Egress:        []store.Rule{{Action: "Allow"}},
 		}})
 	}
-	for h := range 3 {
+	for h := range hosts {
 		node := fmt.Sprintf("host%d", h+1)
-		for i := range 1000 {
+		for i := range n {
 			a4 := netip.AddrFrom4([4]byte{10, 65, byte(h*4 + i>>8), byte(i)})
 			in.Add(&store.WorkloadEndpoint{
 				Metadata: store.ObjectMeta{Name: fmt.Sprintf("%s-w%d", node, i), Namespace: fmt.Sprintf("ns-%d", i%4),
@@ -51,7 +55,7 @@ func benchInput() Input {
 	}
 	tcp := &store.Protocol{Num: 6}
 	udp := &store.Protocol{Num: 17}
-	for k := range 250 {
+	for k := range policies {
 		order := float64(100 + k)
 		spec := store.NetworkPolicySpec{
 			Order: &order, Selector: selector(k), Types: []string{"Ingress", "Egress"},
@@ -97,5 +101,22 @@ func BenchmarkComputeAndRender(b *testing.B) {
 		if _, err := nft.Render(Compute(in).Ruleset); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCalculatorPolicyChange is what the agent computes for a change
+// of one rule of one policy, with its memory of the previous state.
+func BenchmarkCalculatorPolicyChange(b *testing.B) {
+	in := benchInput()
+	deny := *in.GlobalPolicies[0]
+	deny.Spec.Ingress = append([]store.Rule{{Action: "Deny"}}, deny.Spec.Ingress...)
+	versions := []*store.GlobalNetworkPolicy{in.GlobalPolicies[0], &deny}
+	var k Calculator
+	k.Compute(in)
+	i := 0
+	for b.Loop() {
+		i++
+		in.GlobalPolicies[0] = versions[i%2]
+		k.Compute(in)
 	}
 }

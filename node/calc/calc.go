@@ -129,6 +129,42 @@ type calculation struct {
 	sets      map[string]*setSpec   // by set name
 	problems  []string
 	selectors map[string]*selector.Selector
+
+	// What a Calculator reuses from its previous call.
+	prev      *calculation
+	byChain   map[string]policy       // orderedPolicies and profiles by chain
+	selection string                  // what paths depend on besides groups and profiles
+	compiled  map[any]compiled        // by the resource (pointer) compiled
+	memberOf  map[string][]netip.Addr // set members by set name
+	sameEnds  bool                    // the groups are prev's
+	selErrs   map[string]string       // why a selector did not parse
+}
+
+// compiled is a policy or profile turned into rules, with the sets its
+// rules refer to.
+type compiled struct {
+	chain    string
+	pol      nft.Policy
+	sets     map[string]*setSpec
+	problems []string // reported while compiling it
+}
+
+// Calculator is Compute with a memory: it keeps what it derived from the
+// resources of its previous call (labels and groups of endpoints, paths,
+// compiled policies, set members) and reuses it where the resources it
+// came from did not change. The agent's cache replaces a resource that
+// changes and never modifies one, so an unchanged resource is the same
+// pointer; a Calculator must only be given inputs made that way. Its
+// result is always Compute's.
+type Calculator struct{ last *calculation }
+
+// Compute is the dataplane for in.
+func (k *Calculator) Compute(in Input) Desired {
+	c := newCalculation(in, k.last)
+	d := c.compute()
+	c.prev = nil
+	k.last = c
+	return d
 }
 
 type setSpec struct {
@@ -138,23 +174,69 @@ type setSpec struct {
 }
 
 // newCalculation indexes in: profiles by name and every endpoint that
-// selectors can pick.
-func newCalculation(in Input) *calculation {
+// selectors can pick, reusing what prev (if any) derived from the same
+// resources.
+func newCalculation(in Input, prev *calculation) *calculation {
 	c := &calculation{
 		in:        in,
 		profiles:  map[string]*store.Profile{},
 		policies:  map[string]nft.Policy{},
 		sets:      map[string]*setSpec{},
 		selectors: map[string]*selector.Selector{},
+		selErrs:   map[string]string{},
 		groups:    map[string]*group{},
 		workloads: make(map[*store.WorkloadEndpoint]workload, len(in.Workloads)),
 		paths:     map[string]nft.Path{},
+		compiled:  map[any]compiled{},
+		memberOf:  map[string][]netip.Addr{},
+		prev:      prev,
 	}
 	for _, p := range in.Profiles {
 		c.profiles[p.Metadata.Name] = p
 	}
+	sameProfiles := prev != nil && maps.Equal(prev.profiles, c.profiles)
+	if sameProfiles && prev.sameEndpoints(in) {
+		c.groups, c.sorted, c.workloads, c.sameEnds = prev.groups, prev.sorted, prev.workloads, true
+	} else {
+		c.addEndpoints(in, sameProfiles)
+	}
+	c.orderedPolicies()
+	if sameProfiles && c.selection == prev.selection {
+		c.paths = prev.paths
+	}
+	return c
+}
+
+// sameEndpoints tells whether in has exactly the endpoints (the same
+// pointers) that c was computed from.
+func (c *calculation) sameEndpoints(in Input) bool {
+	if len(in.Workloads) != len(c.in.Workloads) || len(in.HostEndpoints) != len(c.in.HostEndpoints) {
+		return false
+	}
 	for _, w := range in.Workloads {
-		d := workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
+		if _, ok := c.workloads[w]; !ok {
+			return false
+		}
+	}
+	for _, h := range in.HostEndpoints {
+		if !slices.Contains(c.in.HostEndpoints, h) {
+			return false
+		}
+	}
+	return true
+}
+
+// addEndpoints files every endpoint under its group; with the profiles
+// unchanged, a workload prev knew keeps its labels and addresses.
+func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
+	for _, w := range in.Workloads {
+		d, ok := workload{}, false
+		if sameProfiles {
+			d, ok = c.prev.workloads[w]
+		}
+		if !ok {
+			d = workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
+		}
 		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs)
 		c.workloads[w] = d
 	}
@@ -167,7 +249,6 @@ func newCalculation(in Input) *calculation {
 		}
 		c.addToGroup("", c.hostLabels(h), addrs)
 	}
-	return c
 }
 
 // addToGroup files an endpoint's addresses under its group and returns
@@ -184,8 +265,10 @@ func (c *calculation) addToGroup(ns string, labels map[string]string, addrs []ne
 }
 
 // Compute is the dataplane for in.
-func Compute(in Input) Desired {
-	c := newCalculation(in)
+func Compute(in Input) Desired { return newCalculation(in, nil).compute() }
+
+func (c *calculation) compute() Desired {
+	in := c.in
 	var d Desired
 	local := localWorkloads(in)
 	for _, w := range local {
@@ -209,10 +292,24 @@ func Compute(in Input) Desired {
 		d.Ruleset.Policies = append(d.Ruleset.Policies, c.policies[name])
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
-		d.Ruleset.Sets = append(d.Ruleset.Sets, nft.Set{Name: name, Members: c.members(c.sets[name])})
+		m, ok := c.memberOf[name]
+		if !ok && c.sameEnds {
+			m, ok = c.prev.memberOf[name]
+		}
+		if !ok {
+			m = c.members(c.sets[name])
+		}
+		c.memberOf[name] = m
+		d.Ruleset.Sets = append(d.Ruleset.Sets, nft.Set{Name: name, Members: m})
 	}
 	d.Ruleset.EndpointToHost = endpointToHost(in)
-	d.Problems = c.problems
+	seen := map[string]bool{}
+	for _, p := range c.problems { // a memory may report one twice
+		if !seen[p] {
+			seen[p] = true
+			d.Problems = append(d.Problems, p)
+		}
+	}
 	return d
 }
 
@@ -288,7 +385,18 @@ func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, 
 		p = c.pathOf(labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
 		c.paths[key] = p
 	}
+	c.use(p)
 	return p
+}
+
+// use compiles the policies and profiles of a path.
+func (c *calculation) use(p nft.Path) {
+	for _, chain := range slices.Concat(p.Policies, p.Profiles) {
+		if _, done := c.policies[chain]; !done {
+			pol := c.byChain[chain]
+			c.addPolicy(chain, pol.res, pol.ingress, pol.egress, pol.ns)
+		}
+	}
 }
 
 // pathOf is the path of an endpoint with these labels in namespace ns
@@ -317,16 +425,13 @@ func (c *calculation) pathOf(labels map[string]string, ns string, profiles []str
 			continue
 		}
 		out.Policies = append(out.Policies, p.chain)
-		c.addPolicy(p.chain, p.ingress, p.egress, p.ns)
 	}
 	for _, name := range profiles {
 		p := c.profiles[name]
 		if p == nil {
 			continue // a missing profile allows nothing
 		}
-		chain := chainName("pro-", name)
-		out.Profiles = append(out.Profiles, chain)
-		c.addPolicy(chain, p.Spec.Ingress, p.Spec.Egress, "")
+		out.Profiles = append(out.Profiles, chainName("pro-", name))
 	}
 	return out
 }
@@ -334,6 +439,7 @@ func (c *calculation) pathOf(labels map[string]string, ns string, profiles []str
 // policy is a GlobalNetworkPolicy or NetworkPolicy ready to select
 // endpoints.
 type policy struct {
+	res             any // the resource, for the Calculator's memory
 	global          bool
 	ns              string // a NetworkPolicy's namespace
 	chain           string
@@ -347,7 +453,7 @@ type policy struct {
 // by order (none last), then by name (namespace/name for a
 // NetworkPolicy).
 func (c *calculation) orderedPolicies() []policy {
-	if c.ordered != nil {
+	if c.byChain != nil {
 		return c.ordered
 	}
 	type keyed struct {
@@ -358,20 +464,41 @@ func (c *calculation) orderedPolicies() []policy {
 	var ps []keyed
 	for _, g := range c.in.GlobalPolicies {
 		s := &g.Spec
-		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, policy{global: true, chain: chainName("gnp-", g.Metadata.Name),
+		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, policy{res: g, global: true, chain: chainName("gnp-", g.Metadata.Name),
 			types: s.Types, sel: c.selector(s.Selector), nsSel: s.NamespaceSelector, ingress: s.Ingress, egress: s.Egress}})
 	}
 	for _, p := range c.in.Policies {
 		s, ns := &p.Spec, p.Metadata.Namespace
-		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, policy{ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
+		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, policy{res: p, ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
 			types: s.Types, sel: c.selector(s.Selector), ingress: s.Ingress, egress: s.Egress}})
 	}
 	slices.SortFunc(ps, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key)) })
 	c.ordered = make([]policy, 0, len(ps))
+	c.byChain = make(map[string]policy, len(ps)+len(c.profiles))
+	var sel strings.Builder
 	for _, p := range ps {
 		c.ordered = append(c.ordered, p.p)
+		c.byChain[p.p.chain] = p.p
+		fmt.Fprintf(&sel, "%s\x00%s\x00%q\x00%q\n", p.p.chain, p.p.types, c.policySelector(p.p.res), p.p.nsSel)
+	}
+	c.selection = sel.String()
+	for name, p := range c.profiles {
+		chain := chainName("pro-", name)
+		c.byChain[chain] = policy{res: p, chain: chain, ingress: p.Spec.Ingress, egress: p.Spec.Egress}
 	}
 	return c.ordered
+}
+
+// policySelector is the selector of a GlobalNetworkPolicy or
+// NetworkPolicy.
+func (c *calculation) policySelector(res any) string {
+	switch r := res.(type) {
+	case *store.GlobalNetworkPolicy:
+		return r.Spec.Selector
+	case *store.NetworkPolicy:
+		return r.Spec.Selector
+	}
+	return ""
 }
 
 // orderOf sorts a policy without an order after every policy with one.
@@ -407,18 +534,44 @@ func chainName(prefix, name string) string {
 	return prefix + name
 }
 
-func (c *calculation) addPolicy(chain string, ingress, egress []store.Rule, ns string) {
+func (c *calculation) addPolicy(chain string, res any, ingress, egress []store.Rule, ns string) {
 	if _, done := c.policies[chain]; done {
 		return
 	}
-	p := nft.Policy{Name: chain}
-	for _, r := range ingress {
-		p.Ingress = append(p.Ingress, c.rule(r, ns))
+	cp, ok := compiled{}, false
+	if c.prev != nil && res != nil {
+		cp, ok = c.prev.compiled[res]
+		ok = ok && cp.chain == chain
 	}
-	for _, r := range egress {
-		p.Egress = append(p.Egress, c.rule(r, ns))
+	if ok {
+		c.problems = append(c.problems, cp.problems...)
+	} else {
+		before := len(c.problems)
+		cp = compiled{chain: chain, pol: nft.Policy{Name: chain}, sets: map[string]*setSpec{}}
+		for _, r := range ingress {
+			cp.pol.Ingress = append(cp.pol.Ingress, c.rule(r, ns))
+		}
+		for _, r := range egress {
+			cp.pol.Egress = append(cp.pol.Egress, c.rule(r, ns))
+		}
+		for _, r := range slices.Concat(cp.pol.Ingress, cp.pol.Egress) {
+			for _, n := range []string{r.Src.Set, r.Src.NotSet, r.Dst.Set, r.Dst.NotSet} {
+				if n != "" {
+					cp.sets[n] = c.sets[n]
+				}
+			}
+		}
+		cp.problems = slices.Clone(c.problems[before:])
 	}
-	c.policies[chain] = p
+	for n, s := range cp.sets {
+		if _, ok := c.sets[n]; !ok {
+			c.sets[n] = s
+		}
+	}
+	if res != nil {
+		c.compiled[res] = cp
+	}
+	c.policies[chain] = cp.pol
 }
 
 // selector parses a selector once per Compute; an unparsable one matches
@@ -427,10 +580,20 @@ func (c *calculation) selector(s string) *selector.Selector {
 	if sel, ok := c.selectors[s]; ok {
 		return sel
 	}
-	sel, err := selector.Parse(s)
-	if err != nil {
-		c.problems = append(c.problems, err.Error())
-		sel = nil
+	var sel *selector.Selector
+	var problem string
+	if p := c.prev; p != nil && p.selectors[s] != nil {
+		sel = p.selectors[s]
+	} else if p != nil && p.selErrs[s] != "" {
+		problem = p.selErrs[s]
+	} else if parsed, err := selector.Parse(s); err != nil {
+		problem = err.Error()
+	} else {
+		sel = parsed
+	}
+	if problem != "" {
+		c.problems = append(c.problems, problem)
+		c.selErrs[s] = problem
 	}
 	c.selectors[s] = sel
 	return sel

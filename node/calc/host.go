@@ -32,11 +32,14 @@ func (c *calculation) hostEndpoints() []nft.HostEndpoint {
 		}
 		seen[iface] = h.Metadata.Name
 		labels := c.hostLabels(h)
-		out = append(out, nft.HostEndpoint{
+		e := nft.HostEndpoint{
 			Iface:   iface,
 			Ingress: c.pathOf(labels, "", h.Spec.Profiles, "Ingress"),
 			Egress:  c.pathOf(labels, "", h.Spec.Profiles, "Egress"),
-		})
+		}
+		c.use(e.Ingress)
+		c.use(e.Egress)
+		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b nft.HostEndpoint) int { return cmp.Compare(a.Iface, b.Iface) })
 	return out

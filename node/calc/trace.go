@@ -119,7 +119,7 @@ func Trace(in Input, from, to *store.WorkloadEndpoint, pkt Packet) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	c := newCalculation(in)
+	c := newCalculation(in, nil)
 	t := &tracer{c: c, fam: version, src: src, dst: dst, pkt: pkt, members: map[string][]netip.Addr{}, sources: c.sources()}
 	r := Result{IPVersion: version, Src: src, Dst: dst}
 	r.Egress = t.path(from, nft.Egress)

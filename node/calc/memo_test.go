@@ -1,0 +1,100 @@
+package calc
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"calico/nft"
+	"calico/store"
+)
+
+// TestCalculatorEqualsCompute replays a sequence of datastore changes, as
+// the agent's cache makes them (a changed resource is a new pointer), and
+// checks after each that the Calculator's result is Compute's, down to
+// the rendered table.
+func TestCalculatorEqualsCompute(t *testing.T) {
+	in := benchInputSized(2, 60, 30)
+	replace := func(list any, i int, r store.Resource) {
+		switch l := list.(type) {
+		case []*store.GlobalNetworkPolicy:
+			l[i] = r.(*store.GlobalNetworkPolicy)
+		case []*store.NetworkPolicy:
+			l[i] = r.(*store.NetworkPolicy)
+		case []*store.WorkloadEndpoint:
+			l[i] = r.(*store.WorkloadEndpoint)
+		case []*store.Profile:
+			l[i] = r.(*store.Profile)
+		}
+	}
+	steps := []struct {
+		name   string
+		change func()
+	}{
+		{"nothing", func() {}},
+		{"a rule of a policy", func() {
+			g := *in.GlobalPolicies[3]
+			g.Spec.Ingress = slices.Clone(g.Spec.Ingress)
+			g.Spec.Ingress[0].Action = "Deny"
+			replace(in.GlobalPolicies, 3, &g)
+		}},
+		{"a rule's selector, to one that does not parse", func() {
+			g := *in.GlobalPolicies[4]
+			g.Spec.Egress = slices.Clone(g.Spec.Egress)
+			g.Spec.Egress[0].Destination.Selector = "app == "
+			replace(in.GlobalPolicies, 4, &g)
+		}},
+		{"a policy's selector", func() {
+			p := *in.Policies[5]
+			p.Spec.Selector = "tier == 't1'"
+			replace(in.Policies, 5, &p)
+		}},
+		{"a policy's order", func() {
+			p := *in.Policies[6]
+			o := -1.0
+			p.Spec.Order = &o
+			replace(in.Policies, 6, &p)
+		}},
+		{"a workload's labels", func() {
+			w := *in.Workloads[7]
+			w.Metadata.Labels = map[string]string{"app": "a3", "role": "r9"}
+			replace(in.Workloads, 7, &w)
+		}},
+		{"a workload added", func() {
+			w := *in.Workloads[8]
+			w.Metadata.Name += "-new"
+			w.Spec.InterfaceName = "calinew"
+			w.Spec.IPNetworks = []string{"10.99.0.1/32"}
+			in.Workloads = append(in.Workloads, &w)
+		}},
+		{"a workload removed", func() { in.Workloads = slices.Delete(in.Workloads, 9, 10) }},
+		{"a profile's labels", func() {
+			p := *in.Profiles[1]
+			p.Spec.LabelsToApply = map[string]string{"p1": "", "extra": "yes"}
+			replace(in.Profiles, 1, &p)
+		}},
+		{"a profile removed", func() { in.Profiles = slices.Delete(in.Profiles, 2, 3) }},
+		{"a policy removed", func() { in.GlobalPolicies = slices.Delete(in.GlobalPolicies, 0, 1) }},
+		{"a host endpoint", func() {
+			in.Add(&store.HostEndpoint{Metadata: store.ObjectMeta{Name: "h", Labels: map[string]string{"app": "a1"}},
+				Spec: store.HostEndpointSpec{Node: "host1", InterfaceName: "*", ExpectedIPs: []string{"172.31.1.11"}}})
+		}},
+		{"the same input in another order", func() { slices.Reverse(in.Workloads); slices.Reverse(in.GlobalPolicies) }},
+	}
+	var k Calculator
+	for _, s := range steps {
+		s.change()
+		got, want := k.Compute(in), Compute(in)
+		if g, w := got.String(), want.String(); g != w {
+			t.Fatalf("after %s: the Calculator's result differs from Compute's:\n%s\nwant:\n%s", s.name, g, w)
+		}
+		if g, w := fmt.Sprint(got.Problems), fmt.Sprint(want.Problems); g != w {
+			t.Errorf("after %s: problems %s, want %s", s.name, g, w)
+		}
+		gt, err1 := nft.Render(got.Ruleset)
+		wt, err2 := nft.Render(want.Ruleset)
+		if err1 != nil || err2 != nil || gt.String() != wt.String() {
+			t.Fatalf("after %s: the rendered tables differ (%v, %v)", s.name, err1, err2)
+		}
+	}
+}
