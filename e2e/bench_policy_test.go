@@ -489,6 +489,5 @@ func measureResyncs(t *testing.T, lab *Lab, hosts []string) []string {
 		out = append(out, fmt.Sprintf("| %s | %v | %s | %s | %s | %s | %s | %s | %s |", r.host, map[bool]string{true: "yes", false: "no"}[r.cache],
 			ms(r.programmed), ms(r.first.Start().Sub(r.start)), ms(r.first.Calc), ms(r.first.NFT), ms(r.first.Routes), ms(r.api), ms(r.synced)))
 	}
-	out = append(out, "")
 	return out
 }
