@@ -31,6 +31,9 @@ type Applier struct {
 	// it lost events.
 	mon    *monitor
 	owners map[string]policyDir
+	// render remembers the last rendering: a Ruleset's slices are never
+	// modified once given to Apply.
+	render renderer
 	setID  uint32
 	// last and lastSource describe the last successful Apply; failSends
 	// makes that many transactions fail before they are sent (tests).
@@ -84,7 +87,9 @@ type result struct {
 
 // Apply makes the kernel's table equal to Render(rs) in one atomic
 // transaction that changes only the difference. Calling it again with the
-// same input sends nothing.
+// same input sends nothing. The caller must not modify rs's slices
+// afterwards: what Apply rendered from a slice it is given again is
+// reused (give changed contents in new slices).
 //
 // It knows what the kernel holds from its own last transaction as long as
 // the ruleset generation shows that nobody committed since, or the
@@ -96,12 +101,12 @@ type result struct {
 // read is returned as is; the next Apply starts from a read-back.
 func (a *Applier) Apply(ctx context.Context, rs Ruleset) error {
 	start := time.Now()
-	want, err := Render(rs)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want, err := a.render.render(rs)
 	if err != nil {
 		return fmt.Errorf("rendering ruleset: %w", err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.owners = want.owners
 
 	var errs []error

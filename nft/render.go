@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/google/nftables/expr"
 )
@@ -121,13 +122,52 @@ func newRule(label string, stmts ...stmt) ChainRule {
 // Render computes the table for rs. It is pure: the same Ruleset gives the
 // same Table, whatever the order of its slices. It fails when rs does not
 // validate.
-func Render(rs Ruleset) (*Table, error) {
+func Render(rs Ruleset) (*Table, error) { return new(renderer).render(rs) }
+
+// renderer is Render with a memory of its previous call: what it rendered
+// from the very same slices (same array, same length) is reused instead of
+// rendered again. The Applier's callers never modify a Ruleset's slices
+// once given (the calculation makes new ones for whatever changes), so a
+// policy, path or set that did not change costs a map lookup. The memory
+// holds only what the previous call used, and its keys keep those arrays
+// alive, so an address cannot be reused for other contents.
+type renderer struct {
+	last, next memo
+}
+
+type memo struct {
+	policies map[policyKey][]ChainRule
+	groups   map[pathKey]Chain
+	sets     map[addrsKey][2][]Element
+}
+
+type policyKey struct {
+	name  string
+	dir   Direction
+	rules *Rule
+	n     int
+}
+
+type pathKey struct {
+	dir           Direction
+	pols, pros    *string
+	npols, nprofs int
+}
+
+type addrsKey struct {
+	addrs *netip.Addr
+	n     int
+}
+
+func (r *renderer) render(rs Ruleset) (*Table, error) {
 	if err := rs.Validate(); err != nil {
 		return nil, err
 	}
+	r.next = memo{policies: map[policyKey][]ChainRule{}, groups: map[pathKey]Chain{}, sets: map[addrsKey][2][]Element{}}
+	defer func() { r.last, r.next = r.next, memo{} }()
 	t := &Table{owners: map[string]policyDir{}}
 	for _, s := range rs.Sets {
-		v4, v6 := addrElems(s.Members)
+		v4, v6 := r.addrElems(s.Members)
 		t.Sets = append(t.Sets,
 			TableSet{Name: setName(s.Name, 4), Type: SetIPv4, Elems: v4},
 			TableSet{Name: setName(s.Name, 6), Type: SetIPv6, Elems: v6})
@@ -140,14 +180,14 @@ func Render(rs Ruleset) (*Table, error) {
 	// group names the chain that evaluates p in direction d, adding it
 	// and marking its policies used the first time.
 	group := func(d Direction, p Path) string {
-		name := groupChain(d, p)
-		if _, ok := groups[name]; !ok {
-			groups[name] = Chain{Name: name, Rules: groupRules(d, p)}
+		c := r.group(d, p)
+		if _, ok := groups[c.Name]; !ok {
+			groups[c.Name] = c
 			for _, n := range slices.Concat(p.Policies, p.Profiles) {
 				used[policyDir{n, d}] = true
 			}
 		}
-		return name
+		return c.Name
 	}
 	for _, ep := range rs.Workloads {
 		to = append(to, Element{Key: ifaceKey(ep.Iface), Goto: group(Ingress, ep.Ingress)})
@@ -185,13 +225,50 @@ func Render(rs Ruleset) (*Table, error) {
 			}
 			name := policyChain(p.Name, d)
 			t.owners[name] = policyDir{p.Name, d}
-			t.Chains = append(t.Chains, Chain{Name: name, Rules: policyRules(p, d)})
+			t.Chains = append(t.Chains, Chain{Name: name, Rules: r.policyRules(p, d)})
 		}
 	}
 
 	slices.SortFunc(t.Sets, func(a, b TableSet) int { return cmp.Compare(a.Name, b.Name) })
 	sortChains(t.Chains)
 	return t, nil
+}
+
+// addrElems is addrElems, remembered.
+func (r *renderer) addrElems(members []netip.Addr) (v4, v6 []Element) {
+	k := addrsKey{unsafe.SliceData(members), len(members)}
+	e, ok := r.last.sets[k]
+	if !ok {
+		e[0], e[1] = addrElems(members)
+	}
+	r.next.sets[k] = e
+	return e[0], e[1]
+}
+
+// group is the chain of a path, remembered.
+func (r *renderer) group(d Direction, p Path) Chain {
+	k := pathKey{d, unsafe.SliceData(p.Policies), unsafe.SliceData(p.Profiles), len(p.Policies), len(p.Profiles)}
+	c, ok := r.last.groups[k]
+	if !ok {
+		c = Chain{Name: groupChain(d, p), Rules: groupRules(d, p)}
+	}
+	r.next.groups[k] = c
+	return c
+}
+
+// policyRules is policyRules, remembered.
+func (r *renderer) policyRules(p Policy, d Direction) []ChainRule {
+	rules := p.Ingress
+	if d == Egress {
+		rules = p.Egress
+	}
+	k := policyKey{p.Name, d, unsafe.SliceData(rules), len(rules)}
+	out, ok := r.last.policies[k]
+	if !ok {
+		out = policyRules(p, d)
+	}
+	r.next.policies[k] = out
+	return out
 }
 
 // addrElems splits addresses by family into sorted, unique set elements.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -121,5 +122,51 @@ func TestValidate(t *testing.T) {
 		if err := s.rs.Validate(); err != nil {
 			t.Errorf("%s: %v", s.name, err)
 		}
+	}
+}
+
+// TestRendererRemembers checks that the Applier's renderer gives Render's
+// table whatever it renders before, reuses what it rendered from the same
+// slices, and renders anew what comes in new slices.
+func TestRendererRemembers(t *testing.T) {
+	var r renderer
+	for range 2 {
+		for _, s := range states {
+			got, err := r.render(s.rs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := Render(s.rs)
+			if got.String() != want.String() {
+				t.Fatalf("%s: the renderer's table differs from Render's:\n%s", s.name, lineDiff(want.String(), got.String()))
+			}
+		}
+	}
+
+	rs := big(20, 10)
+	first, _ := r.render(rs)
+	again, _ := r.render(rs)
+	rules := func(tbl *Table, name string) []ChainRule {
+		for _, c := range tbl.Chains {
+			if c.Name == name {
+				return c.Rules
+			}
+		}
+		t.Fatalf("no chain %s", name)
+		return nil
+	}
+	if unsafe.SliceData(rules(first, "policy-3-in")) != unsafe.SliceData(rules(again, "policy-3-in")) {
+		t.Error("the same policy slice was rendered again instead of reused")
+	}
+
+	// A new slice with a change of the same length is rendered anew.
+	changed := rs
+	changed.Policies = slices.Clone(rs.Policies)
+	changed.Policies[3].Ingress = slices.Clone(rs.Policies[3].Ingress)
+	changed.Policies[3].Ingress[0].Dst.Ports = []PortRange{{8080, 8080}}
+	got, _ := r.render(changed)
+	want, _ := Render(changed)
+	if got.String() != want.String() || !strings.Contains(got.String(), "th dport 8080") {
+		t.Errorf("a changed policy in a new slice was not rendered anew:\n%s", lineDiff(want.String(), got.String()))
 	}
 }
