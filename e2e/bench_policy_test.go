@@ -328,7 +328,7 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 
 	// Latency per host, and where it went: from the start of `calico
 	// apply` to the agent's apply starting (the CLI, etcd, the watch),
-	// the calculation, the nftables apply (render and kernel).
+	// the calculation, the nftables apply (render, diff, kernel).
 	var all []time.Duration
 	perHost := map[string][]time.Duration{}
 	var cliTook, toAgent, calc, nft, toPacket []time.Duration
@@ -374,8 +374,8 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 	}
 	out = append(out,
 		fmt.Sprintf("| where it goes, medians: `calico apply` returns (process start, API, etcd write) | %s |", ms(medianOf(cliTook))),
-		fmt.Sprintf("| start to the agent's apply starting (the above, the watch, the blocks read) | %s |", ms(medianOf(toAgent))),
-		fmt.Sprintf("| the agent's calculation (whole state: endpoints, policies, sets) | %s |", ms(medianOf(calc))),
+		fmt.Sprintf("| start to the agent's apply starting (the CLI, etcd, the watch) | %s |", ms(medianOf(toAgent))),
+		fmt.Sprintf("| the agent's calculation | %s |", ms(medianOf(calc))),
 		fmt.Sprintf("| the nftables apply (render, diff, one transaction) | %s |", ms(medianOf(nft))),
 		fmt.Sprintf("| end of the calculation to the first packet with the new outcome | %s |", ms(medianOf(toPacket))),
 		fmt.Sprintf("| calculation, p99 / nftables apply, p99 | %s / %s |", ms(percentile(slices.Sorted(slices.Values(calc)), 0.99)), ms(percentile(slices.Sorted(slices.Values(nft)), 0.99))),
