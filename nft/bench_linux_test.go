@@ -105,7 +105,7 @@ func BenchmarkPrivilegedApplyPolicy(b *testing.B) {
 	changed.Policies = slices.Clone(base.Policies)
 	changed.Policies[3].Ingress = slices.Clone(base.Policies[3].Ingress)
 	changed.Policies[3].Ingress[0].Dst.Ports = []PortRange{{8080, 8080}}
-	toggle(b, a, initial, changed, base, Stats{ChainsFlushed: 1, RulesAdded: 5})
+	toggle(b, a, initial, changed, base, Stats{ChainsFlushed: 1, RulesAdded: 7})
 }
 
 // BenchmarkPrivilegedApplyNoChange re-applies the same table of 1,000

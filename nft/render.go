@@ -415,7 +415,9 @@ func policyRules(p Policy, d Direction) []ChainRule {
 	for i, r := range rules {
 		label := fmt.Sprintf("rule %d", i)
 		for _, fam := range ruleFamilies(r) {
-			out = append(out, newRule(label, ruleStmts(r, fam)...))
+			for _, stmts := range ruleStmts(r, fam) {
+				out = append(out, newRule(label, stmts...))
+			}
 		}
 	}
 	return out
@@ -491,62 +493,166 @@ func prefixFamily(p netip.Prefix) family {
 	return 6
 }
 
-// ruleStmts renders one Calico rule for one family.
-func ruleStmts(r Rule, fam family) []stmt {
-	var out []stmt
+// Short lists of nets or ports are not anonymous sets: the kernel's cost
+// of adding a set grows with the sets already in the table, so a table of
+// thousands of rules like "ports: [80, 443]" loaded slowly. A negated list
+// of at most maxInline entries becomes that many comparisons in the rule
+// (not any of them = none of them); a positive one becomes one kernel rule
+// per entry, as long as a Calico rule of one family stays within
+// maxVariants kernel rules. The entries are made disjoint first, so a
+// packet matches at most one of the rules (a Log rule logs once).
+const (
+	maxInline   = 4
+	maxVariants = 4
+)
+
+// position is one place in a rule's statements: one statement, or a list
+// whose entries are alternatives (whole is the list as one set lookup).
+type position struct {
+	alts  []stmt
+	whole stmt
+}
+
+// ruleStmts renders one Calico rule for one family, as one or more kernel
+// rules.
+func ruleStmts(r Rule, fam family) [][]stmt {
+	var pos []position
+	one := func(s stmt) { pos = append(pos, position{alts: []stmt{s}}) }
 	if fam != 0 {
-		out = append(out, nfproto{fam})
+		one(nfproto{fam})
 	}
 	if r.Protocol != nil {
-		out = append(out, l4proto{proto: *r.Protocol})
+		one(l4proto{proto: *r.Protocol})
 	}
 	if r.NotProtocol != nil {
-		out = append(out, l4proto{proto: *r.NotProtocol, neg: true})
+		one(l4proto{proto: *r.NotProtocol, neg: true})
 	}
-	for _, end := range []struct {
+	ends := []struct {
 		m   Match
 		dst bool
-	}{{r.Src, false}, {r.Dst, true}} {
+	}{{r.Src, false}, {r.Dst, true}}
+	for _, end := range ends {
 		if end.m.Set != "" {
-			out = append(out, addrSet{fam: fam, dst: end.dst, set: setName(end.m.Set, fam)})
+			one(addrSet{fam: fam, dst: end.dst, set: setName(end.m.Set, fam)})
 		}
 		if end.m.NotSet != "" {
-			out = append(out, addrSet{fam: fam, dst: end.dst, neg: true, set: setName(end.m.NotSet, fam)})
+			one(addrSet{fam: fam, dst: end.dst, neg: true, set: setName(end.m.NotSet, fam)})
 		}
-		if nets := netsOf(end.m.Nets, fam); len(nets) > 0 {
-			out = append(out, addrNets{fam: fam, dst: end.dst, cidrs: nets})
+		if nets := disjointNets(netsOf(end.m.Nets, fam)); len(nets) > 0 {
+			p := position{whole: addrNets{fam: fam, dst: end.dst, cidrs: nets}}
+			if len(nets) <= maxInline {
+				for i := range nets {
+					p.alts = append(p.alts, addrNets{fam: fam, dst: end.dst, cidrs: nets[i : i+1]})
+				}
+			}
+			pos = append(pos, p)
 		}
-		if nets := netsOf(end.m.NotNets, fam); len(nets) > 0 {
-			out = append(out, addrNets{fam: fam, dst: end.dst, neg: true, cidrs: nets})
+		if nets := disjointNets(netsOf(end.m.NotNets, fam)); len(nets) > maxInline {
+			one(addrNets{fam: fam, dst: end.dst, neg: true, cidrs: nets})
+		} else {
+			for i := range nets {
+				one(addrNets{fam: fam, dst: end.dst, neg: true, cidrs: nets[i : i+1]})
+			}
 		}
 	}
-	for _, end := range []struct {
-		m   Match
-		dst bool
-	}{{r.Src, false}, {r.Dst, true}} {
+	for _, end := range ends {
 		if len(end.m.Ports) > 0 {
-			out = append(out, ports{dst: end.dst, ranges: normPorts(end.m.Ports)})
+			ranges := mergePorts(normPorts(end.m.Ports))
+			p := position{whole: ports{dst: end.dst, ranges: ranges}}
+			if len(ranges) <= maxInline {
+				for i := range ranges {
+					p.alts = append(p.alts, ports{dst: end.dst, ranges: ranges[i : i+1]})
+				}
+			}
+			pos = append(pos, p)
 		}
-		if len(end.m.NotPorts) > 0 {
-			out = append(out, ports{dst: end.dst, neg: true, ranges: normPorts(end.m.NotPorts)})
+		if ranges := mergePorts(normPorts(end.m.NotPorts)); len(ranges) > maxInline {
+			one(ports{dst: end.dst, neg: true, ranges: ranges})
+		} else {
+			for i := range ranges {
+				one(ports{dst: end.dst, neg: true, ranges: ranges[i : i+1]})
+			}
 		}
 	}
 	if r.ICMP != nil {
-		out = append(out, icmp{fam: fam, typ: r.ICMP.Type, code: r.ICMP.Code})
+		one(icmp{fam: fam, typ: r.ICMP.Type, code: r.ICMP.Code})
 	}
 	if r.NotICMP != nil {
-		out = append(out, icmp{fam: fam, typ: r.NotICMP.Type, code: r.NotICMP.Code, neg: true})
+		one(icmp{fam: fam, typ: r.NotICMP.Type, code: r.NotICMP.Code, neg: true})
 	}
-	out = append(out, counter{})
+	one(counter{})
 	switch r.Action {
 	case Allow:
-		out = append(out, markSet{set: markAccept}, vReturn)
+		one(markSet{set: markAccept})
+		one(vReturn)
 	case Deny:
-		out = append(out, vDrop)
+		one(vDrop)
 	case Pass:
-		out = append(out, markSet{set: markPass}, vReturn)
+		one(markSet{set: markPass})
+		one(vReturn)
 	case Log:
-		out = append(out, logLimit{})
+		one(logLimit{})
+	}
+	return expand(pos)
+}
+
+// expand turns positions into kernel rules: lists stay sets (whole) until
+// the product of the others' entries is within maxVariants, then every
+// combination of entries is a rule.
+func expand(pos []position) [][]stmt {
+	for {
+		n, widest := 1, -1
+		for i, p := range pos {
+			if len(p.alts) == 0 { // too long to expand
+				pos[i].alts = []stmt{p.whole}
+				continue
+			}
+			n *= len(p.alts)
+			if len(p.alts) > 1 && (widest < 0 || len(p.alts) > len(pos[widest].alts)) {
+				widest = i
+			}
+		}
+		if n <= maxVariants {
+			break
+		}
+		pos[widest].alts = []stmt{pos[widest].whole}
+	}
+	out := [][]stmt{nil}
+	for _, p := range pos {
+		next := make([][]stmt, 0, len(out)*len(p.alts))
+		for _, prefix := range out {
+			for _, a := range p.alts {
+				next = append(next, append(slices.Clip(prefix), a))
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+// disjointNets drops the nets inside another of the list (sorted by
+// address, then length, as netsOf returns them): two CIDRs are either
+// nested or disjoint.
+func disjointNets(nets []netip.Prefix) []netip.Prefix {
+	out := nets[:0:0]
+	for _, p := range nets {
+		if n := len(out); n > 0 && out[n-1].Contains(p.Addr()) && out[n-1].Bits() <= p.Bits() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// mergePorts joins overlapping and adjacent ranges (sorted by First).
+func mergePorts(rs []PortRange) []PortRange {
+	out := rs[:0:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && (out[n-1].Last == 0xffff || int(r.First) <= int(out[n-1].Last)+1) {
+			out[n-1].Last = max(out[n-1].Last, r.Last)
+			continue
+		}
+		out = append(out, r)
 	}
 	return out
 }

@@ -433,7 +433,9 @@ func TestRuleFamiliesMatchRender(t *testing.T) {
 			case strings.Contains(text, "meta nfproto ipv6"):
 				fam = 6
 			}
-			rendered[i] = append(rendered[i], fam)
+			if l := rendered[i]; len(l) == 0 || l[len(l)-1] != fam { // a list may make several
+				rendered[i] = append(rendered[i], fam)
+			}
 		}
 	}
 	if len(rendered) == 0 {
