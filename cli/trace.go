@@ -141,11 +141,7 @@ func printTrace(w io.Writer, tr api.Trace) error {
 			return err
 		}
 	}
-	verdict := "denied"
-	if tr.Allowed {
-		verdict = "allowed"
-	}
-	fmt.Fprintf(w, "\n%s: %s\n", verdict, tr.Reason)
+	fmt.Fprintf(w, "\n%s\n", tr.Reason)
 	if !tr.Live {
 		fmt.Fprintf(w, "note: the node is not following the datastore right now; this is its saved copy at revision %d\n", tr.Revision)
 	}

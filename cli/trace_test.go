@@ -105,7 +105,7 @@ func TestPolicyTraceCommand(t *testing.T) {
 		"deny               1 Deny  TCP from selector (has(web)) to ports 5432\n",
 		"2  Profile db                   not reached        -\n",
 		"not reached",
-		"denied: ingress of prod/db1 denied by rule 1 of GlobalNetworkPolicy deny-db",
+		"denied at the ingress of prod/db1 by rule 1 of GlobalNetworkPolicy deny-db",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("policy trace output lacks %q:\n%s", want, out)

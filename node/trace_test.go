@@ -66,7 +66,7 @@ spec:
 	}
 
 	tr, err = trace(api.TraceRequest{From: api.WorkloadRef{Name: "web"}, To: api.WorkloadRef{Namespace: "default", Name: "db"}, Protocol: "tcp", Port: port(22)})
-	if err != nil || tr.Allowed || tr.Reason != "ingress of default/db denied by rule 2 of GlobalNetworkPolicy db" {
+	if err != nil || tr.Allowed || tr.Reason != "denied at the ingress of default/db by rule 2 of GlobalNetworkPolicy db" {
 		t.Errorf("trace to 22 = %v %q, %v", tr.Allowed, tr.Reason, err)
 	}
 

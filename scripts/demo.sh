@@ -30,6 +30,8 @@ workloads in profiles a and b. Try:
   sudo ip netns exec cw-a1 ping -c 2 $a2      # same profile, same host: answers
   sudo ip netns exec cw-a1 ping -c 2 $a3      # same profile, on host2: answers, routed by BGP
   sudo ip netns exec cw-b2 ping -c 2 $a1      # other profile, from host3: dropped
+  sudo scripts/lab.sh calico host1 policy trace --from cw-b2 --to cw-a1 --protocol icmp   # why
+  sudo scripts/lab.sh calico host1 policy stats    # per-rule counters on host1
   sudo scripts/lab.sh calico host1 bgp routes
   sudo scripts/lab.sh exec host1 ip route     # proto 80: ours
   sudo scripts/lab.sh calico host1 workload list   # every host's workloads

@@ -40,7 +40,8 @@ type Result struct {
 	Src, Dst        netip.Addr
 	Egress, Ingress PathTrace
 	Allowed         bool
-	// Reason says which direction decided, and how.
+	// Reason is the verdict, where it was decided and how: "denied at the
+	// ingress of default/db by rule 2 of GlobalNetworkPolicy deny-db".
 	Reason string
 	// Problems are data the calculation could not use (as in Desired).
 	Problems []string
@@ -125,15 +126,23 @@ func Trace(in Input, from, to *store.WorkloadEndpoint, pkt Packet) (Result, erro
 	r.Egress = t.path(from, nft.Egress)
 	r.Ingress = t.path(to, nft.Ingress)
 	r.Allowed = r.Egress.Allowed && r.Ingress.Allowed
-	egress := "egress of " + r.Egress.Endpoint + " " + r.Egress.Reason
-	ingress := "ingress of " + r.Ingress.Endpoint + " " + r.Ingress.Reason
+	// "denied at the ingress of default/db by rule 2 of …", "denied at
+	// the egress of default/web: no profile allowed", "allowed at the
+	// egress of default/web by rule 0 of Profile web, and at …".
+	at := func(side string, d PathTrace) string {
+		why := strings.TrimPrefix(strings.TrimPrefix(d.Reason, "allowed"), "denied")
+		if rest, ok := strings.CutPrefix(why, ": "); ok {
+			return "at the " + side + " of " + d.Endpoint + ": " + rest
+		}
+		return "at the " + side + " of " + d.Endpoint + why
+	}
 	switch {
 	case !r.Egress.Allowed:
-		r.Reason = egress
+		r.Reason = "denied " + at("egress", r.Egress)
 	case !r.Ingress.Allowed:
-		r.Reason = ingress
+		r.Reason = "denied " + at("ingress", r.Ingress)
 	default:
-		r.Reason = egress + "; " + ingress
+		r.Reason = "allowed " + at("egress", r.Egress) + ", and " + at("ingress", r.Ingress)
 	}
 	r.Problems = c.problems
 	return r, nil

@@ -328,7 +328,7 @@ func TestTraceReasons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Allowed || r.Reason != "ingress of default/db denied by rule 1 of GlobalNetworkPolicy logged" {
+	if r.Allowed || r.Reason != "denied at the ingress of default/db by rule 1 of GlobalNetworkPolicy logged" {
 		t.Errorf("allowed %v, reason %q", r.Allowed, r.Reason)
 	}
 	s := r.Ingress.Steps[0]
@@ -344,7 +344,7 @@ func TestTraceReasons(t *testing.T) {
 		wep("h1", "default", "a1", "cali1", "", "a", "10.65.0.1/32")+
 		wep("h1", "default", "a2", "cali2", "", "a", "10.65.0.2/32"))
 	r, err = Trace(in, findWorkload(t, in, "default/a1"), findWorkload(t, in, "default/a2"), Packet{Protocol: 47})
-	if err != nil || !r.Allowed || r.Reason != "egress of default/a1 allowed by rule 0 of Profile a; ingress of default/a2 allowed by rule 0 of Profile a" {
+	if err != nil || !r.Allowed || r.Reason != "allowed at the egress of default/a1 by rule 0 of Profile a, and at the ingress of default/a2 by rule 0 of Profile a" {
 		t.Errorf("trace = %v %q, %v", r.Allowed, r.Reason, err)
 	}
 	if h := r.Ingress.Steps[0].Rules[0].Rule; h != "from selector (has(a))" {
