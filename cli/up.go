@@ -162,7 +162,7 @@ func (d datastore) HostBlocks(ctx context.Context, host string) ([]netip.Prefix,
 }
 
 // up is the composition root of a node: the agent starts first, from its
-// state cache, so a restarted node enforces its last state while etcd
+// state cache, so a restarted node enforces its last state before etcd
 // comes up; then the cluster (identity, etcd, registration); then the API.
 func up(c *ucli.Context) error {
 	cfg, level, err := upConfig(c)
@@ -232,6 +232,13 @@ func up(c *ucli.Context) error {
 	if name != "" {
 		if err := startAgent(name); err != nil {
 			return err
+		}
+		// A restart enforces its last state before etcd starts, so the
+		// two do not compete for the CPU: the dataplane first.
+		select {
+		case <-agent.FirstPass():
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
 		}
 	}
 

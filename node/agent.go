@@ -80,6 +80,10 @@ type Agent struct {
 	last     Applied
 	applied  int64         // cache revision of the last successful apply
 	progress chan struct{} // closed and replaced after every apply
+	// first is closed after the first pass of the loop: the state cache
+	// (if any) is enforced, or there was nothing to enforce.
+	first     chan struct{}
+	firstOnce sync.Once
 	problems string
 	// advertised and installed are BGP's side of the last apply.
 	advertised []netip.Prefix
@@ -120,6 +124,7 @@ func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, er
 		kick:     make(chan struct{}, 1),
 		changed:  make(chan struct{}, 1),
 		progress: make(chan struct{}),
+		first:    make(chan struct{}),
 	}, nil
 }
 
@@ -204,6 +209,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.refreshBlocks(ctx)
 		}
 		err := a.apply(ctx)
+		a.firstOnce.Do(func() { close(a.first) })
 		if err != nil {
 			backoff = min(max(backoff*2, 100*time.Millisecond), 10*time.Second)
 			a.log.Warn("programming the dataplane; will retry", "err", err, "in", backoff)
@@ -217,6 +223,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// FirstPass is closed once the agent has made its first attempt to
+// program the dataplane: from its state cache, when it has one.
+func (a *Agent) FirstPass() <-chan struct{} { return a.first }
 
 func (a *Agent) jitter() time.Duration {
 	return a.cfg.Resync + rand.N(a.cfg.Resync/5+1)
