@@ -84,7 +84,7 @@ type Agent struct {
 	// (if any) is enforced, or there was nothing to enforce.
 	first     chan struct{}
 	firstOnce sync.Once
-	problems string
+	problems  string
 	// advertised and installed are BGP's side of the last apply.
 	advertised []netip.Prefix
 	installed  []route.Route
