@@ -141,6 +141,12 @@ func resourceTable(w io.Writer, kind *store.Kind, rs []store.Resource) error {
 			s := r.(*store.WorkloadEndpoint).Spec
 			return []string{s.Workload, s.Node, strings.Join(s.IPNetworks, ","), s.InterfaceName, strings.Join(s.Profiles, ",")}
 		}
+	case store.KindHostEndpoint:
+		header = append(header, "NODE", "INTERFACE", "EXPECTED IPS", "PROFILES")
+		extra = func(r store.Resource) []string {
+			s := r.(*store.HostEndpoint).Spec
+			return []string{s.Node, s.InterfaceName, orDash(strings.Join(s.ExpectedIPs, ",")), orDash(strings.Join(s.Profiles, ","))}
+		}
 	case store.KindGlobalNetworkPolicy, store.KindNetworkPolicy:
 		header = append(header, "ORDER", "SELECTOR")
 		extra = func(r store.Resource) []string {
