@@ -120,6 +120,9 @@ func (c *checker) cidr(field, s string) (netip.Prefix, bool) {
 // CIDR with host bits set, naming the network that was probably meant.
 func ParseCIDR(s string) (netip.Prefix, error) {
 	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		if a.Is4In6() {
+			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 address; write it as IPv4 (%s)", s, a.Unmap())
+		}
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	p, err := netip.ParsePrefix(s)

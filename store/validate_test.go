@@ -49,6 +49,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: cali123}", `spec.interfaceName: "cali123" cannot be a host endpoint`},
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: 'eth 0'}", `spec.interfaceName: "eth 0" is not an interface name`},
 		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeOutboundHostPorts: [{protocol: tcp}]}", `spec.failsafeOutboundHostPorts[0].port: is required`},
+		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: tcp, port: 22, net: '::ffff:10.0.0.1'}]}", `is an IPv4-mapped IPv6 address; write it as IPv4 (10.0.0.1)`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: [{action: Allow, source: {nets: ['::ffff:10.0.0.1']}}]}", `IPv4-mapped`},
 		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: tcp, port: 22, net: 10.0.0.300/8}]}", `spec.failsafeInboundHostPorts[0].net`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1}", `spec.asNumber: is required with peerIP`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {secretKeyRef: {name: s, key: k}}}", `spec.password.secretKeyRef: Kubernetes secrets are not available here`},

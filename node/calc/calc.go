@@ -123,6 +123,7 @@ type calculation struct {
 	groups    map[string]*group
 	workloads map[*store.WorkloadEndpoint]workload
 	paths     map[string]nft.Path   // by direction, profiles and group
+	prevPaths map[string]nft.Path   // prev's, when still valid
 	ordered   []policy              // orderedPolicies, once computed
 	sorted    []*group              // sortedGroups, once computed
 	policies  map[string]nft.Policy // by chain name, those referenced
@@ -202,7 +203,7 @@ func newCalculation(in Input, prev *calculation) *calculation {
 	}
 	c.orderedPolicies()
 	if sameProfiles && c.selection == prev.selection {
-		c.paths = prev.paths
+		c.prevPaths = prev.paths
 	}
 	return c
 }
@@ -382,7 +383,9 @@ func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, 
 	key := dir + "\x02" + strings.Join(w.Spec.Profiles, "\x00") + "\x02" + g
 	p, ok := c.paths[key]
 	if !ok {
-		p = c.pathOf(labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
+		if p, ok = c.prevPaths[key]; !ok {
+			p = c.pathOf(labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
+		}
 		c.paths[key] = p
 	}
 	c.use(p)
@@ -464,6 +467,9 @@ func (c *calculation) orderedPolicies() []policy {
 	var ps []keyed
 	for _, g := range c.in.GlobalPolicies {
 		s := &g.Spec
+		if s.NamespaceSelector != "" {
+			c.selector(s.NamespaceSelector) // reported here, whether or not a path needs it
+		}
 		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, policy{res: g, global: true, chain: chainName("gnp-", g.Metadata.Name),
 			types: s.Types, sel: c.selector(s.Selector), nsSel: s.NamespaceSelector, ingress: s.Ingress, egress: s.Egress}})
 	}
@@ -578,6 +584,9 @@ func (c *calculation) addPolicy(chain string, res any, ingress, egress []store.R
 // nothing and is reported.
 func (c *calculation) selector(s string) *selector.Selector {
 	if sel, ok := c.selectors[s]; ok {
+		if sel == nil { // each user of a bad selector reports it (compute drops repeats)
+			c.problems = append(c.problems, c.selErrs[s])
+		}
 		return sel
 	}
 	var sel *selector.Selector
@@ -645,7 +654,12 @@ func (c *calculation) entity(e store.EntityRule, ns string) nft.Match {
 	if e.NotSelector != "" {
 		m.NotSet = c.set(e.NotSelector, e.NamespaceSelector, ns)
 	}
-	m.Nets, m.NotNets = prefixes(e.Nets), prefixes(e.NotNets)
+	var ok1, ok2 bool
+	m.Nets, ok1 = c.prefixes(e.Nets)
+	m.NotNets, ok2 = c.prefixes(e.NotNets)
+	if !ok1 || !ok2 {
+		m.Set = c.nothing()
+	}
 	for _, p := range e.Ports {
 		m.Ports = append(m.Ports, nft.PortRange{First: p.First, Last: p.Last})
 	}
@@ -679,6 +693,16 @@ func (c *calculation) set(sel, nsSel, ns string) string {
 	return name
 }
 
+// nothing names a set that stays empty: a rule that needs an address in
+// it matches nothing.
+func (c *calculation) nothing() string {
+	name := "s-" + hash("nothing")
+	if _, ok := c.sets[name]; !ok {
+		c.sets[name] = nil
+	}
+	return name
+}
+
 func (c *calculation) members(s *setSpec) []netip.Addr {
 	if s == nil {
 		return nil
@@ -707,14 +731,43 @@ func (c *calculation) sortedGroups() []*group {
 	return c.sorted
 }
 
-func prefixes(nets []string) []netip.Prefix {
-	var out []netip.Prefix
+// prefixes parses a rule's nets. Validation refuses what does not parse,
+// but data written otherwise may hold it: then ok is false, the problem
+// is reported, and the caller makes the rule match nothing (dropping the
+// net alone could widen a rule to every address).
+func (c *calculation) prefixes(nets []string) (out []netip.Prefix, ok bool) {
+	ok = true
 	for _, n := range nets {
-		if p, err := store.ParseCIDR(n); err == nil {
-			out = append(out, p)
+		p, good := parseNet(n)
+		if !good {
+			c.problems = append(c.problems, fmt.Sprintf("%q is not a CIDR; the rule that names it matches nothing", n))
+			ok = false
+			continue
 		}
+		out = append(out, p)
 	}
-	return out
+	return out, ok
+}
+
+// parseNet reads a CIDR or an address leniently, as data written by other
+// tools may hold them: an IPv4-mapped IPv6 one is taken as the IPv4 one
+// it maps, host bits are masked.
+func parseNet(s string) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), true
 }
 
 // endpointToHost is FelixConfiguration's defaultEndpointToHostAction, the

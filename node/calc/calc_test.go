@@ -249,3 +249,71 @@ func TestBadSelectorIsAProblemNotAFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestDataValidationWouldRefuse feeds the calculation what validation
+// refuses today but the datastore may hold (written by another tool or an
+// older version): the table must still render, with the problems
+// reported and nothing widened.
+func TestDataValidationWouldRefuse(t *testing.T) {
+	in := decode(t, "h1", classic+`---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: g}
+spec: {selector: all(), namespaceSelector: all(), ingress: [{action: Deny, source: {nets: [10.1.0.0/16]}}, {action: Allow, source: {notNets: [10.2.0.0/16]}}]}
+---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {failsafeInboundHostPorts: [{protocol: tcp, port: 22, net: 10.0.0.0/8}, {protocol: tcp, port: 2379, net: 10.0.0.0/8}]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: eth}
+spec: {node: h1, interfaceName: eth0}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: loop}
+spec: {node: h1, interfaceName: eth1}
+`+wep("h1", "default", "a1", "cali1", "", "a", "10.65.0.1/32"))
+	g := in.GlobalPolicies[0]
+	g.Spec.Ingress[0].Source.Nets = []string{"::ffff:10.1.0.0/112"} // = 10.1.0.0/16
+	g.Spec.Ingress[1].Source.NotNets = []string{"10.2.0.0/33"}      // unusable
+	f := in.Felix[0]
+	(*f.Spec.FailsafeInboundHostPorts)[0].Net = "::ffff:10.0.0.0/104"
+	(*f.Spec.FailsafeInboundHostPorts)[1].Net = "nonsense"
+	for _, h := range in.HostEndpoints {
+		if h.Metadata.Name == "loop" {
+			h.Spec.InterfaceName = "lo"
+		}
+	}
+	d := Compute(in)
+	if _, err := nft.Render(d.Ruleset); err != nil {
+		t.Fatalf("the table does not render: %v", err)
+	}
+	if len(d.Problems) != 3 {
+		t.Errorf("problems = %q; want the unusable net, the failsafe net and the loopback host endpoint", d.Problems)
+	}
+	var pol nft.Policy
+	for _, p := range d.Ruleset.Policies {
+		if p.Name == "gnp-g" {
+			pol = p
+		}
+	}
+	if len(pol.Ingress) != 2 || fmt.Sprint(pol.Ingress[0].Src.Nets) != "[10.1.0.0/16]" {
+		t.Fatalf("rule 0 = %+v; want the mapped net read as 10.1.0.0/16", pol.Ingress)
+	}
+	empty := false
+	for _, s := range d.Ruleset.Sets {
+		empty = empty || (s.Name == pol.Ingress[1].Src.Set && len(s.Members) == 0)
+	}
+	if !empty {
+		t.Errorf("rule 1 with an unusable notNets = %+v; want it to need an address of an empty set", pol.Ingress[1])
+	}
+	if fs := fmt.Sprint(d.Ruleset.FailsafeIn); fs != "[tcp:10.0.0.0/8:22]" {
+		t.Errorf("failsafe in = %s; want the mapped net as IPv4 and the nonsense one left out", fs)
+	}
+	if len(d.Ruleset.HostEndpoints) != 1 || d.Ruleset.HostEndpoints[0].Iface != "eth0" {
+		t.Errorf("host endpoints = %+v; want eth0 alone", d.Ruleset.HostEndpoints)
+	}
+}

@@ -26,6 +26,10 @@ func (c *calculation) hostEndpoints() []nft.HostEndpoint {
 	seen := map[string]string{}
 	for _, h := range mine {
 		iface := h.Spec.InterfaceName
+		if iface != nft.AllInterfaces && (iface == "lo" || strings.HasPrefix(iface, nft.IfacePrefix) || len(iface) > 15) {
+			c.problems = append(c.problems, fmt.Sprintf("HostEndpoint %s: interface %q cannot be a host endpoint; it is ignored", h.Metadata.Name, iface))
+			continue
+		}
 		if first, dup := seen[iface]; dup {
 			c.problems = append(c.problems, fmt.Sprintf("HostEndpoints %s and %s both claim interface %q; %s is ignored", first, h.Metadata.Name, iface, h.Metadata.Name))
 			continue
@@ -88,9 +92,9 @@ func (c *calculation) failsafe(outbound bool) []nft.ProtoPort {
 		}
 		p := nft.ProtoPort{Protocol: proto, Port: pp.Port}
 		if pp.Net != "" {
-			n, err := store.ParseCIDR(pp.Net)
-			if err != nil {
-				c.problems = append(c.problems, fmt.Sprintf("failsafe port %d: %v", pp.Port, err))
+			n, ok := parseNet(pp.Net)
+			if !ok {
+				c.problems = append(c.problems, fmt.Sprintf("failsafe port %d: %q is not a CIDR; the port is left out", pp.Port, pp.Net))
 				continue
 			}
 			p.Net = n
@@ -122,8 +126,8 @@ func felix[T comparable](in Input, get func(*store.FelixConfigurationSpec) T) (T
 // every pool (traffic to a pool is never masqueraded).
 func natOutgoing(pools []*store.IPPool) (from, except []netip.Prefix) {
 	for _, p := range pools {
-		n, err := store.ParseCIDR(p.Spec.CIDR)
-		if err != nil {
+		n, ok := parseNet(p.Spec.CIDR)
+		if !ok {
 			continue
 		}
 		except = append(except, n)
