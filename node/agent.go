@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"calico/bgp"
@@ -72,6 +73,10 @@ type Agent struct {
 	// this host's address blocks may have changed too); changed for a
 	// change in the datastore.
 	kick, changed chan struct{}
+	// blocksStale asks the next pass to read this host's blocks;
+	// blocksRead is when they were last read.
+	blocksStale atomic.Bool
+	blocksRead  time.Time
 	// calc remembers the last calculation (used by the loop alone).
 	calc calc.Calculator
 
@@ -186,9 +191,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	for {
 		// Reading this host's blocks costs a round trip to etcd: not on
-		// the path of a datastore change, which cannot move them (only
-		// this host's own IPAM calls, which kick, and the periodic pass
-		// that catches anything else).
+		// the path of a datastore change, which cannot move them, unless
+		// this host's own IPAM may have (BlocksMayHaveChanged) or the
+		// last read is older than a resync period.
 		blocks := true
 		select {
 		case <-ctx.Done():
@@ -201,7 +206,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.bgp.changed:
 		case <-a.changed:
-			blocks = false
+			blocks = a.blocksStale.Load() || time.Since(a.blocksRead) > a.cfg.Resync
 		case <-a.kick:
 		case <-timer.C:
 		}
@@ -223,6 +228,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// BlocksMayHaveChanged makes the next pass read this host's address
+// blocks: an IPAM call here may have claimed one.
+func (a *Agent) BlocksMayHaveChanged() { a.blocksStale.Store(true) }
 
 // FirstPass is closed once the agent has made its first attempt to
 // program the dataplane: from its state cache, when it has one.
@@ -407,10 +416,13 @@ func (a *Agent) refreshBlocks(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	a.blocksStale.Store(false)
 	blocks, err := ds.HostBlocks(ctx, a.cfg.Name)
 	if err != nil {
+		a.blocksStale.Store(true) // try again on the next pass
 		return
 	}
+	a.blocksRead = time.Now()
 	slices.SortFunc(blocks, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
 	a.cache.setBlocks(blocks)
 }

@@ -141,6 +141,7 @@ func (s *Server) AddWorkload(ctx context.Context, req api.WorkloadAdd) (*api.Wor
 		w.Metadata.Annotations = map[string]string{annotationNetNS: req.NetNS}
 	}
 
+	s.Agent.BlocksMayHaveChanged() // before the endpoint's event can start a pass
 	if err := s.Store.Create(ctx, w); err != nil {
 		return nil, err
 	}
