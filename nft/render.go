@@ -499,8 +499,9 @@ func prefixFamily(p netip.Prefix) family {
 // of at most maxInline entries becomes that many comparisons in the rule
 // (not any of them = none of them); a positive one becomes one kernel rule
 // per entry, as long as a Calico rule of one family stays within
-// maxVariants kernel rules. The entries are made disjoint first, so a
-// packet matches at most one of the rules (a Log rule logs once).
+// maxVariants kernel rules (a Log rule stays one, so that it keeps one
+// rate limit). The entries are made disjoint first, so a packet matches
+// at most one of the rules.
 const (
 	maxInline   = 4
 	maxVariants = 4
@@ -593,13 +594,17 @@ func ruleStmts(r Rule, fam family) [][]stmt {
 	case Log:
 		one(logLimit{})
 	}
-	return expand(pos)
+	limit := maxVariants
+	if r.Action == Log {
+		limit = 1 // one rate limit per Calico rule and family, as before
+	}
+	return expand(pos, limit)
 }
 
 // expand turns positions into kernel rules: lists stay sets (whole) until
-// the product of the others' entries is within maxVariants, then every
+// the product of the others' entries is within limit, then every
 // combination of entries is a rule.
-func expand(pos []position) [][]stmt {
+func expand(pos []position, limit int) [][]stmt {
 	for {
 		n, widest := 1, -1
 		for i, p := range pos {
@@ -612,7 +617,7 @@ func expand(pos []position) [][]stmt {
 				widest = i
 			}
 		}
-		if n <= maxVariants {
+		if n <= limit {
 			break
 		}
 		pos[widest].alts = []stmt{pos[widest].whole}

@@ -170,3 +170,39 @@ func TestRendererRemembers(t *testing.T) {
 		t.Errorf("a changed policy in a new slice was not rendered anew:\n%s", lineDiff(want.String(), got.String()))
 	}
 }
+
+// TestShortLists checks how lists of ports and nets become kernel rules:
+// short positive lists one rule per entry, short negated ones comparisons,
+// long ones and Log rules a set.
+func TestShortLists(t *testing.T) {
+	five := []PortRange{{1, 1}, {3, 3}, {5, 5}, {7, 7}, {9, 9}}
+	for _, tc := range []struct {
+		name string
+		rule Rule
+		want []string // the kernel rules' text, without counter and verdict
+	}{
+		{"positive ports", Rule{Action: Allow, Protocol: tcp, Dst: Match{Ports: []PortRange{{443, 443}, {80, 80}, {79, 81}}}},
+			[]string{"meta l4proto tcp th dport 79-81", "meta l4proto tcp th dport 443"}},
+		{"negated ports", Rule{Action: Deny, Protocol: tcp, Dst: Match{NotPorts: []PortRange{{80, 80}, {443, 443}}}},
+			[]string{"meta l4proto tcp th dport != 80 th dport != 443"}},
+		{"long list", Rule{Action: Allow, Protocol: tcp, Dst: Match{Ports: five}},
+			[]string{"meta l4proto tcp th dport { 1, 3, 5, 7, 9 }"}},
+		{"log keeps one rule", Rule{Action: Log, Protocol: tcp, Dst: Match{Ports: []PortRange{{80, 80}, {443, 443}}}},
+			[]string{"meta l4proto tcp th dport { 80, 443 }"}},
+		{"nested nets", Rule{Action: Allow, Src: Match{Nets: prefixes("10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/16")}},
+			[]string{"meta nfproto ipv4 ip saddr 10.0.0.0/8", "meta nfproto ipv4 ip saddr 192.168.0.0/16"}},
+		{"too many combinations", Rule{Action: Allow, Protocol: tcp, Src: Match{Nets: prefixes("10.0.0.0/8", "11.0.0.0/8")},
+			Dst: Match{Ports: []PortRange{{1, 1}, {3, 3}, {5, 5}}}},
+			[]string{"meta nfproto ipv4 meta l4proto tcp ip saddr 10.0.0.0/8 th dport { 1, 3, 5 }", "meta nfproto ipv4 meta l4proto tcp ip saddr 11.0.0.0/8 th dport { 1, 3, 5 }"}},
+	} {
+		var got []string
+		for _, r := range policyRules(Policy{Name: "p", Ingress: []Rule{tc.rule}}, Ingress) {
+			text := r.String()
+			text = text[:strings.Index(text, " counter")]
+			got = append(got, text)
+		}
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s: rendered\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
+	}
+}
