@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-
-	"github.com/google/nftables/expr"
 )
 
 // Names of the objects host endpoints and NAT outgoing add.
@@ -57,8 +55,6 @@ func renderHost(rs Ruleset, sets []TableSet, chains []Chain, group func(Directio
 // hostRules check the host's traffic through its host endpoints in one
 // direction (out: sent by the host).
 func hostRules(out bool, failsafe []ProtoPort, anyGroup string) []ChainRule {
-	established := ctState{bits: expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED, names: "established,related"}
-	invalid := ctState{bits: expr.CtStateBitINVALID, names: "invalid"}
 	rules := []ChainRule{
 		newRule("loopback", ifaceName{out: out, name: loopbackName}, counter{}, vAccept),
 		newRule("", established, counter{}, vAccept),

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
-
-	"github.com/google/nftables/expr"
 )
 
 // Names of the fixed objects of the table. No policy chain (suffix -in or
@@ -365,8 +363,6 @@ func groupRules(d Direction, p Path) []ChainRule {
 
 // fixedChains are the base chains and the dispatch chains.
 func fixedChains(toHost Verdict) []Chain {
-	established := ctState{bits: expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED, names: "established,related"}
-	invalid := ctState{bits: expr.CtStateBitINVALID, names: "invalid"}
 	final := vDrop
 	switch toHost {
 	case Accept:

@@ -196,6 +196,12 @@ type ctState struct {
 	names string
 }
 
+// The conntrack states every base chain tests first.
+var (
+	established = ctState{bits: expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED, names: "established,related"}
+	invalid     = ctState{bits: expr.CtStateBitINVALID, names: "invalid"}
+)
+
 func (s ctState) appendText(b []byte) []byte { return append(append(b, "ct state "...), s.names...) }
 
 func (s ctState) exprs(*builder) []expr.Any {

@@ -96,13 +96,8 @@ func (rs Ruleset) Validate() error {
 		}
 	}
 	for _, nets := range [][]netip.Prefix{rs.NATOutgoing, rs.NATExcept} {
-		if len(nets) > maxListLen {
-			errs = append(errs, fmt.Errorf("NAT outgoing: %d prefixes, more than %d", len(nets), maxListLen))
-		}
-		for _, p := range nets {
-			if !p.IsValid() || p.Addr().Is4In6() {
-				errs = append(errs, fmt.Errorf("NAT outgoing: invalid prefix %s", p))
-			}
+		for _, err := range validateNets(nets) {
+			errs = append(errs, fmt.Errorf("NAT outgoing: %w", err))
 		}
 	}
 	if rs.EndpointToHost > Return {
@@ -151,14 +146,7 @@ func validateRule(r Rule, sets map[string]bool) error {
 			}
 		}
 		for _, nets := range [][]netip.Prefix{m.Nets, m.NotNets} {
-			if len(nets) > maxListLen {
-				errs = append(errs, fmt.Errorf("%d nets, more than %d", len(nets), maxListLen))
-			}
-			for _, p := range nets {
-				if !p.IsValid() || p.Addr().Is4In6() {
-					errs = append(errs, fmt.Errorf("invalid net %s", p))
-				}
-			}
+			errs = append(errs, validateNets(nets)...)
 		}
 		for _, ps := range [][]PortRange{m.Ports, m.NotPorts} {
 			if len(ps) > maxListLen {
@@ -179,4 +167,18 @@ func validateRule(r Rule, sets map[string]bool) error {
 		errs = append(errs, errors.New("an ICMP type needs protocol ICMP or ICMPv6"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateNets checks a list of nets that becomes one rule field.
+func validateNets(nets []netip.Prefix) []error {
+	var errs []error
+	if len(nets) > maxListLen {
+		errs = append(errs, fmt.Errorf("%d nets, more than %d", len(nets), maxListLen))
+	}
+	for _, p := range nets {
+		if !p.IsValid() || p.Addr().Is4In6() {
+			errs = append(errs, fmt.Errorf("invalid net %s", p))
+		}
+	}
+	return errs
 }

@@ -124,7 +124,7 @@ type calculation struct {
 	workloads map[*store.WorkloadEndpoint]workload
 	paths     map[string]nft.Path   // by direction, profiles and group
 	prevPaths map[string]nft.Path   // prev's, when still valid
-	ordered   []policy              // orderedPolicies, once computed
+	ordered   []policy              // in evaluation order (indexPolicies)
 	sorted    []*group              // sortedGroups, once computed
 	policies  map[string]nft.Policy // by chain name, those referenced
 	sets      map[string]*setSpec   // by set name
@@ -133,7 +133,7 @@ type calculation struct {
 
 	// What a Calculator reuses from its previous call.
 	prev      *calculation
-	byChain   map[string]policy       // orderedPolicies and profiles by chain
+	byChain   map[string]policy       // policies and profiles by chain
 	selection string                  // what paths depend on besides groups and profiles
 	compiled  map[any]compiled        // by the resource (pointer) compiled
 	memberOf  map[string][]netip.Addr // set members by set name
@@ -201,7 +201,7 @@ func newCalculation(in Input, prev *calculation) *calculation {
 	} else {
 		c.addEndpoints(in, sameProfiles)
 	}
-	c.orderedPolicies()
+	c.indexPolicies()
 	if sameProfiles && c.selection == prev.selection {
 		c.prevPaths = prev.paths
 	}
@@ -275,8 +275,8 @@ func (c *calculation) compute() Desired {
 	for _, w := range local {
 		wd := c.workloads[w]
 		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs}
-		ep.Ingress = c.path(w, wd.labels, "Ingress")
-		ep.Egress = c.path(w, wd.labels, "Egress")
+		ep.Ingress = c.path(w, "Ingress")
+		ep.Egress = c.path(w, "Egress")
 		d.Ruleset.Workloads = append(d.Ruleset.Workloads, ep)
 		for _, a := range ep.Addrs {
 			d.Routes = append(d.Routes, route.Route{Dst: netip.PrefixFrom(a, a.BitLen()), Iface: ep.Iface})
@@ -375,16 +375,13 @@ func namespaceLabels(ns string) map[string]string {
 
 // path is the ordered policies and profiles that apply to a workload in
 // one direction (types "Ingress" or "Egress").
-func (c *calculation) path(w *store.WorkloadEndpoint, labels map[string]string, dir string) nft.Path {
-	g := c.workloads[w].group
-	if g == "" {
-		g = groupKey(w.Metadata.Namespace, labels)
-	}
-	key := dir + "\x02" + strings.Join(w.Spec.Profiles, "\x00") + "\x02" + g
+func (c *calculation) path(w *store.WorkloadEndpoint, dir string) nft.Path {
+	wd := c.workloads[w]
+	key := dir + "\x02" + strings.Join(w.Spec.Profiles, "\x00") + "\x02" + wd.group
 	p, ok := c.paths[key]
 	if !ok {
 		if p, ok = c.prevPaths[key]; !ok {
-			p = c.pathOf(labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
+			p = c.pathOf(wd.labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
 		}
 		c.paths[key] = p
 	}
@@ -408,7 +405,7 @@ func (c *calculation) use(p nft.Path) {
 func (c *calculation) pathOf(labels map[string]string, ns string, profiles []string, dir string) nft.Path {
 	var out nft.Path
 	var nsLabels map[string]string
-	for _, p := range c.orderedPolicies() {
+	for _, p := range c.ordered {
 		if !slices.Contains(p.types, dir) || p.sel == nil || !p.sel.Evaluate(labels) {
 			continue
 		}
@@ -452,17 +449,15 @@ type policy struct {
 	ingress, egress []store.Rule
 }
 
-// orderedPolicies are every policy in the order Calico evaluates them:
-// by order (none last), then by name (namespace/name for a
-// NetworkPolicy).
-func (c *calculation) orderedPolicies() []policy {
-	if c.byChain != nil {
-		return c.ordered
-	}
+// indexPolicies lists every policy in the order Calico evaluates them
+// (by order, none last, then by name: namespace/name for a
+// NetworkPolicy), indexes policies and profiles by chain, and writes down
+// what the paths depend on.
+func (c *calculation) indexPolicies() {
 	type keyed struct {
-		order float64
-		key   string
-		p     policy
+		order    float64
+		key, sel string
+		p        policy
 	}
 	var ps []keyed
 	for _, g := range c.in.GlobalPolicies {
@@ -470,12 +465,12 @@ func (c *calculation) orderedPolicies() []policy {
 		if s.NamespaceSelector != "" {
 			c.selector(s.NamespaceSelector) // reported here, whether or not a path needs it
 		}
-		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, policy{res: g, global: true, chain: chainName("gnp-", g.Metadata.Name),
+		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, s.Selector, policy{res: g, global: true, chain: chainName("gnp-", g.Metadata.Name),
 			types: s.Types, sel: c.selector(s.Selector), nsSel: s.NamespaceSelector, ingress: s.Ingress, egress: s.Egress}})
 	}
 	for _, p := range c.in.Policies {
 		s, ns := &p.Spec, p.Metadata.Namespace
-		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, policy{res: p, ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
+		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, s.Selector, policy{res: p, ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
 			types: s.Types, sel: c.selector(s.Selector), ingress: s.Ingress, egress: s.Egress}})
 	}
 	slices.SortFunc(ps, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key)) })
@@ -485,26 +480,13 @@ func (c *calculation) orderedPolicies() []policy {
 	for _, p := range ps {
 		c.ordered = append(c.ordered, p.p)
 		c.byChain[p.p.chain] = p.p
-		fmt.Fprintf(&sel, "%s\x00%s\x00%q\x00%q\n", p.p.chain, p.p.types, c.policySelector(p.p.res), p.p.nsSel)
+		fmt.Fprintf(&sel, "%s\x00%s\x00%q\x00%q\n", p.p.chain, p.p.types, p.sel, p.p.nsSel)
 	}
 	c.selection = sel.String()
 	for name, p := range c.profiles {
 		chain := chainName("pro-", name)
 		c.byChain[chain] = policy{res: p, chain: chain, ingress: p.Spec.Ingress, egress: p.Spec.Egress}
 	}
-	return c.ordered
-}
-
-// policySelector is the selector of a GlobalNetworkPolicy or
-// NetworkPolicy.
-func (c *calculation) policySelector(res any) string {
-	switch r := res.(type) {
-	case *store.GlobalNetworkPolicy:
-		return r.Spec.Selector
-	case *store.NetworkPolicy:
-		return r.Spec.Selector
-	}
-	return ""
 }
 
 // orderOf sorts a policy without an order after every policy with one.

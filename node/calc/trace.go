@@ -252,7 +252,7 @@ func (t *tracer) path(w *store.WorkloadEndpoint, d nft.Direction) PathTrace {
 	if d == nft.Egress {
 		dir = "Egress"
 	}
-	p := t.c.path(w, t.c.workloadLabels(w), dir)
+	p := t.c.path(w, dir)
 	out := PathTrace{Endpoint: workloadName(w)}
 	decided, passed := false, false
 	decide := func(allowed bool, reason string) {
