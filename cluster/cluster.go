@@ -631,6 +631,7 @@ func (c *Cluster) background(seeds []string) error {
 	}
 	c.wg.Go(func() { g.Rejoin(c.ctx, 10*time.Second, c.seeds) })
 	c.wg.Go(c.loop)
+	c.wg.Go(c.followLoop)
 	return nil
 }
 

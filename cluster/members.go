@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -167,6 +170,113 @@ func voterURLs(members []*etcdserverpb.Member) []string {
 		}
 	}
 	return out
+}
+
+// clientEndpoints orders the voters' client URLs for this host's etcd
+// client: its own member first when it is a started voter, so that a voter
+// never needs another host to reach the datastore; then the voters whose
+// hosts are not known to be down; then the rest, so that the list is never
+// empty while any voter is listed.
+func clientEndpoints(voters []string, own string, down func(url string) bool) []string {
+	var first, up, rest []string
+	for _, u := range voters {
+		switch {
+		case u == own:
+			first = append(first, u)
+		case down != nil && down(u):
+			rest = append(rest, u)
+		default:
+			up = append(up, u)
+		}
+	}
+	out := append(first, up...)
+	if len(out) == 0 {
+		out = rest
+	}
+	return out
+}
+
+// followLoop keeps the etcd client's endpoints in step with the voters,
+// every second, on its own so that nothing slower (a client waiting for
+// a seat) holds it up.
+func (c *Cluster) followLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		list, err := c.client.MemberList(ctx)
+		cancel()
+		if err != nil {
+			c.followVoters(nil)
+			continue
+		}
+		c.followVoters(list.Members)
+	}
+}
+
+// followVoters points this host's etcd client at the voters of a fresh
+// member list (or, when none could be listed, at every endpoint this host
+// remembers), so that losing any one host, the founder included, never
+// takes the datastore away from the others.
+func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
+	if c.Identity.External || c.client == nil {
+		return
+	}
+	var voters []string
+	if members != nil {
+		voters = voterURLs(members)
+	} else {
+		// The datastore did not answer: try every voter this host has
+		// heard of, remembered or announced by gossip.
+		c.mu.Lock()
+		voters = slices.Clone(c.known.Endpoints)
+		c.mu.Unlock()
+		if c.gossip != nil {
+			for _, m := range c.gossip.Members() {
+				if m.Role == "voter" && m.EtcdPort > 0 && m.State == "alive" {
+					if a, err := netip.ParseAddr(cmp.Or(m.IPv4, m.IPv6)); err == nil {
+						if u := "https://" + hostPort(a, m.EtcdPort); !slices.Contains(voters, u) {
+							voters = append(voters, u)
+						}
+					}
+				}
+			}
+		}
+	}
+	own := ""
+	if c.embedded() != nil {
+		own = c.member.clientURL()
+		if members == nil && !slices.Contains(voters, own) && c.Identity.Role == "voter" {
+			voters = append(voters, own)
+		}
+	}
+	eps := clientEndpoints(voters, own, c.voterDown)
+	if len(eps) == 0 || slices.Equal(eps, c.client.Endpoints()) {
+		return
+	}
+	c.client.SetEndpoints(eps...)
+	c.log.Debug("etcd endpoints", "endpoints", eps)
+}
+
+// voterDown reports whether the host of a voter's client URL is one that
+// gossip declares dead or gone.
+func (c *Cluster) voterDown(clientURL string) bool {
+	u, err := url.Parse(clientURL)
+	if err != nil || c.gossip == nil {
+		return false
+	}
+	host := u.Hostname()
+	for _, m := range c.gossip.Members() {
+		if (m.State == "dead" || m.State == "left" || m.State == "stopped") && (m.IPv4 == host || m.IPv6 == host) {
+			return true
+		}
+	}
+	return false
 }
 
 // roleOf is a host's role in a member list: voter, learner or client.

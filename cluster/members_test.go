@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -126,5 +127,63 @@ func TestRemoveNode(t *testing.T) {
 	}
 	if err := cs[0].RemoveNode(t.Context(), im, "n4"); err == nil || !strings.Contains(err.Error(), "no node n4") {
 		t.Errorf("removing n4 twice = %v", err)
+	}
+}
+
+// TestFounderLoss: losing the founder, whose endpoint every other host
+// was given when it joined, leaves the datastore to the other voters and
+// the client at once.
+func TestFounderLoss(t *testing.T) {
+	cs, _ := startFour(t, func(*Config) {})
+	waitFor(t, 10*time.Second, "every host to use the three voters", func() bool {
+		for _, c := range cs {
+			if len(c.client.Endpoints()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, c := range cs[1:3] {
+		if got, own := c.client.Endpoints()[0], c.member.clientURL(); got != own {
+			t.Errorf("%s's etcd client starts with %s; want its own member %s", c.Identity.Name, got, own)
+		}
+	}
+	cs[0].Close()
+	killed := time.Now()
+	for _, c := range cs[1:] {
+		for i := 0; ; i++ {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			_, err := c.client.Put(ctx, "/test/founder-loss/"+c.Identity.Name, "x")
+			cancel()
+			if err == nil {
+				t.Logf("%s (%s) wrote %s after the founder stopped", c.Identity.Name, c.Role(), time.Since(killed).Round(time.Millisecond))
+				break
+			}
+			if time.Since(killed) > 5*time.Second {
+				t.Fatalf("%s (%s) cannot write 5s after the founder stopped: %v (endpoints %v)", c.Identity.Name, c.Role(), err, c.client.Endpoints())
+			}
+		}
+	}
+}
+
+func TestClientEndpoints(t *testing.T) {
+	const a, b, c = "https://10.0.0.1:2379", "https://10.0.0.2:2379", "https://10.0.0.3:2379"
+	downB := func(u string) bool { return u == b }
+	for _, tc := range []struct {
+		voters []string
+		own    string
+		down   func(string) bool
+		want   []string
+	}{
+		{[]string{a, b, c}, "", nil, []string{a, b, c}},
+		{[]string{a, b, c}, c, nil, []string{c, a, b}},
+		{[]string{a, b, c}, c, downB, []string{c, a}},
+		{[]string{b}, "", downB, []string{b}}, // never empty while a voter is listed
+		{[]string{a, b}, c, nil, []string{a, b}}, // a learner's own member is no voter
+		{nil, "", nil, nil},
+	} {
+		if got := clientEndpoints(tc.voters, tc.own, tc.down); !slices.Equal(got, tc.want) {
+			t.Errorf("clientEndpoints(%v, %q) = %v; want %v", tc.voters, tc.own, got, tc.want)
+		}
 	}
 }

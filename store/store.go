@@ -124,11 +124,11 @@ func (s *Store) Create(ctx context.Context, r Resource) error {
 		return err
 	}
 	cmps := append(guards, clientv3.Compare(clientv3.CreateRevision(Key(id)), "=", 0))
-	resp, err := s.kv.Txn(ctx).If(cmps...).Then(clientv3.OpPut(Key(id), val)).Commit()
+	ok, rev, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpPut(Key(id), val)})
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", id, err)
 	}
-	if !resp.Succeeded {
+	if !ok {
 		if len(guards) > 0 {
 			if _, err := s.Get(ctx, id); errors.Is(err, ErrNotFound) {
 				return fmt.Errorf("creating %s: %w", id, &idError{id: id, err: ErrConflict, rev: "0"})
@@ -136,7 +136,7 @@ func (s *Store) Create(ctx context.Context, r Resource) error {
 		}
 		return &idError{id: id, err: ErrExists}
 	}
-	m.ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
+	m.ResourceVersion = strconv.FormatInt(rev, 10)
 	return nil
 }
 
@@ -172,14 +172,14 @@ func (s *Store) Update(ctx context.Context, r Resource) error {
 		return err
 	}
 	cmps := append(guards, clientv3.Compare(clientv3.ModRevision(Key(id)), "=", rev))
-	resp, err := s.kv.Txn(ctx).If(cmps...).Then(clientv3.OpPut(Key(id), val)).Commit()
+	ok, newRev, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpPut(Key(id), val)})
 	if err != nil {
 		return fmt.Errorf("updating %s: %w", id, err)
 	}
-	if !resp.Succeeded {
+	if !ok {
 		return &idError{id: id, err: ErrConflict, rev: m.ResourceVersion}
 	}
-	m.ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
+	m.ResourceVersion = strconv.FormatInt(newRev, 10)
 	return nil
 }
 
@@ -225,13 +225,12 @@ func (s *Store) Delete(ctx context.Context, id ID, rev string) (Resource, error)
 		return nil, &idError{id: id, err: ErrConflict, rev: rev}
 	}
 	cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
-	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur)).
-		Then(clientv3.OpDelete(Key(id))).Commit()
+	ok, _, err := Commit(ctx, s.kv, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur)},
+		[]clientv3.Op{clientv3.OpDelete(Key(id))})
 	if err != nil {
 		return nil, fmt.Errorf("deleting %s: %w", id, err)
 	}
-	if !resp.Succeeded {
+	if !ok {
 		return nil, &idError{id: id, err: ErrConflict, rev: old.Meta().ResourceVersion}
 	}
 	return old, nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"calico/store"
+
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -329,11 +331,13 @@ func (c *change) claim(host string, cidr netip.Prefix) {
 
 // commit applies c, or reports errConflict if a guard failed.
 func (m *IPAM) commit(ctx context.Context, c *change) error {
-	resp, err := m.txn(ctx, c.cmps, c.ops)
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	ok, _, err := store.Commit(ctx, m.cli, c.cmps, c.ops)
 	if err != nil {
 		return err
 	}
-	if !resp.Succeeded {
+	if !ok {
 		return errConflict
 	}
 	return nil
