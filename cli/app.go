@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"calico/node/api"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +12,7 @@ import (
 	"os"
 	"strings"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 // Version is stamped at build time with -ldflags "-X calico/cli.Version=…".
@@ -21,15 +22,13 @@ var Version = "dev"
 const DefaultDataDir = "/var/lib/calico"
 
 // App is the calico command.
-func App(stdout, stderr io.Writer) *ucli.App {
-	return &ucli.App{
-		Name:                 "calico",
-		Usage:                "Calico-style routed networking and policy for a fleet of Linux hosts",
-		Version:              Version,
-		Writer:               stdout,
-		ErrWriter:            stderr,
-		HideHelpCommand:      true,
-		EnableBashCompletion: false,
+func App(stdout, stderr io.Writer) *ucli.Command {
+	app := &ucli.Command{
+		Name:      "calico",
+		Usage:     "Calico-style routed networking and policy for a fleet of Linux hosts",
+		Version:   Version,
+		Writer:    stdout,
+		ErrWriter: stderr,
 		Commands: []*ucli.Command{
 			upCommand(),
 			statusCommand(),
@@ -49,30 +48,53 @@ func App(stdout, stderr io.Writer) *ucli.App {
 			versionCommand(),
 		},
 		// Errors are printed once, by Run.
-		ExitErrHandler: func(*ucli.Context, error) {},
+		ExitErrHandler: func(context.Context, *ucli.Command, error) {},
+	}
+	usageErrors(app)
+	return app
+}
+
+// usageErrors makes every command report wrong use of the command line
+// as a usageError, in one line, without the help text.
+func usageErrors(c *ucli.Command) {
+	c.OnUsageError = func(_ context.Context, _ *ucli.Command, err error, _ bool) error {
+		return usageError{err.Error()}
+	}
+	for _, sub := range c.Commands {
+		usageErrors(sub)
 	}
 }
 
 // Run runs the calico command with args (os.Args) and returns the process
-// exit code. Flags may follow positional arguments, as in
-// `calico workload add web1 --profile web`.
+// exit code: 0, or the class of the failure (README, "Exit codes"). Flags
+// may follow positional arguments, as in `calico workload add web1
+// --profile web`.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := App(stdout, stderr)
 	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && args[1] != "help" && app.Command(args[1]) == nil {
 		fmt.Fprintf(stderr, "calico: unknown command %q (see calico --help)\n", args[1])
-		return 2
+		return api.BadRequest.ExitCode()
 	}
-	err := app.RunContext(ctx, reorder(app, args))
+	err := app.Run(ctx, args)
 	if err == nil {
 		return 0
 	}
-	msg := err.Error()
-	fmt.Fprintf(stderr, "calico: %s\n", msg)
+	fmt.Fprintf(stderr, "calico: %s\n", err)
+	return exitCode(err)
+}
+
+// exitCode is the exit code of a failed command: that of its class.
+func exitCode(err error) int {
 	var usage usageError
-	if errors.As(err, &usage) || strings.HasPrefix(msg, "flag provided but not defined") || strings.HasPrefix(msg, "invalid value") {
-		return 2
+	var status *api.StatusError
+	switch {
+	case errors.As(err, &usage):
+		return api.BadRequest.ExitCode()
+	case errors.As(err, &status):
+		return status.Class().ExitCode()
 	}
-	return 1
+	c, _ := api.ClassOf(err)
+	return c.ExitCode()
 }
 
 // usageError is wrong use of the command line.
@@ -82,73 +104,11 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-// reorder moves the flags of the command being run in front of its
-// positional arguments, because urfave/cli stops parsing flags at the first
-// positional one.
-func reorder(app *ucli.App, args []string) []string {
-	if len(args) < 2 {
-		return args
-	}
-	out := []string{args[0]}
-	cmds := app.Commands
-	flags := app.Flags
-	i := 1
-	// Walk down the command names.
-	for i < len(args) && !strings.HasPrefix(args[i], "-") {
-		var next *ucli.Command
-		for _, c := range cmds {
-			if c.HasName(args[i]) {
-				next = c
-			}
-		}
-		if next == nil {
-			break
-		}
-		out = append(out, args[i])
-		cmds, flags = next.Subcommands, next.Flags
-		i++
-	}
-	var front, back []string
-	for ; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			back = append(back, args[i:]...)
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			back = append(back, a)
-			continue
-		}
-		front = append(front, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		if takesValue(flags, name) && i+1 < len(args) {
-			front = append(front, args[i+1])
-			i++
-		}
-	}
-	return append(append(out, front...), back...)
-}
-
-func takesValue(flags []ucli.Flag, name string) bool {
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				_, isBool := f.(*ucli.BoolFlag)
-				return !isBool
-			}
-		}
-	}
-	return false
-}
-
 func dataDirFlag() ucli.Flag {
 	return &ucli.StringFlag{
 		Name:    "data-dir",
 		Usage:   "the node's state directory",
-		EnvVars: []string{"CALICO_DATA_DIR"},
+		Sources: ucli.EnvVars("CALICO_DATA_DIR"),
 		Value:   DefaultDataDir,
 	}
 }
@@ -161,15 +121,15 @@ func versionCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "version",
 		Usage: "print the version",
-		Action: func(c *ucli.Context) error {
-			fmt.Fprintf(c.App.Writer, "calico %s\n", Version)
+		Action: func(ctx context.Context, c *ucli.Command) error {
+			fmt.Fprintf(c.Root().Writer, "calico %s\n", Version)
 			return nil
 		},
 	}
 }
 
 // noArgs refuses positional arguments.
-func noArgs(c *ucli.Context) error {
+func noArgs(c *ucli.Command) error {
 	if c.NArg() > 0 {
 		return usagef("%s takes no arguments (got %q)", cmdName(c), c.Args().Slice())
 	}
@@ -177,7 +137,7 @@ func noArgs(c *ucli.Context) error {
 }
 
 // oneArg returns the single positional argument, named what.
-func oneArg(c *ucli.Context, what string) (string, error) {
+func oneArg(c *ucli.Command, what string) (string, error) {
 	switch c.NArg() {
 	case 1:
 		return c.Args().First(), nil
@@ -195,6 +155,6 @@ func stdinOr(path string) ([]byte, error) {
 }
 
 // cmdName is the command being run, as typed: "workload add".
-func cmdName(c *ucli.Context) string {
-	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+func cmdName(c *ucli.Command) string {
+	return strings.TrimPrefix(c.FullName(), c.Root().Name+" ")
 }

@@ -3,31 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
-	ucli "github.com/urfave/cli/v2"
 	"slices"
 	"strings"
 	"testing"
-)
 
-func TestReorder(t *testing.T) {
-	app := App(nil, nil)
-	for _, tc := range []struct{ in, want string }{
-		{"calico workload add cw-a1 --profile a --label x=y", "calico workload add --profile a --label x=y cw-a1"},
-		{"calico workload add --profile a cw-a1", "calico workload add --profile a cw-a1"},
-		{"calico get ippools -o yaml", "calico get -o yaml ippools"},
-		{"calico workload rm cw-a1 -n prod", "calico workload rm -n prod cw-a1"},
-		{"calico apply -f -", "calico apply -f -"},
-		{"calico delete gnp x --data-dir=/d", "calico delete --data-dir=/d gnp x"},
-		{"calico pool add 10.0.0.0/16 --nat-outgoing --block-size 24", "calico pool add --nat-outgoing --block-size 24 10.0.0.0/16"},
-		{"calico workload add -- -odd", "calico workload add -- -odd"},
-		{"calico", "calico"},
-	} {
-		got := strings.Join(reorder(app, strings.Fields(tc.in)), " ")
-		if got != tc.want {
-			t.Errorf("reorder(%q) = %q; want %q", tc.in, got, tc.want)
-		}
-	}
-}
+	ucli "github.com/urfave/cli/v3"
+)
 
 // run runs the CLI in-process and returns its exit code and output.
 func run(args ...string) (int, string, string) {
@@ -73,9 +54,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bgp", "peer", "add", "10.0.0.1", "--as", "x"}, 2, `--as "x" is not an AS number`},
 		{[]string{"bgp", "peer", "rm", "x"}, 2, `"x" is not an IP address`},
 		{[]string{"policy", "stats", "a", "b"}, 2, `at most one NAME`},
-		{[]string{"status"}, 1, "no calico node is running with data dir " + dir},
+		{[]string{"status"}, 5, "no calico node is running with data dir " + dir},
 		{[]string{"no-such-command"}, 2, `unknown command "no-such-command"`},
 	} {
+		// --data-dir comes last: flags may follow the arguments.
 		code, _, errs := run(append(tc.args, "--data-dir", dir)...)
 		if code != tc.code || !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
 			t.Errorf("calico %s: exit %d, stderr %q; want exit %d and one line containing %q", strings.Join(tc.args, " "), code, errs, tc.code, tc.want)
@@ -105,8 +87,8 @@ func TestEveryCommandTakesDataDir(t *testing.T) {
 	walk = func(path []string, cmds []*ucli.Command) {
 		for _, c := range cmds {
 			p := append(slices.Clone(path), c.Name)
-			if len(c.Subcommands) > 0 {
-				walk(p, c.Subcommands)
+			if len(c.Commands) > 0 {
+				walk(p, c.Commands)
 				continue
 			}
 			if c.Name == "version" {
@@ -124,4 +106,13 @@ func TestEveryCommandTakesDataDir(t *testing.T) {
 		}
 	}
 	walk(nil, App(nil, nil).Commands)
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"help", "workload"}, {"--help"}, {"workload", "add", "--help"}} {
+		code, out, errs := run(args...)
+		if code != 0 || !strings.Contains(out, "USAGE") {
+			t.Errorf("calico %s: exit %d, stdout %q, stderr %q; want the help", strings.Join(args, " "), code, out, errs)
+		}
+	}
 }

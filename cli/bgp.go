@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,18 +12,18 @@ import (
 	"calico/node/api"
 	"calico/store"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func bgpCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "bgp",
 		Usage: "BGP peers and routes",
-		Subcommands: []*ucli.Command{
+		Commands: []*ucli.Command{
 			{
 				Name:  "peer",
 				Usage: "BGP peers outside the node mesh (BGPPeer resources)",
-				Subcommands: []*ucli.Command{
+				Commands: []*ucli.Command{
 					{
 						Name:      "add",
 						Usage:     "peer with a router: every node, or one --node",
@@ -40,38 +41,7 @@ func bgpCommand() *ucli.Command {
 						Aliases: []string{"ls"},
 						Usage:   "list BGP peers",
 						Flags:   []ucli.Flag{dataDirFlag()},
-						Action: func(c *ucli.Context) error {
-							if err := noArgs(c); err != nil {
-								return err
-							}
-							peers, err := listPeers(c)
-							if err != nil {
-								return err
-							}
-							rows := [][]string{{"NAME", "PEER", "AS", "NODE", "SELECTORS", "PASSWORD"}}
-							for _, p := range peers {
-								s := p.Spec
-								as, node, sel := "-", "all", "-"
-								if s.ASNumber != nil {
-									as = fmt.Sprint(*s.ASNumber)
-								}
-								switch {
-								case s.Node != "":
-									node = s.Node
-								case s.NodeSelector != "":
-									node = s.NodeSelector
-								}
-								if s.PeerSelector != "" {
-									sel = "peers " + s.PeerSelector
-								}
-								pw := "-"
-								if s.Password != nil {
-									pw = "set"
-								}
-								rows = append(rows, []string{p.Metadata.Name, orDash(s.PeerIP), as, node, sel, pw})
-							}
-							return table(c.App.Writer, rows)
-						},
+						Action:  bgpPeerList,
 					},
 					{
 						Name:      "rm",
@@ -79,35 +49,7 @@ func bgpCommand() *ucli.Command {
 						Usage:     "remove the BGP peers with this address",
 						ArgsUsage: "IP",
 						Flags:     []ucli.Flag{dataDirFlag(), &ucli.StringFlag{Name: "node", Usage: "only the one for this node"}},
-						Action: func(c *ucli.Context) error {
-							arg, err := oneArg(c, "the peer's IP")
-							if err != nil {
-								return err
-							}
-							ip, err := netip.ParseAddr(arg)
-							if err != nil {
-								return usagef("%q is not an IP address", arg)
-							}
-							peers, err := listPeers(c)
-							if err != nil {
-								return err
-							}
-							n := 0
-							for _, p := range peers {
-								ap, err := store.ParsePeerIP(p.Spec.PeerIP)
-								if err != nil || ap.Addr() != ip || c.String("node") != "" && p.Spec.Node != c.String("node") {
-									continue
-								}
-								if err := deleteResource(c, store.KindBGPPeer, p.Metadata.Name); err != nil {
-									return err
-								}
-								n++
-							}
-							if n == 0 {
-								return fmt.Errorf("no BGP peer with address %s", ip)
-							}
-							return nil
-						},
+						Action:    bgpPeerRemove,
 					},
 				},
 			},
@@ -121,7 +63,7 @@ func bgpCommand() *ucli.Command {
 	}
 }
 
-func bgpPeerAdd(c *ucli.Context) error {
+func bgpPeerAdd(ctx context.Context, c *ucli.Command) error {
 	arg, err := oneArg(c, "the peer's IP[:PORT]")
 	if err != nil {
 		return err
@@ -147,7 +89,7 @@ func bgpPeerAdd(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	return sendData(c, b, "create")
+	return sendData(ctx, c, b, "create")
 }
 
 // peerName names the BGPPeer `bgp peer add` makes.
@@ -159,9 +101,9 @@ func peerName(ip netip.Addr, node string) string {
 	return name
 }
 
-func listPeers(c *ucli.Context) ([]*store.BGPPeer, error) {
+func listPeers(ctx context.Context, c *ucli.Command) ([]*store.BGPPeer, error) {
 	var res api.Resources
-	if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/resources/bgppeers", nil, nil, &res); err != nil {
+	if err := api.NewClient(c.String("data-dir")).Do(ctx, "GET", "/v1/resources/bgppeers", nil, nil, &res); err != nil {
 		return nil, err
 	}
 	var out []*store.BGPPeer
@@ -196,4 +138,67 @@ func bgpTable(w io.Writer, sessions []api.BGPSession) error {
 		rows = append(rows, []string{s.Peer, fmt.Sprint(s.AS), s.Type, orDash(s.Node), s.State, since, fmt.Sprint(s.Received), fmt.Sprint(s.Advertised)})
 	}
 	return table(w, rows)
+}
+
+func bgpPeerList(ctx context.Context, c *ucli.Command) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	peers, err := listPeers(ctx, c)
+	if err != nil {
+		return err
+	}
+	rows := [][]string{{"NAME", "PEER", "AS", "NODE", "SELECTORS", "PASSWORD"}}
+	for _, p := range peers {
+		s := p.Spec
+		as, node, sel := "-", "all", "-"
+		if s.ASNumber != nil {
+			as = fmt.Sprint(*s.ASNumber)
+		}
+		switch {
+		case s.Node != "":
+			node = s.Node
+		case s.NodeSelector != "":
+			node = s.NodeSelector
+		}
+		if s.PeerSelector != "" {
+			sel = "peers " + s.PeerSelector
+		}
+		pw := "-"
+		if s.Password != nil {
+			pw = "set"
+		}
+		rows = append(rows, []string{p.Metadata.Name, orDash(s.PeerIP), as, node, sel, pw})
+	}
+	return table(c.Root().Writer, rows)
+}
+
+func bgpPeerRemove(ctx context.Context, c *ucli.Command) error {
+	arg, err := oneArg(c, "the peer's IP")
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(arg)
+	if err != nil {
+		return usagef("%q is not an IP address", arg)
+	}
+	peers, err := listPeers(ctx, c)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, p := range peers {
+		ap, err := store.ParsePeerIP(p.Spec.PeerIP)
+		if err != nil || ap.Addr() != ip || c.String("node") != "" && p.Spec.Node != c.String("node") {
+			continue
+		}
+		if err := deleteResource(ctx, c, store.KindBGPPeer, p.Metadata.Name); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return api.Errorf(api.NotFound, "no BGP peer with address %s", ip)
+	}
+	return nil
 }

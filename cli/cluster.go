@@ -10,9 +10,8 @@ import (
 
 	"calico/cluster"
 	"calico/node/api"
-	"calico/store/ipam"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func tokenCommand() *ucli.Command {
@@ -20,7 +19,7 @@ func tokenCommand() *ucli.Command {
 		Name:  "token",
 		Usage: "print the cluster's join token (on any member)",
 		Flags: []ucli.Flag{dataDirFlag()},
-		Action: func(c *ucli.Context) error {
+		Action: func(ctx context.Context, c *ucli.Command) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
@@ -28,7 +27,7 @@ func tokenCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(c.App.Writer, tok)
+			fmt.Fprintln(c.Root().Writer, tok)
 			return nil
 		},
 	}
@@ -38,7 +37,7 @@ func nodeCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "node",
 		Usage: "the cluster's nodes",
-		Subcommands: []*ucli.Command{
+		Commands: []*ucli.Command{
 			{
 				Name:   "list",
 				Usage:  "list the nodes: addresses, role, gossip state, version",
@@ -50,15 +49,15 @@ func nodeCommand() *ucli.Command {
 				Usage:     "remove a node that is gone for good (its etcd seat, workloads, addresses and blocks)",
 				ArgsUsage: "NAME",
 				Flags:     []ucli.Flag{dataDirFlag()},
-				Action: func(c *ucli.Context) error {
+				Action: func(ctx context.Context, c *ucli.Command) error {
 					name, err := oneArg(c, "a node NAME")
 					if err != nil {
 						return err
 					}
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "DELETE", "/v1/nodes/"+url.PathEscape(name), nil, nil, nil); err != nil {
+					if err := api.NewClient(c.String("data-dir")).Do(ctx, "DELETE", "/v1/nodes/"+url.PathEscape(name), nil, nil, nil); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "node %s removed\n", name)
+					fmt.Fprintf(c.Root().Writer, "node %s removed\n", name)
 					return nil
 				},
 			},
@@ -83,7 +82,7 @@ func leaveCommand() *ucli.Command {
 		Name:  "leave",
 		Usage: "take this host out of the cluster for good (hands over its etcd seat; refused while workloads remain)",
 		Flags: []ucli.Flag{dataDirFlag(), &ucli.BoolFlag{Name: "force", Usage: "remove this host's workloads first"}},
-		Action: func(c *ucli.Context) error {
+		Action: func(ctx context.Context, c *ucli.Command) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
@@ -91,37 +90,11 @@ func leaveCommand() *ucli.Command {
 			if c.Bool("force") {
 				q.Set("force", "true")
 			}
-			if err := api.NewClient(c.String("data-dir")).Do(c.Context, "POST", "/v1/leave", q, nil, nil); err != nil {
+			if err := api.NewClient(c.String("data-dir")).Do(ctx, "POST", "/v1/leave", q, nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintln(c.App.Writer, "left the cluster; the node has stopped")
+			fmt.Fprintln(c.Root().Writer, "left the cluster; the node has stopped")
 			return nil
 		},
 	}
-}
-
-// membership adapts *cluster.Cluster to node.Membership.
-type membership struct {
-	c    *cluster.Cluster
-	ipam *ipam.IPAM
-}
-
-func (m membership) Role() string { return m.c.Role() }
-
-func (m membership) Nodes(ctx context.Context) ([]api.Node, error) {
-	ns, err := m.c.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.Node, len(ns))
-	for i, n := range ns {
-		out[i] = api.Node(n)
-	}
-	return out, nil
-}
-
-func (m membership) Leave(ctx context.Context) error { return m.c.Leave(ctx, m.ipam) }
-
-func (m membership) RemoveNode(ctx context.Context, name string) error {
-	return m.c.RemoveNode(ctx, m.ipam, name)
 }

@@ -1,15 +1,17 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 
 	"calico/node/api"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 // table writes aligned columns; the first row is the header.
@@ -25,7 +27,12 @@ func table(w io.Writer, rows [][]string) error {
 // thing from the node's API and prints it: as JSON with -o json, otherwise
 // with human.
 func show[T any](path string, human func(io.Writer, T) error) ucli.ActionFunc {
-	return func(c *ucli.Context) error {
+	return showQuery(path, nil, human)
+}
+
+// showQuery is show with a query.
+func showQuery[T any](path string, query url.Values, human func(io.Writer, T) error) ucli.ActionFunc {
+	return func(ctx context.Context, c *ucli.Command) error {
 		if err := noArgs(c); err != nil {
 			return err
 		}
@@ -34,13 +41,13 @@ func show[T any](path string, human func(io.Writer, T) error) ucli.ActionFunc {
 			return err
 		}
 		var v T
-		if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", path, nil, nil, &v); err != nil {
+		if err := api.NewClient(c.String("data-dir")).Do(ctx, "GET", path, query, nil, &v); err != nil {
 			return err
 		}
 		if format == "json" {
-			return printJSON(c.App.Writer, v)
+			return printJSON(c.Root().Writer, v)
 		}
-		return human(c.App.Writer, v)
+		return human(c.Root().Writer, v)
 	}
 }
 

@@ -1,25 +1,26 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 
 	"calico/node/api"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func policyCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "policy",
 		Usage: "policies and profiles as this host enforces them",
-		Subcommands: []*ucli.Command{
+		Commands: []*ucli.Command{
 			{
 				Name:      "stats",
 				Usage:     "packet and byte counts of each rule on this host, of every policy and profile in use or of NAME",
 				ArgsUsage: "[NAME]",
 				Flags:     []ucli.Flag{dataDirFlag(), outputFlag("json")},
-				Action: func(c *ucli.Context) error {
+				Action: func(ctx context.Context, c *ucli.Command) error {
 					if c.NArg() > 1 {
 						return usagef("policy stats takes at most one NAME (got %q)", c.Args().Slice())
 					}
@@ -32,11 +33,11 @@ func policyCommand() *ucli.Command {
 						q.Set("name", name)
 					}
 					var stats []api.RuleStats
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/policy/stats", q, nil, &stats); err != nil {
+					if err := api.NewClient(c.String("data-dir")).Do(ctx, "GET", "/v1/policy/stats", q, nil, &stats); err != nil {
 						return err
 					}
 					if format == "json" {
-						return printJSON(c.App.Writer, stats)
+						return printJSON(c.Root().Writer, stats)
 					}
 					if len(stats) == 0 && c.NArg() == 1 {
 						return fmt.Errorf("no policy or profile %s is in use on this host", c.Args().First())
@@ -49,7 +50,7 @@ func policyCommand() *ucli.Command {
 						}
 						rows = append(rows, []string{orDash(s.Kind), name, s.Direction, fmt.Sprint(s.Rule), orDash(s.Action), fmt.Sprint(s.Packets), fmt.Sprint(s.Bytes)})
 					}
-					return table(c.App.Writer, rows)
+					return table(c.Root().Writer, rows)
 				},
 			},
 			policyTraceCommand(),

@@ -1,23 +1,23 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
 
-	"calico/cluster"
 	"calico/node/api"
 	"calico/store"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func poolCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "pool",
 		Usage: "add, list and remove IP pools",
-		Subcommands: []*ucli.Command{
+		Commands: []*ucli.Command{
 			{
 				Name:      "add",
 				Usage:     "add an IP pool",
@@ -30,50 +30,14 @@ func poolCommand() *ucli.Command {
 					&ucli.BoolFlag{Name: "disabled", Usage: "allocate nothing from the pool"},
 					&ucli.StringFlag{Name: "node-selector", Usage: "only nodes matching this selector allocate from the pool"},
 				},
-				Action: func(c *ucli.Context) error {
-					arg, err := oneArg(c, "a pool CIDR")
-					if err != nil {
-						return err
-					}
-					cidr, err := store.ParseCIDR(arg)
-					if err != nil {
-						return usageError{err.Error()}
-					}
-					p := store.KindIPPool.New().(*store.IPPool)
-					p.Metadata.Name = c.String("name")
-					if p.Metadata.Name == "" {
-						p.Metadata.Name = cluster.PoolName(cidr)
-					}
-					p.Spec = store.IPPoolSpec{CIDR: cidr.String(), BlockSize: c.Int("block-size"), NATOutgoing: c.Bool("nat-outgoing"),
-						Disabled: c.Bool("disabled"), NodeSelector: c.String("node-selector")}
-					b, err := store.Encode(p, store.JSON)
-					if err != nil {
-						return err
-					}
-					return sendData(c, b, "create")
-				},
+				Action: poolAdd,
 			},
 			{
 				Name:    "list",
 				Aliases: []string{"ls"},
 				Usage:   "list IP pools and how many addresses each has in use",
 				Flags:   []ucli.Flag{dataDirFlag(), outputFlag("json")},
-				Action: func(c *ucli.Context) error {
-					if err := noArgs(c); err != nil {
-						return err
-					}
-					if err := checkFormat(c.String("output"), "json"); err != nil {
-						return err
-					}
-					var st api.Status
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/status", nil, nil, &st); err != nil {
-						return err
-					}
-					if c.String("output") == "json" {
-						return printJSON(c.App.Writer, st.Pools)
-					}
-					return poolTable(c.App.Writer, st.Pools)
-				},
+				Action:  show("/v1/pools", poolTable),
 			},
 			{
 				Name:      "rm",
@@ -81,28 +45,52 @@ func poolCommand() *ucli.Command {
 				Usage:     "remove an IP pool (refused while any of its addresses is in use)",
 				ArgsUsage: "CIDR|NAME",
 				Flags:     []ucli.Flag{dataDirFlag()},
-				Action: func(c *ucli.Context) error {
-					arg, err := oneArg(c, "a pool CIDR or name")
-					if err != nil {
-						return err
-					}
-					name := arg
-					if cidr, err := store.ParseCIDR(arg); err == nil {
-						if name, err = poolByCIDR(c, cidr.String()); err != nil {
-							return err
-						}
-					}
-					return deleteResource(c, store.KindIPPool, name)
-				},
+				Action:    poolRemove,
 			},
 		},
 	}
 }
 
+func poolAdd(ctx context.Context, c *ucli.Command) error {
+	arg, err := oneArg(c, "a pool CIDR")
+	if err != nil {
+		return err
+	}
+	cidr, err := store.ParseCIDR(arg)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	name := c.String("name")
+	if name == "" {
+		name = store.PoolName(cidr)
+	}
+	p := store.NewPool(name, cidr)
+	p.Spec.BlockSize, p.Spec.NATOutgoing, p.Spec.Disabled, p.Spec.NodeSelector = c.Int("block-size"), c.Bool("nat-outgoing"), c.Bool("disabled"), c.String("node-selector")
+	b, err := store.Encode(p, store.JSON)
+	if err != nil {
+		return err
+	}
+	return sendData(ctx, c, b, "create")
+}
+
+func poolRemove(ctx context.Context, c *ucli.Command) error {
+	arg, err := oneArg(c, "a pool CIDR or name")
+	if err != nil {
+		return err
+	}
+	name := arg
+	if cidr, err := store.ParseCIDR(arg); err == nil {
+		if name, err = poolByCIDR(ctx, c, cidr.String()); err != nil {
+			return err
+		}
+	}
+	return deleteResource(ctx, c, store.KindIPPool, name)
+}
+
 // poolByCIDR finds the name of the pool with a CIDR.
-func poolByCIDR(c *ucli.Context, cidr string) (string, error) {
+func poolByCIDR(ctx context.Context, c *ucli.Command, cidr string) (string, error) {
 	var res api.Resources
-	if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/resources/ippools", url.Values{}, nil, &res); err != nil {
+	if err := api.NewClient(c.String("data-dir")).Do(ctx, "GET", "/v1/resources/ippools", url.Values{}, nil, &res); err != nil {
 		return "", err
 	}
 	for _, item := range res.Items {
@@ -111,7 +99,7 @@ func poolByCIDR(c *ucli.Context, cidr string) (string, error) {
 			return p.Metadata.Name, nil
 		}
 	}
-	return "", fmt.Errorf("no IP pool has CIDR %s", cidr)
+	return "", api.Errorf(api.NotFound, "no IP pool has CIDR %s", cidr)
 }
 
 func poolTable(w io.Writer, pools []api.Pool) error {

@@ -1,39 +1,39 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
-	"calico/node"
 	"calico/node/api"
 	"calico/store"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func profileCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "profile",
 		Usage: "add, list and remove profiles (groups whose members may reach each other)",
-		Subcommands: []*ucli.Command{
+		Commands: []*ucli.Command{
 			{
 				Name:      "add",
 				Usage:     "add a profile whose members may reach each other, and nothing else may reach them",
 				ArgsUsage: "NAME",
 				Flags:     []ucli.Flag{dataDirFlag()},
-				Action: func(c *ucli.Context) error {
+				Action: func(ctx context.Context, c *ucli.Command) error {
 					name, err := oneArg(c, "a profile NAME")
 					if err != nil {
 						return err
 					}
-					b, err := store.Encode(node.ClassicProfile(name), store.JSON)
+					b, err := store.Encode(store.ClassicProfile(name), store.JSON)
 					if err != nil {
 						return err
 					}
-					return sendData(c, b, "create")
+					return sendData(ctx, c, b, "create")
 				},
 			},
 			{
@@ -41,12 +41,12 @@ func profileCommand() *ucli.Command {
 				Aliases: []string{"ls"},
 				Usage:   "list profiles",
 				Flags:   []ucli.Flag{dataDirFlag()},
-				Action: func(c *ucli.Context) error {
+				Action: func(ctx context.Context, c *ucli.Command) error {
 					if err := noArgs(c); err != nil {
 						return err
 					}
 					var res api.Resources
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/resources/profiles", nil, nil, &res); err != nil {
+					if err := api.NewClient(c.String("data-dir")).Do(ctx, "GET", "/v1/resources/profiles", nil, nil, &res); err != nil {
 						return err
 					}
 					rows := [][]string{{"NAME", "LABELS", "INGRESS RULES", "EGRESS RULES"}}
@@ -61,7 +61,7 @@ func profileCommand() *ucli.Command {
 						}
 						rows = append(rows, []string{p.Metadata.Name, orDash(strings.Join(labels, ",")), fmt.Sprint(len(p.Spec.Ingress)), fmt.Sprint(len(p.Spec.Egress))})
 					}
-					return table(c.App.Writer, rows)
+					return table(c.Root().Writer, rows)
 				},
 			},
 			{
@@ -70,12 +70,12 @@ func profileCommand() *ucli.Command {
 				Usage:     "remove a profile (refused while a workload uses it)",
 				ArgsUsage: "NAME",
 				Flags:     []ucli.Flag{dataDirFlag()},
-				Action: func(c *ucli.Context) error {
+				Action: func(ctx context.Context, c *ucli.Command) error {
 					name, err := oneArg(c, "a profile NAME")
 					if err != nil {
 						return err
 					}
-					return deleteResource(c, store.KindProfile, name)
+					return deleteResource(ctx, c, store.KindProfile, name)
 				},
 			},
 		},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +11,7 @@ import (
 	"calico/node/api"
 	"calico/store"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func applyCommand(name, usage string) *ucli.Command {
@@ -21,7 +22,7 @@ func applyCommand(name, usage string) *ucli.Command {
 			dataDirFlag(),
 			&ucli.StringFlag{Name: "filename", Aliases: []string{"f"}, Usage: "the `FILE` to read (- for stdin)", Required: true},
 		},
-		Action: func(c *ucli.Context) error {
+		Action: func(ctx context.Context, c *ucli.Command) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
@@ -29,21 +30,21 @@ func applyCommand(name, usage string) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			return sendData(c, data, name)
+			return sendData(ctx, c, data, name)
 		},
 	}
 }
 
 // sendData hands a document to the node to apply, create or delete, and
 // reports what it did.
-func sendData(c *ucli.Context, data []byte, mode string) error {
+func sendData(ctx context.Context, c *ucli.Command, data []byte, mode string) error {
 	var out api.Applied
 	q := url.Values{"mode": {mode}}
 	client := api.NewClient(c.String("data-dir"))
-	if err := client.DoRaw(c.Context, "POST", "/v1/resources", q, data, &out); err != nil {
+	if err := client.DoRaw(ctx, "POST", "/v1/resources", q, data, &out); err != nil {
 		return err
 	}
-	printApplied(c.App.Writer, out)
+	printApplied(c.Root().Writer, out)
 	return nil
 }
 
@@ -66,47 +67,49 @@ func getCommand() *ucli.Command {
 			dataDirFlag(), outputFlag("yaml, json"),
 			&ucli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only this namespace (namespaced kinds; default: all, or default with a NAME)"},
 		},
-		Action: func(c *ucli.Context) error {
-			if c.NArg() < 1 || c.NArg() > 2 {
-				return usagef("get needs KIND and optionally NAME (got %q)", c.Args().Slice())
-			}
-			format := c.String("output")
-			if err := checkFormat(format, "yaml", "json"); err != nil {
-				return err
-			}
-			kind, err := store.LookupKind(c.Args().Get(0))
-			if err != nil {
-				return usageError{err.Error()}
-			}
-			q := url.Values{"namespace": {c.String("namespace")}, "name": {c.Args().Get(1)}}
-			var res api.Resources
-			if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/resources/"+kind.Plural, q, nil, &res); err != nil {
-				return err
-			}
-			var rs []store.Resource
-			for _, item := range res.Items {
-				r := kind.New()
-				if err := json.Unmarshal(item, r); err != nil {
-					return err
-				}
-				rs = append(rs, r)
-			}
-			if format == "" {
-				return resourceTable(c.App.Writer, kind, rs)
-			}
-			var b []byte
-			if c.NArg() == 2 {
-				b, err = store.Encode(rs[0], store.Format(format))
-			} else {
-				b, err = store.EncodeList(kind, rs, store.Format(format))
-			}
-			if err != nil {
-				return err
-			}
-			_, err = c.App.Writer.Write(b)
-			return err
-		},
+		Action: getResources,
 	}
+}
+
+func getResources(ctx context.Context, c *ucli.Command) error {
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return usagef("get needs KIND and optionally NAME (got %q)", c.Args().Slice())
+	}
+	format := c.String("output")
+	if err := checkFormat(format, "yaml", "json"); err != nil {
+		return err
+	}
+	kind, err := store.LookupKind(c.Args().Get(0))
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	q := url.Values{"namespace": {c.String("namespace")}, "name": {c.Args().Get(1)}}
+	var res api.Resources
+	if err := api.NewClient(c.String("data-dir")).Do(ctx, "GET", "/v1/resources/"+kind.Plural, q, nil, &res); err != nil {
+		return err
+	}
+	var rs []store.Resource
+	for _, item := range res.Items {
+		r := kind.New()
+		if err := json.Unmarshal(item, r); err != nil {
+			return err
+		}
+		rs = append(rs, r)
+	}
+	if format == "" {
+		return resourceTable(c.Root().Writer, kind, rs)
+	}
+	var b []byte
+	if c.NArg() == 2 {
+		b, err = store.Encode(rs[0], store.Format(format))
+	} else {
+		b, err = store.EncodeList(kind, rs, store.Format(format))
+	}
+	if err != nil {
+		return err
+	}
+	_, err = c.Root().Writer.Write(b)
+	return err
 }
 
 func resourceTable(w io.Writer, kind *store.Kind, rs []store.Resource) error {
@@ -186,7 +189,7 @@ func deleteCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "filename", Aliases: []string{"f"}, Usage: "delete the resources in `FILE` (- for stdin)"},
 			&ucli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "the namespace (namespaced kinds; default: default)"},
 		},
-		Action: func(c *ucli.Context) error {
+		Action: func(ctx context.Context, c *ucli.Command) error {
 			if f := c.String("filename"); f != "" {
 				if err := noArgs(c); err != nil {
 					return err
@@ -195,7 +198,7 @@ func deleteCommand() *ucli.Command {
 				if err != nil {
 					return err
 				}
-				return sendData(c, data, "delete")
+				return sendData(ctx, c, data, "delete")
 			}
 			if c.NArg() != 2 {
 				return usagef("delete needs KIND and NAME, or -f FILE (got %q)", c.Args().Slice())
@@ -204,18 +207,18 @@ func deleteCommand() *ucli.Command {
 			if err != nil {
 				return usageError{err.Error()}
 			}
-			return deleteResource(c, kind, c.Args().Get(1))
+			return deleteResource(ctx, c, kind, c.Args().Get(1))
 		},
 	}
 }
 
-func deleteResource(c *ucli.Context, kind *store.Kind, name string) error {
+func deleteResource(ctx context.Context, c *ucli.Command, kind *store.Kind, name string) error {
 	var out api.Applied
 	path := "/v1/resources/" + kind.Plural + "/" + url.PathEscape(name)
 	q := url.Values{"namespace": {c.String("namespace")}}
-	if err := api.NewClient(c.String("data-dir")).Do(c.Context, "DELETE", path, q, nil, &out); err != nil {
+	if err := api.NewClient(c.String("data-dir")).Do(ctx, "DELETE", path, q, nil, &out); err != nil {
 		return err
 	}
-	printApplied(c.App.Writer, out)
+	printApplied(c.Root().Writer, out)
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 
 	"calico/node/api"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func statusCommand() *ucli.Command {

@@ -1,16 +1,17 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
-	"calico/node"
 	"calico/node/api"
+	"calico/node/localapi"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func policyTraceCommand() *ucli.Command {
@@ -35,7 +36,7 @@ func policyTraceCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "ip-version", Usage: "4 or 6 (default: IPv4 if both workloads have an IPv4 address, else IPv6)"},
 			outputFlag("json"),
 		},
-		Action: func(c *ucli.Context) error {
+		Action: func(ctx context.Context, c *ucli.Command) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
@@ -48,20 +49,20 @@ func policyTraceCommand() *ucli.Command {
 				return err
 			}
 			var tr api.Trace
-			if err := api.NewClient(c.String("data-dir")).Do(c.Context, "POST", "/v1/policy/trace", nil, req, &tr); err != nil {
+			if err := api.NewClient(c.String("data-dir")).Do(ctx, "POST", "/v1/policy/trace", nil, req, &tr); err != nil {
 				return err
 			}
 			if format == "json" {
-				return printJSON(c.App.Writer, tr)
+				return printJSON(c.Root().Writer, tr)
 			}
-			return printTrace(c.App.Writer, tr)
+			return printTrace(c.Root().Writer, tr)
 		},
 	}
 }
 
 // traceRequest turns the flags into a request and checks its packet as
 // the node will.
-func traceRequest(c *ucli.Context) (api.TraceRequest, error) {
+func traceRequest(c *ucli.Command) (api.TraceRequest, error) {
 	var req api.TraceRequest
 	for _, end := range []struct {
 		flag string
@@ -94,7 +95,7 @@ func traceRequest(c *ucli.Context) (api.TraceRequest, error) {
 			*f.to = &v
 		}
 	}
-	if _, _, err := node.TracePacket(req); err != nil {
+	if _, _, err := localapi.TracePacket(req); err != nil {
 		return req, usagef("%v", err)
 	}
 	return req, nil

@@ -1,36 +1,19 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
-	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"calico/internal/testutil"
-	"calico/nft"
-	"calico/node"
+	"calico/node/agent"
+	"calico/node/agent/agenttest"
 	"calico/node/api"
-	"calico/node/route"
+	"calico/node/localapi"
 	"calico/store"
 	"calico/store/ipam"
 )
-
-// traceDatastore is the agent's view of etcd in these tests.
-type traceDatastore struct {
-	*store.Store
-	ipam *ipam.IPAM
-}
-
-func (d traceDatastore) HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error) {
-	return d.ipam.HostBlocks(ctx, host)
-}
 
 // startNode serves a node's API on dir's socket, with an agent on fake
 // drivers, until the test ends; it returns once the agent has seen rs.
@@ -38,36 +21,21 @@ func startNode(t *testing.T, dir string, rs ...store.Resource) {
 	t.Helper()
 	cli := testutil.StartEtcd(t)
 	s, im := store.New(cli), ipam.New(cli)
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	agent, err := node.NewAgent(node.Config{Name: "n1", DataDir: t.TempDir(), Log: log}, nft.NewFake(), route.NewFake())
-	if err != nil {
+	a, _, _ := agenttest.Run(t, t.TempDir(), agent.FromStore(s, im))
+	srv := &localapi.Server{Info: localapi.Info{Name: agenttest.Node, DataDir: dir}, Store: s, IPAM: im, Agent: a,
+		Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &node.Server{Name: "n1", Store: s, IPAM: im, Agent: agent, DataDir: dir, Log: log}
-	var wg sync.WaitGroup
-	wg.Go(func() { agent.Run(ctx) })
-	wg.Go(func() { srv.Serve(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	agent.Connect(traceDatastore{s, im})
-	var last int64
+	go srv.Serve()
+	t.Cleanup(func() { srv.Shutdown() })
 	for _, r := range rs {
-		if err := s.Create(ctx, r); err != nil {
+		if err := s.Create(t.Context(), r); err != nil {
 			t.Fatal(err)
 		}
-		last, _ = strconv.ParseInt(r.Meta().ResourceVersion, 10, 64)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	if err := agent.WaitApplied(wctx, last); err != nil {
-		t.Fatalf("the agent did not catch up: %v", err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(dir, api.SocketName)); err == nil {
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatal("the API socket did not appear")
-		}
+	if len(rs) > 0 {
+		agenttest.WaitApplied(t, a, rs[len(rs)-1])
 	}
 }
 
@@ -89,7 +57,7 @@ func TestPolicyTraceCommand(t *testing.T) {
 		{Action: "Log"},
 		{Action: "Deny", Protocol: &tcp, Source: store.EntityRule{Selector: "has(web)"}, Destination: store.EntityRule{Ports: []store.Port{{First: 5432, Last: 5432}}}},
 	}}
-	startNode(t, dir, node.ClassicProfile("web"), node.ClassicProfile("db"), deny,
+	startNode(t, dir, store.ClassicProfile("web"), store.ClassicProfile("db"), deny,
 		testWorkload("default", "web1", "10.65.0.1", nil, "web"),
 		testWorkload("prod", "db1", "10.65.0.2", map[string]string{"role": "db"}, "db", "web"))
 
@@ -135,9 +103,9 @@ func TestPolicyTraceCommand(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--from", "web1", "--to", "db1", "--port", "80"}, 1, "workload db1 does not exist in namespace default (found in namespace prod)"},
-		{[]string{"--from", "ghost", "--to", "prod/db1", "--port", "80"}, 1, "workload ghost does not exist in namespace default"},
-		{[]string{"--from", "web1", "--to", "prod/db1", "-p", "icmpv6"}, 1, "default/web1 has no IPv6 address (it has 10.65.0.1)"},
+		{[]string{"--from", "web1", "--to", "db1", "--port", "80"}, 3, "workload db1 does not exist in namespace default (found in namespace prod)"},
+		{[]string{"--from", "ghost", "--to", "prod/db1", "--port", "80"}, 3, "workload ghost does not exist in namespace default"},
+		{[]string{"--from", "web1", "--to", "prod/db1", "-p", "icmpv6"}, 2, "default/web1 has no IPv6 address (it has 10.65.0.1)"},
 		{[]string{"--from", "web1", "--to", "prod/db1"}, 2, "TCP needs --port"},
 		{[]string{"--to", "prod/db1", "--port", "1"}, 2, "policy trace needs --from NAME"},
 		{[]string{"--from", "web1", "--to", "prod/db1", "-p", "icmp", "--port", "1"}, 2, "ICMP has no ports"},

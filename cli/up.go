@@ -3,26 +3,18 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"calico/cluster"
-	"calico/nft"
 	"calico/node"
-	"calico/node/api"
-	"calico/node/route"
 	"calico/store"
-	"calico/store/ipam"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func upCommand() *ucli.Command {
@@ -37,7 +29,7 @@ func upCommand() *ucli.Command {
 			&ucli.StringSliceFlag{Name: "pool", Usage: "an IP pool `CIDR` to create if missing (repeatable; default when there is none: 192.168.0.0/16 and a random ULA /48)"},
 			&ucli.StringFlag{Name: "as", Usage: "the node's BGP AS number"},
 			&ucli.StringFlag{Name: "join", Usage: "join the cluster of the member at `ADDR[:PORT]` (join API, port 7947 by default)"},
-			&ucli.StringFlag{Name: "token", EnvVars: []string{"CALICO_TOKEN"}, Usage: "the cluster's join token (`calico token` on a member prints it)"},
+			&ucli.StringFlag{Name: "token", Sources: ucli.EnvVars("CALICO_TOKEN"), Usage: "the cluster's join token (`calico token` on a member prints it)"},
 			&ucli.StringSliceFlag{Name: "etcd-endpoints", Usage: "use this external etcd (`URLS`, comma-separated) instead of the embedded one; on the founding host only"},
 			&ucli.StringFlag{Name: "etcd-ca", Usage: "the external etcd's CA certificate (PEM `FILE`)"},
 			&ucli.StringFlag{Name: "etcd-cert", Usage: "a client certificate for the external etcd (PEM `FILE`)"},
@@ -50,11 +42,11 @@ func upCommand() *ucli.Command {
 }
 
 // upConfig reads and checks the flags of `calico up`.
-func upConfig(c *ucli.Context) (cluster.Config, slog.Level, error) {
-	cfg := cluster.Config{
+func upConfig(c *ucli.Command) (node.Config, slog.Level, error) {
+	cfg := node.Config{Config: cluster.Config{
 		Name: c.String("name"), DataDir: c.String("data-dir"), Version: Version,
 		Join: c.String("join"), Token: c.String("token"), VoterReplaceAfter: c.Duration("voter-replace-after"),
-	}
+	}}
 	if cfg.Join != "" && cfg.Token == "" {
 		return cfg, 0, usagef("--join needs --token (or CALICO_TOKEN): `calico token` on a member prints it")
 	}
@@ -63,7 +55,7 @@ func upConfig(c *ucli.Context) (cluster.Config, slog.Level, error) {
 			return cfg, 0, usagef("--token: %v", err)
 		}
 	}
-	if err := externalEtcd(c, &cfg); err != nil {
+	if err := externalEtcd(c, &cfg.Config); err != nil {
 		return cfg, 0, err
 	}
 	if cfg.VoterReplaceAfter <= 0 {
@@ -108,7 +100,7 @@ func upConfig(c *ucli.Context) (cluster.Config, slog.Level, error) {
 }
 
 // externalEtcd reads the --etcd-* flags.
-func externalEtcd(c *ucli.Context, cfg *cluster.Config) error {
+func externalEtcd(c *ucli.Command, cfg *cluster.Config) error {
 	cfg.EtcdCA, cfg.EtcdCert, cfg.EtcdKey = c.String("etcd-ca"), c.String("etcd-cert"), c.String("etcd-key")
 	for _, v := range c.StringSlice("etcd-endpoints") {
 		for _, e := range strings.Split(v, ",") {
@@ -151,167 +143,19 @@ func hostAddr(s string, version int) (netip.Prefix, error) {
 	return p, nil
 }
 
-// datastore joins the two halves of the datastore the agent reads.
-type datastore struct {
-	*store.Store
-	ipam *ipam.IPAM
-}
-
-func (d datastore) HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error) {
-	return d.ipam.HostBlocks(ctx, host)
-}
-
-// up is the composition root of a node: the agent starts first, from its
-// state cache, so a restarted node enforces its last state before etcd
-// comes up; then the cluster (identity, etcd, registration); then the API.
-func up(c *ucli.Context) error {
+// up runs this host's node in the foreground.
+func up(ctx context.Context, c *ucli.Command) error {
 	cfg, level, err := upConfig(c)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
-	cfg.Log = log
+	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: level}))
 	if level <= slog.LevelDebug {
 		cfg.EtcdLogLevel = "info"
 	}
+	cfg.Out = c.Root().Writer
 	if os.Geteuid() != 0 {
 		return errors.New("calico up needs root (it programs routes and nftables)")
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("creating data dir: %w", err)
-	}
-	unlock, err := cluster.LockDataDir(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-
-	// Deferred in this order so that, on any return, the context is
-	// cancelled first and then the goroutines are waited for.
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-
-	if err := node.EnableForwarding(); err != nil {
-		return err
-	}
-	routes, err := route.New(log)
-	if err != nil {
-		return fmt.Errorf("opening netlink: %w", err)
-	}
-	defer routes.Close()
-	rules := nft.New(log)
-	name := cfg.Name
-	if id, known, err := cluster.LoadIdentity(cfg.DataDir); err != nil {
-		return err
-	} else if known {
-		name = id.Name
-	}
-	var agent *node.Agent
-	var clusterRef atomic.Pointer[cluster.Cluster]
-	startAgent := func(name string) error {
-		agent, err = node.NewAgent(node.Config{
-			Name: name, DataDir: cfg.DataDir, Log: log,
-			Speaker: node.RealSpeaker(log),
-			Down: func(a netip.Addr) bool {
-				c := clusterRef.Load()
-				return c != nil && c.Down(a)
-			},
-		}, rules, routes)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			if err := agent.Run(ctx); err != nil {
-				log.Error("agent stopped", "err", err)
-			}
-		})
-		return nil
-	}
-	if name != "" {
-		if err := startAgent(name); err != nil {
-			return err
-		}
-		// A restart enforces its last state before etcd starts, so the
-		// two do not compete for the CPU: the dataplane first.
-		select {
-		case <-agent.FirstPass():
-		case <-time.After(5 * time.Second):
-		case <-ctx.Done():
-		}
-	}
-
-	cl, err := cluster.Start(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if agent == nil {
-		if err := startAgent(cl.Identity.Name); err != nil {
-			return err
-		}
-	}
-	im := ipam.New(cl.Store.Client())
-	agent.Connect(datastore{cl.Store, im})
-	clusterRef.Store(cl)
-	wg.Go(func() {
-		// A host that dies loses its routes at once, not at BGP's hold timer.
-		events := cl.GossipEvents()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-events:
-				if !ok {
-					return
-				}
-				agent.Kick()
-			}
-		}
-	})
-
-	id := cl.Identity
-	var left atomic.Bool
-	srv := &node.Server{
-		Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: Version, DataDir: cfg.DataDir,
-		IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
-		Store: cl.Store, IPAM: im, Agent: agent, Log: log,
-		Cluster: membership{cl, im}, Stop: func() { left.Store(true); cancel() },
-	}
-	serveErr := make(chan error, 1)
-	wg.Go(func() { serveErr <- srv.Serve(ctx) })
-
-	fmt.Fprintf(c.App.Writer, "calico node %s is up: cluster %s, %s, etcd %s, API %s\n",
-		id.Name, id.ClusterID, id.Role, strings.Join(cl.Store.Client().Endpoints(), ","), filepath.Join(cfg.DataDir, api.SocketName))
-	if tok, err := cluster.LoadToken(cfg.DataDir); err == nil {
-		fmt.Fprintf(c.App.Writer, "other hosts join with: calico up --join %s --token %s\n", id.IPv4.Addr(), tok)
-	}
-	select {
-	case <-ctx.Done():
-		if left.Load() {
-			// Left the cluster: nothing of ours stays on the host.
-			wg.Wait()
-			cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer ccancel()
-			if err := errors.Join(rules.Remove(cctx), routes.Apply(nil)); err != nil {
-				return fmt.Errorf("cleaning the dataplane after leaving: %w", err)
-			}
-			log.Info("left the cluster; removed our routes and nftables table")
-			return nil
-		}
-		log.Info("stopping; the dataplane stays as it is")
-		return nil
-	case err := <-cl.Err():
-		return fmt.Errorf("etcd stopped: %w", err)
-	case err := <-serveErr:
-		return err
-	}
-}
-
-func prefixString(p netip.Prefix) string {
-	if !p.IsValid() {
-		return ""
-	}
-	return p.String()
+	return node.Run(ctx, cfg)
 }

@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strings"
 
 	"calico/node/api"
 
-	ucli "github.com/urfave/cli/v2"
+	ucli "github.com/urfave/cli/v3"
 )
 
 func workloadCommand() *ucli.Command {
@@ -16,7 +19,7 @@ func workloadCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "workload",
 		Usage: "add, remove and list workloads on this host",
-		Subcommands: []*ucli.Command{
+		Commands: []*ucli.Command{
 			{
 				Name:      "add",
 				Usage:     "wire a workload's network namespace into this host and give it addresses",
@@ -30,39 +33,7 @@ func workloadCommand() *ucli.Command {
 					&ucli.StringSliceFlag{Name: "label", Usage: "a label `key=value` (repeatable)"},
 					outputFlag("json"),
 				},
-				Action: func(c *ucli.Context) error {
-					name, err := oneArg(c, "a workload NAME")
-					if err != nil {
-						return err
-					}
-					if err := checkFormat(c.String("output"), "json"); err != nil {
-						return err
-					}
-					labels, err := parseLabels(c.StringSlice("label"))
-					if err != nil {
-						return err
-					}
-					req := api.WorkloadAdd{
-						Name: name, Namespace: c.String("namespace"), NetNS: c.String("netns"),
-						IPs: c.StringSlice("ip"), Pools: c.StringSlice("pool"), Profiles: c.StringSlice("profile"), Labels: labels,
-					}
-					var w api.Workload
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "POST", "/v1/workloads", nil, req, &w); err != nil {
-						return err
-					}
-					if c.String("output") == "json" {
-						return printJSON(c.App.Writer, w)
-					}
-					addrs := make([]string, len(w.Addresses))
-					for i, a := range w.Addresses {
-						addrs[i] = a.String()
-					}
-					fmt.Fprintln(c.App.Writer, strings.Join(addrs, " "))
-					if !w.Programmed {
-						fmt.Fprintf(c.App.ErrWriter, "calico: workload %s added, but the dataplane has not caught up yet; see `calico status`\n", name)
-					}
-					return nil
-				},
+				Action: workloadAdd,
 			},
 			{
 				Name:      "rm",
@@ -70,53 +41,78 @@ func workloadCommand() *ucli.Command {
 				Usage:     "remove a workload: its addresses, interface, endpoint and (if calico made it) network namespace",
 				ArgsUsage: "NAME",
 				Flags:     []ucli.Flag{dataDirFlag(), ns},
-				Action: func(c *ucli.Context) error {
-					name, err := oneArg(c, "a workload NAME")
-					if err != nil {
-						return err
-					}
-					path := "/v1/workloads/" + url.PathEscape(c.String("namespace")) + "/" + url.PathEscape(name)
-					return api.NewClient(c.String("data-dir")).Do(c.Context, "DELETE", path, nil, nil, nil)
-				},
+				Action:    workloadRemove,
 			},
 			{
 				Name:    "list",
 				Aliases: []string{"ls"},
 				Usage:   "list the workloads of every host",
 				Flags:   []ucli.Flag{dataDirFlag(), outputFlag("json")},
-				Action: func(c *ucli.Context) error {
-					if err := noArgs(c); err != nil {
-						return err
-					}
-					if err := checkFormat(c.String("output"), "json"); err != nil {
-						return err
-					}
-					var ws []api.Workload
-					if err := api.NewClient(c.String("data-dir")).Do(c.Context, "GET", "/v1/workloads", nil, nil, &ws); err != nil {
-						return err
-					}
-					if c.String("output") == "json" {
-						return printJSON(c.App.Writer, ws)
-					}
-					rows := [][]string{{"NAME", "NAMESPACE", "NODE", "ADDRESSES", "PROFILES", "INTERFACE", "LABELS"}}
-					for _, w := range ws {
-						addrs := make([]string, len(w.Addresses))
-						for i, a := range w.Addresses {
-							addrs[i] = a.String()
-						}
-						var labels []string
-						for k, v := range w.Labels {
-							labels = append(labels, k+"="+v)
-						}
-						sort.Strings(labels)
-						rows = append(rows, []string{w.Name, w.Namespace, w.Node, strings.Join(addrs, ","),
-							strings.Join(w.Profiles, ","), w.Interface, orDash(strings.Join(labels, ","))})
-					}
-					return table(c.App.Writer, rows)
-				},
+				Action:  show("/v1/workloads", workloadTable),
 			},
 		},
 	}
+}
+
+func workloadAdd(ctx context.Context, c *ucli.Command) error {
+	name, err := oneArg(c, "a workload NAME")
+	if err != nil {
+		return err
+	}
+	if err := checkFormat(c.String("output"), "json"); err != nil {
+		return err
+	}
+	labels, err := parseLabels(c.StringSlice("label"))
+	if err != nil {
+		return err
+	}
+	req := api.WorkloadAdd{
+		Name: name, Namespace: c.String("namespace"), NetNS: c.String("netns"),
+		IPs: c.StringSlice("ip"), Pools: c.StringSlice("pool"), Profiles: c.StringSlice("profile"), Labels: labels,
+	}
+	var w api.Workload
+	if err := api.NewClient(c.String("data-dir")).Do(ctx, "POST", "/v1/workloads", nil, req, &w); err != nil {
+		return err
+	}
+	if c.String("output") == "json" {
+		return printJSON(c.Root().Writer, w)
+	}
+	fmt.Fprintln(c.Root().Writer, joinAddrs(w.Addresses, " "))
+	if w.Programmed != nil && !*w.Programmed {
+		fmt.Fprintf(c.Root().ErrWriter, "calico: workload %s added, but the dataplane has not caught up yet; see `calico status`\n", name)
+	}
+	return nil
+}
+
+func workloadRemove(ctx context.Context, c *ucli.Command) error {
+	name, err := oneArg(c, "a workload NAME")
+	if err != nil {
+		return err
+	}
+	path := "/v1/workloads/" + url.PathEscape(c.String("namespace")) + "/" + url.PathEscape(name)
+	return api.NewClient(c.String("data-dir")).Do(ctx, "DELETE", path, nil, nil, nil)
+}
+
+func workloadTable(w io.Writer, ws []api.Workload) error {
+	rows := [][]string{{"NAME", "NAMESPACE", "NODE", "ADDRESSES", "PROFILES", "INTERFACE", "LABELS"}}
+	for _, wl := range ws {
+		var labels []string
+		for k, v := range wl.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		sort.Strings(labels)
+		rows = append(rows, []string{wl.Name, wl.Namespace, wl.Node, joinAddrs(wl.Addresses, ","),
+			strings.Join(wl.Profiles, ","), wl.Interface, orDash(strings.Join(labels, ","))})
+	}
+	return table(w, rows)
+}
+
+func joinAddrs(as []netip.Addr, sep string) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, sep)
 }
 
 func parseLabels(kvs []string) (map[string]string, error) {

@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"calico/store"
-
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -40,10 +38,6 @@ type Config struct {
 	// cluster's join token; both matter only to a node without a cluster.
 	Join  string
 	Token string
-	// Pools are IP pools to create if no pool has that CIDR yet.
-	Pools []netip.Prefix
-	// ASNumber, when set, is written to the node's BGP spec.
-	ASNumber *store.ASNumber
 	// Ports: etcd client and peer (2379, 2380), gossip (7946), join API
 	// (7947).
 	EtcdClientPort, EtcdPeerPort, GossipPort, JoinPort int
@@ -86,8 +80,8 @@ func (cfg *Config) defaults() {
 // Cluster is this node's membership: its identity, its etcd member (on
 // voters), a datastore client, gossip and the join API.
 type Cluster struct {
-	Identity Identity
-	Store    *store.Store
+	id      Identity
+	founded bool
 
 	cfg       Config
 	log       *slog.Logger
@@ -187,9 +181,9 @@ func (c *Cluster) fresh() (undo func(), err error) {
 
 func (c *Cluster) newMember(state string) etcdMember {
 	return etcdMember{
-		name: c.Identity.Name, dataDir: filepath.Join(c.cfg.DataDir, "etcd"), addr: c.Identity.addr(), pki: c.pki,
+		name: c.id.Name, dataDir: filepath.Join(c.cfg.DataDir, "etcd"), addr: c.id.addr(), pki: c.pki,
 		clientPort: c.cfg.EtcdClientPort, peerPort: c.cfg.EtcdPeerPort,
-		state: state, token: c.Identity.ClusterID, logLevel: c.cfg.EtcdLogLevel,
+		state: state, token: c.id.ClusterID, logLevel: c.cfg.EtcdLogLevel,
 	}
 }
 
@@ -204,11 +198,11 @@ func (c *Cluster) found(ctx context.Context) error {
 			undo()
 		}
 	}()
-	c.Identity = Identity{Name: c.cfg.Name, ClusterID: randomHex(8), IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, Role: "voter", Created: time.Now().UTC()}
-	if err := c.pki.createCA(c.Identity.ClusterID); err != nil {
+	c.id = Identity{Name: c.cfg.Name, ClusterID: randomHex(8), IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, Role: "voter", Created: time.Now().UTC()}
+	if err := c.pki.createCA(c.id.ClusterID); err != nil {
 		return fmt.Errorf("creating the cluster CA: %w", err)
 	}
-	if err := c.pki.issueNode(c.Identity.Name, c.Identity.addrs()); err != nil {
+	if err := c.pki.issueNode(c.id.Name, c.id.addrs()); err != nil {
 		return fmt.Errorf("issuing the node certificate: %w", err)
 	}
 	tok := Token{Secret: randomHex(16)}
@@ -225,20 +219,18 @@ func (c *Cluster) found(ctx context.Context) error {
 	if err := c.checkEmpty(ctx); err != nil {
 		return err
 	}
-	if err := c.register(ctx); err != nil {
-		return err
-	}
 	if err := c.listenJoin(); err != nil {
 		return err
 	}
-	if err := c.Identity.save(c.cfg.DataDir); err != nil {
+	if err := c.id.save(c.cfg.DataDir); err != nil {
 		return fmt.Errorf("saving the node identity: %w", err)
 	}
 	c.known = known{Endpoints: endpoints}
 	if err := c.known.save(c.cfg.DataDir); err != nil {
 		return err
 	}
-	c.log.Info("founded a new cluster", "cluster", c.Identity.ClusterID, "node", c.Identity.Name, "etcd", endpoints)
+	c.log.Info("founded a new cluster", "cluster", c.id.ClusterID, "node", c.id.Name, "etcd", endpoints)
+	c.founded = true
 	ok = true
 	return c.background(nil)
 }
@@ -248,13 +240,13 @@ func (c *Cluster) found(ctx context.Context) error {
 func (c *Cluster) datastore(ctx context.Context) ([]string, error) {
 	if len(c.cfg.EtcdEndpoints) == 0 {
 		c.member = c.newMember(embed.ClusterStateFlagNew)
-		c.member.initialCluster = c.Identity.Name + "=" + c.member.peerURL()
+		c.member.initialCluster = c.id.Name + "=" + c.member.peerURL()
 		if err := c.startMember(ctx, true); err != nil {
 			return nil, err
 		}
 		return []string{c.member.clientURL()}, nil
 	}
-	c.Identity.Role, c.Identity.External = "client", true
+	c.id.Role, c.id.External = "client", true
 	var files [3][]byte
 	for i, path := range []string{c.cfg.EtcdCA, c.cfg.EtcdCert, c.cfg.EtcdKey} {
 		if path == "" {
@@ -272,17 +264,17 @@ func (c *Cluster) datastore(ctx context.Context) ([]string, error) {
 	return c.cfg.EtcdEndpoints, nil
 }
 
-// checkEmpty makes sure a founder's datastore holds no other cluster (an
-// external etcd may be shared by mistake).
+// checkEmpty makes sure a founder's datastore holds no Calico data (an
+// external etcd may be shared by mistake, or hold another cluster).
 func (c *Cluster) checkEmpty(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nodes, err := store.ListOf[*store.Node](ctx, c.Store, "")
+	resp, err := c.client.Get(ctx, "/calico/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
 	if err != nil {
 		return fmt.Errorf("reading the datastore at %v: %w", c.client.Endpoints(), err)
 	}
-	if len(nodes) > 0 {
-		return fmt.Errorf("the datastore at %v already holds a cluster (node %s): join it with --join and a token instead", c.client.Endpoints(), nodes[0].Metadata.Name)
+	if len(resp.Kvs) > 0 {
+		return fmt.Errorf("the datastore at %v already holds Calico data (%s): join its cluster with --join and a token instead", c.client.Endpoints(), resp.Kvs[0].Key)
 	}
 	return nil
 }
@@ -315,7 +307,7 @@ func (c *Cluster) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Identity = Identity{Name: c.cfg.Name, ClusterID: resp.ClusterID, IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, Role: "client", External: resp.External, Created: time.Now().UTC()}
+	c.id = Identity{Name: c.cfg.Name, ClusterID: resp.ClusterID, IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, Role: "client", External: resp.External, Created: time.Now().UTC()}
 	if err := os.MkdirAll(c.pki.dir, 0o700); err != nil {
 		return err
 	}
@@ -339,16 +331,16 @@ func (c *Cluster) join(ctx context.Context) error {
 		return err
 	}
 	c.member = c.newMember(embed.ClusterStateFlagExisting)
-	if !c.Identity.External {
+	if !c.id.External {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		members, release, err := claimSeat(cctx, c.client, c.Identity.Name, c.member.peerURL())
+		members, release, err := claimSeat(cctx, c.client, c.id.Name, c.member.peerURL())
 		if err != nil {
 			return fmt.Errorf("joining the etcd members: %w", err)
 		}
 		if members != nil {
-			c.Identity.Role = "voter"
-			c.member.initialCluster = initialCluster(members, c.Identity.Name, c.member.peerURL())
+			c.id.Role = "voter"
+			c.member.initialCluster = initialCluster(members, c.id.Name, c.member.peerURL())
 			err = c.startMember(ctx, true)
 		}
 		release()
@@ -357,20 +349,16 @@ func (c *Cluster) join(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.register(ctx); err != nil {
-		c.removeSelf(context.WithoutCancel(ctx))
-		return err
-	}
 	if err := c.listenJoin(); err != nil {
 		c.removeSelf(context.WithoutCancel(ctx))
 		return err
 	}
 	c.known = known{Endpoints: resp.Endpoints, Seeds: resp.Seeds}
 	c.known.save(c.cfg.DataDir)
-	if err := c.Identity.save(c.cfg.DataDir); err != nil {
+	if err := c.id.save(c.cfg.DataDir); err != nil {
 		return fmt.Errorf("saving the node identity: %w", err)
 	}
-	c.log.Info("joined the cluster", "cluster", resp.ClusterID, "node", c.Identity.Name, "role", c.Identity.Role)
+	c.log.Info("joined the cluster", "cluster", resp.ClusterID, "node", c.id.Name, "role", c.id.Role)
 	ok = true
 	return c.background(resp.Seeds)
 }
@@ -386,7 +374,7 @@ func (c *Cluster) resume(ctx context.Context, id Identity) error {
 	if cfg.IPv6.IsValid() && cfg.IPv6.Addr() != id.IPv6.Addr() {
 		return fmt.Errorf("node %s was started with --ip6 %s before, not %s", id.Name, id.IPv6.Addr(), cfg.IPv6.Addr())
 	}
-	c.Identity = id
+	c.id = id
 	c.member = c.newMember(embed.ClusterStateFlagExisting)
 	if err := c.loadSecrets(nil, nil); err != nil {
 		return err
@@ -410,7 +398,7 @@ func (c *Cluster) resume(ctx context.Context, id Identity) error {
 		}
 	}
 	endpoints := others
-	if c.Identity.Role == "voter" {
+	if c.id.Role == "voter" {
 		// Serve at once; the member becomes ready when a quorum is up.
 		if err := c.startMember(ctx, false); err != nil {
 			return err
@@ -426,25 +414,7 @@ func (c *Cluster) resume(ctx context.Context, id Identity) error {
 	if err := c.listenJoin(); err != nil {
 		return err
 	}
-	c.log.Info("resumed", "cluster", id.ClusterID, "node", id.Name, "role", c.Identity.Role, "etcd", endpoints)
-	c.wg.Go(func() {
-		// Write the Node once the datastore answers (it may be waiting for
-		// the other voters to come back).
-		for {
-			rctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-			err := c.register(rctx)
-			cancel()
-			if err == nil || c.ctx.Err() != nil {
-				return
-			}
-			c.log.Info("waiting for the datastore to register the node", "err", err)
-			select {
-			case <-c.ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	})
+	c.log.Info("resumed", "cluster", id.ClusterID, "node", id.Name, "role", c.id.Role, "etcd", endpoints)
 	return c.background(c.known.Seeds)
 }
 
@@ -466,7 +436,7 @@ func (c *Cluster) replacedWhileAway(ctx context.Context, others []string) bool {
 		return false
 	}
 	for _, m := range list.Members {
-		if m.Name == c.Identity.Name || slices.Contains(m.PeerURLs, c.member.peerURL()) {
+		if m.Name == c.id.Name || slices.Contains(m.PeerURLs, c.member.peerURL()) {
 			return false
 		}
 	}
@@ -487,8 +457,8 @@ func (c *Cluster) demote() error {
 	if err := os.Rename(c.member.dataDir, aside); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("moving the old etcd data aside: %w", err)
 	}
-	c.Identity.Role = "client"
-	return c.Identity.save(c.cfg.DataDir)
+	c.id.Role = "client"
+	return c.id.save(c.cfg.DataDir)
 }
 
 // startMember runs the embedded etcd member; wait says whether to wait
@@ -598,19 +568,18 @@ func (c *Cluster) loadSecrets(tok *Token, gossipKey []byte) error {
 
 // connect makes the datastore client.
 func (c *Cluster) connect(endpoints []string) error {
-	cli, err := newClient(endpoints, c.pki, c.Identity.External)
+	cli, err := newClient(endpoints, c.pki, c.id.External)
 	if err != nil {
 		return err
 	}
 	c.client = cli
-	c.Store = store.New(cli)
 	return nil
 }
 
 // listenJoin opens the join API's port, so that a port in use fails the
 // start rather than the background.
 func (c *Cluster) listenJoin() error {
-	ln, err := net.Listen("tcp", hostPort(c.Identity.addr(), c.cfg.JoinPort))
+	ln, err := net.Listen("tcp", hostPort(c.id.addr(), c.cfg.JoinPort))
 	if err != nil {
 		return fmt.Errorf("the join API: %w", err)
 	}
@@ -620,7 +589,7 @@ func (c *Cluster) listenJoin() error {
 
 // background starts gossip, the join API and the membership loop.
 func (c *Cluster) background(seeds []string) error {
-	g, err := StartGossip(GossipConfig{Meta: c.meta(), Bind: c.Identity.addr(), Port: c.cfg.GossipPort, Key: c.gossipKey, Log: c.log})
+	g, err := StartGossip(GossipConfig{Meta: c.meta(), Bind: c.id.addr(), Port: c.cfg.GossipPort, Key: c.gossipKey, Log: c.log})
 	if err != nil {
 		return fmt.Errorf("starting gossip: %w", err)
 	}
@@ -637,7 +606,7 @@ func (c *Cluster) background(seeds []string) error {
 
 func (c *Cluster) meta() Meta {
 	m := Meta{
-		Name: c.Identity.Name, ClusterID: c.Identity.ClusterID, IPv4: prefixAddr(c.Identity.IPv4), IPv6: prefixAddr(c.Identity.IPv6),
+		Name: c.id.Name, ClusterID: c.id.ClusterID, IPv4: prefixAddr(c.id.IPv4), IPv6: prefixAddr(c.id.IPv6),
 		Role: c.Role(), Version: c.cfg.Version, JoinPort: c.cfg.JoinPort,
 	}
 	if c.embedded() != nil {
@@ -678,23 +647,12 @@ func (c *Cluster) tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nodes, err := store.ListOf[*store.Node](ctx, c.Store, "")
-	if err != nil {
-		return err
-	}
-	k := known{Endpoints: voterURLs(list.Members)}
-	if c.Identity.External {
+	k := known{Endpoints: voterURLs(list.Members), Seeds: c.gossipSeeds()}
+	if c.id.External {
 		k.Endpoints = c.known.Endpoints // the user's, not the external members' own
 	}
-	for _, n := range nodes {
-		if n.Spec.BGP != nil && n.Spec.BGP.IPv4Address != "" {
-			if p, err := netip.ParsePrefix(n.Spec.BGP.IPv4Address); err == nil {
-				k.Seeds = append(k.Seeds, hostPort(p.Addr(), c.cfg.GossipPort))
-			}
-		}
-	}
 	c.mu.Lock()
-	roleBefore := roleOf(c.members, c.Identity.Name)
+	roleBefore := roleOf(c.members, c.id.Name)
 	c.members = list.Members
 	changed := !slices.Equal(k.Endpoints, c.known.Endpoints) || !slices.Equal(k.Seeds, c.known.Seeds)
 	if changed && len(k.Endpoints) > 0 {
@@ -706,13 +664,13 @@ func (c *Cluster) tick(ctx context.Context) error {
 			return err
 		}
 	}
-	if roleOf(list.Members, c.Identity.Name) != roleBefore {
+	if roleOf(list.Members, c.id.Name) != roleBefore {
 		c.gossip.SetMeta(c.meta())
 	}
 	switch {
 	case c.embedded() != nil:
 		return c.manage(ctx)
-	case !c.Identity.External:
+	case !c.id.External:
 		return c.seek(ctx)
 	}
 	return nil
@@ -736,12 +694,12 @@ func (c *Cluster) seek(ctx context.Context) error {
 	if seats >= wantVoters {
 		return nil
 	}
-	if m, ok := c.gossip.Member(c.Identity.Name); !ok || m.State != "alive" {
+	if m, ok := c.gossip.Member(c.id.Name); !ok || m.State != "alive" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	members, release, err := tryClaimSeat(ctx, c.client, c.Identity.Name, c.member.peerURL())
+	members, release, err := tryClaimSeat(ctx, c.client, c.id.Name, c.member.peerURL())
 	if err != nil {
 		return err
 	}
@@ -757,14 +715,14 @@ func (c *Cluster) seek(ctx context.Context) error {
 			return err
 		}
 	}
-	c.member.initialCluster = initialCluster(members, c.Identity.Name, c.member.peerURL())
+	c.member.initialCluster = initialCluster(members, c.id.Name, c.member.peerURL())
 	if err := c.startMember(c.ctx, true); err != nil {
 		c.removeSelf(context.Background())
 		os.RemoveAll(c.member.dataDir)
 		return fmt.Errorf("starting the etcd member: %w", err)
 	}
-	c.Identity.Role = "voter"
-	if err := c.Identity.save(c.cfg.DataDir); err != nil {
+	c.id.Role = "voter"
+	if err := c.id.save(c.cfg.DataDir); err != nil {
 		return err
 	}
 	c.gossip.SetMeta(c.meta())
@@ -781,101 +739,13 @@ func (c *Cluster) embedded() *embed.Etcd {
 func (c *Cluster) Role() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.members == nil || c.Identity.External {
-		if c.Identity.Role == "voter" {
+	if c.members == nil || c.id.External {
+		if c.id.Role == "voter" {
 			return "voter"
 		}
 		return "client"
 	}
-	return roleOf(c.members, c.Identity.Name)
-}
-
-// register writes this node's Node resource and the pools it was asked
-// for (or Calico's default pools when there are none at all).
-func (c *Cluster) register(ctx context.Context) error {
-	cfg := c.cfg
-	if err := ensurePools(ctx, c.Store, cfg.Pools); err != nil {
-		return err
-	}
-	node, err := store.GetOf[*store.Node](ctx, c.Store, "", c.Identity.Name)
-	create := errors.Is(err, store.ErrNotFound)
-	if err != nil && !create {
-		return err
-	}
-	if create {
-		node = store.KindNode.New().(*store.Node)
-		node.Metadata.Name = c.Identity.Name
-	}
-	if node.Spec.BGP == nil {
-		node.Spec.BGP = &store.NodeBGPSpec{}
-	}
-	b := node.Spec.BGP
-	b.IPv4Address, b.IPv6Address = prefixString(c.Identity.IPv4), prefixString(c.Identity.IPv6)
-	if cfg.ASNumber != nil {
-		b.ASNumber = cfg.ASNumber
-	}
-	if create {
-		err = c.Store.Create(ctx, node)
-	} else {
-		err = c.Store.Update(ctx, node)
-	}
-	if err != nil {
-		return fmt.Errorf("registering node %s: %w", c.Identity.Name, err)
-	}
-	return nil
-}
-
-// ensurePools creates the given pools that do not exist yet, or Calico's
-// two default pools when none are given and none exist.
-func ensurePools(ctx context.Context, s *store.Store, want []netip.Prefix) error {
-	pools, err := store.ListOf[*store.IPPool](ctx, s, "")
-	if err != nil {
-		return err
-	}
-	var create []*store.IPPool
-	if len(want) == 0 && len(pools) == 0 {
-		create = []*store.IPPool{
-			newPool("default-ipv4-ippool", netip.MustParsePrefix("192.168.0.0/16")),
-			newPool("default-ipv6-ippool", randomULA()),
-		}
-	}
-next:
-	for _, cidr := range want {
-		for _, p := range pools {
-			if p.Spec.CIDR == cidr.String() {
-				continue next
-			}
-		}
-		create = append(create, newPool(PoolName(cidr), cidr))
-	}
-	for _, p := range create {
-		if err := s.Create(ctx, p); err != nil {
-			return fmt.Errorf("creating pool %s: %w", p.Spec.CIDR, err)
-		}
-	}
-	return nil
-}
-
-// PoolName is the name given to a pool made from just its CIDR.
-func PoolName(cidr netip.Prefix) string {
-	s := strings.NewReplacer("::", "-", ":", "-", "/", "-").Replace(cidr.String())
-	return "pool-" + strings.Trim(s, "-")
-}
-
-func newPool(name string, cidr netip.Prefix) *store.IPPool {
-	p := store.KindIPPool.New().(*store.IPPool)
-	p.Metadata.Name = name
-	p.Spec.CIDR = cidr.String()
-	return p
-}
-
-// randomULA is a unique local /48 (RFC 4193), as Calico picks for its
-// default IPv6 pool.
-func randomULA() netip.Prefix {
-	var b [16]byte
-	b[0] = 0xfd
-	rand.Read(b[1:6])
-	return netip.PrefixFrom(netip.AddrFrom16(b), 48)
+	return roleOf(c.members, c.id.Name)
 }
 
 func nodeName(given string) (string, error) {
@@ -920,6 +790,16 @@ func randomBytes(n int) []byte {
 	rand.Read(b)
 	return b
 }
+
+// Founded reports whether this start founded the cluster.
+func (c *Cluster) Founded() bool { return c.founded }
+
+// Identity is who this node is in the cluster.
+func (c *Cluster) Identity() Identity { return c.id }
+
+// Client is the etcd client of the datastore: the voters' (this host's
+// own member first), or the external etcd's.
+func (c *Cluster) Client() *clientv3.Client { return c.client }
 
 // Err reports a failure of the embedded etcd member after start.
 func (c *Cluster) Err() <-chan error { return c.errc }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -9,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"calico/store"
 )
 
 // freePort asks the kernel for a port nobody uses right now.
@@ -35,22 +34,12 @@ func testConfig(t *testing.T, dir string) Config {
 func TestFoundAndResume(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	cfg.Pools = []netip.Prefix{netip.MustParsePrefix("10.65.0.0/16")}
 	c, err := Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("founding: %v", err)
 	}
-	id := c.Identity
-	pools, err := store.ListOf[*store.IPPool](t.Context(), c.Store, "")
-	if err != nil || len(pools) != 1 || pools[0].Spec.CIDR != "10.65.0.0/16" || pools[0].Metadata.Name != "pool-10.65.0.0-16" {
-		t.Errorf("pools after founding = %v, %v", pools, err)
-	}
-	node, err := store.GetOf[*store.Node](t.Context(), c.Store, "", "n1")
-	if err != nil || node.Spec.BGP.IPv4Address != "127.0.0.1/8" {
-		t.Errorf("node after founding = %+v, %v", node, err)
-	}
-	node.Metadata.Labels = map[string]string{"rack": "r1"}
-	if err := c.Store.Update(t.Context(), node); err != nil {
+	id := c.id
+	if _, err := c.Client().Put(t.Context(), "/test/kept", "yes"); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -61,36 +50,20 @@ func TestFoundAndResume(t *testing.T) {
 	}
 
 	// Started again without a name or address, it is the same node of the
-	// same cluster, its data and the labels users set are kept.
+	// same cluster, and its data is kept.
 	cfg2 := cfg
-	cfg2.Name, cfg2.IPv4, cfg2.Pools = "", netip.Prefix{}, nil
+	cfg2.Name, cfg2.IPv4 = "", netip.Prefix{}
 	c, err = Start(t.Context(), cfg2)
 	if err != nil {
 		t.Fatalf("resuming: %v", err)
 	}
 	defer c.Close()
-	if c.Identity != id {
-		t.Errorf("resumed as %+v; was %+v", c.Identity, id)
+	if c.id != id {
+		t.Errorf("resumed as %+v; was %+v", c.id, id)
 	}
-	node, err = store.GetOf[*store.Node](t.Context(), c.Store, "", "n1")
-	if err != nil || node.Metadata.Labels["rack"] != "r1" {
-		t.Errorf("node labels after resuming = %v, %v; want rack=r1 kept", node.Metadata.Labels, err)
-	}
-	pools, _ = store.ListOf[*store.IPPool](t.Context(), c.Store, "")
-	if len(pools) != 1 {
-		t.Errorf("resuming created pools: %v", pools)
-	}
-}
-
-func TestDefaultPools(t *testing.T) {
-	c, err := Start(t.Context(), testConfig(t, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pools, _ := store.ListOf[*store.IPPool](t.Context(), c.Store, "")
-	if len(pools) != 2 || pools[0].Spec.CIDR != "192.168.0.0/16" || !strings.HasPrefix(pools[1].Spec.CIDR, "fd") || !strings.HasSuffix(pools[1].Spec.CIDR, "::/48") {
-		t.Errorf("default pools = %v %v", pools[0].Spec, pools[1].Spec)
+	resp, err := c.Client().Get(t.Context(), "/test/kept")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "yes" {
+		t.Errorf("the datastore after resuming = %v, %v; want the key written before", resp, err)
 	}
 }
 
@@ -130,15 +103,18 @@ func TestRefusals(t *testing.T) {
 func TestFailedFoundingLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	cfg.Pools = []netip.Prefix{netip.MustParsePrefix("10.65.0.0/16"), netip.MustParsePrefix("10.65.1.0/24")} // overlap
-	if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "overlaps") {
-		t.Fatalf("founding with overlapping pools = %v", err)
+	taken, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.JoinPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "the join API") {
+		t.Fatalf("founding with the join API's port taken = %v", err)
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
 		t.Errorf("a failed founding left %v in the data dir", entries)
 	}
-	cfg.Pools = cfg.Pools[:1]
+	taken.Close()
 	c, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("founding again after a failure: %v", err)
@@ -161,19 +137,4 @@ func TestLockDataDir(t *testing.T) {
 		t.Errorf("lock after unlock: %v", err)
 	}
 	unlock2()
-}
-
-func TestPoolName(t *testing.T) {
-	for in, want := range map[string]string{"10.65.0.0/16": "pool-10.65.0.0-16", "fd00:65::/48": "pool-fd00-65--48"} {
-		p := netip.MustParsePrefix(in)
-		if got := PoolName(p); got != want {
-			t.Errorf("PoolName(%s) = %s; want %s", in, got, want)
-		}
-		pool := store.KindIPPool.New()
-		pool.Meta().Name = PoolName(p)
-		pool.(*store.IPPool).Spec.CIDR = in
-		if err := store.Validate(pool); err != nil {
-			t.Errorf("a pool named %s is invalid: %v", PoolName(p), err)
-		}
-	}
 }

@@ -20,12 +20,15 @@ func TestExternalEtcd(t *testing.T) {
 		t.Fatalf("founding on an external etcd: %v", err)
 	}
 	defer n1.Close()
-	if n1.embedded() != nil || n1.Role() != "client" || !n1.Identity.External {
-		t.Errorf("founder on an external etcd: role %s, identity %+v; want a client without a member", n1.Role(), n1.Identity)
+	if n1.embedded() != nil || n1.Role() != "client" || !n1.id.External {
+		t.Errorf("founder on an external etcd: role %s, identity %+v; want a client without a member", n1.Role(), n1.id)
 	}
 	// The cluster's data is in the external etcd.
-	if _, err := store.GetOf[*store.Node](t.Context(), store.New(ext), "", "n1"); err != nil {
-		t.Errorf("the founder's Node in the external etcd: %v", err)
+	if _, err := n1.Client().Put(t.Context(), "/calico/test", "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := ext.Get(t.Context(), "/calico/test"); err != nil || len(resp.Kvs) != 1 {
+		t.Errorf("the founder's write in the external etcd: %v, %v", resp, err)
 	}
 	// A joiner gets the datastore from the cluster.
 	tok, _ := LoadToken(cfg.DataDir)
@@ -39,7 +42,7 @@ func TestExternalEtcd(t *testing.T) {
 	}
 	p := store.KindProfile.New()
 	p.Meta().Name = "from-n2"
-	if err := n2.Store.Create(t.Context(), p); err != nil {
+	if err := store.New(n2.Client()).Create(t.Context(), p); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.GetOf[*store.Profile](t.Context(), store.New(ext), "", "from-n2"); err != nil {
@@ -54,7 +57,7 @@ func TestExternalEtcd(t *testing.T) {
 		t.Fatalf("restarting n2: %v", err)
 	}
 	defer n2.Close()
-	if _, err := store.GetOf[*store.Profile](t.Context(), n2.Store, "", "from-n2"); err != nil {
+	if _, err := store.GetOf[*store.Profile](t.Context(), store.New(n2.Client()), "", "from-n2"); err != nil {
 		t.Errorf("reading after a restart: %v", err)
 	}
 }
@@ -68,13 +71,16 @@ func TestExternalEtcdTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
+	if _, err := a.Client().Put(t.Context(), "/calico/resources/v3/projectcalico.org/nodes/n1", "{}"); err != nil {
+		t.Fatal(err)
+	}
 	cfg := testConfig(t, t.TempDir())
 	cfg.Name = "b1"
 	cfg.EtcdEndpoints = []string{a.member.clientURL()}
 	pki := filepath.Join(a.cfg.DataDir, "pki")
 	cfg.EtcdCA, cfg.EtcdCert, cfg.EtcdKey = filepath.Join(pki, "ca.crt"), filepath.Join(pki, "node.crt"), filepath.Join(pki, "node.key")
 	_, err = Start(t.Context(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "already holds a cluster (node n1)") {
+	if err == nil || !strings.Contains(err.Error(), "already holds Calico data (/calico/resources/v3/projectcalico.org/nodes/n1)") {
 		t.Errorf("founding on an etcd that holds a cluster = %v", err)
 	}
 	cfg.EtcdCert, cfg.EtcdKey = "", ""

@@ -127,10 +127,10 @@ func (c *Cluster) admit(ctx context.Context, req joinRequest) (joinResponse, int
 		return joinResponse{}, http.StatusServiceUnavailable, fmt.Errorf("the datastore is unavailable: %w", err)
 	}
 	resp := joinResponse{
-		ClusterID: c.Identity.ClusterID, CACert: c.caPEM, CAKey: caKey, Cert: cert,
+		ClusterID: c.id.ClusterID, CACert: c.caPEM, CAKey: caKey, Cert: cert,
 		GossipKey: c.gossipKey, Endpoints: voterURLs(list.Members), Seeds: c.liveSeeds(),
 	}
-	if c.Identity.External {
+	if c.id.External {
 		resp.External, resp.Endpoints = true, c.client.Endpoints()
 		resp.EtcdCA, resp.EtcdCert, resp.EtcdKey = c.pki.external()
 	}

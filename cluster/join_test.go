@@ -113,8 +113,8 @@ func TestJoin(t *testing.T) {
 		t.Errorf("n4's role = %s; want client without an etcd member", n4.Role())
 	}
 	for _, c := range []*Cluster{n1, n2, n3, n4} {
-		waitFor(t, 20*time.Second, c.Identity.Name+" seeing four live nodes", func() bool {
-			ns, err := c.Nodes(t.Context())
+		waitFor(t, 20*time.Second, c.id.Name+" seeing four live nodes", func() bool {
+			ns, err := c.Members(t.Context())
 			alive := 0
 			for _, n := range ns {
 				if n.Gossip == "alive" {
@@ -127,17 +127,18 @@ func TestJoin(t *testing.T) {
 	// A client writes through the voters.
 	p := store.KindProfile.New()
 	p.Meta().Name = "from-n4"
-	if err := n4.Store.Create(t.Context(), p); err != nil {
+	if err := store.New(n4.Client()).Create(t.Context(), p); err != nil {
 		t.Errorf("writing from the client: %v", err)
 	}
-	if _, err := store.GetOf[*store.Profile](t.Context(), n1.Store, "", "from-n4"); err != nil {
+	if _, err := store.GetOf[*store.Profile](t.Context(), store.New(n1.Client()), "", "from-n4"); err != nil {
 		t.Errorf("reading n4's write on n1: %v", err)
 	}
-	ns, _ := n1.Nodes(t.Context())
+	ns, _ := n1.Members(t.Context())
 	var names []string
 	for _, n := range ns {
 		names = append(names, n.Name+":"+n.Role)
 	}
+	slices.Sort(names)
 	if want := []string{"n1:voter", "n2:voter", "n3:voter", "n4:client"}; !slices.Equal(names, want) {
 		t.Errorf("nodes = %v; want %v", names, want)
 	}

@@ -224,7 +224,7 @@ func (c *Cluster) followLoop() {
 // remembers), so that losing any one host, the founder included, never
 // takes the datastore away from the others.
 func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
-	if c.Identity.External || c.client == nil {
+	if c.id.External || c.client == nil {
 		return
 	}
 	var voters []string
@@ -251,7 +251,7 @@ func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
 	own := ""
 	if c.embedded() != nil {
 		own = c.member.clientURL()
-		if members == nil && !slices.Contains(voters, own) && c.Identity.Role == "voter" {
+		if members == nil && !slices.Contains(voters, own) && c.id.Role == "voter" {
 			voters = append(voters, own)
 		}
 	}
@@ -350,7 +350,7 @@ func (c *Cluster) manage(ctx context.Context) error {
 		}
 	}
 	for _, v := range voters {
-		if v.Name == c.Identity.Name || !dead(v.Name, c.cfg.VoterReplaceAfter) {
+		if v.Name == c.id.Name || !dead(v.Name, c.cfg.VoterReplaceAfter) {
 			continue
 		}
 		if !c.quorumWithoutOne(list.Members) {
@@ -378,7 +378,7 @@ func (c *Cluster) quorumWithoutOne(members []*etcdserverpb.Member) bool {
 			continue
 		}
 		voters++
-		if m, ok := c.gossip.Member(v.Name); v.Name == c.Identity.Name || ok && (m.State == "alive" || m.State == "suspect") {
+		if m, ok := c.gossip.Member(v.Name); v.Name == c.id.Name || ok && (m.State == "alive" || m.State == "suspect") {
 			healthy++
 		}
 	}

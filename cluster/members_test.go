@@ -2,14 +2,16 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"calico/store/ipam"
 )
 
 // startFour founds a cluster and joins three more hosts: three voters and
@@ -69,8 +71,8 @@ func TestReplaceDeadVoter(t *testing.T) {
 		t.Fatalf("n3 starting again: %v", err)
 	}
 	defer back.Close()
-	if back.Identity.Role != "client" || back.embedded() != nil || back.Identity.ClusterID != cs[0].Identity.ClusterID {
-		t.Errorf("n3 came back as %+v; want a client of cluster %s", back.Identity, cs[0].Identity.ClusterID)
+	if back.id.Role != "client" || back.embedded() != nil || back.id.ClusterID != cs[0].id.ClusterID {
+		t.Errorf("n3 came back as %+v; want a client of cluster %s", back.id, cs[0].id.ClusterID)
 	}
 	if got := voters(t, cs[0]); got != "n1 n2 n4" {
 		t.Errorf("voters after n3 came back = %s", got)
@@ -83,50 +85,47 @@ func TestReplaceDeadVoter(t *testing.T) {
 
 func TestLeave(t *testing.T) {
 	cs, _ := startFour(t, func(*Config) {})
-	im := ipam.New(cs[1].client)
-	if err := cs[1].Leave(t.Context(), im); err != nil {
-		t.Fatalf("n2 leaving: %v", err)
+	if err := cs[1].HandOver(t.Context()); err != nil {
+		t.Fatalf("n2 handing over its seat: %v", err)
+	}
+	if err := cs[1].Depart(t.Context()); err != nil {
+		t.Fatalf("n2 departing: %v", err)
 	}
 	waitFor(t, 60*time.Second, "n4 to take n2's seat", func() bool { return voters(t, cs[0]) == "n1 n3 n4" })
-	nodes, err := cs[0].Nodes(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		if n.Name == "n2" && n.Gossip != "left" {
-			t.Errorf("n2 after leaving: %+v", n)
-		}
-	}
+	waitFor(t, 10*time.Second, "n2 to be seen leaving", func() bool {
+		m, _ := cs[0].gossip.Member("n2")
+		return m.State == "left"
+	})
 	if got := slices.Sorted(maps.Keys(roles(t, cs[0]))); !slices.Equal(got, []string{"n1", "n3", "n4"}) {
 		t.Errorf("etcd members after n2 left = %v", got)
 	}
+	if _, err := os.Stat(filepath.Join(cs[1].cfg.DataDir, "node.json")); !os.IsNotExist(err) {
+		t.Errorf("n2's identity is still in its data dir after it left: %v", err)
+	}
 }
 
-func TestRemoveNode(t *testing.T) {
+func TestRemoveMember(t *testing.T) {
 	cs, _ := startFour(t, func(*Config) {})
-	im := ipam.New(cs[0].client)
-	if err := cs[0].RemoveNode(t.Context(), im, "n4"); err == nil || !strings.Contains(err.Error(), "node n4 is alive: run `calico leave` on it") {
+	waitFor(t, 20*time.Second, "n1 to see n4 alive", func() bool {
+		m, _ := cs[0].gossip.Member("n4")
+		return m.State == "alive"
+	})
+	if err := cs[0].RemoveMember(t.Context(), "n4", netip.Addr{}); !errors.Is(err, ErrAlive) {
 		t.Errorf("removing a live node = %v", err)
 	}
-	if err := cs[0].RemoveNode(t.Context(), im, "n1"); err == nil || !strings.Contains(err.Error(), "use `calico leave`") {
+	if err := cs[0].RemoveMember(t.Context(), "n1", netip.Addr{}); !errors.Is(err, ErrSelf) {
 		t.Errorf("removing itself = %v", err)
 	}
-	cs[3].Close() // n4 goes away for good
-	waitFor(t, 20*time.Second, "n4 gone from gossip", func() bool {
-		m, _ := cs[0].gossip.Member("n4")
+	cs[2].Close() // n3, a voter, goes away for good
+	waitFor(t, 20*time.Second, "n3 gone from gossip", func() bool {
+		m, _ := cs[0].gossip.Member("n3")
 		return m.State != "alive"
 	})
-	if err := cs[0].RemoveNode(t.Context(), im, "n4"); err != nil {
-		t.Fatalf("removing n4: %v", err)
+	if err := cs[0].RemoveMember(t.Context(), "n3", netip.Addr{}); err != nil {
+		t.Fatalf("removing n3: %v", err)
 	}
-	nodes, _ := cs[0].Nodes(t.Context())
-	for _, n := range nodes {
-		if n.Name == "n4" {
-			t.Errorf("n4 still listed after node rm: %+v", n)
-		}
-	}
-	if err := cs[0].RemoveNode(t.Context(), im, "n4"); err == nil || !strings.Contains(err.Error(), "no node n4") {
-		t.Errorf("removing n4 twice = %v", err)
+	if rs := roles(t, cs[0]); rs["n3"] != "" {
+		t.Errorf("n3 is still an etcd member after it was removed: %v", rs)
 	}
 }
 
@@ -145,7 +144,7 @@ func TestFounderLoss(t *testing.T) {
 	})
 	for _, c := range cs[1:3] {
 		if got, own := c.client.Endpoints()[0], c.member.clientURL(); got != own {
-			t.Errorf("%s's etcd client starts with %s; want its own member %s", c.Identity.Name, got, own)
+			t.Errorf("%s's etcd client starts with %s; want its own member %s", c.id.Name, got, own)
 		}
 	}
 	cs[0].Close()
@@ -153,14 +152,14 @@ func TestFounderLoss(t *testing.T) {
 	for _, c := range cs[1:] {
 		for i := 0; ; i++ {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-			_, err := c.client.Put(ctx, "/test/founder-loss/"+c.Identity.Name, "x")
+			_, err := c.client.Put(ctx, "/test/founder-loss/"+c.id.Name, "x")
 			cancel()
 			if err == nil {
-				t.Logf("%s (%s) wrote %s after the founder stopped", c.Identity.Name, c.Role(), time.Since(killed).Round(time.Millisecond))
+				t.Logf("%s (%s) wrote %s after the founder stopped", c.id.Name, c.Role(), time.Since(killed).Round(time.Millisecond))
 				break
 			}
 			if time.Since(killed) > 5*time.Second {
-				t.Fatalf("%s (%s) cannot write 5s after the founder stopped: %v (endpoints %v)", c.Identity.Name, c.Role(), err, c.client.Endpoints())
+				t.Fatalf("%s (%s) cannot write 5s after the founder stopped: %v (endpoints %v)", c.id.Name, c.Role(), err, c.client.Endpoints())
 			}
 		}
 	}
@@ -178,7 +177,7 @@ func TestClientEndpoints(t *testing.T) {
 		{[]string{a, b, c}, "", nil, []string{a, b, c}},
 		{[]string{a, b, c}, c, nil, []string{c, a, b}},
 		{[]string{a, b, c}, c, downB, []string{c, a}},
-		{[]string{b}, "", downB, []string{b}}, // never empty while a voter is listed
+		{[]string{b}, "", downB, []string{b}},    // never empty while a voter is listed
 		{[]string{a, b}, c, nil, []string{a, b}}, // a learner's own member is no voter
 		{nil, "", nil, nil},
 	} {

@@ -9,94 +9,54 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
-
-	"calico/store"
-	"calico/store/ipam"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// NodeStatus is one node as `calico node list` shows it.
-type NodeStatus struct {
-	Name    string    `json:"name"`
-	IPv4    string    `json:"ipv4,omitempty"`
-	IPv6    string    `json:"ipv6,omitempty"`
-	Role    string    `json:"role"`   // voter, learner, client
-	Gossip  string    `json:"gossip"` // alive, suspect, dead, left, unknown
-	Since   time.Time `json:"since,omitzero"`
-	Version string    `json:"version,omitempty"`
+// MemberStatus is one host as the cluster sees it.
+type MemberStatus struct {
+	Name       string
+	IPv4, IPv6 string
+	Role       string // voter, learner, client
+	Gossip     string // alive, dead, left, stopped
+	Since      time.Time
+	Version    string
 }
 
-// Nodes lists every node the datastore or gossip knows of.
-func (c *Cluster) Nodes(ctx context.Context) ([]NodeStatus, error) {
-	nodes, err := store.ListOf[*store.Node](ctx, c.Store, "")
-	if err != nil {
-		return nil, err
-	}
+// Members lists the hosts that gossip knows of, with their etcd role.
+func (c *Cluster) Members(ctx context.Context) ([]MemberStatus, error) {
 	list, err := c.client.MemberList(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if c.Identity.External {
+	if c.id.External {
 		list.Members = nil // everyone is a client of it
 	}
-	byName := map[string]*NodeStatus{}
-	var out []*NodeStatus
-	add := func(name string) *NodeStatus {
-		if s, ok := byName[name]; ok {
-			return s
-		}
-		s := &NodeStatus{Name: name, Role: roleOf(list.Members, name), Gossip: "unknown"}
-		byName[name] = s
-		out = append(out, s)
-		return s
-	}
-	for _, n := range nodes {
-		s := add(n.Metadata.Name)
-		if b := n.Spec.BGP; b != nil {
-			s.IPv4, s.IPv6 = b.IPv4Address, b.IPv6Address
-		}
-	}
+	var out []MemberStatus
 	for _, m := range c.gossip.Members() {
-		if _, ok := byName[m.Name]; !ok && m.State != "alive" {
-			continue // gone, and no Node says otherwise
-		}
-		s := add(m.Name)
-		s.Gossip, s.Since, s.Version = m.State, m.Since, m.Version
-		if s.IPv4 == "" {
-			s.IPv4, s.IPv6 = m.IPv4, m.IPv6
-		}
+		out = append(out, MemberStatus{Name: m.Name, IPv4: m.IPv4, IPv6: m.IPv6, Role: roleOf(list.Members, m.Name),
+			Gossip: m.State, Since: m.Since, Version: m.Version})
 	}
-	res := make([]NodeStatus, 0, len(out))
-	for _, s := range out {
-		res = append(res, *s)
-	}
-	slices.SortFunc(res, func(a, b NodeStatus) int { return strings.Compare(a.Name, b.Name) })
-	return res, nil
+	return out, nil
 }
 
-// Leave takes this host out of the cluster for good: a voter first hands
-// its seat to a client host (when there is one), then the host's IPAM
-// blocks are released, its Node is deleted, it leaves gossip, and its
-// cluster state in the data dir is moved aside, so that the next `calico
-// up` starts afresh. The caller has removed the host's workloads and
-// stops the node afterwards.
-func (c *Cluster) Leave(ctx context.Context, im *ipam.IPAM) error {
-	name := c.Identity.Name
-	if c.embedded() != nil {
-		if err := c.handOver(ctx); err != nil {
-			return err
-		}
+// HandOver gives up this host's etcd seat, when it has one, before it
+// leaves the cluster for good.
+func (c *Cluster) HandOver(ctx context.Context) error {
+	if c.embedded() == nil {
+		return nil
 	}
-	if err := im.ReleaseHost(ctx, name); err != nil {
-		return err
-	}
-	if _, err := c.Store.Delete(ctx, store.ID{Kind: store.KindNode, Name: name}, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("deleting node %s: %w", name, err)
-	}
+	return c.handOver(ctx)
+}
+
+// Depart ends this host's membership once the datastore no longer holds
+// it: it leaves gossip and moves its cluster state in the data dir aside,
+// so that the next `calico up` starts afresh. The caller stops the node
+// afterwards.
+func (c *Cluster) Depart(ctx context.Context) error {
+	name := c.id.Name
 	c.client.Delete(ctx, leavingKey+name)
 	if err := c.gossip.Leave(3 * time.Second); err != nil {
 		c.log.Warn("leaving gossip", "err", err)
@@ -118,7 +78,7 @@ func (c *Cluster) Leave(ctx context.Context, im *ipam.IPAM) error {
 // (up to a minute) for a client host to take the seat and be promoted,
 // then removes its own member.
 func (c *Cluster) handOver(ctx context.Context) error {
-	name := c.Identity.Name
+	name := c.id.Name
 	if _, err := c.client.Put(ctx, leavingKey+name, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
@@ -187,40 +147,22 @@ func hasLearner(ms []*etcdserverpb.Member) bool {
 	return slices.ContainsFunc(ms, func(m *etcdserverpb.Member) bool { return m.IsLearner })
 }
 
-// RemoveNode removes a host that is gone for good, as `calico leave` would
-// have: its etcd member (when quorum allows), its workload endpoints and
-// their addresses, its IPAM blocks and its Node. A live host is refused.
-func (c *Cluster) RemoveNode(ctx context.Context, im *ipam.IPAM, name string) error {
-	if name == c.Identity.Name {
-		return errors.New("this is the node itself: use `calico leave`")
+// RemoveMember takes a host that is gone for good out of the cluster:
+// its etcd member (when quorum allows). A live host is refused: addr, its
+// address as the datastore knows it, is asked when gossip has not heard
+// of it (this node started after it went).
+func (c *Cluster) RemoveMember(ctx context.Context, name string, addr netip.Addr) error {
+	if name == c.id.Name {
+		return ErrSelf
 	}
-	node, err := store.GetOf[*store.Node](ctx, c.Store, "", name)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no node %s", name)
-	} else if err != nil {
-		return err
-	}
-	alive := false
-	if m, ok := c.gossip.Member(name); ok {
-		alive = m.State == "alive" || m.State == "suspect"
-	} else if node.Spec.BGP != nil {
-		// Gossip has not heard of it (this node started after it went):
-		// ask its join API.
-		if p, err := netip.ParsePrefix(node.Spec.BGP.IPv4Address); err == nil {
-			if conn, err := net.DialTimeout("tcp", hostPort(p.Addr(), c.cfg.JoinPort), time.Second); err == nil {
-				conn.Close()
-				alive = true
-			}
-		}
-	}
-	if alive {
-		return fmt.Errorf("node %s is alive: run `calico leave` on it", name)
+	if c.alive(name, addr) {
+		return fmt.Errorf("node %s: %w", name, ErrAlive)
 	}
 	list, err := c.client.MemberList(ctx)
 	if err != nil {
 		return err
 	}
-	if c.Identity.External {
+	if c.id.External {
 		list.Members = nil
 	}
 	for _, m := range list.Members {
@@ -234,35 +176,34 @@ func (c *Cluster) RemoveNode(ctx context.Context, im *ipam.IPAM, name string) er
 			return fmt.Errorf("removing node %s's etcd member: %w", name, err)
 		}
 	}
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, c.Store, "")
-	if err != nil {
-		return err
-	}
-	for _, w := range weps {
-		if w.Spec.Node != name {
-			continue
-		}
-		for _, n := range w.Spec.IPNetworks {
-			if p, err := netip.ParsePrefix(n); err == nil {
-				if err := im.Release(ctx, p.Addr()); err != nil && !errors.Is(err, ipam.ErrNotAllocated) {
-					return err
-				}
-			}
-		}
-		if _, err := c.Store.Delete(ctx, store.IDOf(w), ""); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-	}
-	if err := im.ReleaseHost(ctx, name); err != nil {
-		return err
-	}
-	if _, err := c.Store.Delete(ctx, store.ID{Kind: store.KindNode, Name: name}, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
 	c.client.Delete(ctx, leavingKey+name, clientv3.WithPrefix())
-	c.log.Info("removed node", "node", name)
+	c.log.Info("removed node from the cluster", "node", name)
 	return nil
 }
+
+// Alive reports whether a host is up: gossip says so, or, when gossip has
+// not heard of it (this node started after it went), its join API at
+// addr answers.
+func (c *Cluster) alive(name string, addr netip.Addr) bool {
+	if m, ok := c.gossip.Member(name); ok {
+		return m.State == "alive" || m.State == "suspect"
+	}
+	if !addr.IsValid() {
+		return false
+	}
+	conn, err := net.DialTimeout("tcp", hostPort(addr, c.cfg.JoinPort), time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// Errors that callers of RemoveMember branch on.
+var (
+	ErrSelf  = errors.New("this is the node itself: use `calico leave`")
+	ErrAlive = errors.New("it is alive: run `calico leave` on it")
+)
 
 // Down reports whether addr is an address of a host that gossip has
 // declared dead or that has left.
@@ -282,3 +223,16 @@ func (c *Cluster) Down(addr netip.Addr) bool {
 // GossipEvents delivers a member whenever its state or meta changes; it
 // is closed when the cluster closes.
 func (c *Cluster) GossipEvents() <-chan Member { return c.gossip.Events() }
+
+// gossipSeeds are the gossip addresses of every node gossip knows of,
+// dead ones included: they are where to look for the others next time.
+func (c *Cluster) gossipSeeds() []string {
+	var out []string
+	for _, m := range c.gossip.Members() {
+		if m.Name != c.id.Name && m.Addr.IsValid() {
+			out = append(out, m.Addr.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}

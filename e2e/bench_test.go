@@ -37,7 +37,7 @@ func TestBenchWorkloadAdd(t *testing.T) {
 			t.Fatalf("add %d: %v", i, err)
 		}
 		took[i] = time.Since(start)
-		if !w.Programmed {
+		if w.Programmed == nil || !*w.Programmed {
 			t.Fatalf("add %d returned before the dataplane was programmed", i)
 		}
 	}

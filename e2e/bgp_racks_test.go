@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // Hosts in two racks, with a top-of-rack router between them that is

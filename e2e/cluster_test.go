@@ -39,10 +39,13 @@ func formCluster(t *testing.T, lab *Lab, hosts []string, together bool, extra ..
 	t.Helper()
 	start := time.Now()
 	lab.Start(hosts[0], append(slices.Clone(clusterPools), extra...)...)
-	if !strings.Contains(lab.Log(hosts[0]), "other hosts join with: calico up --join "+lab.Addr(hosts[0])+" --token K1") {
+	if !strings.Contains(lab.Log(hosts[0]), "other hosts join with: calico up --join "+lab.Addr(hosts[0])+" --token $(calico token)") {
 		t.Errorf("%s's log does not say how to join:\n%s", hosts[0], lab.Log(hosts[0]))
 	}
 	token := lab.Token(hosts[0])
+	if strings.Contains(lab.Log(hosts[0]), token) {
+		t.Errorf("%s's log shows the join token", hosts[0])
+	}
 	join := append([]string{"--join", lab.Addr(hosts[0]), "--token", token}, extra...)
 	rest := hosts[1:]
 	if together {

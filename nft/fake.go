@@ -120,6 +120,14 @@ func (f *Fake) Counters(ctx context.Context) ([]Counter, error) {
 // Close is Applier.Close; the Fake holds nothing to release.
 func (f *Fake) Close() error { return nil }
 
+// Remove deletes the table, as Applier.Remove does.
+func (f *Fake) Remove(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.k = &model{}
+	return nil
+}
+
 // String dumps the modelled table like Table.String, or "" when there is
 // none.
 func (f *Fake) String() string {

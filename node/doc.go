@@ -1,7 +1,9 @@
-// Package node is the per-host agent: it follows the datastore into a
-// local cache (kept on disk too, so the dataplane can be programmed when
-// the datastore is out of reach), computes the host's dataplane with
-// node/calc and hands it to the drivers (nft for the firewall, node/route
-// for routes). It also serves the local API that the CLI talks to, and
-// wires workloads into the host (node/veth).
+// Package node runs a node: it takes `calico up`'s configuration, wires
+// the cluster, the datastore, the agent, its drivers and the local API
+// together, runs them, and stops them in the right order. Its parts live
+// beneath it: node/agent (the datastore's copy -> node/calc -> the
+// drivers nft and node/route, and BGP), node/localapi (the API the CLI
+// talks to), node/workload (wiring workloads into the host, with
+// node/veth) and node/api (the API's requests and replies, and its
+// client).
 package node

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
-	yamlv3 "gopkg.in/yaml.v3"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // Decode reads one or more resources from YAML or JSON: several YAML
@@ -18,9 +18,9 @@ import (
 // Decode does not validate beyond the shape; the store validates on write.
 func Decode(data []byte) ([]Resource, error) {
 	var out []Resource
-	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for doc := 1; ; doc++ {
-		var node yamlv3.Node
+		var node yaml.Node
 		err := dec.Decode(&node)
 		if errors.Is(err, io.EOF) {
 			break
@@ -162,10 +162,68 @@ func EncodeList(kind *Kind, rs []Resource, format Format) ([]byte, error) {
 func marshal(v any, format Format) ([]byte, error) {
 	switch format {
 	case YAML:
-		return yaml.Marshal(v)
+		return toYAML(v)
 	case JSON:
 		b, err := json.MarshalIndent(v, "", "  ")
 		return append(b, '\n'), err
 	}
 	return nil, fmt.Errorf("unknown output format %q (want yaml or json)", format)
+}
+
+// toYAML writes v as YAML as Calico's tools do: the field names of its
+// JSON encoding, keys sorted, sequences not indented, and strings quoted
+// whenever a YAML 1.1 reader (calicoctl, kubectl) would take them for
+// something else.
+func toYAML(v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(j, &doc); err != nil {
+		return nil, err
+	}
+	plain(&doc)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	enc.CompactSeqIndent()
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), enc.Close()
+}
+
+// plain drops the JSON styles (quoted strings, flow mappings), sorts
+// mapping keys, and quotes strings that YAML 1.1 reads as booleans.
+func plain(n *yaml.Node) {
+	n.Style = 0
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && yaml11Bool[n.Value] {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	for _, c := range n.Content {
+		plain(c)
+	}
+	if n.Kind == yaml.MappingNode {
+		pairs := make([][2]*yaml.Node, 0, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			pairs = append(pairs, [2]*yaml.Node{n.Content[i], n.Content[i+1]})
+		}
+		slices.SortStableFunc(pairs, func(a, b [2]*yaml.Node) int { return strings.Compare(a[0].Value, b[0].Value) })
+		n.Content = n.Content[:0]
+		for _, p := range pairs {
+			n.Content = append(n.Content, p[0], p[1])
+		}
+	}
+}
+
+// yaml11Bool are the words YAML 1.1 reads as booleans.
+var yaml11Bool = map[string]bool{}
+
+func init() {
+	for _, w := range strings.Fields("y yes true on n no false off") {
+		for _, v := range []string{w, strings.ToUpper(w), strings.ToUpper(w[:1]) + w[1:]} {
+			yaml11Bool[v] = true
+		}
+	}
 }

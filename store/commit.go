@@ -57,6 +57,11 @@ func Commit(ctx context.Context, kv *clientv3.Client, cmps []clientv3.Cmp, ops [
 	}
 }
 
+// IsUnavailable reports whether err says the datastore could not be
+// reached or could not answer in time (no quorum, no leader, a timeout):
+// the same request may succeed later.
+func IsUnavailable(err error) bool { return unanswered(err) }
+
 // unanswered reports whether a failed request may still have been applied
 // or may succeed when tried again: it timed out, or the cluster was
 // between leaders.

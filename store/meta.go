@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -116,4 +117,14 @@ func (id ID) String() string {
 		return fmt.Sprintf("%s %s/%s", id.Kind.Name, id.Namespace, id.Name)
 	}
 	return fmt.Sprintf("%s %q", id.Kind.Name, id.Name)
+}
+
+// ParseRevision reads a resourceVersion: the etcd revision of the write
+// that made it.
+func ParseRevision(rv string) (int64, error) {
+	n, err := strconv.ParseInt(rv, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("resourceVersion %q is not a revision", rv)
+	}
+	return n, nil
 }

@@ -2,14 +2,13 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -19,6 +18,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrConflict = errors.New("changed concurrently")
+	// ErrInUse: a resource cannot be deleted while others refer to it.
+	ErrInUse = errors.New("in use")
 )
 
 type idError struct {
@@ -117,7 +118,7 @@ func (s *Store) Create(ctx context.Context, r Resource) error {
 		return err
 	}
 	m := r.Meta()
-	m.UID = newUID()
+	m.UID = uuid.NewString()
 	m.CreationTimestamp = time.Now().UTC().Format(time.RFC3339)
 	val, err := encodeValue(r)
 	if err != nil {
@@ -331,13 +332,4 @@ func decodeValue(id ID, val []byte, modRev int64) (Resource, error) {
 	}
 	r.Meta().ResourceVersion = strconv.FormatInt(modRev, 10)
 	return r, nil
-}
-
-func newUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }

@@ -35,9 +35,10 @@ type Workload struct {
 	NetNS     string            `json:"netns,omitempty"`
 	// Endpoint is the WorkloadEndpoint resource's name.
 	Endpoint string `json:"endpoint"`
-	// Programmed is false when the dataplane had not caught up with the
-	// workload within the wait (it still will).
-	Programmed bool `json:"programmed"`
+	// Programmed says, for a workload of this host, whether the dataplane
+	// has caught up with it (false after an add when it did not within
+	// the wait; it still will). Absent for other hosts' workloads.
+	Programmed *bool `json:"programmed,omitempty"`
 }
 
 // Resources carries resources as the datastore encodes them (a JSON

@@ -69,9 +69,12 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		var nerr *net.OpError
 		if errors.As(err, &nerr) {
 			if _, serr := os.Stat(c.socket); serr != nil {
-				return fmt.Errorf("%w with data dir %s (no %s; start one with `calico up`, or give --data-dir)", ErrNoNode, filepath.Dir(c.socket), SocketName)
+				return &ClassError{Unavailable, fmt.Errorf("%w with data dir %s (no %s; start one with `calico up`, or give --data-dir)", ErrNoNode, filepath.Dir(c.socket), SocketName)}
 			}
-			return fmt.Errorf("%w at %s (%v; start one with `calico up`)", ErrNoNode, c.socket, nerr.Err)
+			if errors.Is(nerr.Err, os.ErrPermission) {
+				return &ClassError{Unavailable, fmt.Errorf("permission denied on the node's API socket %s: it is root's only (use sudo)", c.socket)}
+			}
+			return &ClassError{Unavailable, fmt.Errorf("%w at %s (%v; start one with `calico up`)", ErrNoNode, c.socket, nerr.Err)}
 		}
 		return err
 	}
@@ -83,9 +86,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	if resp.StatusCode >= 300 {
 		var e Error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+			return &StatusError{Status: resp.StatusCode, Msg: e.Error}
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return &StatusError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 	}
 	if out == nil {
 		return nil

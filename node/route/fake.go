@@ -18,7 +18,10 @@ type Fake struct {
 	failNext bool
 }
 
-var _ interface{ Apply([]Route) error } = (*Fake)(nil)
+var _ interface {
+	Apply([]Route) error
+	Current() ([]Route, error)
+} = (*Fake)(nil)
 
 // NewFake returns an empty Fake in which every interface exists.
 func NewFake() *Fake { return &Fake{routes: map[netip.Prefix]Route{}} }
@@ -58,6 +61,9 @@ func (f *Fake) Apply(want []Route) error {
 	return errors.Join(errs...)
 }
 
+// Close has nothing to release.
+func (f *Fake) Close() {}
+
 // String dumps the routes as Dump does.
 func (f *Fake) String() string {
 	f.mu.Lock()
@@ -67,4 +73,15 @@ func (f *Fake) String() string {
 		rs = append(rs, r)
 	}
 	return Dump(rs)
+}
+
+// Current lists the routes, as Table.Current does.
+func (f *Fake) Current() ([]Route, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rs := make([]Route, 0, len(f.routes))
+	for _, r := range f.routes {
+		rs = append(rs, r)
+	}
+	return normalize(rs), nil
 }

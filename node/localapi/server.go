@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"context"
@@ -9,14 +9,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"calico/bgp"
+	"calico/nft"
+	"calico/node/agent"
 	"calico/node/api"
+	"calico/node/calc"
+	"calico/node/route"
+	"calico/node/workload"
 	"calico/store"
 	"calico/store/ipam"
 )
@@ -24,29 +29,43 @@ import (
 // Server is the node's local API: the CLI's way into the datastore and
 // into this host.
 type Server struct {
-	Name      string
-	ClusterID string
-	Role      string
-	IPv4      string
-	IPv6      string
-	Version   string
-	DataDir   string
+	Info      Info
 	Store     *store.Store
 	IPAM      *ipam.IPAM
-	Agent     *Agent
-	Cluster   Membership
+	Agent     Agent
+	Workloads *workload.Service
+	// Members is the cluster's side of the node; nil serves no cluster
+	// routes (tests).
+	Members Membership
 	// Stop stops the node (after `calico leave`).
 	Stop func()
 	Log  *slog.Logger
 
-	mu      sync.Mutex // serialises workload changes on this host
 	started time.Time
+	ln      net.Listener
+	http    *http.Server
 }
 
-// Serve answers on <data-dir>/calico.sock (root only) until ctx is done.
-func (s *Server) Serve(ctx context.Context) error {
+// Info is what the node is.
+type Info struct {
+	Name, ClusterID, Role, Version, DataDir string
+	IPv4, IPv6                              string
+}
+
+// Agent is what the API reads of the agent; *agent.Agent is one.
+type Agent interface {
+	Sync() agent.SyncState
+	Last() agent.Applied
+	View() (in calc.Input, rev int64, ok bool)
+	Counters(ctx context.Context) ([]nft.Counter, error)
+	BGPPeers(ctx context.Context) ([]bgp.PeerStatus, error)
+	BGPRoutes() (advertised []netip.Prefix, installed []route.Route)
+}
+
+// Listen opens <data-dir>/calico.sock (root only), for Serve.
+func (s *Server) Listen() error {
 	s.started = time.Now()
-	path := filepath.Join(s.DataDir, api.SocketName)
+	path := filepath.Join(s.Info.DataDir, api.SocketName)
 	os.Remove(path) // a stale socket of an earlier run; the data dir lock says we own it
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -56,29 +75,37 @@ func (s *Server) Serve(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		os.Remove(path)
-		return nil
-	case err := <-errc:
+	s.ln = ln
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// Serve answers on the socket Listen opened until Shutdown.
+func (s *Server) Serve() error {
+	if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	return nil
+}
+
+// Shutdown stops answering: it waits up to 5 s for the requests under
+// way, then removes the socket.
+func (s *Server) Shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	os.Remove(filepath.Join(s.Info.DataDir, api.SocketName))
+	return err
 }
 
 // Handler routes the API's requests.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", handle(s.status))
-	mux.HandleFunc("POST /v1/workloads", handleBody(s.AddWorkload))
-	mux.HandleFunc("GET /v1/workloads", handle(s.ListWorkloads))
+	mux.HandleFunc("POST /v1/workloads", handleBody(s.Workloads.Add))
+	mux.HandleFunc("GET /v1/workloads", handle(s.Workloads.List))
 	mux.HandleFunc("DELETE /v1/workloads/{ns}/{name}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, s.RemoveWorkload(r.Context(), r.PathValue("ns"), r.PathValue("name")))
+		reply(w, struct{}{}, s.Workloads.Remove(r.Context(), r.PathValue("ns"), r.PathValue("name")))
 	})
 	mux.HandleFunc("POST /v1/resources", func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(r.Body)
@@ -108,9 +135,10 @@ func (s *Server) Handler() http.Handler {
 		reply(w, struct{}{}, s.ipamRelease(r.Context(), r.URL.Query().Get("ip")))
 	})
 	mux.HandleFunc("GET /v1/bgp/routes", handle(s.bgpRoutes))
+	mux.HandleFunc("GET /v1/pools", handle(s.listPools))
 	s.statsRoutes(mux)
 	s.traceRoutes(mux)
-	if s.Cluster != nil {
+	if s.Members != nil {
 		s.clusterRoutes(mux)
 	}
 	return mux
@@ -129,7 +157,7 @@ func handleBody[In, Out any](f func(context.Context, In) (Out, error)) http.Hand
 		d := json.NewDecoder(r.Body)
 		d.DisallowUnknownFields()
 		if err := d.Decode(&in); err != nil {
-			reply(w, nil, fmt.Errorf("reading the request: %w", err))
+			reply(w, nil, api.Errorf(api.BadRequest, "reading the request: %w", err))
 			return
 		}
 		out, err := f(r.Context(), in)
@@ -140,37 +168,51 @@ func handleBody[In, Out any](f func(context.Context, In) (Out, error)) http.Hand
 func reply(w http.ResponseWriter, out any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		code := http.StatusBadRequest
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			code = http.StatusNotFound
-		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
-			code = http.StatusConflict
-		}
-		w.WriteHeader(code)
+		w.WriteHeader(classify(err).Status())
 		json.NewEncoder(w).Encode(api.Error{Error: err.Error()})
 		return
 	}
 	json.NewEncoder(w).Encode(out)
 }
 
-func (s *Server) status(ctx context.Context) (api.Status, error) {
-	st := api.Status{
-		Node: s.Name, ClusterID: s.ClusterID, Version: s.Version, IPv4: s.IPv4, IPv6: s.IPv6,
-		Role: s.Role, Uptime: time.Since(s.started).Round(time.Second),
+// classify is the class of an error: the one it carries, or the one its
+// datastore error implies. An error of no known class is internal.
+func classify(err error) api.Class {
+	if c, ok := api.ClassOf(err); ok {
+		return c
 	}
-	if s.Cluster != nil {
-		st.Role = s.Cluster.Role()
+	var invalid *store.InvalidError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return api.NotFound
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrInUse):
+		return api.Conflict
+	case errors.As(err, &invalid):
+		return api.BadRequest
+	case store.IsUnavailable(err):
+		return api.Unavailable
+	}
+	return api.Internal
+}
+
+func (s *Server) status(ctx context.Context) (api.Status, error) {
+	i := s.Info
+	st := api.Status{
+		Node: i.Name, ClusterID: i.ClusterID, Version: i.Version, IPv4: i.IPv4, IPv6: i.IPv6,
+		Role: i.Role, Uptime: time.Since(s.started).Round(time.Second),
+	}
+	if s.Members != nil {
+		st.Role = s.Members.Role()
 	}
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	h := s.Store.Health(hctx)
-	_, live, _, serr := s.Agent.cache.state()
-	st.Datastore = api.Datastore{Endpoints: h.Endpoints, Healthy: h.Healthy, Leader: h.Leader, Members: h.Members, Revision: h.Revision, InSync: live}
+	sync := s.Agent.Sync()
+	st.Datastore = api.Datastore{Endpoints: h.Endpoints, Healthy: h.Healthy, Leader: h.Leader, Members: h.Members, Revision: h.Revision, InSync: sync.Live}
 	if h.Err != nil {
 		st.Datastore.Error = h.Err.Error()
-	} else if serr != nil {
-		st.Datastore.Error = serr.Error()
+	} else if sync.Err != nil {
+		st.Datastore.Error = sync.Err.Error()
 	}
 	last := s.Agent.Last()
 	st.Dataplane = api.Dataplane{
@@ -181,8 +223,10 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		st.Dataplane.Error = last.Err.Error()
 	}
 	st.Workloads = last.Endpoints
+	bctx, bcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer bcancel()
 	var err error
-	if st.BGP, err = s.bgpSessions(hctx); err != nil {
+	if st.BGP, err = s.bgpSessions(bctx); err != nil {
 		st.Dataplane.Error = strings.TrimPrefix(st.Dataplane.Error+"; ", "; ") + "BGP: " + err.Error()
 	}
 	if h.Healthy {
@@ -191,8 +235,8 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 			return st, err
 		}
 		st.Pools = pools
-		if s.Cluster != nil {
-			if st.Nodes, err = s.Cluster.Nodes(hctx); err != nil {
+		if s.Members != nil {
+			if st.Nodes, err = s.Members.Nodes(hctx); err != nil {
 				return st, err
 			}
 		}
@@ -242,5 +286,3 @@ func (s *Server) listPools(ctx context.Context) ([]api.Pool, error) {
 	}
 	return out, nil
 }
-
-func parseRev(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }

@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"calico/node/api"
+	"calico/node/workload"
 	"calico/store"
 )
 
@@ -19,13 +20,13 @@ import (
 func (s *Server) applyData(ctx context.Context, data []byte, mode string) (*api.Applied, error) {
 	rs, err := store.Decode(data)
 	if err != nil {
-		return nil, err
+		return nil, api.Errorf(api.BadRequest, "%w", err)
 	}
 	if mode == "delete" {
 		return s.deleteAll(ctx, rs)
 	}
 	if mode != "apply" && mode != "create" {
-		return nil, fmt.Errorf("unknown mode %q", mode)
+		return nil, api.Errorf(api.BadRequest, "unknown mode %q", mode)
 	}
 	var errs []error
 	for _, r := range rs {
@@ -37,7 +38,7 @@ func (s *Server) applyData(ctx context.Context, data []byte, mode string) (*api.
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, api.Errorf(api.BadRequest, "%w", errors.Join(errs...))
 	}
 	out := &api.Applied{}
 	for i, r := range rs {
@@ -112,7 +113,7 @@ func (s *Server) deleteAll(ctx context.Context, rs []store.Resource) (*api.Appli
 func (s *Server) deleteResource(ctx context.Context, kindName, ns, name string) (*api.Applied, error) {
 	kind, err := store.LookupKind(kindName)
 	if err != nil {
-		return nil, err
+		return nil, api.Errorf(api.BadRequest, "%w", err)
 	}
 	if kind.Namespaced && ns == "" {
 		ns = "default"
@@ -143,7 +144,7 @@ func (s *Server) checkDelete(ctx context.Context, id store.ID) error {
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("IPPool %q (%s) has %d addresses in use: remove those workloads first (set disabled: true to stop new allocations from it)", id.Name, cidr, n)
+			return api.Errorf(api.Conflict, "IPPool %q (%s) has %d addresses in use: remove those workloads first (set disabled: true to stop new allocations from it)", id.Name, cidr, n)
 		}
 	case store.KindProfile:
 		var users []string
@@ -166,19 +167,19 @@ func (s *Server) checkDelete(ctx context.Context, id store.ID) error {
 			}
 		}
 		if len(users) > 0 {
-			return fmt.Errorf("profile %q is in use by %s", id.Name, strings.Join(users, ", "))
+			return api.Errorf(api.Conflict, "profile %q is in use by %s", id.Name, strings.Join(users, ", "))
 		}
 	case store.KindWorkloadEndpoint:
 		w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.Namespace, id.Name)
 		if err != nil {
 			return err
 		}
-		if w.Spec.Orchestrator == Orchestrator {
-			return fmt.Errorf("WorkloadEndpoint %s/%s belongs to workload %s on node %s: remove it there with `calico workload rm %s`", id.Namespace, id.Name, w.Spec.Workload, w.Spec.Node, w.Spec.Workload)
+		if w.Spec.Orchestrator == workload.Orchestrator {
+			return api.Errorf(api.Conflict, "WorkloadEndpoint %s/%s belongs to workload %s on node %s: remove it there with `calico workload rm %s`", id.Namespace, id.Name, w.Spec.Workload, w.Spec.Node, w.Spec.Workload)
 		}
 	case store.KindNode:
-		if id.Name == s.Name {
-			return fmt.Errorf("node %s is this node: it cannot delete itself", id.Name)
+		if id.Name == s.Info.Name {
+			return api.Errorf(api.Conflict, "node %s is this node: it cannot delete itself", id.Name)
 		}
 	}
 	return nil
@@ -187,7 +188,7 @@ func (s *Server) checkDelete(ctx context.Context, id store.ID) error {
 func (s *Server) getResources(ctx context.Context, kindName, ns, name string) (*api.Resources, error) {
 	kind, err := store.LookupKind(kindName)
 	if err != nil {
-		return nil, err
+		return nil, api.Errorf(api.BadRequest, "%w", err)
 	}
 	var rs []store.Resource
 	if name != "" {

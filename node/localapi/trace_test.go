@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"fmt"
@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"calico/node/agent"
+	"calico/node/agent/agenttest"
 	"calico/node/api"
+	"calico/store"
 )
 
 // TestPolicyTraceOverHTTP traces between workloads the agent has seen,
@@ -27,10 +30,10 @@ spec:
 `), "apply"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(ctx, ClassicProfile("a")); err != nil {
+	if err := s.Create(ctx, store.ClassicProfile("a")); err != nil {
 		t.Fatal(err)
 	}
-	web, db := workload("web", "cali1", "10.65.0.1"), workload("db", "cali2", "10.65.0.2")
+	web, db := agenttest.Workload("web", "cali1", "10.65.0.1"), agenttest.Workload("db", "cali2", "10.65.0.2")
 	db.Metadata.Labels = map[string]string{"role": "db"}
 	if err := s.Create(ctx, web); err != nil {
 		t.Fatal(err)
@@ -38,7 +41,7 @@ spec:
 	if err := s.Create(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	waitApplied(t, srv.Agent, db)
+	agenttest.WaitApplied(t, srv.Agent.(*agent.Agent), db)
 
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()

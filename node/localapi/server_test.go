@@ -1,8 +1,9 @@
-package node
+package localapi
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -10,8 +11,11 @@ import (
 
 	"calico/internal/testutil"
 	"calico/nft"
+	"calico/node/agent"
+	"calico/node/agent/agenttest"
 	"calico/node/api"
 	"calico/node/calc"
+	"calico/node/workload"
 	"calico/store"
 	"calico/store/ipam"
 )
@@ -20,8 +24,13 @@ func newServer(t *testing.T) (*Server, *store.Store, *ipam.IPAM) {
 	cli := testutil.StartEtcd(t)
 	s := store.New(cli)
 	im := ipam.New(cli)
-	a, _, _ := runAgent(t, t.TempDir(), testDatastore{s, im})
-	return &Server{Name: "n1", Store: s, IPAM: im, Agent: a, DataDir: t.TempDir()}, s, im
+	a, _, _ := agenttest.Run(t, t.TempDir(), agent.FromStore(s, im))
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	return &Server{
+		Info: Info{Name: agenttest.Node, DataDir: dir}, Store: s, IPAM: im, Agent: a, Log: log,
+		Workloads: &workload.Service{Node: agenttest.Node, DataDir: dir, Store: s, IPAM: im, Dataplane: a, Log: log},
+	}, s, im
 }
 
 func TestApplyValidatesEverythingFirst(t *testing.T) {
@@ -79,8 +88,8 @@ func TestDeleteRefusesWhatIsInUse(t *testing.T) {
 	if _, err := srv.deleteResource(ctx, "ippool", "", "p"); err == nil || !strings.Contains(err.Error(), "has 1 addresses in use") {
 		t.Errorf("deleting a pool in use = %v", err)
 	}
-	s.Create(ctx, ClassicProfile("a"))
-	w := workload("w1", "cali1", a.String())
+	s.Create(ctx, store.ClassicProfile("a"))
+	w := agenttest.Workload("w1", "cali1", a.String())
 	if err := s.Create(ctx, w); err != nil {
 		t.Fatal(err)
 	}
@@ -141,16 +150,16 @@ func TestAPIOverHTTP(t *testing.T) {
 func TestPolicyStats(t *testing.T) {
 	cli := testutil.StartEtcd(t)
 	s := store.New(cli)
-	a, rules, _ := runAgent(t, t.TempDir(), testDatastore{s, ipam.New(cli)})
-	srv := &Server{Name: "n1", Store: s, Agent: a, DataDir: t.TempDir()}
-	if err := s.Create(t.Context(), ClassicProfile("a")); err != nil {
+	a, rules, _ := agenttest.Run(t, t.TempDir(), agent.FromStore(s, ipam.New(cli)))
+	srv := &Server{Info: Info{Name: agenttest.Node, DataDir: t.TempDir()}, Store: s, Agent: a}
+	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {
 		t.Fatal(err)
 	}
-	w := workload("w1", "cali1", "10.65.0.1")
+	w := agenttest.Workload("w1", "cali1", "10.65.0.1")
 	if err := s.Create(t.Context(), w); err != nil {
 		t.Fatal(err)
 	}
-	waitApplied(t, a, w)
+	agenttest.WaitApplied(t, a, w)
 	rules.Count(nft.Counter{Policy: "pro-a", Direction: nft.Ingress, Rule: 0, Packets: 3, Bytes: 180})
 	rules.Count(nft.Counter{Policy: "pro-a", Direction: nft.Egress, Rule: 0, Packets: 1, Bytes: 60})
 	all, err := srv.policyStats(t.Context(), "")

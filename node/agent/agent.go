@@ -1,13 +1,11 @@
-package node
+package agent
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,8 +17,8 @@ import (
 	"calico/nft"
 	"calico/node/calc"
 	"calico/node/route"
-	"calico/node/veth"
 	"calico/store"
+	"calico/store/ipam"
 )
 
 // Config is the agent's configuration.
@@ -39,18 +37,22 @@ type Config struct {
 	Log  *slog.Logger
 }
 
-// rulesetApplier programs the firewall; nft.Applier and nft.Fake are one.
-type rulesetApplier interface {
+// Firewall programs the host's nftables table and reads its rule
+// counters; *nft.Applier and *nft.Fake are one.
+type Firewall interface {
 	Apply(ctx context.Context, rs nft.Ruleset) error
+	Counters(ctx context.Context) ([]nft.Counter, error)
 }
 
-// routeApplier programs routes; route.Table and route.Fake are one.
-type routeApplier interface {
+// Routes programs the host's routes of our protocol and reads them back;
+// *route.Table and *route.Fake are one.
+type Routes interface {
 	Apply(want []route.Route) error
+	Current() ([]route.Route, error)
 }
 
-// datastore is what the agent reads: the resources and the host's blocks.
-type datastore interface {
+// Datastore is what the agent reads: the resources and the host's blocks.
+type Datastore interface {
 	Sync(ctx context.Context, fn func(store.SyncEvent)) error
 	HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error)
 }
@@ -60,9 +62,9 @@ type Agent struct {
 	cfg    Config
 	log    *slog.Logger
 	cache  *cache
-	nft    rulesetApplier
-	routes routeApplier
-	dsc    chan datastore
+	nft    Firewall
+	routes Routes
+	dsc    chan Datastore
 	bgp    *bgpDriver
 	// stale are the learned routes the kernel held when the agent started,
 	// kept until the speaker has caught up (restart without a gap).
@@ -81,7 +83,7 @@ type Agent struct {
 	calc calc.Calculator
 
 	mu       sync.Mutex
-	ds       datastore
+	ds       Datastore
 	last     Applied
 	applied  int64         // cache revision of the last successful apply
 	progress chan struct{} // closed and replaced after every apply
@@ -108,9 +110,9 @@ type Applied struct {
 	FromSnapshot bool
 }
 
-// NewAgent opens the agent's state cache. The drivers are given so tests
-// can use fakes.
-func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, error) {
+// New opens the agent's state cache. The drivers are given so tests can
+// use fakes.
+func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 	if cfg.Resync == 0 {
 		cfg.Resync = 5 * time.Second
 	}
@@ -124,7 +126,7 @@ func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, er
 		cache:    c,
 		nft:      rules,
 		routes:   routes,
-		dsc:      make(chan datastore, 1),
+		dsc:      make(chan Datastore, 1),
 		bgp:      newBGPDriver(cfg.Speaker, cfg.Log),
 		kick:     make(chan struct{}, 1),
 		changed:  make(chan struct{}, 1),
@@ -135,7 +137,7 @@ func NewAgent(cfg Config, rules rulesetApplier, routes routeApplier) (*Agent, er
 
 // Connect hands the agent its datastore; until then it enforces what its
 // state cache holds.
-func (a *Agent) Connect(ds datastore) { a.dsc <- ds }
+func (a *Agent) Connect(ds Datastore) { a.dsc <- ds }
 
 // Kick asks the agent to program the dataplane soon (when something it
 // does not watch changed, such as which hosts are alive).
@@ -329,11 +331,10 @@ func withLearned(own, learned []route.Route) []route.Route {
 // run installed: they are kept until BGP has caught up, so a restart
 // leaves no gap in forwarding.
 func (a *Agent) keepStaleRoutes() {
-	cur, ok := a.routes.(interface{ Current() ([]route.Route, error) })
-	if !ok || a.cfg.Speaker == nil {
+	if a.cfg.Speaker == nil {
 		return
 	}
-	rs, err := cur.Current()
+	rs, err := a.routes.Current()
 	if err != nil {
 		return
 	}
@@ -391,16 +392,8 @@ func (a *Agent) BGPRoutes() (advertised []netip.Prefix, installed []route.Route)
 }
 
 // Counters reads the packet and byte counts of every policy rule on this
-// host (nil when the firewall driver keeps none).
-func (a *Agent) Counters(ctx context.Context) ([]nft.Counter, error) {
-	c, ok := a.nft.(interface {
-		Counters(context.Context) ([]nft.Counter, error)
-	})
-	if !ok {
-		return nil, nil
-	}
-	return c.Counters(ctx)
-}
+// host.
+func (a *Agent) Counters(ctx context.Context) ([]nft.Counter, error) { return a.nft.Counters(ctx) }
 
 // BGPPeers reports the BGP sessions.
 func (a *Agent) BGPPeers(ctx context.Context) ([]bgp.PeerStatus, error) { return a.bgp.peers(ctx) }
@@ -446,6 +439,14 @@ func (a *Agent) WaitApplied(ctx context.Context, rev int64) error {
 	}
 }
 
+// Applied is the datastore revision the dataplane was last programmed
+// from (this host's own part of it: its endpoints and routes).
+func (a *Agent) Applied() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.applied
+}
+
 // Last is the outcome of the last programming.
 func (a *Agent) Last() Applied {
 	a.mu.Lock()
@@ -453,25 +454,37 @@ func (a *Agent) Last() Applied {
 	return a.last
 }
 
-// EnableForwarding turns on IPv4 and IPv6 forwarding, which routing to
-// workloads needs. Interfaces that accept router advertisements are told to
-// keep accepting them (accept_ra=2), as forwarding would otherwise stop
-// them and the host could lose its IPv6 default route.
-// It acts on the calling thread's network namespace.
-func EnableForwarding() error {
-	errs := []error{veth.WriteSysctl("ipv4/ip_forward", "1")}
-	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); err == nil && strings.TrimSpace(string(b)) == "0" {
-		ifaces, _ := os.ReadDir("/proc/sys/net/ipv6/conf")
-		for _, i := range ifaces {
-			p := "ipv6/conf/" + i.Name() + "/accept_ra"
-			if v, err := os.ReadFile("/proc/sys/net/" + p); err == nil && strings.TrimSpace(string(v)) == "1" {
-				errs = append(errs, veth.WriteSysctl(p, "2"))
-			}
-		}
-		errs = append(errs, veth.WriteSysctl("ipv6/conf/all/forwarding", "1"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("enabling forwarding: %w", err)
-	}
-	return nil
+// SyncState is how the agent's copy of the datastore relates to etcd.
+type SyncState struct {
+	// Revision is the datastore revision the copy is at.
+	Revision int64
+	// Live: the copy follows etcd right now.
+	Live bool
+	// FromDisk: the copy is the state cache of an earlier run.
+	FromDisk bool
+	// Err is why it does not follow etcd, when it does not.
+	Err error
+}
+
+// Sync reports how the agent's copy of the datastore relates to etcd.
+func (a *Agent) Sync() SyncState {
+	rev, live, fromDisk, err := a.cache.state()
+	return SyncState{Revision: rev, Live: live, FromDisk: fromDisk, Err: err}
+}
+
+// View is the calculation's input at the agent's copy of the datastore,
+// with its revision; ok is false until the copy holds a whole state.
+func (a *Agent) View() (in calc.Input, rev int64, ok bool) { return a.cache.input(a.cfg.Name) }
+
+// FromStore is the Datastore of a cluster: its resources from s, this
+// host's blocks from im.
+func FromStore(s *store.Store, im *ipam.IPAM) Datastore { return storeDatastore{s, im} }
+
+type storeDatastore struct {
+	*store.Store
+	ipam *ipam.IPAM
+}
+
+func (d storeDatastore) HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error) {
+	return d.ipam.HostBlocks(ctx, host)
 }

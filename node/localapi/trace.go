@@ -1,4 +1,4 @@
-package node
+package localapi
 
 import (
 	"context"
@@ -23,13 +23,13 @@ func (s *Server) traceRoutes(mux *http.ServeMux) {
 func (s *Server) PolicyTrace(_ context.Context, req api.TraceRequest) (*api.Trace, error) {
 	pkt, proto, err := TracePacket(req)
 	if err != nil {
-		return nil, err
+		return nil, api.Errorf(api.BadRequest, "%w", err)
 	}
-	in, rev, ok := s.Agent.cache.input(s.Name)
+	in, rev, ok := s.Agent.View()
 	if !ok {
-		return nil, errors.New("the node has no copy of the datastore yet (see `calico status`)")
+		return nil, api.Errorf(api.Unavailable, "the node has no copy of the datastore yet (see `calico status`)")
 	}
-	_, live, _, _ := s.Agent.cache.state()
+	live := s.Agent.Sync().Live
 	from, err := findWorkload(in, req.From)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func (s *Server) PolicyTrace(_ context.Context, req api.TraceRequest) (*api.Trac
 	}
 	r, err := calc.Trace(in, from, to, pkt)
 	if err != nil {
-		return nil, err
+		return nil, api.Errorf(api.BadRequest, "%w", err)
 	}
 	out := &api.Trace{
 		IPVersion: r.IPVersion, Protocol: proto.String(), Source: r.Src, Destination: r.Dst,
@@ -165,12 +165,12 @@ func findWorkload(in calc.Input, ref api.WorkloadRef) (*store.WorkloadEndpoint, 
 			slices.Sort(elsewhere)
 			err += fmt.Sprintf(" (found in namespace %s)", strings.Join(elsewhere, ", "))
 		}
-		return nil, errors.New(err)
+		return nil, api.Errorf(api.NotFound, "%s", err)
 	}
 	var names []string
 	for _, w := range found {
 		names = append(names, w.Metadata.Name+" on "+w.Spec.Node)
 	}
 	slices.Sort(names)
-	return nil, fmt.Errorf("workload %s is on several nodes in namespace %s: give its endpoint's name (%s)", ref.Name, ns, strings.Join(names, ", "))
+	return nil, api.Errorf(api.BadRequest, "workload %s is on several nodes in namespace %s: give its endpoint's name (%s)", ref.Name, ns, strings.Join(names, ", "))
 }

@@ -1,4 +1,4 @@
-package node
+package agent
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"calico/node/route"
 )
 
-// speaker is the BGP speaker as the agent uses it; *bgp.Speaker is one.
-type speaker interface {
+// Speaker is the BGP speaker as the agent uses it; *bgp.Speaker is one.
+type Speaker interface {
 	SetPeers(ctx context.Context, peers []bgp.Peer) error
 	SetAdvertised(ctx context.Context, prefixes []netip.Prefix) error
 	Learned() []bgp.Route
@@ -24,11 +24,11 @@ type speaker interface {
 }
 
 // StartSpeaker starts a speaker; tests replace it.
-type StartSpeaker func(ctx context.Context, cfg bgp.Config) (speaker, error)
+type StartSpeaker func(ctx context.Context, cfg bgp.Config) (Speaker, error)
 
 // RealSpeaker starts GoBGP.
 func RealSpeaker(log *slog.Logger) StartSpeaker {
-	return func(ctx context.Context, cfg bgp.Config) (speaker, error) {
+	return func(ctx context.Context, cfg bgp.Config) (Speaker, error) {
 		cfg.Log = log
 		return bgp.Start(ctx, cfg)
 	}
@@ -44,7 +44,7 @@ type bgpDriver struct {
 	changed chan struct{} // relays the speaker's Changes
 
 	mu     sync.Mutex
-	sp     speaker
+	sp     Speaker
 	key    string
 	cancel context.CancelFunc
 	accept []netip.Prefix
@@ -97,7 +97,7 @@ func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
 	return nil
 }
 
-func (d *bgpDriver) relay(ctx context.Context, sp speaker) {
+func (d *bgpDriver) relay(ctx context.Context, sp Speaker) {
 	for {
 		select {
 		case <-ctx.Done():

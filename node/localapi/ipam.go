@@ -1,9 +1,8 @@
-package node
+package localapi
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
 
@@ -28,7 +27,7 @@ func (s *Server) ipamBlocks(ctx context.Context) ([]api.IPAMBlock, error) {
 func (s *Server) ipamAddress(ctx context.Context, ip string) (*api.IPAMAddress, error) {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not an address", ip)
+		return nil, api.Errorf(api.BadRequest, "%q is not an address", ip)
 	}
 	out := &api.IPAMAddress{Address: a.String()}
 	al, err := s.IPAM.Lookup(ctx, a)
@@ -111,7 +110,7 @@ func (s *Server) ipamCheck(ctx context.Context) (*api.IPAMReport, error) {
 func (s *Server) ipamRelease(ctx context.Context, ip string) error {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return fmt.Errorf("%q is not an address", ip)
+		return api.Errorf(api.BadRequest, "%q is not an address", ip)
 	}
 	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
@@ -119,12 +118,12 @@ func (s *Server) ipamRelease(ctx context.Context, ip string) error {
 	}
 	for _, w := range weps {
 		if slices.Contains(workloadAddrsOf(w), a) {
-			return fmt.Errorf("%s is in use by workload %s/%s on %s: remove the workload instead", a, w.Metadata.Namespace, w.Spec.Workload, w.Spec.Node)
+			return api.Errorf(api.Conflict, "%s is in use by workload %s/%s on %s: remove the workload instead", a, w.Metadata.Namespace, w.Spec.Workload, w.Spec.Node)
 		}
 	}
 	if err := s.IPAM.Release(ctx, a); err != nil {
 		if errors.Is(err, ipam.ErrNotAllocated) {
-			return fmt.Errorf("%s is not allocated", a)
+			return api.Errorf(api.NotFound, "%s is not allocated", a)
 		}
 		return err
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package node
+package agent_test
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 
 	"calico/internal/testutil"
 	"calico/nft"
+	"calico/node/agent"
+	"calico/node/agent/agenttest"
 	"calico/node/route"
 	"calico/node/veth"
 	"calico/store"
@@ -33,7 +35,7 @@ func TestPrivilegedAgentRestartKeepsFlow(t *testing.T) {
 	host := testutil.NewNetNS(t)
 	cli := testutil.StartEtcd(t)
 	s := store.New(cli)
-	ds := testDatastore{s, ipam.New(cli)}
+	ds := agent.FromStore(s, ipam.New(cli))
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx := t.Context()
 
@@ -42,10 +44,10 @@ func TestPrivilegedAgentRestartKeepsFlow(t *testing.T) {
 		{"calico-test-a-" + suffix, "calitesta", "10.65.0.1"},
 		{"calico-test-b-" + suffix, "calitestb", "10.65.0.2"},
 	}
-	s.Create(ctx, ClassicProfile("a"))
+	s.Create(ctx, store.ClassicProfile("a"))
 	var tbl *route.Table
 	err := host.Do(func() error {
-		if err := EnableForwarding(); err != nil {
+		if err := veth.EnableForwarding(); err != nil {
 			return err
 		}
 		if err := uplink(); err != nil {
@@ -70,7 +72,7 @@ func TestPrivilegedAgentRestartKeepsFlow(t *testing.T) {
 	defer tbl.Close()
 	var last store.Resource
 	for _, w := range wls {
-		r := workload(w.ns, w.iface, w.ip)
+		r := agenttest.Workload(w.ns, w.iface, w.ip)
 		if err := s.Create(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -78,8 +80,8 @@ func TestPrivilegedAgentRestartKeepsFlow(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	start := func() (*Agent, func()) {
-		a, err := NewAgent(Config{Name: "n1", DataDir: dir, Log: log}, nft.New(log, nft.WithNetNS(int(host.Handle()))), tbl)
+	start := func() (*agent.Agent, func()) {
+		a, err := agent.New(agent.Config{Name: "n1", DataDir: dir, Log: log}, nft.New(log, nft.WithNetNS(int(host.Handle()))), tbl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +89,7 @@ func TestPrivilegedAgentRestartKeepsFlow(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() { a.Run(actx) })
 		a.Connect(ds)
-		waitApplied(t, a, last)
+		agenttest.WaitApplied(t, a, last)
 		return a, func() { cancel(); wg.Wait() }
 	}
 	_, stop := start()

@@ -1,0 +1,95 @@
+package agent_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"calico/internal/testutil"
+	"calico/nft"
+	"calico/node/agent"
+	"calico/node/agent/agenttest"
+	"calico/node/route"
+	"calico/store"
+	"calico/store/ipam"
+)
+
+func TestAgentProgramsAndRemembers(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := store.New(cli)
+	dir := t.TempDir()
+	a, rules, routes := agenttest.Run(t, dir, agent.FromStore(s, ipam.New(cli)))
+	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {
+		t.Fatal(err)
+	}
+	w := agenttest.Workload("w1", "cali1", "10.65.0.1")
+	if err := s.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WaitApplied(t, a, w)
+	if got := routes.String(); got != "10.65.0.1/32 dev cali1\n" {
+		t.Errorf("routes = %q", got)
+	}
+	if !strings.Contains(rules.String(), "cali1") {
+		t.Errorf("the ruleset does not mention cali1:\n%s", rules)
+	}
+	// A failed apply is retried.
+	routes.FailNext()
+	w2 := agenttest.Workload("w2", "cali2", "10.65.0.2")
+	if err := s.Create(t.Context(), w2); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WaitApplied(t, a, w2)
+	if got := routes.String(); got != "10.65.0.1/32 dev cali1\n10.65.0.2/32 dev cali2\n" {
+		t.Errorf("routes after a failure and a retry = %q", got)
+	}
+	if last := a.Last(); last.Err != nil || last.Endpoints != 2 {
+		t.Errorf("last apply = %+v", last)
+	}
+}
+
+func TestAgentRestartsFromItsCacheWithoutDatastore(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := store.New(cli)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	a, err := agent.New(agent.Config{Name: "n1", DataDir: dir, Log: slog.New(slog.DiscardHandler)}, nft.NewFake(), route.NewFake())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	a.Connect(agent.FromStore(s, ipam.New(cli)))
+	s.Create(t.Context(), store.ClassicProfile("a"))
+	w := agenttest.Workload("w1", "cali1", "10.65.0.1")
+	if err := s.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WaitApplied(t, a, w)
+	cancel()
+	<-done
+
+	// No datastore this time: the same dataplane, from the cache.
+	b, _, routes := agenttest.Run(t, dir, nil)
+	agenttest.WaitApplied(t, b, w)
+	if got := routes.String(); got != "10.65.0.1/32 dev cali1\n" {
+		t.Errorf("routes from the cache = %q", got)
+	}
+	if !b.Last().FromSnapshot {
+		t.Errorf("the apply does not say it came from the saved state")
+	}
+}
+
+func TestAgentDoesNothingBeforeItHasAState(t *testing.T) {
+	a, rules, routes := agenttest.Run(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if err := a.WaitApplied(ctx, 1); err == nil {
+		t.Fatal("an agent with neither a cache nor a datastore says it applied something")
+	}
+	if rules.Applies != 0 || routes.Applies != 0 {
+		t.Errorf("drivers were called (%d, %d times) before the agent had any state", rules.Applies, routes.Applies)
+	}
+}
