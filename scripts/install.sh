@@ -451,9 +451,15 @@ main() {
 		warn "nft is not installed: cannot check for the nftables table inet calico"
 	fi
 	if command -v ip >/dev/null 2>&1; then
-		ip -4 route flush table main proto 80 2>/dev/null
-		ip -6 route flush table main proto 80 2>/dev/null
-		info "removed the routes of protocol 80"
+		if [ -n "$(ip -4 route show table main proto 80 2>/dev/null)$(ip -6 route show table main proto 80 2>/dev/null)" ]; then
+			ip -4 route flush table main proto 80
+			ip -6 route flush table main proto 80 2>/dev/null
+			if [ -n "$(ip -4 route show table main proto 80 2>/dev/null)$(ip -6 route show table main proto 80 2>/dev/null)" ]; then
+				warn "could not remove every route of protocol 80"
+			else
+				info "removed the routes of protocol 80"
+			fi
+		fi
 		for f in "$DATA_DIR"/netns/*; do
 			[ -f "$f" ] || continue
 			ns=${f##*/}
