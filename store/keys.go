@@ -2,6 +2,7 @@ package store
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -49,4 +50,61 @@ func ParseKey(key string) (ID, bool) {
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// The IPAM key layout, as Calico's etcdv3 datastore has it. Package
+// store/ipam reads and writes under it; the store reads blocks only to
+// refuse deleting a pool whose addresses are in use.
+const (
+	IPAMAssignmentPrefix = "/calico/ipam/v2/assignment/"
+	IPAMHostPrefix       = "/calico/ipam/v2/host/"
+	IPAMHandlePrefix     = "/calico/ipam/v2/handle/"
+)
+
+// IPFamily is "ipv4" or "ipv6", as it appears in IPAM keys.
+func IPFamily(a netip.Addr) string {
+	if a.Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}
+
+// IPAMBlocksPrefix is where every block of a's family lives.
+func IPAMBlocksPrefix(a netip.Addr) string {
+	return IPAMAssignmentPrefix + IPFamily(a) + "/block/"
+}
+
+// IPAMCIDRName is a block's CIDR as it appears in keys: "10.65.0.0-26".
+func IPAMCIDRName(p netip.Prefix) string {
+	return strings.Replace(p.String(), "/", "-", 1)
+}
+
+// ParseIPAMCIDRName reads "10.65.0.0-26" back into a prefix.
+func ParseIPAMCIDRName(s string) (netip.Prefix, bool) {
+	i := strings.LastIndexByte(s, '-')
+	if i < 0 {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(s[:i] + "/" + s[i+1:])
+	if err != nil || p != p.Masked() {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// ParseIPAMBlockKey reads a block key back into the block's CIDR.
+func ParseIPAMBlockKey(key string) (netip.Prefix, bool) {
+	rest, ok := strings.CutPrefix(key, IPAMAssignmentPrefix)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	fam, name, ok := strings.Cut(rest, "/block/")
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	p, ok := ParseIPAMCIDRName(name)
+	if !ok || IPFamily(p.Addr()) != fam {
+		return netip.Prefix{}, false
+	}
+	return p, true
 }

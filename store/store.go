@@ -214,27 +214,39 @@ func (s *Store) Apply(ctx context.Context, r Resource) (created bool, err error)
 }
 
 // Delete removes a resource and returns what it held. With a non-empty
-// rev it deletes only that version (ErrConflict otherwise).
+// rev it deletes only that version (ErrConflict otherwise). A resource
+// that others still refer to (a pool with addresses in use, a profile an
+// endpoint uses) is refused with an *InUseError, checked in the same
+// transaction as the delete.
 func (s *Store) Delete(ctx context.Context, id ID, rev string) (Resource, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	old, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		old, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if rev != "" && rev != old.Meta().ResourceVersion {
+			return nil, &idError{id: id, err: ErrConflict, rev: rev}
+		}
+		guards, err := s.references(ctx, old)
+		if err != nil {
+			return nil, err
+		}
+		cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
+		cmps := append(guards, clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur))
+		ok, _, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpDelete(Key(id))})
+		if err != nil {
+			return nil, fmt.Errorf("deleting %s: %w", id, err)
+		}
+		if ok {
+			return old, nil
+		}
+		// The resource or what refers to it changed meanwhile: look again.
+		if attempt == 5 {
+			return nil, &idError{id: id, err: ErrConflict, rev: old.Meta().ResourceVersion}
+		}
 	}
-	if rev != "" && rev != old.Meta().ResourceVersion {
-		return nil, &idError{id: id, err: ErrConflict, rev: rev}
-	}
-	cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
-	ok, _, err := Commit(ctx, s.kv, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur)},
-		[]clientv3.Op{clientv3.OpDelete(Key(id))})
-	if err != nil {
-		return nil, fmt.Errorf("deleting %s: %w", id, err)
-	}
-	if !ok {
-		return nil, &idError{id: id, err: ErrConflict, rev: old.Meta().ResourceVersion}
-	}
-	return old, nil
 }
 
 // GetOf reads one resource of type T.

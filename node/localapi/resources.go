@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"calico/node/api"
 	"calico/node/workload"
@@ -129,46 +127,11 @@ func (s *Server) deleteResource(ctx context.Context, kindName, ns, name string) 
 	return &api.Applied{Results: []api.AppliedResource{applied(old, "deleted")}}, nil
 }
 
-// checkDelete refuses to delete what is still in use, so that deleting
-// never strands workloads or addresses.
+// checkDelete refuses deletes that the API keeps for other commands: a
+// workload's endpoint (`calico workload rm`) and this node. What other
+// resources still use is checked by the store, in the delete itself.
 func (s *Server) checkDelete(ctx context.Context, id store.ID) error {
 	switch id.Kind {
-	case store.KindIPPool:
-		p, err := store.GetOf[*store.IPPool](ctx, s.Store, "", id.Name)
-		if err != nil {
-			return err
-		}
-		cidr, _ := store.ParseCIDR(p.Spec.CIDR)
-		n, err := s.IPAM.InUse(ctx, cidr)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			return api.Errorf(api.Conflict, "IPPool %q (%s) has %d addresses in use: remove those workloads first (set disabled: true to stop new allocations from it)", id.Name, cidr, n)
-		}
-	case store.KindProfile:
-		var users []string
-		weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
-		if err != nil {
-			return err
-		}
-		for _, w := range weps {
-			if slices.Contains(w.Spec.Profiles, id.Name) {
-				users = append(users, "workload "+w.Metadata.Namespace+"/"+w.Spec.Workload)
-			}
-		}
-		heps, err := store.ListOf[*store.HostEndpoint](ctx, s.Store, "")
-		if err != nil {
-			return err
-		}
-		for _, h := range heps {
-			if slices.Contains(h.Spec.Profiles, id.Name) {
-				users = append(users, "host endpoint "+h.Metadata.Name)
-			}
-		}
-		if len(users) > 0 {
-			return api.Errorf(api.Conflict, "profile %q is in use by %s", id.Name, strings.Join(users, ", "))
-		}
 	case store.KindWorkloadEndpoint:
 		w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.Namespace, id.Name)
 		if err != nil {

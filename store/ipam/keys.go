@@ -1,34 +1,26 @@
 package ipam
 
 import (
+	"calico/store"
 	"net/netip"
 	"strings"
 )
 
-// The key layout, as Calico's etcdv3 datastore has it.
+// The key layout is Calico's etcdv3 datastore's, as package store has
+// it.
 const (
-	assignmentPrefix = "/calico/ipam/v2/assignment/"
-	hostPrefix       = "/calico/ipam/v2/host/"
-	handlePrefix     = "/calico/ipam/v2/handle/"
+	assignmentPrefix = store.IPAMAssignmentPrefix
+	hostPrefix       = store.IPAMHostPrefix
+	handlePrefix     = store.IPAMHandlePrefix
 )
 
-// family is "ipv4" or "ipv6", as it appears in keys.
-func family(a netip.Addr) string {
-	if a.Is4() {
-		return "ipv4"
-	}
-	return "ipv6"
-}
-
-// cidrName is a block's CIDR as it appears in keys: "10.65.0.0-26".
-func cidrName(p netip.Prefix) string {
-	return strings.Replace(p.String(), "/", "-", 1)
-}
-
-// blocksPrefix is where every block of a's family lives.
-func blocksPrefix(a netip.Addr) string {
-	return assignmentPrefix + family(a) + "/block/"
-}
+var (
+	family        = store.IPFamily
+	cidrName      = store.IPAMCIDRName
+	blocksPrefix  = store.IPAMBlocksPrefix
+	parseCIDRName = store.ParseIPAMCIDRName
+	parseBlockKey = store.ParseIPAMBlockKey
+)
 
 func blockKey(cidr netip.Prefix) string {
 	return blocksPrefix(cidr.Addr()) + cidrName(cidr)
@@ -50,36 +42,6 @@ func affinityKey(host string, cidr netip.Prefix) string {
 
 func handleKey(handle string) string {
 	return handlePrefix + handle
-}
-
-// parseCIDRName reads "10.65.0.0-26" back into a prefix.
-func parseCIDRName(s string) (netip.Prefix, bool) {
-	i := strings.LastIndexByte(s, '-')
-	if i < 0 {
-		return netip.Prefix{}, false
-	}
-	p, err := netip.ParsePrefix(s[:i] + "/" + s[i+1:])
-	if err != nil || p != p.Masked() {
-		return netip.Prefix{}, false
-	}
-	return p, true
-}
-
-// parseBlockKey reads a block key back into the block's CIDR.
-func parseBlockKey(key string) (netip.Prefix, bool) {
-	rest, ok := strings.CutPrefix(key, assignmentPrefix)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	fam, name, ok := strings.Cut(rest, "/block/")
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	p, ok := parseCIDRName(name)
-	if !ok || family(p.Addr()) != fam {
-		return netip.Prefix{}, false
-	}
-	return p, true
 }
 
 // parseAffinityKey reads an affinity key back into its host and block.

@@ -1,0 +1,109 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// InUseError refuses to delete a resource that others still refer to.
+type InUseError struct {
+	ID  ID
+	Msg string
+}
+
+func (e *InUseError) Error() string { return e.ID.String() + " " + e.Msg }
+func (e *InUseError) Unwrap() error { return ErrInUse }
+
+// references checks that nothing refers to r any more, as of one
+// revision, and returns the comparisons that keep that true until the
+// delete commits: whoever deletes through the store, the answer is the
+// same, and nothing can start referring to r in between.
+func (s *Store) references(ctx context.Context, r Resource) ([]clientv3.Cmp, error) {
+	switch r := r.(type) {
+	case *IPPool:
+		return s.poolReferences(ctx, r)
+	case *Profile:
+		return s.profileReferences(ctx, r)
+	}
+	return nil, nil
+}
+
+// poolReferences refuses a pool with addresses in use.
+func (s *Store) poolReferences(ctx context.Context, p *IPPool) ([]clientv3.Cmp, error) {
+	cidr, err := ParseCIDR(p.Spec.CIDR)
+	if err != nil {
+		return nil, nil // a pool that holds no valid CIDR holds no address
+	}
+	prefix := IPAMBlocksPrefix(cidr.Addr())
+	resp, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("reading the pool's blocks: %w", err)
+	}
+	n := 0
+	for _, kv := range resp.Kvs {
+		block, ok := ParseIPAMBlockKey(string(kv.Key))
+		if !ok || !cidr.Overlaps(block) {
+			continue
+		}
+		var b struct {
+			Allocations []*int `json:"allocations"`
+		}
+		if err := json.Unmarshal(kv.Value, &b); err != nil {
+			return nil, fmt.Errorf("reading block %s: %w", block, err)
+		}
+		for _, a := range b.Allocations {
+			if a != nil {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		return nil, &InUseError{IDOf(p), fmt.Sprintf("(%s) has %d addresses in use: remove those workloads first (set disabled: true to stop new allocations from it)", cidr, n)}
+	}
+	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(prefix).WithPrefix(), "<", resp.Header.Revision+1)}, nil
+}
+
+// profileReferences refuses a profile that an endpoint uses.
+func (s *Store) profileReferences(ctx context.Context, p *Profile) ([]clientv3.Cmp, error) {
+	prefixes := []string{kindPrefix(KindWorkloadEndpoint, ""), kindPrefix(KindHostEndpoint, "")}
+	resp, err := s.kv.Txn(ctx).Then(clientv3.OpGet(prefixes[0], clientv3.WithPrefix()), clientv3.OpGet(prefixes[1], clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("reading the endpoints: %w", err)
+	}
+	var users []string
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			id, ok := ParseKey(string(kv.Key))
+			if !ok {
+				continue
+			}
+			e, err := decodeValue(id, kv.Value, kv.ModRevision)
+			if err != nil {
+				continue // unreadable: it uses nothing we can tell
+			}
+			switch e := e.(type) {
+			case *WorkloadEndpoint:
+				if slices.Contains(e.Spec.Profiles, p.Metadata.Name) {
+					users = append(users, "workload "+e.Metadata.Namespace+"/"+e.Spec.Workload)
+				}
+			case *HostEndpoint:
+				if slices.Contains(e.Spec.Profiles, p.Metadata.Name) {
+					users = append(users, "host endpoint "+e.Metadata.Name)
+				}
+			}
+		}
+	}
+	if len(users) > 0 {
+		return nil, &InUseError{IDOf(p), "is in use by " + strings.Join(users, ", ")}
+	}
+	var cmps []clientv3.Cmp
+	for _, prefix := range prefixes {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(prefix).WithPrefix(), "<", resp.Header.Revision+1))
+	}
+	return cmps, nil
+}
