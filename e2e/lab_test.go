@@ -89,6 +89,11 @@ func NewLab(t *testing.T, hosts, racks int) *Lab {
 			p.Wait()
 		}
 		l.mu.Unlock()
+		for i := 1; i <= hosts; i++ {
+			if b, err := os.ReadFile(filepath.Join(l.dir, fmt.Sprintf("host%d.log", i))); err == nil && bytes.Contains(b, []byte("memo check:")) {
+				t.Errorf("host%d's node found its memoised calculation or rendering stale (CALICO_VERIFY):\n%s", i, grepLines(string(b), "memo check:"))
+			}
+		}
 		if t.Failed() {
 			// Keep the whole logs: the lab dir goes with the lab.
 			keep := filepath.Join(os.TempDir(), "calico-e2e-logs", filepath.Base(l.dir))
@@ -108,6 +113,17 @@ func NewLab(t *testing.T, hosts, racks int) *Lab {
 	})
 	l.mustScript("up", fmt.Sprint(hosts), fmt.Sprint(racks))
 	return l
+}
+
+// grepLines are the lines of s that contain pattern.
+func grepLines(s, pattern string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, pattern) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(s string, n int) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +32,10 @@ type Applier struct {
 	// it lost events.
 	mon    *monitor
 	owners map[string]policyDir
-	// render remembers the last rendering: a Ruleset's slices are never
-	// modified once given to Apply.
+	// render remembers the last rendering by the versions of policies and
+	// sets; verify renders every Ruleset afresh too and compares.
 	render renderer
+	verify bool
 	setID  uint32
 	// last and lastSource describe the last successful Apply; failSends
 	// makes that many transactions fail before they are sent (tests).
@@ -53,6 +55,12 @@ func WithNetNS(fd int) Option { return func(a *Applier) { a.netns = fd } }
 // WithTimeout bounds each Apply's and Counters' kernel I/O (30s by
 // default; a deadline in the context also applies).
 func WithTimeout(d time.Duration) Option { return func(a *Applier) { a.timeout = d } }
+
+// WithVerify makes every Apply render the Ruleset afresh as well as from
+// its memory, and log an error and use the fresh table when the two
+// differ: a check, for tests, that callers version their policies and
+// sets truthfully.
+func WithVerify() Option { return func(a *Applier) { a.verify = true } }
 
 // New returns an Applier. It opens no socket until it is used; Close
 // releases the one it keeps.
@@ -106,6 +114,12 @@ func (a *Applier) Apply(ctx context.Context, rs Ruleset) error {
 	want, err := a.render.render(rs)
 	if err != nil {
 		return fmt.Errorf("rendering ruleset: %w", err)
+	}
+	if a.verify {
+		if fresh, _ := Render(rs); fresh.String() != want.String() {
+			a.log.Error("memo check: the remembered rendering differs from a fresh one; using the fresh one", "diff", firstDiff(fresh.String(), want.String()))
+			want = fresh
+		}
 	}
 	a.owners = want.owners
 
@@ -312,4 +326,15 @@ func (a *Applier) Remove(ctx context.Context) error {
 		return fmt.Errorf("removing table inet calico: %w", err)
 	}
 	return nil
+}
+
+// firstDiff is the first line where two renderings differ.
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := range min(len(w), len(g)) {
+		if w[i] != g[i] {
+			return fmt.Sprintf("line %d: want %q, got %q", i+1, w[i], g[i])
+		}
+	}
+	return fmt.Sprintf("want %d lines, got %d", len(w), len(g))
 }

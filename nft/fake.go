@@ -240,49 +240,76 @@ func (m *model) applyOne(o op) error {
 	switch o.kind {
 	case opDelTable:
 		*m = model{}
-	case opAddSet:
-		if s, ok := m.sets[o.name]; ok {
-			if s.typ != o.set.Type {
-				return errors.New("exists with another type")
-			}
-			return nil
+	case opAddSet, opDelSet, opAddElems, opDelElems:
+		return m.applySetOp(o)
+	case opAddChain, opFlushChain, opDelChain, opAddRule:
+		return m.applyChainOp(o)
+	}
+	return nil
+}
+
+// applySetOp adds or deletes a set or its elements.
+func (m *model) applySetOp(o op) error {
+	s, ok := m.sets[o.name]
+	switch {
+	case o.kind == opAddSet:
+		if ok && s.typ != o.set.Type {
+			return errors.New("exists with another type")
 		}
-		m.sets[o.name] = &modelSet{typ: o.set.Type, elems: map[string]string{}}
-	case opDelSet:
-		if _, ok := m.sets[o.name]; !ok {
-			return errors.New("no such set")
+		if !ok {
+			m.sets[o.name] = &modelSet{typ: o.set.Type, elems: map[string]string{}}
 		}
+		return nil
+	case !ok:
+		return errors.New("no such set")
+	case o.kind == opDelSet:
 		if m.inUse("", o.name, "") {
 			return errors.New("set in use")
 		}
 		delete(m.sets, o.name)
-	case opAddChain:
-		if c, ok := m.chains[o.name]; ok {
-			if !sameHook(c.hook, o.hook) {
-				return errors.New("exists with another hook")
+	case o.kind == opAddElems:
+		for _, e := range o.elems {
+			if g, ok := s.elems[e.Key]; ok && g != e.Goto {
+				return fmt.Errorf("element %s exists with another target", o.set.elemString(e))
 			}
-			return nil
+			if _, ok := m.chains[e.Goto]; e.Goto != "" && !ok {
+				return fmt.Errorf("element refers to missing chain %s", e.Goto)
+			}
+			s.elems[e.Key] = e.Goto
 		}
-		m.chains[o.name] = &modelChain{hook: o.hook}
-	case opFlushChain:
-		c, ok := m.chains[o.name]
+	case o.kind == opDelElems:
+		for _, e := range o.elems {
+			if _, ok := s.elems[e.Key]; !ok {
+				return fmt.Errorf("no element %s", o.set.elemString(e))
+			}
+			delete(s.elems, e.Key)
+		}
+	}
+	return nil
+}
+
+// applyChainOp adds, flushes or deletes a chain, or adds a rule to it.
+func (m *model) applyChainOp(o op) error {
+	c, ok := m.chains[o.name]
+	switch {
+	case o.kind == opAddChain:
+		if ok && !sameHook(c.hook, o.hook) {
+			return errors.New("exists with another hook")
+		}
 		if !ok {
-			return errors.New("no such chain")
+			m.chains[o.name] = &modelChain{hook: o.hook}
 		}
+		return nil
+	case !ok:
+		return errors.New("no such chain")
+	case o.kind == opFlushChain:
 		c.rules = nil
-	case opDelChain:
-		if _, ok := m.chains[o.name]; !ok {
-			return errors.New("no such chain")
-		}
+	case o.kind == opDelChain:
 		if m.inUse(o.name, "", o.name) {
 			return errors.New("chain in use")
 		}
 		delete(m.chains, o.name)
-	case opAddRule:
-		c, ok := m.chains[o.name]
-		if !ok {
-			return errors.New("no such chain")
-		}
+	case o.kind == opAddRule:
 		chains, sets := o.rule.refs()
 		for _, n := range chains {
 			if _, ok := m.chains[n]; !ok {
@@ -295,33 +322,6 @@ func (m *model) applyOne(o op) error {
 			}
 		}
 		c.rules = append(c.rules, *o.rule)
-	case opAddElems:
-		s, ok := m.sets[o.name]
-		if !ok {
-			return errors.New("no such set")
-		}
-		for _, e := range o.elems {
-			if g, ok := s.elems[e.Key]; ok && g != e.Goto {
-				return fmt.Errorf("element %s exists with another target", o.set.elemString(e))
-			}
-			if e.Goto != "" {
-				if _, ok := m.chains[e.Goto]; !ok {
-					return fmt.Errorf("element refers to missing chain %s", e.Goto)
-				}
-			}
-			s.elems[e.Key] = e.Goto
-		}
-	case opDelElems:
-		s, ok := m.sets[o.name]
-		if !ok {
-			return errors.New("no such set")
-		}
-		for _, e := range o.elems {
-			if _, ok := s.elems[e.Key]; !ok {
-				return fmt.Errorf("no element %s", o.set.elemString(e))
-			}
-			delete(s.elems, e.Key)
-		}
 	}
 	return nil
 }

@@ -99,7 +99,11 @@ func sameHook(a, b *Hook) bool {
 	return *a == *b
 }
 
-// patch is diff without the table op and the recreate check.
+// patch is diff without the table op and the recreate check. Its order
+// is the kernel's: new sets and chains first, then elements added (and
+// repointed), then chains refilled (those with anonymous sets first: the
+// kernel walks the transaction to bind each), then elements deleted, then
+// chains that go are flushed, sets that go deleted, and the chains last.
 func patch(have, want *Table) []op {
 	hs := map[string]*TableSet{}
 	for i := range have.Sets {
@@ -109,19 +113,32 @@ func patch(have, want *Table) []op {
 	for i := range have.Chains {
 		hc[have.Chains[i].Name] = &have.Chains[i]
 	}
-	var ops, dels []op
+	ops := addedSetsAndChains(hs, hc, want)
+	elems, dels := elemOps(hs, want)
+	ops = append(append(ops, elems...), refills(hc, want)...)
+	ops = append(ops, dels...)
+	return append(ops, removals(have, want)...)
+}
+
+// addedSetsAndChains adds what want has and have lacks.
+func addedSetsAndChains(hs map[string]*TableSet, hc map[string]*Chain, want *Table) []op {
+	var ops []op
 	for i := range want.Sets {
-		w := &want.Sets[i]
-		if _, ok := hs[w.Name]; !ok {
+		if w := &want.Sets[i]; hs[w.Name] == nil {
 			ops = append(ops, op{kind: opAddSet, name: w.Name, set: w})
 		}
 	}
 	for i := range want.Chains {
-		w := &want.Chains[i]
-		if _, ok := hc[w.Name]; !ok {
+		if w := &want.Chains[i]; hc[w.Name] == nil {
 			ops = append(ops, op{kind: opAddChain, name: w.Name, hook: w.Hook})
 		}
 	}
+	return ops
+}
+
+// elemOps are the element changes of want's sets: additions and
+// repointings now, deletions (dels) after the chains are refilled.
+func elemOps(hs map[string]*TableSet, want *Table) (ops, dels []op) {
 	for i := range want.Sets {
 		w := &want.Sets[i]
 		var old []Element
@@ -139,16 +156,22 @@ func patch(have, want *Table) []op {
 			dels = append(dels, op{kind: opDelElems, name: w.Name, set: w, elems: del})
 		}
 	}
-	var refills, anonRefills []op
+	return ops, dels
+}
+
+// refills are the chains of want whose rules changed, flushed and filled
+// again: those with anonymous sets first.
+func refills(hc map[string]*Chain, want *Table) []op {
+	var plain, anon []op
 	for i := range want.Chains {
 		w := &want.Chains[i]
 		h, ok := hc[w.Name]
 		if ok && sameRules(h.Rules, w.Rules) {
 			continue
 		}
-		to := &refills
+		to := &plain
 		if slices.ContainsFunc(w.Rules, ChainRule.hasAnonSet) {
-			to = &anonRefills
+			to = &anon
 		}
 		if ok && len(h.Rules) > 0 {
 			*to = append(*to, op{kind: opFlushChain, name: w.Name})
@@ -157,8 +180,14 @@ func patch(have, want *Table) []op {
 			*to = append(*to, op{kind: opAddRule, name: w.Name, rule: &w.Rules[j]})
 		}
 	}
-	ops = append(append(ops, anonRefills...), refills...)
-	ops = append(ops, dels...)
+	return append(anon, plain...)
+}
+
+// removals take away what have has and want lacks: chains flushed, then
+// sets (no rule refers to them any more, and a verdict map's elements may
+// still refer to a chain about to go), then the chains.
+func removals(have, want *Table) []op {
+	var ops []op
 	wc := map[string]bool{}
 	for _, c := range want.Chains {
 		wc[c.Name] = true
@@ -173,9 +202,6 @@ func patch(have, want *Table) []op {
 		}
 		doomed = append(doomed, c.Name)
 	}
-	// Sets go before chains: no rule refers to them any more (their
-	// chains were flushed above), and a verdict map's elements may still
-	// refer to a chain about to go.
 	ws := map[string]bool{}
 	for _, s := range want.Sets {
 		ws[s.Name] = true

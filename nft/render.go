@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"unsafe"
 )
 
 // Names of the fixed objects of the table. No policy chain (suffix -in or
@@ -122,13 +121,11 @@ func newRule(label string, stmts ...stmt) ChainRule {
 // validate.
 func Render(rs Ruleset) (*Table, error) { return new(renderer).render(rs) }
 
-// renderer is Render with a memory of its previous call: what it rendered
-// from the very same slices (same array, same length) is reused instead of
-// rendered again. The Applier's callers never modify a Ruleset's slices
-// once given (the calculation makes new ones for whatever changes), so a
-// policy, path or set that did not change costs a map lookup. The memory
-// holds only what the previous call used, and its keys keep those arrays
-// alive, so an address cannot be reused for other contents.
+// renderer is Render with a memory of its previous call: a policy's rules
+// and a set's elements are rendered once per version (Policy.Version,
+// Set.Version, which the caller changes whenever the content changes),
+// and a path's group chain once per list of names. The memory holds only
+// what the previous call used.
 type renderer struct {
 	last, next memo
 }
@@ -136,36 +133,30 @@ type renderer struct {
 type memo struct {
 	policies map[policyKey][]ChainRule
 	groups   map[pathKey]Chain
-	sets     map[addrsKey][2][]Element
+	sets     map[setKey][2][]Element
 }
 
 type policyKey struct {
-	name  string
-	dir   Direction
-	rules *Rule
-	n     int
+	name, version string
+	dir           Direction
 }
 
 type pathKey struct {
-	dir           Direction
-	pols, pros    *string
-	npols, nprofs int
+	dir   Direction
+	names string // the policies and profiles, in order
 }
 
-type addrsKey struct {
-	addrs *netip.Addr
-	n     int
-}
+type setKey struct{ name, version string }
 
 func (r *renderer) render(rs Ruleset) (*Table, error) {
 	if err := rs.Validate(); err != nil {
 		return nil, err
 	}
-	r.next = memo{policies: map[policyKey][]ChainRule{}, groups: map[pathKey]Chain{}, sets: map[addrsKey][2][]Element{}}
+	r.next = memo{policies: map[policyKey][]ChainRule{}, groups: map[pathKey]Chain{}, sets: map[setKey][2][]Element{}}
 	defer func() { r.last, r.next = r.next, memo{} }()
 	t := &Table{owners: map[string]policyDir{}}
 	for _, s := range rs.Sets {
-		v4, v6 := r.addrElems(s.Members)
+		v4, v6 := r.addrElems(s)
 		t.Sets = append(t.Sets,
 			TableSet{Name: setName(s.Name, 4), Type: SetIPv4, Elems: v4},
 			TableSet{Name: setName(s.Name, 6), Type: SetIPv6, Elems: v6})
@@ -232,12 +223,15 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 	return t, nil
 }
 
-// addrElems is addrElems, remembered.
-func (r *renderer) addrElems(members []netip.Addr) (v4, v6 []Element) {
-	k := addrsKey{unsafe.SliceData(members), len(members)}
+// addrElems is addrElems, remembered by version.
+func (r *renderer) addrElems(s Set) (v4, v6 []Element) {
+	if s.Version == "" {
+		return addrElems(s.Members)
+	}
+	k := setKey{s.Name, s.Version}
 	e, ok := r.last.sets[k]
 	if !ok {
-		e[0], e[1] = addrElems(members)
+		e[0], e[1] = addrElems(s.Members)
 	}
 	r.next.sets[k] = e
 	return e[0], e[1]
@@ -245,7 +239,7 @@ func (r *renderer) addrElems(members []netip.Addr) (v4, v6 []Element) {
 
 // group is the chain of a path, remembered.
 func (r *renderer) group(d Direction, p Path) Chain {
-	k := pathKey{d, unsafe.SliceData(p.Policies), unsafe.SliceData(p.Profiles), len(p.Policies), len(p.Profiles)}
+	k := pathKey{d, strings.Join(p.Policies, "\x00") + "\x01" + strings.Join(p.Profiles, "\x00")}
 	c, ok := r.last.groups[k]
 	if !ok {
 		c = Chain{Name: groupChain(d, p), Rules: groupRules(d, p)}
@@ -254,13 +248,12 @@ func (r *renderer) group(d Direction, p Path) Chain {
 	return c
 }
 
-// policyRules is policyRules, remembered.
+// policyRules is policyRules, remembered by version.
 func (r *renderer) policyRules(p Policy, d Direction) []ChainRule {
-	rules := p.Ingress
-	if d == Egress {
-		rules = p.Egress
+	if p.Version == "" {
+		return policyRules(p, d)
 	}
-	k := policyKey{p.Name, d, unsafe.SliceData(rules), len(rules)}
+	k := policyKey{p.Name, p.Version, d}
 	out, ok := r.last.policies[k]
 	if !ok {
 		out = policyRules(p, d)
@@ -429,34 +422,19 @@ func ruleFamilies(r Rule) []family {
 	only := func(f family) {
 		has[4], has[6] = has[4] && f == 4, has[6] && f == 6
 	}
-	switch r.IPVersion {
-	case 4, 6:
+	if r.IPVersion == 4 || r.IPVersion == 6 {
 		only(family(r.IPVersion))
 	}
-	if r.Protocol != nil {
-		switch *r.Protocol {
-		case 1:
-			only(4)
-		case 58:
-			only(6)
-		}
+	if f, ok := icmpFamily(r.Protocol); ok {
+		only(f)
 	}
-	specific := r.IPVersion != 0 || r.ICMP != nil || r.NotICMP != nil
-	for _, m := range []Match{r.Src, r.Dst} {
-		specific = specific || m.Set != "" || m.NotSet != ""
-		for _, nets := range [][]netip.Prefix{m.Nets, m.NotNets} {
-			if len(nets) == 0 {
-				continue
-			}
-			specific = true
-			in := map[family]bool{}
-			for _, p := range nets {
-				in[prefixFamily(p)] = true
-			}
+	for _, nets := range [][]netip.Prefix{r.Src.Nets, r.Src.NotNets, r.Dst.Nets, r.Dst.NotNets} {
+		if len(nets) > 0 {
+			in := netFamilies(nets)
 			has[4], has[6] = has[4] && in[4], has[6] && in[6]
 		}
 	}
-	if !specific && has[4] && has[6] {
+	if !familySpecific(r) && has[4] && has[6] {
 		return []family{0}
 	}
 	var out []family
@@ -466,6 +444,40 @@ func ruleFamilies(r Rule) []family {
 		}
 	}
 	return out
+}
+
+// familySpecific reports whether a rule matches something that exists
+// per family: an IP version, ICMP, a set, nets.
+func familySpecific(r Rule) bool {
+	if r.IPVersion != 0 || r.ICMP != nil || r.NotICMP != nil {
+		return true
+	}
+	for _, m := range []Match{r.Src, r.Dst} {
+		if m.Set != "" || m.NotSet != "" || len(m.Nets)+len(m.NotNets) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// icmpFamily is the one family an ICMP protocol belongs to.
+func icmpFamily(proto *uint8) (family, bool) {
+	switch {
+	case proto != nil && *proto == 1:
+		return 4, true
+	case proto != nil && *proto == 58:
+		return 6, true
+	}
+	return 0, false
+}
+
+// netFamilies are the families a list of nets has entries of.
+func netFamilies(nets []netip.Prefix) map[family]bool {
+	in := map[family]bool{}
+	for _, p := range nets {
+		in[prefixFamily(p)] = true
+	}
+	return in
 }
 
 // Families lists the IP families a rule is rendered for, as ruleFamilies
@@ -513,88 +525,103 @@ type position struct {
 // ruleStmts renders one Calico rule for one family, as one or more kernel
 // rules.
 func ruleStmts(r Rule, fam family) [][]stmt {
-	var pos []position
-	one := func(s stmt) { pos = append(pos, position{alts: []stmt{s}}) }
+	var pos positions
 	if fam != 0 {
-		one(nfproto{fam})
+		pos.one(nfproto{fam})
 	}
 	if r.Protocol != nil {
-		one(l4proto{proto: *r.Protocol})
+		pos.one(l4proto{proto: *r.Protocol})
 	}
 	if r.NotProtocol != nil {
-		one(l4proto{proto: *r.NotProtocol, neg: true})
+		pos.one(l4proto{proto: *r.NotProtocol, neg: true})
 	}
-	ends := []struct {
-		m   Match
-		dst bool
-	}{{r.Src, false}, {r.Dst, true}}
-	for _, end := range ends {
-		if end.m.Set != "" {
-			one(addrSet{fam: fam, dst: end.dst, set: setName(end.m.Set, fam)})
-		}
-		if end.m.NotSet != "" {
-			one(addrSet{fam: fam, dst: end.dst, neg: true, set: setName(end.m.NotSet, fam)})
-		}
-		if nets := disjointNets(netsOf(end.m.Nets, fam)); len(nets) > 0 {
-			p := position{whole: addrNets{fam: fam, dst: end.dst, cidrs: nets}}
-			if len(nets) <= maxInline {
-				for i := range nets {
-					p.alts = append(p.alts, addrNets{fam: fam, dst: end.dst, cidrs: nets[i : i+1]})
-				}
-			}
-			pos = append(pos, p)
-		}
-		if nets := disjointNets(netsOf(end.m.NotNets, fam)); len(nets) > maxInline {
-			one(addrNets{fam: fam, dst: end.dst, neg: true, cidrs: nets})
-		} else {
-			for i := range nets {
-				one(addrNets{fam: fam, dst: end.dst, neg: true, cidrs: nets[i : i+1]})
-			}
-		}
-	}
-	for _, end := range ends {
-		if len(end.m.Ports) > 0 {
-			ranges := mergePorts(normPorts(end.m.Ports))
-			p := position{whole: ports{dst: end.dst, ranges: ranges}}
-			if len(ranges) <= maxInline {
-				for i := range ranges {
-					p.alts = append(p.alts, ports{dst: end.dst, ranges: ranges[i : i+1]})
-				}
-			}
-			pos = append(pos, p)
-		}
-		if ranges := mergePorts(normPorts(end.m.NotPorts)); len(ranges) > maxInline {
-			one(ports{dst: end.dst, neg: true, ranges: ranges})
-		} else {
-			for i := range ranges {
-				one(ports{dst: end.dst, neg: true, ranges: ranges[i : i+1]})
-			}
-		}
-	}
+	pos.addrs(r.Src, false, fam)
+	pos.addrs(r.Dst, true, fam)
+	pos.ports(r.Src, false)
+	pos.ports(r.Dst, true)
 	if r.ICMP != nil {
-		one(icmp{fam: fam, typ: r.ICMP.Type, code: r.ICMP.Code})
+		pos.one(icmp{fam: fam, typ: r.ICMP.Type, code: r.ICMP.Code})
 	}
 	if r.NotICMP != nil {
-		one(icmp{fam: fam, typ: r.NotICMP.Type, code: r.NotICMP.Code, neg: true})
+		pos.one(icmp{fam: fam, typ: r.NotICMP.Type, code: r.NotICMP.Code, neg: true})
 	}
-	one(counter{})
-	switch r.Action {
-	case Allow:
-		one(markSet{set: markAccept})
-		one(vReturn)
-	case Deny:
-		one(vDrop)
-	case Pass:
-		one(markSet{set: markPass})
-		one(vReturn)
-	case Log:
-		one(logLimit{})
-	}
+	pos.one(counter{})
+	pos.verdict(r.Action)
 	limit := maxVariants
 	if r.Action == Log {
 		limit = 1 // one rate limit per Calico rule and family, as before
 	}
 	return expand(pos, limit)
+}
+
+// positions are a kernel rule's statements in order.
+type positions []position
+
+func (pos *positions) one(s stmt) { *pos = append(*pos, position{alts: []stmt{s}}) }
+
+// addrs adds the address matches of one end: its sets, then its nets (a
+// short positive list as alternatives), then its notNets (a short list as
+// comparisons).
+func (pos *positions) addrs(m Match, dst bool, fam family) {
+	if m.Set != "" {
+		pos.one(addrSet{fam: fam, dst: dst, set: setName(m.Set, fam)})
+	}
+	if m.NotSet != "" {
+		pos.one(addrSet{fam: fam, dst: dst, neg: true, set: setName(m.NotSet, fam)})
+	}
+	if nets := disjointNets(netsOf(m.Nets, fam)); len(nets) > 0 {
+		p := position{whole: addrNets{fam: fam, dst: dst, cidrs: nets}}
+		if len(nets) <= maxInline {
+			for i := range nets {
+				p.alts = append(p.alts, addrNets{fam: fam, dst: dst, cidrs: nets[i : i+1]})
+			}
+		}
+		*pos = append(*pos, p)
+	}
+	if nets := disjointNets(netsOf(m.NotNets, fam)); len(nets) > maxInline {
+		pos.one(addrNets{fam: fam, dst: dst, neg: true, cidrs: nets})
+	} else {
+		for i := range nets {
+			pos.one(addrNets{fam: fam, dst: dst, neg: true, cidrs: nets[i : i+1]})
+		}
+	}
+}
+
+// ports adds the port matches of one end, as addrs does nets.
+func (pos *positions) ports(m Match, dst bool) {
+	if len(m.Ports) > 0 {
+		ranges := mergePorts(normPorts(m.Ports))
+		p := position{whole: ports{dst: dst, ranges: ranges}}
+		if len(ranges) <= maxInline {
+			for i := range ranges {
+				p.alts = append(p.alts, ports{dst: dst, ranges: ranges[i : i+1]})
+			}
+		}
+		*pos = append(*pos, p)
+	}
+	if ranges := mergePorts(normPorts(m.NotPorts)); len(ranges) > maxInline {
+		pos.one(ports{dst: dst, neg: true, ranges: ranges})
+	} else {
+		for i := range ranges {
+			pos.one(ports{dst: dst, neg: true, ranges: ranges[i : i+1]})
+		}
+	}
+}
+
+// verdict adds what a matching rule does.
+func (pos *positions) verdict(a Action) {
+	switch a {
+	case Allow:
+		pos.one(markSet{set: markAccept})
+		pos.one(vReturn)
+	case Deny:
+		pos.one(vDrop)
+	case Pass:
+		pos.one(markSet{set: markPass})
+		pos.one(vReturn)
+	case Log:
+		pos.one(logLimit{})
+	}
 }
 
 // expand turns positions into kernel rules: lists stay sets (whole) until

@@ -126,8 +126,8 @@ func TestValidate(t *testing.T) {
 }
 
 // TestRendererRemembers checks that the Applier's renderer gives Render's
-// table whatever it renders before, reuses what it rendered from the same
-// slices, and renders anew what comes in new slices.
+// table whatever it renders before, reuses what it rendered of the same
+// policy version, and renders anew a new version or one without a version.
 func TestRendererRemembers(t *testing.T) {
 	var r renderer
 	for range 2 {
@@ -144,6 +144,9 @@ func TestRendererRemembers(t *testing.T) {
 	}
 
 	rs := big(20, 10)
+	for i := range rs.Policies {
+		rs.Policies[i].Version = "v1"
+	}
 	first, _ := r.render(rs)
 	again, _ := r.render(rs)
 	rules := func(tbl *Table, name string) []ChainRule {
@@ -156,18 +159,27 @@ func TestRendererRemembers(t *testing.T) {
 		return nil
 	}
 	if unsafe.SliceData(rules(first, "policy-3-in")) != unsafe.SliceData(rules(again, "policy-3-in")) {
-		t.Error("the same policy slice was rendered again instead of reused")
+		t.Error("the same policy version was rendered again instead of reused")
 	}
 
-	// A new slice with a change of the same length is rendered anew.
+	// A change with a new version is rendered anew.
 	changed := rs
 	changed.Policies = slices.Clone(rs.Policies)
 	changed.Policies[3].Ingress = slices.Clone(rs.Policies[3].Ingress)
 	changed.Policies[3].Ingress[0].Dst.Ports = []PortRange{{8080, 8080}}
+	changed.Policies[3].Version = "v2"
 	got, _ := r.render(changed)
 	want, _ := Render(changed)
 	if got.String() != want.String() || !strings.Contains(got.String(), "th dport 8080") {
-		t.Errorf("a changed policy in a new slice was not rendered anew:\n%s", lineDiff(want.String(), got.String()))
+		t.Errorf("a changed policy with a new version was not rendered anew:\n%s", lineDiff(want.String(), got.String()))
+	}
+
+	// Without a version, a policy is rendered every time.
+	changed.Policies[3].Version = ""
+	one, _ := r.render(changed)
+	two, _ := r.render(changed)
+	if unsafe.SliceData(rules(one, "policy-3-in")) == unsafe.SliceData(rules(two, "policy-3-in")) {
+		t.Error("a policy without a version was reused")
 	}
 }
 

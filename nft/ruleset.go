@@ -94,6 +94,11 @@ type Policy struct {
 	Name    string
 	Ingress []Rule
 	Egress  []Rule
+	// Version names the content of the rules: whoever makes a Policy gives
+	// the same name and version only to the same rules (the resource's
+	// revision), so that the Applier renders each version once. Empty:
+	// render it every time.
+	Version string
 }
 
 // Action is what a matching rule does.
@@ -169,6 +174,8 @@ type PortRange struct {
 type Set struct {
 	Name    string
 	Members []netip.Addr
+	// Version names the members as Policy.Version names rules.
+	Version string
 }
 
 // String is Felix's syntax: protocol:port or protocol:net:port.

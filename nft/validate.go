@@ -18,26 +18,60 @@ const maxListLen = 500
 // IfacePrefix, ports without a port protocol, ICMP matches without ICMP,
 // and lists longer than 500 entries. The errors are joined.
 func (rs Ruleset) Validate() error {
-	var errs []error
-	sets := map[string]bool{}
-	for _, s := range rs.Sets {
-		if !validName(s.Name) {
-			errs = append(errs, fmt.Errorf("set %q: name must be non-empty [A-Za-z0-9._-]", s.Name))
+	var v validation
+	sets := v.sets(rs.Sets)
+	policies := v.policies(rs.Policies, sets)
+	v.workloads(rs.Workloads, policies)
+	v.hostEndpoints(rs.HostEndpoints, policies)
+	for _, pp := range slices.Concat(rs.FailsafeIn, rs.FailsafeOut) {
+		if pp.Protocol != 6 && pp.Protocol != 17 && pp.Protocol != 132 {
+			v.add("failsafe port %d: protocol %d is not TCP, UDP or SCTP", pp.Port, pp.Protocol)
 		}
-		if sets[s.Name] {
-			errs = append(errs, fmt.Errorf("set %s: duplicate name", s.Name))
+		if pp.Net.IsValid() && pp.Net.Addr().Is4In6() {
+			v.add("failsafe port %d: invalid net %s", pp.Port, pp.Net)
 		}
-		sets[s.Name] = true
 	}
-	policies := map[string]bool{}
-	for _, p := range rs.Policies {
-		if !validName(p.Name) {
-			errs = append(errs, fmt.Errorf("policy %q: name must be non-empty [A-Za-z0-9._-]", p.Name))
+	for _, nets := range [][]netip.Prefix{rs.NATOutgoing, rs.NATExcept} {
+		for _, err := range validateNets(nets) {
+			v.add("NAT outgoing: %w", err)
 		}
-		if policies[p.Name] {
-			errs = append(errs, fmt.Errorf("policy %s: duplicate name", p.Name))
-		}
-		policies[p.Name] = true
+	}
+	if rs.EndpointToHost > Return {
+		v.add("endpoint to host: unknown verdict %d", rs.EndpointToHost)
+	}
+	return errors.Join(v.errs...)
+}
+
+// validation collects what Validate finds.
+type validation struct{ errs []error }
+
+func (v *validation) add(format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf(format, args...))
+}
+
+// unique checks that a name is valid and unseen, and records it.
+func (v *validation) unique(what, name string, seen map[string]bool) {
+	if !validName(name) {
+		v.add("%s %q: name must be non-empty [A-Za-z0-9._-]", what, name)
+	}
+	if seen[name] {
+		v.add("%s %s: duplicate name", what, name)
+	}
+	seen[name] = true
+}
+
+func (v *validation) sets(sets []Set) map[string]bool {
+	names := map[string]bool{}
+	for _, s := range sets {
+		v.unique("set", s.Name, names)
+	}
+	return names
+}
+
+func (v *validation) policies(ps []Policy, sets map[string]bool) map[string]bool {
+	names := map[string]bool{}
+	for _, p := range ps {
+		v.unique("policy", p.Name, names)
 		for _, d := range []Direction{Ingress, Egress} {
 			rules := p.Ingress
 			if d == Egress {
@@ -45,65 +79,56 @@ func (rs Ruleset) Validate() error {
 			}
 			for i, r := range rules {
 				if err := validateRule(r, sets); err != nil {
-					errs = append(errs, fmt.Errorf("policy %s: %s rule %d: %w", p.Name, d, i, err))
+					v.add("policy %s: %s rule %d: %w", p.Name, d, i, err)
 				}
 			}
 		}
 	}
+	return names
+}
+
+func (v *validation) workloads(eps []Endpoint, policies map[string]bool) {
 	ifaces := map[string]bool{}
-	for _, ep := range rs.Workloads {
+	for _, ep := range eps {
 		if !strings.HasPrefix(ep.Iface, IfacePrefix) || len(ep.Iface) >= ifNameSize || strings.ContainsRune(ep.Iface, 0) {
-			errs = append(errs, fmt.Errorf("endpoint %q: interface must start with %q and be at most %d bytes", ep.Iface, IfacePrefix, ifNameSize-1))
+			v.add("endpoint %q: interface must start with %q and be at most %d bytes", ep.Iface, IfacePrefix, ifNameSize-1)
 		}
 		if ifaces[ep.Iface] {
-			errs = append(errs, fmt.Errorf("endpoint %s: duplicate interface", ep.Iface))
+			v.add("endpoint %s: duplicate interface", ep.Iface)
 		}
 		ifaces[ep.Iface] = true
 		for _, a := range ep.Addrs {
 			if !a.IsValid() {
-				errs = append(errs, fmt.Errorf("endpoint %s: invalid address", ep.Iface))
+				v.add("endpoint %s: invalid address", ep.Iface)
 			}
 		}
-		for _, n := range pathNames(ep.Ingress, ep.Egress) {
-			if !policies[n] {
-				errs = append(errs, fmt.Errorf("endpoint %s: unknown policy %s", ep.Iface, n))
-			}
-		}
+		v.known("endpoint", ep.Iface, pathNames(ep.Ingress, ep.Egress), policies)
 	}
-	hosts := map[string]bool{}
-	for _, h := range rs.HostEndpoints {
+}
+
+func (v *validation) hostEndpoints(hs []HostEndpoint, policies map[string]bool) {
+	seen := map[string]bool{}
+	for _, h := range hs {
 		if h.Iface != AllInterfaces && (h.Iface == "" || strings.HasPrefix(h.Iface, IfacePrefix) || h.Iface == loopbackName ||
 			len(h.Iface) >= ifNameSize || strings.ContainsRune(h.Iface, 0)) {
-			errs = append(errs, fmt.Errorf("host endpoint %q: interface must be %q or a name of at most %d bytes, not %s or starting with %q",
-				h.Iface, AllInterfaces, ifNameSize-1, loopbackName, IfacePrefix))
+			v.add("host endpoint %q: interface must be %q or a name of at most %d bytes, not %s or starting with %q",
+				h.Iface, AllInterfaces, ifNameSize-1, loopbackName, IfacePrefix)
 		}
-		if hosts[h.Iface] {
-			errs = append(errs, fmt.Errorf("host endpoint %s: duplicate interface", h.Iface))
+		if seen[h.Iface] {
+			v.add("host endpoint %s: duplicate interface", h.Iface)
 		}
-		hosts[h.Iface] = true
-		for _, n := range pathNames(h.Ingress, h.Egress) {
-			if !policies[n] {
-				errs = append(errs, fmt.Errorf("host endpoint %s: unknown policy %s", h.Iface, n))
-			}
+		seen[h.Iface] = true
+		v.known("host endpoint", h.Iface, pathNames(h.Ingress, h.Egress), policies)
+	}
+}
+
+// known checks that an endpoint's paths name only known policies.
+func (v *validation) known(what, iface string, names []string, policies map[string]bool) {
+	for _, n := range names {
+		if !policies[n] {
+			v.add("%s %s: unknown policy %s", what, iface, n)
 		}
 	}
-	for _, pp := range slices.Concat(rs.FailsafeIn, rs.FailsafeOut) {
-		if pp.Protocol != 6 && pp.Protocol != 17 && pp.Protocol != 132 {
-			errs = append(errs, fmt.Errorf("failsafe port %d: protocol %d is not TCP, UDP or SCTP", pp.Port, pp.Protocol))
-		}
-		if pp.Net.IsValid() && pp.Net.Addr().Is4In6() {
-			errs = append(errs, fmt.Errorf("failsafe port %d: invalid net %s", pp.Port, pp.Net))
-		}
-	}
-	for _, nets := range [][]netip.Prefix{rs.NATOutgoing, rs.NATExcept} {
-		for _, err := range validateNets(nets) {
-			errs = append(errs, fmt.Errorf("NAT outgoing: %w", err))
-		}
-	}
-	if rs.EndpointToHost > Return {
-		errs = append(errs, fmt.Errorf("endpoint to host: unknown verdict %d", rs.EndpointToHost))
-	}
-	return errors.Join(errs...)
 }
 
 func pathNames(a, b Path) []string {
@@ -140,25 +165,8 @@ func validateRule(r Rule, sets map[string]bool) error {
 	}
 	hasPorts := false
 	for _, m := range []Match{r.Src, r.Dst} {
-		for _, s := range []string{m.Set, m.NotSet} {
-			if s != "" && !sets[s] {
-				errs = append(errs, fmt.Errorf("unknown set %s", s))
-			}
-		}
-		for _, nets := range [][]netip.Prefix{m.Nets, m.NotNets} {
-			errs = append(errs, validateNets(nets)...)
-		}
-		for _, ps := range [][]PortRange{m.Ports, m.NotPorts} {
-			if len(ps) > maxListLen {
-				errs = append(errs, fmt.Errorf("%d port ranges, more than %d", len(ps), maxListLen))
-			}
-			hasPorts = hasPorts || len(ps) > 0
-			for _, p := range ps {
-				if p.First > p.Last {
-					errs = append(errs, fmt.Errorf("port range %d-%d is reversed", p.First, p.Last))
-				}
-			}
-		}
+		errs = append(errs, validateMatch(m, sets)...)
+		hasPorts = hasPorts || len(m.Ports)+len(m.NotPorts) > 0
 	}
 	if hasPorts && (r.Protocol == nil || !portProtocols[*r.Protocol]) {
 		errs = append(errs, errors.New("ports need protocol TCP, UDP, SCTP or UDPLite"))
@@ -167,6 +175,30 @@ func validateRule(r Rule, sets map[string]bool) error {
 		errs = append(errs, errors.New("an ICMP type needs protocol ICMP or ICMPv6"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateMatch checks one side of a rule: sets, nets and ports.
+func validateMatch(m Match, sets map[string]bool) []error {
+	var errs []error
+	for _, s := range []string{m.Set, m.NotSet} {
+		if s != "" && !sets[s] {
+			errs = append(errs, fmt.Errorf("unknown set %s", s))
+		}
+	}
+	for _, nets := range [][]netip.Prefix{m.Nets, m.NotNets} {
+		errs = append(errs, validateNets(nets)...)
+	}
+	for _, ps := range [][]PortRange{m.Ports, m.NotPorts} {
+		if len(ps) > maxListLen {
+			errs = append(errs, fmt.Errorf("%d port ranges, more than %d", len(ps), maxListLen))
+		}
+		for _, p := range ps {
+			if p.First > p.Last {
+				errs = append(errs, fmt.Errorf("port range %d-%d is reversed", p.First, p.Last))
+			}
+		}
+	}
+	return errs
 }
 
 // validateNets checks a list of nets that becomes one rule field.

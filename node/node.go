@@ -71,7 +71,7 @@ type parts struct {
 	// forwarding turns on IP forwarding.
 	forwarding func() error
 	routes     func(log *slog.Logger) (routeDriver, error)
-	firewall   func(log *slog.Logger) firewallDriver
+	firewall   func(log *slog.Logger, verify bool) firewallDriver
 	speaker    func(log *slog.Logger) agent.StartSpeaker
 	cluster    func(ctx context.Context, cfg cluster.Config) (clusterPart, error)
 }
@@ -110,8 +110,13 @@ func realParts() parts {
 	return parts{
 		forwarding: veth.EnableForwarding,
 		routes:     func(log *slog.Logger) (routeDriver, error) { return route.New(log) },
-		firewall:   func(log *slog.Logger) firewallDriver { return nft.New(log) },
-		speaker:    agent.RealSpeaker,
+		firewall: func(log *slog.Logger, verify bool) firewallDriver {
+			if verify {
+				return nft.New(log, nft.WithVerify())
+			}
+			return nft.New(log)
+		},
+		speaker: agent.RealSpeaker,
 		cluster: func(ctx context.Context, cfg cluster.Config) (clusterPart, error) {
 			return cluster.Start(ctx, cfg)
 		},
@@ -189,7 +194,7 @@ func (n *node) start(ctx context.Context) error {
 	if n.routes, err = n.parts.routes(n.log); err != nil {
 		return fmt.Errorf("opening netlink: %w", err)
 	}
-	n.firewall = n.parts.firewall(n.log)
+	n.firewall = n.parts.firewall(n.log, verify())
 	if err := n.startAgentFromCache(ctx); err != nil {
 		return err
 	}
@@ -235,7 +240,7 @@ func (n *node) startAgentFromCache(ctx context.Context) error {
 
 func (n *node) startAgent(name string) error {
 	a, err := agent.New(agent.Config{
-		Name: name, DataDir: n.cfg.DataDir, Log: n.log,
+		Name: name, DataDir: n.cfg.DataDir, Log: n.log, Verify: verify(),
 		Speaker: n.parts.speaker(n.log),
 		Down: func(addr netip.Addr) bool {
 			c := n.cluster.Load()
@@ -411,6 +416,11 @@ func (n *node) stop() error {
 	}
 	return errors.Join(errs...)
 }
+
+// verify says whether the node checks its memoised calculation and
+// rendering against fresh ones on every change: CALICO_VERIFY=1, which
+// the e2e tests set.
+func verify() bool { return os.Getenv("CALICO_VERIFY") == "1" }
 
 func prefixString(p netip.Prefix) string {
 	if !p.IsValid() {

@@ -138,7 +138,7 @@ func testParts(t *testing.T, ev *events, failCluster error) (parts, *fakeCluster
 			ev.add("routes opened")
 			return &fakeRoutes{Fake: route.NewFake(), ev: ev}, nil
 		},
-		firewall: func(*slog.Logger) firewallDriver { return &fakeFirewall{Fake: nft.NewFake(), ev: ev} },
+		firewall: func(*slog.Logger, bool) firewallDriver { return &fakeFirewall{Fake: nft.NewFake(), ev: ev} },
 		speaker:  func(*slog.Logger) agent.StartSpeaker { return nil },
 		cluster: func(context.Context, cluster.Config) (clusterPart, error) {
 			if failCluster != nil {

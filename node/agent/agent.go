@@ -34,7 +34,11 @@ type Config struct {
 	// Down reports whether a host address belongs to a host that gossip
 	// has declared dead: routes via it are dropped at once.
 	Down func(netip.Addr) bool
-	Log  *slog.Logger
+	// Verify computes every pass afresh as well as with the calculation's
+	// memory, and logs an error and uses the fresh result when the two
+	// differ (a check for tests; CALICO_VERIFY=1).
+	Verify bool
+	Log    *slog.Logger
 }
 
 // Firewall programs the host's nftables table and reads its rule
@@ -254,6 +258,12 @@ func (a *Agent) apply(ctx context.Context) error {
 	start := time.Now()
 	d := a.calc.Compute(in)
 	computed := time.Now()
+	if a.cfg.Verify {
+		if fresh := calc.Compute(in); fresh.String() != d.String() {
+			a.log.Error("memo check: the remembered calculation differs from a fresh one; using the fresh one")
+			d = fresh
+		}
+	}
 	if p := strings.Join(d.Problems, "; "); p != a.problems {
 		a.problems = p
 		if p != "" {

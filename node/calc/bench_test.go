@@ -21,7 +21,7 @@ func benchInputSized(hosts, n, policies int) Input {
 	in := Input{Node: "host1"}
 	for p := range 20 {
 		name := fmt.Sprintf("p%d", p)
-		in.Add(&store.Profile{Metadata: store.ObjectMeta{Name: name}, Spec: store.ProfileSpec{
+		in.Add(&store.Profile{Metadata: store.ObjectMeta{Name: name, ResourceVersion: "1"}, Spec: store.ProfileSpec{
 			LabelsToApply: map[string]string{name: ""},
 			Ingress:       []store.Rule{{Action: "Allow", Source: store.EntityRule{Selector: "has(" + name + ")"}}},
 			Egress:        []store.Rule{{Action: "Allow"}},
@@ -32,7 +32,7 @@ func benchInputSized(hosts, n, policies int) Input {
 		for i := range n {
 			a4 := netip.AddrFrom4([4]byte{10, 65, byte(h*4 + i>>8), byte(i)})
 			in.Add(&store.WorkloadEndpoint{
-				Metadata: store.ObjectMeta{Name: fmt.Sprintf("%s-w%d", node, i), Namespace: fmt.Sprintf("ns-%d", i%4),
+				Metadata: store.ObjectMeta{Name: fmt.Sprintf("%s-w%d", node, i), Namespace: fmt.Sprintf("ns-%d", i%4), ResourceVersion: "1",
 					Labels: map[string]string{"app": fmt.Sprintf("a%d", i%50), "role": fmt.Sprintf("r%d", i%100), "tier": fmt.Sprintf("t%d", i%5)}},
 				Spec: store.WorkloadEndpointSpec{Node: node, Orchestrator: "calico", InterfaceName: fmt.Sprintf("cali%011x", h<<16|i),
 					Profiles: []string{fmt.Sprintf("p%d", i%20)}, IPNetworks: []string{a4.String() + "/32", fmt.Sprintf("fd00:65::%x:%x/128", h, i)}},
@@ -71,9 +71,9 @@ func benchInputSized(hosts, n, policies int) Input {
 				{Action: "Deny", Destination: store.EntityRule{Nets: []string{"169.254.0.0/16"}}},
 			},
 		}
-		in.Add(&store.NetworkPolicy{Metadata: store.ObjectMeta{Name: fmt.Sprintf("np-%03d", k), Namespace: fmt.Sprintf("ns-%d", k%4)}, Spec: spec})
+		in.Add(&store.NetworkPolicy{Metadata: store.ObjectMeta{Name: fmt.Sprintf("np-%03d", k), Namespace: fmt.Sprintf("ns-%d", k%4), ResourceVersion: "1"}, Spec: spec})
 		g := store.GlobalNetworkPolicySpec{Order: spec.Order, Selector: spec.Selector, Types: spec.Types, Ingress: spec.Ingress, Egress: spec.Egress}
-		in.Add(&store.GlobalNetworkPolicy{Metadata: store.ObjectMeta{Name: fmt.Sprintf("gnp-%03d", k)}, Spec: g})
+		in.Add(&store.GlobalNetworkPolicy{Metadata: store.ObjectMeta{Name: fmt.Sprintf("gnp-%03d", k), ResourceVersion: "1"}, Spec: g})
 	}
 	return in
 }
@@ -109,6 +109,7 @@ func BenchmarkComputeAndRender(b *testing.B) {
 func BenchmarkCalculatorPolicyChange(b *testing.B) {
 	in := benchInput()
 	deny := *in.GlobalPolicies[0]
+	deny.Metadata.ResourceVersion = "2" // as the agent's cache has it: a new write, a new revision
 	deny.Spec.Ingress = append([]store.Rule{{Action: "Deny"}}, deny.Spec.Ingress...)
 	versions := []*store.GlobalNetworkPolicy{in.GlobalPolicies[0], &deny}
 	var k Calculator

@@ -48,11 +48,45 @@ type bgpNode struct {
 // BGPPeers that apply to this node (global, by node name or by
 // nodeSelector; to an address or to the nodes a peerSelector picks).
 func ComputeBGP(in Input) BGP {
-	var out BGP
-	global := bgpConfig(in.BGPConfigs, "default")
-	out.AS, out.ListenPort = DefaultAS, DefaultListenPort
-	mesh := true
-	if global != nil {
+	out, mesh := bgpGlobals(in)
+	nodes := map[string]bgpNode{}
+	for _, n := range in.Nodes {
+		nodes[n.Metadata.Name] = readNode(n, out.AS)
+	}
+	self, ok := nodes[in.Node]
+	if !ok || !self.ipv4.IsValid() {
+		return out
+	}
+	out.Enabled = true
+	out.AS, out.RouterID, out.IPv4, out.IPv6 = self.as, self.ipv4, self.ipv4, self.ipv6
+	pl := bgpPlan{self: self, port: out.ListenPort, nodes: nodes, peers: map[netip.Addr]bgp.Peer{}}
+	if mesh {
+		for _, n := range pl.others() {
+			pl.toNode(n, "mesh", "")
+		}
+	}
+	for _, bp := range slices.SortedFunc(slices.Values(in.BGPPeers), func(a, b *store.BGPPeer) int {
+		return strings.Compare(a.Metadata.Name, b.Metadata.Name)
+	}) {
+		pl.peer(bp, in.Node)
+	}
+	for _, a := range slices.SortedFunc(maps.Keys(pl.peers), netip.Addr.Compare) {
+		out.Peers = append(out.Peers, pl.peers[a])
+	}
+	out.Advertise = advertised(in)
+	for _, p := range in.Pools {
+		if c, err := store.ParseCIDR(p.Spec.CIDR); err == nil {
+			out.Accept = append(out.Accept, c)
+		}
+	}
+	return out
+}
+
+// bgpGlobals reads the cluster's BGPConfiguration (default) and this
+// node's own (node.<name>): AS number, port, and whether the mesh is on.
+func bgpGlobals(in Input) (out BGP, mesh bool) {
+	out.AS, out.ListenPort, mesh = DefaultAS, DefaultListenPort, true
+	if global := bgpConfig(in.BGPConfigs, "default"); global != nil {
 		if global.Spec.ASNumber != nil {
 			out.AS = uint32(*global.Spec.ASNumber)
 		}
@@ -66,98 +100,95 @@ func ComputeBGP(in Input) BGP {
 	if own := bgpConfig(in.BGPConfigs, "node."+in.Node); own != nil && own.Spec.ListenPort != nil {
 		out.ListenPort = int(*own.Spec.ListenPort)
 	}
-	nodes := map[string]bgpNode{}
-	for _, n := range in.Nodes {
-		nodes[n.Metadata.Name] = readNode(n, out.AS)
-	}
-	self, ok := nodes[in.Node]
-	if !ok || !self.ipv4.IsValid() {
-		return out
-	}
-	out.Enabled = true
-	out.AS, out.RouterID, out.IPv4, out.IPv6 = self.as, self.ipv4, self.ipv4, self.ipv6
+	return out, mesh
+}
 
-	peers := map[netip.Addr]bgp.Peer{}
-	// toNode adds sessions to another of our nodes, one per family both
-	// have.
-	toNode := func(n bgpNode, typ, pw string) {
-		for _, pair := range [][2]netip.Addr{{self.ipv4, n.ipv4}, {self.ipv6, n.ipv6}} {
-			local, remote := pair[0], pair[1]
-			if !local.IsValid() || !remote.IsValid() {
-				continue
-			}
-			p := bgp.Peer{Addr: remote, AS: n.as, Port: out.ListenPort, Type: typ, Name: n.name, LocalAddr: local, Password: pw}
-			switch {
-			case self.rrCluster.IsValid() && !n.rrCluster.IsValid():
-				// We reflect for nodes that are not reflectors themselves.
-				p.ReflectorClient, p.ClusterID, p.Type = true, self.rrCluster, "reflector"
-			case n.rrCluster.IsValid():
-				p.Type = "reflector"
-			}
-			peers[remote] = p
+// bgpPlan collects this node's sessions, one per peer address.
+type bgpPlan struct {
+	self  bgpNode
+	port  int
+	nodes map[string]bgpNode
+	peers map[netip.Addr]bgp.Peer
+}
+
+// others are the other nodes, by name.
+func (pl *bgpPlan) others() []bgpNode {
+	var out []bgpNode
+	for _, name := range slices.Sorted(maps.Keys(pl.nodes)) {
+		if name != pl.self.name {
+			out = append(out, pl.nodes[name])
 		}
 	}
-	if mesh {
-		for _, name := range slices.Sorted(maps.Keys(nodes)) {
-			if n := nodes[name]; name != in.Node {
-				toNode(n, "mesh", "")
-			}
-		}
-	}
-	bgpPeers := slices.SortedFunc(slices.Values(in.BGPPeers), func(a, b *store.BGPPeer) int {
-		return strings.Compare(a.Metadata.Name, b.Metadata.Name)
-	})
-	for _, bp := range bgpPeers {
-		s := bp.Spec
-		typ := "global"
-		switch {
-		case s.Node != "":
-			if s.Node != in.Node {
-				continue
-			}
-			typ = "node"
-		case s.NodeSelector != "":
-			if !matches(s.NodeSelector, self.labels) {
-				continue
-			}
-			typ = "node"
-		}
-		if s.PeerIP != "" {
-			ap, err := store.ParsePeerIP(s.PeerIP)
-			if err != nil || s.ASNumber == nil {
-				continue
-			}
-			local := self.ipv4
-			if ap.Addr().Is6() {
-				local = self.ipv6
-			}
-			if !local.IsValid() || ap.Addr() == self.ipv4 || ap.Addr() == self.ipv6 {
-				continue
-			}
-			peers[ap.Addr()] = bgp.Peer{Addr: ap.Addr(), AS: uint32(*s.ASNumber), Port: int(ap.Port()), Type: typ, LocalAddr: local, Password: password(s.Password)}
+	return out
+}
+
+// toNode adds sessions to another of our nodes, one per family both have.
+func (pl *bgpPlan) toNode(n bgpNode, typ, pw string) {
+	self := pl.self
+	for _, pair := range [][2]netip.Addr{{self.ipv4, n.ipv4}, {self.ipv6, n.ipv6}} {
+		local, remote := pair[0], pair[1]
+		if !local.IsValid() || !remote.IsValid() {
 			continue
 		}
-		for _, name := range slices.Sorted(maps.Keys(nodes)) {
-			if n := nodes[name]; name != in.Node && matches(s.PeerSelector, n.labels) {
-				toNode(n, typ, password(s.Password))
+		p := bgp.Peer{Addr: remote, AS: n.as, Port: pl.port, Type: typ, Name: n.name, LocalAddr: local, Password: pw}
+		switch {
+		case self.rrCluster.IsValid() && !n.rrCluster.IsValid():
+			// We reflect for nodes that are not reflectors themselves.
+			p.ReflectorClient, p.ClusterID, p.Type = true, self.rrCluster, "reflector"
+		case n.rrCluster.IsValid():
+			p.Type = "reflector"
+		}
+		pl.peers[remote] = p
+	}
+}
+
+// peer adds the sessions of a BGPPeer that applies to this node.
+func (pl *bgpPlan) peer(bp *store.BGPPeer, node string) {
+	s := bp.Spec
+	typ := "global"
+	switch {
+	case s.Node != "":
+		if s.Node != node {
+			return
+		}
+		typ = "node"
+	case s.NodeSelector != "":
+		if !matches(s.NodeSelector, pl.self.labels) {
+			return
+		}
+		typ = "node"
+	}
+	if s.PeerIP == "" {
+		for _, n := range pl.others() {
+			if matches(s.PeerSelector, n.labels) {
+				pl.toNode(n, typ, password(s.Password))
 			}
 		}
+		return
 	}
-	for _, a := range slices.SortedFunc(maps.Keys(peers), netip.Addr.Compare) {
-		out.Peers = append(out.Peers, peers[a])
+	ap, err := store.ParsePeerIP(s.PeerIP)
+	if err != nil || s.ASNumber == nil {
+		return
 	}
+	local := pl.self.ipv4
+	if ap.Addr().Is6() {
+		local = pl.self.ipv6
+	}
+	if !local.IsValid() || ap.Addr() == pl.self.ipv4 || ap.Addr() == pl.self.ipv6 {
+		return
+	}
+	pl.peers[ap.Addr()] = bgp.Peer{Addr: ap.Addr(), AS: uint32(*s.ASNumber), Port: int(ap.Port()), Type: typ, LocalAddr: local, Password: password(s.Password)}
+}
 
-	out.Advertise = slices.Clone(in.HostBlocks)
+// advertised are this host's blocks and the single addresses its
+// workloads hold in other hosts' blocks.
+func advertised(in Input) []netip.Prefix {
+	out := slices.Clone(in.HostBlocks)
 	for _, w := range localWorkloads(in) {
 		for _, a := range workloadAddrs(w) {
 			if !slices.ContainsFunc(in.HostBlocks, func(b netip.Prefix) bool { return b.Contains(a) }) {
-				out.Advertise = append(out.Advertise, netip.PrefixFrom(a, a.BitLen()))
+				out = append(out, netip.PrefixFrom(a, a.BitLen()))
 			}
-		}
-	}
-	for _, p := range in.Pools {
-		if c, err := store.ParseCIDR(p.Spec.CIDR); err == nil {
-			out.Accept = append(out.Accept, c)
 		}
 	}
 	return out

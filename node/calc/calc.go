@@ -9,7 +9,10 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -131,14 +134,20 @@ type calculation struct {
 	problems  []string
 	selectors map[string]*selector.Selector
 
-	// What a Calculator reuses from its previous call.
-	prev      *calculation
-	byChain   map[string]policy       // policies and profiles by chain
-	selection string                  // what paths depend on besides groups and profiles
-	compiled  map[any]compiled        // by the resource (pointer) compiled
-	memberOf  map[string][]netip.Addr // set members by set name
-	sameEnds  bool                    // the groups are prev's
-	selErrs   map[string]string       // why a selector did not parse
+	// What a Calculator reuses from its previous call, by the versions of
+	// the resources it came from (version); remember says to keep them.
+	remember    bool
+	prev        *calculation
+	byChain     map[string]policy       // policies and profiles by chain
+	selection   string                  // what paths depend on besides groups and profiles
+	compiled    map[string]compiled     // by the version of the resource compiled
+	memberOf    map[string][]netip.Addr // set members by set name
+	setVersion  map[string]string       // the version of each set's members
+	sameEnds    bool                    // the groups are prev's
+	selErrs     map[string]string       // why a selector did not parse
+	profileVers map[string]string       // the version of each profile, by name
+	byVersion   map[string]workload     // what each workload's version gave
+	endpoints   map[string]bool         // the versions of every endpoint
 }
 
 // compiled is a policy or profile turned into rules, with the sets its
@@ -153,15 +162,16 @@ type compiled struct {
 // Calculator is Compute with a memory: it keeps what it derived from the
 // resources of its previous call (labels and groups of endpoints, paths,
 // compiled policies, set members) and reuses it where the resources it
-// came from did not change. The agent's cache replaces a resource that
-// changes and never modifies one, so an unchanged resource is the same
-// pointer; a Calculator must only be given inputs made that way. Its
-// result is always Compute's.
+// came from did not change, as their versions tell: a resource's key and
+// resourceVersion (its etcd revision: a resource at a revision never
+// changes), or, for one without a revision, a hash of its content. Its
+// result is always Compute's; the agent can check that on every change
+// (CALICO_VERIFY).
 type Calculator struct{ last *calculation }
 
 // Compute is the dataplane for in.
 func (k *Calculator) Compute(in Input) Desired {
-	c := newCalculation(in, k.last)
+	c := newCalculation(in, k.last, true)
 	d := c.compute()
 	c.prev = nil
 	k.last = c
@@ -177,27 +187,49 @@ type setSpec struct {
 // newCalculation indexes in: profiles by name and every endpoint that
 // selectors can pick, reusing what prev (if any) derived from the same
 // resources.
-func newCalculation(in Input, prev *calculation) *calculation {
+func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 	c := &calculation{
-		in:        in,
-		profiles:  map[string]*store.Profile{},
-		policies:  map[string]nft.Policy{},
-		sets:      map[string]*setSpec{},
-		selectors: map[string]*selector.Selector{},
-		selErrs:   map[string]string{},
-		groups:    map[string]*group{},
-		workloads: make(map[*store.WorkloadEndpoint]workload, len(in.Workloads)),
-		paths:     map[string]nft.Path{},
-		compiled:  map[any]compiled{},
-		memberOf:  map[string][]netip.Addr{},
-		prev:      prev,
+		in:          in,
+		profiles:    map[string]*store.Profile{},
+		policies:    map[string]nft.Policy{},
+		sets:        map[string]*setSpec{},
+		selectors:   map[string]*selector.Selector{},
+		selErrs:     map[string]string{},
+		groups:      map[string]*group{},
+		workloads:   make(map[*store.WorkloadEndpoint]workload, len(in.Workloads)),
+		paths:       map[string]nft.Path{},
+		compiled:    map[string]compiled{},
+		memberOf:    map[string][]netip.Addr{},
+		setVersion:  map[string]string{},
+		profileVers: map[string]string{},
+		byVersion:   make(map[string]workload, len(in.Workloads)),
+		endpoints:   make(map[string]bool, len(in.Workloads)+len(in.HostEndpoints)),
+		prev:        prev,
+		remember:    remember,
 	}
 	for _, p := range in.Profiles {
 		c.profiles[p.Metadata.Name] = p
 	}
-	sameProfiles := prev != nil && maps.Equal(prev.profiles, c.profiles)
-	if sameProfiles && prev.sameEndpoints(in) {
-		c.groups, c.sorted, c.workloads, c.sameEnds = prev.groups, prev.sorted, prev.workloads, true
+	if !remember {
+		c.addEndpoints(in, false)
+		c.indexPolicies()
+		return c
+	}
+	for _, p := range in.Profiles {
+		c.profileVers[p.Metadata.Name] = version(p)
+	}
+	for _, w := range in.Workloads {
+		c.endpoints[version(w)] = true
+	}
+	for _, h := range in.HostEndpoints {
+		c.endpoints[version(h)] = true
+	}
+	sameProfiles := prev != nil && maps.Equal(prev.profileVers, c.profileVers)
+	if sameProfiles && maps.Equal(prev.endpoints, c.endpoints) {
+		c.groups, c.sorted, c.byVersion, c.sameEnds = prev.groups, prev.sorted, prev.byVersion, true
+		for _, w := range in.Workloads {
+			c.workloads[w] = c.byVersion[version(w)]
+		}
 	} else {
 		c.addEndpoints(in, sameProfiles)
 	}
@@ -208,38 +240,26 @@ func newCalculation(in Input, prev *calculation) *calculation {
 	return c
 }
 
-// sameEndpoints tells whether in has exactly the endpoints (the same
-// pointers) that c was computed from.
-func (c *calculation) sameEndpoints(in Input) bool {
-	if len(in.Workloads) != len(c.in.Workloads) || len(in.HostEndpoints) != len(c.in.HostEndpoints) {
-		return false
-	}
-	for _, w := range in.Workloads {
-		if _, ok := c.workloads[w]; !ok {
-			return false
-		}
-	}
-	for _, h := range in.HostEndpoints {
-		if !slices.Contains(c.in.HostEndpoints, h) {
-			return false
-		}
-	}
-	return true
-}
-
 // addEndpoints files every endpoint under its group; with the profiles
 // unchanged, a workload prev knew keeps its labels and addresses.
 func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
 	for _, w := range in.Workloads {
+		var v string
+		if c.remember {
+			v = version(w)
+		}
 		d, ok := workload{}, false
 		if sameProfiles {
-			d, ok = c.prev.workloads[w]
+			d, ok = c.prev.byVersion[v]
 		}
 		if !ok {
 			d = workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
 		}
 		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs)
 		c.workloads[w] = d
+		if c.remember {
+			c.byVersion[v] = d
+		}
 	}
 	for _, h := range in.HostEndpoints {
 		var addrs []netip.Addr
@@ -266,7 +286,7 @@ func (c *calculation) addToGroup(ns string, labels map[string]string, addrs []ne
 }
 
 // Compute is the dataplane for in.
-func Compute(in Input) Desired { return newCalculation(in, nil).compute() }
+func Compute(in Input) Desired { return newCalculation(in, nil, false).compute() }
 
 func (c *calculation) compute() Desired {
 	in := c.in
@@ -294,14 +314,17 @@ func (c *calculation) compute() Desired {
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
 		m, ok := c.memberOf[name]
+		v := c.setVersion[name]
 		if !ok && c.sameEnds {
 			m, ok = c.prev.memberOf[name]
+			v = c.prev.setVersion[name]
 		}
 		if !ok {
 			m = c.members(c.sets[name])
+			v = addrsVersion(m)
 		}
-		c.memberOf[name] = m
-		d.Ruleset.Sets = append(d.Ruleset.Sets, nft.Set{Name: name, Members: m})
+		c.memberOf[name], c.setVersion[name] = m, v
+		d.Ruleset.Sets = append(d.Ruleset.Sets, nft.Set{Name: name, Members: m, Version: v})
 	}
 	d.Ruleset.EndpointToHost = endpointToHost(in)
 	seen := map[string]bool{}
@@ -394,7 +417,7 @@ func (c *calculation) use(p nft.Path) {
 	for _, chain := range slices.Concat(p.Policies, p.Profiles) {
 		if _, done := c.policies[chain]; !done {
 			pol := c.byChain[chain]
-			c.addPolicy(chain, pol.res, pol.ingress, pol.egress, pol.ns)
+			c.addPolicy(chain, pol.version, pol.ingress, pol.egress, pol.ns)
 		}
 	}
 }
@@ -439,7 +462,7 @@ func (c *calculation) pathOf(labels map[string]string, ns string, profiles []str
 // policy is a GlobalNetworkPolicy or NetworkPolicy ready to select
 // endpoints.
 type policy struct {
-	res             any // the resource, for the Calculator's memory
+	version         string // the resource's, for the Calculator's memory
 	global          bool
 	ns              string // a NetworkPolicy's namespace
 	chain           string
@@ -465,12 +488,12 @@ func (c *calculation) indexPolicies() {
 		if s.NamespaceSelector != "" {
 			c.selector(s.NamespaceSelector) // reported here, whether or not a path needs it
 		}
-		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, s.Selector, policy{res: g, global: true, chain: chainName("gnp-", g.Metadata.Name),
+		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, s.Selector, policy{version: c.version(g), global: true, chain: chainName("gnp-", g.Metadata.Name),
 			types: s.Types, sel: c.selector(s.Selector), nsSel: s.NamespaceSelector, ingress: s.Ingress, egress: s.Egress}})
 	}
 	for _, p := range c.in.Policies {
 		s, ns := &p.Spec, p.Metadata.Namespace
-		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, s.Selector, policy{res: p, ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
+		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, s.Selector, policy{version: c.version(p), ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
 			types: s.Types, sel: c.selector(s.Selector), ingress: s.Ingress, egress: s.Egress}})
 	}
 	slices.SortFunc(ps, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key)) })
@@ -485,7 +508,7 @@ func (c *calculation) indexPolicies() {
 	c.selection = sel.String()
 	for name, p := range c.profiles {
 		chain := chainName("pro-", name)
-		c.byChain[chain] = policy{res: p, chain: chain, ingress: p.Spec.Ingress, egress: p.Spec.Egress}
+		c.byChain[chain] = policy{version: c.profileVers[name], chain: chain, ingress: p.Spec.Ingress, egress: p.Spec.Egress}
 	}
 }
 
@@ -522,20 +545,20 @@ func chainName(prefix, name string) string {
 	return prefix + name
 }
 
-func (c *calculation) addPolicy(chain string, res any, ingress, egress []store.Rule, ns string) {
+func (c *calculation) addPolicy(chain, version string, ingress, egress []store.Rule, ns string) {
 	if _, done := c.policies[chain]; done {
 		return
 	}
 	cp, ok := compiled{}, false
-	if c.prev != nil && res != nil {
-		cp, ok = c.prev.compiled[res]
+	if c.prev != nil && version != "" {
+		cp, ok = c.prev.compiled[version]
 		ok = ok && cp.chain == chain
 	}
 	if ok {
 		c.problems = append(c.problems, cp.problems...)
 	} else {
 		before := len(c.problems)
-		cp = compiled{chain: chain, pol: nft.Policy{Name: chain}, sets: map[string]*setSpec{}}
+		cp = compiled{chain: chain, pol: nft.Policy{Name: chain, Version: version}, sets: map[string]*setSpec{}}
 		for _, r := range ingress {
 			cp.pol.Ingress = append(cp.pol.Ingress, c.rule(r, ns))
 		}
@@ -556,8 +579,8 @@ func (c *calculation) addPolicy(chain string, res any, ingress, egress []store.R
 			c.sets[n] = s
 		}
 	}
-	if res != nil {
-		c.compiled[res] = cp
+	if version != "" {
+		c.compiled[version] = cp
 	}
 	c.policies[chain] = cp.pol
 }
@@ -798,4 +821,34 @@ func (d Desired) String() string {
 	}
 	b.WriteString(route.Dump(d.Routes))
 	return b.String()
+}
+
+// version is version(r) when the calculation keeps a memory, else "".
+func (c *calculation) version(r store.Resource) string {
+	if !c.remember {
+		return ""
+	}
+	return version(r)
+}
+
+// version names a resource's content: its key and resourceVersion, the
+// etcd revision that wrote it, or, without one (a resource made by a test
+// or a tool), a hash of its JSON.
+func version(r store.Resource) string {
+	if rv := r.Meta().ResourceVersion; rv != "" {
+		return store.Key(store.IDOf(r)) + "@" + rv
+	}
+	b, _ := json.Marshal(r)
+	sum := sha256.Sum256(b)
+	return store.Key(store.IDOf(r)) + "#" + hex.EncodeToString(sum[:12])
+}
+
+// addrsVersion names a list of addresses by its content.
+func addrsVersion(addrs []netip.Addr) string {
+	h := fnv.New128a()
+	for _, a := range addrs {
+		b := a.As16()
+		h.Write(b[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -10,12 +10,15 @@ import (
 )
 
 // TestCalculatorEqualsCompute replays a sequence of datastore changes, as
-// the agent's cache makes them (a changed resource is a new pointer), and
-// checks after each that the Calculator's result is Compute's, down to
-// the rendered table.
+// the agent's cache makes them (a changed resource is a new value at a new
+// revision), and checks after each that the Calculator's result is
+// Compute's, down to the rendered table.
 func TestCalculatorEqualsCompute(t *testing.T) {
 	in := benchInputSized(2, 60, 30)
+	rev := 1
 	replace := func(list any, i int, r store.Resource) {
+		rev++
+		r.Meta().ResourceVersion = fmt.Sprint(rev)
 		switch l := list.(type) {
 		case []*store.GlobalNetworkPolicy:
 			l[i] = r.(*store.GlobalNetworkPolicy)
@@ -65,6 +68,8 @@ func TestCalculatorEqualsCompute(t *testing.T) {
 			w.Metadata.Name += "-new"
 			w.Spec.InterfaceName = "calinew"
 			w.Spec.IPNetworks = []string{"10.99.0.1/32"}
+			rev++
+			w.Metadata.ResourceVersion = fmt.Sprint(rev)
 			in.Workloads = append(in.Workloads, &w)
 		}},
 		{"a workload removed", func() { in.Workloads = slices.Delete(in.Workloads, 9, 10) }},
@@ -120,3 +125,23 @@ func TestCalculatorEqualsCompute(t *testing.T) {
 }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// TestCalculatorTrustsVersions shows the contract the Calculator relies
+// on, and what CALICO_VERIFY checks: a resource changed without a new
+// revision is not seen (the agent's cache never does that; a bug that
+// did would be caught by the check, which compares with Compute).
+func TestCalculatorTrustsVersions(t *testing.T) {
+	in := benchInputSized(1, 10, 5)
+	var k Calculator
+	k.Compute(in)
+	g := *in.GlobalPolicies[0]
+	g.Spec.Ingress = append([]store.Rule{{Action: "Deny"}}, g.Spec.Ingress...)
+	in.GlobalPolicies[0] = &g // same ResourceVersion: a stale memory
+	if k.Compute(in).String() == Compute(in).String() {
+		t.Fatal("a change under an old revision was seen: the Calculator does not key its memory by revision")
+	}
+	g.Metadata.ResourceVersion = "2"
+	if got, want := k.Compute(in).String(), Compute(in).String(); got != want {
+		t.Errorf("with a new revision the change is still not seen:\n%s\nwant\n%s", got, want)
+	}
+}

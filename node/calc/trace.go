@@ -120,7 +120,7 @@ func Trace(in Input, from, to *store.WorkloadEndpoint, pkt Packet) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	c := newCalculation(in, nil)
+	c := newCalculation(in, nil, false)
 	t := &tracer{c: c, fam: version, src: src, dst: dst, pkt: pkt, members: map[string][]netip.Addr{}, sources: c.sources()}
 	r := Result{IPVersion: version, Src: src, Dst: dst}
 	r.Egress = t.path(from, nft.Egress)
@@ -387,58 +387,59 @@ func (t *tracer) match(r nft.Rule) (ok, srcPortUnknown bool) {
 		return false, false // no kernel rule of this family
 	}
 	p := t.pkt
-	if r.Protocol != nil && *r.Protocol != p.Protocol {
+	if r.Protocol != nil && *r.Protocol != p.Protocol || r.NotProtocol != nil && *r.NotProtocol == p.Protocol {
 		return false, false
 	}
-	if r.NotProtocol != nil && *r.NotProtocol == p.Protocol {
+	if !t.matchAddrs(r.Src, t.src, fam) || !t.matchAddrs(r.Dst, t.dst, fam) {
 		return false, false
-	}
-	for _, end := range []struct {
-		m    nft.Match
-		addr netip.Addr
-	}{{r.Src, t.src}, {r.Dst, t.dst}} {
-		m := end.m
-		if m.Set != "" && !t.inSet(m.Set, end.addr) {
-			return false, false
-		}
-		if m.NotSet != "" && t.inSet(m.NotSet, end.addr) {
-			return false, false
-		}
-		if nets := nft.NetsOf(m.Nets, fam); len(nets) > 0 && !inNets(nets, end.addr) {
-			return false, false
-		}
-		if nets := nft.NetsOf(m.NotNets, fam); len(nets) > 0 && inNets(nets, end.addr) {
-			return false, false
-		}
 	}
 	hasPorts := len(r.Src.Ports)+len(r.Src.NotPorts)+len(r.Dst.Ports)+len(r.Dst.NotPorts) > 0
 	if hasPorts && !HasPorts(p.Protocol) {
 		return false, false // Validate refuses ports without a port protocol
 	}
-	if len(r.Dst.Ports) > 0 && !inPorts(r.Dst.Ports, p.DstPort) {
-		return false, false
-	}
-	if len(r.Dst.NotPorts) > 0 && inPorts(r.Dst.NotPorts, p.DstPort) {
-		return false, false
-	}
-	if i := r.ICMP; i != nil && (p.ICMPType != i.Type || (i.Code != nil && p.ICMPCode != *i.Code)) {
-		return false, false
-	}
-	if i := r.NotICMP; i != nil && p.ICMPType == i.Type && (i.Code == nil || p.ICMPCode == *i.Code) {
+	if !matchPorts(r.Dst, p.DstPort) || !matchICMP(r, p) {
 		return false, false
 	}
 	if len(r.Src.Ports)+len(r.Src.NotPorts) > 0 {
 		if p.SrcPort == 0 {
 			return false, true
 		}
-		if len(r.Src.Ports) > 0 && !inPorts(r.Src.Ports, p.SrcPort) {
-			return false, false
-		}
-		if len(r.Src.NotPorts) > 0 && inPorts(r.Src.NotPorts, p.SrcPort) {
+		if !matchPorts(r.Src, p.SrcPort) {
 			return false, false
 		}
 	}
 	return true, false
+}
+
+// matchAddrs matches one end's sets and nets (of family fam) against a.
+func (t *tracer) matchAddrs(m nft.Match, a netip.Addr, fam int) bool {
+	switch {
+	case m.Set != "" && !t.inSet(m.Set, a), m.NotSet != "" && t.inSet(m.NotSet, a):
+		return false
+	}
+	if nets := nft.NetsOf(m.Nets, fam); len(nets) > 0 && !inNets(nets, a) {
+		return false
+	}
+	if nets := nft.NetsOf(m.NotNets, fam); len(nets) > 0 && inNets(nets, a) {
+		return false
+	}
+	return true
+}
+
+// matchPorts matches one end's ports and notPorts against port.
+func matchPorts(m nft.Match, port uint16) bool {
+	return (len(m.Ports) == 0 || inPorts(m.Ports, port)) && (len(m.NotPorts) == 0 || !inPorts(m.NotPorts, port))
+}
+
+// matchICMP matches a rule's ICMP type and code, and their negation.
+func matchICMP(r nft.Rule, p Packet) bool {
+	if i := r.ICMP; i != nil && (p.ICMPType != i.Type || (i.Code != nil && p.ICMPCode != *i.Code)) {
+		return false
+	}
+	if i := r.NotICMP; i != nil && p.ICMPType == i.Type && (i.Code == nil || p.ICMPCode == *i.Code) {
+		return false
+	}
+	return true
 }
 
 // inSet looks a up in the named set's members, as the kernel set of a's
