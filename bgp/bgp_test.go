@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -549,21 +548,6 @@ func TestNextHops(t *testing.T) {
 				t.Errorf("nextHops = %v %v, want 10.65.0.0/26 %v", dst, hops, want)
 			}
 		})
-	}
-}
-
-// TestImports: the speaker takes plain values and knows nothing of the
-// datastore or the agent.
-func TestImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v: %s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if dep == "calico/store" || dep == "calico/node" || strings.HasPrefix(dep, "calico/store/") ||
-			strings.HasPrefix(dep, "calico/node/") || dep == "calico/cli" || dep == "calico/cluster" {
-			t.Errorf("calico/bgp depends on %s", dep)
-		}
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 
 	"calico/node/api"
-	"calico/node/localapi"
 
 	ucli "github.com/urfave/cli/v3"
 )
@@ -94,9 +93,6 @@ func traceRequest(c *ucli.Command) (api.TraceRequest, error) {
 			v := c.Int(f.flag)
 			*f.to = &v
 		}
-	}
-	if _, _, err := localapi.TracePacket(req); err != nil {
-		return req, usagef("%v", err)
 	}
 	return req, nil
 }

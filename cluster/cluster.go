@@ -308,22 +308,7 @@ func (c *Cluster) join(ctx context.Context) error {
 		return err
 	}
 	c.id = Identity{Name: c.cfg.Name, ClusterID: resp.ClusterID, IPv4: c.cfg.IPv4, IPv6: c.cfg.IPv6, Role: "client", External: resp.External, Created: time.Now().UTC()}
-	if err := os.MkdirAll(c.pki.dir, 0o700); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(c.pki.caCert(), resp.CACert, 0o644); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(c.pki.caKey(), resp.CAKey, 0o600); err != nil {
-		return err
-	}
-	if err := writeKeyPair(c.pki.nodeCert(), c.pki.nodeKey(), resp.Cert, key); err != nil {
-		return err
-	}
-	if err := c.loadSecrets(&tok, resp.GossipKey); err != nil {
-		return err
-	}
-	if err := c.pki.saveExternal(resp.EtcdCA, resp.EtcdCert, resp.EtcdKey); err != nil {
+	if err := c.saveAdmission(resp, key, tok); err != nil {
 		return err
 	}
 	c.log.Info("admitted to the cluster", "cluster", resp.ClusterID, "seed", seed)
@@ -331,23 +316,8 @@ func (c *Cluster) join(ctx context.Context) error {
 		return err
 	}
 	c.member = c.newMember(embed.ClusterStateFlagExisting)
-	if !c.id.External {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		members, release, err := claimSeat(cctx, c.client, c.id.Name, c.member.peerURL())
-		if err != nil {
-			return fmt.Errorf("joining the etcd members: %w", err)
-		}
-		if members != nil {
-			c.id.Role = "voter"
-			c.member.initialCluster = initialCluster(members, c.id.Name, c.member.peerURL())
-			err = c.startMember(ctx, true)
-		}
-		release()
-		if err != nil {
-			c.removeSelf(context.WithoutCancel(ctx))
-			return err
-		}
+	if err := c.takeSeatAtJoin(ctx); err != nil {
+		return err
 	}
 	if err := c.listenJoin(); err != nil {
 		c.removeSelf(context.WithoutCancel(ctx))
@@ -416,6 +386,52 @@ func (c *Cluster) resume(ctx context.Context, id Identity) error {
 	}
 	c.log.Info("resumed", "cluster", id.ClusterID, "node", id.Name, "role", c.id.Role, "etcd", endpoints)
 	return c.background(c.known.Seeds)
+}
+
+// saveAdmission writes what the join API gave: the cluster CA, this
+// node's certificate, the token and gossip key, and an external etcd's
+// credentials.
+func (c *Cluster) saveAdmission(resp joinResponse, key *ecdsa.PrivateKey, tok Token) error {
+	if err := os.MkdirAll(c.pki.dir, 0o700); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(c.pki.caCert(), resp.CACert, 0o644); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(c.pki.caKey(), resp.CAKey, 0o600); err != nil {
+		return err
+	}
+	if err := writeKeyPair(c.pki.nodeCert(), c.pki.nodeKey(), resp.Cert, key); err != nil {
+		return err
+	}
+	if err := c.loadSecrets(&tok, resp.GossipKey); err != nil {
+		return err
+	}
+	return c.pki.saveExternal(resp.EtcdCA, resp.EtcdCert, resp.EtcdKey)
+}
+
+// takeSeatAtJoin makes a joiner a voter when a seat is free: a learner
+// first, then its member started (the leader promotes it).
+func (c *Cluster) takeSeatAtJoin(ctx context.Context) error {
+	if c.id.External {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	members, release, err := claimSeat(cctx, c.client, c.id.Name, c.member.peerURL())
+	if err != nil {
+		return fmt.Errorf("joining the etcd members: %w", err)
+	}
+	if members != nil {
+		c.id.Role = "voter"
+		c.member.initialCluster = initialCluster(members, c.id.Name, c.member.peerURL())
+		err = c.startMember(ctx, true)
+	}
+	release()
+	if err != nil {
+		c.removeSelf(context.WithoutCancel(ctx))
+	}
+	return err
 }
 
 // replacedWhileAway asks the other members whether this host's member is

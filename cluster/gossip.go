@@ -101,24 +101,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if !cfg.Bind.IsValid() || cfg.Bind.IsUnspecified() {
-		return nil, fmt.Errorf("gossip needs a specific bind address, not %q", cfg.Bind)
-	}
-	if len(cfg.Key) != 32 {
-		return nil, fmt.Errorf("gossip key is %d bytes, want 32", len(cfg.Key))
-	}
-	if cfg.Meta.Name == "" || cfg.Meta.ClusterID == "" {
-		return nil, errors.New("gossip meta needs a name and a cluster id")
-	}
-	label := "calico/" + cfg.Meta.ClusterID
-	if len(label) > memberlist.LabelMaxSize {
-		return nil, fmt.Errorf("cluster id %q is too long for a gossip label", cfg.Meta.ClusterID)
-	}
-	// Leave adds the leave intent, so check the meta fits with it too.
-	if _, err := encodeGossipMeta(cfg.Meta, "stopping"); err != nil {
-		return nil, err
-	}
-	meta, err := encodeGossipMeta(cfg.Meta, "")
+	meta, err := checkGossipConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +109,6 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("making gossip keyring: %w", err)
 	}
-
 	g := &Gossip{
 		port:    cfg.Port,
 		meta0:   cfg.Meta,
@@ -136,27 +118,59 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		members: make(map[string]Member),
 	}
 	hooks := gossipHooks{g}
+	mc := memberlistConfig(cfg)
+	mc.Keyring = keyring
+	mc.Delegate, mc.Events, mc.Alive = hooks, hooks, hooks
+	mc.Logger = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(cfg.Bind, uint16(cfg.Port)), err)
+	}
+	g.ml = ml
+	return g, nil
+}
 
+// checkGossipConfig refuses a configuration gossip cannot run with, and
+// returns the encoded meta.
+func checkGossipConfig(cfg GossipConfig) ([]byte, error) {
+	if !cfg.Bind.IsValid() || cfg.Bind.IsUnspecified() {
+		return nil, fmt.Errorf("gossip needs a specific bind address, not %q", cfg.Bind)
+	}
+	if len(cfg.Key) != 32 {
+		return nil, fmt.Errorf("gossip key is %d bytes, want 32", len(cfg.Key))
+	}
+	if cfg.Meta.Name == "" || cfg.Meta.ClusterID == "" {
+		return nil, errors.New("gossip meta needs a name and a cluster id")
+	}
+	if len(gossipLabel(cfg)) > memberlist.LabelMaxSize {
+		return nil, fmt.Errorf("cluster id %q is too long for a gossip label", cfg.Meta.ClusterID)
+	}
+	// Leave adds the leave intent, so check the meta fits with it too.
+	if _, err := encodeGossipMeta(cfg.Meta, "stopping"); err != nil {
+		return nil, err
+	}
+	return encodeGossipMeta(cfg.Meta, "")
+}
+
+func gossipLabel(cfg GossipConfig) string { return "calico/" + cfg.Meta.ClusterID }
+
+// memberlistConfig is memberlist's configuration for a LAN of up to a
+// few hundred hosts.
+func memberlistConfig(cfg GossipConfig) *memberlist.Config {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Meta.Name
 	mc.BindAddr = cfg.Bind.String()
 	mc.BindPort = cfg.Port
 	mc.AdvertiseAddr = cfg.Bind.String()
 	mc.AdvertisePort = cfg.Port
-	mc.Label = label
-	mc.Keyring = keyring
+	mc.Label = gossipLabel(cfg)
 	mc.GossipVerifyIncoming = true
 	mc.GossipVerifyOutgoing = true
-	mc.Delegate = hooks
-	mc.Events = hooks
-	mc.Alive = hooks
-	mc.Logger = slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
 
-	// Failure detection for a LAN of up to a few hundred hosts. A dead
-	// host is found by the first probe that fails (some member probes it
-	// about every ProbeInterval, and a failed probe takes one
-	// ProbeInterval: ProbeTimeout for the direct ping, the rest for the
-	// indirect and TCP ones), then stays suspect for
+	// Failure detection. A dead host is found by the first probe that
+	// fails (some member probes it about every ProbeInterval, and a failed
+	// probe takes one ProbeInterval: ProbeTimeout for the direct ping, the
+	// rest for the indirect and TCP ones), then stays suspect for
 	//
 	//	SuspicionMult * max(1, log10(n)) * ProbeInterval
 	//
@@ -188,13 +202,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	// address at once (it refutes its death with a higher incarnation);
 	// this lets it come back from another address 5s after it died.
 	mc.DeadNodeReclaimTime = 5 * time.Second
-
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		return nil, fmt.Errorf("starting gossip on %s: %w", netip.AddrPortFrom(cfg.Bind, uint16(cfg.Port)), err)
-	}
-	g.ml = ml
-	return g, nil
+	return mc
 }
 
 // Join contacts the given gossip addresses, "ip" or "ip:port" (the port

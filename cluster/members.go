@@ -293,7 +293,8 @@ func roleOf(members []*etcdserverpb.Member, name string) string {
 }
 
 // manage is the leader's part: promote learners, free the seats of dead
-// hosts. It runs on every member and acts only on the leader.
+// hosts. It runs on every member and acts only on the leader, one change
+// per call.
 func (c *Cluster) manage(ctx context.Context) error {
 	e := c.embedded()
 	if e == nil || e.Server.Leader() != e.Server.MemberID() {
@@ -315,17 +316,26 @@ func (c *Cluster) manage(ctx context.Context) error {
 			voters = append(voters, m)
 		}
 	}
-	// Promote, except a lone learner next to a lone voter.
+	if c.promote(ctx, voters, learners, gone) {
+		return nil
+	}
+	c.freeSeats(ctx, list.Members, voters, learners)
+	return nil
+}
+
+// promote promotes a learner that has caught up, except a lone learner
+// next to a lone voter; it reports whether it did.
+func (c *Cluster) promote(ctx context.Context, voters, learners []*etcdserverpb.Member, gone map[string]bool) bool {
 	stay := 0
 	for _, v := range voters {
 		if !gone[v.Name] {
 			stay++
 		}
 	}
+	if stay == 1 && len(learners) == 1 {
+		return false
+	}
 	for _, l := range learners {
-		if stay == 1 && len(learners) == 1 {
-			break
-		}
 		if _, err := c.client.MemberPromote(ctx, l.ID); err != nil {
 			if !isRetryable(err) {
 				c.log.Warn("promoting a learner", "member", l.Name, "err", err)
@@ -333,9 +343,15 @@ func (c *Cluster) manage(ctx context.Context) error {
 			continue
 		}
 		c.log.Info("promoted a learner to voter", "member", l.Name)
-		return nil // one change at a time
+		return true
 	}
-	// Free the seats of dead hosts.
+	return false
+}
+
+// freeSeats removes the learner of a dead host, or else the voter of a
+// host dead longer than VoterReplaceAfter when quorum allows: a client
+// host then takes the free seat.
+func (c *Cluster) freeSeats(ctx context.Context, members, voters, learners []*etcdserverpb.Member) {
 	now := time.Now()
 	dead := func(name string, after time.Duration) bool {
 		m, ok := c.gossip.Member(name)
@@ -346,26 +362,25 @@ func (c *Cluster) manage(ctx context.Context) error {
 			if _, err := c.client.MemberRemove(ctx, l.ID); err == nil {
 				c.log.Info("removed the learner of a dead host", "member", l.Name)
 			}
-			return nil
+			return
 		}
 	}
 	for _, v := range voters {
 		if v.Name == c.id.Name || !dead(v.Name, c.cfg.VoterReplaceAfter) {
 			continue
 		}
-		if !c.quorumWithoutOne(list.Members) {
+		if !c.quorumWithoutOne(members) {
 			c.log.Warn("a voter's host is dead but removing it would lose quorum", "member", v.Name)
 			continue
 		}
 		if _, err := c.client.MemberRemove(ctx, v.ID); err != nil {
 			c.log.Warn("removing the member of a dead host", "member", v.Name, "err", err)
-			return nil
+			return
 		}
 		c.log.Info("removed the etcd member of a dead host; a client host takes its seat", "member", v.Name,
 			"dead_for", now.Sub(c.gossipSince(v.Name)).Round(time.Second))
-		return nil
+		return
 	}
-	return nil
 }
 
 // quorumWithoutOne reports whether the voters gossip sees alive (this

@@ -78,11 +78,19 @@ func (c *Cluster) Depart(ctx context.Context) error {
 // (up to a minute) for a client host to take the seat and be promoted,
 // then removes its own member.
 func (c *Cluster) handOver(ctx context.Context) error {
-	name := c.id.Name
-	if _, err := c.client.Put(ctx, leavingKey+name, time.Now().UTC().Format(time.RFC3339)); err != nil {
+	if _, err := c.client.Put(ctx, leavingKey+c.id.Name, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(time.Minute)
+	if err := c.waitForSuccessor(ctx, time.Now().Add(time.Minute)); err != nil {
+		return err
+	}
+	return c.removeOwnMember(ctx)
+}
+
+// waitForSuccessor waits until three voters besides this host serve, or
+// no client host could take the seat, or the deadline passes.
+func (c *Cluster) waitForSuccessor(ctx context.Context, deadline time.Time) error {
+	name := c.id.Name
 	for {
 		list, err := c.client.MemberList(ctx)
 		if err != nil {
@@ -94,17 +102,14 @@ func (c *Cluster) handOver(ctx context.Context) error {
 				voters++
 			}
 		}
-		candidates := false
-		for _, m := range c.gossip.Members() {
-			if m.Name != name && m.State == "alive" && m.Role == "client" {
-				candidates = true
-			}
-		}
+		candidates := slices.ContainsFunc(c.gossip.Members(), func(m Member) bool {
+			return m.Name != name && m.State == "alive" && m.Role == "client"
+		})
 		if voters >= wantVoters || !candidates && !hasLearner(list.Members) || time.Now().After(deadline) {
 			if voters < wantVoters {
 				c.log.Warn("leaving with fewer than three voters behind: no client host took the seat", "voters", voters)
 			}
-			break
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -112,19 +117,19 @@ func (c *Cluster) handOver(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	// Talk to the others from here on: this member is going away.
+}
+
+// removeOwnMember removes this host's etcd member, talking to the others
+// from then on, and stops it.
+func (c *Cluster) removeOwnMember(ctx context.Context) error {
+	name := c.id.Name
 	list, err := c.client.MemberList(ctx)
 	if err != nil {
 		return err
 	}
-	var self *etcdserverpb.Member
-	for _, m := range list.Members {
-		if m.Name == name {
-			self = m
-		}
-	}
+	i := slices.IndexFunc(list.Members, func(m *etcdserverpb.Member) bool { return m.Name == name })
 	others := voterURLs(slices.DeleteFunc(slices.Clone(list.Members), func(m *etcdserverpb.Member) bool { return m.Name == name }))
-	if self == nil || len(others) == 0 {
+	if i < 0 || len(others) == 0 {
 		return errors.New("this is the only etcd voter: it cannot leave its own cluster (stop it instead)")
 	}
 	c.client.SetEndpoints(others...)
@@ -132,7 +137,7 @@ func (c *Cluster) handOver(ctx context.Context) error {
 	e := c.etcd
 	c.etcd = nil // watchMember: this stop is ours
 	c.mu.Unlock()
-	if _, err := c.client.MemberRemove(ctx, self.ID); err != nil {
+	if _, err := c.client.MemberRemove(ctx, list.Members[i].ID); err != nil {
 		c.mu.Lock()
 		c.etcd = e
 		c.mu.Unlock()

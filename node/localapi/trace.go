@@ -83,55 +83,68 @@ func TracePacket(req api.TraceRequest) (calc.Packet, store.Protocol, error) {
 	if v := req.IPVersion; v != 0 && v != 4 && v != 6 {
 		return pkt, proto, fmt.Errorf("--ip-version %d is not 4 or 6", v)
 	}
-	port := func(flag string, p *int) (uint16, error) {
-		if *p < 1 || *p > 65535 {
-			return 0, fmt.Errorf("--%s %d is not a port (1-65535)", flag, *p)
-		}
-		return uint16(*p), nil
+	if err := tracePorts(req, proto, &pkt); err != nil {
+		return pkt, proto, err
 	}
-	var err error
-	switch {
-	case calc.HasPorts(proto.Num):
-		if req.Port == nil {
-			return pkt, proto, fmt.Errorf("%s needs --port (the destination port)", proto)
+	return pkt, proto, traceICMP(req, proto, &pkt)
+}
+
+// tracePorts reads --port and --source-port, which go with the protocols
+// that have ports.
+func tracePorts(req api.TraceRequest, proto store.Protocol, pkt *calc.Packet) error {
+	if !calc.HasPorts(proto.Num) {
+		if req.Port != nil || req.SourcePort != nil {
+			return fmt.Errorf("%s has no ports: --port and --source-port go with TCP, UDP, SCTP and UDPLite", proto)
 		}
-		if pkt.DstPort, err = port("port", req.Port); err != nil {
-			return pkt, proto, err
-		}
-		if req.SourcePort != nil {
-			if pkt.SrcPort, err = port("source-port", req.SourcePort); err != nil {
-				return pkt, proto, err
-			}
-		}
-	case req.Port != nil || req.SourcePort != nil:
-		return pkt, proto, fmt.Errorf("%s has no ports: --port and --source-port go with TCP, UDP, SCTP and UDPLite", proto)
+		return nil
 	}
+	if req.Port == nil {
+		return fmt.Errorf("%s needs --port (the destination port)", proto)
+	}
+	for _, f := range []struct {
+		flag string
+		v    *int
+		to   *uint16
+	}{{"port", req.Port, &pkt.DstPort}, {"source-port", req.SourcePort, &pkt.SrcPort}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < 1 || *f.v > 65535 {
+			return fmt.Errorf("--%s %d is not a port (1-65535)", f.flag, *f.v)
+		}
+		*f.to = uint16(*f.v)
+	}
+	return nil
+}
+
+// traceICMP reads --icmp-type and --icmp-code, which go with ICMP and
+// ICMPv6 (default: an echo request).
+func traceICMP(req api.TraceRequest, proto store.Protocol, pkt *calc.Packet) error {
 	icmp := proto.Num == 1 || proto.Num == 58
 	switch {
 	case !icmp && (req.ICMPType != nil || req.ICMPCode != nil):
-		return pkt, proto, fmt.Errorf("--icmp-type and --icmp-code go with ICMP and ICMPv6, not %s", proto)
+		return fmt.Errorf("--icmp-type and --icmp-code go with ICMP and ICMPv6, not %s", proto)
 	case req.ICMPCode != nil && req.ICMPType == nil:
-		return pkt, proto, errors.New("--icmp-code needs --icmp-type")
-	case req.ICMPType != nil:
-		for _, f := range []struct {
-			flag string
-			v    *int
-			to   *uint8
-		}{{"icmp-type", req.ICMPType, &pkt.ICMPType}, {"icmp-code", req.ICMPCode, &pkt.ICMPCode}} {
-			if f.v == nil {
-				continue
-			}
-			if *f.v < 0 || *f.v > 255 {
-				return pkt, proto, fmt.Errorf("--%s %d is not 0-255", f.flag, *f.v)
-			}
-			*f.to = uint8(*f.v)
-		}
-	case proto.Num == 1:
+		return errors.New("--icmp-code needs --icmp-type")
+	case req.ICMPType == nil && proto.Num == 1:
 		pkt.ICMPType = 8 // echo request
-	case proto.Num == 58:
+	case req.ICMPType == nil && proto.Num == 58:
 		pkt.ICMPType = 128
 	}
-	return pkt, proto, nil
+	for _, f := range []struct {
+		flag string
+		v    *int
+		to   *uint8
+	}{{"icmp-type", req.ICMPType, &pkt.ICMPType}, {"icmp-code", req.ICMPCode, &pkt.ICMPCode}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < 0 || *f.v > 255 {
+			return fmt.Errorf("--%s %d is not 0-255", f.flag, *f.v)
+		}
+		*f.to = uint8(*f.v)
+	}
+	return nil
 }
 
 // findWorkload is the endpoint of a workload named as `calico workload

@@ -63,117 +63,163 @@ func checkAssign(handle, host string, pools []Pool) error {
 	return nil
 }
 
-// autoAssign is one attempt of AutoAssign.
+// autoAssign is one attempt of AutoAssign: an address from one of the
+// host's own blocks, else from a new block for the host, else borrowed
+// from another host's block.
 func (m *IPAM) autoAssign(ctx context.Context, id, host string, pools []Pool, attrs map[string]string) (netip.Addr, error) {
-	fam := pools[0].CIDR.Addr()
-	affPrefix := hostFamilyAffinities(host, fam)
-	resp, err := m.txn(ctx, nil, []clientv3.Op{
-		clientv3.OpGet(affPrefix, clientv3.WithPrefix()),
+	at := &attempt{m: m, host: host, pools: pools, attrs: attrs, fam: pools[0].CIDR.Addr()}
+	if err := at.read(ctx, id); err != nil {
+		return netip.Addr{}, err
+	}
+	for _, step := range []func(context.Context) (netip.Addr, bool, error){at.fromOwn, at.fromNew, at.borrow} {
+		if a, ok, err := step(ctx); err != nil || ok {
+			return a, err
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%w in %s", ErrNoAddresses, poolList(pools))
+}
+
+// attempt is one attempt of AutoAssign, with what it read.
+type attempt struct {
+	m     *IPAM
+	host  string
+	pools []Pool
+	attrs map[string]string
+	fam   netip.Addr
+
+	h *handle
+	// mine are the host's confirmed blocks in pool order, newest first;
+	// own the ones read so far; rev the revision the affinities were read
+	// at; existing every block of the family, once read.
+	mine     []affine
+	own      map[netip.Prefix]*block
+	rev      int64
+	existing []netip.Prefix
+}
+
+type affine struct {
+	cidr    netip.Prefix
+	pool    int
+	claimed int64
+}
+
+// read reads the host's affinities and the handle at one revision.
+func (at *attempt) read(ctx context.Context, id string) error {
+	resp, err := at.m.txn(ctx, nil, []clientv3.Op{
+		clientv3.OpGet(hostFamilyAffinities(at.host, at.fam), clientv3.WithPrefix()),
 		clientv3.OpGet(handleKey(id)),
 	})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("reading affinities of %s: %w", host, err)
+		return fmt.Errorf("reading affinities of %s: %w", at.host, err)
 	}
 	var hkv *mvccpb.KeyValue
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 		hkv = kvs[0]
 	}
-	h, err := decodeHandle(id, hkv)
-	if err != nil {
-		return netip.Addr{}, err
+	if at.h, err = decodeHandle(id, hkv); err != nil {
+		return err
 	}
-
-	// 1. The host's own blocks, in pool order and newest first: older
-	// blocks are usually full, so the newest is read alone, then the rest.
-	type affine struct {
-		cidr    netip.Prefix
-		pool    int
-		claimed int64
-	}
-	var mine []affine
+	at.rev = resp.Header.Revision
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		_, cidr, ok := parseAffinityKey(string(kv.Key))
 		var v affinityValue
 		if !ok || json.Unmarshal(kv.Value, &v) != nil || v.State != confirmed || v.Deleted {
 			continue
 		}
-		if i := poolIndex(pools, cidr); i >= 0 {
-			mine = append(mine, affine{cidr: cidr, pool: i, claimed: kv.CreateRevision})
+		if i := poolIndex(at.pools, cidr); i >= 0 {
+			at.mine = append(at.mine, affine{cidr: cidr, pool: i, claimed: kv.CreateRevision})
 		}
 	}
-	slices.SortFunc(mine, func(a, b affine) int {
+	slices.SortFunc(at.mine, func(a, b affine) int {
 		return cmp.Or(cmp.Compare(a.pool, b.pool), cmp.Compare(b.claimed, a.claimed), comparePrefix(a.cidr, b.cidr))
 	})
-	own := map[netip.Prefix]*block{}
-	for i, n := 0, 1; i < len(mine); i, n = i+n, maxOps {
+	return nil
+}
+
+// fromOwn allocates in the host's own blocks: older blocks are usually
+// full, so the newest is read alone, then the rest.
+func (at *attempt) fromOwn(ctx context.Context) (netip.Addr, bool, error) {
+	at.own = map[netip.Prefix]*block{}
+	for i, n := 0, 1; i < len(at.mine); i, n = i+n, maxOps {
 		chunk := make([]netip.Prefix, 0, n)
-		for _, a := range mine[i:min(i+n, len(mine))] {
+		for _, a := range at.mine[i:min(i+n, len(at.mine))] {
 			chunk = append(chunk, a.cidr)
 		}
-		bs, err := m.blocks(ctx, chunk)
+		bs, err := at.m.blocks(ctx, chunk)
 		if err != nil {
-			return netip.Addr{}, err
+			return netip.Addr{}, false, err
 		}
 		for _, cidr := range chunk {
 			b := bs[cidr]
 			if b == nil {
 				continue
 			}
-			own[cidr] = b
-			if ord := b.free(); ord >= 0 && b.host() == host {
-				return m.allocate(ctx, &change{}, b, ord, h, attrs)
+			at.own[cidr] = b
+			if ord := b.free(); ord >= 0 && b.host() == at.host {
+				a, err := at.m.allocate(ctx, &change{}, b, ord, at.h, at.attrs)
+				return a, true, err
 			}
 		}
 	}
+	return netip.Addr{}, false, nil
+}
 
-	// 2. A new block. The guards make sure the host has claimed nothing
-	// meanwhile and its blocks are still full; otherwise we start over.
-	existing, err := m.blockCIDRs(ctx, fam)
-	if err != nil {
-		return netip.Addr{}, err
+// fromNew claims a new block. The guards make sure the host has claimed
+// nothing meanwhile and its blocks are still full; otherwise the attempt
+// fails with a conflict and AutoAssign starts over.
+func (at *attempt) fromNew(ctx context.Context) (netip.Addr, bool, error) {
+	var err error
+	if at.existing, err = at.m.blockCIDRs(ctx, at.fam); err != nil {
+		return netip.Addr{}, false, err
 	}
-	for _, p := range pools {
-		cidr, ok := freeBlock(p, host, existing)
+	for _, p := range at.pools {
+		cidr, ok := freeBlock(p, at.host, at.existing)
 		if !ok {
 			continue
 		}
 		c := &change{cmps: []clientv3.Cmp{
-			clientv3.Compare(clientv3.ModRevision(affPrefix), "<", resp.Header.Revision+1).WithPrefix(),
+			clientv3.Compare(clientv3.ModRevision(hostFamilyAffinities(at.host, at.fam)), "<", at.rev+1).WithPrefix(),
 		}}
-		for _, b := range own {
+		for _, b := range at.own {
 			c.guard(blockKey(b.cidr), b.rev)
 		}
-		c.claim(host, cidr)
-		return m.allocate(ctx, c, newBlock(cidr, host), 0, h, attrs)
+		c.claim(at.host, cidr)
+		a, err := at.m.allocate(ctx, c, newBlock(cidr, at.host), 0, at.h, at.attrs)
+		return a, true, err
 	}
+	return netip.Addr{}, false, nil
+}
 
-	// 3. Borrow from someone else's block.
-	for _, p := range pools {
+// borrow allocates in another host's block, starting where the host's own
+// walk of the pool would.
+func (at *attempt) borrow(ctx context.Context) (netip.Addr, bool, error) {
+	for _, p := range at.pools {
 		var others []netip.Prefix
-		for _, e := range existing {
-			if poolIndex([]Pool{p}, e) == 0 && own[e] == nil {
+		for _, e := range at.existing {
+			if poolIndex([]Pool{p}, e) == 0 && at.own[e] == nil {
 				others = append(others, e)
 			}
 		}
 		slices.SortFunc(others, comparePrefix)
-		start := newBlockWalk(p, host).block()
+		start := newBlockWalk(p, at.host).block()
 		i, _ := slices.BinarySearchFunc(others, start, comparePrefix)
 		others = slices.Concat(others[i:], others[:i])
 		for chunk := range slices.Chunk(others, 16) {
-			bs, err := m.blocks(ctx, chunk)
+			bs, err := at.m.blocks(ctx, chunk)
 			if err != nil {
-				return netip.Addr{}, err
+				return netip.Addr{}, false, err
 			}
 			for _, cidr := range chunk {
 				if b := bs[cidr]; b != nil {
 					if ord := b.free(); ord >= 0 {
-						return m.allocate(ctx, &change{}, b, ord, h, attrs)
+						a, err := at.m.allocate(ctx, &change{}, b, ord, at.h, at.attrs)
+						return a, true, err
 					}
 				}
 			}
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%w in %s", ErrNoAddresses, poolList(pools))
+	return netip.Addr{}, false, nil
 }
 
 // freeBlock finds a block of pool p that does not exist yet, walking the

@@ -116,30 +116,6 @@ func (n *node) eval(labels map[string]string) bool {
 	case opGlobal:
 		_, ok := labels[NamespaceLabel]
 		return !ok
-	case opHas:
-		_, ok := labels[n.key]
-		return ok
-	case opEq:
-		v, ok := labels[n.key]
-		return ok && v == n.value
-	case opNe:
-		v, ok := labels[n.key]
-		return !ok || v != n.value
-	case opContains:
-		v, ok := labels[n.key]
-		return ok && strings.Contains(v, n.value)
-	case opStartsWith:
-		v, ok := labels[n.key]
-		return ok && strings.HasPrefix(v, n.value)
-	case opEndsWith:
-		v, ok := labels[n.key]
-		return ok && strings.HasSuffix(v, n.value)
-	case opIn:
-		v, ok := labels[n.key]
-		return ok && setContains(n.set, v)
-	case opNotIn:
-		v, ok := labels[n.key]
-		return !ok || !setContains(n.set, v)
 	case opNot:
 		return !n.kids[0].eval(labels)
 	case opAnd:
@@ -156,6 +132,30 @@ func (n *node) eval(labels map[string]string) bool {
 			}
 		}
 		return false
+	}
+	v, ok := labels[n.key]
+	return n.leaf(v, ok)
+}
+
+// leaf evaluates a leaf on the value of its key (ok: the key is there).
+func (n *node) leaf(v string, ok bool) bool {
+	switch n.op {
+	case opHas:
+		return ok
+	case opEq:
+		return ok && v == n.value
+	case opNe:
+		return !ok || v != n.value
+	case opContains:
+		return ok && strings.Contains(v, n.value)
+	case opStartsWith:
+		return ok && strings.HasPrefix(v, n.value)
+	case opEndsWith:
+		return ok && strings.HasSuffix(v, n.value)
+	case opIn:
+		return ok && setContains(n.set, v)
+	case opNotIn:
+		return !ok || !setContains(n.set, v)
 	}
 	return false
 }
