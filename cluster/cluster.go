@@ -430,8 +430,14 @@ func (c *Cluster) takeSeatAtJoin(ctx context.Context) error {
 	release()
 	if err != nil {
 		c.removeSelf(context.WithoutCancel(ctx))
+		return err
 	}
-	return err
+	if list, lerr := c.client.MemberList(ctx); lerr == nil {
+		c.mu.Lock()
+		c.members = list.Members // a new member is a learner until promoted
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 // replacedWhileAway asks the other members whether this host's member is

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -240,4 +241,33 @@ func (c *Cluster) gossipSeeds() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// VotersDown names the etcd voters, as last listed, whose hosts gossip
+// does not see alive, and counts the voters: what a user needs to know
+// when the datastore does not answer.
+func (c *Cluster) VotersDown() (down []string, voters int) {
+	c.mu.Lock()
+	members := slices.Clone(c.members)
+	c.mu.Unlock()
+	for _, m := range members {
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		if m.Name == c.id.Name {
+			if c.embedded() == nil {
+				down = append(down, m.Name+" (this host; its member is not running)")
+			}
+			continue
+		}
+		if g, ok := c.gossip.Member(m.Name); !ok || g.State != "alive" {
+			state := "unknown"
+			if ok {
+				state = g.State
+			}
+			down = append(down, fmt.Sprintf("%s (%s)", cmp.Or(m.Name, "an unstarted member"), state))
+		}
+	}
+	return down, voters
 }

@@ -28,6 +28,16 @@ type members struct {
 
 func (m *members) Role() string { return m.cluster.Role() }
 
+// Unanswered says why the datastore may not have answered: the voters
+// that are down, when they are too many for a quorum.
+func (m *members) Unanswered() string {
+	down, voters := m.cluster.VotersDown()
+	if voters == 0 || len(down) < voters/2+1 {
+		return ""
+	}
+	return fmt.Sprintf("the datastore has no quorum: %d of its %d voters are down: %s", len(down), voters, strings.Join(down, ", "))
+}
+
 // Nodes lists every node the datastore or gossip knows of; a host that
 // gossip alone remembers is listed only while it is alive.
 func (m *members) Nodes(ctx context.Context) ([]api.Node, error) {

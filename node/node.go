@@ -103,6 +103,8 @@ type clusterPart interface {
 	HandOver(ctx context.Context) error
 	Depart(ctx context.Context) error
 	RemoveMember(ctx context.Context, name string, addr netip.Addr) error
+	// VotersDown names the etcd voters whose hosts are not alive.
+	VotersDown() (down []string, voters int)
 	Close()
 }
 

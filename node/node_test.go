@@ -124,6 +124,7 @@ func (c *fakeCluster) HandOver(context.Context) error                         { 
 func (c *fakeCluster) Depart(context.Context) error                           { c.ev.add("departed"); return nil }
 func (c *fakeCluster) Close()                                                 { c.ev.add("cluster closed") }
 func (c *fakeCluster) RemoveMember(context.Context, string, netip.Addr) error { return nil }
+func (c *fakeCluster) VotersDown() ([]string, int)                            { return nil, 1 }
 
 // testParts are fakes for every part; failCluster makes the cluster's
 // start fail.

@@ -2,10 +2,12 @@ package store
 
 import (
 	"bytes"
+	"calico/internal/quote"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -31,6 +33,9 @@ func Decode(data []byte) ([]Resource, error) {
 		if len(node.Content) == 0 || node.Content[0].Tag == "!!null" {
 			continue // an empty document
 		}
+		if err := checkNumbers(&node); err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
+		}
 		// Decode with YAML 1.2 rules (yes, no, on, off and y are strings,
 		// not booleans) and hand the result to encoding/json, whose field
 		// names and strictness the resources define.
@@ -54,6 +59,22 @@ func Decode(data []byte) ([]Resource, error) {
 	return out, nil
 }
 
+// checkNumbers refuses numbers no resource field can hold (1e400): YAML
+// passes an unquoted number it cannot read on as a string.
+func checkNumbers(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Style == 0 && numberRE.MatchString(n.Value) {
+		return fmt.Errorf("line %d: %s is out of range for a number", n.Line, quote.Clip(n.Value))
+	}
+	for _, c := range n.Content {
+		if err := checkNumbers(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var numberRE = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
+
 // decodeJSON decodes one JSON document: a resource or a list of them.
 func decodeJSON(j []byte) ([]Resource, error) {
 	var head struct {
@@ -67,7 +88,7 @@ func decodeJSON(j []byte) ([]Resource, error) {
 		if head.APIVersion == "" {
 			return nil, fmt.Errorf("apiVersion is missing (want %s)", APIVersion)
 		}
-		return nil, fmt.Errorf("apiVersion %q is not supported (want %s)", head.APIVersion, APIVersion)
+		return nil, fmt.Errorf("apiVersion %q is not supported (want %s)", quote.Clip(head.APIVersion), APIVersion)
 	}
 	if head.Kind == "" {
 		return nil, errors.New("kind is missing")
@@ -94,7 +115,7 @@ func decodeJSON(j []byte) ([]Resource, error) {
 	d := json.NewDecoder(bytes.NewReader(j))
 	d.DisallowUnknownFields()
 	if err := d.Decode(r); err != nil {
-		return nil, fmt.Errorf("%s %q: %s", kind.Name, nameOf(j), cleanJSONError(err))
+		return nil, fmt.Errorf("%s %q: %s", kind.Name, quote.Clip(nameOf(j)), cleanJSONError(err))
 	}
 	return []Resource{r}, nil
 }
@@ -106,9 +127,9 @@ func exactKind(name string) (*Kind, error) {
 		}
 	}
 	if k, err := LookupKind(name); err == nil {
-		return nil, fmt.Errorf("kind %q is not a kind name: did you mean %s?", name, k.Name)
+		return nil, fmt.Errorf("kind %q is not a kind name: did you mean %s?", quote.Clip(name), k.Name)
 	}
-	return nil, fmt.Errorf("unknown kind %q", name)
+	return nil, fmt.Errorf("unknown kind %q", quote.Clip(name))
 }
 
 // nameOf digs the name out of a resource that failed to decode, for the
@@ -167,7 +188,7 @@ func marshal(v any, format Format) ([]byte, error) {
 		b, err := json.MarshalIndent(v, "", "  ")
 		return append(b, '\n'), err
 	}
-	return nil, fmt.Errorf("unknown output format %q (want yaml or json)", format)
+	return nil, fmt.Errorf("unknown output format %q (want yaml or json)", quote.Clip(string(format)))
 }
 
 // toYAML writes v as YAML as Calico's tools do: the field names of its

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"calico/internal/quote"
 	"fmt"
 	"slices"
 	"strconv"
@@ -93,7 +94,7 @@ func LookupKind(name string) (*Kind, error) {
 	for i, k := range kinds {
 		names[i] = k.Plural
 	}
-	return nil, fmt.Errorf("unknown resource kind %q (known: %s)", name, strings.Join(names, ", "))
+	return nil, fmt.Errorf("unknown resource kind %q (known: %s)", quote.Clip(name), strings.Join(names, ", "))
 }
 
 // KindOf returns the kind of r.
@@ -116,7 +117,7 @@ func (id ID) String() string {
 	if id.Kind.Namespaced {
 		return fmt.Sprintf("%s %s/%s", id.Kind.Name, id.Namespace, id.Name)
 	}
-	return fmt.Sprintf("%s %q", id.Kind.Name, id.Name)
+	return fmt.Sprintf("%s %q", id.Kind.Name, quote.Clip(id.Name))
 }
 
 // ParseRevision reads a resourceVersion: the etcd revision of the write
@@ -124,7 +125,7 @@ func (id ID) String() string {
 func ParseRevision(rv string) (int64, error) {
 	n, err := strconv.ParseInt(rv, 10, 64)
 	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("resourceVersion %q is not a revision", rv)
+		return 0, fmt.Errorf("resourceVersion %q is not a revision", quote.Clip(rv))
 	}
 	return n, nil
 }

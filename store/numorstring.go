@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"calico/internal/quote"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -28,7 +29,7 @@ func ParseProtocol(s string) (Protocol, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 255 {
-		return Protocol{}, fmt.Errorf("%q is not a protocol (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255)", s)
+		return Protocol{}, fmt.Errorf("%q is not a protocol (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255)", quote.Clip(s))
 	}
 	return Protocol{Num: uint8(n)}, nil
 }
@@ -78,11 +79,11 @@ func ParsePort(s string) (Port, error) {
 	switch {
 	case err1 != nil || err2 != nil:
 		if !isRange && err1 != nil && !strings.ContainsAny(s, "0123456789") {
-			return Port{}, fmt.Errorf("named port %q is not supported: give a number or a range \"first:last\"", s)
+			return Port{}, fmt.Errorf("named port %q is not supported: give a number or a range \"first:last\"", quote.Clip(s))
 		}
-		return Port{}, fmt.Errorf("%q is not a port (0-65535) or a range \"first:last\"", s)
+		return Port{}, fmt.Errorf("%q is not a port (0-65535) or a range \"first:last\"", quote.Clip(s))
 	case a > b:
-		return Port{}, fmt.Errorf("port range %q ends before it starts", s)
+		return Port{}, fmt.Errorf("port range %q ends before it starts", quote.Clip(s))
 	}
 	return Port{First: uint16(a), Last: uint16(b)}, nil
 }
@@ -120,13 +121,13 @@ func ParseASNumber(s string) (ASNumber, error) {
 		h, err1 := strconv.ParseUint(hi, 10, 16)
 		l, err2 := strconv.ParseUint(lo, 10, 16)
 		if err1 != nil || err2 != nil {
-			return 0, fmt.Errorf("%q is not an AS number", s)
+			return 0, fmt.Errorf("%q is not an AS number", quote.Clip(s))
 		}
 		return ASNumber(h<<16 | l), nil
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not an AS number (1-4294967295)", s)
+		return 0, fmt.Errorf("%q is not an AS number (1-4294967295)", quote.Clip(s))
 	}
 	return ASNumber(n), nil
 }

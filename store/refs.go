@@ -23,12 +23,13 @@ func (e *InUseError) Unwrap() error { return ErrInUse }
 // revision, and returns the comparisons that keep that true until the
 // delete commits: whoever deletes through the store, the answer is the
 // same, and nothing can start referring to r in between.
-func (s *Store) references(ctx context.Context, r Resource) ([]clientv3.Cmp, error) {
+// Endpoints in going (by key) are being deleted with r and do not count.
+func (s *Store) references(ctx context.Context, r Resource, going map[string]bool) ([]clientv3.Cmp, error) {
 	switch r := r.(type) {
 	case *IPPool:
 		return s.poolReferences(ctx, r)
 	case *Profile:
-		return s.profileReferences(ctx, r)
+		return s.profileReferences(ctx, r, going)
 	}
 	return nil, nil
 }
@@ -69,7 +70,7 @@ func (s *Store) poolReferences(ctx context.Context, p *IPPool) ([]clientv3.Cmp, 
 }
 
 // profileReferences refuses a profile that an endpoint uses.
-func (s *Store) profileReferences(ctx context.Context, p *Profile) ([]clientv3.Cmp, error) {
+func (s *Store) profileReferences(ctx context.Context, p *Profile, going map[string]bool) ([]clientv3.Cmp, error) {
 	prefixes := []string{kindPrefix(KindWorkloadEndpoint, ""), kindPrefix(KindHostEndpoint, "")}
 	resp, err := s.kv.Txn(ctx).Then(clientv3.OpGet(prefixes[0], clientv3.WithPrefix()), clientv3.OpGet(prefixes[1], clientv3.WithPrefix())).Commit()
 	if err != nil {
@@ -79,7 +80,7 @@ func (s *Store) profileReferences(ctx context.Context, p *Profile) ([]clientv3.C
 	for _, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
 			id, ok := ParseKey(string(kv.Key))
-			if !ok {
+			if !ok || going[string(kv.Key)] {
 				continue
 			}
 			e, err := decodeValue(id, kv.Value, kv.ModRevision)

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,5 +53,55 @@ func TestDeleteChecksReferences(t *testing.T) {
 	}
 	if _, err := s.Delete(ctx, ID{Kind: KindProfile, Name: "web"}, ""); err != nil {
 		t.Errorf("deleting a profile no longer in use: %v", err)
+	}
+}
+
+// TestApplyAllIsAllOrNothing: a batch whose last resource cannot be
+// written writes nothing, and a good batch writes every resource at one
+// revision.
+func TestApplyAllIsAllOrNothing(t *testing.T) {
+	s := New(testutil.StartEtcd(t))
+	ctx := t.Context()
+	if err := s.Create(ctx, ClassicProfile("taken")); err != nil {
+		t.Fatal(err)
+	}
+	batch := func() []Resource {
+		return []Resource{ClassicProfile("a"), NewPool("p", netip.MustParsePrefix("10.65.0.0/16")), ClassicProfile("taken")}
+	}
+	if _, err := s.ApplyAll(ctx, batch(), true); !errors.Is(err, ErrExists) {
+		t.Fatalf("creating a batch with one that exists = %v", err)
+	}
+	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 1 {
+		t.Errorf("a refused batch wrote %d profiles; want only the one there before", len(ps))
+	}
+	rs := batch()
+	created, err := s.ApplyAll(ctx, rs, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, true, false}; !slices.Equal(created, want) {
+		t.Errorf("created = %v; want %v", created, want)
+	}
+	if rs[0].Meta().ResourceVersion != rs[2].Meta().ResourceVersion || rs[0].Meta().UID == "" {
+		t.Errorf("a batch's resources have versions %s and %s and uid %q; want one revision and a uid", rs[0].Meta().ResourceVersion, rs[2].Meta().ResourceVersion, rs[0].Meta().UID)
+	}
+	if _, err := s.ApplyAll(ctx, []Resource{ClassicProfile("x"), ClassicProfile("x")}, false); err == nil || !strings.Contains(err.Error(), "appears twice") {
+		t.Errorf("a batch naming a resource twice = %v", err)
+	}
+	// Deleting a profile and the host endpoint that uses it, together.
+	h := KindHostEndpoint.New().(*HostEndpoint)
+	h.Metadata.Name = "h1"
+	h.Spec = HostEndpointSpec{Node: "n1", InterfaceName: "eth0", Profiles: []string{"a"}}
+	if err := s.Create(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindProfile, Name: "a"}, {Kind: KindProfile, Name: "taken"}}); !errors.Is(err, ErrInUse) {
+		t.Errorf("deleting a used profile in a batch = %v", err)
+	}
+	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 2 {
+		t.Errorf("a refused delete batch deleted something: %d profiles left", len(ps))
+	}
+	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindProfile, Name: "a"}, IDOf(h)}); err != nil {
+		t.Errorf("deleting a profile with the host endpoint that uses it: %v", err)
 	}
 }

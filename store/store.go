@@ -1,6 +1,7 @@
 package store
 
 import (
+	"calico/internal/quote"
 	"context"
 	"encoding/json"
 	"errors"
@@ -229,7 +230,7 @@ func (s *Store) Delete(ctx context.Context, id ID, rev string) (Resource, error)
 		if rev != "" && rev != old.Meta().ResourceVersion {
 			return nil, &idError{id: id, err: ErrConflict, rev: rev}
 		}
-		guards, err := s.references(ctx, old)
+		guards, err := s.references(ctx, old, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -298,7 +299,7 @@ func (s *Store) guards(ctx context.Context, r Resource) ([]clientv3.Cmp, error) 
 		oc, err := ParseCIDR(other.(*IPPool).Spec.CIDR)
 		if err == nil && oc.Overlaps(cidr) {
 			return nil, &InvalidError{ID: IDOf(r), Fields: []FieldError{{"spec.cidr",
-				fmt.Sprintf("%s overlaps IPPool %q (%s)", cidr, id.Name, oc)}}}
+				fmt.Sprintf("%s overlaps IPPool %q (%s)", cidr, quote.Clip(id.Name), oc)}}}
 		}
 	}
 	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(prefix).WithPrefix(), "<", resp.Header.Revision+1)}, nil

@@ -112,7 +112,12 @@ func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *bac
 		if len(wr.Events) == 0 {
 			continue
 		}
-		ev := SyncEvent{Revision: wr.Header.Revision}
+		// The last event's revision, not the header's: a response may be
+		// one batch of a longer catch-up, and the header is the store's
+		// revision at the time, so resuming from it (or telling the cache
+		// it is there) would skip the events still to come.
+		last := wr.Events[len(wr.Events)-1].Kv.ModRevision
+		ev := SyncEvent{Revision: last}
 		for _, e := range wr.Events {
 			var val []byte
 			if e.Type == clientv3.EventTypePut {
@@ -121,7 +126,7 @@ func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *bac
 			s.decodeInto(&ev, string(e.Kv.Key), val, e.Kv.ModRevision)
 		}
 		fn(ev)
-		rev = wr.Header.Revision
+		rev = last
 	}
 	return rev, errors.New("watch closed")
 }

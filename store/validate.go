@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"calico/internal/quote"
 	"calico/store/selector"
 )
 
@@ -75,8 +76,10 @@ func (c *checker) dnsLabel(field, s string) {
 	switch {
 	case s == "":
 		c.errorf(field, "is required")
-	case len(s) > 63 || !dnsLabelRE.MatchString(s):
-		c.errorf(field, "%q must be at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit", s)
+	case len(s) > 63:
+		c.errorf(field, "%q is %d characters long: at most 63", quote.Clip(s), len(s))
+	case !dnsLabelRE.MatchString(s):
+		c.errorf(field, "%q must be lower-case letters, digits and '-', starting and ending with a letter or digit", quote.Clip(s))
 	}
 }
 
@@ -84,8 +87,12 @@ func (c *checker) name(field, s string) {
 	switch {
 	case s == "":
 		c.errorf(field, "is required")
-	case len(s) > 253 || !dnsSubdomainRE.MatchString(s):
-		c.errorf(field, "%q must be lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", s)
+	case len(s) > 253:
+		c.errorf(field, "%q is %d characters long: at most 253", quote.Clip(s), len(s))
+	case !dnsSubdomainRE.MatchString(s):
+		c.errorf(field, "%q must be lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", quote.Clip(s))
+	case slices.ContainsFunc(strings.Split(s, "."), func(l string) bool { return !dnsLabelRE.MatchString(l) }):
+		c.errorf(field, "%q has a part between dots that is empty or does not start and end with a letter or digit", quote.Clip(s))
 	}
 }
 
@@ -121,19 +128,19 @@ func (c *checker) cidr(field, s string) (netip.Prefix, bool) {
 func ParseCIDR(s string) (netip.Prefix, error) {
 	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
 		if a.Is4In6() {
-			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 address; write it as IPv4 (%s)", s, a.Unmap())
+			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 address; write it as IPv4 (%s)", quote.Clip(s), a.Unmap())
 		}
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", quote.Clip(s))
 	}
 	if p.Addr().Is4In6() {
-		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 CIDR; write it as IPv4", s)
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 CIDR; write it as IPv4", quote.Clip(s))
 	}
 	if p.Masked() != p {
-		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", quote.Clip(s), p.Masked())
 	}
 	return p, nil
 }
@@ -143,12 +150,12 @@ func (n *Node) validate(c *checker) {
 	if b := n.Spec.BGP; b != nil {
 		if b.IPv4Address != "" {
 			if p, err := netip.ParsePrefix(b.IPv4Address); err != nil || !p.Addr().Is4() {
-				c.errorf("spec.bgp.ipv4Address", "%q is not an IPv4 address with prefix length (like 172.31.1.11/24)", b.IPv4Address)
+				c.errorf("spec.bgp.ipv4Address", "%q is not an IPv4 address with prefix length (like 172.31.1.11/24)", quote.Clip(b.IPv4Address))
 			}
 		}
 		if b.IPv6Address != "" {
 			if p, err := netip.ParsePrefix(b.IPv6Address); err != nil || !p.Addr().Is6() {
-				c.errorf("spec.bgp.ipv6Address", "%q is not an IPv6 address with prefix length (like fd00::11/64)", b.IPv6Address)
+				c.errorf("spec.bgp.ipv6Address", "%q is not an IPv6 address with prefix length (like fd00::11/64)", quote.Clip(b.IPv6Address))
 			}
 		}
 		if b.ASNumber != nil && *b.ASNumber == 0 {
@@ -156,13 +163,13 @@ func (n *Node) validate(c *checker) {
 		}
 		if id := b.RouteReflectorClusterID; id != "" {
 			if a, err := netip.ParseAddr(id); err != nil || !a.Is4() {
-				c.errorf("spec.bgp.routeReflectorClusterID", "%q must be in IPv4 form (like 224.0.0.1)", id)
+				c.errorf("spec.bgp.routeReflectorClusterID", "%q must be in IPv4 form (like 224.0.0.1)", quote.Clip(id))
 			}
 		}
 	}
 	for i, a := range n.Spec.Addresses {
 		if _, err := netip.ParseAddr(strings.Split(a.Address, "/")[0]); err != nil {
-			c.errorf(fmt.Sprintf("spec.addresses[%d].address", i), "%q is not an address", a.Address)
+			c.errorf(fmt.Sprintf("spec.addresses[%d].address", i), "%q is not an address", quote.Clip(a.Address))
 		}
 	}
 }
@@ -212,15 +219,15 @@ func (p *IPPool) validate(c *checker) {
 		}
 	}
 	if s.IPIPMode != "Never" {
-		c.errorf("spec.ipipMode", "%q is not supported: calico routes without encapsulation (use Never)", s.IPIPMode)
+		c.errorf("spec.ipipMode", "%q is not supported: calico routes without encapsulation (use Never)", quote.Clip(s.IPIPMode))
 	}
 	if s.VXLANMode != "Never" {
-		c.errorf("spec.vxlanMode", "%q is not supported: calico routes without encapsulation (use Never)", s.VXLANMode)
+		c.errorf("spec.vxlanMode", "%q is not supported: calico routes without encapsulation (use Never)", quote.Clip(s.VXLANMode))
 	}
 	c.selector("spec.nodeSelector", s.NodeSelector)
 	for i, u := range s.AllowedUses {
 		if u != "Workload" && u != "Tunnel" {
-			c.errorf(fmt.Sprintf("spec.allowedUses[%d]", i), "%q is not Workload or Tunnel", u)
+			c.errorf(fmt.Sprintf("spec.allowedUses[%d]", i), "%q is not Workload or Tunnel", quote.Clip(u))
 		}
 	}
 }
@@ -266,7 +273,7 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 		c.errorf("spec.endpoint", "is required")
 	}
 	if !ifaceRE.MatchString(s.InterfaceName) {
-		c.errorf("spec.interfaceName", "%q is not an interface name (1-15 characters)", s.InterfaceName)
+		c.errorf("spec.interfaceName", "%q is not an interface name (1-15 characters)", quote.Clip(s.InterfaceName))
 	}
 	for i, n := range s.IPNetworks {
 		if p, ok := c.cidr(fmt.Sprintf("spec.ipNetworks[%d]", i), n); ok && !p.IsSingleIP() {
@@ -275,7 +282,7 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 	}
 	for i, gw := range []string{s.IPv4Gateway, s.IPv6Gateway} {
 		if a, err := netip.ParseAddr(gw); gw != "" && (err != nil || a.Is4() != (i == 0)) {
-			c.errorf([]string{"spec.ipv4Gateway", "spec.ipv6Gateway"}[i], "%q is not an IPv%d address", gw, []int{4, 6}[i])
+			c.errorf([]string{"spec.ipv4Gateway", "spec.ipv6Gateway"}[i], "%q is not an IPv%d address", quote.Clip(gw), []int{4, 6}[i])
 		}
 	}
 	for i, p := range s.Profiles {
@@ -283,7 +290,7 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 	}
 	if s.MAC != "" {
 		if _, err := net.ParseMAC(s.MAC); err != nil {
-			c.errorf("spec.mac", "%q is not a MAC address", s.MAC)
+			c.errorf("spec.mac", "%q is not a MAC address", quote.Clip(s.MAC))
 		}
 	}
 }
@@ -302,13 +309,13 @@ func (h *HostEndpoint) validate(c *checker) {
 	case s.InterfaceName == "":
 		c.errorf("spec.interfaceName", "is required: give the interface's name or \"*\" for all of the host's interfaces (finding the interface by expectedIPs is not supported)")
 	case s.InterfaceName == "lo" || strings.HasPrefix(s.InterfaceName, "cali"):
-		c.errorf("spec.interfaceName", "%q cannot be a host endpoint: loopback and workload interfaces are never policed as the host's", s.InterfaceName)
+		c.errorf("spec.interfaceName", "%q cannot be a host endpoint: loopback and workload interfaces are never policed as the host's", quote.Clip(s.InterfaceName))
 	case s.InterfaceName != "*" && !ifaceRE.MatchString(s.InterfaceName):
-		c.errorf("spec.interfaceName", "%q is not an interface name or \"*\"", s.InterfaceName)
+		c.errorf("spec.interfaceName", "%q is not an interface name or \"*\"", quote.Clip(s.InterfaceName))
 	}
 	for i, ip := range s.ExpectedIPs {
 		if _, err := netip.ParseAddr(ip); err != nil {
-			c.errorf(fmt.Sprintf("spec.expectedIPs[%d]", i), "%q is not an address", ip)
+			c.errorf(fmt.Sprintf("spec.expectedIPs[%d]", i), "%q is not an address", quote.Clip(ip))
 		}
 	}
 	for i, p := range s.Profiles {
@@ -373,7 +380,7 @@ func inferTypes(types []string, egress []Rule) []string {
 
 func (c *checker) policy(tier, sel string, types []string, ingress, egress []Rule) {
 	if tier != "" && tier != "default" {
-		c.errorf("spec.tier", "%q: only the default tier is supported", tier)
+		c.errorf("spec.tier", "%q: only the default tier is supported", quote.Clip(tier))
 	}
 	if sel != "" {
 		c.selector("spec.selector", sel)
@@ -381,10 +388,10 @@ func (c *checker) policy(tier, sel string, types []string, ingress, egress []Rul
 	seen := map[string]bool{}
 	for i, t := range types {
 		if t != "Ingress" && t != "Egress" {
-			c.errorf(fmt.Sprintf("spec.types[%d]", i), "%q is not Ingress or Egress", t)
+			c.errorf(fmt.Sprintf("spec.types[%d]", i), "%q is not Ingress or Egress", quote.Clip(t))
 		}
 		if seen[t] {
-			c.errorf(fmt.Sprintf("spec.types[%d]", i), "%q is listed twice", t)
+			c.errorf(fmt.Sprintf("spec.types[%d]", i), "%q is listed twice", quote.Clip(t))
 		}
 		seen[t] = true
 	}
@@ -412,7 +419,7 @@ func (c *checker) rule(field string, r *Rule) {
 		if r.Action == "" {
 			c.errorf(field+".action", "is required (Allow, Deny, Log or Pass)")
 		} else {
-			c.errorf(field+".action", "%q is not Allow, Deny, Log or Pass", r.Action)
+			c.errorf(field+".action", "%q is not Allow, Deny, Log or Pass", quote.Clip(r.Action))
 		}
 	}
 	version := 0
@@ -421,6 +428,9 @@ func (c *checker) rule(field string, r *Rule) {
 		if version != 4 && version != 6 {
 			c.errorf(field+".ipVersion", "%d is not 4 or 6", version)
 		}
+	}
+	if p := r.Protocol; p != nil && (p.Num == 1 && version == 6 || p.Num == 58 && version == 4) {
+		c.errorf(field+".protocol", "%s does not match ipVersion %d", p, version)
 	}
 	c.icmp(field+".icmp", r.ICMP, r.Protocol, version)
 	c.icmp(field+".notICMP", r.NotICMP, r.Protocol, version)
@@ -504,8 +514,10 @@ func (p *BGPPeer) validate(c *checker) {
 	case s.PeerIP != "" && s.PeerSelector != "":
 		c.errorf("spec.peerIP", "give peerIP or peerSelector, not both")
 	case s.PeerIP != "":
-		if _, err := ParsePeerIP(s.PeerIP); err != nil {
+		if ap, err := ParsePeerIP(s.PeerIP); err != nil {
 			c.errorf("spec.peerIP", "%v", err)
+		} else if why := unroutable(ap.Addr()); why != "" {
+			c.errorf("spec.peerIP", "%s is %s: a BGP peer needs a unicast address another host can reach", ap.Addr(), why)
 		}
 		if s.ASNumber == nil || *s.ASNumber == 0 {
 			c.errorf("spec.asNumber", "is required with peerIP")
@@ -527,6 +539,24 @@ func (p *BGPPeer) validate(c *checker) {
 
 func (p *BGPPeer) setDefaults() {}
 
+// unroutable says why an address cannot be a peer's, or "".
+func unroutable(a netip.Addr) string {
+	a = a.Unmap()
+	switch {
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a.IsLinkLocalUnicast():
+		return "link-local"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address"
+	}
+	return ""
+}
+
 // ParsePeerIP reads a BGPPeer's "ip" or "ip:port" ("[v6]:port").
 func ParsePeerIP(s string) (netip.AddrPort, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
@@ -534,7 +564,7 @@ func ParsePeerIP(s string) (netip.AddrPort, error) {
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil || ap.Port() == 0 {
-		return netip.AddrPort{}, fmt.Errorf("%q is not an address or address:port", s)
+		return netip.AddrPort{}, fmt.Errorf("%q is not an address or address:port", quote.Clip(s))
 	}
 	return ap, nil
 }
@@ -547,7 +577,7 @@ func (c *checker) configName(name string) {
 	}
 	node, ok := strings.CutPrefix(name, "node.")
 	if !ok {
-		c.errorf("metadata.name", "%q must be \"default\" or \"node.<node name>\"", name)
+		c.errorf("metadata.name", "%q must be \"default\" or \"node.<node name>\"", quote.Clip(name))
 		return
 	}
 	c.name("metadata.name", node)
@@ -559,7 +589,7 @@ func (b *BGPConfiguration) validate(c *checker) {
 	c.configName(b.Metadata.Name)
 	s := &b.Spec
 	if s.LogSeverityScreen != "" && !slices.Contains(logSeverities, s.LogSeverityScreen) {
-		c.errorf("spec.logSeverityScreen", "%q is not one of %s", s.LogSeverityScreen, strings.Join(logSeverities, ", "))
+		c.errorf("spec.logSeverityScreen", "%q is not one of %s", quote.Clip(s.LogSeverityScreen), strings.Join(logSeverities, ", "))
 	}
 	if s.ListenPort != nil && *s.ListenPort == 0 {
 		c.errorf("spec.listenPort", "must not be 0")
@@ -578,10 +608,10 @@ func (f *FelixConfiguration) validate(c *checker) {
 	c.configName(f.Metadata.Name)
 	s := &f.Spec
 	if s.LogSeverityScreen != "" && !slices.Contains(logSeverities, s.LogSeverityScreen) {
-		c.errorf("spec.logSeverityScreen", "%q is not one of %s", s.LogSeverityScreen, strings.Join(logSeverities, ", "))
+		c.errorf("spec.logSeverityScreen", "%q is not one of %s", quote.Clip(s.LogSeverityScreen), strings.Join(logSeverities, ", "))
 	}
 	if a := s.DefaultEndpointToHostAction; a != "" && a != "Drop" && a != "Return" && a != "Accept" {
-		c.errorf("spec.defaultEndpointToHostAction", "%q is not Drop, Return or Accept", a)
+		c.errorf("spec.defaultEndpointToHostAction", "%q is not Drop, Return or Accept", quote.Clip(a))
 	}
 	for _, fs := range []struct {
 		name  string
@@ -593,7 +623,7 @@ func (f *FelixConfiguration) validate(c *checker) {
 		for i, pp := range *fs.ports {
 			f := fmt.Sprintf("%s[%d]", fs.name, i)
 			if p := strings.ToLower(pp.Protocol); p != "tcp" && p != "udp" && p != "sctp" {
-				c.errorf(f+".protocol", "%q is not tcp, udp or sctp", pp.Protocol)
+				c.errorf(f+".protocol", "%q is not tcp, udp or sctp", quote.Clip(pp.Protocol))
 			}
 			if pp.Port == 0 {
 				c.errorf(f+".port", "is required (1-65535)")

@@ -61,6 +61,17 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {defaultEndpointToHostAction: Allow}", `spec.defaultEndpointToHostAction: "Allow" is not Drop, Return or Accept`},
 		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: icmp, port: 1}]}", `spec.failsafeInboundHostPorts[0].protocol: "icmp" is not tcp, udp or sctp`},
 		{"kind: Node\nmetadata: {name: h1}\nspec: {bgp: {ipv4Address: 10.0.0.1}}", `spec.bgp.ipv4Address: "10.0.0.1" is not an IPv4 address with prefix length`},
+		{"kind: Profile\nmetadata: {name: a..b}", `metadata.name: "a..b" has a part between dots that is empty`},
+		{"kind: Profile\nmetadata: {name: a.-b}", `metadata.name: "a.-b" has a part between dots`},
+		{"kind: Profile\nmetadata: {name: " + strings.Repeat("a", 300) + "}", `is 300 characters long: at most 253`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: ICMPv6, ipVersion: 4}]}", `spec.ingress[0].protocol: ICMPv6 does not match ipVersion 4`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: ICMP, ipVersion: 6}]}", `spec.ingress[0].protocol: ICMP does not match ipVersion 6`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 0.0.0.0, asNumber: 65001}", `0.0.0.0 is unspecified`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 127.0.0.1, asNumber: 65001}", `127.0.0.1 is a loopback address`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 224.0.0.5, asNumber: 65001}", `224.0.0.5 is a multicast address`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 'fe80::1', asNumber: 65001}", `fe80::1 is link-local`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 255.255.255.255, asNumber: 65001}", `is the broadcast address`},
+		{"kind: Profile\nmetadata: {name: p, labels: {a: " + strings.Repeat("x", 100000) + "}}", `… (100000 bytes)`},
 	} {
 		err := Validate(mustDecode(t, tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -103,5 +114,27 @@ func TestDefaults(t *testing.T) {
 	Validate(n)
 	if n.Metadata.Namespace != "default" || strings.Join(n.Spec.Types, ",") != "Ingress" {
 		t.Errorf("namespace %q types %v; want default, Ingress", n.Metadata.Namespace, n.Spec.Types)
+	}
+}
+
+// TestDecodeNumbersOutOfRange: a number too large for any field is named
+// as such, not as a string.
+func TestDecodeNumbersOutOfRange(t *testing.T) {
+	_, err := Decode([]byte("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: a}\nspec: {order: 1e400}\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 4: 1e400 is out of range for a number") {
+		t.Errorf("Decode of order 1e400 = %v", err)
+	}
+}
+
+// TestErrorsQuoteLittle: a huge bad value gives a short error.
+func TestErrorsQuoteLittle(t *testing.T) {
+	huge := strings.Repeat("x", 10<<20) + "!"
+	rs, err := Decode([]byte("apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: p\n  labels:\n    a: " + huge + "\n"))
+	if err != nil {
+		t.Fatalf("decoding a profile with a 10 MB label: %d bytes of error", len(err.Error()))
+	}
+	err = Validate(rs[0])
+	if err == nil || len(err.Error()) > 500 || !strings.Contains(err.Error(), "(10485761 bytes)") {
+		t.Errorf("validating a 10 MB label value gave an error of %d bytes; want a short one that says how long the value was", len(err.Error()))
 	}
 }

@@ -20,16 +20,19 @@ type Membership interface {
 	Leave(ctx context.Context, force bool) error
 	// RemoveNode removes a host that is gone for good.
 	RemoveNode(ctx context.Context, name string) error
+	// Unanswered says why the datastore does not answer ("" when it
+	// cannot tell): which voters are down.
+	Unanswered() string
 }
 
 func (s *Server) clusterRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/nodes", handle(s.Members.Nodes))
+	mux.HandleFunc("GET /v1/nodes", handle(s, s.Members.Nodes))
 	mux.HandleFunc("DELETE /v1/nodes/{name}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, s.Members.RemoveNode(r.Context(), r.PathValue("name")))
+		s.reply(w, struct{}{}, s.Members.RemoveNode(r.Context(), r.PathValue("name")))
 	})
 	mux.HandleFunc("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) {
 		err := s.Members.Leave(r.Context(), r.URL.Query().Get("force") == "true")
-		reply(w, struct{}{}, err)
+		s.reply(w, struct{}{}, err)
 		if err == nil && s.Stop != nil {
 			s.Stop()
 		}

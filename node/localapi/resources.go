@@ -4,17 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"net/netip"
+	"slices"
 
 	"calico/node/api"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/ipam"
 )
 
 // applyData applies (mode "apply"), creates ("create") or deletes
-// ("delete") the resources of a YAML or JSON document. Every resource is
-// decoded and validated before anything is written, so bad input changes
-// nothing.
+// ("delete") the resources of a YAML or JSON document, all or none: they
+// are decoded and validated first, then written in one transaction, so
+// bad input changes nothing.
 func (s *Server) applyData(ctx context.Context, data []byte, mode string) (*api.Applied, error) {
 	rs, err := store.Decode(data)
 	if err != nil {
@@ -26,35 +28,18 @@ func (s *Server) applyData(ctx context.Context, data []byte, mode string) (*api.
 	if mode != "apply" && mode != "create" {
 		return nil, api.Errorf(api.BadRequest, "unknown mode %q", mode)
 	}
-	var errs []error
-	for _, r := range rs {
-		if err := store.Validate(r); err != nil {
-			errs = append(errs, err)
-		}
+	if err := s.checkEndpoints(ctx, rs); err != nil {
+		return nil, err
 	}
-	if err := overlappingPools(rs); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, api.Errorf(api.BadRequest, "%w", errors.Join(errs...))
+	created, err := s.Store.ApplyAll(ctx, rs, mode == "create")
+	if err != nil {
+		return nil, err
 	}
 	out := &api.Applied{}
 	for i, r := range rs {
-		action := "created"
-		if mode == "create" {
-			err = s.Store.Create(ctx, r)
-		} else {
-			var created bool
-			created, err = s.Store.Apply(ctx, r)
-			if !created {
-				action = "configured"
-			}
-		}
-		if err != nil {
-			if i > 0 {
-				return nil, fmt.Errorf("%w (the %d resources before it were applied)", err, i)
-			}
-			return nil, err
+		action := "configured"
+		if created[i] {
+			action = "created"
 		}
 		out.Results = append(out.Results, applied(r, action))
 	}
@@ -66,46 +51,43 @@ func applied(r store.Resource, action string) api.AppliedResource {
 	return api.AppliedResource{Kind: r.Type().Kind, Namespace: m.Namespace, Name: m.Name, Action: action}
 }
 
-// overlappingPools refuses a document whose pools overlap each other.
-func overlappingPools(rs []store.Resource) error {
-	var pools []*store.IPPool
-	for _, r := range rs {
-		if p, ok := r.(*store.IPPool); ok {
-			pools = append(pools, p)
-		}
-	}
-	for i, a := range pools {
-		ca, _ := store.ParseCIDR(a.Spec.CIDR)
-		for _, b := range pools[i+1:] {
-			cb, _ := store.ParseCIDR(b.Spec.CIDR)
-			if ca.Overlaps(cb) {
-				return fmt.Errorf("IPPool %q: spec.cidr: %s overlaps IPPool %q (%s) in the same input", b.Metadata.Name, cb, a.Metadata.Name, ca)
-			}
-		}
-	}
-	return nil
-}
-
 func (s *Server) deleteAll(ctx context.Context, rs []store.Resource) (*api.Applied, error) {
+	var ids []store.ID
 	for _, r := range rs { // only the identity of each matters
 		if store.KindOf(r).Namespaced && r.Meta().Namespace == "" {
 			r.Meta().Namespace = "default"
 		}
-		if err := s.checkDelete(ctx, store.IDOf(r)); err != nil {
+		id := store.IDOf(r)
+		if err := s.checkDelete(ctx, id); err != nil {
 			return nil, err
 		}
+		if id.Kind == store.KindNode && s.Members != nil {
+			if len(rs) > 1 {
+				return nil, api.Errorf(api.BadRequest, "Node %q: delete a node on its own (`calico node rm %s`): it takes more than one transaction", id.Name, id.Name)
+			}
+			return s.removeNode(ctx, id.Name)
+		}
+		ids = append(ids, id)
+	}
+	olds, err := s.Store.DeleteAll(ctx, ids)
+	if err != nil {
+		return nil, err
 	}
 	out := &api.Applied{}
-	for i, r := range rs {
-		if _, err := s.Store.Delete(ctx, store.IDOf(r), ""); err != nil {
-			if i > 0 {
-				return nil, fmt.Errorf("%w (the %d resources before it were deleted)", err, i)
-			}
-			return nil, err
-		}
+	for _, r := range olds {
 		out.Results = append(out.Results, applied(r, "deleted"))
 	}
 	return out, nil
+}
+
+// removeNode deletes a Node as `calico node rm` does: refused while the
+// host is alive; otherwise its etcd seat, workloads, addresses and blocks
+// go with it.
+func (s *Server) removeNode(ctx context.Context, name string) (*api.Applied, error) {
+	if err := s.Members.RemoveNode(ctx, name); err != nil {
+		return nil, err
+	}
+	return &api.Applied{Results: []api.AppliedResource{{Kind: store.KindNode.Name, Name: name, Action: "deleted"}}}, nil
 }
 
 func (s *Server) deleteResource(ctx context.Context, kindName, ns, name string) (*api.Applied, error) {
@@ -119,6 +101,9 @@ func (s *Server) deleteResource(ctx context.Context, kindName, ns, name string) 
 	id := store.ID{Kind: kind, Namespace: ns, Name: name}
 	if err := s.checkDelete(ctx, id); err != nil {
 		return nil, err
+	}
+	if kind == store.KindNode && s.Members != nil {
+		return s.removeNode(ctx, name)
 	}
 	old, err := s.Store.Delete(ctx, id, "")
 	if err != nil {
@@ -175,4 +160,74 @@ func (s *Server) getResources(ctx context.Context, kindName, ns, name string) (*
 		out.Items = append(out.Items, b)
 	}
 	return out, nil
+}
+
+// checkEndpoints refuses WorkloadEndpoints whose addresses they do not
+// hold: an address inside a pool must be allocated, to the endpoint's own
+// workload when it is one of ours, and no address may be another
+// endpoint's. (`calico workload add` allocates; an endpoint written here
+// cannot take an address over.)
+func (s *Server) checkEndpoints(ctx context.Context, rs []store.Resource) error {
+	var weps []*store.WorkloadEndpoint
+	for _, r := range rs {
+		if w, ok := r.(*store.WorkloadEndpoint); ok {
+			weps = append(weps, w)
+		}
+	}
+	if len(weps) == 0 {
+		return nil
+	}
+	all, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	if err != nil {
+		return err
+	}
+	pools, err := store.ListOf[*store.IPPool](ctx, s.Store, "")
+	if err != nil {
+		return err
+	}
+	users := map[netip.Addr]string{}
+	for _, w := range all {
+		for _, a := range workloadAddrsOf(w) {
+			users[a] = store.Key(store.IDOf(w))
+		}
+	}
+	for _, w := range weps {
+		if w.Metadata.Namespace == "" {
+			w.Metadata.Namespace = "default"
+		}
+		key := store.Key(store.IDOf(w))
+		for _, a := range workloadAddrsOf(w) {
+			if u, ok := users[a]; ok && u != key {
+				return api.Errorf(api.Conflict, "WorkloadEndpoint %s/%s: spec.ipNetworks: %s is used by another endpoint (%s)", w.Metadata.Namespace, w.Metadata.Name, a, u)
+			}
+			users[a] = key
+			if err := s.checkAllocated(ctx, w, a, pools); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkAllocated checks that an endpoint's address inside a pool is
+// allocated in IPAM (to the endpoint's workload, for ours).
+func (s *Server) checkAllocated(ctx context.Context, w *store.WorkloadEndpoint, a netip.Addr, pools []*store.IPPool) error {
+	inPool := slices.ContainsFunc(pools, func(p *store.IPPool) bool {
+		c, err := store.ParseCIDR(p.Spec.CIDR)
+		return err == nil && c.Contains(a)
+	})
+	if !inPool {
+		return nil // not ours to allocate
+	}
+	al, err := s.IPAM.Lookup(ctx, a)
+	if errors.Is(err, ipam.ErrNotAllocated) {
+		return api.Errorf(api.BadRequest, "WorkloadEndpoint %s/%s: spec.ipNetworks: %s is in a pool but not allocated: `calico workload add` allocates addresses (or use an address outside every pool)", w.Metadata.Namespace, w.Metadata.Name, a)
+	}
+	if err != nil {
+		return err
+	}
+	if w.Spec.Orchestrator == workload.Orchestrator && al.Handle != workload.HandleOf(w) {
+		return api.Errorf(api.Conflict, "WorkloadEndpoint %s/%s: spec.ipNetworks: %s is allocated to %s, not to this workload", w.Metadata.Namespace, w.Metadata.Name, a, al.Handle)
+	}
+	return nil
 }

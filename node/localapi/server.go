@@ -101,75 +101,103 @@ func (s *Server) Shutdown() error {
 // Handler routes the API's requests.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", handle(s.status))
-	mux.HandleFunc("POST /v1/workloads", handleBody(s.Workloads.Add))
-	mux.HandleFunc("GET /v1/workloads", handle(s.Workloads.List))
+	mux.HandleFunc("GET /v1/status", handle(s, s.status))
+	mux.HandleFunc("POST /v1/workloads", handleBody(s, s.Workloads.Add))
+	mux.HandleFunc("GET /v1/workloads", handle(s, s.Workloads.List))
 	mux.HandleFunc("DELETE /v1/workloads/{ns}/{name}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, s.Workloads.Remove(r.Context(), r.PathValue("ns"), r.PathValue("name")))
+		s.reply(w, struct{}{}, s.Workloads.Remove(r.Context(), r.PathValue("ns"), r.PathValue("name")))
 	})
 	mux.HandleFunc("POST /v1/resources", func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(r.Body)
 		if err != nil {
-			reply(w, nil, err)
+			s.reply(w, nil, bodyError(err))
 			return
 		}
 		out, err := s.applyData(r.Context(), data, r.URL.Query().Get("mode"))
-		reply(w, out, err)
+		s.reply(w, out, err)
 	})
 	mux.HandleFunc("GET /v1/resources/{kind}", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		out, err := s.getResources(r.Context(), r.PathValue("kind"), q.Get("namespace"), q.Get("name"))
-		reply(w, out, err)
+		s.reply(w, out, err)
 	})
 	mux.HandleFunc("DELETE /v1/resources/{kind}/{name}", func(w http.ResponseWriter, r *http.Request) {
 		out, err := s.deleteResource(r.Context(), r.PathValue("kind"), r.URL.Query().Get("namespace"), r.PathValue("name"))
-		reply(w, out, err)
+		s.reply(w, out, err)
 	})
-	mux.HandleFunc("GET /v1/ipam/blocks", handle(s.ipamBlocks))
+	mux.HandleFunc("GET /v1/ipam/blocks", handle(s, s.ipamBlocks))
 	mux.HandleFunc("GET /v1/ipam/address", func(w http.ResponseWriter, r *http.Request) {
 		out, err := s.ipamAddress(r.Context(), r.URL.Query().Get("ip"))
-		reply(w, out, err)
+		s.reply(w, out, err)
 	})
-	mux.HandleFunc("GET /v1/ipam/check", handle(s.ipamCheck))
+	mux.HandleFunc("GET /v1/ipam/check", handle(s, s.ipamCheck))
 	mux.HandleFunc("POST /v1/ipam/release", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, s.ipamRelease(r.Context(), r.URL.Query().Get("ip")))
+		s.reply(w, struct{}{}, s.ipamRelease(r.Context(), r.URL.Query().Get("ip")))
 	})
-	mux.HandleFunc("GET /v1/bgp/routes", handle(s.bgpRoutes))
-	mux.HandleFunc("GET /v1/pools", handle(s.listPools))
+	mux.HandleFunc("GET /v1/bgp/routes", handle(s, s.bgpRoutes))
+	mux.HandleFunc("GET /v1/pools", handle(s, s.listPools))
 	s.statsRoutes(mux)
 	s.traceRoutes(mux)
 	if s.Members != nil {
 		s.clusterRoutes(mux)
 	}
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		mux.ServeHTTP(w, r)
+	})
 }
 
-func handle[T any](f func(context.Context) (T, error)) http.HandlerFunc {
+// MaxBody bounds a request's body (README, "Resources").
+const MaxBody = 2 << 20
+
+// bodyError says why a request's body could not be read.
+func bodyError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return api.Errorf(api.BadRequest, "the request is larger than the API takes (%d MiB): apply the input in parts", MaxBody>>20)
+	}
+	return api.Errorf(api.BadRequest, "reading the request: %w", err)
+}
+
+// maxError bounds the message of a failed request.
+const maxError = 8 << 10
+
+func handle[T any](s *Server, f func(context.Context) (T, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		out, err := f(r.Context())
-		reply(w, out, err)
+		s.reply(w, out, err)
 	}
 }
 
-func handleBody[In, Out any](f func(context.Context, In) (Out, error)) http.HandlerFunc {
+func handleBody[In, Out any](s *Server, f func(context.Context, In) (Out, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in In
 		d := json.NewDecoder(r.Body)
 		d.DisallowUnknownFields()
 		if err := d.Decode(&in); err != nil {
-			reply(w, nil, api.Errorf(api.BadRequest, "reading the request: %w", err))
+			s.reply(w, nil, bodyError(err))
 			return
 		}
 		out, err := f(r.Context(), in)
-		reply(w, out, err)
+		s.reply(w, out, err)
 	}
 }
 
-func reply(w http.ResponseWriter, out any, err error) {
+func (s *Server) reply(w http.ResponseWriter, out any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		w.WriteHeader(classify(err).Status())
-		json.NewEncoder(w).Encode(api.Error{Error: err.Error()})
+		class := classify(err)
+		w.WriteHeader(class.Status())
+		msg := err.Error()
+		if _, classed := api.ClassOf(err); class == api.Unavailable && !classed && s.Members != nil {
+			if why := s.Members.Unanswered(); why != "" {
+				msg = why + " (" + msg + ")"
+			}
+		}
+		if len(msg) > maxError {
+			msg = msg[:maxError] + "… (the rest of this message is cut)"
+		}
+		json.NewEncoder(w).Encode(api.Error{Error: msg})
 		return
 	}
 	json.NewEncoder(w).Encode(out)

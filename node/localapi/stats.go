@@ -16,7 +16,7 @@ import (
 func (s *Server) statsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/policy/stats", func(w http.ResponseWriter, r *http.Request) {
 		out, err := s.policyStats(r.Context(), r.URL.Query().Get("name"))
-		reply(w, out, err)
+		s.reply(w, out, err)
 	})
 }
 

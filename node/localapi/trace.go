@@ -14,7 +14,7 @@ import (
 )
 
 func (s *Server) traceRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/policy/trace", handleBody(s.PolicyTrace))
+	mux.HandleFunc("POST /v1/policy/trace", handleBody(s, s.PolicyTrace))
 }
 
 // PolicyTrace says how policy treats the first packet of a new flow

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"calico/internal/quote"
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
@@ -105,7 +106,9 @@ func hostIface(ns, name string) string {
 	return "cali" + hex.EncodeToString(sum[:])[:11]
 }
 
-func handleOf(w *store.WorkloadEndpoint) string { return "calico." + w.Spec.ContainerID }
+// HandleOf is the IPAM handle that holds the addresses of a workload
+// added by `calico workload add`.
+func HandleOf(w *store.WorkloadEndpoint) string { return "calico." + w.Spec.ContainerID }
 
 // netnsMarker records that the node made a workload's network namespace,
 // so that removing the workload removes it too (and only then).
@@ -151,7 +154,7 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	ph.mark("profiles")
 
 	w := s.endpoint(req, weName)
-	handle := handleOf(w)
+	handle := HandleOf(w)
 	u.add(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -249,14 +252,14 @@ func (u *undo) run() {
 
 func checkAdd(req api.WorkloadAdd) error {
 	if !workloadNameRE.MatchString(req.Name) || len(req.Name) > 63 {
-		return api.Errorf(api.BadRequest, "workload name %q must be 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit", req.Name)
+		return api.Errorf(api.BadRequest, "workload name %q must be 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit", quote.Clip(req.Name))
 	}
 	if !workloadNameRE.MatchString(req.Namespace) || len(req.Namespace) > 63 {
-		return api.Errorf(api.BadRequest, "namespace %q must be 1-63 lower-case letters, digits and '-'", req.Namespace)
+		return api.Errorf(api.BadRequest, "namespace %q must be 1-63 lower-case letters, digits and '-'", quote.Clip(req.Namespace))
 	}
 	for _, p := range req.Profiles {
 		if !profileNameRE.MatchString(p) {
-			return api.Errorf(api.BadRequest, "profile name %q must be lower-case letters, digits, '-' and '.'", p)
+			return api.Errorf(api.BadRequest, "profile name %q must be lower-case letters, digits, '-' and '.'", quote.Clip(p))
 		}
 	}
 	for k, v := range req.Labels {
@@ -271,7 +274,7 @@ func checkAdd(req api.WorkloadAdd) error {
 	for _, ip := range req.IPs {
 		a, err := netip.ParseAddr(ip)
 		if err != nil || a.Zone() != "" {
-			return api.Errorf(api.BadRequest, "--ip %q is not an address", ip)
+			return api.Errorf(api.BadRequest, "--ip %q is not an address", quote.Clip(ip))
 		}
 		v := 4
 		if a.Is6() && !a.Is4In6() {
@@ -425,7 +428,7 @@ func (s *Service) Remove(ctx context.Context, ns, name string) error {
 		return err
 	}
 	errs := []error{veth.Remove(w.Spec.InterfaceName)}
-	if _, err := s.IPAM.ReleaseByHandle(ctx, handleOf(w)); err != nil {
+	if _, err := s.IPAM.ReleaseByHandle(ctx, HandleOf(w)); err != nil {
 		errs = append(errs, fmt.Errorf("releasing the addresses of %s: %w", name, err))
 	}
 	marker := s.netnsMarker(name)

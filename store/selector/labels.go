@@ -1,6 +1,7 @@
 package selector
 
 import (
+	"calico/internal/quote"
 	"fmt"
 	"strings"
 )
@@ -12,7 +13,7 @@ import (
 // digit.
 func ValidateKey(k string) error {
 	if reason := keyProblem(k); reason != "" {
-		return fmt.Errorf("invalid label key %q: %s", k, reason)
+		return fmt.Errorf("invalid label key %q: %s", quote.Clip(k), reason)
 	}
 	return nil
 }
@@ -25,9 +26,9 @@ func ValidateValue(v string) error {
 	case v == "":
 		return nil
 	case len(v) > 63:
-		return fmt.Errorf("invalid label value %q: longer than 63 characters", v)
+		return fmt.Errorf("invalid label value %q: longer than 63 characters", quote.Clip(v))
 	case !isName(v):
-		return fmt.Errorf("invalid label value %q: must be letters, digits, '-', '_' and '.', starting and ending with a letter or digit", v)
+		return fmt.Errorf("invalid label value %q: must be letters, digits, '-', '_' and '.', starting and ending with a letter or digit", quote.Clip(v))
 	}
 	return nil
 }

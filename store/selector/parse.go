@@ -1,6 +1,7 @@
 package selector
 
 import (
+	"calico/internal/quote"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,7 +18,7 @@ func Parse(s string) (*Selector, error) {
 	p := parser{src: s}
 	root, err := p.parse()
 	if err != nil {
-		return nil, fmt.Errorf("selector %q: %w", s, err)
+		return nil, fmt.Errorf("selector %q: %w", quote.Clip(s), err)
 	}
 	var b strings.Builder
 	root.write(&b, opAll)
@@ -167,7 +168,7 @@ func (p *parser) parseKey(expected string) (string, error) {
 		return "", p.errorf("%s", expected)
 	}
 	if reason := keyProblem(key); reason != "" {
-		return "", &syntaxError{msg: fmt.Sprintf("invalid label key %q", key), offset: start, detail: reason}
+		return "", &syntaxError{msg: fmt.Sprintf("invalid label key %q", quote.Clip(key)), offset: start, detail: reason}
 	}
 	return key, nil
 }
@@ -203,7 +204,7 @@ func (p *parser) parseOperation(key string) (node, error) {
 		set, err := p.parseSet()
 		return node{op: opIn, key: key, set: set}, err
 	default:
-		return node{}, p.errorf("expected an operator (==, !=, in, not in, contains, starts with, ends with) after label key %q", key)
+		return node{}, p.errorf("expected an operator (==, !=, in, not in, contains, starts with, ends with) after label key %q", quote.Clip(key))
 	}
 	v, err := p.parseString("expected a string literal")
 	return node{op: o, key: key, value: v}, err
@@ -275,7 +276,7 @@ func (p *parser) consume(s string) bool {
 // expect consumes s or fails saying it was expected.
 func (p *parser) expect(s string) error {
 	if !p.consume(s) {
-		return p.errorf("expected %q", s)
+		return p.errorf("expected %q", quote.Clip(s))
 	}
 	return nil
 }

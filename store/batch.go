@@ -1,0 +1,229 @@
+package store
+
+import (
+	"calico/internal/quote"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// MaxBatch is the most resources one ApplyAll or DeleteAll writes: they
+// go in one etcd transaction, and the embedded etcd takes 1,024
+// operations in one (an external etcd, 128 unless told otherwise).
+const MaxBatch = 500
+
+// ApplyAll writes rs in one transaction: all of them or none. With
+// create, none may exist yet (ErrExists names the first that does);
+// otherwise each is created, or replaces what is there (only the version
+// its resourceVersion names, if it has one: ErrConflict otherwise). Each
+// resource is validated and gets its defaults, uid, creationTimestamp and
+// new resourceVersion. It reports which resources were created.
+func (s *Store) ApplyAll(ctx context.Context, rs []Resource, create bool) ([]bool, error) {
+	if err := checkBatch(rs); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, r := range rs {
+		if err := Validate(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := overlappingPools(rs); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		created, cmps, ops, err := s.planApply(ctx, rs, create)
+		if err != nil {
+			return nil, err
+		}
+		ok, rev, err := Commit(ctx, s.kv, cmps, ops)
+		if err != nil {
+			return nil, batchError(err)
+		}
+		if ok {
+			for _, r := range rs {
+				r.Meta().ResourceVersion = strconv.FormatInt(rev, 10)
+			}
+			return created, nil
+		}
+		if attempt == 5 {
+			return nil, fmt.Errorf("applying %d resources: %w: they kept changing; try again", len(rs), ErrConflict)
+		}
+	}
+}
+
+// planApply reads what rs would replace and makes the guarded writes.
+func (s *Store) planApply(ctx context.Context, rs []Resource, create bool) (created []bool, cmps []clientv3.Cmp, ops []clientv3.Op, err error) {
+	olds, err := s.getAll(ctx, rs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	for i, r := range rs {
+		id, old, m := IDOf(r), olds[i], r.Meta()
+		switch {
+		case old == nil && m.ResourceVersion != "":
+			return nil, nil, nil, &idError{id: id, err: ErrNotFound}
+		case old == nil:
+			m.UID, m.CreationTimestamp = uuid.NewString(), now
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(Key(id)), "=", 0))
+		case create:
+			return nil, nil, nil, &idError{id: id, err: ErrExists}
+		default:
+			if m.ResourceVersion != "" && m.ResourceVersion != old.Meta().ResourceVersion {
+				return nil, nil, nil, &idError{id: id, err: ErrConflict, rev: m.ResourceVersion}
+			}
+			if err := immutable(old, r); err != nil {
+				return nil, nil, nil, err
+			}
+			m.UID, m.CreationTimestamp = old.Meta().UID, old.Meta().CreationTimestamp
+			cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur))
+		}
+		val, err := encodeValue(r)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ops = append(ops, clientv3.OpPut(Key(id), val))
+		created = append(created, old == nil)
+	}
+	guards, err := s.poolGuards(ctx, rs)
+	return created, append(cmps, guards...), ops, err
+}
+
+// getAll reads the current version of each resource's key; nil where
+// there is none.
+func (s *Store) getAll(ctx context.Context, rs []Resource) ([]Resource, error) {
+	out := make([]Resource, len(rs))
+	for i, r := range rs {
+		old, err := s.Get(ctx, IDOf(r))
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = old
+		}
+	}
+	return out, nil
+}
+
+// poolGuards checks the pools of rs against the pools in the datastore
+// and returns the comparison that keeps that check true.
+func (s *Store) poolGuards(ctx context.Context, rs []Resource) ([]clientv3.Cmp, error) {
+	var out []clientv3.Cmp
+	for _, r := range rs {
+		g, err := s.guards(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) == 0 {
+			out = g // the same guard for every pool
+		}
+	}
+	return out, nil
+}
+
+// DeleteAll deletes the resources with these ids in one transaction: all
+// of them or none. A resource that others still refer to is refused, as
+// by Delete.
+func (s *Store) DeleteAll(ctx context.Context, ids []ID) ([]Resource, error) {
+	if len(ids) > MaxBatch {
+		return nil, fmt.Errorf("%d resources are more than one transaction takes (%d): split the input", len(ids), MaxBatch)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	going := map[string]bool{}
+	for _, id := range ids {
+		going[Key(id)] = true
+	}
+	for attempt := 1; ; attempt++ {
+		var olds []Resource
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		for _, id := range ids {
+			old, err := s.Get(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			guards, err := s.references(ctx, old, going)
+			if err != nil {
+				return nil, err
+			}
+			cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
+			cmps = append(append(cmps, guards...), clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur))
+			ops = append(ops, clientv3.OpDelete(Key(id)))
+			olds = append(olds, old)
+		}
+		ok, _, err := Commit(ctx, s.kv, cmps, ops)
+		if err != nil {
+			return nil, batchError(err)
+		}
+		if ok {
+			return olds, nil
+		}
+		if attempt == 5 {
+			return nil, fmt.Errorf("deleting %d resources: %w: they kept changing; try again", len(ids), ErrConflict)
+		}
+	}
+}
+
+// checkBatch refuses a batch too large for one transaction, or one that
+// names a resource twice.
+func checkBatch(rs []Resource) error {
+	if len(rs) > MaxBatch {
+		return fmt.Errorf("%d resources are more than one transaction takes (%d): split the input", len(rs), MaxBatch)
+	}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		k := Key(IDOf(r))
+		if seen[k] {
+			return &InvalidError{ID: IDOf(r), Fields: []FieldError{{"metadata.name", "appears twice in the input"}}}
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// batchError says plainly when the datastore refused a batch for its size;
+// nothing was written.
+func batchError(err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return fmt.Errorf("the datastore takes fewer operations in one transaction (etcd --max-txn-ops): apply fewer resources at once; nothing was written")
+	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return fmt.Errorf("the input is larger than the datastore takes in one request (etcd --max-request-bytes): apply fewer resources at once; nothing was written")
+	}
+	return err
+}
+
+// overlappingPools refuses input whose pools overlap each other.
+func overlappingPools(rs []Resource) error {
+	var pools []*IPPool
+	for _, r := range rs {
+		if p, ok := r.(*IPPool); ok {
+			pools = append(pools, p)
+		}
+	}
+	for i, a := range pools {
+		ca, _ := ParseCIDR(a.Spec.CIDR)
+		for _, b := range pools[i+1:] {
+			cb, _ := ParseCIDR(b.Spec.CIDR)
+			if ca.Overlaps(cb) {
+				return &InvalidError{ID: IDOf(b), Fields: []FieldError{{"spec.cidr", fmt.Sprintf("%s overlaps IPPool %q (%s) in the same input", cb, quote.Clip(a.Metadata.Name), ca)}}}
+			}
+		}
+	}
+	return nil
+}
