@@ -141,6 +141,7 @@ type node struct {
 	cluster   atomic.Pointer[clusterPart]
 	store     *store.Store
 	ipam      *ipam.IPAM
+	workloads *workload.Service
 
 	// background is the node's own work (registration, relaying gossip to
 	// the agent), ended by bgCancel.
@@ -212,6 +213,7 @@ func (n *node) start(ctx context.Context) error {
 		}
 	}
 	n.store, n.ipam = store.New(cl.Client()), ipam.New(cl.Client())
+	n.workloads = &workload.Service{Node: id.Name, DataDir: n.cfg.DataDir, Store: n.store, IPAM: n.ipam, Dataplane: n.agent, Log: n.log}
 	n.agent.Connect(agent.FromStore(n.store, n.ipam))
 	n.startBackground(ctx, cl, id)
 	if err := n.serve(id); err != nil {
@@ -287,21 +289,31 @@ func (n *node) startBackground(ctx context.Context, cl clusterPart, id cluster.I
 	})
 }
 
-// registerLoop writes the node's Node and the pools it was asked for, once
-// the datastore answers (it may be waiting for the other voters).
+// registerLoop writes the node's Node and the pools it was asked for,
+// then finishes or undoes the workload changes a previous run left half
+// done, once the datastore answers (it may be waiting for the other
+// voters).
 func (n *node) registerLoop(ctx context.Context, id cluster.Identity) {
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := n.register(rctx, id)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		n.log.Info("waiting for the datastore to register the node", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
+	for _, step := range []struct {
+		what string
+		do   func(context.Context) error
+	}{
+		{"register the node", func(ctx context.Context) error { return n.register(ctx, id) }},
+		{"reconcile the workloads", n.workloads.Reconcile},
+	} {
+		for {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := step.do(sctx)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			n.log.Info("waiting for the datastore to "+step.what, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
 		}
 	}
 }
@@ -316,7 +328,7 @@ func (n *node) register(ctx context.Context, id cluster.Identity) error {
 // serve opens the local API.
 func (n *node) serve(id cluster.Identity) error {
 	cl := *n.cluster.Load()
-	wl := &workload.Service{Node: id.Name, DataDir: n.cfg.DataDir, Store: n.store, IPAM: n.ipam, Dataplane: n.agent, Log: n.log}
+	wl := n.workloads
 	n.api = &localapi.Server{
 		Info: localapi.Info{
 			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir,

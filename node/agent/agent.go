@@ -120,7 +120,7 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 	if cfg.Resync == 0 {
 		cfg.Resync = 5 * time.Second
 	}
-	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"))
+	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"), cfg.Log)
 	if err != nil {
 		return nil, err
 	}

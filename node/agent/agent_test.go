@@ -1,8 +1,12 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +96,59 @@ func TestAgentDoesNothingBeforeItHasAState(t *testing.T) {
 	if rules.Applies != 0 || routes.Applies != 0 {
 		t.Errorf("drivers were called (%d, %d times) before the agent had any state", rules.Applies, routes.Applies)
 	}
+}
+
+// TestAgentSurvivesACorruptCache: the state cache is only a cache: random
+// bytes, or a real cache with pages overwritten, are moved aside and the
+// agent starts empty, never fails or panics.
+func TestAgentSurvivesACorruptCache(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	open := func(dir string) {
+		t.Helper()
+		a, err := agent.New(agent.Config{Name: "n1", DataDir: dir, Log: log}, nft.NewFake(), route.NewFake())
+		if err != nil {
+			t.Fatalf("a corrupt state cache stops the agent: %v", err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		a.Run(ctx) // closes the cache
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "state.db"), bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open(dir)
+	if aside, _ := filepath.Glob(filepath.Join(dir, "state.db.corrupt-*")); len(aside) != 1 {
+		t.Errorf("the corrupt cache was not moved aside: %v", aside)
+	}
+
+	// A real cache, then pages in the middle overwritten.
+	dir = t.TempDir()
+	cli := testutil.StartEtcd(t)
+	s := store.New(cli)
+	a, _, _ := agenttest.Run(t, dir, agent.FromStore(s, ipam.New(cli)))
+	s.Create(t.Context(), store.ClassicProfile("a"))
+	for i := range 50 {
+		w := agenttest.Workload(fmt.Sprintf("w%d", i), fmt.Sprintf("cali%d", i), fmt.Sprintf("10.65.0.%d", i+1))
+		if err := s.Create(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		if i == 49 {
+			agenttest.WaitApplied(t, a, w)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int{4096 * 2, 4096 * 3, len(b) / 2} {
+		if off+4096 <= len(b) {
+			copy(b[off:off+4096], bytes.Repeat([]byte{0xff}, 4096))
+		}
+	}
+	dir2 := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir2, "state.db"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open(dir2)
 }

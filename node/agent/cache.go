@@ -3,8 +3,11 @@ package agent
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -44,14 +47,51 @@ var (
 	keyBlocks       = []byte("blocks")
 )
 
-// openCache opens (or creates) the cache file and loads what it holds.
-func openCache(path string) (*cache, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+// openCache opens (or creates) the cache file and loads what it holds. A
+// file that cannot be read (bbolt refuses it, or it is corrupt inside) is
+// only a cache: it is moved aside with a warning, and the agent starts
+// empty and fills it from the datastore.
+func openCache(path string, log *slog.Logger) (*cache, error) {
+	c, err := loadCache(path)
+	if err == nil {
+		return c, nil
+	}
+	aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405")
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, errors.Join(err, fmt.Errorf("moving the state cache aside: %w", rerr))
+	}
+	log.Warn("the state cache cannot be read; it is moved aside and rebuilt from the datastore", "err", err, "aside", aside)
+	return loadCache(path)
+}
+
+// loadCache opens the cache file and loads what it holds; a panic of
+// bbolt's on a corrupt page is an error.
+func loadCache(path string) (c *cache, err error) {
+	var db *bolt.DB
+	defer func() {
+		if p := recover(); p != nil {
+			if db != nil {
+				db.Close()
+			}
+			c, err = nil, fmt.Errorf("reading the state cache %s: %v", path, p)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("opening the state cache %s: %w", path, err)
 	}
+	c, err = readCache(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("reading the state cache %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// readCache loads what an open cache file holds.
+func readCache(db *bolt.DB) (*cache, error) {
 	c := &cache{db: db, items: map[string]store.Resource{}, dirty: map[string]bool{}}
-	err = db.View(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		res := tx.Bucket(bucketResources)
 		if meta == nil || res == nil {
@@ -81,8 +121,7 @@ func openCache(path string) (*cache, error) {
 		return err
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("reading the state cache %s: %w", path, err)
+		return nil, err
 	}
 	return c, nil
 }

@@ -8,9 +8,11 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -133,13 +135,30 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	defer func() { s.Log.Debug("workload add", "workload", req.Name, "phases", ph.String()) }()
 
 	weName := store.WorkloadEndpointName(s.Node, Orchestrator, req.Name, "eth0")
-	if _, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, req.Namespace, weName); err == nil {
-		return nil, api.Errorf(api.Conflict, "workload %s already exists in namespace %s on this node", req.Name, req.Namespace)
+	if old, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, req.Namespace, weName); err == nil {
+		return s.again(ctx, req, old)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
+	if err := s.settle(ctx, req.Namespace, weName); err != nil {
+		return nil, err
+	}
+	w := s.endpoint(req, weName)
+	in := &intent{Op: "add", Namespace: req.Namespace, Endpoint: weName, Workload: req.Name,
+		HostIface: w.Spec.InterfaceName, Handle: HandleOf(w), Started: time.Now().UTC()}
+	if req.NetNS == "" {
+		in.NetNS = req.Name
+	}
+	if err := s.record(in); err != nil {
+		return nil, err
+	}
 	u := &undo{}
-	defer u.run()
+	defer func() {
+		if u.run() {
+			s.forget(req.Namespace, weName)
+		}
+	}()
+	u.add(func() { veth.Remove(w.Spec.InterfaceName) }) // whatever part of it was made
 
 	netnsPath, err := s.netns(req, u)
 	if err != nil {
@@ -147,13 +166,19 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	}
 	ph.mark("netns")
 	for _, p := range req.Profiles {
-		if err := s.ensureProfile(ctx, p, u); err != nil {
+		made, err := s.ensureProfile(ctx, p, u)
+		if err != nil {
 			return nil, err
+		}
+		if made {
+			in.Profiles = append(in.Profiles, p)
+			if err := s.record(in); err != nil {
+				return nil, err
+			}
 		}
 	}
 	ph.mark("profiles")
 
-	w := s.endpoint(req, weName)
 	handle := HandleOf(w)
 	u.add(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -173,7 +198,6 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	if err != nil {
 		return nil, fmt.Errorf("wiring workload %s: %w", req.Name, err)
 	}
-	u.add(func() { veth.Remove(w.Spec.InterfaceName) })
 	ph.mark("veth")
 	w.Spec.MAC = mac.String()
 
@@ -183,6 +207,7 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	}
 	ph.mark("endpoint")
 	u.done()
+	s.forget(req.Namespace, weName)
 	out := toWorkload(w, netnsPath)
 	rev, _ := store.ParseRevision(w.Metadata.ResourceVersion)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -202,10 +227,11 @@ func (s *Service) netns(req api.WorkloadAdd, u *undo) (string, error) {
 		}
 		return req.NetNS, nil
 	}
-	if err := veth.CreateNetNS(req.Name); err != nil {
-		return "", api.Errorf(api.Conflict, "%w (give --netns to use an existing one)", err)
+	if _, err := os.Stat(veth.NetNSPath(req.Name)); err == nil {
+		return "", api.Errorf(api.Conflict, "network namespace %s already exists (give --netns to use an existing one)", req.Name)
 	}
-	u.add(func() { veth.DeleteNetNS(req.Name) })
+	// The marker first: a node killed right after making the namespace
+	// knows it is its own.
 	marker := s.netnsMarker(req.Name)
 	if err := os.MkdirAll(filepath.Dir(marker), 0o700); err != nil {
 		return "", err
@@ -214,6 +240,10 @@ func (s *Service) netns(req api.WorkloadAdd, u *undo) (string, error) {
 		return "", err
 	}
 	u.add(func() { os.Remove(marker) })
+	if err := veth.CreateNetNS(req.Name); err != nil {
+		return "", api.Errorf(api.Conflict, "%w (give --netns to use an existing one)", err)
+	}
+	u.add(func() { veth.DeleteNetNS(req.Name) })
 	return veth.NetNSPath(req.Name), nil
 }
 
@@ -237,17 +267,22 @@ func (s *Service) endpoint(req api.WorkloadAdd, name string) *store.WorkloadEndp
 }
 
 // undo is a stack of steps that undo what a failed request did.
-type undo struct{ steps []func() }
+type undo struct {
+	steps []func()
+	kept  bool
+}
 
 func (u *undo) add(f func()) { u.steps = append(u.steps, f) }
 
 // done keeps what was done: nothing is undone.
-func (u *undo) done() { u.steps = nil }
+func (u *undo) done() { u.steps, u.kept = nil, true }
 
-func (u *undo) run() {
+// run undoes the steps unless done was called; it reports whether it did.
+func (u *undo) run() bool {
 	for i := len(u.steps) - 1; i >= 0; i-- {
 		u.steps[i]()
 	}
+	return !u.kept
 }
 
 func checkAdd(req api.WorkloadAdd) error {
@@ -389,55 +424,140 @@ func (s *Service) eligiblePools(ctx context.Context) ([]ipam.Pool, error) {
 // ensureProfile creates a missing profile with the classic semantics: its
 // members may reach each other, and their egress is open. A profile made
 // here is removed again if the workload add fails (unless another
-// workload uses it by then).
-func (s *Service) ensureProfile(ctx context.Context, name string, u *undo) error {
-	_, err := store.GetOf[*store.Profile](ctx, s.Store, "", name)
+// workload uses it by then); made says whether it made one.
+func (s *Service) ensureProfile(ctx context.Context, name string, u *undo) (made bool, err error) {
+	_, err = store.GetOf[*store.Profile](ctx, s.Store, "", name)
 	if !errors.Is(err, store.ErrNotFound) {
-		return err
+		return false, err
 	}
 	p := store.ClassicProfile(name)
 	err = s.Store.Create(ctx, p)
 	if errors.Is(err, store.ErrExists) {
-		return nil
+		return false, nil
 	}
-	if err == nil {
-		u.add(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			s.Store.Delete(ctx, store.IDOf(p), p.Metadata.ResourceVersion)
-		})
+	if err != nil {
+		return false, err
 	}
-	return err
+	u.add(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Store.Delete(ctx, store.IDOf(p), p.Metadata.ResourceVersion)
+	})
+	return true, nil
 }
 
-// Remove undoes Add.
+// again answers an add of a workload that exists: the same request again
+// (a client retrying after its connection broke) gets the workload; a
+// different one is a conflict.
+func (s *Service) again(ctx context.Context, req api.WorkloadAdd, old *store.WorkloadEndpoint) (*api.Workload, error) {
+	same := slices.Equal(old.Spec.Profiles, req.Profiles) && maps.Equal(old.Metadata.Labels, req.Labels) &&
+		old.Metadata.Annotations[annotationNetNS] == req.NetNS
+	for _, ip := range req.IPs {
+		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
+		same = same && slices.Contains(old.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
+	}
+	if !same {
+		return nil, api.Errorf(api.Conflict, "workload %s already exists in namespace %s on this node", req.Name, req.Namespace)
+	}
+	netns := req.NetNS
+	if netns == "" {
+		netns = veth.NetNSPath(req.Name)
+	}
+	out := toWorkload(old, netns)
+	rev, _ := store.ParseRevision(old.Metadata.ResourceVersion)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	programmed := s.Dataplane.WaitApplied(wctx, rev) == nil
+	out.Programmed = &programmed
+	return out, nil
+}
+
+// settle finishes or undoes a change to the workload that a previous run
+// left half done, before a new one starts.
+func (s *Service) settle(ctx context.Context, ns, endpoint string) error {
+	b, err := os.ReadFile(s.intentPath(ns, endpoint))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	in := &intent{}
+	if err == nil {
+		err = json.Unmarshal(b, in)
+	}
+	if err != nil {
+		s.forget(ns, endpoint)
+		return nil
+	}
+	switch in.Op {
+	case "add":
+		err = s.undoAdd(ctx, in)
+	default:
+		err = s.finishRemove(ctx, in, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("cleaning up after an earlier change to the workload cut short: %w", err)
+	}
+	s.forget(ns, endpoint)
+	return nil
+}
+
+// Remove undoes Add. A workload whose endpoint is gone already (deleted
+// by another tool, or an add cut short) still has what is left of it
+// removed: its interface, the namespace the node made, its addresses.
 func (s *Service) Remove(ctx context.Context, ns, name string) error {
 	if ns == "" {
 		ns = "default"
 	}
 	defer s.lock(ns, name)()
 	weName := store.WorkloadEndpointName(s.Node, Orchestrator, name, "eth0")
+	if err := s.settle(ctx, ns, weName); err != nil {
+		return err
+	}
 	w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, ns, weName)
 	if errors.Is(err, store.ErrNotFound) {
-		return api.Errorf(api.NotFound, "workload %s does not exist in namespace %s on this node", name, ns)
+		return s.removeRemains(ctx, ns, name)
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := s.Store.Delete(ctx, store.IDOf(w), w.Metadata.ResourceVersion); err != nil {
+	in := &intent{Op: "remove", Namespace: ns, Endpoint: weName, Workload: name,
+		HostIface: w.Spec.InterfaceName, Handle: HandleOf(w), Started: time.Now().UTC()}
+	if _, err := os.Stat(s.netnsMarker(name)); err == nil {
+		in.NetNS = name
+	}
+	if err := s.record(in); err != nil {
 		return err
 	}
-	errs := []error{veth.Remove(w.Spec.InterfaceName)}
-	if _, err := s.IPAM.ReleaseByHandle(ctx, HandleOf(w)); err != nil {
-		errs = append(errs, fmt.Errorf("releasing the addresses of %s: %w", name, err))
+	if err := s.finishRemove(ctx, in, w); err != nil {
+		return err // the intent stays: the next remove or start finishes it
 	}
-	marker := s.netnsMarker(name)
+	s.forget(ns, weName)
+	return nil
+}
+
+// removeRemains removes what is left of a workload whose endpoint is
+// gone; a workload of which nothing is left does not exist.
+func (s *Service) removeRemains(ctx context.Context, ns, name string) error {
+	iface := hostIface(ns, name)
+	marker, mine := s.netnsMarker(name), false
 	if b, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(b)) == ns+"/"+name {
-		if err := veth.DeleteNetNS(name); err != nil {
+		mine = true
+	}
+	handles, err := s.IPAM.HandlesOf(ctx, map[string]string{"node": s.Node, "namespace": ns, "workload": name})
+	if err != nil {
+		return err
+	}
+	if !veth.Exists(iface) && !mine && len(handles) == 0 {
+		return api.Errorf(api.NotFound, "workload %s does not exist in namespace %s on this node", name, ns)
+	}
+	s.Log.Info("removing what is left of a workload whose endpoint is gone", "workload", ns+"/"+name)
+	errs := []error{veth.Remove(iface)}
+	for _, h := range handles {
+		if _, err := s.IPAM.ReleaseByHandle(ctx, h); err != nil {
 			errs = append(errs, err)
-		} else {
-			os.Remove(marker)
 		}
+	}
+	if mine {
+		errs = append(errs, s.removeNetNS(name, ns))
 	}
 	return errors.Join(errs...)
 }

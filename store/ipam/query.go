@@ -122,3 +122,27 @@ func (m *IPAM) InUse(ctx context.Context, prefix netip.Prefix) (int, error) {
 	}
 	return n, nil
 }
+
+// HandlesOf lists the handles of the allocations whose attributes include
+// every one of attrs (say, a workload's node, namespace and name): how to
+// find the addresses of a workload whose endpoint is gone.
+func (m *IPAM) HandlesOf(ctx context.Context, attrs map[string]string) ([]string, error) {
+	blocks, err := m.Blocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, b := range blocks {
+		for _, a := range b.Allocations {
+			match := true
+			for k, v := range attrs {
+				match = match && a.Attrs[k] == v
+			}
+			if match && !slices.Contains(out, a.Handle) {
+				out = append(out, a.Handle)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
