@@ -51,6 +51,13 @@ func printStatus(w io.Writer, st api.Status) error {
 		fmt.Fprintf(w, "            error: %s\n", dp.Error)
 	}
 	fmt.Fprintf(w, "Workloads:  %d on this node\n", st.Workloads)
+	for i, p := range st.Problems {
+		label := "Problems:  "
+		if i > 0 {
+			label = "           "
+		}
+		fmt.Fprintf(w, "%s %s\n", label, p)
+	}
 	if len(st.BGP) > 0 {
 		fmt.Fprintln(w)
 		if err := bgpTable(w, st.BGP); err != nil {

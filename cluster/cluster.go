@@ -94,7 +94,8 @@ type Cluster struct {
 	joinLn    net.Listener
 
 	mu      sync.Mutex
-	etcd    *embed.Etcd // nil on a client host
+	etcd    *embed.Etcd    // nil on a client host
+	full    *DiskFullError // the member is stopped for lack of room
 	member  etcdMember
 	members []*etcdserverpb.Member // as last listed
 	known   known
@@ -239,6 +240,9 @@ func (c *Cluster) found(ctx context.Context) error {
 // external etcd it was given, and returns the etcd endpoints.
 func (c *Cluster) datastore(ctx context.Context) ([]string, error) {
 	if len(c.cfg.EtcdEndpoints) == 0 {
+		if err := c.checkRoom(); err != nil {
+			return nil, err
+		}
 		c.member = c.newMember(embed.ClusterStateFlagNew)
 		c.member.initialCluster = c.id.Name + "=" + c.member.peerURL()
 		if err := c.startMember(ctx, true); err != nil {
@@ -370,10 +374,13 @@ func (c *Cluster) resume(ctx context.Context, id Identity) error {
 	endpoints := others
 	if c.id.Role == "voter" {
 		// Serve at once; the member becomes ready when a quorum is up.
-		if err := c.startMember(ctx, false); err != nil {
+		started, err := c.startOrWait(ctx)
+		if err != nil {
 			return err
 		}
-		endpoints = append([]string{c.member.clientURL()}, others...)
+		if started || len(others) == 0 {
+			endpoints = append([]string{c.member.clientURL()}, others...)
+		}
 	}
 	if len(endpoints) == 0 {
 		return fmt.Errorf("node %s is an etcd client but knows no etcd endpoint (%s is missing)", id.Name, knownPath(cfg.DataDir))
@@ -414,6 +421,10 @@ func (c *Cluster) saveAdmission(resp joinResponse, key *ecdsa.PrivateKey, tok To
 // first, then its member started (the leader promotes it).
 func (c *Cluster) takeSeatAtJoin(ctx context.Context) error {
 	if c.id.External {
+		return nil
+	}
+	if err := c.checkRoom(); err != nil {
+		c.log.Warn(err.Error() + ": joining as a client, without an etcd member")
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -623,6 +634,7 @@ func (c *Cluster) background(seeds []string) error {
 	c.wg.Go(func() { g.Rejoin(c.ctx, 10*time.Second, c.seeds) })
 	c.wg.Go(c.loop)
 	c.wg.Go(c.followLoop)
+	c.wg.Go(c.watchDisk)
 	return nil
 }
 
@@ -708,7 +720,7 @@ func (c *Cluster) seek(ctx context.Context) error {
 	c.mu.Lock()
 	seats := 0
 	for _, m := range c.members {
-		if !gone[m.Name] {
+		if !gone[m.Name] && (m.Name != "" || !m.IsLearner) { // see tryClaimSeat
 			seats++
 		}
 	}
@@ -718,6 +730,9 @@ func (c *Cluster) seek(ctx context.Context) error {
 	}
 	if m, ok := c.gossip.Member(c.id.Name); !ok || m.State != "alive" {
 		return nil
+	}
+	if err := c.checkRoom(); err != nil {
+		return nil // no seat without room for etcd's log
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()

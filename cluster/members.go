@@ -73,7 +73,8 @@ func leaving(ctx context.Context, cli *clientv3.Client) (map[string]bool, error)
 	return out, nil
 }
 
-// claimSeat adds this host as a learner if a seat is free. It returns the
+// claimSeat adds this host as a learner if a seat is free (a learner that
+// never started does not hold one: it is removed). It returns the
 // member list including the new learner, or nil when every seat is taken,
 // and a release that the caller calls once its member has started (or
 // failed to): the lock is held until then, because etcd can list only one
@@ -129,6 +130,15 @@ func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL strin
 		if slices.Contains(m.PeerURLs, peerURL) {
 			// Added before (an earlier try that lost its answer).
 			return list.Members, unlock, nil
+		}
+		if m.Name == "" && m.IsLearner {
+			// A learner that never started, though whoever added it held
+			// this lock until its member started: that host failed (its
+			// disk, say) and its seat is free again.
+			if _, err := cli.MemberRemove(ctx, m.ID); err != nil {
+				return nil, nil, fmt.Errorf("removing a learner that never started: %w", err)
+			}
+			continue
 		}
 		if !gone[m.Name] {
 			seats++

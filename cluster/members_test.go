@@ -186,3 +186,61 @@ func TestClientEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadLearnerFreesItsSeat: a learner whose host died before its
+// member started (a full disk, say) holds no seat: the next host to
+// claim one removes it and takes the seat.
+func TestDeadLearnerFreesItsSeat(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	n1, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Close()
+	if _, err := n1.client.MemberAddAsLearner(t.Context(), []string{"https://127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := LoadToken(cfg.DataDir)
+	for _, name := range []string{"n2", "n3"} {
+		c, err := Start(t.Context(), joinConfig(t, name, n1, tok.String()))
+		if err != nil {
+			t.Fatalf("joining %s: %v", name, err)
+		}
+		defer c.Close()
+	}
+	waitFor(t, 30*time.Second, "three voters", func() bool { return voters(t, n1) == "n1 n2 n3" })
+	list, err := n1.client.MemberList(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range list.Members {
+		if slices.Contains(m.PeerURLs, "https://127.0.0.1:1") {
+			t.Errorf("the learner that never started is still a member: %v", m)
+		}
+	}
+}
+
+// TestDiskFull: a member does not start without room for etcd's log,
+// stops before the room runs out, and starts again when there is room.
+func TestDiskFull(t *testing.T) {
+	defer func(s, p uint64) { startFree, stopFree = s, p }(startFree, stopFree)
+	startFree = 1 << 62
+	if _, err := Start(t.Context(), testConfig(t, t.TempDir())); err == nil || !strings.Contains(err.Error(), "data dir full") {
+		t.Errorf("founding without room = %v; want data dir full", err)
+	}
+	startFree = 0
+	c, err := Start(t.Context(), testConfig(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stopFree = 1 << 62 // as if the disk filled
+	waitFor(t, 10*time.Second, "the member to stop", func() bool { return c.embedded() == nil && strings.Contains(c.DiskFull(), "data dir full") })
+	startFree, stopFree = 0, 0 // room again
+	waitFor(t, 10*time.Second, "the member to start again", func() bool { return c.embedded() != nil && c.DiskFull() == "" })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := c.client.Put(ctx, "/test/after-full", "x"); err != nil {
+		t.Errorf("writing after the member started again: %v", err)
+	}
+}

@@ -27,7 +27,7 @@ var (
 
 func TestMain(m *testing.M) {
 	if os.Getenv("CALICO_E2E") != "1" {
-		fmt.Println("e2e tests skipped: set CALICO_E2E=1 (as root; make test does)")
+		fmt.Println("SKIP: the e2e tests need CALICO_E2E=1 (as root; sudo make test sets it)")
 		os.Exit(0)
 	}
 	for _, tool := range []string{"ip", "nsenter", "ping"} {

@@ -121,8 +121,6 @@ func (a *Applier) Apply(ctx context.Context, rs Ruleset) error {
 			want = fresh
 		}
 	}
-	a.owners = want.owners
-
 	var errs []error
 	res, err := a.sync(ctx, want, false)
 	if err != nil && res.rejected && res.source != "read-back" && ctx.Err() == nil {
@@ -136,6 +134,8 @@ func (a *Applier) Apply(ctx context.Context, rs Ruleset) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	// Counters are read by the owners of the table the kernel now holds.
+	a.owners = want.owners
 	a.last, a.lastSource = res.stats, res.source
 	if len(errs) > 0 {
 		a.log.Warn("nftables transaction failed, recovered", "source", res.source, "err", errors.Join(errs...))

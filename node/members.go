@@ -28,6 +28,8 @@ type members struct {
 
 func (m *members) Role() string { return m.cluster.Role() }
 
+func (m *members) DiskFull() string { return m.cluster.DiskFull() }
+
 // Unanswered says why the datastore may not have answered: the voters
 // that are down, when they are too many for a quorum.
 func (m *members) Unanswered() string {

@@ -105,6 +105,9 @@ type clusterPart interface {
 	RemoveMember(ctx context.Context, name string, addr netip.Addr) error
 	// VotersDown names the etcd voters whose hosts are not alive.
 	VotersDown() (down []string, voters int)
+	// DiskFull says why the host's etcd member is stopped for lack of
+	// room, or "".
+	DiskFull() string
 	Close()
 }
 

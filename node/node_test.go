@@ -370,3 +370,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+func (c *fakeCluster) DiskFull() string { return "" }

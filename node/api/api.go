@@ -75,6 +75,8 @@ type Status struct {
 	Nodes     []Node        `json:"nodes,omitempty"`
 	BGP       []BGPSession  `json:"bgp,omitempty"`
 	Uptime    time.Duration `json:"uptime"`
+	// Problems are what the node had to refuse, skip or stop, each once.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Datastore is the health of etcd as this node sees it.

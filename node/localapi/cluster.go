@@ -23,6 +23,9 @@ type Membership interface {
 	// Unanswered says why the datastore does not answer ("" when it
 	// cannot tell): which voters are down.
 	Unanswered() string
+	// DiskFull says why this host's etcd member is stopped for lack of
+	// room in the data dir, or "".
+	DiskFull() string
 }
 
 func (s *Server) clusterRoutes(mux *http.ServeMux) {

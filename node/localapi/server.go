@@ -143,6 +143,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		if r.Method != http.MethodGet && s.Members != nil {
+			if full := s.Members.DiskFull(); full != "" {
+				s.reply(w, nil, api.Errorf(api.Unavailable, "%s: changes are refused until there is room (the node keeps enforcing its last state)", full))
+				return
+			}
+		}
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -231,6 +237,9 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 	}
 	if s.Members != nil {
 		st.Role = s.Members.Role()
+		if full := s.Members.DiskFull(); full != "" {
+			st.Problems = append(st.Problems, full+": this host's etcd member is stopped and changes are refused until there is room")
+		}
 	}
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
