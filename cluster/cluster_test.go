@@ -13,7 +13,7 @@ import (
 )
 
 // freePort asks the kernel for a port nobody uses right now.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -23,7 +23,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func testConfig(t *testing.T, dir string) Config {
+func testConfig(t testing.TB, dir string) Config {
 	return Config{
 		Name: "n1", IPv4: netip.MustParsePrefix("127.0.0.1/8"), DataDir: dir,
 		EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t), GossipPort: freePort(t), JoinPort: freePort(t),

@@ -10,6 +10,16 @@ go vet ./...
 echo "== unit"
 # The e2e package runs in its own tier below (it would only skip here).
 go test -count=1 $(go list ./... | grep -v '^calico/e2e$')
+echo "== fuzz (15 s per target, from the seed corpus; FUZZTIME to change)"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for target in store:FuzzDecodeValidate store/selector:FuzzParse node/localapi:FuzzHandler cluster:FuzzJoinAPI; do
+	if ! go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-15s}" "./${target%%:*}" >"$out" 2>&1; then
+		grep -v '^{' "$out"
+		exit 1
+	fi
+	tail -1 "$out"
+done
 if [ "$(id -u)" != 0 ]; then
 	echo "== privileged: SKIP (needs root: sudo make test)"
 	echo "== e2e: SKIP (needs root: sudo make test)"

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"calico/bgp"
+	"calico/internal/quote"
 	"calico/nft"
 	"calico/node/agent"
 	"calico/node/api"
@@ -148,6 +149,10 @@ func (s *Server) Handler() http.Handler {
 				s.reply(w, nil, api.Errorf(api.Unavailable, "%s: changes are refused until there is room (the node keeps enforcing its last state)", full))
 				return
 			}
+		}
+		if _, pattern := mux.Handler(r); pattern == "" {
+			s.reply(w, nil, api.Errorf(api.NotFound, "the node's API has no %s %s (is the calico command older or newer than the node?)", r.Method, quote.Clip(r.URL.Path)))
+			return
 		}
 		mux.ServeHTTP(w, r)
 	})

@@ -20,7 +20,7 @@ import (
 	"calico/store/ipam"
 )
 
-func newServer(t *testing.T) (*Server, *store.Store, *ipam.IPAM) {
+func newServer(t testing.TB) (*Server, *store.Store, *ipam.IPAM) {
 	cli := testutil.StartEtcd(t)
 	s := store.New(cli)
 	im := ipam.New(cli)
