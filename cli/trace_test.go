@@ -21,6 +21,9 @@ func startNode(t *testing.T, dir string, rs ...store.Resource) {
 	t.Helper()
 	cli := testutil.StartEtcd(t)
 	s, im := store.New(cli), ipam.New(cli)
+	if err := store.EnsureInitialized(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
 	a, _, _ := agenttest.Run(t, t.TempDir(), agent.FromStore(s, im))
 	srv := &localapi.Server{Info: localapi.Info{Name: agenttest.Node, DataDir: dir}, Store: s, IPAM: im, Agent: a,
 		Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
@@ -93,7 +96,7 @@ func TestPolicyTraceCommand(t *testing.T) {
 	}
 	// Port 80 passes the Deny, but a policy applied and none allowed: the
 	// profiles are not reached.
-	if tr.Allowed || tr.Ingress.Reason != "denied: no policy allowed (end of policies)" || len(tr.Ingress.Steps) != 3 ||
+	if tr.Allowed || tr.Ingress.Reason != "denied: no policy allowed or passed (end of tier default)" || len(tr.Ingress.Steps) != 3 ||
 		tr.Ingress.Steps[0].Outcome != "no rule matched" || tr.Ingress.Steps[2].Outcome != "not reached" {
 		t.Errorf("trace to port 80 = %+v", tr)
 	}

@@ -56,7 +56,7 @@ func toggle(b *testing.B, a *Applier, initial time.Duration, x, y Ruleset, want 
 func withEndpoint(rs Ruleset) Ruleset {
 	rs.Workloads = append(rs.Workloads[:len(rs.Workloads):len(rs.Workloads)], Endpoint{
 		Iface: "cali-bench", Addrs: addrs("10.66.0.1", "fd00:66::1"),
-		Ingress: Path{Policies: []string{"policy-1", "policy-2"}, Profiles: []string{"group-0"}},
+		Ingress: Path{Tiers: []Tier{{Name: "default", Policies: []string{"policy-1", "policy-2"}}}, Profiles: []string{"group-0"}},
 		Egress:  Path{Profiles: []string{"group-0"}},
 	})
 	return rs

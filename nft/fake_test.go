@@ -112,9 +112,9 @@ func big(n, p int) Ruleset {
 		a4 := netip.AddrFrom4([4]byte{10, 65, byte(i >> 8), byte(i)})
 		a6 := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x00, 2: 0x00, 3: 0x65, 14: byte(i >> 8), 15: byte(i)})
 		pol := fmt.Sprintf("policy-%d", i%max(p, 1))
-		path := Path{Policies: []string{pol}, Profiles: []string{fmt.Sprintf("group-%d", g)}}
+		path := Path{Tiers: []Tier{{Name: "default", Policies: []string{pol}}}, Profiles: []string{fmt.Sprintf("group-%d", g)}}
 		if p == 0 {
-			path.Policies = nil
+			path.Tiers = nil
 		}
 		rs.Workloads = append(rs.Workloads, Endpoint{
 			Iface: fmt.Sprintf("cali%011x", i), Addrs: []netip.Addr{a4, a6},
@@ -171,7 +171,7 @@ func TestFakeChangesOnlyTheDifference(t *testing.T) {
 	// element pointed at it (deleted and added again), the old group
 	// chain, used by nobody else, flushed and deleted.
 	moved := big(100, 20)
-	moved.Workloads[0].Ingress.Policies = []string{"policy-7", "policy-8"}
+	moved.Workloads[0].Ingress.Tiers = []Tier{{Name: "default", Policies: []string{"policy-7", "policy-8"}}}
 	step(t, f, base, moved, Stats{ChainsAdded: 1, RulesAdded: 9, ElemsAdded: 1, ElemsDeleted: 1, ChainsFlushed: 1, ChainsDeleted: 1})
 }
 
@@ -213,6 +213,7 @@ func TestFakeCounters(t *testing.T) {
 		"tier1.deny-db egress rule 0: 0 packets, 0 bytes",
 		"tier1.deny-db egress rule 1: 3 packets, 300 bytes",
 		"tier1.log-all ingress rule 0: 0 packets, 0 bytes",
+		"tier1.log-all egress rule 0: 0 packets, 0 bytes",
 		"tier1.pass-web ingress rule 0: 0 packets, 0 bytes",
 	}
 	if got := strings.Join(lines, "\n"); got != strings.Join(want, "\n") {

@@ -201,7 +201,7 @@ func TestPrivilegedPackets(t *testing.T) {
 	rs := Ruleset{
 		Workloads: []Endpoint{
 			{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
-			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Ingress: Path{Policies: []string{"web"}}, Egress: profilePath("open")},
+			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Ingress: Path{Tiers: []Tier{{Name: "default", Policies: []string{"web"}}}}, Egress: profilePath("open")},
 		},
 		Policies: []Policy{
 			{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},

@@ -88,13 +88,7 @@ func setName(name string, fam family) string {
 func groupChain(d Direction, p Path) string {
 	var b strings.Builder
 	b.WriteString(d.String())
-	for _, n := range p.Policies {
-		b.WriteString("\x00" + n)
-	}
-	b.WriteString("\x01")
-	for _, n := range p.Profiles {
-		b.WriteString("\x00" + n)
-	}
+	b.WriteString(p.key())
 	return strings.TrimPrefix(d.suffix(), "-") + "-" + shortHash(b.String())
 }
 
@@ -172,7 +166,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		c := r.group(d, p)
 		if _, ok := groups[c.Name]; !ok {
 			groups[c.Name] = c
-			for _, n := range slices.Concat(p.Policies, p.Profiles) {
+			for _, n := range p.Names() {
 				used[policyDir{n, d}] = true
 			}
 		}
@@ -239,7 +233,7 @@ func (r *renderer) addrElems(s Set) (v4, v6 []Element) {
 
 // group is the chain of a path, remembered.
 func (r *renderer) group(d Direction, p Path) Chain {
-	k := pathKey{d, strings.Join(p.Policies, "\x00") + "\x01" + strings.Join(p.Profiles, "\x00")}
+	k := pathKey{d, p.key()}
 	c, ok := r.last.groups[k]
 	if !ok {
 		c = Chain{Name: groupChain(d, p), Rules: groupRules(d, p)}
@@ -327,26 +321,31 @@ var (
 var (
 	ruleClearMarks = newRule("", markSet{clear: markAccept | markPass})
 	ruleIfAccepted = newRule("", accepted, counter{}, vReturn)
-	ruleNoPolicy   = newRule("no policy allowed or passed", notPassed, counter{}, vDrop)
+	ruleClearPass  = newRule("", markSet{clear: markPass})
 	ruleNoProfile  = newRule("no profile allowed", counter{}, vDrop)
 	ruleEmptyPath  = newRule("empty path", counter{}, vDrop)
 )
 
 // groupRules evaluates a Path like Felix does, with two mark bits: a
 // policy chain sets Accept and returns to allow, sets Pass and returns to
-// skip to the profiles, drops to deny, or returns with neither bit set
-// when no rule matched.
+// skip to the next tier, drops to deny, or returns with neither bit set
+// when no rule matched. Each tier starts with Pass clear.
 func groupRules(d Direction, p Path) []ChainRule {
-	if len(p.Policies)+len(p.Profiles) == 0 {
+	if len(p.Tiers)+len(p.Profiles) == 0 {
 		return []ChainRule{ruleEmptyPath}
 	}
-	rules := make([]ChainRule, 0, 3+2*(len(p.Policies)+len(p.Profiles)))
+	rules := make([]ChainRule, 0, 2+3*len(p.Tiers)+2*len(p.Names()))
 	rules = append(rules, ruleClearMarks)
-	for _, n := range p.Policies {
-		rules = append(rules, newRule("", notPassed, counter{}, jump(policyChain(n, d))), ruleIfAccepted)
-	}
-	if len(p.Policies) > 0 {
-		rules = append(rules, ruleNoPolicy)
+	for i, t := range p.Tiers {
+		if i > 0 {
+			rules = append(rules, ruleClearPass)
+		}
+		for _, n := range t.Policies {
+			rules = append(rules, newRule("", notPassed, counter{}, jump(policyChain(n, d))), ruleIfAccepted)
+		}
+		if !t.DefaultPass && len(t.Policies) > 0 {
+			rules = append(rules, newRule("end of tier "+t.Name+": no policy allowed or passed", notPassed, counter{}, vDrop))
+		}
 	}
 	for _, n := range p.Profiles {
 		rules = append(rules, newRule("", counter{}, jump(policyChain(n, d))), ruleIfAccepted)

@@ -7,6 +7,7 @@ package nft
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // Ruleset is the whole desired content of the table.
@@ -20,6 +21,9 @@ type Ruleset struct {
 	// Sets are named address sets that rules refer to. Every set a rule
 	// names is present here, possibly empty.
 	Sets []Set
+	// PortSets are named sets of (address, protocol, port): the named
+	// ports of endpoints, which rules refer to by Match.PortSet.
+	PortSets []PortSet
 	// EndpointToHost decides traffic from a workload to this host itself,
 	// once the workload's egress policy has allowed it (Calico's
 	// DefaultEndpointToHostAction; Drop by default).
@@ -47,6 +51,24 @@ type HostEndpoint struct {
 	Iface string
 	// Ingress applies to traffic to the host, Egress to traffic from it.
 	Ingress, Egress Path
+	// ForwardIngress applies to traffic forwarded in through the
+	// interface, ForwardEgress to traffic forwarded out through it
+	// (Calico's applyOnForward policies). Forwarded traffic to or from a
+	// local workload is left to the workload's policy. A direction with
+	// no tiers allows everything.
+	ForwardIngress, ForwardEgress Path
+	// PreDNAT applies to traffic coming in through the interface before
+	// DNAT (Calico's preDNAT policies). An Allow accepts the packet for
+	// the host endpoint's later stages; a Deny drops it; a packet that no
+	// rule decides goes on. Its tiers always pass at their end; it has no
+	// profiles.
+	PreDNAT Path
+	// UntrackedIngress and UntrackedEgress apply before connection
+	// tracking (Calico's doNotTrack policies): an Allow accepts the packet
+	// without tracking it (and for every later stage), a Deny drops it, a
+	// packet no rule decides goes on. Their tiers always pass at their
+	// end; they have no profiles. Not for "*".
+	UntrackedIngress, UntrackedEgress Path
 }
 
 // AllInterfaces is the Iface of a host endpoint for every interface.
@@ -75,18 +97,58 @@ type Endpoint struct {
 	Ingress, Egress Path
 }
 
-// Path lists, in order of evaluation, the policies and then the profiles
-// that apply to one endpoint in one direction, by Policy.Name.
+// Path lists, in order of evaluation, the tiers of policies and then the
+// profiles that apply to one endpoint in one direction, by Policy.Name.
 //
-// The semantics are Calico's: the policies are evaluated in order; the
-// first Allow accepts, the first Deny drops, a Pass skips the remaining
-// policies and goes on to the profiles. If at least one policy applies and
-// none allowed or passed, the packet is dropped. Then the profiles, in
-// order: Allow accepts, Deny drops; if no profile allowed, the packet is
-// dropped. An empty Path drops everything.
+// The semantics are Calico's: each tier in turn evaluates its policies in
+// order; the first Allow accepts, the first Deny drops, a Pass skips the
+// rest of the tier and goes on to the next tier. At the end of a tier
+// whose policies neither allowed nor passed the packet, it is dropped,
+// unless the tier's DefaultPass sends it on to the next tier. After the
+// last tier, the profiles, in order: Allow accepts, Deny drops; if no
+// profile allowed, the packet is dropped. An empty Path drops everything.
 type Path struct {
-	Policies []string
+	Tiers    []Tier
 	Profiles []string
+}
+
+// Tier is the policies of one tier that apply to an endpoint.
+type Tier struct {
+	// Name is the tier's, for counters and traces.
+	Name     string
+	Policies []string
+	// DefaultPass goes on to the next tier when no policy of the tier
+	// allowed, denied or passed the packet (Calico's defaultAction Pass);
+	// otherwise it is dropped.
+	DefaultPass bool
+}
+
+// Names lists the policies of every tier, then the profiles.
+func (p Path) Names() []string {
+	var out []string
+	for _, t := range p.Tiers {
+		out = append(out, t.Policies...)
+	}
+	return append(out, p.Profiles...)
+}
+
+// key identifies the path's content.
+func (p Path) key() string {
+	var b strings.Builder
+	for _, t := range p.Tiers {
+		b.WriteString("\x02" + t.Name)
+		if t.DefaultPass {
+			b.WriteString("\x03")
+		}
+		for _, n := range t.Policies {
+			b.WriteString("\x00" + n)
+		}
+	}
+	b.WriteString("\x01")
+	for _, n := range p.Profiles {
+		b.WriteString("\x00" + n)
+	}
+	return b.String()
 }
 
 // Policy is a named policy or profile: ordered rules for each direction.
@@ -163,6 +225,10 @@ type Match struct {
 	// Ports and NotPorts are port ranges; they require Protocol to be TCP,
 	// UDP, SCTP or UDPLite.
 	Ports, NotPorts []PortRange
+	// PortSet and NotPortSet name PortSets that the packet's address,
+	// protocol and port at this end must (or must not) be in; "" is no
+	// constraint. They require no Protocol (the set holds it).
+	PortSet, NotPortSet string
 }
 
 // PortRange is First..Last inclusive; a single port has First == Last.
@@ -174,8 +240,26 @@ type PortRange struct {
 type Set struct {
 	Name    string
 	Members []netip.Addr
+	// Nets are whole networks in the set, besides Members (the nets of
+	// Calico's network sets). They may overlap each other and Members.
+	Nets []netip.Prefix
 	// Version names the members as Policy.Version names rules.
 	Version string
+}
+
+// PortSet is a named set of endpoints' named ports.
+type PortSet struct {
+	Name    string
+	Members []NamedPort
+	// Version names the members as Policy.Version names rules.
+	Version string
+}
+
+// NamedPort is one port of one endpoint address.
+type NamedPort struct {
+	Addr     netip.Addr
+	Protocol uint8 // 6 TCP, 17 UDP, 132 SCTP
+	Port     uint16
 }
 
 // String is Felix's syntax: protocol:port or protocol:net:port.

@@ -74,12 +74,12 @@ var states = []struct {
 	{"policies with allow deny pass log", Ruleset{
 		Workloads: []Endpoint{{
 			Iface: "cali1", Addrs: addrs("10.65.0.1"),
-			Ingress: Path{Policies: []string{"tier1.log-all", "tier1.pass-web", "tier1.deny-db"}, Profiles: []string{"net-a"}},
-			Egress:  Path{Policies: []string{"tier1.deny-db"}},
+			Ingress: Path{Tiers: []Tier{{Name: "tier1", Policies: []string{"tier1.log-all", "tier1.pass-web"}}, {Name: "default", Policies: []string{"tier1.deny-db"}}}, Profiles: []string{"net-a"}},
+			Egress:  Path{Tiers: []Tier{{Name: "open", Policies: []string{"tier1.log-all"}, DefaultPass: true}, {Name: "default", Policies: []string{"tier1.deny-db"}}}},
 		}},
 		Policies: []Policy{
 			classic("net-a"),
-			{Name: "tier1.log-all", Ingress: []Rule{{Action: Log}}},
+			{Name: "tier1.log-all", Ingress: []Rule{{Action: Log}}, Egress: []Rule{{Action: Log}}},
 			{Name: "tier1.pass-web", Ingress: []Rule{{Action: Pass, Protocol: tcp, Dst: Match{Ports: []PortRange{{80, 80}}}}}},
 			{
 				Name:    "tier1.deny-db",
@@ -171,7 +171,7 @@ var states = []struct {
 			Ingress: profilePath("net-a"), Egress: profilePath("net-a"),
 		}},
 		HostEndpoints: []HostEndpoint{
-			{Iface: AllInterfaces, Ingress: Path{Policies: []string{"allow-http"}}, Egress: profilePath("net-a")},
+			{Iface: AllInterfaces, Ingress: Path{Tiers: []Tier{{Name: "default", Policies: []string{"allow-http"}}}}, Egress: profilePath("net-a")},
 			{Iface: "eth1"},
 		},
 		Policies: []Policy{classic("net-a"), {Name: "allow-http", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: []PortRange{{80, 80}}}}}}},

@@ -36,6 +36,7 @@ func (rs Ruleset) Validate() error {
 			v.add("NAT outgoing: %w", err)
 		}
 	}
+	v.notYet(rs)
 	if rs.EndpointToHost > Return {
 		v.add("endpoint to host: unknown verdict %d", rs.EndpointToHost)
 	}
@@ -131,13 +132,7 @@ func (v *validation) known(what, iface string, names []string, policies map[stri
 	}
 }
 
-func pathNames(a, b Path) []string {
-	out := make([]string, 0, len(a.Policies)+len(a.Profiles)+len(b.Policies)+len(b.Profiles))
-	out = append(out, a.Policies...)
-	out = append(out, a.Profiles...)
-	out = append(out, b.Policies...)
-	return append(out, b.Profiles...)
-}
+func pathNames(a, b Path) []string { return append(a.Names(), b.Names()...) }
 
 func validName(s string) bool {
 	if s == "" {
@@ -213,4 +208,32 @@ func validateNets(nets []netip.Prefix) []error {
 		}
 	}
 	return errs
+}
+
+// notYet refuses what the contract has and the rendering does not do
+// yet: nets in sets, port sets, and host endpoints' forward, pre-DNAT
+// and untracked stages.
+func (v *validation) notYet(rs Ruleset) {
+	for _, s := range rs.Sets {
+		if len(s.Nets) > 0 {
+			v.add("set %s: nets are not rendered yet", s.Name)
+		}
+	}
+	if len(rs.PortSets) > 0 {
+		v.add("port sets are not rendered yet")
+	}
+	for _, p := range rs.Policies {
+		for _, r := range slices.Concat(p.Ingress, p.Egress) {
+			if r.Src.PortSet+r.Src.NotPortSet+r.Dst.PortSet+r.Dst.NotPortSet != "" {
+				v.add("policy %s: port sets are not rendered yet", p.Name)
+			}
+		}
+	}
+	for _, h := range rs.HostEndpoints {
+		for _, p := range []Path{h.ForwardIngress, h.ForwardEgress, h.PreDNAT, h.UntrackedIngress, h.UntrackedEgress} {
+			if len(p.Names()) > 0 {
+				v.add("host endpoint %s: forward, pre-DNAT and untracked paths are not rendered yet", h.Iface)
+			}
+		}
+	}
 }

@@ -322,6 +322,9 @@ func (n *node) registerLoop(ctx context.Context, id cluster.Identity) {
 }
 
 func (n *node) register(ctx context.Context, id cluster.Identity) error {
+	if err := store.EnsureInitialized(ctx, n.store); err != nil {
+		return err
+	}
 	if err := store.EnsurePools(ctx, n.store, n.cfg.Pools); err != nil {
 		return err
 	}

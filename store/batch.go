@@ -98,7 +98,7 @@ func (s *Store) planApply(ctx context.Context, rs []Resource, create bool) (crea
 		ops = append(ops, clientv3.OpPut(Key(id), val))
 		created = append(created, old == nil)
 	}
-	guards, err := s.poolGuards(ctx, rs)
+	guards, err := s.batchGuards(ctx, rs)
 	return created, append(cmps, guards...), ops, err
 }
 
@@ -119,18 +119,33 @@ func (s *Store) getAll(ctx context.Context, rs []Resource) ([]Resource, error) {
 	return out, nil
 }
 
-// poolGuards checks the pools of rs against the pools in the datastore
-// and returns the comparison that keeps that check true.
-func (s *Store) poolGuards(ctx context.Context, rs []Resource) ([]clientv3.Cmp, error) {
-	var out []clientv3.Cmp
+// batchGuards checks rs against the datastore (pools against pools,
+// policies against their tiers, unless the tier comes with them) and
+// returns the comparisons that keep those checks true.
+func (s *Store) batchGuards(ctx context.Context, rs []Resource) ([]clientv3.Cmp, error) {
+	tiers := map[string]bool{}
 	for _, r := range rs {
+		if t, ok := r.(*Tier); ok {
+			tiers[t.Metadata.Name] = true
+		}
+	}
+	var out []clientv3.Cmp
+	pools := false
+	for _, r := range rs {
+		if tiers[policyTier(r)] {
+			continue // the tier is written with its policies
+		}
 		g, err := s.guards(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		if len(out) == 0 {
-			out = g // the same guard for every pool
+		if _, pool := r.(*IPPool); pool {
+			if pools {
+				continue // every pool's guard is the same
+			}
+			pools = true
 		}
+		out = append(out, g...)
 	}
 	return out, nil
 }

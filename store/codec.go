@@ -112,9 +112,7 @@ func decodeJSON(j []byte) ([]Resource, error) {
 		return nil, err
 	}
 	r := kind.New()
-	d := json.NewDecoder(bytes.NewReader(j))
-	d.DisallowUnknownFields()
-	if err := d.Decode(r); err != nil {
+	if err := decodeStrict(j, r); err != nil {
 		return nil, fmt.Errorf("%s %q: %s", kind.Name, quote.Clip(nameOf(j)), cleanJSONError(err))
 	}
 	return []Resource{r}, nil

@@ -42,7 +42,7 @@ spec:
 	gnp := rs[1].(*GlobalNetworkPolicy)
 	r := gnp.Spec.Ingress[0]
 	if *gnp.Spec.Order != 100 || r.Protocol.Num != 6 || len(r.Destination.Ports) != 2 ||
-		r.Destination.Ports[1] != (Port{6000, 6010}) || r.Source.Selector != `role == "web"` {
+		r.Destination.Ports[1] != (Port{First: 6000, Last: 6010}) || r.Source.Selector != `role == "web"` {
 		t.Errorf("policy = %+v", gnp.Spec)
 	}
 }
@@ -66,11 +66,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"apiVersion: v1\nkind: IPPool\n", `apiVersion "v1" is not supported`},
 		{"apiVersion: projectcalico.org/v3\nkind: Pod\n", `unknown kind "Pod"`},
 		{"apiVersion: projectcalico.org/v3\nkind: ippool\n", `did you mean IPPool`},
-		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/8, ipipMod: Never}\n", `IPPool "p": unknown field "ipipMod"`},
+		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/8, ipipMod: Never}\n", `IPPool "p": unknown field "spec.ipipMod"`},
 		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {blockSize: big}\n", "spec.blockSize"},
 		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\n---\napiVersion: projectcalico.org/v3\nkind: IPPool\nspec: [\n", "document 2:"},
 		{"apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: p}\nspec:\n  ingress:\n  - action: Allow\n    protocol: TCPX\n", `"TCPX" is not a protocol`},
-		{"apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: p}\nspec:\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination: {ports: [http]}\n", `named port "http" is not supported`},
+		{"apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: p}\nspec:\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination: {ports: [\"http!\"]}\n", `"http!" is not a port`},
 		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nmetadata: {name: q}\n", "already"},
 		{"", "no resources"},
 		{"- 1\n- 2\n", "not a resource"},

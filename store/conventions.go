@@ -3,11 +3,15 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"github.com/google/uuid"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // ClassicProfile is a profile whose members may reach each other and
@@ -110,4 +114,50 @@ func prefixString(p netip.Prefix) string {
 		return ""
 	}
 	return p.String()
+}
+
+// EnsureInitialized writes what Calico's tools expect every datastore to
+// hold, where it is missing, as Calico's own client does when a cluster
+// starts: ClusterInformation/default (a new cluster GUID, the datastore
+// ready), the three built-in tiers, KubeControllersConfiguration/default
+// (calicoctl's `ipam check` reads it) and the IPAM configuration. What is
+// there is left as it is. calicoVersion stays empty so that Calico's CLI
+// of any version skips its version check.
+func EnsureInitialized(ctx context.Context, s *Store) error {
+	ci := KindClusterInformation.New().(*ClusterInformation)
+	ci.Metadata.Name = "default"
+	guid := uuid.New()
+	ci.Spec.ClusterGUID = hex.EncodeToString(guid[:])
+	ready := true
+	ci.Spec.DatastoreReady = &ready
+	kcc := KindKubeControllersConfiguration.New().(*Opaque)
+	kcc.Metadata.Name = "default"
+	kcc.Spec = Raw(`{"controllers":{}}`)
+	kcc.Status = Raw(`{}`)
+	rs := []Resource{ci, kcc}
+	for _, t := range BuiltinTiers {
+		rs = append(rs, NewTier(t.Name, t.Order, t.DefaultAction))
+	}
+	for _, r := range rs {
+		if err := s.Create(ctx, r); err != nil && !errors.Is(err, ErrExists) {
+			return fmt.Errorf("creating %s: %w", IDOf(r), err)
+		}
+	}
+	return s.ensureIPAMConfig(ctx)
+}
+
+// IPAMConfigKey holds the IPAM settings Calico's IPAM reads in etcd mode.
+const IPAMConfigKey = "/calico/ipam/v2/config"
+
+// ensureIPAMConfig writes Calico's IPAM defaults, unless there are
+// settings already: blocks are claimed as needed, affinity is not strict.
+func (s *Store) ensureIPAMConfig(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(IPAMConfigKey), "=", 0)).
+		Then(clientv3.OpPut(IPAMConfigKey, `{"auto_allocate_blocks":true}`)).Commit()
+	if err != nil {
+		return fmt.Errorf("writing the IPAM configuration: %w", err)
+	}
+	return nil
 }

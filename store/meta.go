@@ -20,16 +20,30 @@ type TypeMeta struct {
 // Type returns the TypeMeta itself; every resource embeds one.
 func (t *TypeMeta) Type() *TypeMeta { return t }
 
-// ObjectMeta is the subset of Kubernetes object metadata that Calico's
-// resources use.
+// ObjectMeta is Kubernetes object metadata as Calico's resources carry
+// it. What Calico's tools may set and this datastore does not use
+// (generation, finalizers, owner references, …) is kept as it came.
 type ObjectMeta struct {
-	Name              string            `json:"name,omitempty"`
-	Namespace         string            `json:"namespace,omitempty"`
-	ResourceVersion   string            `json:"resourceVersion,omitempty"`
-	UID               string            `json:"uid,omitempty"`
-	CreationTimestamp string            `json:"creationTimestamp,omitempty"`
-	Labels            map[string]string `json:"labels,omitempty"`
-	Annotations       map[string]string `json:"annotations,omitempty"`
+	Name                       string            `json:"name,omitempty"`
+	GenerateName               Raw               `json:"generateName,omitempty"`
+	Namespace                  string            `json:"namespace,omitempty"`
+	SelfLink                   Raw               `json:"selfLink,omitempty"`
+	UID                        string            `json:"uid,omitempty"`
+	ResourceVersion            string            `json:"resourceVersion,omitempty"`
+	Generation                 Raw               `json:"generation,omitempty"`
+	CreationTimestamp          string            `json:"creationTimestamp,omitempty"`
+	DeletionTimestamp          Raw               `json:"deletionTimestamp,omitempty"`
+	DeletionGracePeriodSeconds Raw               `json:"deletionGracePeriodSeconds,omitempty"`
+	Labels                     map[string]string `json:"labels,omitempty"`
+	Annotations                map[string]string `json:"annotations,omitempty"`
+	OwnerReferences            Raw               `json:"ownerReferences,omitempty"`
+	Finalizers                 Raw               `json:"finalizers,omitempty"`
+	ManagedFields              Raw               `json:"managedFields,omitempty"`
+
+	// Problems are what Validate found wrong with a resource read from
+	// the datastore (written by another tool): the node enforces it
+	// fail-closed and reports them. Never stored.
+	Problems []FieldError `json:"-"`
 }
 
 // Resource is any of the kinds this package defines.
@@ -50,7 +64,10 @@ type Kind struct {
 	Namespaced bool
 	// Aliases are the other names calicoctl accepts for the kind.
 	Aliases []string
-	new     func() Resource
+	// Unsupported says why resources of the kind are refused (it has an
+	// effect in Calico that is not implemented here).
+	Unsupported string
+	new         func() Resource
 }
 
 // New returns an empty resource of the kind with its TypeMeta set.
@@ -58,24 +75,6 @@ func (k *Kind) New() Resource {
 	r := k.new()
 	*r.Type() = TypeMeta{Kind: k.Name, APIVersion: APIVersion}
 	return r
-}
-
-var (
-	KindBGPConfiguration    = &Kind{Name: "BGPConfiguration", Plural: "bgpconfigurations", Aliases: []string{"bgpconfig", "bgpconfigs"}, new: func() Resource { return new(BGPConfiguration) }}
-	KindBGPPeer             = &Kind{Name: "BGPPeer", Plural: "bgppeers", Aliases: []string{"bgpp", "bgpps", "bp", "bps"}, new: func() Resource { return new(BGPPeer) }}
-	KindFelixConfiguration  = &Kind{Name: "FelixConfiguration", Plural: "felixconfigurations", Aliases: []string{"felixconfig", "felixconfigs"}, new: func() Resource { return new(FelixConfiguration) }}
-	KindGlobalNetworkPolicy = &Kind{Name: "GlobalNetworkPolicy", Plural: "globalnetworkpolicies", Aliases: []string{"gnp", "gnps"}, new: func() Resource { return new(GlobalNetworkPolicy) }}
-	KindHostEndpoint        = &Kind{Name: "HostEndpoint", Plural: "hostendpoints", Aliases: []string{"hep", "heps"}, new: func() Resource { return new(HostEndpoint) }}
-	KindIPPool              = &Kind{Name: "IPPool", Plural: "ippools", Aliases: []string{"ipp", "ipps", "pool", "pools"}, new: func() Resource { return new(IPPool) }}
-	KindNetworkPolicy       = &Kind{Name: "NetworkPolicy", Plural: "networkpolicies", Namespaced: true, Aliases: []string{"np", "nps", "policy", "policies", "pol", "pols"}, new: func() Resource { return new(NetworkPolicy) }}
-	KindNode                = &Kind{Name: "Node", Plural: "nodes", Aliases: []string{"no", "nos"}, new: func() Resource { return new(Node) }}
-	KindProfile             = &Kind{Name: "Profile", Plural: "profiles", Aliases: []string{"pro", "pros"}, new: func() Resource { return new(Profile) }}
-	KindWorkloadEndpoint    = &Kind{Name: "WorkloadEndpoint", Plural: "workloadendpoints", Namespaced: true, Aliases: []string{"wep", "weps"}, new: func() Resource { return new(WorkloadEndpoint) }}
-)
-
-var kinds = []*Kind{
-	KindBGPConfiguration, KindBGPPeer, KindFelixConfiguration, KindGlobalNetworkPolicy, KindHostEndpoint,
-	KindIPPool, KindNetworkPolicy, KindNode, KindProfile, KindWorkloadEndpoint,
 }
 
 // Kinds lists every kind, sorted by name.

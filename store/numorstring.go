@@ -5,6 +5,7 @@ import (
 	"calico/internal/quote"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -62,14 +63,20 @@ func (p *Protocol) UnmarshalJSON(b []byte) error {
 	return err
 }
 
-// Port is a port number, a range "first:last", or (unsupported here) a
-// named port.
+// Port is a port number, a range "first:last", or a named port: the port
+// an endpoint gives that name (in its spec.ports).
 type Port struct {
 	First, Last uint16
+	Name        string
 }
 
-// ParsePort reads "80" or "6000:6010".
+var portNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+
+// ParsePort reads "80", "6000:6010" or a port's name ("http").
 func ParsePort(s string) (Port, error) {
+	if portNameRE.MatchString(s) && strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
+		return Port{Name: s}, nil
+	}
 	first, last, isRange := strings.Cut(s, ":")
 	a, err1 := strconv.ParseUint(first, 10, 16)
 	b, err2 := a, error(nil)
@@ -78,9 +85,6 @@ func ParsePort(s string) (Port, error) {
 	}
 	switch {
 	case err1 != nil || err2 != nil:
-		if !isRange && err1 != nil && !strings.ContainsAny(s, "0123456789") {
-			return Port{}, fmt.Errorf("named port %q is not supported: give a number or a range \"first:last\"", quote.Clip(s))
-		}
 		return Port{}, fmt.Errorf("%q is not a port (0-65535) or a range \"first:last\"", quote.Clip(s))
 	case a > b:
 		return Port{}, fmt.Errorf("port range %q ends before it starts", quote.Clip(s))
@@ -89,6 +93,9 @@ func ParsePort(s string) (Port, error) {
 }
 
 func (p Port) String() string {
+	if p.Name != "" {
+		return p.Name
+	}
 	if p.First == p.Last {
 		return strconv.Itoa(int(p.First))
 	}
@@ -96,7 +103,7 @@ func (p Port) String() string {
 }
 
 func (p Port) MarshalJSON() ([]byte, error) {
-	if p.First == p.Last {
+	if p.Name == "" && p.First == p.Last {
 		return json.Marshal(p.First)
 	}
 	return json.Marshal(p.String())

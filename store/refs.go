@@ -30,8 +30,45 @@ func (s *Store) references(ctx context.Context, r Resource, going map[string]boo
 		return s.poolReferences(ctx, r)
 	case *Profile:
 		return s.profileReferences(ctx, r, going)
+	case *Tier:
+		return s.tierReferences(ctx, r, going)
 	}
 	return nil, nil
+}
+
+// tierReferences refuses a built-in tier, and a tier that policies are
+// in (unless they go with it).
+func (s *Store) tierReferences(ctx context.Context, t *Tier, going map[string]bool) ([]clientv3.Cmp, error) {
+	for _, b := range BuiltinTiers {
+		if t.Metadata.Name == b.Name {
+			return nil, &InUseError{IDOf(t), "is built in: Calico's tools expect it"}
+		}
+	}
+	prefixes := []string{kindPrefix(KindGlobalNetworkPolicy, ""), kindPrefix(KindNetworkPolicy, "")}
+	resp, err := s.kv.Txn(ctx).Then(clientv3.OpGet(prefixes[0], clientv3.WithPrefix()), clientv3.OpGet(prefixes[1], clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("reading the policies: %w", err)
+	}
+	var users []string
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			id, ok := ParseKey(string(kv.Key))
+			if !ok || going[string(kv.Key)] {
+				continue
+			}
+			if p := DecodeStored(id, kv.Value, kv.ModRevision); policyTier(p) == t.Metadata.Name {
+				users = append(users, id.String())
+			}
+		}
+	}
+	if len(users) > 0 {
+		return nil, &InUseError{IDOf(t), fmt.Sprintf("has %d policies: delete or move them first (%s)", len(users), clipList(users))}
+	}
+	rev := resp.Header.Revision + 1
+	return []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(prefixes[0]).WithPrefix(), "<", rev),
+		clientv3.Compare(clientv3.ModRevision(prefixes[1]).WithPrefix(), "<", rev),
+	}, nil
 }
 
 // poolReferences refuses a pool with addresses in use.
@@ -83,11 +120,7 @@ func (s *Store) profileReferences(ctx context.Context, p *Profile, going map[str
 			if !ok || going[string(kv.Key)] {
 				continue
 			}
-			e, err := decodeValue(id, kv.Value, kv.ModRevision)
-			if err != nil {
-				continue // unreadable: it uses nothing we can tell
-			}
-			switch e := e.(type) {
+			switch e := DecodeStored(id, kv.Value, kv.ModRevision).(type) {
 			case *WorkloadEndpoint:
 				if slices.Contains(e.Spec.Profiles, p.Metadata.Name) {
 					users = append(users, "workload "+e.Metadata.Namespace+"/"+e.Spec.Workload)
@@ -100,11 +133,19 @@ func (s *Store) profileReferences(ctx context.Context, p *Profile, going map[str
 		}
 	}
 	if len(users) > 0 {
-		return nil, &InUseError{IDOf(p), "is in use by " + strings.Join(users, ", ")}
+		return nil, &InUseError{IDOf(p), "is in use by " + clipList(users)}
 	}
 	var cmps []clientv3.Cmp
 	for _, prefix := range prefixes {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(prefix).WithPrefix(), "<", resp.Header.Revision+1))
 	}
 	return cmps, nil
+}
+
+// clipList joins the first few of a list, saying how many more there are.
+func clipList(l []string) string {
+	if len(l) <= 5 {
+		return strings.Join(l, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(l[:5], ", "), len(l)-5)
 }

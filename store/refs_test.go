@@ -105,3 +105,45 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 		t.Errorf("deleting a profile with the host endpoint that uses it: %v", err)
 	}
 }
+
+func TestTiers(t *testing.T) {
+	s := New(testutil.StartEtcd(t))
+	ctx := t.Context()
+	if err := EnsureInitialized(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	gnp := func(name, tier string) *GlobalNetworkPolicy {
+		p := KindGlobalNetworkPolicy.New().(*GlobalNetworkPolicy)
+		p.Metadata.Name, p.Spec.Tier = name, tier
+		return p
+	}
+	if err := s.Create(ctx, gnp("a", "security")); err == nil || !strings.Contains(err.Error(), `spec.tier: tier "security" does not exist`) {
+		t.Errorf("a policy in a missing tier: %v", err)
+	}
+	// A tier and its policies in one apply.
+	if _, err := s.ApplyAll(ctx, []Resource{gnp("b", "security"), NewTier("security", 100, "Deny")}, false); err != nil {
+		t.Fatalf("applying a tier with its policy: %v", err)
+	}
+	if _, err := s.Delete(ctx, ID{Kind: KindTier, Name: "security"}, ""); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "has 1 policies") {
+		t.Errorf("deleting a tier with a policy: %v", err)
+	}
+	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindGlobalNetworkPolicy, Name: "b"}, {Kind: KindTier, Name: "security"}}); err != nil {
+		t.Errorf("deleting a tier with its policies: %v", err)
+	}
+	for _, name := range []string{"default", "kube-admin", "kube-baseline"} {
+		if _, err := s.Delete(ctx, ID{Kind: KindTier, Name: name}, ""); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "is built in") {
+			t.Errorf("deleting the %s tier: %v", name, err)
+		}
+	}
+	ci, err := GetOf[*ClusterInformation](ctx, s, "", "default")
+	if err != nil || len(ci.Spec.ClusterGUID) != 32 || ci.Spec.DatastoreReady == nil || !*ci.Spec.DatastoreReady {
+		t.Errorf("ClusterInformation/default = %+v, %v", ci, err)
+	}
+	guid := ci.Spec.ClusterGUID
+	if err := EnsureInitialized(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if ci, _ := GetOf[*ClusterInformation](ctx, s, "", "default"); ci.Spec.ClusterGUID != guid {
+		t.Errorf("a second EnsureInitialized changed the cluster GUID")
+	}
+}

@@ -76,7 +76,7 @@ func (s *Store) Get(ctx context.Context, id ID) (Resource, error) {
 	if len(resp.Kvs) == 0 {
 		return nil, &idError{id: id, err: ErrNotFound}
 	}
-	return decodeValue(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	return DecodeStored(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision), nil
 }
 
 // List reads every resource of kind, in namespace ns if the kind is
@@ -95,11 +95,7 @@ func (s *Store) List(ctx context.Context, kind *Kind, ns string) ([]Resource, in
 		if !ok || id.Kind != kind {
 			continue
 		}
-		r, err := decodeValue(id, kv.Value, kv.ModRevision)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, r)
+		out = append(out, DecodeStored(id, kv.Value, kv.ModRevision))
 	}
 	return out, resp.Header.Revision, nil
 }
@@ -277,6 +273,9 @@ func ListOf[T Resource](ctx context.Context, s *Store, namespace string) ([]T, e
 // guards checks r against the resources it must agree with and returns
 // the comparisons that keep that check true until the write commits.
 func (s *Store) guards(ctx context.Context, r Resource) ([]clientv3.Cmp, error) {
+	if tier := policyTier(r); tier != "" {
+		return s.tierGuard(ctx, r, tier)
+	}
 	pool, ok := r.(*IPPool)
 	if !ok {
 		return nil, nil
@@ -292,10 +291,7 @@ func (s *Store) guards(ctx context.Context, r Resource) ([]clientv3.Cmp, error) 
 		if !ok || id.Name == pool.Metadata.Name {
 			continue
 		}
-		other, err := decodeValue(id, kv.Value, kv.ModRevision)
-		if err != nil {
-			continue // unreadable: nothing to compare against
-		}
+		other := DecodeStored(id, kv.Value, kv.ModRevision)
 		oc, err := ParseCIDR(other.(*IPPool).Spec.CIDR)
 		if err == nil && oc.Overlaps(cidr) {
 			return nil, &InvalidError{ID: IDOf(r), Fields: []FieldError{{"spec.cidr",
@@ -338,11 +334,27 @@ func encodeValue(r Resource) (string, error) {
 	return string(b), nil
 }
 
-func decodeValue(id ID, val []byte, modRev int64) (Resource, error) {
-	r := id.Kind.New()
-	if err := json.Unmarshal(val, r); err != nil {
-		return nil, fmt.Errorf("decoding %s from the datastore: %w", id, err)
+// policyTier is the tier of a policy ("" for other kinds).
+func policyTier(r Resource) string {
+	switch r := r.(type) {
+	case *GlobalNetworkPolicy:
+		return r.Spec.Tier
+	case *NetworkPolicy:
+		return r.Spec.Tier
 	}
-	r.Meta().ResourceVersion = strconv.FormatInt(modRev, 10)
-	return r, nil
+	return ""
+}
+
+// tierGuard refuses a policy in a tier that does not exist, as Calico's
+// client does, and keeps the tier there until the write commits.
+func (s *Store) tierGuard(ctx context.Context, r Resource, tier string) ([]clientv3.Cmp, error) {
+	key := Key(ID{Kind: KindTier, Name: tier})
+	resp, err := s.kv.Get(ctx, key, clientv3.WithCountOnly())
+	if err != nil {
+		return nil, fmt.Errorf("reading tier %s: %w", tier, err)
+	}
+	if resp.Count == 0 {
+		return nil, &InvalidError{ID: IDOf(r), Fields: []FieldError{{"spec.tier", fmt.Sprintf("tier %q does not exist: create it first (calico apply a Tier)", quote.Clip(tier))}}}
+	}
+	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), ">", 0)}, nil
 }

@@ -127,6 +127,9 @@ func TestApply(t *testing.T) {
 func TestListNamespaced(t *testing.T) {
 	s := New(testutil.StartEtcd(t))
 	ctx := t.Context()
+	if err := EnsureInitialized(ctx, s); err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []struct{ ns, name string }{{"a", "x"}, {"b", "x"}, {"a", "y"}} {
 		np := KindNetworkPolicy.New().(*NetworkPolicy)
 		np.Metadata.Namespace, np.Metadata.Name = id.ns, id.name

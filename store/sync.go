@@ -20,9 +20,9 @@ type SyncEvent struct {
 	// Revision is the datastore revision the state is at.
 	Revision int64
 	// Err is set when the datastore could not be read; Sync keeps trying.
+	// Values that cannot be used as written are not errors: they come as
+	// resources with Problems (DecodeStored).
 	Err error
-	// Bad lists keys whose values could not be decoded; they are left out.
-	Bad []error
 }
 
 // Update is one resource as it now is, or its deletion (Resource nil).
@@ -88,12 +88,7 @@ func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
 		ev.Updates = append(ev.Updates, Update{ID: id})
 		return
 	}
-	r, err := decodeValue(id, val, rev)
-	if err != nil {
-		ev.Bad = append(ev.Bad, err)
-		return
-	}
-	ev.Updates = append(ev.Updates, Update{ID: id, Resource: r})
+	ev.Updates = append(ev.Updates, Update{ID: id, Resource: DecodeStored(id, val, rev)})
 }
 
 // watch delivers changes after rev until the watch breaks, and returns the

@@ -2,8 +2,10 @@ package store
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,8 +23,8 @@ type InvalidError struct {
 
 // FieldError is one field that is wrong, and why.
 type FieldError struct {
-	Field string // spec.cidr
-	Msg   string
+	Field string `json:"field"` // spec.cidr
+	Msg   string `json:"message"`
 }
 
 func (e *InvalidError) Error() string {
@@ -34,10 +36,22 @@ func (e *InvalidError) Error() string {
 }
 
 // Validate checks r on its own (not against other resources) after filling
-// in defaults. It returns an *InvalidError naming every bad field.
+// in defaults, as `calico apply` does. It returns an *InvalidError naming
+// every bad field.
 func Validate(r Resource) error {
+	errs := check(r, false)
+	if len(errs) == 0 {
+		return nil
+	}
+	return &InvalidError{ID: IDOf(r), Fields: errs}
+}
+
+// check validates r after filling in its defaults. fromStore relaxes what
+// is refused on apply but read from older data (a BGP password given as
+// its value).
+func check(r Resource, fromStore bool) []FieldError {
 	r.setDefaults()
-	c := &checker{}
+	c := &checker{fromStore: fromStore}
 	t := r.Type()
 	if t.APIVersion != APIVersion {
 		c.errorf("apiVersion", "must be %s", APIVersion)
@@ -45,6 +59,9 @@ func Validate(r Resource) error {
 	k := KindOf(r)
 	if t.Kind != k.Name {
 		c.errorf("kind", "must be %s", k.Name)
+	}
+	if k.Unsupported != "" {
+		c.errorf("kind", "%s is not supported here: %s", k.Name, k.Unsupported)
 	}
 	m := r.Meta()
 	if k.Namespaced {
@@ -54,13 +71,14 @@ func Validate(r Resource) error {
 	}
 	c.labels("metadata.labels", m.Labels)
 	r.validate(c)
-	if len(c.errs) == 0 {
-		return nil
-	}
-	return &InvalidError{ID: IDOf(r), Fields: c.errs}
+	c.unsupported("", reflect.ValueOf(r))
+	return c.errs
 }
 
-type checker struct{ errs []FieldError }
+type checker struct {
+	errs      []FieldError
+	fromStore bool
+}
 
 func (c *checker) errorf(field, format string, args ...any) {
 	c.errs = append(c.errs, FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
@@ -116,6 +134,9 @@ func (c *checker) selector(field, s string) {
 // cidr checks a CIDR and returns it; a bare address is a /32 or /128.
 func (c *checker) cidr(field, s string) (netip.Prefix, bool) {
 	p, err := ParseCIDR(s)
+	if q, err2 := netip.ParsePrefix(s); err != nil && err2 == nil && c.fromStore && !q.Addr().Is4In6() {
+		return q.Masked(), true // Calico's tools store host bits; they mean the network
+	}
 	if err != nil {
 		c.errorf(field, "%v", err)
 		return netip.Prefix{}, false
@@ -224,11 +245,17 @@ func (p *IPPool) validate(c *checker) {
 	if s.VXLANMode != "Never" {
 		c.errorf("spec.vxlanMode", "%q is not supported: calico routes without encapsulation (use Never)", quote.Clip(s.VXLANMode))
 	}
-	c.selector("spec.nodeSelector", s.NodeSelector)
+	c.notGlobal("spec.nodeSelector", s.NodeSelector)
 	for i, u := range s.AllowedUses {
-		if u != "Workload" && u != "Tunnel" {
-			c.errorf(fmt.Sprintf("spec.allowedUses[%d]", i), "%q is not Workload or Tunnel", quote.Clip(u))
+		if u != "Workload" && u != "Tunnel" && u != "LoadBalancer" {
+			c.errorf(fmt.Sprintf("spec.allowedUses[%d]", i), "%q is not Workload, Tunnel or LoadBalancer", quote.Clip(u))
 		}
+	}
+	if slices.Contains(s.AllowedUses, "LoadBalancer") && len(s.AllowedUses) > 1 {
+		c.errorf("spec.allowedUses", "a LoadBalancer pool has no other use")
+	}
+	if m := s.AssignmentMode; m != "Automatic" && m != "Manual" {
+		c.errorf("spec.assignmentMode", "%q is not Automatic or Manual", quote.Clip(m))
 	}
 }
 
@@ -249,6 +276,9 @@ func (p *IPPool) setDefaults() {
 	}
 	if len(p.Spec.AllowedUses) == 0 {
 		p.Spec.AllowedUses = []string{"Workload", "Tunnel"}
+	}
+	if p.Spec.AssignmentMode == "" {
+		p.Spec.AssignmentMode = "Automatic"
 	}
 }
 
@@ -293,6 +323,7 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 			c.errorf("spec.mac", "%q is not a MAC address", quote.Clip(s.MAC))
 		}
 	}
+	c.endpointPorts(s.Ports)
 }
 
 func (w *WorkloadEndpoint) setDefaults() {
@@ -306,8 +337,9 @@ func (h *HostEndpoint) validate(c *checker) {
 	s := &h.Spec
 	c.name("spec.node", s.Node)
 	switch {
+	case s.InterfaceName == "" && len(s.ExpectedIPs) == 0:
+		c.errorf("spec.interfaceName", "give the interface's name, \"*\" for all of the host's interfaces, or expectedIPs to find the interface by its addresses")
 	case s.InterfaceName == "":
-		c.errorf("spec.interfaceName", "is required: give the interface's name or \"*\" for all of the host's interfaces (finding the interface by expectedIPs is not supported)")
 	case s.InterfaceName == "lo" || strings.HasPrefix(s.InterfaceName, "cali"):
 		c.errorf("spec.interfaceName", "%q cannot be a host endpoint: loopback and workload interfaces are never policed as the host's", quote.Clip(s.InterfaceName))
 	case s.InterfaceName != "*" && !ifaceRE.MatchString(s.InterfaceName):
@@ -320,6 +352,30 @@ func (h *HostEndpoint) validate(c *checker) {
 	}
 	for i, p := range s.Profiles {
 		c.name(fmt.Sprintf("spec.profiles[%d]", i), p)
+	}
+	c.endpointPorts(s.Ports)
+}
+
+var endpointPortRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// endpointPorts checks the named ports of an endpoint.
+func (c *checker) endpointPorts(ports []EndpointPort) {
+	seen := map[string]bool{}
+	for i, p := range ports {
+		f := fmt.Sprintf("spec.ports[%d]", i)
+		switch {
+		case len(p.Name) > 15 || !endpointPortRE.MatchString(p.Name) || !strings.ContainsFunc(p.Name, func(r rune) bool { return r >= 'a' && r <= 'z' }):
+			c.errorf(f+".name", "%q is not a port name (at most 15 lower-case letters, digits and '-', with a letter)", quote.Clip(p.Name))
+		case seen[p.Name+"/"+p.Protocol.String()]:
+			c.errorf(f+".name", "%q is given twice for %s", p.Name, p.Protocol)
+		}
+		seen[p.Name+"/"+p.Protocol.String()] = true
+		if n := p.Protocol.Num; n != 6 && n != 17 && n != 132 {
+			c.errorf(f+".protocol", "%s is not TCP, UDP or SCTP", p.Protocol)
+		}
+		if p.Port == 0 {
+			c.errorf(f+".port", "is required (1-65535)")
+		}
 	}
 }
 
@@ -339,19 +395,23 @@ func (p *GlobalNetworkPolicy) validate(c *checker) {
 	s := &p.Spec
 	c.policy(s.Tier, s.Selector, s.Types, s.Ingress, s.Egress)
 	if s.NamespaceSelector != "" {
-		c.selector("spec.namespaceSelector", s.NamespaceSelector)
+		c.notGlobal("spec.namespaceSelector", s.NamespaceSelector)
 	}
-	for _, f := range []struct {
-		name string
-		set  bool
-	}{{"doNotTrack", s.DoNotTrack}, {"preDNAT", s.PreDNAT}, {"applyOnForward", s.ApplyOnForward}} {
-		if f.set {
-			c.errorf("spec."+f.name, "is not supported")
-		}
+	switch {
+	case s.DoNotTrack && s.PreDNAT:
+		c.errorf("spec.preDNAT", "a policy cannot be both preDNAT and doNotTrack")
+	case (s.DoNotTrack || s.PreDNAT) && !s.ApplyOnForward:
+		c.errorf("spec.applyOnForward", "must be true for a doNotTrack or preDNAT policy")
+	}
+	if s.PreDNAT && (len(s.Egress) > 0 || slices.Contains(s.Types, "Egress")) {
+		c.errorf("spec.egress", "a preDNAT policy has ingress rules only (and types [Ingress])")
 	}
 }
 
-func (p *GlobalNetworkPolicy) setDefaults() { p.Spec.Types = inferTypes(p.Spec.Types, p.Spec.Egress) }
+func (p *GlobalNetworkPolicy) setDefaults() {
+	p.Spec.Types = inferTypes(p.Spec.Types, p.Spec.Ingress, p.Spec.Egress)
+	p.Spec.Tier = tierDefaults(&p.Metadata, p.Spec.Tier)
+}
 
 func (p *NetworkPolicy) validate(c *checker) {
 	c.name("metadata.name", p.Metadata.Name)
@@ -363,28 +423,48 @@ func (p *NetworkPolicy) setDefaults() {
 	if p.Metadata.Namespace == "" {
 		p.Metadata.Namespace = "default"
 	}
-	p.Spec.Types = inferTypes(p.Spec.Types, p.Spec.Egress)
+	p.Spec.Types = inferTypes(p.Spec.Types, p.Spec.Ingress, p.Spec.Egress)
+	p.Spec.Tier = tierDefaults(&p.Metadata, p.Spec.Tier)
+}
+
+// TierLabel names a policy's tier among its labels, as Calico's client
+// sets it.
+const TierLabel = "projectcalico.org/tier"
+
+// tierDefaults returns a policy's tier, "default" when it names none, and
+// labels the policy with it.
+func tierDefaults(m *ObjectMeta, tier string) string {
+	if tier == "" {
+		tier = DefaultTier
+	}
+	if m.Labels[TierLabel] != tier {
+		m.Labels = maps.Clone(m.Labels)
+		if m.Labels == nil {
+			m.Labels = map[string]string{}
+		}
+		m.Labels[TierLabel] = tier
+	}
+	return tier
 }
 
 // inferTypes applies Calico's rule for policies without types: Ingress,
-// plus Egress when there are egress rules.
-func inferTypes(types []string, egress []Rule) []string {
-	if len(types) > 0 {
+// plus Egress when there are egress rules, or Egress alone when there are
+// only egress rules.
+func inferTypes(types []string, ingress, egress []Rule) []string {
+	switch {
+	case len(types) > 0:
 		return types
-	}
-	if len(egress) > 0 {
+	case len(egress) > 0 && len(ingress) > 0:
 		return []string{"Ingress", "Egress"}
+	case len(egress) > 0:
+		return []string{"Egress"}
 	}
 	return []string{"Ingress"}
 }
 
 func (c *checker) policy(tier, sel string, types []string, ingress, egress []Rule) {
-	if tier != "" && tier != "default" {
-		c.errorf("spec.tier", "%q: only the default tier is supported", quote.Clip(tier))
-	}
-	if sel != "" {
-		c.selector("spec.selector", sel)
-	}
+	c.dnsLabel("spec.tier", tier)
+	c.notGlobal("spec.selector", sel)
 	seen := map[string]bool{}
 	for i, t := range types {
 		if t != "Ingress" && t != "Egress" {
@@ -478,9 +558,14 @@ func (c *checker) entity(field string, e *EntityRule, proto *Protocol, version i
 			}
 		}
 	}
-	for _, sel := range []struct{ name, s string }{{".selector", e.Selector}, {".notSelector", e.NotSelector}, {".namespaceSelector", e.NamespaceSelector}} {
-		if sel.s != "" {
-			c.selector(field+sel.name, sel.s)
+	c.notGlobal(field+".selector", e.Selector)
+	c.notGlobal(field+".notSelector", e.NotSelector)
+	if ns := strings.TrimSpace(e.NamespaceSelector); ns != "global()" {
+		c.notGlobal(field+".namespaceSelector", ns)
+	}
+	for i, n := range e.NotNets {
+		if p, err := ParseCIDR(n); err == nil && p.Bits() == 0 {
+			c.errorf(fmt.Sprintf("%s.notNets[%d]", field, i), "%s matches no address: leave the rule out", n)
 		}
 	}
 	for _, ports := range []struct {
@@ -490,7 +575,8 @@ func (c *checker) entity(field string, e *EntityRule, proto *Protocol, version i
 		if len(ports.list) == 0 {
 			continue
 		}
-		if proto == nil || !proto.HasPorts() {
+		named := !slices.ContainsFunc(ports.list, func(p Port) bool { return p.Name == "" })
+		if proto != nil && !proto.HasPorts() || proto == nil && !named {
 			c.errorf(field+ports.name, "needs protocol TCP, UDP, SCTP or UDPLite")
 		}
 		if len(ports.list) > 50 {
@@ -525,17 +611,42 @@ func (p *BGPPeer) validate(c *checker) {
 	default:
 		c.selector("spec.peerSelector", s.PeerSelector)
 	}
-	if pw := s.Password; pw != nil {
-		switch {
-		case pw.SecretKeyRef != nil:
-			c.errorf("spec.password.secretKeyRef", "Kubernetes secrets are not available here; give the password as spec.password.value")
-		case pw.Value == "":
-			c.errorf("spec.password.value", "is empty")
-		case len(pw.Value) > 80:
-			c.errorf("spec.password.value", "is longer than 80 characters (the kernel's TCP MD5 limit)")
+	c.password("spec.password", s.Password)
+}
+
+var secretKeyRE = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+
+// password checks a BGP password. Only a reference to a secret may be
+// written: a file on each node (SecretPath), so that no password is in
+// the datastore. A password given as its value is still read from data
+// an older version wrote.
+func (c *checker) password(field string, pw *BGPPassword) {
+	switch {
+	case pw == nil:
+	case pw.SecretKeyRef != nil:
+		r := pw.SecretKeyRef
+		c.dnsLabel(field+".secretKeyRef.name", r.Name)
+		if !secretKeyRE.MatchString(r.Key) || r.Key == "." || r.Key == ".." {
+			c.errorf(field+".secretKeyRef.key", "%q is not a secret's key (letters, digits, '-', '_' and '.')", quote.Clip(r.Key))
 		}
+		if pw.Value != "" {
+			c.errorf(field+".value", "give secretKeyRef or value, not both")
+		}
+	case !c.fromStore:
+		c.errorf(field+".value", "a password is not stored in the datastore: write it to %s on every node (mode 0600) and give %s.secretKeyRef {name: <name>, key: <key>}", SecretPath("<name>", "<key>"), field)
+	case pw.Value == "":
+		c.errorf(field+".value", "is empty")
+	case len(pw.Value) > 80:
+		c.errorf(field+".value", "is longer than 80 characters (the kernel's TCP MD5 limit)")
 	}
 }
+
+// SecretsDir holds the secrets a node reads, one directory per secret
+// and one file per key, as Kubernetes mounts them.
+const SecretsDir = "/etc/calico/secrets"
+
+// SecretPath is the file of a secret's key.
+func SecretPath(name, key string) string { return SecretsDir + "/" + name + "/" + key }
 
 func (p *BGPPeer) setDefaults() {}
 
@@ -597,6 +708,7 @@ func (b *BGPConfiguration) validate(c *checker) {
 	if s.ASNumber != nil && *s.ASNumber == 0 {
 		c.errorf("spec.asNumber", "must not be 0")
 	}
+	c.password("spec.nodeMeshPassword", s.NodeMeshPassword)
 	if b.Metadata.Name != "default" && (s.NodeToNodeMeshEnabled != nil || s.ASNumber != nil) {
 		c.errorf("spec", "a per-node BGPConfiguration may set only listenPort and logSeverityScreen")
 	}
@@ -636,3 +748,18 @@ func (f *FelixConfiguration) validate(c *checker) {
 }
 
 func (f *FelixConfiguration) setDefaults() {}
+
+// notGlobal checks a selector that may not use global(): every selector
+// but a rule's namespaceSelector, which may be global() and nothing else.
+func (c *checker) notGlobal(field, s string) {
+	if s == "" {
+		return
+	}
+	sel, err := selector.Parse(s)
+	switch {
+	case err != nil:
+		c.errorf(field, "%v", err)
+	case sel.UsesGlobal():
+		c.errorf(field, "global() may only be a rule's whole namespaceSelector")
+	}
+}

@@ -38,13 +38,30 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, source: {notNets: [nope]}}]}", `spec.ingress[0].source.notNets[0]: "nope" is not a CIDR`},
 		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {types: [Egress], ingress: [{action: Allow}]}", `spec.ingress: has rules but spec.types does not include Ingress`},
 		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {types: [Ingress, Ingress]}", `spec.types[1]: "Ingress" is listed twice`},
-		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: security}", `spec.tier: "security": only the default tier is supported`},
-		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {preDNAT: true}", `spec.preDNAT: is not supported`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: Security}", `spec.tier: "Security" must be lower-case`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {preDNAT: true}", `spec.applyOnForward: must be true for a doNotTrack or preDNAT policy`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {preDNAT: true, doNotTrack: true, applyOnForward: true}", `spec.preDNAT: a policy cannot be both preDNAT and doNotTrack`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {preDNAT: true, applyOnForward: true, egress: [{action: Deny}]}", `spec.egress: a preDNAT policy has ingress rules only`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {selector: global()}", `spec.selector: global() may only be a rule's whole namespaceSelector`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: [{action: Allow, source: {namespaceSelector: global() || a == 'b'}}]}", `spec.ingress[0].source.namespaceSelector: global() may only be`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: [{action: Allow, source: {notNets: [0.0.0.0/0]}}]}", `spec.ingress[0].source.notNets[0]: 0.0.0.0/0 matches no address`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {serviceAccountSelector: a == 'b'}", `spec.serviceAccountSelector: is not supported here ("a == 'b'")`},
+		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: [{action: Allow, source: {serviceAccounts: {names: [sa1]}}}]}", `spec.ingress[0].source.serviceAccounts: is not supported here`},
+		{"kind: Tier\nmetadata: {name: t}\nspec: {defaultAction: Allow}", `spec.defaultAction: "Allow" is not Deny or Pass`},
+		{"kind: Tier\nmetadata: {name: a.b}", `metadata.name: "a.b" must be lower-case letters, digits and '-'`},
+		{"kind: Tier\nmetadata: {name: default}\nspec: {order: 5}", `spec.order: the default tier's order is 1e+06`},
+		{"kind: GlobalNetworkSet\nmetadata: {name: s, labels: {projectcalico.org/namespace: x}}", `is set by calico`},
+		{"kind: NetworkSet\nmetadata: {name: s}\nspec: {nets: [10.0.0.1/8]}", `spec.nets[0]: "10.0.0.1/8" has host bits set`},
+		{"kind: ClusterInformation\nmetadata: {name: mine}", `the cluster's information is called default`},
+		{"kind: IPReservation\nmetadata: {name: r}\nspec: {reservedCIDRs: [10.0.0.0/24]}", `kind: IPReservation is not supported here`},
+		{"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, assignmentMode: Sometimes}", `spec.assignmentMode: "Sometimes" is not Automatic or Manual`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: eth0, ports: [{name: HTTP, protocol: TCP, port: 80}]}", `spec.ports[0].name: "HTTP" is not a port name`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: eth0, ports: [{name: dns, protocol: ICMP, port: 53}]}", `spec.ports[0].protocol: ICMP is not TCP, UDP or SCTP`},
+		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: ICMP, destination: {ports: [http]}}]}", `spec.ingress[0].destination.ports: needs protocol TCP`},
 		{"kind: NetworkPolicy\nmetadata: {name: n, namespace: Bad_NS}", `metadata.namespace: "Bad_NS"`},
 		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali0123456789abcdef, ipNetworks: [10.0.0.0/24]}", `spec.interfaceName: "cali0123456789abcdef" is not an interface name`},
 		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali1, ipNetworks: [10.0.0.0/24]}", `spec.ipNetworks[0]: 10.0.0.0/24 must be a single address`},
-		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n}", `spec.interfaceName: is required`},
-		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, expectedIPs: [10.0.0.1]}", `spec.interfaceName: is required`},
+		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n}", `spec.interfaceName: give the interface's name`},
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: lo}", `spec.interfaceName: "lo" cannot be a host endpoint`},
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: cali123}", `spec.interfaceName: "cali123" cannot be a host endpoint`},
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: 'eth 0'}", `spec.interfaceName: "eth 0" is not an interface name`},
@@ -53,8 +70,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {ingress: [{action: Allow, source: {nets: ['::ffff:10.0.0.1']}}]}", `IPv4-mapped`},
 		{"kind: FelixConfiguration\nmetadata: {name: default}\nspec: {failsafeInboundHostPorts: [{protocol: tcp, port: 22, net: 10.0.0.300/8}]}", `spec.failsafeInboundHostPorts[0].net`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1}", `spec.asNumber: is required with peerIP`},
-		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {secretKeyRef: {name: s, key: k}}}", `spec.password.secretKeyRef: Kubernetes secrets are not available here`},
-		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {}}", `spec.password.value: is empty`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {value: hunter2}}", `spec.password.value: a password is not stored in the datastore: write it to /etc/calico/secrets/<name>/<key>`},
+		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {secretKeyRef: {name: s, key: ../k}}}", `spec.password.secretKeyRef.key: "../k" is not a secret's key`},
 		{"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 'nope', asNumber: 64512}", `spec.peerIP: "nope" is not an address`},
 		{"kind: BGPConfiguration\nmetadata: {name: mine}", `metadata.name: "mine" must be "default" or "node.<node name>"`},
 		{"kind: BGPConfiguration\nmetadata: {name: node.h1}\nspec: {nodeToNodeMeshEnabled: false}", `a per-node BGPConfiguration may set only`},
@@ -90,6 +107,15 @@ func TestValidateAccepts(t *testing.T) {
 		"kind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: '172.31.1.1', asNumber: 65001}",
 		"kind: BGPConfiguration\nmetadata: {name: default}\nspec: {nodeToNodeMeshEnabled: false, asNumber: '1.10', listenPort: 179}",
 		"kind: FelixConfiguration\nmetadata: {name: node.h1}\nspec: {defaultEndpointToHostAction: Accept, failsafeInboundHostPorts: [{protocol: tcp, port: 22}]}",
+		"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: security, ingress: [{action: Allow, source: {namespaceSelector: ' global() '}, destination: {ports: [http, 22]}, protocol: TCP}]}",
+		"kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {doNotTrack: true, applyOnForward: true, selector: role == 'edge', ingress: [{action: Allow, destination: {ports: [http]}}]}",
+		"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, expectedIPs: [10.0.0.1], ports: [{name: http, protocol: TCP, port: 80}]}",
+		"kind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 10.0.0.1, asNumber: 65001, password: {secretKeyRef: {name: bgp, key: tor1}}}",
+		"kind: Tier\nmetadata: {name: security}\nspec: {order: 100}",
+		"kind: GlobalNetworkSet\nmetadata: {name: blocklist, labels: {list: bad}}\nspec: {nets: [198.51.100.0/24, 2001:db8::1]}",
+		"kind: ClusterInformation\nmetadata: {name: default}\nspec: {clusterGUID: 46f13b8fa1a64be5a1bebadf04332cc9, datastoreReady: true}",
+		"kind: KubeControllersConfiguration\nmetadata: {name: default}\nspec: {controllers: {}}",
+		"kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, assignmentMode: Manual, allowedUses: [Workload]}",
 	} {
 		if err := Validate(mustDecode(t, in)); err != nil {
 			t.Errorf("Validate(%q) = %v; want nil", in, err)
@@ -107,8 +133,8 @@ func TestDefaults(t *testing.T) {
 	}
 	g := mustDecode(t, "kind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {egress: [{action: Allow}]}").(*GlobalNetworkPolicy)
 	Validate(g)
-	if strings.Join(g.Spec.Types, ",") != "Ingress,Egress" {
-		t.Errorf("inferred types = %v; want Ingress,Egress", g.Spec.Types)
+	if strings.Join(g.Spec.Types, ",") != "Egress" || g.Spec.Tier != "default" || g.Metadata.Labels[TierLabel] != "default" {
+		t.Errorf("inferred types = %v, tier %q, labels %v; want Egress (as Calico: egress rules only), default and the tier label", g.Spec.Types, g.Spec.Tier, g.Metadata.Labels)
 	}
 	n := mustDecode(t, "kind: NetworkPolicy\nmetadata: {name: n}").(*NetworkPolicy)
 	Validate(n)

@@ -169,9 +169,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.ds = ds
 			a.mu.Unlock()
 			ds.Sync(ctx, func(ev store.SyncEvent) {
-				for _, err := range ev.Bad {
-					a.log.Warn("ignoring a resource", "err", err)
-				}
 				if ev.Err != nil {
 					a.log.Warn("datastore unreachable; enforcing the last state", "err", ev.Err)
 				}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -110,11 +111,7 @@ func readCache(db *bolt.DB) (*cache, error) {
 			if !ok {
 				return nil
 			}
-			r := id.Kind.New()
-			if err := json.Unmarshal(v, r); err != nil {
-				return nil // skip what this version cannot read
-			}
-			c.items[string(k)] = r
+			c.items[string(k)] = loadCached(id, v)
 			return nil
 		})
 		c.loaded, c.fromDisk = c.rev > 0, c.rev > 0
@@ -226,7 +223,7 @@ func (c *cache) persist(force bool, interval time.Duration) error {
 				}
 				continue
 			}
-			b, err := json.Marshal(r)
+			b, err := cachedValue(r)
 			if err != nil {
 				return err
 			}
@@ -250,4 +247,37 @@ func (c *cache) persist(force bool, interval time.Duration) error {
 	}
 	c.dirty, c.all, c.persisted = map[string]bool{}, false, time.Now()
 	return nil
+}
+
+// cachedValue is how the cache stores a resource: its JSON, wrapped with
+// its problems when it has any, so that a node started from its cache
+// enforces a resource another tool wrote badly as fail-closed as before.
+func cachedValue(r store.Resource) ([]byte, error) {
+	if len(r.Meta().Problems) == 0 {
+		return json.Marshal(r)
+	}
+	return json.Marshal(struct {
+		Resource store.Resource     `json:"resource"`
+		Problems []store.FieldError `json:"problems"`
+	}{r, r.Meta().Problems})
+}
+
+// loadCached reads what cachedValue wrote (or an older cache's plain
+// JSON) as the datastore's values are read.
+func loadCached(id store.ID, v []byte) store.Resource {
+	var wrapped struct {
+		Resource json.RawMessage    `json:"resource"`
+		Problems []store.FieldError `json:"problems"`
+	}
+	if json.Unmarshal(v, &wrapped) != nil || wrapped.Resource == nil {
+		return store.DecodeStored(id, v, 0)
+	}
+	r := store.DecodeStored(id, wrapped.Resource, 0)
+	m := r.Meta()
+	for _, p := range wrapped.Problems {
+		if !slices.Contains(m.Problems, p) {
+			m.Problems = append(m.Problems, p)
+		}
+	}
+	return r
 }

@@ -414,7 +414,7 @@ func (c *calculation) path(w *store.WorkloadEndpoint, dir string) nft.Path {
 
 // use compiles the policies and profiles of a path.
 func (c *calculation) use(p nft.Path) {
-	for _, chain := range slices.Concat(p.Policies, p.Profiles) {
+	for _, chain := range p.Names() {
 		if _, done := c.policies[chain]; !done {
 			pol := c.byChain[chain]
 			c.addPolicy(chain, pol.version, pol.ingress, pol.egress, pol.ns)
@@ -447,7 +447,10 @@ func (c *calculation) pathOf(labels map[string]string, ns string, profiles []str
 		case p.ns != ns || ns == "":
 			continue
 		}
-		out.Policies = append(out.Policies, p.chain)
+		if len(out.Tiers) == 0 {
+			out.Tiers = []nft.Tier{{Name: store.DefaultTier}}
+		}
+		out.Tiers[0].Policies = append(out.Tiers[0].Policies, p.chain)
 	}
 	for _, name := range profiles {
 		p := c.profiles[name]
@@ -800,10 +803,10 @@ func hash(s string) string {
 func (d Desired) String() string {
 	var b strings.Builder
 	for _, w := range d.Ruleset.Workloads {
-		fmt.Fprintf(&b, "workload %s %v in=%v/%v out=%v/%v\n", w.Iface, w.Addrs, w.Ingress.Policies, w.Ingress.Profiles, w.Egress.Policies, w.Egress.Profiles)
+		fmt.Fprintf(&b, "workload %s %v in=%s out=%s\n", w.Iface, w.Addrs, pathString(w.Ingress), pathString(w.Egress))
 	}
 	for _, h := range d.Ruleset.HostEndpoints {
-		fmt.Fprintf(&b, "host endpoint %s in=%v/%v out=%v/%v\n", h.Iface, h.Ingress.Policies, h.Ingress.Profiles, h.Egress.Policies, h.Egress.Profiles)
+		fmt.Fprintf(&b, "host endpoint %s in=%s out=%s\n", h.Iface, pathString(h.Ingress), pathString(h.Egress))
 	}
 	if len(d.Ruleset.HostEndpoints) > 0 {
 		fmt.Fprintf(&b, "failsafe in=%v out=%v\n", d.Ruleset.FailsafeIn, d.Ruleset.FailsafeOut)
@@ -820,6 +823,21 @@ func (d Desired) String() string {
 		fmt.Fprintf(&b, "set %s %v\n", s.Name, slices.Compact(m))
 	}
 	b.WriteString(route.Dump(d.Routes))
+	return b.String()
+}
+
+// pathString renders a path for golden tests: each tier's policies, then
+// the profiles.
+func pathString(p nft.Path) string {
+	var b strings.Builder
+	for _, t := range p.Tiers {
+		fmt.Fprintf(&b, "%s%v", t.Name, t.Policies)
+		if t.DefaultPass {
+			b.WriteString("(pass)")
+		}
+		b.WriteString(" ")
+	}
+	fmt.Fprintf(&b, "%v", p.Profiles)
 	return b.String()
 }
 

@@ -215,7 +215,7 @@ func TestClassicSemantics(t *testing.T) {
 			a1 = w
 		}
 	}
-	if len(a1.Ingress.Policies) != 0 || len(a1.Ingress.Profiles) != 1 || a1.Ingress.Profiles[0] != "pro-a" {
+	if len(a1.Ingress.Tiers) != 0 || len(a1.Ingress.Profiles) != 1 || a1.Ingress.Profiles[0] != "pro-a" {
 		t.Fatalf("a1 ingress path = %+v; want profile pro-a only", a1.Ingress)
 	}
 	var pro nft.Policy

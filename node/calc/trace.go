@@ -81,6 +81,7 @@ type Step struct {
 	Kind      string // GlobalNetworkPolicy, NetworkPolicy, Profile; "" for a hashed name not found
 	Namespace string
 	Name      string
+	Tier      string `json:",omitempty"` // a policy's tier; "" for a profile
 	Outcome   Outcome
 	// Rules are the rules that matched, in order: Log rules (which
 	// continue), then the one that decided, if any.
@@ -258,28 +259,32 @@ func (t *tracer) path(w *store.WorkloadEndpoint, d nft.Direction) PathTrace {
 	decide := func(allowed bool, reason string) {
 		decided, out.Allowed, out.Reason = true, allowed, reason
 	}
-	for _, chain := range p.Policies {
-		s := t.step(chain)
-		switch {
-		case decided:
-			s.Outcome = NotReached
-		case passed:
-			s.Outcome = Skipped
-		default:
-			t.eval(&s, chain, d)
-			switch s.Outcome {
-			case Allowed:
-				decide(true, "allowed by "+lastHit(s))
-			case Denied:
-				decide(false, "denied by "+lastHit(s))
-			case Passed:
-				passed = true
+	for _, tier := range p.Tiers {
+		passed = false
+		for _, chain := range tier.Policies {
+			s := t.step(chain)
+			s.Tier = tier.Name
+			switch {
+			case decided:
+				s.Outcome = NotReached
+			case passed:
+				s.Outcome = Skipped
+			default:
+				t.eval(&s, chain, d)
+				switch s.Outcome {
+				case Allowed:
+					decide(true, "allowed by "+lastHit(s))
+				case Denied:
+					decide(false, "denied by "+lastHit(s))
+				case Passed:
+					passed = true
+				}
 			}
+			out.Steps = append(out.Steps, s)
 		}
-		out.Steps = append(out.Steps, s)
-	}
-	if len(p.Policies) > 0 && !decided && !passed {
-		decide(false, "denied: no policy allowed (end of policies)")
+		if !decided && !passed && !tier.DefaultPass {
+			decide(false, "denied: no policy allowed or passed (end of tier "+tier.Name+")")
+		}
 	}
 	for _, chain := range p.Profiles {
 		s := t.step(chain)
@@ -305,7 +310,7 @@ func (t *tracer) path(w *store.WorkloadEndpoint, d nft.Direction) PathTrace {
 	}
 	switch {
 	case decided:
-	case len(p.Policies)+len(p.Profiles) == 0:
+	case len(p.Tiers)+len(p.Profiles) == 0:
 		decide(false, "denied: no policy or profile applies")
 	default:
 		decide(false, "denied: no profile allowed")

@@ -86,14 +86,14 @@ func TestTrace(t *testing.T) {
 			yaml: webDB + wep("h1", "default", "other", "cali4", "role: other", "a", "10.65.0.9/32") +
 				gnp("db-from-web", "order: 10, selector: role == 'db', ingress: [{action: Allow, protocol: TCP, source: {selector: role == 'web'}}]"),
 			from: "default/other", to: "default/db", pkt: tcp(5432),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 			steps: "GlobalNetworkPolicy db-from-web=no rule matched[]; Profile b=not reached[]",
 		},
 		{
 			name: "wrong port: end of policies",
 			yaml: webDB + gnp("db-from-web", "order: 10, selector: role == 'db', ingress: [{action: Allow, protocol: TCP, source: {selector: role == 'web'}, destination: {ports: [5432]}}]"),
 			from: "default/web", to: "default/db", pkt: tcp(5433),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "deny before allow by order, not by name",
@@ -137,19 +137,19 @@ func TestTrace(t *testing.T) {
 			name: "port just past a range",
 			yaml: webDB + gnp("range", "selector: role == 'db', ingress: [{action: Allow, protocol: TCP, destination: {ports: [5432, '6000:6010']}}]"),
 			from: "default/web", to: "default/db", pkt: tcp(6011),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "notPorts",
 			yaml: webDB + gnp("not22", "selector: role == 'db', ingress: [{action: Allow, protocol: TCP, destination: {notPorts: ['20:22']}}]"),
 			from: "default/web", to: "default/db", pkt: tcp(22),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "the protocol must match",
 			yaml: webDB + gnp("udp", "selector: role == 'db', ingress: [{action: Allow, protocol: UDP, destination: {ports: [53]}}]"),
 			from: "default/web", to: "default/db", pkt: tcp(53),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "notProtocol",
@@ -161,13 +161,13 @@ func TestTrace(t *testing.T) {
 			name: "notNets excludes the source",
 			yaml: webDB + gnp("not-h1", "selector: role == 'db', ingress: [{action: Allow, source: {notNets: [10.65.0.0/24]}}]"),
 			from: "default/web", to: "default/db", pkt: tcp(5432),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "notNets of the other family keeps the rule out of IPv6",
 			yaml: webDB + gnp("not-elsewhere", "selector: role == 'db', ingress: [{action: Allow, source: {notNets: [192.168.0.0/16]}}]"),
 			from: "default/web", to: "default/db", pkt: Packet{IPVersion: 6, Protocol: 6, DstPort: 5432},
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 			src: "fd00:65::1", dst: "fd00:65:1::1",
 		},
 		{
@@ -186,13 +186,13 @@ func TestTrace(t *testing.T) {
 			name: "the same nets over IPv4",
 			yaml: webDB + gnp("v6", "selector: role == 'db', ingress: [{action: Allow, source: {nets: ['fd00:65::/64', 10.99.0.0/16]}}]"),
 			from: "default/web", to: "default/db", pkt: Packet{Protocol: 17, DstPort: 53},
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "ipVersion 6 rule on IPv4",
 			yaml: webDB + gnp("only6", "selector: role == 'db', ingress: [{action: Allow, ipVersion: 6}]"),
 			from: "default/web", to: "default/db", pkt: tcp(1),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "namespaced policy applies in its namespace",
@@ -208,7 +208,7 @@ func TestTrace(t *testing.T) {
 				wep("h2", "prod", "db", "cali2", "role: db", "b", "10.65.1.1/32") +
 				np("prod", "db-from-web", "selector: role == 'db', ingress: [{action: Allow, source: {selector: role == 'web'}}]"),
 			from: "default/web", to: "prod/db", pkt: tcp(5432),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "namespaced policy does not apply to other namespaces",
@@ -234,13 +234,13 @@ func TestTrace(t *testing.T) {
 			name: "ICMP other type",
 			yaml: webDB + gnp("ping", "selector: role == 'db', ingress: [{action: Allow, protocol: ICMP, icmp: {type: 8, code: 0}}]"),
 			from: "default/web", to: "default/db", pkt: Packet{Protocol: 1, ICMPType: 13},
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "notICMP",
 			yaml: webDB + gnp("no-ping", "selector: role == 'db', ingress: [{action: Allow, protocol: ICMP, notICMP: {type: 8}}]"),
 			from: "default/web", to: "default/db", pkt: Packet{Protocol: 1, ICMPType: 8},
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "ICMP rule does not match ICMPv6, which picks IPv6",
@@ -274,7 +274,7 @@ func TestTrace(t *testing.T) {
 			name: "source ports: unknown is not a match",
 			yaml: webDB + gnp("from-high", "selector: role == 'db', ingress: [{action: Allow, protocol: TCP, source: {ports: ['1024:65535']}}]"),
 			from: "default/web", to: "default/db", pkt: tcp(5432),
-			egress: profileEgress, ingress: "denied: no policy allowed (end of policies)",
+			egress: profileEgress, ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "source ports: given",
@@ -407,7 +407,7 @@ func TestRuleFamiliesMatchRender(t *testing.T) {
 		{Action: nft.Allow, IPVersion: 6, Src: nft.Match{Nets: []netip.Prefix{v4, v6}}},
 	}
 	rs := nft.Ruleset{
-		Workloads: []nft.Endpoint{{Iface: "cali1", Ingress: nft.Path{Policies: []string{"p"}}}},
+		Workloads: []nft.Endpoint{{Iface: "cali1", Ingress: nft.Path{Tiers: []nft.Tier{{Name: "default", Policies: []string{"p"}}}}}},
 		Policies:  []nft.Policy{{Name: "p", Ingress: rules}},
 		Sets:      []nft.Set{{Name: "s"}},
 	}

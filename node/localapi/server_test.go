@@ -23,6 +23,9 @@ import (
 func newServer(t testing.TB) (*Server, *store.Store, *ipam.IPAM) {
 	cli := testutil.StartEtcd(t)
 	s := store.New(cli)
+	if err := store.EnsureInitialized(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
 	im := ipam.New(cli)
 	a, _, _ := agenttest.Run(t, t.TempDir(), agent.FromStore(s, im))
 	dir := t.TempDir()

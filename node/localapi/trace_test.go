@@ -74,7 +74,7 @@ spec:
 	}
 
 	tr, err = trace(api.TraceRequest{From: api.WorkloadRef{Name: "web"}, To: api.WorkloadRef{Name: "db"}, Protocol: "icmp"})
-	if err != nil || tr.Allowed || tr.Ingress.Reason != "denied: no policy allowed (end of policies)" || tr.ICMPType == nil || *tr.ICMPType != 8 {
+	if err != nil || tr.Allowed || tr.Ingress.Reason != "denied: no policy allowed or passed (end of tier default)" || tr.ICMPType == nil || *tr.ICMPType != 8 {
 		t.Errorf("ping = %+v, %v; want an echo request denied at the end of policies", tr, err)
 	}
 

@@ -281,3 +281,12 @@ func writeQuoted(b *strings.Builder, s string) {
 	b.WriteString(s)
 	b.WriteByte(q)
 }
+
+// UsesGlobal reports whether the selector has global() anywhere in it.
+func (s *Selector) UsesGlobal() bool {
+	return s != nil && s.root.usesGlobal()
+}
+
+func (n *node) usesGlobal() bool {
+	return n.op == opGlobal || slices.ContainsFunc(n.kids, func(k node) bool { return k.usesGlobal() })
+}

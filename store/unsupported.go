@@ -1,0 +1,84 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// unsupported reports, for every field of v tagged calico:"unsupported"
+// (at any depth) that is set to anything but a zero value or Calico's
+// default, that it is not supported here.
+func (c *checker) unsupported(path string, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			c.unsupported(path, v.Elem())
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return // Raw, or bytes: checked by the field's tag
+		}
+		for i := range v.Len() {
+			c.unsupported(fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			field := path
+			if name != "" && name != "-" {
+				field = strings.TrimPrefix(path+"."+name, ".")
+			}
+			if tag, ok := f.Tag.Lookup("calico"); ok {
+				c.unsupportedField(field, tag, v.Field(i))
+				continue
+			}
+			c.unsupported(field, v.Field(i))
+		}
+	}
+}
+
+func (c *checker) unsupportedField(field, tag string, v reflect.Value) {
+	what, def, _ := strings.Cut(tag, ",default=")
+	if what != "unsupported" {
+		return
+	}
+	raw, _ := v.Interface().(Raw)
+	if isZeroJSON(raw) || def != "" && bytes.Equal(compactJSON(raw), []byte(def)) {
+		return
+	}
+	c.errorf(field, "is not supported here (%s)", clipJSON(raw))
+}
+
+// isZeroJSON reports whether a value is absent or JSON's zero of its type.
+func isZeroJSON(raw Raw) bool {
+	switch string(compactJSON(raw)) {
+	case "", "null", "false", "0", `""`, "[]", "{}":
+		return true
+	}
+	return false
+}
+
+func compactJSON(raw Raw) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+// clipJSON is a short rendering of a value for a message.
+func clipJSON(raw Raw) string {
+	s := string(compactJSON(raw))
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return s
+}
