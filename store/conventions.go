@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"net/netip"
 	"slices"
 	"strings"
-	"github.com/google/uuid"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
