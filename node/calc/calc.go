@@ -11,6 +11,7 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"maps"
@@ -38,8 +39,15 @@ type Input struct {
 	BGPPeers       []*store.BGPPeer
 	BGPConfigs     []*store.BGPConfiguration
 	Pools          []*store.IPPool
+	Tiers          []*store.Tier
+	NetworkSets    []*store.NetworkSet
+	GlobalSets     []*store.GlobalNetworkSet
 	// HostBlocks are the address blocks affine to this host.
 	HostBlocks []netip.Prefix
+	// HostInterfaces are this host's interfaces (but loopback and
+	// workloads') and their addresses, for host endpoints given by
+	// expectedIPs.
+	HostInterfaces map[string][]netip.Addr
 }
 
 // Add files a resource under its kind; kinds the calculation does not
@@ -66,6 +74,12 @@ func (in *Input) Add(r store.Resource) {
 		in.BGPConfigs = append(in.BGPConfigs, r)
 	case *store.IPPool:
 		in.Pools = append(in.Pools, r)
+	case *store.Tier:
+		in.Tiers = append(in.Tiers, r)
+	case *store.NetworkSet:
+		in.NetworkSets = append(in.NetworkSets, r)
+	case *store.GlobalNetworkSet:
+		in.GlobalSets = append(in.GlobalSets, r)
 	}
 }
 
@@ -85,13 +99,16 @@ const (
 	namespaceNameLabel = "projectcalico.org/name"
 )
 
-// group is the endpoints, local or not, that selectors cannot tell apart:
-// the same labels in the same namespace. Selectors are evaluated once per
-// group, not once per endpoint: replicas share their labels.
+// group is the endpoints and network sets, local or not, that selectors
+// cannot tell apart: the same labels in the same namespace. Selectors are
+// evaluated once per group, not once per endpoint: replicas share their
+// labels.
 type group struct {
 	labels map[string]string
-	ns     string // "" for host endpoints
+	ns     string // "" for host endpoints and global network sets
 	addrs  []netip.Addr
+	nets   []netip.Prefix             // of network sets
+	ports  map[string][]nft.NamedPort // named ports, by name
 }
 
 // workload is what the calculation derives from a WorkloadEndpoint.
@@ -99,6 +116,7 @@ type workload struct {
 	labels map[string]string
 	group  string // its key
 	addrs  []netip.Addr
+	ports  map[string][]nft.NamedPort
 }
 
 // groupKey identifies the group of an endpoint.
@@ -121,33 +139,38 @@ func groupKey(ns string, labels map[string]string) string {
 
 // calculation holds the indexes of one Compute call.
 type calculation struct {
-	in        Input
-	profiles  map[string]*store.Profile
-	groups    map[string]*group
-	workloads map[*store.WorkloadEndpoint]workload
-	paths     map[string]nft.Path   // by direction, profiles and group
-	prevPaths map[string]nft.Path   // prev's, when still valid
-	ordered   []policy              // in evaluation order (indexPolicies)
-	sorted    []*group              // sortedGroups, once computed
-	policies  map[string]nft.Policy // by chain name, those referenced
-	sets      map[string]*setSpec   // by set name
-	problems  []string
-	selectors map[string]*selector.Selector
+	in         Input
+	profiles   map[string]*store.Profile
+	groups     map[string]*group
+	workloads  map[*store.WorkloadEndpoint]workload
+	paths      map[string]nft.Path // by direction, profiles and group
+	prevPaths  map[string]nft.Path // prev's, when still valid
+	ordered    []policy            // in evaluation order (indexPolicies)
+	tierOf     map[string]tier     // by name, the tiers policies name
+	portSets   map[string]*portSetSpec
+	brokenNet  []*group // network sets that cannot be used as written
+	endProbs   []string // problems found filing endpoints and network sets
+	conflicted map[*store.WorkloadEndpoint]bool
+	sorted     []*group              // sortedGroups, once computed
+	policies   map[string]nft.Policy // by chain name, those referenced
+	sets       map[string]*setSpec   // by set name
+	problems   []string
+	selectors  map[string]*selector.Selector // parsed, and nil for those that do not parse
 
 	// What a Calculator reuses from its previous call, by the versions of
 	// the resources it came from (version); remember says to keep them.
 	remember    bool
 	prev        *calculation
-	byChain     map[string]policy       // policies and profiles by chain
-	selection   string                  // what paths depend on besides groups and profiles
-	compiled    map[string]compiled     // by the version of the resource compiled
-	memberOf    map[string][]netip.Addr // set members by set name
-	setVersion  map[string]string       // the version of each set's members
-	sameEnds    bool                    // the groups are prev's
-	selErrs     map[string]string       // why a selector did not parse
-	profileVers map[string]string       // the version of each profile, by name
-	byVersion   map[string]workload     // what each workload's version gave
-	endpoints   map[string]bool         // the versions of every endpoint
+	byChain     map[string]policy     // policies and profiles by chain
+	selection   string                // what paths depend on besides groups and profiles
+	compiled    map[string]compiled   // by the version of the resource compiled
+	memberOf    map[string]setMembers // set members by set name
+	setVersion  map[string]string     // the version of each set's members
+	sameEnds    bool                  // the groups are prev's
+	selErrs     map[string]string     // why a selector did not parse
+	profileVers map[string]string     // the version of each profile, by name
+	byVersion   map[string]workload   // what each workload's version gave
+	endpoints   map[string]bool       // the versions of every endpoint
 }
 
 // compiled is a policy or profile turned into rules, with the sets its
@@ -156,6 +179,7 @@ type compiled struct {
 	chain    string
 	pol      nft.Policy
 	sets     map[string]*setSpec
+	portSets map[string]*portSetSpec
 	problems []string // reported while compiling it
 }
 
@@ -178,10 +202,56 @@ func (k *Calculator) Compute(in Input) Desired {
 	return d
 }
 
+// setSpec picks the endpoints and network sets whose addresses a set
+// holds: those sel picks, in the namespaces nsSel picks (nil: any), or
+// with global only those without a namespace, or with ns in that
+// namespace alone.
 type setSpec struct {
 	sel, nsSel *selector.Selector
-	// ns limits the set to one namespace ("" = any).
-	ns string
+	global     bool
+	ns         string
+}
+
+func (s *setSpec) key() string {
+	k := "sel:" + s.sel.String()
+	switch {
+	case s.global:
+		k += "|global"
+	case s.nsSel != nil:
+		k += "|ns-sel:" + s.nsSel.String()
+	case s.ns != "":
+		k += "|ns:" + s.ns
+	}
+	return k
+}
+
+// picks reports whether the set takes a group.
+func (s *setSpec) picks(g *group) bool {
+	switch {
+	case s.global && g.ns != "":
+	case s.ns != "" && g.ns != s.ns:
+	case s.nsSel != nil && (g.ns == "" || !s.nsSel.Evaluate(namespaceLabels(g.ns))):
+	default:
+		return s.sel.Evaluate(g.labels)
+	}
+	return false
+}
+
+// portSetSpec picks the named ports of the endpoints a setSpec picks.
+type portSetSpec struct {
+	setSpec
+	names []string
+	proto uint8 // 0: any
+}
+
+func (s *portSetSpec) key() string {
+	return fmt.Sprintf("%s|ports:%s|proto:%d", s.setSpec.key(), strings.Join(s.names, ","), s.proto)
+}
+
+// setMembers are a set's content.
+type setMembers struct {
+	addrs []netip.Addr
+	nets  []netip.Prefix
 }
 
 // newCalculation indexes in: profiles by name and every endpoint that
@@ -199,7 +269,8 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 		workloads:   make(map[*store.WorkloadEndpoint]workload, len(in.Workloads)),
 		paths:       map[string]nft.Path{},
 		compiled:    map[string]compiled{},
-		memberOf:    map[string][]netip.Addr{},
+		memberOf:    map[string]setMembers{},
+		portSets:    map[string]*portSetSpec{},
 		setVersion:  map[string]string{},
 		profileVers: map[string]string{},
 		byVersion:   make(map[string]workload, len(in.Workloads)),
@@ -224,9 +295,16 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 	for _, h := range in.HostEndpoints {
 		c.endpoints[version(h)] = true
 	}
+	for _, n := range in.NetworkSets {
+		c.endpoints[version(n)] = true
+	}
+	for _, n := range in.GlobalSets {
+		c.endpoints[version(n)] = true
+	}
 	sameProfiles := prev != nil && maps.Equal(prev.profileVers, c.profileVers)
 	if sameProfiles && maps.Equal(prev.endpoints, c.endpoints) {
 		c.groups, c.sorted, c.byVersion, c.sameEnds = prev.groups, prev.sorted, prev.byVersion, true
+		c.brokenNet, c.endProbs = prev.brokenNet, prev.endProbs
 		for _, w := range in.Workloads {
 			c.workloads[w] = c.byVersion[version(w)]
 		}
@@ -240,8 +318,9 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 	return c
 }
 
-// addEndpoints files every endpoint under its group; with the profiles
-// unchanged, a workload prev knew keeps its labels and addresses.
+// addEndpoints files every endpoint and network set under its group;
+// with the profiles unchanged, a workload prev knew keeps its labels,
+// addresses and ports.
 func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
 	for _, w := range in.Workloads {
 		var v string
@@ -254,8 +333,9 @@ func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
 		}
 		if !ok {
 			d = workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
+			d.ports = namedPorts(d.addrs, w.Spec.Ports)
 		}
-		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs)
+		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs, d.ports)
 		c.workloads[w] = d
 		if c.remember {
 			c.byVersion[v] = d
@@ -265,16 +345,83 @@ func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
 		var addrs []netip.Addr
 		for _, ip := range h.Spec.ExpectedIPs {
 			if a, err := netip.ParseAddr(ip); err == nil {
-				addrs = append(addrs, a)
+				addrs = append(addrs, a.Unmap())
 			}
 		}
-		c.addToGroup("", c.hostLabels(h), addrs)
+		c.addToGroup("", c.hostLabels(h), addrs, namedPorts(addrs, h.Spec.Ports))
 	}
+	for _, n := range in.GlobalSets {
+		c.addNetSet(n, "", n.Metadata.Labels, n.Spec.Nets)
+	}
+	for _, n := range in.NetworkSets {
+		ns := n.Metadata.Namespace
+		labels := map[string]string{}
+		if p := c.profiles["kns."+ns]; p != nil {
+			maps.Copy(labels, p.Spec.LabelsToApply)
+		}
+		maps.Copy(labels, n.Metadata.Labels)
+		labels[namespaceLabel] = ns
+		c.addNetSet(n, ns, labels, n.Spec.Nets)
+	}
+}
+
+// addNetSet files a network set's nets under its group. One the node
+// cannot use as written is kept aside: rules that select it fail closed.
+func (c *calculation) addNetSet(r store.Resource, ns string, labels map[string]string, nets []string) {
+	var ps []netip.Prefix
+	bad := len(problemsOf(r).policy) > 0
+	for _, n := range nets {
+		p, ok := parseNet(n)
+		bad = bad || !ok
+		if ok {
+			ps = append(ps, p)
+		}
+	}
+	if bad {
+		c.brokenNet = append(c.brokenNet, &group{labels: labels, ns: ns})
+		c.endProbs = append(c.endProbs, store.IDOf(r).String()+" cannot be used as written: rules that select it fail closed")
+		return
+	}
+	key := groupKey(ns, labels)
+	g := c.groups[key]
+	if g == nil {
+		g = &group{labels: labels, ns: ns}
+		c.groups[key] = g
+	}
+	g.nets = append(g.nets, ps...)
+}
+
+// brokenNetSet names a network set the node cannot use that spec picks,
+// or "".
+func (c *calculation) brokenNetSet(spec *setSpec) string {
+	for _, g := range c.brokenNet {
+		if spec.picks(g) {
+			if g.ns != "" {
+				return "a NetworkSet of namespace " + g.ns
+			}
+			return "a GlobalNetworkSet"
+		}
+	}
+	return ""
+}
+
+// namedPorts are an endpoint's named ports at each of its addresses.
+func namedPorts(addrs []netip.Addr, ports []store.EndpointPort) map[string][]nft.NamedPort {
+	if len(ports) == 0 {
+		return nil
+	}
+	out := map[string][]nft.NamedPort{}
+	for _, p := range ports {
+		for _, a := range addrs {
+			out[p.Name] = append(out[p.Name], nft.NamedPort{Addr: a, Protocol: p.Protocol.Num, Port: p.Port})
+		}
+	}
+	return out
 }
 
 // addToGroup files an endpoint's addresses under its group and returns
 // the group's key.
-func (c *calculation) addToGroup(ns string, labels map[string]string, addrs []netip.Addr) string {
+func (c *calculation) addToGroup(ns string, labels map[string]string, addrs []netip.Addr, ports map[string][]nft.NamedPort) string {
 	key := groupKey(ns, labels)
 	g := c.groups[key]
 	if g == nil {
@@ -282,6 +429,12 @@ func (c *calculation) addToGroup(ns string, labels map[string]string, addrs []ne
 		c.groups[key] = g
 	}
 	g.addrs = append(g.addrs, addrs...)
+	for name, ps := range ports {
+		if g.ports == nil {
+			g.ports = map[string][]nft.NamedPort{}
+		}
+		g.ports[name] = append(g.ports[name], ps...)
+	}
 	return key
 }
 
@@ -291,12 +444,14 @@ func Compute(in Input) Desired { return newCalculation(in, nil, false).compute()
 func (c *calculation) compute() Desired {
 	in := c.in
 	var d Desired
-	local := localWorkloads(in)
-	for _, w := range local {
+	c.problems = append(c.problems, c.endProbs...)
+	for _, w := range c.localEndpoints() {
 		wd := c.workloads[w]
 		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs}
-		ep.Ingress = c.path(w, "Ingress")
-		ep.Egress = c.path(w, "Egress")
+		if c.enforceable(w) {
+			ep.Ingress = c.path(w, "Ingress")
+			ep.Egress = c.path(w, "Egress")
+		}
 		d.Ruleset.Workloads = append(d.Ruleset.Workloads, ep)
 		for _, a := range ep.Addrs {
 			d.Routes = append(d.Routes, route.Route{Dst: netip.PrefixFrom(a, a.BitLen()), Iface: ep.Iface})
@@ -312,20 +467,7 @@ func (c *calculation) compute() Desired {
 	for _, name := range slices.Sorted(maps.Keys(c.policies)) {
 		d.Ruleset.Policies = append(d.Ruleset.Policies, c.policies[name])
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
-		m, ok := c.memberOf[name]
-		v := c.setVersion[name]
-		if !ok && c.sameEnds {
-			m, ok = c.prev.memberOf[name]
-			v = c.prev.setVersion[name]
-		}
-		if !ok {
-			m = c.members(c.sets[name])
-			v = addrsVersion(m)
-		}
-		c.memberOf[name], c.setVersion[name] = m, v
-		d.Ruleset.Sets = append(d.Ruleset.Sets, nft.Set{Name: name, Members: m, Version: v})
-	}
+	c.fillSets(&d.Ruleset)
 	d.Ruleset.EndpointToHost = endpointToHost(in)
 	seen := map[string]bool{}
 	for _, p := range c.problems { // a memory may report one twice
@@ -337,19 +479,109 @@ func (c *calculation) compute() Desired {
 	return d
 }
 
-// localWorkloads are this host's workload endpoints with an interface,
-// sorted by interface name.
+// enforceable reports whether the node can enforce a local workload's
+// endpoint as written; one it cannot (another tool wrote what it cannot
+// use) gets empty paths, which drop everything, and is reported.
+func (c *calculation) enforceable(w *store.WorkloadEndpoint) bool {
+	ps := problemsOf(w)
+	for _, f := range ps.policy {
+		c.problems = append(c.problems, fmt.Sprintf("%s: %s: %s; its interface %s drops everything", store.IDOf(w), f.Field, f.Msg, w.Spec.InterfaceName))
+	}
+	return len(ps.policy) == 0
+}
+
+// fillSets gives every set and port set a rule refers to its members,
+// reusing the previous calculation's when no endpoint or network set
+// changed.
+func (c *calculation) fillSets(rs *nft.Ruleset) {
+	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
+		m, ok := c.memberOf[name]
+		v := c.setVersion[name]
+		if !ok && c.sameEnds {
+			m, ok = c.prev.memberOf[name]
+			v = c.prev.setVersion[name]
+		}
+		if !ok {
+			m = c.members(c.sets[name])
+			v = addrsVersion(m.addrs, m.nets)
+		}
+		c.memberOf[name], c.setVersion[name] = m, v
+		rs.Sets = append(rs.Sets, nft.Set{Name: name, Members: m.addrs, Nets: m.nets, Version: v})
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.portSets)) {
+		m := c.portMembers(c.portSets[name])
+		rs.PortSets = append(rs.PortSets, nft.PortSet{Name: name, Members: m})
+	}
+}
+
+// localWorkloads are this host's workload endpoints with an interface.
 func localWorkloads(in Input) []*store.WorkloadEndpoint {
 	var out []*store.WorkloadEndpoint
 	for _, w := range in.Workloads {
-		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" {
+		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) {
 			out = append(out, w)
 		}
 	}
-	slices.SortFunc(out, func(a, b *store.WorkloadEndpoint) int {
-		return cmp.Compare(a.Spec.InterfaceName, b.Spec.InterfaceName)
-	})
 	return out
+}
+
+// localEndpoints are this host's workload endpoints with an interface,
+// sorted by interface name. Two endpoints that claim one interface, or
+// one address, cannot both be right: the interface (or both interfaces)
+// is kept with no endpoint's policy, which drops everything, and the
+// conflict is reported.
+func (c *calculation) localEndpoints() []*store.WorkloadEndpoint {
+	out := localWorkloads(c.in)
+	slices.SortFunc(out, func(a, b *store.WorkloadEndpoint) int {
+		return cmp.Or(cmp.Compare(a.Spec.InterfaceName, b.Spec.InterfaceName), cmp.Compare(a.Metadata.Namespace+"/"+a.Metadata.Name, b.Metadata.Namespace+"/"+b.Metadata.Name))
+	})
+	return c.conflicts(out)
+}
+
+// conflicts keeps one endpoint per interface and no address of two
+// local endpoints: a conflicting endpoint is replaced by a bare one on
+// its interface, without addresses (so that it can send nothing) and
+// with a problem (so that it drops everything).
+func (c *calculation) conflicts(ws []*store.WorkloadEndpoint) []*store.WorkloadEndpoint {
+	owner := map[netip.Addr]*store.WorkloadEndpoint{}
+	for _, w := range ws {
+		for _, a := range c.workloads[w].addrs {
+			if o, dup := owner[a]; dup && o != w {
+				c.conflict(o, w, "address "+a.String())
+			}
+			owner[a] = w
+		}
+	}
+	out := ws[:0]
+	for _, w := range ws {
+		if n := len(out); n > 0 && out[n-1].Spec.InterfaceName == w.Spec.InterfaceName {
+			c.conflict(out[n-1], w, "interface "+w.Spec.InterfaceName)
+			out[n-1] = bare(out[n-1])
+			continue
+		}
+		if c.conflicted[w] {
+			w = bare(w)
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func (c *calculation) conflict(a, b *store.WorkloadEndpoint, what string) {
+	if c.conflicted == nil {
+		c.conflicted = map[*store.WorkloadEndpoint]bool{}
+	}
+	c.conflicted[a], c.conflicted[b] = true, true
+	c.problems = append(c.problems, fmt.Sprintf("%s and %s both claim %s: the interfaces of both drop everything", store.IDOf(a), store.IDOf(b), what))
+}
+
+// bare is an endpoint on w's interface that the node cannot enforce.
+func bare(w *store.WorkloadEndpoint) *store.WorkloadEndpoint {
+	b := store.KindWorkloadEndpoint.New().(*store.WorkloadEndpoint)
+	b.Metadata.Name, b.Metadata.Namespace = w.Metadata.Name, w.Metadata.Namespace
+	b.Spec.InterfaceName, b.Spec.Node = w.Spec.InterfaceName, w.Spec.Node
+	b.Metadata.Problems = []store.FieldError{{Field: "spec", Msg: "conflicts with another endpoint"}}
+	return b
 }
 
 func workloadAddrs(w *store.WorkloadEndpoint) []netip.Addr {
@@ -396,15 +628,15 @@ func namespaceLabels(ns string) map[string]string {
 	return map[string]string{namespaceNameLabel: ns}
 }
 
-// path is the ordered policies and profiles that apply to a workload in
-// one direction (types "Ingress" or "Egress").
+// path is the tiers of policies and the profiles that apply to a
+// workload in one direction (types "Ingress" or "Egress").
 func (c *calculation) path(w *store.WorkloadEndpoint, dir string) nft.Path {
 	wd := c.workloads[w]
 	key := dir + "\x02" + strings.Join(w.Spec.Profiles, "\x00") + "\x02" + wd.group
 	p, ok := c.paths[key]
 	if !ok {
 		if p, ok = c.prevPaths[key]; !ok {
-			p = c.pathOf(wd.labels, w.Metadata.Namespace, w.Spec.Profiles, dir)
+			p = c.pathOf(wd.labels, w.Metadata.Namespace, w.Spec.Profiles, dir, workloadEP)
 		}
 		c.paths[key] = p
 	}
@@ -416,111 +648,9 @@ func (c *calculation) path(w *store.WorkloadEndpoint, dir string) nft.Path {
 func (c *calculation) use(p nft.Path) {
 	for _, chain := range p.Names() {
 		if _, done := c.policies[chain]; !done {
-			pol := c.byChain[chain]
-			c.addPolicy(chain, pol.version, pol.ingress, pol.egress, pol.ns)
+			c.addPolicy(c.byChain[chain])
 		}
 	}
-}
-
-// pathOf is the path of an endpoint with these labels in namespace ns
-// ("" for a host endpoint, which only GlobalNetworkPolicies without a
-// namespaceSelector select) and with these profiles.
-func (c *calculation) pathOf(labels map[string]string, ns string, profiles []string, dir string) nft.Path {
-	var out nft.Path
-	var nsLabels map[string]string
-	for _, p := range c.ordered {
-		if !slices.Contains(p.types, dir) || p.sel == nil || !p.sel.Evaluate(labels) {
-			continue
-		}
-		switch {
-		case p.global && p.nsSel == "":
-		case p.global:
-			if ns == "" {
-				continue
-			}
-			if nsLabels == nil {
-				nsLabels = namespaceLabels(ns)
-			}
-			if !c.match(p.nsSel, nsLabels) {
-				continue
-			}
-		case p.ns != ns || ns == "":
-			continue
-		}
-		if len(out.Tiers) == 0 {
-			out.Tiers = []nft.Tier{{Name: store.DefaultTier}}
-		}
-		out.Tiers[0].Policies = append(out.Tiers[0].Policies, p.chain)
-	}
-	for _, name := range profiles {
-		p := c.profiles[name]
-		if p == nil {
-			continue // a missing profile allows nothing
-		}
-		out.Profiles = append(out.Profiles, chainName("pro-", name))
-	}
-	return out
-}
-
-// policy is a GlobalNetworkPolicy or NetworkPolicy ready to select
-// endpoints.
-type policy struct {
-	version         string // the resource's, for the Calculator's memory
-	global          bool
-	ns              string // a NetworkPolicy's namespace
-	chain           string
-	types           []string
-	sel             *selector.Selector // nil: unparsable, selects nothing
-	nsSel           string             // a GlobalNetworkPolicy's namespaceSelector
-	ingress, egress []store.Rule
-}
-
-// indexPolicies lists every policy in the order Calico evaluates them
-// (by order, none last, then by name: namespace/name for a
-// NetworkPolicy), indexes policies and profiles by chain, and writes down
-// what the paths depend on.
-func (c *calculation) indexPolicies() {
-	type keyed struct {
-		order    float64
-		key, sel string
-		p        policy
-	}
-	var ps []keyed
-	for _, g := range c.in.GlobalPolicies {
-		s := &g.Spec
-		if s.NamespaceSelector != "" {
-			c.selector(s.NamespaceSelector) // reported here, whether or not a path needs it
-		}
-		ps = append(ps, keyed{orderOf(s.Order), g.Metadata.Name, s.Selector, policy{version: c.version(g), global: true, chain: chainName("gnp-", g.Metadata.Name),
-			types: s.Types, sel: c.selector(s.Selector), nsSel: s.NamespaceSelector, ingress: s.Ingress, egress: s.Egress}})
-	}
-	for _, p := range c.in.Policies {
-		s, ns := &p.Spec, p.Metadata.Namespace
-		ps = append(ps, keyed{orderOf(s.Order), ns + "/" + p.Metadata.Name, s.Selector, policy{version: c.version(p), ns: ns, chain: chainName("np-", ns+"."+p.Metadata.Name),
-			types: s.Types, sel: c.selector(s.Selector), ingress: s.Ingress, egress: s.Egress}})
-	}
-	slices.SortFunc(ps, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.key, b.key)) })
-	c.ordered = make([]policy, 0, len(ps))
-	c.byChain = make(map[string]policy, len(ps)+len(c.profiles))
-	var sel strings.Builder
-	for _, p := range ps {
-		c.ordered = append(c.ordered, p.p)
-		c.byChain[p.p.chain] = p.p
-		fmt.Fprintf(&sel, "%s\x00%s\x00%q\x00%q\n", p.p.chain, p.p.types, p.sel, p.p.nsSel)
-	}
-	c.selection = sel.String()
-	for name, p := range c.profiles {
-		chain := chainName("pro-", name)
-		c.byChain[chain] = policy{version: c.profileVers[name], chain: chain, ingress: p.Spec.Ingress, egress: p.Spec.Egress}
-	}
-}
-
-// orderOf sorts a policy without an order after every policy with one.
-func orderOf(o *float64) float64 {
-	if o == nil {
-		return 1e300
-	}
-	return *o
 }
 
 // PolicyOf names the resource a policy chain renders: its kind,
@@ -548,30 +678,31 @@ func chainName(prefix, name string) string {
 	return prefix + name
 }
 
-func (c *calculation) addPolicy(chain, version string, ingress, egress []store.Rule, ns string) {
-	if _, done := c.policies[chain]; done {
+func (c *calculation) addPolicy(p policy) {
+	if _, done := c.policies[p.chain]; done {
 		return
 	}
 	cp, ok := compiled{}, false
-	if c.prev != nil && version != "" {
-		cp, ok = c.prev.compiled[version]
-		ok = ok && cp.chain == chain
+	if c.prev != nil && p.version != "" {
+		cp, ok = c.prev.compiled[p.version]
+		ok = ok && cp.chain == p.chain
 	}
 	if ok {
 		c.problems = append(c.problems, cp.problems...)
 	} else {
 		before := len(c.problems)
-		cp = compiled{chain: chain, pol: nft.Policy{Name: chain, Version: version}, sets: map[string]*setSpec{}}
-		for _, r := range ingress {
-			cp.pol.Ingress = append(cp.pol.Ingress, c.rule(r, ns))
-		}
-		for _, r := range egress {
-			cp.pol.Egress = append(cp.pol.Egress, c.rule(r, ns))
-		}
+		cp = compiled{chain: p.chain, pol: nft.Policy{Name: p.chain, Version: p.version}, sets: map[string]*setSpec{}, portSets: map[string]*portSetSpec{}}
+		cp.pol.Ingress = c.compileRules(p, "ingress", p.ingress)
+		cp.pol.Egress = c.compileRules(p, "egress", p.egress)
 		for _, r := range slices.Concat(cp.pol.Ingress, cp.pol.Egress) {
 			for _, n := range []string{r.Src.Set, r.Src.NotSet, r.Dst.Set, r.Dst.NotSet} {
 				if n != "" {
 					cp.sets[n] = c.sets[n]
+				}
+			}
+			for _, n := range []string{r.Src.PortSet, r.Src.NotPortSet, r.Dst.PortSet, r.Dst.NotPortSet} {
+				if n != "" {
+					cp.portSets[n] = c.portSets[n]
 				}
 			}
 		}
@@ -582,20 +713,27 @@ func (c *calculation) addPolicy(chain, version string, ingress, egress []store.R
 			c.sets[n] = s
 		}
 	}
-	if version != "" {
-		c.compiled[version] = cp
+	for n, s := range cp.portSets {
+		if _, ok := c.portSets[n]; !ok {
+			c.portSets[n] = s
+		}
 	}
-	c.policies[chain] = cp.pol
+	if p.version != "" {
+		c.compiled[p.version] = cp
+	}
+	c.policies[p.chain] = cp.pol
 }
 
-// selector parses a selector once per Compute; an unparsable one matches
-// nothing and is reported.
-func (c *calculation) selector(s string) *selector.Selector {
+var actions = map[string]nft.Action{"Allow": nft.Allow, "Deny": nft.Deny, "Pass": nft.Pass, "Log": nft.Log}
+
+// parse parses a selector once per Compute (or reuses the previous
+// calculation's); "" is all().
+func (c *calculation) parse(s string) (*selector.Selector, error) {
 	if sel, ok := c.selectors[s]; ok {
-		if sel == nil { // each user of a bad selector reports it (compute drops repeats)
-			c.problems = append(c.problems, c.selErrs[s])
+		if sel == nil {
+			return nil, errors.New(c.selErrs[s])
 		}
-		return sel
+		return sel, nil
 	}
 	var sel *selector.Selector
 	var problem string
@@ -608,95 +746,28 @@ func (c *calculation) selector(s string) *selector.Selector {
 	} else {
 		sel = parsed
 	}
-	if problem != "" {
-		c.problems = append(c.problems, problem)
-		c.selErrs[s] = problem
-	}
 	c.selectors[s] = sel
-	return sel
+	if problem != "" {
+		c.selErrs[s] = problem
+		return nil, errors.New(problem)
+	}
+	return sel, nil
 }
 
-func (c *calculation) match(s string, labels map[string]string) bool {
-	sel := c.selector(s)
-	return sel != nil && sel.Evaluate(labels)
-}
-
-var actions = map[string]nft.Action{"Allow": nft.Allow, "Deny": nft.Deny, "Pass": nft.Pass, "Log": nft.Log}
-
-// rule translates a Calico rule; ns is the namespace of a NetworkPolicy
-// ("" for global policies and profiles), which scopes its selectors.
-func (c *calculation) rule(r store.Rule, ns string) nft.Rule {
-	out := nft.Rule{Action: actions[r.Action]}
-	if r.IPVersion != nil {
-		out.IPVersion = *r.IPVersion
-	}
-	if r.Protocol != nil {
-		out.Protocol = &r.Protocol.Num
-	}
-	if r.NotProtocol != nil {
-		out.NotProtocol = &r.NotProtocol.Num
-	}
-	out.ICMP, out.NotICMP = icmp(r.ICMP), icmp(r.NotICMP)
-	out.Src = c.entity(r.Source, ns)
-	out.Dst = c.entity(r.Destination, ns)
-	return out
-}
-
-func icmp(i *store.ICMP) *nft.ICMP {
-	if i == nil || i.Type == nil {
-		return nil
-	}
-	out := &nft.ICMP{Type: uint8(*i.Type)}
-	if i.Code != nil {
-		code := uint8(*i.Code)
-		out.Code = &code
-	}
-	return out
-}
-
-func (c *calculation) entity(e store.EntityRule, ns string) nft.Match {
-	var m nft.Match
-	if e.Selector != "" || e.NamespaceSelector != "" {
-		m.Set = c.set(e.Selector, e.NamespaceSelector, ns)
-	}
-	if e.NotSelector != "" {
-		m.NotSet = c.set(e.NotSelector, e.NamespaceSelector, ns)
-	}
-	var ok1, ok2 bool
-	m.Nets, ok1 = c.prefixes(e.Nets)
-	m.NotNets, ok2 = c.prefixes(e.NotNets)
-	if !ok1 || !ok2 {
-		m.Set = c.nothing()
-	}
-	for _, p := range e.Ports {
-		m.Ports = append(m.Ports, nft.PortRange{First: p.First, Last: p.Last})
-	}
-	for _, p := range e.NotPorts {
-		m.NotPorts = append(m.NotPorts, nft.PortRange{First: p.First, Last: p.Last})
-	}
-	return m
-}
-
-// set names the address set of endpoints matching sel in the namespaces
-// matching nsSel; without nsSel a NetworkPolicy's selectors see only its
-// own namespace (ns) and others' see every namespace.
-func (c *calculation) set(sel, nsSel, ns string) string {
-	spec := &setSpec{sel: c.selector(sel)}
-	key := "sel:" + spec.sel.String()
-	if nsSel != "" {
-		spec.nsSel = c.selector(nsSel)
-		key += "|ns-sel:" + spec.nsSel.String()
-	} else if ns != "" {
-		spec.ns = ns
-		key += "|ns:" + ns
-	}
-	if (sel != "" && spec.sel == nil) || (nsSel != "" && spec.nsSel == nil) {
-		key = "invalid:" + sel + "|" + nsSel // matches nothing
-		spec = nil
-	}
-	name := "s-" + hash(key)
+// addSet names the address set of spec, adding it.
+func (c *calculation) addSet(spec *setSpec) string {
+	name := "s-" + hash(spec.key())
 	if _, ok := c.sets[name]; !ok {
 		c.sets[name] = spec
+	}
+	return name
+}
+
+// addPortSet names the port set of spec, adding it.
+func (c *calculation) addPortSet(spec *portSetSpec) string {
+	name := "p-" + hash(spec.key())
+	if _, ok := c.portSets[name]; !ok {
+		c.portSets[name] = spec
 	}
 	return name
 }
@@ -711,21 +782,36 @@ func (c *calculation) nothing() string {
 	return name
 }
 
-func (c *calculation) members(s *setSpec) []netip.Addr {
+func (c *calculation) members(s *setSpec) setMembers {
+	var out setMembers
 	if s == nil {
-		return nil
+		return out
 	}
-	var out []netip.Addr
-	for _, e := range c.sortedGroups() {
-		switch {
-		case s.ns != "" && e.ns != s.ns:
-		case s.nsSel != nil && (e.ns == "" || !s.nsSel.Evaluate(namespaceLabels(e.ns))):
-		case !s.sel.Evaluate(e.labels):
-		default:
-			out = append(out, e.addrs...)
+	for _, g := range c.sortedGroups() {
+		if s.picks(g) {
+			out.addrs = append(out.addrs, g.addrs...)
+			out.nets = append(out.nets, g.nets...)
 		}
 	}
 	return out // in the order of the groups; nft sorts and removes repeats
+}
+
+// portMembers are the named ports of the endpoints a port set picks.
+func (c *calculation) portMembers(s *portSetSpec) []nft.NamedPort {
+	var out []nft.NamedPort
+	for _, g := range c.sortedGroups() {
+		if len(g.ports) == 0 || !s.picks(g) {
+			continue
+		}
+		for _, name := range s.names {
+			for _, p := range g.ports[name] {
+				if s.proto == 0 || p.Protocol == s.proto {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // sortedGroups are the groups in the order of their keys, so that a set's
@@ -737,24 +823,6 @@ func (c *calculation) sortedGroups() []*group {
 		}
 	}
 	return c.sorted
-}
-
-// prefixes parses a rule's nets. Validation refuses what does not parse,
-// but data written otherwise may hold it: then ok is false, the problem
-// is reported, and the caller makes the rule match nothing (dropping the
-// net alone could widen a rule to every address).
-func (c *calculation) prefixes(nets []string) (out []netip.Prefix, ok bool) {
-	ok = true
-	for _, n := range nets {
-		p, good := parseNet(n)
-		if !good {
-			c.problems = append(c.problems, fmt.Sprintf("%q is not a CIDR; the rule that names it matches nothing", n))
-			ok = false
-			continue
-		}
-		out = append(out, p)
-	}
-	return out, ok
 }
 
 // parseNet reads a CIDR or an address leniently, as data written by other
@@ -857,16 +925,21 @@ func version(r store.Resource) string {
 		return store.Key(store.IDOf(r)) + "@" + rv
 	}
 	b, _ := json.Marshal(r)
-	sum := sha256.Sum256(b)
+	p, _ := json.Marshal(r.Meta().Problems)
+	sum := sha256.Sum256(append(b, p...))
 	return store.Key(store.IDOf(r)) + "#" + hex.EncodeToString(sum[:12])
 }
 
-// addrsVersion names a list of addresses by its content.
-func addrsVersion(addrs []netip.Addr) string {
+// addrsVersion names a set's content.
+func addrsVersion(addrs []netip.Addr, nets []netip.Prefix) string {
 	h := fnv.New128a()
 	for _, a := range addrs {
 		b := a.As16()
 		h.Write(b[:])
+	}
+	for _, n := range nets {
+		b := n.Addr().As16()
+		h.Write(append(b[:], byte(n.Bits()), 0xff))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -3,6 +3,7 @@ package calc
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,41 +13,102 @@ import (
 )
 
 // hostEndpoints are this host's HostEndpoints with the policy in front of
-// each, sorted by interface. Two for the same interface are a problem:
-// the first by name wins.
+// each, sorted by interface. A host endpoint governs the interface it
+// names, or, without a name, the interfaces that hold one of its
+// expectedIPs (as Felix resolves them); when several claim one
+// interface, the first by name wins and the others are reported.
 func (c *calculation) hostEndpoints() []nft.HostEndpoint {
-	var mine []*store.HostEndpoint
+	claims := map[string][]*store.HostEndpoint{}
 	for _, h := range c.in.HostEndpoints {
-		if h.Spec.Node == c.in.Node && h.Spec.InterfaceName != "" {
-			mine = append(mine, h)
+		if h.Spec.Node != c.in.Node || store.Broken(h) {
+			continue
+		}
+		for _, iface := range c.interfacesOf(h) {
+			claims[iface] = append(claims[iface], h)
 		}
 	}
-	slices.SortFunc(mine, func(a, b *store.HostEndpoint) int { return cmp.Compare(a.Metadata.Name, b.Metadata.Name) })
 	var out []nft.HostEndpoint
-	seen := map[string]string{}
-	for _, h := range mine {
-		iface := h.Spec.InterfaceName
-		if iface != nft.AllInterfaces && (iface == "lo" || strings.HasPrefix(iface, nft.IfacePrefix) || len(iface) > 15) {
-			c.problems = append(c.problems, fmt.Sprintf("HostEndpoint %s: interface %q cannot be a host endpoint; it is ignored", h.Metadata.Name, iface))
-			continue
+	for _, iface := range slices.Sorted(maps.Keys(claims)) {
+		hs := claims[iface]
+		slices.SortFunc(hs, func(a, b *store.HostEndpoint) int { return cmp.Compare(a.Metadata.Name, b.Metadata.Name) })
+		for _, h := range hs[1:] {
+			c.problems = append(c.problems, fmt.Sprintf("HostEndpoints %s and %s both claim interface %q; %s is ignored", hs[0].Metadata.Name, h.Metadata.Name, iface, h.Metadata.Name))
 		}
-		if first, dup := seen[iface]; dup {
-			c.problems = append(c.problems, fmt.Sprintf("HostEndpoints %s and %s both claim interface %q; %s is ignored", first, h.Metadata.Name, iface, h.Metadata.Name))
-			continue
-		}
-		seen[iface] = h.Metadata.Name
-		labels := c.hostLabels(h)
-		e := nft.HostEndpoint{
-			Iface:   iface,
-			Ingress: c.pathOf(labels, "", h.Spec.Profiles, "Ingress"),
-			Egress:  c.pathOf(labels, "", h.Spec.Profiles, "Egress"),
-		}
-		c.use(e.Ingress)
-		c.use(e.Egress)
-		out = append(out, e)
+		out = append(out, c.hostEndpoint(hs[0], iface))
 	}
-	slices.SortFunc(out, func(a, b nft.HostEndpoint) int { return cmp.Compare(a.Iface, b.Iface) })
 	return out
+}
+
+// interfacesOf are the interfaces a host endpoint governs.
+func (c *calculation) interfacesOf(h *store.HostEndpoint) []string {
+	iface := h.Spec.InterfaceName
+	switch {
+	case iface == nft.AllInterfaces:
+		return []string{iface}
+	case iface == "lo" || strings.HasPrefix(iface, nft.IfacePrefix) || len(iface) > 15 || strings.ContainsAny(iface, "\"\\ "):
+		c.problems = append(c.problems, fmt.Sprintf("HostEndpoint %s: interface %q cannot be a host endpoint; it is ignored", h.Metadata.Name, iface))
+		return nil
+	case iface != "":
+		return []string{iface}
+	}
+	var out []string
+	for name, addrs := range c.in.HostInterfaces {
+		if name == "lo" || strings.HasPrefix(name, nft.IfacePrefix) {
+			continue
+		}
+		if slices.ContainsFunc(h.Spec.ExpectedIPs, func(ip string) bool {
+			a, err := netip.ParseAddr(ip)
+			return err == nil && slices.Contains(addrs, a.Unmap())
+		}) {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		c.problems = append(c.problems, fmt.Sprintf("HostEndpoint %s: no interface of this host has any of its expectedIPs %v; it governs nothing until one does", h.Metadata.Name, h.Spec.ExpectedIPs))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hostEndpoint is the policy of every stage of one host endpoint on one
+// interface. One the node cannot enforce as written drops everything
+// (but its failsafe ports).
+func (c *calculation) hostEndpoint(h *store.HostEndpoint, iface string) nft.HostEndpoint {
+	e := nft.HostEndpoint{Iface: iface}
+	if ps := problemsOf(h); len(ps.policy) > 0 {
+		for _, f := range ps.policy {
+			c.problems = append(c.problems, fmt.Sprintf("%s: %s: %s; interface %s drops everything but its failsafe ports", store.IDOf(h), f.Field, f.Msg, iface))
+		}
+		deny := c.denyPath()
+		e.ForwardIngress, e.ForwardEgress = deny, deny
+		return e
+	}
+	labels := c.hostLabels(h)
+	path := func(dir string, st stage) nft.Path {
+		p := c.pathOf(labels, "", h.Spec.Profiles, dir, st)
+		c.use(p)
+		return p
+	}
+	e.Ingress, e.Egress = path("Ingress", normal), path("Egress", normal)
+	e.ForwardIngress, e.ForwardEgress = path("Ingress", forward), path("Egress", forward)
+	e.PreDNAT = path("Ingress", preDNAT)
+	if iface != nft.AllInterfaces {
+		e.UntrackedIngress, e.UntrackedEgress = path("Ingress", untracked), path("Egress", untracked)
+	} else if u := c.pathOf(labels, "", nil, "Ingress", untracked); len(u.Tiers) > 0 {
+		c.problems = append(c.problems, fmt.Sprintf("HostEndpoint %s: doNotTrack policies do not apply to the all-interfaces host endpoint (as in Calico)", h.Metadata.Name))
+	}
+	return e
+}
+
+// denyChain is a policy that denies everything, for paths that must drop
+// even where an empty path would allow (forwarding).
+const denyChain = "x-deny-all"
+
+func (c *calculation) denyPath() nft.Path {
+	if _, ok := c.policies[denyChain]; !ok {
+		c.policies[denyChain] = nft.Policy{Name: denyChain, Ingress: []nft.Rule{{Action: nft.Deny}}, Egress: []nft.Rule{{Action: nft.Deny}}, Version: denyChain}
+	}
+	return nft.Path{Tiers: []nft.Tier{{Name: "unenforceable", Policies: []string{denyChain}}}}
 }
 
 // Failsafe ports: Calico's defaults, plus gossip (7946 tcp and udp) and

@@ -122,7 +122,7 @@ func Trace(in Input, from, to *store.WorkloadEndpoint, pkt Packet) (Result, erro
 		return Result{}, err
 	}
 	c := newCalculation(in, nil, false)
-	t := &tracer{c: c, fam: version, src: src, dst: dst, pkt: pkt, members: map[string][]netip.Addr{}, sources: c.sources()}
+	t := &tracer{c: c, fam: version, src: src, dst: dst, pkt: pkt, members: map[string]setMembers{}, sources: c.sources()}
 	r := Result{IPVersion: version, Src: src, Dst: dst}
 	r.Egress = t.path(from, nft.Egress)
 	r.Ingress = t.path(to, nft.Ingress)
@@ -242,7 +242,7 @@ type tracer struct {
 	fam      int
 	src, dst netip.Addr
 	pkt      Packet
-	members  map[string][]netip.Addr // by set name
+	members  map[string]setMembers // by set name
 	sources  map[string]source
 }
 
@@ -447,18 +447,18 @@ func matchICMP(r nft.Rule, p Packet) bool {
 	return true
 }
 
-// inSet looks a up in the named set's members, as the kernel set of a's
-// family holds them.
+// inSet looks a up in the named set's members and nets, as the kernel
+// set of a's family holds them.
 func (t *tracer) inSet(name string, a netip.Addr) bool {
-	ms, ok := t.members[name]
+	m, ok := t.members[name]
 	if !ok {
-		ms = t.c.members(t.c.sets[name])
-		for i := range ms {
-			ms[i] = ms[i].Unmap().WithZone("")
+		m = t.c.members(t.c.sets[name])
+		for i := range m.addrs {
+			m.addrs[i] = m.addrs[i].Unmap().WithZone("")
 		}
-		t.members[name] = ms
+		t.members[name] = m
 	}
-	return slices.Contains(ms, a)
+	return slices.Contains(m.addrs, a) || inNets(m.nets, a)
 }
 
 func inNets(nets []netip.Prefix, a netip.Addr) bool {
