@@ -369,4 +369,3 @@ func cniKillMidAdd(t *testing.T, e *cniEnv) {
 		t.Errorf("endpoints left after kill -9 and DEL: %+v", w)
 	}
 }
-
