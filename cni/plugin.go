@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"calico/node/api"
 
@@ -31,6 +32,7 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	defer p.netnsHandle(args.Netns, &req.NetNSHandle)()
 	var w api.Workload
 	if err := conf.client().Do(p.ctx, "POST", "/v1/workloads", nil, req, &w); err != nil {
 		return asCNI(err, "adding container "+args.ContainerID+" to network "+conf.Name)
@@ -105,6 +107,19 @@ func result(w api.Workload, args *skel.CmdArgs, conf *netConf) *current.Result {
 	return r
 }
 
+// netnsHandle opens the container's network namespace and sets handle
+// to a path the node opens it by, whatever mount namespace the runtime
+// made it in (Podman's and dockerd's mounts are their own): this
+// process's open file, while the request lasts. The func closes it.
+func (p *plugin) netnsHandle(netns string, handle *string) func() {
+	f, err := os.Open(netns)
+	if err != nil {
+		return func() {} // the node says what is wrong with the path
+	}
+	*handle = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
+	return func() { f.Close() }
+}
+
 // attachment names the container's attachment for DEL, CHECK.
 func (p *plugin) attachment(conf *netConf, args *skel.CmdArgs) (api.Attachment, error) {
 	ca, err := parseArgs(args.Args)
@@ -151,6 +166,7 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrInvalidNetworkConfig, "CHECK needs the ADD's result (prevResult)", "")
 	}
 	a.Addresses = prevAddrs(prev)
+	defer p.netnsHandle(args.Netns, &a.NetNSHandle)()
 	if err := conf.client().Do(p.ctx, "POST", "/v1/attachments/check", nil, a, nil); err != nil {
 		return asCNI(err, "checking container "+args.ContainerID+" on network "+conf.Name)
 	}

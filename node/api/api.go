@@ -45,6 +45,11 @@ type WorkloadAdd struct {
 	// Node, when given, must be this node's name (a CNI config's
 	// nodename).
 	Node string `json:"node,omitempty"`
+	// NetNSHandle, when given, opens NetNS from the node's mount
+	// namespace: the CNI plugin's /proc/<pid>/fd/<n> of the namespace it
+	// opened, for runtimes whose NetNS is a mount in a mount namespace of
+	// their own (Podman's, dockerd's).
+	NetNSHandle string `json:"netnsHandle,omitempty"`
 }
 
 // Attachment names a CNI attachment: the workload endpoint of a
@@ -57,8 +62,9 @@ type Attachment struct {
 	// (K8S_POD_NAMESPACE); otherwise default.
 	Namespace string `json:"namespace,omitempty"`
 	// NetNS is the container's network namespace (CHECK); "" when it is
-	// gone (DEL).
-	NetNS string `json:"netns,omitempty"`
+	// gone (DEL). NetNSHandle opens it, as in WorkloadAdd.
+	NetNS       string `json:"netns,omitempty"`
+	NetNSHandle string `json:"netnsHandle,omitempty"`
 	// Addresses, when given (CHECK, from the previous result), must be
 	// the endpoint's.
 	Addresses []netip.Addr `json:"addresses,omitempty"`

@@ -113,7 +113,7 @@ func (s *Service) Check(ctx context.Context, a api.Attachment) error {
 		}
 	}
 	if a.NetNS != "" {
-		errs = append(errs, veth.Check(veth.Spec{NetNS: a.NetNS, HostIface: id.hostIface, Iface: id.iface, Addrs: addrs}))
+		errs = append(errs, veth.Check(veth.Spec{NetNS: openNetNS(a.NetNS, a.NetNSHandle), HostIface: id.hostIface, Iface: id.iface, Addrs: addrs}))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return api.Errorf(api.Conflict, "%s", strings.ReplaceAll(err.Error(), "\n", "; "))

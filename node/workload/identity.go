@@ -156,13 +156,22 @@ func (s *Service) identifyCNI(req *api.WorkloadAdd) (*ident, error) {
 	if req.NetNS == "" {
 		return nil, api.FieldErrorf(api.BadRequest, "netns", "a CNI attachment needs the container's network namespace")
 	}
-	if _, err := os.Stat(req.NetNS); err != nil {
+	if _, err := os.Stat(openNetNS(req.NetNS, req.NetNSHandle)); err != nil {
 		return nil, api.FieldErrorf(api.BadRequest, "netns", "network namespace %s: %v", req.NetNS, err)
 	}
 	if req.MTU < 0 || req.MTU > 65535 {
 		return nil, api.FieldErrorf(api.BadRequest, "mtu", "MTU %d is not between 68 and 65535", req.MTU)
 	}
 	return id, checkAdd(req, id)
+}
+
+// openNetNS is the path to open a workload's namespace by: its handle
+// when the front end gave one.
+func openNetNS(netns, handle string) string {
+	if handle != "" {
+		return handle
+	}
+	return netns
 }
 
 // attachment says who a CNI attachment is.

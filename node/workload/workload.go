@@ -177,7 +177,10 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	ph.mark("endpoint")
 	u.done()
 	s.forget(id.namespace, id.endpoint)
-	out := toWorkload(w, netnsPath)
+	out := toWorkload(w, w.Metadata.Annotations[annotationNetNS])
+	if req.NetNS == "" {
+		out.NetNS = netnsPath
+	}
 	s.waitProgrammed(ctx, w, out)
 	ph.mark("dataplane")
 	return out, nil
@@ -210,10 +213,11 @@ func cleanupContext() (context.Context, context.CancelFunc) {
 // one, or one made for it (and recorded as ours).
 func (s *Service) netns(req api.WorkloadAdd, u *undo) (string, error) {
 	if req.NetNS != "" {
-		if _, err := os.Stat(req.NetNS); err != nil {
+		path := openNetNS(req.NetNS, req.NetNSHandle)
+		if _, err := os.Stat(path); err != nil {
 			return "", api.FieldErrorf(api.BadRequest, "netns", "network namespace %s: %w", req.NetNS, err)
 		}
-		return req.NetNS, nil
+		return path, nil
 	}
 	if _, err := os.Stat(veth.NetNSPath(req.Name)); err == nil {
 		return "", api.Errorf(api.Conflict, "network namespace %s already exists (give --netns to use an existing one)", req.Name)
