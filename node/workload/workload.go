@@ -132,17 +132,8 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 		return nil, err
 	}
 	ph.mark("netns")
-	for _, p := range req.Profiles {
-		made, err := s.ensureProfile(ctx, p, u)
-		if err != nil {
-			return nil, err
-		}
-		if made {
-			in.Profiles = append(in.Profiles, p)
-			if err := s.record(in); err != nil {
-				return nil, err
-			}
-		}
+	if err := s.ensureProfiles(ctx, req.Profiles, in, u); err != nil {
+		return nil, err
 	}
 	ph.mark("profiles")
 
@@ -184,6 +175,24 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	s.waitProgrammed(ctx, w, out)
 	ph.mark("dataplane")
 	return out, nil
+}
+
+// ensureProfiles makes the missing profiles of an add, recording each
+// it made in the add's intent (to be removed if the add is undone).
+func (s *Service) ensureProfiles(ctx context.Context, profiles []string, in *intent, u *undo) error {
+	for _, p := range profiles {
+		made, err := s.ensureProfile(ctx, p, u)
+		if err != nil {
+			return err
+		}
+		if made {
+			in.Profiles = append(in.Profiles, p)
+			if err := s.record(in); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // waitProgrammed waits (up to 10 s) until the dataplane is programmed
