@@ -7,6 +7,7 @@ go 1.26.0
 godebug multipathtcp=0
 
 require (
+	github.com/containernetworking/cni v1.3.1
 	github.com/google/nftables v0.3.0
 	github.com/google/uuid v1.6.0
 	github.com/hashicorp/memberlist v0.6.0

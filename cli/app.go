@@ -33,6 +33,7 @@ func App(stdout, stderr io.Writer) *ucli.Command {
 			upCommand(),
 			statusCommand(),
 			workloadCommand(),
+			installCNICommand(),
 			applyCommand("apply", "create or update resources from a file (YAML or JSON; - for stdin)"),
 			applyCommand("create", "create resources from a file; fails if any exists"),
 			getCommand(),

@@ -12,15 +12,113 @@ import (
 // SocketName is the API socket's file name in the data dir.
 const SocketName = "calico.sock"
 
-// WorkloadAdd asks the node to add a workload.
+// WorkloadAdd asks the node to add a workload. `calico workload add`
+// gives a name (and the node makes the namespace unless NetNS is given);
+// a CNI ADD gives Orchestrator "cni" and the attachment (ContainerID,
+// Interface, NetNS, Network), and Name and Namespace only when the
+// runtime says (K8S_POD_NAME, K8S_POD_NAMESPACE).
 type WorkloadAdd struct {
-	Name      string            `json:"name"`
+	Name      string            `json:"name,omitempty"`
 	Namespace string            `json:"namespace,omitempty"`
 	NetNS     string            `json:"netns,omitempty"`
 	IPs       []string          `json:"ips,omitempty"`
 	Pools     []string          `json:"pools,omitempty"`
 	Profiles  []string          `json:"profiles,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+
+	// Orchestrator is "" (or "calico") for `calico workload add`, "cni"
+	// for the CNI plugin.
+	Orchestrator string `json:"orchestrator,omitempty"`
+	// ContainerID, Interface and Network name a CNI attachment: the
+	// runtime's container id, the interface inside the namespace
+	// (CNI_IFNAME) and the CNI network, whose name is the profile and
+	// the first part of the IPAM handle <network>.<containerID>.
+	ContainerID string `json:"containerID,omitempty"`
+	Interface   string `json:"interface,omitempty"`
+	Network     string `json:"network,omitempty"`
+	// Families limits allocation to these IP versions (4, 6); each one
+	// named must get an address. None: one address of every family that
+	// has an enabled pool.
+	Families []int `json:"families,omitempty"`
+	// MTU of the veth pair; 0 is the kernel's default.
+	MTU int `json:"mtu,omitempty"`
+	// Node, when given, must be this node's name (a CNI config's
+	// nodename).
+	Node string `json:"node,omitempty"`
+	// NetNSHandle, when given, opens NetNS from the node's mount
+	// namespace: the CNI plugin's /proc/<pid>/fd/<n> of the namespace it
+	// opened, for runtimes whose NetNS is a mount in a mount namespace of
+	// their own (Podman's, dockerd's).
+	NetNSHandle string `json:"netnsHandle,omitempty"`
+}
+
+// Attachment names a CNI attachment: the workload endpoint of a
+// container's interface on a network.
+type Attachment struct {
+	ContainerID string `json:"containerID"`
+	Interface   string `json:"interface"`
+	Network     string `json:"network"`
+	// Namespace is the endpoint's namespace when the runtime says
+	// (K8S_POD_NAMESPACE); otherwise default.
+	Namespace string `json:"namespace,omitempty"`
+	// NetNS is the container's network namespace (CHECK); "" when it is
+	// gone (DEL). NetNSHandle opens it, as in WorkloadAdd.
+	NetNS       string `json:"netns,omitempty"`
+	NetNSHandle string `json:"netnsHandle,omitempty"`
+	// Addresses, when given (CHECK, from the previous result), must be
+	// the endpoint's.
+	Addresses []netip.Addr `json:"addresses,omitempty"`
+}
+
+// GC asks the node to remove the CNI attachments of a network on this
+// host that are not in Valid, and to release the addresses of their IPAM
+// handles (<network>.<containerID>).
+type GC struct {
+	Network string       `json:"network"`
+	Valid   []Attachment `json:"valid"`
+}
+
+// GCResult is what a GC removed.
+type GCResult struct {
+	Endpoints []string `json:"endpoints"`
+	Handles   []string `json:"handles"`
+}
+
+// IPAMAllocate asks the node for addresses for a CNI attachment without
+// wiring anything: calico-ipam delegated from another CNI plugin. The
+// addresses go to the IPAM handle <network>.<containerID>.
+type IPAMAllocate struct {
+	Network     string `json:"network"`
+	ContainerID string `json:"containerID"`
+	// Namespace and Name are recorded with the addresses (from
+	// K8S_POD_NAMESPACE and K8S_POD_NAME).
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name,omitempty"`
+	Families  []int    `json:"families,omitempty"`
+	Pools     []string `json:"pools,omitempty"`
+	IPs       []string `json:"ips,omitempty"`
+	Node      string   `json:"node,omitempty"`
+}
+
+// IPAMAllocation is what an IPAMAllocate got: each address with the
+// prefix length of its pool.
+type IPAMAllocation struct {
+	Handle    string         `json:"handle"`
+	Addresses []netip.Prefix `json:"addresses"`
+}
+
+// IPAMRelease asks the node to release the addresses of the handle
+// <network>.<containerID>; a handle that holds none is no error.
+type IPAMRelease struct {
+	Network     string `json:"network"`
+	ContainerID string `json:"containerID"`
+}
+
+// IPAMGC asks the node to release the addresses this host holds for CNI
+// attachments of Network whose container is not in Valid.
+type IPAMGC struct {
+	Network string   `json:"network"`
+	Valid   []string `json:"valid"`
 }
 
 // Workload is a workload as the CLI shows it.
@@ -39,6 +137,12 @@ type Workload struct {
 	// has caught up with it (false after an add when it did not within
 	// the wait; it still will). Absent for other hosts' workloads.
 	Programmed *bool `json:"programmed,omitempty"`
+	// Orchestrator, ContainerID and WorkloadInterface (the interface
+	// inside the namespace) and MAC (its address) are the endpoint's.
+	Orchestrator      string `json:"orchestrator,omitempty"`
+	ContainerID       string `json:"containerID,omitempty"`
+	WorkloadInterface string `json:"workloadInterface,omitempty"`
+	MAC               string `json:"mac,omitempty"`
 }
 
 // Resources carries resources as the datastore encodes them (a JSON
@@ -155,6 +259,9 @@ type IPAMProblem struct {
 // Error is the body of every failed request.
 type Error struct {
 	Error string `json:"error"`
+	// Field names the part of the request that is wrong, when one is
+	// (a WorkloadAdd's json name: "interface", "netns", "pools", …).
+	Field string `json:"field,omitempty"`
 }
 
 // Node is one node of the cluster as `calico node list` shows it.

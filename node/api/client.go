@@ -69,12 +69,12 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		var nerr *net.OpError
 		if errors.As(err, &nerr) {
 			if _, serr := os.Stat(c.socket); serr != nil {
-				return &ClassError{Unavailable, fmt.Errorf("%w with data dir %s (no %s; start one with `calico up`, or give --data-dir)", ErrNoNode, filepath.Dir(c.socket), SocketName)}
+				return &ClassError{Class: Unavailable, Err: fmt.Errorf("%w with data dir %s (no %s; start one with `calico up`, or give --data-dir)", ErrNoNode, filepath.Dir(c.socket), SocketName)}
 			}
 			if errors.Is(nerr.Err, os.ErrPermission) {
-				return &ClassError{Unavailable, fmt.Errorf("permission denied on the node's API socket %s: it is root's only (use sudo)", c.socket)}
+				return &ClassError{Class: Unavailable, Err: fmt.Errorf("permission denied on the node's API socket %s: it is root's only (use sudo)", c.socket)}
 			}
-			return &ClassError{Unavailable, fmt.Errorf("%w at %s (%v; start one with `calico up`)", ErrNoNode, c.socket, nerr.Err)}
+			return &ClassError{Class: Unavailable, Err: fmt.Errorf("%w at %s (%v; start one with `calico up`)", ErrNoNode, c.socket, nerr.Err)}
 		}
 		return err
 	}
@@ -86,7 +86,7 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	if resp.StatusCode >= 300 {
 		var e Error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return &StatusError{Status: resp.StatusCode, Msg: e.Error}
+			return &StatusError{Status: resp.StatusCode, Msg: e.Error, Field: e.Field}
 		}
 		return &StatusError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 	}

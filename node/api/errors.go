@@ -53,10 +53,12 @@ func ClassOfStatus(status int) Class {
 	return Internal
 }
 
-// ClassError is an error with its class.
+// ClassError is an error with its class, and the request's field it is
+// about (if any).
 type ClassError struct {
 	Class Class
 	Err   error
+	Field string
 }
 
 func (e *ClassError) Error() string { return e.Err.Error() }
@@ -65,6 +67,20 @@ func (e *ClassError) Unwrap() error { return e.Err }
 // Errorf is an error of class c.
 func Errorf(c Class, format string, args ...any) error {
 	return &ClassError{Class: c, Err: fmt.Errorf(format, args...)}
+}
+
+// FieldErrorf is an error of class c about the request's field.
+func FieldErrorf(c Class, field, format string, args ...any) error {
+	return &ClassError{Class: c, Err: fmt.Errorf(format, args...), Field: field}
+}
+
+// FieldOf is the request's field an error is about, or "".
+func FieldOf(err error) string {
+	var ce *ClassError
+	if errors.As(err, &ce) {
+		return ce.Field
+	}
+	return ""
 }
 
 // ClassOf is the class an error carries; ok is false when it carries none.
@@ -80,6 +96,7 @@ func ClassOf(err error) (c Class, ok bool) {
 type StatusError struct {
 	Status int
 	Msg    string
+	Field  string
 }
 
 func (e *StatusError) Error() string { return e.Msg }

@@ -125,6 +125,9 @@ func (s *Server) checkDelete(ctx context.Context, id store.ID) error {
 		if w.Spec.Orchestrator == workload.Orchestrator {
 			return api.Errorf(api.Conflict, "WorkloadEndpoint %s/%s belongs to workload %s on node %s: remove it there with `calico workload rm %s`", id.Namespace, id.Name, w.Spec.Workload, w.Spec.Node, w.Spec.Workload)
 		}
+		if w.Spec.Orchestrator == workload.OrchestratorCNI {
+			return api.Errorf(api.Conflict, "WorkloadEndpoint %s/%s belongs to container %s on node %s: its container runtime removes it (CNI DEL)", id.Namespace, id.Name, w.Spec.ContainerID, w.Spec.Node)
+		}
 	case store.KindNode:
 		if id.Name == s.Info.Name {
 			return api.Errorf(api.Conflict, "node %s is this node: it cannot delete itself", id.Name)
@@ -226,7 +229,7 @@ func (s *Server) checkAllocated(ctx context.Context, w *store.WorkloadEndpoint, 
 	if err != nil {
 		return err
 	}
-	if w.Spec.Orchestrator == workload.Orchestrator && al.Handle != workload.HandleOf(w) {
+	if (w.Spec.Orchestrator == workload.Orchestrator || w.Spec.Orchestrator == workload.OrchestratorCNI) && al.Handle != workload.HandleOf(w) {
 		return api.Errorf(api.Conflict, "WorkloadEndpoint %s/%s: spec.ipNetworks: %s is allocated to %s, not to this workload", w.Metadata.Namespace, w.Metadata.Name, a, al.Handle)
 	}
 	return nil

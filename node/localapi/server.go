@@ -108,6 +108,18 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/workloads/{ns}/{name}", func(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, struct{}{}, s.Workloads.Remove(r.Context(), r.PathValue("ns"), r.PathValue("name")))
 	})
+	mux.HandleFunc("POST /v1/attachments/remove", handleBody(s, func(ctx context.Context, a api.Attachment) (struct{}, error) {
+		return struct{}{}, s.Workloads.RemoveAttachment(ctx, a)
+	}))
+	mux.HandleFunc("POST /v1/attachments/check", handleBody(s, func(ctx context.Context, a api.Attachment) (struct{}, error) {
+		return struct{}{}, s.Workloads.Check(ctx, a)
+	}))
+	mux.HandleFunc("POST /v1/attachments/gc", handleBody(s, s.Workloads.GC))
+	mux.HandleFunc("POST /v1/ipam/allocate", handleBody(s, s.Workloads.Allocate))
+	mux.HandleFunc("POST /v1/ipam/release-handle", handleBody(s, func(ctx context.Context, r api.IPAMRelease) (struct{}, error) {
+		return struct{}{}, s.Workloads.Release(ctx, r)
+	}))
+	mux.HandleFunc("POST /v1/ipam/gc", handleBody(s, s.Workloads.GCAddresses))
 	mux.HandleFunc("POST /v1/resources", func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -208,7 +220,7 @@ func (s *Server) reply(w http.ResponseWriter, out any, err error) {
 		if len(msg) > maxError {
 			msg = msg[:maxError] + "… (the rest of this message is cut)"
 		}
-		json.NewEncoder(w).Encode(api.Error{Error: msg})
+		json.NewEncoder(w).Encode(api.Error{Error: msg, Field: api.FieldOf(err)})
 		return
 	}
 	json.NewEncoder(w).Encode(out)

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -33,6 +34,10 @@ var (
 	// HostMAC; it is the workload's IPv6 next hop.
 	GatewayV6 = netip.MustParseAddr("fe80::ecee:eeff:feee:eeee")
 )
+
+// ErrIfaceExists is an Add into a namespace that has an interface of
+// the name asked for already.
+var ErrIfaceExists = errors.New("the interface exists already")
 
 // Spec is one workload interface to wire.
 type Spec struct {
@@ -67,7 +72,7 @@ func Add(s Spec) (mac net.HardwareAddr, err error) {
 	defer wl.Close()
 
 	if _, err := wl.LinkByName(s.Iface); err == nil {
-		return nil, fmt.Errorf("namespace %s already has an interface %s", s.NetNS, s.Iface)
+		return nil, fmt.Errorf("namespace %s already has an interface %s: %w", s.NetNS, s.Iface, ErrIfaceExists)
 	}
 	// A stale host side of that name (a crash between add and record)
 	// is ours by its name: remove it first, as Calico's CNI plugin does.
@@ -214,4 +219,92 @@ func WriteSysctl(path, val string) error {
 
 func netipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Check verifies what Add made: the host side (up, MAC HostMAC, a route
+// to each address through it, which the route driver programs), and in
+// the namespace the interface with the addresses and the default routes
+// via the gateways. It says all that is wrong.
+func Check(s Spec) error {
+	host, err := netlink.NewHandle()
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	hl, err := host.LinkByName(s.HostIface)
+	if err != nil {
+		return fmt.Errorf("host interface %s: %w", s.HostIface, err)
+	}
+	var errs []error
+	if hl.Attrs().HardwareAddr.String() != HostMAC.String() {
+		errs = append(errs, fmt.Errorf("%s has MAC %s, not %s", s.HostIface, hl.Attrs().HardwareAddr, HostMAC))
+	}
+	if hl.Attrs().Flags&net.FlagUp == 0 {
+		errs = append(errs, fmt.Errorf("%s is down", s.HostIface))
+	}
+	for _, a := range s.Addrs {
+		rs, err := host.RouteListFiltered(familyOf(a), &netlink.Route{Dst: netipNet(netip.PrefixFrom(a, a.BitLen()))}, netlink.RT_FILTER_DST)
+		if err != nil || !slices.ContainsFunc(rs, func(r netlink.Route) bool { return r.LinkIndex == hl.Attrs().Index }) {
+			errs = append(errs, fmt.Errorf("the host has no route to %s via %s", a, s.HostIface))
+		}
+	}
+	errs = append(errs, checkWorkloadSide(s))
+	return errors.Join(errs...)
+}
+
+func checkWorkloadSide(s Spec) error {
+	ns, err := netns.GetFromPath(s.NetNS)
+	if err != nil {
+		return fmt.Errorf("opening network namespace %s: %w", s.NetNS, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", s.NetNS, err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(s.Iface)
+	if err != nil {
+		return fmt.Errorf("%s in %s: %w", s.Iface, s.NetNS, err)
+	}
+	var errs []error
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		errs = append(errs, fmt.Errorf("%s in %s is down", s.Iface, s.NetNS))
+	}
+	have, err := h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return err
+	}
+	gws := map[int]netip.Addr{}
+	for _, a := range s.Addrs {
+		want := netip.PrefixFrom(a, a.BitLen())
+		if !slices.ContainsFunc(have, func(h netlink.Addr) bool { return h.IPNet.String() == want.String() }) {
+			errs = append(errs, fmt.Errorf("%s in %s lacks address %s", s.Iface, s.NetNS, want))
+		}
+		if a.Is4() {
+			gws[netlink.FAMILY_V4] = GatewayV4
+		} else {
+			gws[netlink.FAMILY_V6] = GatewayV6
+		}
+	}
+	for fam, gw := range gws {
+		rs, err := h.RouteList(link, fam)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(rs, func(r netlink.Route) bool {
+			gwr, _ := netip.AddrFromSlice(r.Gw)
+			return (r.Dst == nil || r.Dst.IP.IsUnspecified()) && gwr.Unmap() == gw
+		}) {
+			errs = append(errs, fmt.Errorf("%s has no default route via %s on %s", s.NetNS, gw, s.Iface))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func familyOf(a netip.Addr) int {
+	if a.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
 }

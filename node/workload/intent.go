@@ -106,7 +106,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 }
 
 func (s *Service) reconcile(ctx context.Context, in *intent) error {
-	defer s.lock(in.Namespace, in.Workload)()
+	defer s.lock(in.Endpoint)()
 	w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, in.Namespace, in.Endpoint)
 	switch {
 	case err != nil && !errors.Is(err, store.ErrNotFound):

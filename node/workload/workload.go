@@ -6,8 +6,6 @@ package workload
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,32 +14,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"calico/internal/quote"
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
 	"calico/store/ipam"
-	"calico/store/selector"
-
-	"github.com/google/uuid"
-)
-
-// Orchestrator is the orchestrator name of workloads added with
-// `calico workload add`.
-const Orchestrator = "calico"
-
-// annotationNetNS records a network namespace given with --netns.
-const annotationNetNS = "projectcalico.org/netns"
-
-var (
-	workloadNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	profileNameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 )
 
 // Dataplane is what the service needs of the agent.
@@ -76,9 +57,9 @@ type lock struct {
 	users int
 }
 
-// lock serialises the changes to one workload; the returned func unlocks.
-func (s *Service) lock(ns, name string) func() {
-	key := ns + "/" + name
+// lock serialises the changes to one workload (keyed by its endpoint's
+// name, or to one IPAM handle); the returned func unlocks.
+func (s *Service) lock(key string) func() {
 	s.mu.Lock()
 	if s.locks == nil {
 		s.locks = map[string]*lock{}
@@ -101,17 +82,6 @@ func (s *Service) lock(ns, name string) func() {
 	}
 }
 
-// hostIface is the host-side interface name of a workload: "cali" and 11
-// hex digits of a hash of its namespace and name, as Calico names pods.
-func hostIface(ns, name string) string {
-	sum := sha1.Sum([]byte(ns + "." + name))
-	return "cali" + hex.EncodeToString(sum[:])[:11]
-}
-
-// HandleOf is the IPAM handle that holds the addresses of a workload
-// added by `calico workload add`.
-func HandleOf(w *store.WorkloadEndpoint) string { return "calico." + w.Spec.ContainerID }
-
 // netnsMarker records that the node made a workload's network namespace,
 // so that removing the workload removes it too (and only then).
 func (s *Service) netnsMarker(name string) string { return filepath.Join(s.DataDir, "netns", name) }
@@ -119,33 +89,30 @@ func (s *Service) netnsMarker(name string) string { return filepath.Join(s.DataD
 // Add wires a new workload into this host: its network namespace (made
 // unless one is given), addresses from IPAM (or the given ones), the veth
 // pair, its WorkloadEndpoint, and any missing profile. It returns once the
-// dataplane is programmed for it. A failure undoes every step.
+// dataplane is programmed for it. A failure undoes every step. The CLI
+// names a workload; a CNI ADD gives its attachment (identify).
 func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, error) {
-	if req.Namespace == "" {
-		req.Namespace = "default"
-	}
-	if len(req.Profiles) == 0 {
-		req.Profiles = []string{"default"}
-	}
-	if err := checkAdd(req); err != nil {
+	id, err := s.identify(&req)
+	if err != nil {
 		return nil, err
 	}
-	defer s.lock(req.Namespace, req.Name)()
+	defer s.lock(id.endpoint)()
 	ph := newPhases()
-	defer func() { s.Log.Debug("workload add", "workload", req.Name, "phases", ph.String()) }()
+	defer func() {
+		s.Log.Debug("workload add", "workload", id.workload, "endpoint", id.endpoint, "phases", ph.String())
+	}()
 
-	weName := store.WorkloadEndpointName(s.Node, Orchestrator, req.Name, "eth0")
-	if old, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, req.Namespace, weName); err == nil {
-		return s.again(ctx, req, old)
+	if old, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.namespace, id.endpoint); err == nil {
+		return s.again(ctx, req, id, old)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if err := s.settle(ctx, req.Namespace, weName); err != nil {
+	if err := s.settle(ctx, id.namespace, id.endpoint); err != nil {
 		return nil, err
 	}
-	w := s.endpoint(req, weName)
-	in := &intent{Op: "add", Namespace: req.Namespace, Endpoint: weName, Workload: req.Name,
-		HostIface: w.Spec.InterfaceName, Handle: HandleOf(w), Started: time.Now().UTC()}
+	w := s.endpoint(req, id)
+	in := &intent{Op: "add", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
+		HostIface: id.hostIface, Handle: id.handle, Started: time.Now().UTC()}
 	if req.NetNS == "" {
 		in.NetNS = req.Name
 	}
@@ -155,37 +122,27 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	u := &undo{}
 	defer func() {
 		if u.run() {
-			s.forget(req.Namespace, weName)
+			s.forget(id.namespace, id.endpoint)
 		}
 	}()
-	u.add(func() { veth.Remove(w.Spec.InterfaceName) }) // whatever part of it was made
+	u.add(func() { veth.Remove(id.hostIface) }) // whatever part of it was made
 
 	netnsPath, err := s.netns(req, u)
 	if err != nil {
 		return nil, err
 	}
 	ph.mark("netns")
-	for _, p := range req.Profiles {
-		made, err := s.ensureProfile(ctx, p, u)
-		if err != nil {
-			return nil, err
-		}
-		if made {
-			in.Profiles = append(in.Profiles, p)
-			if err := s.record(in); err != nil {
-				return nil, err
-			}
-		}
+	if err := s.ensureProfiles(ctx, req.Profiles, in, u); err != nil {
+		return nil, err
 	}
 	ph.mark("profiles")
 
-	handle := HandleOf(w)
-	u.add(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.IPAM.ReleaseByHandle(ctx, handle)
-	})
-	addrs, err := s.assign(ctx, req, handle)
+	u.add(func() { s.release(id.handle) })
+	attrs := map[string]string{"node": s.Node, "namespace": id.namespace, "workload": id.workload}
+	if id.orchestrator == OrchestratorCNI {
+		attrs = s.cniAttrs(id, id.workload)
+	}
+	addrs, err := s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
 	if err != nil {
 		return nil, err
 	}
@@ -194,9 +151,12 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 		w.Spec.IPNetworks = append(w.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
 	}
 
-	mac, err := veth.Add(veth.Spec{NetNS: netnsPath, HostIface: w.Spec.InterfaceName, Iface: "eth0", Addrs: addrs})
+	mac, err := veth.Add(veth.Spec{NetNS: netnsPath, HostIface: id.hostIface, Iface: id.iface, Addrs: addrs, MTU: req.MTU})
+	if errors.Is(err, veth.ErrIfaceExists) {
+		return nil, api.FieldErrorf(api.Conflict, "interface", "%v", err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("wiring workload %s: %w", req.Name, err)
+		return nil, fmt.Errorf("wiring workload %s: %w", id.workload, err)
 	}
 	ph.mark("veth")
 	w.Spec.MAC = mac.String()
@@ -207,25 +167,66 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	}
 	ph.mark("endpoint")
 	u.done()
-	s.forget(req.Namespace, weName)
-	out := toWorkload(w, netnsPath)
+	s.forget(id.namespace, id.endpoint)
+	out := toWorkload(w, w.Metadata.Annotations[annotationNetNS])
+	if req.NetNS == "" {
+		out.NetNS = netnsPath
+	}
+	s.waitProgrammed(ctx, w, out)
+	ph.mark("dataplane")
+	return out, nil
+}
+
+// ensureProfiles makes the missing profiles of an add, recording each
+// it made in the add's intent (to be removed if the add is undone).
+func (s *Service) ensureProfiles(ctx context.Context, profiles []string, in *intent, u *undo) error {
+	for _, p := range profiles {
+		made, err := s.ensureProfile(ctx, p, u)
+		if err != nil {
+			return err
+		}
+		if made {
+			in.Profiles = append(in.Profiles, p)
+			if err := s.record(in); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// waitProgrammed waits (up to 10 s) until the dataplane is programmed
+// for w, and says whether it is.
+func (s *Service) waitProgrammed(ctx context.Context, w *store.WorkloadEndpoint, out *api.Workload) {
 	rev, _ := store.ParseRevision(w.Metadata.ResourceVersion)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	programmed := s.Dataplane.WaitApplied(wctx, rev) == nil
 	out.Programmed = &programmed
-	ph.mark("dataplane")
-	return out, nil
+}
+
+// release frees a handle's addresses, for undoing a failed request.
+func (s *Service) release(handle string) {
+	ctx, cancel := cleanupContext()
+	defer cancel()
+	s.IPAM.ReleaseByHandle(ctx, handle)
+}
+
+// cleanupContext bounds the undoing of a failed request, which goes on
+// when the request's own context is done.
+func cleanupContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
 // netns returns the path of the workload's network namespace: the given
 // one, or one made for it (and recorded as ours).
 func (s *Service) netns(req api.WorkloadAdd, u *undo) (string, error) {
 	if req.NetNS != "" {
-		if _, err := os.Stat(req.NetNS); err != nil {
-			return "", api.Errorf(api.BadRequest, "network namespace %s: %w", req.NetNS, err)
+		path := openNetNS(req.NetNS, req.NetNSHandle)
+		if _, err := os.Stat(path); err != nil {
+			return "", api.FieldErrorf(api.BadRequest, "netns", "network namespace %s: %w", req.NetNS, err)
 		}
-		return req.NetNS, nil
+		return path, nil
 	}
 	if _, err := os.Stat(veth.NetNSPath(req.Name)); err == nil {
 		return "", api.Errorf(api.Conflict, "network namespace %s already exists (give --netns to use an existing one)", req.Name)
@@ -248,20 +249,26 @@ func (s *Service) netns(req api.WorkloadAdd, u *undo) (string, error) {
 }
 
 // endpoint is the WorkloadEndpoint of a new workload, without addresses.
-func (s *Service) endpoint(req api.WorkloadAdd, name string) *store.WorkloadEndpoint {
+func (s *Service) endpoint(req api.WorkloadAdd, id *ident) *store.WorkloadEndpoint {
 	w := store.KindWorkloadEndpoint.New().(*store.WorkloadEndpoint)
-	w.Metadata.Name, w.Metadata.Namespace, w.Metadata.Labels = name, req.Namespace, req.Labels
+	w.Metadata.Name, w.Metadata.Namespace, w.Metadata.Labels = id.endpoint, id.namespace, req.Labels
 	w.Spec = store.WorkloadEndpointSpec{
-		Orchestrator:  Orchestrator,
-		Workload:      req.Name,
+		Orchestrator:  id.orchestrator,
+		Workload:      id.workload,
 		Node:          s.Node,
-		ContainerID:   strings.ReplaceAll(uuid.NewString(), "-", "")[:16],
-		Endpoint:      "eth0",
+		ContainerID:   id.containerID,
+		Endpoint:      id.iface,
 		Profiles:      req.Profiles,
-		InterfaceName: hostIface(req.Namespace, req.Name),
+		InterfaceName: id.hostIface,
 	}
 	if req.NetNS != "" {
 		w.Metadata.Annotations = map[string]string{annotationNetNS: req.NetNS}
+	}
+	if id.network != "" {
+		if w.Metadata.Annotations == nil {
+			w.Metadata.Annotations = map[string]string{}
+		}
+		w.Metadata.Annotations[annotationNetwork] = id.network
 	}
 	return w
 }
@@ -285,178 +292,20 @@ func (u *undo) run() bool {
 	return !u.kept
 }
 
-func checkAdd(req api.WorkloadAdd) error {
-	if !workloadNameRE.MatchString(req.Name) || len(req.Name) > 63 {
-		return api.Errorf(api.BadRequest, "workload name %q must be 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit", quote.Clip(req.Name))
-	}
-	if !workloadNameRE.MatchString(req.Namespace) || len(req.Namespace) > 63 {
-		return api.Errorf(api.BadRequest, "namespace %q must be 1-63 lower-case letters, digits and '-'", quote.Clip(req.Namespace))
-	}
-	for _, p := range req.Profiles {
-		if !profileNameRE.MatchString(p) {
-			return api.Errorf(api.BadRequest, "profile name %q must be lower-case letters, digits, '-' and '.'", quote.Clip(p))
-		}
-	}
-	for k, v := range req.Labels {
-		if err := selector.ValidateKey(k); err != nil {
-			return api.Errorf(api.BadRequest, "%w", err)
-		}
-		if err := selector.ValidateValue(v); err != nil {
-			return api.Errorf(api.BadRequest, "label %s: %w", k, err)
-		}
-	}
-	seen := map[int]bool{}
-	for _, ip := range req.IPs {
-		a, err := netip.ParseAddr(ip)
-		if err != nil || a.Zone() != "" {
-			return api.Errorf(api.BadRequest, "--ip %q is not an address", quote.Clip(ip))
-		}
-		v := 4
-		if a.Is6() && !a.Is4In6() {
-			v = 6
-		}
-		if seen[v] {
-			return api.Errorf(api.BadRequest, "--ip: give at most one IPv%d address", v)
-		}
-		seen[v] = true
-	}
-	for _, p := range req.Pools {
-		if _, err := store.ParseCIDR(p); err != nil {
-			return api.Errorf(api.BadRequest, "--pool %v", err)
-		}
-	}
-	return nil
-}
-
-// assign takes the given addresses, or one address of each family that
-// has an enabled pool for this node.
-func (s *Service) assign(ctx context.Context, req api.WorkloadAdd, handle string) ([]netip.Addr, error) {
-	pools, err := s.eligiblePools(ctx)
-	if err != nil {
-		return nil, err
-	}
-	attrs := map[string]string{"node": s.Node, "namespace": req.Namespace, "workload": req.Name}
-	if len(req.IPs) > 0 {
-		return s.assignGiven(ctx, req.IPs, pools, handle, attrs)
-	}
-	if len(req.Pools) > 0 {
-		if pools, err = choosePools(req.Pools, pools); err != nil {
-			return nil, err
-		}
-	}
-	var out []netip.Addr
-	for _, v4 := range []bool{true, false} {
-		fam := slices.DeleteFunc(slices.Clone(pools), func(p ipam.Pool) bool { return p.CIDR.Addr().Is4() != v4 })
-		if len(fam) == 0 {
-			continue
-		}
-		a, err := s.IPAM.AutoAssign(ctx, handle, s.Node, fam, attrs)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	if len(out) == 0 {
-		return nil, api.Errorf(api.BadRequest, "no enabled IP pool applies to this node (see `calico pool list`)")
-	}
-	return out, nil
-}
-
-// assignGiven takes the addresses a request names.
-func (s *Service) assignGiven(ctx context.Context, ips []string, pools []ipam.Pool, handle string, attrs map[string]string) ([]netip.Addr, error) {
-	var out []netip.Addr
-	for _, ip := range ips {
-		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
-		i := slices.IndexFunc(pools, func(p ipam.Pool) bool { return p.CIDR.Contains(a) })
-		if i < 0 {
-			return nil, api.Errorf(api.BadRequest, "address %s is not in any enabled IP pool", a)
-		}
-		if err := s.IPAM.Assign(ctx, a, handle, s.Node, pools[i], attrs); err != nil {
-			if errors.Is(err, ipam.ErrInUse) {
-				return nil, api.Errorf(api.Conflict, "address %s is already in use", a)
-			}
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
-
-// choosePools narrows the eligible pools to those a request names.
-func choosePools(names []string, pools []ipam.Pool) ([]ipam.Pool, error) {
-	var chosen []ipam.Pool
-	for _, c := range names {
-		cidr, _ := store.ParseCIDR(c) // checkAdd checked it
-		i := slices.IndexFunc(pools, func(p ipam.Pool) bool { return p.CIDR == cidr })
-		if i < 0 {
-			return nil, api.Errorf(api.BadRequest, "--pool %s is not an enabled IP pool (see `calico pool list`)", cidr)
-		}
-		chosen = append(chosen, pools[i])
-	}
-	return chosen, nil
-}
-
-// eligiblePools are the enabled pools whose nodeSelector selects this
-// node, in name order.
-func (s *Service) eligiblePools(ctx context.Context) ([]ipam.Pool, error) {
-	pools, err := store.ListOf[*store.IPPool](ctx, s.Store, "")
-	if err != nil {
-		return nil, err
-	}
-	var labels map[string]string
-	if n, err := store.GetOf[*store.Node](ctx, s.Store, "", s.Node); err == nil {
-		labels = n.Metadata.Labels
-	}
-	var out []ipam.Pool
-	for _, p := range pools {
-		cidr, err := store.ParseCIDR(p.Spec.CIDR)
-		if err != nil || p.Spec.Disabled {
-			continue
-		}
-		if sel, err := selector.Parse(p.Spec.NodeSelector); err != nil || !sel.Evaluate(labels) {
-			continue
-		}
-		out = append(out, ipam.Pool{CIDR: cidr, BlockSize: p.Spec.BlockSize})
-	}
-	return out, nil
-}
-
-// ensureProfile creates a missing profile with the classic semantics: its
-// members may reach each other, and their egress is open. A profile made
-// here is removed again if the workload add fails (unless another
-// workload uses it by then); made says whether it made one.
-func (s *Service) ensureProfile(ctx context.Context, name string, u *undo) (made bool, err error) {
-	_, err = store.GetOf[*store.Profile](ctx, s.Store, "", name)
-	if !errors.Is(err, store.ErrNotFound) {
-		return false, err
-	}
-	p := store.ClassicProfile(name)
-	err = s.Store.Create(ctx, p)
-	if errors.Is(err, store.ErrExists) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	u.add(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Store.Delete(ctx, store.IDOf(p), p.Metadata.ResourceVersion)
-	})
-	return true, nil
-}
-
 // again answers an add of a workload that exists: the same request again
 // (a client retrying after its connection broke) gets the workload; a
 // different one is a conflict.
-func (s *Service) again(ctx context.Context, req api.WorkloadAdd, old *store.WorkloadEndpoint) (*api.Workload, error) {
+func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old *store.WorkloadEndpoint) (*api.Workload, error) {
 	same := slices.Equal(old.Spec.Profiles, req.Profiles) && maps.Equal(old.Metadata.Labels, req.Labels) &&
 		old.Metadata.Annotations[annotationNetNS] == req.NetNS
 	for _, ip := range req.IPs {
 		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
 		same = same && slices.Contains(old.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
 	}
-	if !same {
+	switch {
+	case !same && id.orchestrator == OrchestratorCNI:
+		return nil, api.FieldErrorf(api.Conflict, "interface", "container %s already has interface %s on network %s (in %s)", id.containerID, id.iface, id.network, old.Metadata.Annotations[annotationNetNS])
+	case !same:
 		return nil, api.Errorf(api.Conflict, "workload %s already exists in namespace %s on this node", req.Name, req.Namespace)
 	}
 	netns := req.NetNS
@@ -464,11 +313,7 @@ func (s *Service) again(ctx context.Context, req api.WorkloadAdd, old *store.Wor
 		netns = veth.NetNSPath(req.Name)
 	}
 	out := toWorkload(old, netns)
-	rev, _ := store.ParseRevision(old.Metadata.ResourceVersion)
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	programmed := s.Dataplane.WaitApplied(wctx, rev) == nil
-	out.Programmed = &programmed
+	s.waitProgrammed(ctx, old, out)
 	return out, nil
 }
 
@@ -507,8 +352,8 @@ func (s *Service) Remove(ctx context.Context, ns, name string) error {
 	if ns == "" {
 		ns = "default"
 	}
-	defer s.lock(ns, name)()
 	weName := store.WorkloadEndpointName(s.Node, Orchestrator, name, "eth0")
+	defer s.lock(weName)()
 	if err := s.settle(ctx, ns, weName); err != nil {
 		return err
 	}
@@ -595,6 +440,9 @@ func toWorkload(w *store.WorkloadEndpoint, netns string) *api.Workload {
 		Name: w.Spec.Workload, Namespace: w.Metadata.Namespace, Node: w.Spec.Node,
 		Interface: w.Spec.InterfaceName, Profiles: w.Spec.Profiles, Labels: w.Metadata.Labels,
 		NetNS: netns, Endpoint: w.Metadata.Name,
+	}
+	if w.Spec.Orchestrator != Orchestrator { // the CLI's workloads show as they always have
+		out.Orchestrator, out.ContainerID, out.WorkloadInterface, out.MAC = w.Spec.Orchestrator, w.Spec.ContainerID, w.Spec.Endpoint, w.Spec.MAC
 	}
 	for _, n := range w.Spec.IPNetworks {
 		if p, err := store.ParseCIDR(n); err == nil {
