@@ -95,7 +95,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}{
 		{[]string{"pool", "add", "10.65.128.0/17"}, `overlaps IPPool`},
 		{[]string{"pool", "add", "10.99.0.0/33"}, `is not a CIDR`},
-		{[]string{"workload", "add", "cw-x"}, `already exists`},
+		{[]string{"workload", "add", "cw-x", "--label", "role=other"}, `already exists`},
 		{[]string{"workload", "add", "cw-y", "--ip", "10.200.0.1"}, `not in any enabled IP pool`},
 		{[]string{"workload", "add", "Bad_Name"}, `workload name "Bad_Name"`},
 		{[]string{"get", "pods"}, `unknown resource kind "pods"`},
@@ -109,7 +109,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 	}
 	for _, doc := range []struct{ yaml, want string }{
-		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.70.0.0/16, ipipMod: Never}\n", `unknown field "ipipMod"`},
+		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.70.0.0/16, ipipMod: Never}\n", `unknown field "spec.ipipMod"`},
 		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: [\n", `document 1`},
 		{"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: good}\nspec: {cidr: 10.71.0.0/16}\n---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: bad}\nspec: {cidr: 10.72.0.0/40}\n", `"10.72.0.0/40" is not a CIDR`},
 	} {

@@ -330,6 +330,29 @@ func (w *WorkloadEndpoint) setDefaults() {
 	if w.Metadata.Namespace == "" {
 		w.Metadata.Namespace = "default"
 	}
+	// The labels Calico's client stores on every endpoint.
+	m := &w.Metadata
+	if m.Labels[NamespaceLabel] != m.Namespace || m.Labels[OrchestratorLabel] != w.Spec.Orchestrator {
+		m.Labels = maps.Clone(m.Labels)
+		if m.Labels == nil {
+			m.Labels = map[string]string{}
+		}
+		m.Labels[NamespaceLabel], m.Labels[OrchestratorLabel] = m.Namespace, w.Spec.Orchestrator
+	}
+}
+
+// The labels Calico keeps on endpoints.
+const (
+	NamespaceLabel    = selector.NamespaceLabel
+	OrchestratorLabel = "projectcalico.org/orchestrator"
+)
+
+// UserLabels are an endpoint's labels without those Calico keeps on it
+// (projectcalico.org/…).
+func UserLabels(labels map[string]string) map[string]string {
+	out := maps.Clone(labels)
+	maps.DeleteFunc(out, func(k, _ string) bool { return strings.HasPrefix(k, "projectcalico.org/") })
+	return out
 }
 
 func (h *HostEndpoint) validate(c *checker) {

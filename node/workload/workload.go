@@ -296,7 +296,7 @@ func (u *undo) run() bool {
 // (a client retrying after its connection broke) gets the workload; a
 // different one is a conflict.
 func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old *store.WorkloadEndpoint) (*api.Workload, error) {
-	same := slices.Equal(old.Spec.Profiles, req.Profiles) && maps.Equal(old.Metadata.Labels, req.Labels) &&
+	same := slices.Equal(old.Spec.Profiles, req.Profiles) && maps.Equal(store.UserLabels(old.Metadata.Labels), store.UserLabels(req.Labels)) &&
 		old.Metadata.Annotations[annotationNetNS] == req.NetNS
 	for _, ip := range req.IPs {
 		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
@@ -438,7 +438,7 @@ func (s *Service) List(ctx context.Context) ([]api.Workload, error) {
 func toWorkload(w *store.WorkloadEndpoint, netns string) *api.Workload {
 	out := &api.Workload{
 		Name: w.Spec.Workload, Namespace: w.Metadata.Namespace, Node: w.Spec.Node,
-		Interface: w.Spec.InterfaceName, Profiles: w.Spec.Profiles, Labels: w.Metadata.Labels,
+		Interface: w.Spec.InterfaceName, Profiles: w.Spec.Profiles, Labels: store.UserLabels(w.Metadata.Labels),
 		NetNS: netns, Endpoint: w.Metadata.Name,
 	}
 	if w.Spec.Orchestrator != Orchestrator { // the CLI's workloads show as they always have
