@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,7 +94,7 @@ type Agent struct {
 	// (if any) is enforced, or there was nothing to enforce.
 	first     chan struct{}
 	firstOnce sync.Once
-	problems  string
+	problems  map[string]bool // those logged
 	// advertised and installed are BGP's side of the last apply.
 	advertised []netip.Prefix
 	installed  []route.Route
@@ -112,6 +111,9 @@ type Applied struct {
 	Sets         int
 	Routes       int
 	FromSnapshot bool
+	// Problems are the data the node cannot use as written, and what it
+	// does instead (it fails closed).
+	Problems []string
 }
 
 // New opens the agent's state cache. The drivers are given so tests can
@@ -261,12 +263,7 @@ func (a *Agent) apply(ctx context.Context) error {
 			d = fresh
 		}
 	}
-	if p := strings.Join(d.Problems, "; "); p != a.problems {
-		a.problems = p
-		if p != "" {
-			a.log.Warn("some resources cannot be used", "problems", p)
-		}
-	}
+	a.logProblems(d.Problems)
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	nftErr := a.nft.Apply(actx, d.Ruleset)
@@ -287,7 +284,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	res := Applied{
 		At: time.Now(), Took: time.Since(start), Revision: rev, Err: err,
 		Endpoints: len(d.Ruleset.Workloads), Policies: len(d.Ruleset.Policies),
-		Sets: len(d.Ruleset.Sets), Routes: len(d.Routes), FromSnapshot: fromDisk,
+		Sets: len(d.Ruleset.Sets), Routes: len(d.Routes), FromSnapshot: fromDisk, Problems: d.Problems,
 	}
 	a.mu.Lock()
 	a.last = res
@@ -494,4 +491,17 @@ type storeDatastore struct {
 
 func (d storeDatastore) HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error) {
 	return d.ipam.HostBlocks(ctx, host)
+}
+
+// logProblems logs each problem once, when it first appears (and again
+// if it comes back after it was fixed).
+func (a *Agent) logProblems(ps []string) {
+	now := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		now[p] = true
+		if !a.problems[p] {
+			a.log.Warn("data the node cannot use as written; enforced fail-closed", "problem", p)
+		}
+	}
+	a.problems = now
 }

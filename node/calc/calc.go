@@ -448,7 +448,9 @@ func (c *calculation) compute() Desired {
 	for _, w := range c.localEndpoints() {
 		wd := c.workloads[w]
 		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs}
-		if c.enforceable(w) {
+		if c.conflicted[w] {
+			ep.Addrs = nil // it may send nothing, and its paths drop
+		} else if c.enforceable(w) {
 			ep.Ingress = c.path(w, "Ingress")
 			ep.Egress = c.path(w, "Egress")
 		}
@@ -469,6 +471,7 @@ func (c *calculation) compute() Desired {
 	}
 	c.fillSets(&d.Ruleset)
 	d.Ruleset.EndpointToHost = endpointToHost(in)
+	c.dataProblems()
 	seen := map[string]bool{}
 	for _, p := range c.problems { // a memory may report one twice
 		if !seen[p] {
@@ -477,6 +480,38 @@ func (c *calculation) compute() Desired {
 		}
 	}
 	return d
+}
+
+// dataProblems reports every resource of the input with problems, field
+// by field, whether or not this node uses it: the problems of the
+// datastore as the node reads it.
+func (c *calculation) dataProblems() {
+	in := c.in
+	reportData(c, in.Workloads)
+	reportData(c, in.HostEndpoints)
+	reportData(c, in.Profiles)
+	reportData(c, in.GlobalPolicies)
+	reportData(c, in.Policies)
+	reportData(c, in.Tiers)
+	reportData(c, in.NetworkSets)
+	reportData(c, in.GlobalSets)
+	reportData(c, in.Felix)
+	reportData(c, in.Pools)
+	reportData(c, in.Nodes)
+	reportData(c, in.BGPPeers)
+	reportData(c, in.BGPConfigs)
+}
+
+func reportData[R store.Resource](c *calculation, rs []R) {
+	for _, r := range rs {
+		for _, f := range r.Meta().Problems {
+			field := f.Field
+			if field == "" {
+				field = "(the whole resource)"
+			}
+			c.problems = append(c.problems, fmt.Sprintf("%s: %s: %s", store.IDOf(r), field, f.Msg))
+		}
+	}
 }
 
 // enforceable reports whether the node can enforce a local workload's
@@ -538,10 +573,10 @@ func (c *calculation) localEndpoints() []*store.WorkloadEndpoint {
 	return c.conflicts(out)
 }
 
-// conflicts keeps one endpoint per interface and no address of two
-// local endpoints: a conflicting endpoint is replaced by a bare one on
-// its interface, without addresses (so that it can send nothing) and
-// with a problem (so that it drops everything).
+// conflicts keeps one endpoint per interface and marks the endpoints
+// that claim an interface or an address another local one claims: their
+// interface is kept with no address and no policy, which drops
+// everything, and the conflict is reported.
 func (c *calculation) conflicts(ws []*store.WorkloadEndpoint) []*store.WorkloadEndpoint {
 	owner := map[netip.Addr]*store.WorkloadEndpoint{}
 	for _, w := range ws {
@@ -556,11 +591,7 @@ func (c *calculation) conflicts(ws []*store.WorkloadEndpoint) []*store.WorkloadE
 	for _, w := range ws {
 		if n := len(out); n > 0 && out[n-1].Spec.InterfaceName == w.Spec.InterfaceName {
 			c.conflict(out[n-1], w, "interface "+w.Spec.InterfaceName)
-			out[n-1] = bare(out[n-1])
 			continue
-		}
-		if c.conflicted[w] {
-			w = bare(w)
 		}
 		out = append(out, w)
 	}
@@ -573,15 +604,6 @@ func (c *calculation) conflict(a, b *store.WorkloadEndpoint, what string) {
 	}
 	c.conflicted[a], c.conflicted[b] = true, true
 	c.problems = append(c.problems, fmt.Sprintf("%s and %s both claim %s: the interfaces of both drop everything", store.IDOf(a), store.IDOf(b), what))
-}
-
-// bare is an endpoint on w's interface that the node cannot enforce.
-func bare(w *store.WorkloadEndpoint) *store.WorkloadEndpoint {
-	b := store.KindWorkloadEndpoint.New().(*store.WorkloadEndpoint)
-	b.Metadata.Name, b.Metadata.Namespace = w.Metadata.Name, w.Metadata.Namespace
-	b.Spec.InterfaceName, b.Spec.Node = w.Spec.InterfaceName, w.Spec.Node
-	b.Metadata.Problems = []store.FieldError{{Field: "spec", Msg: "conflicts with another endpoint"}}
-	return b
 }
 
 func workloadAddrs(w *store.WorkloadEndpoint) []netip.Addr {

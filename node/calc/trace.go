@@ -122,6 +122,7 @@ func Trace(in Input, from, to *store.WorkloadEndpoint, pkt Packet) (Result, erro
 		return Result{}, err
 	}
 	c := newCalculation(in, nil, false)
+	c.localEndpoints() // finds the conflicts
 	t := &tracer{c: c, fam: version, src: src, dst: dst, pkt: pkt, members: map[string]setMembers{}, sources: c.sources()}
 	r := Result{IPVersion: version, Src: src, Dst: dst}
 	r.Egress = t.path(from, nft.Egress)
@@ -253,8 +254,12 @@ func (t *tracer) path(w *store.WorkloadEndpoint, d nft.Direction) PathTrace {
 	if d == nft.Egress {
 		dir = "Egress"
 	}
-	p := t.c.path(w, dir)
 	out := PathTrace{Endpoint: workloadName(w)}
+	if t.c.conflicted[w] || !t.c.enforceable(w) {
+		out.Reason = "denied: the node cannot enforce this endpoint as written (see the problems)"
+		return out
+	}
+	p := t.c.path(w, dir)
 	decided, passed := false, false
 	decide := func(allowed bool, reason string) {
 		decided, out.Allowed, out.Reason = true, allowed, reason
@@ -402,18 +407,31 @@ func (t *tracer) match(r nft.Rule) (ok, srcPortUnknown bool) {
 	if hasPorts && !HasPorts(p.Protocol) {
 		return false, false // Validate refuses ports without a port protocol
 	}
-	if !matchPorts(r.Dst, p.DstPort) || !matchICMP(r, p) {
+	if !matchPorts(r.Dst, p.DstPort) || !matchICMP(r, p) || !t.matchPortSets(r.Dst, t.dst, p.DstPort) {
 		return false, false
 	}
-	if len(r.Src.Ports)+len(r.Src.NotPorts) > 0 {
+	if len(r.Src.Ports)+len(r.Src.NotPorts) > 0 || r.Src.PortSet+r.Src.NotPortSet != "" {
 		if p.SrcPort == 0 {
 			return false, true
 		}
-		if !matchPorts(r.Src, p.SrcPort) {
+		if !matchPorts(r.Src, p.SrcPort) || !t.matchPortSets(r.Src, t.src, p.SrcPort) {
 			return false, false
 		}
 	}
 	return true, false
+}
+
+// matchPortSets matches one end's named ports: its address, the packet's
+// protocol and the port must be in PortSet, and not in NotPortSet. A
+// packet without ports is in no port set.
+func (t *tracer) matchPortSets(m nft.Match, a netip.Addr, port uint16) bool {
+	in := func(name string) bool {
+		if !HasPorts(t.pkt.Protocol) {
+			return false
+		}
+		return slices.Contains(t.c.portMembers(t.c.portSets[name]), nft.NamedPort{Addr: a, Protocol: t.pkt.Protocol, Port: port})
+	}
+	return (m.PortSet == "" || in(m.PortSet)) && (m.NotPortSet == "" || !in(m.NotPortSet))
 }
 
 // matchAddrs matches one end's sets and nets (of family fam) against a.

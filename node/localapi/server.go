@@ -277,6 +277,7 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		st.Dataplane.Error = last.Err.Error()
 	}
 	st.Workloads = last.Endpoints
+	st.Problems = append(st.Problems, last.Problems...)
 	bctx, bcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer bcancel()
 	var err error
