@@ -82,17 +82,17 @@ func TestCalicoSemantics(t *testing.T) {
 		{
 			name: "global() picks no namespaced workload",
 			yaml: webDB + gnp("from-global", "selector: role == 'db', ingress: [{action: Allow, source: {namespaceSelector: global()}}]"),
-			pkt: tcp(5432), ingress: "denied: no policy allowed or passed (end of tier default)",
+			pkt:  tcp(5432), ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "a named port is the port the endpoint gives it",
 			yaml: dbWithPorts + gnp("pg", "selector: role == 'db', ingress: [{action: Allow, protocol: TCP, destination: {ports: [pg]}}]"),
-			pkt: tcp(5432), ingress: "allowed by rule 0 of GlobalNetworkPolicy pg",
+			pkt:  tcp(5432), ingress: "allowed by rule 0 of GlobalNetworkPolicy pg",
 		},
 		{
 			name: "a named port is not another port",
 			yaml: dbWithPorts + gnp("pg", "selector: role == 'db', ingress: [{action: Allow, destination: {ports: [pg]}}]"),
-			pkt: tcp(80), ingress: "denied: no policy allowed or passed (end of tier default)",
+			pkt:  tcp(80), ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
 			name: "doNotTrack and preDNAT policies never apply to workloads",
@@ -101,26 +101,26 @@ func TestCalicoSemantics(t *testing.T) {
 			pkt: tcp(5432), ingress: "denied: no profile allowed",
 		},
 		{
-			name: "a broken notSelector in an Allow matches nothing",
-			yaml: webDB + gnp("allow", "selector: role == 'db', ingress: [{action: Allow, source: {notSelector: role == 'ops'}}]"),
+			name:   "a broken notSelector in an Allow matches nothing",
+			yaml:   webDB + gnp("allow", "selector: role == 'db', ingress: [{action: Allow, source: {notSelector: role == 'ops'}}]"),
 			broken: "allow", brokenField: "spec.ingress[0].source.notSelector",
 			pkt: tcp(5432), ingress: "denied: no policy allowed or passed (end of tier default)", problem: "the rule matches nothing",
 		},
 		{
-			name: "an unsupported serviceAccounts in a Deny denies without it",
-			yaml: webDB + gnp("deny", "selector: role == 'db', ingress: [{action: Deny, source: {selector: role == 'web'}}, {action: Allow}]"),
+			name:   "an unsupported serviceAccounts in a Deny denies without it",
+			yaml:   webDB + gnp("deny", "selector: role == 'db', ingress: [{action: Deny, source: {selector: role == 'web'}}, {action: Allow}]"),
 			broken: "deny", brokenField: "spec.ingress[0].source.serviceAccounts",
 			pkt: tcp(5432), ingress: "denied by rule 0 of GlobalNetworkPolicy deny", problem: "the rule denies without source.serviceAccounts",
 		},
 		{
-			name: "a broken net in a Deny denies without nets",
-			yaml: webDB + gnp("deny", "selector: role == 'db', ingress: [{action: Deny, source: {nets: [192.0.2.0/24]}}, {action: Allow}]"),
+			name:   "a broken net in a Deny denies without nets",
+			yaml:   webDB + gnp("deny", "selector: role == 'db', ingress: [{action: Deny, source: {nets: [192.0.2.0/24]}}, {action: Allow}]"),
 			broken: "deny", brokenField: "spec.ingress[0].source.nets[0]",
 			pkt: tcp(5432), ingress: "denied by rule 0 of GlobalNetworkPolicy deny", problem: "the rule denies without source.nets",
 		},
 		{
-			name: "a policy with a problem outside its rules denies what it selects",
-			yaml: webDB + gnp("allow", "selector: role == 'db', ingress: [{action: Allow}]"),
+			name:   "a policy with a problem outside its rules denies what it selects",
+			yaml:   webDB + gnp("allow", "selector: role == 'db', ingress: [{action: Allow}]"),
 			broken: "allow", brokenField: "spec.serviceAccountSelector",
 			pkt: tcp(5432), ingress: "denied by rule 0 of GlobalNetworkPolicy allow", problem: "it denies everything it selects",
 		},
@@ -229,7 +229,9 @@ spec: {node: h1, expectedIPs: [198.51.100.1]}
 	if len(h.PreDNAT.Tiers) != 1 || !h.PreDNAT.Tiers[0].DefaultPass {
 		t.Errorf("pre-DNAT tiers = %+v; want one that passes at its end", h.PreDNAT.Tiers)
 	}
-	if !slices.ContainsFunc(d.Problems, func(p string) bool { return strings.Contains(p, "HostEndpoint nowhere: no interface of this host has any of its expectedIPs") }) {
+	if !slices.ContainsFunc(d.Problems, func(p string) bool {
+		return strings.Contains(p, "HostEndpoint nowhere: no interface of this host has any of its expectedIPs")
+	}) {
 		t.Errorf("problems = %q; want the host endpoint that matches no interface", d.Problems)
 	}
 }

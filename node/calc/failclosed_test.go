@@ -213,4 +213,3 @@ func keys(m map[string]bool) []string {
 	slices.Sort(out)
 	return out
 }
-
