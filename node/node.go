@@ -253,6 +253,7 @@ func (n *node) startAgent(name string) error {
 			c := n.cluster.Load()
 			return c != nil && (*c).Down(addr)
 		},
+		Interfaces: agent.HostInterfaces,
 	}, n.firewall, n.routes)
 	if err != nil {
 		return err

@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -37,7 +39,29 @@ type Config struct {
 	// memory, and logs an error and uses the fresh result when the two
 	// differ (a check for tests; CALICO_VERIFY=1).
 	Verify bool
-	Log    *slog.Logger
+	// Interfaces lists this host's interfaces and their addresses, for
+	// host endpoints given by expectedIPs; nil lists none.
+	Interfaces func() map[string][]netip.Addr
+	Log        *slog.Logger
+}
+
+// HostInterfaces lists the interfaces of the host (of the network
+// namespace the node runs in) and their addresses.
+func HostInterfaces() map[string][]netip.Addr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	out := make(map[string][]netip.Addr, len(ifs))
+	for _, i := range ifs {
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				out[i.Name] = append(out[i.Name], p.Addr().Unmap())
+			}
+		}
+	}
+	return out
 }
 
 // Firewall programs the host's nftables table and reads its rule
@@ -254,6 +278,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
+	if a.cfg.Interfaces != nil {
+		in.HostInterfaces = a.cfg.Interfaces()
+	}
 	start := time.Now()
 	d := a.calc.Compute(in)
 	computed := time.Now()
@@ -263,7 +290,6 @@ func (a *Agent) apply(ctx context.Context) error {
 			d = fresh
 		}
 	}
-	a.logProblems(d.Problems)
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	nftErr := a.nft.Apply(actx, d.Ruleset)
@@ -273,8 +299,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	learned := a.learned(actx)
 	local := len(d.Routes)
 	d.Routes = withLearned(d.Routes, learned)
-	routeErr := a.routes.Apply(d.Routes)
+	routeErr := waiting(a.routes.Apply(d.Routes), &d)
 	err := errors.Join(nftErr, bgpErr, routeErr)
+	a.logProblems(d.Problems)
 	// The host's own state is in place unless one of its own routes
 	// failed: a learned route that cannot be programmed (its next hop is
 	// unreachable) does not hold up the workloads waiting for it.
@@ -504,4 +531,22 @@ func (a *Agent) logProblems(ps []string) {
 		}
 	}
 	a.problems = now
+}
+
+// waiting takes the routes that wait for their interface out of a route
+// error, as problems: another tool may have written a workload endpoint
+// whose interface is not on this host. The route driver looks for the
+// interface again with back-off; the rest of the node goes on.
+func waiting(err error, d *calc.Desired) error {
+	var f *route.Failed
+	if !errors.As(err, &f) || len(f.Missing) == 0 {
+		return err
+	}
+	for _, r := range f.Missing {
+		d.Problems = append(d.Problems, fmt.Sprintf("the route to %s waits for interface %s, which does not exist on this host (a WorkloadEndpoint without its interface?); looked for again with back-off", r.Dst, r.Iface))
+	}
+	if f.Unwrap() == nil {
+		return nil
+	}
+	return err
 }

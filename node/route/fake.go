@@ -2,7 +2,6 @@ package route
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"sync"
 )
@@ -44,11 +43,11 @@ func (f *Fake) Apply(want []Route) error {
 	}
 	want = normalize(want)
 	keep := map[netip.Prefix]bool{}
-	var errs []error
+	var missing []Route
 	for _, r := range want {
 		keep[r.Dst] = true
 		if r.Iface != "" && f.Ifaces != nil && !f.Ifaces[r.Iface] {
-			errs = append(errs, fmt.Errorf("programming route %s: no interface %s", r, r.Iface))
+			missing = append(missing, r) // it waits, as Table's
 			continue
 		}
 		f.routes[r.Dst] = r
@@ -58,7 +57,10 @@ func (f *Fake) Apply(want []Route) error {
 			delete(f.routes, dst)
 		}
 	}
-	return errors.Join(errs...)
+	if len(missing) > 0 {
+		return &Failed{Missing: missing}
+	}
+	return nil
 }
 
 // Close has nothing to release.

@@ -66,6 +66,15 @@ type Table struct {
 	// memAt; nil when unknown.
 	mem   map[netip.Prefix]Route
 	memAt time.Time
+	// waiting are interfaces that did not exist, with when to look again:
+	// a route through one waits, looked for with back-off.
+	waiting map[string]*wait
+}
+
+// wait is the back-off of a missing interface.
+type wait struct {
+	next  time.Time
+	delay time.Duration
 }
 
 // New opens a Table in the calling thread's network namespace.
@@ -103,13 +112,24 @@ func (t *Table) Apply(want []Route) error {
 	}
 	var errs []error
 	var failed []netip.Prefix
+	var missing []Route
 	added, deleted := 0, 0
 	// Add before delete, so a moved route never leaves a gap.
 	for _, r := range want {
 		if h, ok := have[r.Dst]; ok && h.equal(r) {
 			continue
 		}
+		if w := t.waiting[r.Iface]; w != nil && start.Before(w.next) {
+			missing = append(missing, r)
+			continue
+		}
 		nr, err := t.toNetlink(r)
+		if errors.Is(err, errNoLink) {
+			missing = append(missing, r)
+			t.wait(r.Iface, start)
+			continue
+		}
+		delete(t.waiting, r.Iface)
 		if err == nil {
 			err = t.h.RouteReplace(nr)
 		}
@@ -136,20 +156,50 @@ func (t *Table) Apply(want []Route) error {
 		t.log.Info("applied routes", "added", added, "deleted", deleted, "took", time.Since(start).Round(time.Microsecond))
 	}
 	if len(errs) > 0 {
-		return &Failed{Dsts: failed, err: errors.Join(errs...)}
+		return &Failed{Dsts: failed, Missing: missing, err: errors.Join(errs...)}
+	}
+	for _, r := range missing {
+		delete(wantBy, r.Dst)
 	}
 	t.mem = wantBy
+	if len(missing) > 0 {
+		return &Failed{Missing: missing}
+	}
 	return nil
 }
 
-// Failed is Apply's error: Dsts are the routes that could not be
-// programmed (the rest were).
-type Failed struct {
-	Dsts []netip.Prefix
-	err  error
+// wait backs off looking for a missing interface: 1 s, doubling to a
+// minute.
+func (t *Table) wait(iface string, now time.Time) {
+	if t.waiting == nil {
+		t.waiting = map[string]*wait{}
+	}
+	w := t.waiting[iface]
+	if w == nil {
+		w = &wait{delay: time.Second / 2}
+		t.waiting[iface] = w
+	}
+	w.delay = min(2*w.delay, time.Minute)
+	w.next = now.Add(w.delay)
 }
 
-func (f *Failed) Error() string { return f.err.Error() }
+var errNoLink = errors.New("no such interface")
+
+// Failed is Apply's error: Dsts are the routes that could not be
+// programmed (the rest were), Missing those that wait for their
+// interface to appear (looked for again with back-off).
+type Failed struct {
+	Dsts    []netip.Prefix
+	Missing []Route
+	err     error
+}
+
+func (f *Failed) Error() string {
+	if f.err == nil {
+		return fmt.Sprintf("%d routes wait for their interface", len(f.Missing))
+	}
+	return f.err.Error()
+}
 func (f *Failed) Unwrap() error { return f.err }
 
 // resolve replaces next hops that are not on a directly connected network
@@ -233,6 +283,10 @@ func (t *Table) toNetlink(r Route) (*netlink.Route, error) {
 		nr.Type = unix.RTN_BLACKHOLE
 	case r.Iface != "":
 		link, err := t.h.LinkByName(r.Iface)
+		var notFound netlink.LinkNotFoundError
+		if errors.As(err, &notFound) {
+			return nil, fmt.Errorf("finding %s: %w", r.Iface, errNoLink)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("finding %s: %w", r.Iface, err)
 		}

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"calico/internal/testutil"
 
@@ -91,18 +93,6 @@ func TestPrivilegedDriftAndOwnership(t *testing.T) {
 	}
 }
 
-func TestPrivilegedMissingInterface(t *testing.T) {
-	testutil.Privileged(t)
-	tbl, _ := newKernelTable(t)
-	err := tbl.Apply([]Route{{Dst: p("10.65.0.1/32"), Iface: "cali1"}, {Dst: p("10.65.0.9/32"), Iface: "calinothere"}})
-	if err == nil {
-		t.Fatal("a route to a missing interface was accepted")
-	}
-	if got, _ := tbl.Dump(); got != "10.65.0.1/32 dev cali1\n" {
-		t.Errorf("the good route was not programmed: %q", got)
-	}
-}
-
 // A next hop in another subnet (a route reflector passes those on) is
 // installed through the gateway the kernel uses to reach it, and applying
 // the same routes again changes nothing.
@@ -144,3 +134,51 @@ func TestPrivilegedRecursiveNextHop(t *testing.T) {
 		t.Errorf("applying a route with an unreachable next hop = %v; want a Failed naming it", err)
 	}
 }
+
+// TestPrivilegedMissingInterfaceWaits: a route through an interface that
+// does not exist waits (it is not an error), the others are programmed,
+// the interface is looked for again only after a back-off, and the route
+// comes once the interface is there.
+func TestPrivilegedMissingInterface(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, ns := newKernelTable(t)
+	want := []Route{
+		{Dst: netip.MustParsePrefix("10.65.0.1/32"), Iface: "cali1"},
+		{Dst: netip.MustParsePrefix("10.65.0.9/32"), Iface: "calinope"},
+	}
+	var f *Failed
+	err := tbl.Apply(want)
+	if !errors.As(err, &f) || f.Unwrap() != nil || len(f.Missing) != 1 || f.Missing[0].Iface != "calinope" {
+		t.Fatalf("Apply = %v; want the calinope route waiting and no error", err)
+	}
+	if d, _ := tbl.Dump(); !contains(d, "10.65.0.1/32 dev cali1") {
+		t.Errorf("the other route is not programmed:\n%s", d)
+	}
+	if err := ns.Do(func() error {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "calinope"}, PeerName: "calinopep"}); err != nil {
+			return err
+		}
+		for _, name := range []string{"calinope", "calinopep"} {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			netlink.LinkSetUp(l)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Apply(want); !errors.As(err, &f) || len(f.Missing) != 1 {
+		t.Errorf("Apply at once after = %v; want the route still waiting (backing off)", err)
+	}
+	tbl.waiting["calinope"].next = time.Now() // the back-off has passed
+	if err := tbl.Apply(want); err != nil {
+		t.Errorf("Apply after the back-off = %v", err)
+	}
+	if d, _ := tbl.Dump(); !contains(d, "10.65.0.9/32 dev calinope") {
+		t.Errorf("the waiting route is not programmed:\n%s", d)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,6 +1,7 @@
 package route
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -75,8 +76,9 @@ func TestFakeMissingInterface(t *testing.T) {
 	f := NewFake()
 	f.Ifaces = map[string]bool{"cali1": true}
 	err := f.Apply([]Route{{Dst: p("10.65.0.1/32"), Iface: "cali1"}, {Dst: p("10.65.0.2/32"), Iface: "cali9"}})
-	if err == nil {
-		t.Fatal("a route to a missing interface was accepted")
+	var failed *Failed
+	if !errors.As(err, &failed) || len(failed.Missing) != 1 || failed.Unwrap() != nil {
+		t.Fatalf("Apply = %v; want the route to the missing interface waiting", err)
 	}
 	if got := f.String(); got != "10.65.0.1/32 dev cali1\n" {
 		t.Errorf("the good route was not programmed: %q", got)
