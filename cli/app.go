@@ -44,6 +44,7 @@ func App(stdout, stderr io.Writer) *ucli.Command {
 			nodeCommand(),
 			bgpCommand(),
 			policyCommand(),
+			datastoreCommand(),
 			tokenCommand(),
 			leaveCommand(),
 			versionCommand(),

@@ -231,3 +231,22 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
 }
+
+// ClientFiles are the files a client of the datastore (Calico's own
+// tools, etcdctl) on this node authenticates with: the CA of the etcd
+// members' certificates and a client certificate and key — the cluster's
+// CA and this node's own certificate, or, with an external etcd, the
+// credentials it was given ("" for any it was not).
+func ClientFiles(dataDir string, external bool) (ca, cert, key string) {
+	p := newPKI(dataDir)
+	if !external {
+		return p.caCert(), p.nodeCert(), p.nodeKey()
+	}
+	exists := func(path string) string {
+		if _, err := os.Stat(path); err != nil {
+			return ""
+		}
+		return path
+	}
+	return exists(p.etcdCA()), exists(p.etcdCert()), exists(p.etcdKey())
+}

@@ -664,6 +664,27 @@ func (c *checker) password(field string, pw *BGPPassword) {
 	}
 }
 
+// Redacted replaces a password's value in what the node shows.
+const Redacted = "(redacted: move it to a secretKeyRef)"
+
+// Redact hides the passwords an older version stored as their value, so
+// that reading a resource never shows a secret. (Such a resource cannot
+// be applied back: a value is refused on apply.)
+func Redact(r Resource) {
+	var pws []*BGPPassword
+	switch r := r.(type) {
+	case *BGPPeer:
+		pws = append(pws, r.Spec.Password)
+	case *BGPConfiguration:
+		pws = append(pws, r.Spec.NodeMeshPassword)
+	}
+	for _, pw := range pws {
+		if pw != nil && pw.Value != "" {
+			pw.Value = Redacted
+		}
+	}
+}
+
 // SecretsDir holds the secrets a node reads, one directory per secret
 // and one file per key, as Kubernetes mounts them.
 const SecretsDir = "/etc/calico/secrets"

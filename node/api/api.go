@@ -186,6 +186,12 @@ type Status struct {
 // Datastore is the health of etcd as this node sees it.
 type Datastore struct {
 	Endpoints []string `json:"endpoints"`
+	// CAFile, CertFile and KeyFile are the files a client on this node
+	// authenticates to the datastore with (their paths: calico datastore
+	// env).
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
 	Healthy   bool     `json:"healthy"`
 	Leader    string   `json:"leader,omitempty"`
 	Members   int      `json:"members"`

@@ -156,6 +156,7 @@ func (s *Server) getResources(ctx context.Context, kindName, ns, name string) (*
 	}
 	out := &api.Resources{Items: []json.RawMessage{}}
 	for _, r := range rs {
+		store.Redact(r)
 		b, err := json.Marshal(r)
 		if err != nil {
 			return nil, err

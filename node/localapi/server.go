@@ -1,6 +1,7 @@
 package localapi
 
 import (
+	"calico/cluster"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,8 @@ type Server struct {
 type Info struct {
 	Name, ClusterID, Role, Version, DataDir string
 	IPv4, IPv6                              string
+	// ExternalEtcd says the datastore is an etcd the cluster was given.
+	ExternalEtcd bool
 }
 
 // Agent is what the API reads of the agent; *agent.Agent is one.
@@ -263,6 +266,7 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 	h := s.Store.Health(hctx)
 	sync := s.Agent.Sync()
 	st.Datastore = api.Datastore{Endpoints: h.Endpoints, Healthy: h.Healthy, Leader: h.Leader, Members: h.Members, Revision: h.Revision, InSync: sync.Live}
+	st.Datastore.CAFile, st.Datastore.CertFile, st.Datastore.KeyFile = cluster.ClientFiles(i.DataDir, i.ExternalEtcd)
 	if h.Err != nil {
 		st.Datastore.Error = h.Err.Error()
 	} else if sync.Err != nil {
