@@ -12,6 +12,7 @@ import (
 
 	"calico/cluster"
 	"calico/node"
+	"calico/node/systemd"
 	"calico/store"
 
 	ucli "github.com/urfave/cli/v3"
@@ -190,6 +191,9 @@ func up(ctx context.Context, c *ucli.Command) error {
 		cfg.EtcdLogLevel = "info"
 	}
 	cfg.Out = c.Root().Writer
+	if n := systemd.FromEnv(); n != nil {
+		cfg.Notify = n
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("calico up needs root (it programs routes and nftables)")
 	}
