@@ -203,6 +203,9 @@ func (n *node) start(ctx context.Context) error {
 		return err
 	}
 	n.unlock = unlock
+	if err := checkFormat(cfg.DataDir, cfg.Version, n.log); err != nil {
+		return err
+	}
 	if err := n.parts.forwarding(); err != nil {
 		return err
 	}
@@ -348,7 +351,7 @@ func (n *node) serve(id cluster.Identity) error {
 	wl := n.workloads
 	n.api = &localapi.Server{
 		Info: localapi.Info{
-			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir,
+			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat,
 			IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
 		},
 		Store: n.store, IPAM: n.ipam, Agent: n.agent, Workloads: wl,

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"calico/cluster"
 	"calico/nft"
+	"calico/node/api"
 )
 
 // fakeNotifier records what the node tells systemd, as events.
@@ -204,5 +206,105 @@ func TestRunReadyFromStateCache(t *testing.T) {
 	got := ev2.all()
 	if i := slices.Index(got, "notify READY=1"); !strings.Contains(got[i+1], "dataplane programmed from the state cache") {
 		t.Errorf("READY=1 came with %q; want it programmed from the state cache", got[i+1])
+	}
+}
+
+func TestDataFormat(t *testing.T) {
+	read := func(t *testing.T, dir string) formatRecord {
+		t.Helper()
+		rec, err := readFormat(filepath.Join(dir, formatFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	t.Run("a new data dir gets the current format", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := checkFormat(dir, "v2", log); err != nil {
+			t.Fatal(err)
+		}
+		if rec := read(t, dir); rec != (formatRecord{Format: DataFormat, Calico: "v2"}) {
+			t.Errorf("record = %+v", rec)
+		}
+	})
+	t.Run("an unversioned data dir is migrated, in one log line", func(t *testing.T) {
+		dir := t.TempDir()
+		writeIdentity(t, dir)
+		logs.Reset()
+		if err := checkFormat(dir, "v2", log); err != nil {
+			t.Fatal(err)
+		}
+		if rec := read(t, dir); rec.Format != DataFormat {
+			t.Errorf("record = %+v", rec)
+		}
+		out := strings.TrimSpace(logs.String())
+		if strings.Count(out, "\n") != 0 || !strings.Contains(out, "migrated data dir "+dir+" from format 0 to 1") {
+			t.Errorf("log = %q; want one line saying the data dir was migrated", out)
+		}
+		logs.Reset()
+		if err := checkFormat(dir, "v2", log); err != nil || logs.Len() != 0 {
+			t.Errorf("a second start: %v, log %q", err, logs.String())
+		}
+	})
+	t.Run("another binary of the same format records its version", func(t *testing.T) {
+		dir := t.TempDir()
+		checkFormat(dir, "v2", log)
+		if err := checkFormat(dir, "v2.1", log); err != nil || read(t, dir).Calico != "v2.1" {
+			t.Errorf("%v, %+v", err, read(t, dir))
+		}
+	})
+	t.Run("a newer data dir is refused, in one line, and left as it is", func(t *testing.T) {
+		dir := t.TempDir()
+		newer := `{"format": 2, "calico": "v3"}` + "\n"
+		os.WriteFile(filepath.Join(dir, formatFile), []byte(newer), 0o600)
+		err := checkFormat(dir, "v2", log)
+		want := "data dir " + dir + " has format 2, written by calico v3; this calico (v2) reads format 1 at most: run calico v3 or newer with it, or move it aside"
+		if err == nil || err.Error() != want {
+			t.Errorf("err = %v; want %q", err, want)
+		}
+		if c, _ := api.ClassOf(err); c != api.Conflict {
+			t.Errorf("class = %v; want Conflict", c)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, formatFile)); string(b) != newer {
+			t.Errorf("the record became %q", b)
+		}
+	})
+	t.Run("an unreadable record is refused", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, formatFile), []byte("seven\n"), 0o600)
+		if err := checkFormat(dir, "v2", log); err == nil || !strings.Contains(err.Error(), "does not say the data dir's format") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("a failed migration stops the start", func(t *testing.T) {
+		old := migrations
+		t.Cleanup(func() { migrations = old })
+		migrations = []migration{{did: "nothing", do: func(string) error { return errors.New("disk on fire") }}}
+		dir := t.TempDir()
+		writeIdentity(t, dir)
+		if err := checkFormat(dir, "v2", log); err == nil || !strings.Contains(err.Error(), "from format 0 to 1: disk on fire") {
+			t.Errorf("err = %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, formatFile)); err == nil {
+			t.Error("a failed migration recorded the new format")
+		}
+	})
+}
+
+// A node refuses a newer data dir before it starts anything.
+func TestRunRefusesANewerDataDir(t *testing.T) {
+	ev := &events{}
+	p, _ := testParts(t, ev, nil)
+	cfg := testConfig(t)
+	os.WriteFile(filepath.Join(cfg.DataDir, formatFile), []byte(`{"format": 99, "calico": "v9"}`), 0o600)
+	err := run(t.Context(), cfg, p)
+	if err == nil || !strings.Contains(err.Error(), "has format 99") {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := ev.all(); len(got) != 0 {
+		t.Errorf("a refused node started %v", got)
 	}
 }
