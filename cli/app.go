@@ -117,17 +117,6 @@ func outputFlag(formats string) ucli.Flag {
 	return &ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output format: " + formats}
 }
 
-func versionCommand() *ucli.Command {
-	return &ucli.Command{
-		Name:  "version",
-		Usage: "print the version",
-		Action: func(ctx context.Context, c *ucli.Command) error {
-			fmt.Fprintf(c.Root().Writer, "calico %s\n", Version)
-			return nil
-		},
-	}
-}
-
 // noArgs refuses positional arguments.
 func noArgs(c *ucli.Command) error {
 	if c.NArg() > 0 {
