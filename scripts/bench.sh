@@ -33,7 +33,7 @@ if [ -n "$pattern" ] && [ -f docs/bench.md ]; then
 	}
 	/^## / { skip = 0; if ($0 in text) { printf "%s", text[$0]; done[$0] = 1; skip = 1; next } }
 	!skip { print }
-	END { for (i = 1; i <= n; i++) if (!(order[i] in done)) printf "\n%s", text[order[i]] }
+	END { for (i = 1; i <= n; i++) if (!(order[i] in done)) printf "%s", text[order[i]] }
 	' docs/bench.md > "$out.merged"
 	mv "$out.merged" docs/bench.md
 	cat docs/bench.md
