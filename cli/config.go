@@ -310,6 +310,33 @@ func settingNames() string {
 // oneLine joins the lines of a message.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// configDataDir is the data-dir that `calico up`'s config files (the
+// default ones, or CALICO_CONFIG_FILE's) set, for the other commands. A
+// config file that cannot be read gives none: `calico up` says why.
+type configDataDir struct{}
+
+func (configDataDir) Lookup() (string, bool) {
+	file, given := os.LookupEnv("CALICO_CONFIG_FILE")
+	if !given {
+		file = DefaultConfigFile
+	}
+	files, err := configFiles(file, given)
+	if err != nil {
+		return "", false
+	}
+	s := settings{vals: map[string]value{}}
+	for _, f := range files {
+		if s.readFile(f) != nil {
+			return "", false
+		}
+	}
+	v := s.get("data-dir")
+	return v, v != ""
+}
+
+func (configDataDir) String() string   { return "calico up's config files" }
+func (configDataDir) GoString() string { return "cli.configDataDir{}" }
+
 // printConfig writes the merged settings as YAML, each with where it
 // came from; the token is never shown.
 func printConfig(w io.Writer, s settings) error {

@@ -195,3 +195,26 @@ func TestConfigFiles(t *testing.T) {
 		t.Errorf("configFiles(drop-ins only) = %v, %v", files, err)
 	}
 }
+
+// The other commands find the data dir that calico up's config file sets.
+func TestConfigDataDirForOtherCommands(t *testing.T) {
+	dir := t.TempDir()
+	file := writeConfig(t, filepath.Join(dir, "config.yaml"), "data-dir: "+filepath.Join(dir, "from-config")+"\n")
+	t.Setenv("CALICO_CONFIG_FILE", file)
+	_, _, errs := run("status")
+	if !strings.Contains(errs, "with data dir "+filepath.Join(dir, "from-config")) {
+		t.Errorf("calico status with data-dir in the config: %q", errs)
+	}
+	t.Setenv("CALICO_DATA_DIR", filepath.Join(dir, "from-env"))
+	if _, _, errs := run("status"); !strings.Contains(errs, "with data dir "+filepath.Join(dir, "from-env")) {
+		t.Errorf("calico status with CALICO_DATA_DIR over the config: %q", errs)
+	}
+	if _, _, errs := run("status", "--data-dir", filepath.Join(dir, "from-flag")); !strings.Contains(errs, "with data dir "+filepath.Join(dir, "from-flag")) {
+		t.Errorf("calico status with --data-dir: %q", errs)
+	}
+	t.Setenv("CALICO_DATA_DIR", "")
+	writeConfig(t, file, "pols: nonsense\n")
+	if _, _, errs := run("status"); !strings.Contains(errs, "with data dir "+DefaultDataDir) {
+		t.Errorf("calico status with a bad config: %q; want the default data dir", errs)
+	}
+}
