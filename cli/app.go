@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	ucli "github.com/urfave/cli/v3"
@@ -106,28 +107,34 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// dataDirFlag is the --data-dir of every command but `calico up`: from
+// the flag, CALICO_DATA_DIR, or the data-dir of `calico up`'s config
+// files, so that the commands find a node whose config moved its data dir.
 func dataDirFlag() ucli.Flag {
 	return &ucli.StringFlag{
 		Name:    "data-dir",
-		Usage:   "the node's state directory",
-		Sources: ucli.EnvVars("CALICO_DATA_DIR"),
+		Usage:   "the node's state `DIR` (default: the data-dir of calico up's config file, else " + DefaultDataDir + ")",
+		Sources: ucli.NewValueSourceChain(envValue("CALICO_DATA_DIR"), configDataDir{}),
 		Value:   DefaultDataDir,
+
+		HideDefault: true,
 	}
 }
+
+// envValue is an environment variable as a flag's source; empty is unset.
+type envValue string
+
+func (e envValue) Lookup() (string, bool) {
+	v := os.Getenv(string(e))
+	return v, v != ""
+}
+func (e envValue) IsFromEnv() bool  { return true }
+func (e envValue) Key() string      { return string(e) }
+func (e envValue) String() string   { return "environment variable " + string(e) }
+func (e envValue) GoString() string { return "cli.envValue(" + strconv.Quote(string(e)) + ")" }
 
 func outputFlag(formats string) ucli.Flag {
 	return &ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output format: " + formats}
-}
-
-func versionCommand() *ucli.Command {
-	return &ucli.Command{
-		Name:  "version",
-		Usage: "print the version",
-		Action: func(ctx context.Context, c *ucli.Command) error {
-			fmt.Fprintf(c.Root().Writer, "calico %s\n", Version)
-			return nil
-		},
-	}
 }
 
 // noArgs refuses positional arguments.

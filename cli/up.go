@@ -12,80 +12,72 @@ import (
 
 	"calico/cluster"
 	"calico/node"
+	"calico/node/systemd"
 	"calico/store"
 
 	ucli "github.com/urfave/cli/v3"
 )
 
 func upCommand() *ucli.Command {
+	flags := append(settingFlags(),
+		&ucli.StringFlag{Name: "config", Value: DefaultConfigFile, Sources: ucli.EnvVars("CALICO_CONFIG_FILE"),
+			Usage: "read settings from this YAML `FILE` and FILE.d/*.yaml (keys: the flags without --); '' reads none"},
+		&ucli.BoolFlag{Name: "print-config", Usage: "print the settings from flags, environment, config files and defaults, and exit"},
+	)
 	return &ucli.Command{
-		Name:  "up",
-		Usage: "run this host's node in the foreground (founds a cluster, or resumes the one in --data-dir)",
-		Flags: []ucli.Flag{
-			dataDirFlag(),
-			&ucli.StringFlag{Name: "name", Usage: "the node's name (default: the host name)"},
-			&ucli.StringFlag{Name: "ip", Usage: "the node's IPv4 address, with or without /len (default: the address of the interface holding the default route)"},
-			&ucli.StringFlag{Name: "ip6", Usage: "the node's IPv6 address, with or without /len (default: as --ip, if there is an IPv6 default route)"},
-			&ucli.StringSliceFlag{Name: "pool", Usage: "an IP pool `CIDR` to create if missing (repeatable; default when there is none: 192.168.0.0/16 and a random ULA /48)"},
-			&ucli.StringFlag{Name: "as", Usage: "the node's BGP AS number"},
-			&ucli.StringFlag{Name: "join", Usage: "join the cluster of the member at `ADDR[:PORT]` (join API, port 7947 by default)"},
-			&ucli.StringFlag{Name: "token", Sources: ucli.EnvVars("CALICO_TOKEN"), Usage: "the cluster's join token (`calico token` on a member prints it)"},
-			&ucli.StringSliceFlag{Name: "etcd-endpoints", Usage: "use this external etcd (`URLS`, comma-separated) instead of the embedded one; on the founding host only"},
-			&ucli.StringFlag{Name: "etcd-ca", Usage: "the external etcd's CA certificate (PEM `FILE`)"},
-			&ucli.StringFlag{Name: "etcd-cert", Usage: "a client certificate for the external etcd (PEM `FILE`)"},
-			&ucli.StringFlag{Name: "etcd-key", Usage: "its key (PEM `FILE`)"},
-			&ucli.DurationFlag{Name: "voter-replace-after", Value: 5 * time.Minute, Usage: "how long an etcd voter's host may be dead before a client host takes its seat"},
-			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-		},
+		Name:   "up",
+		Usage:  "run this host's node in the foreground (founds a cluster, or resumes the one in --data-dir)",
+		Flags:  flags,
 		Action: up,
 	}
 }
 
-// upConfig reads and checks the flags of `calico up`.
-func upConfig(c *ucli.Command) (node.Config, slog.Level, error) {
+// upConfig checks `calico up`'s settings and makes the node's config of
+// them.
+func upConfig(s settings) (node.Config, slog.Level, error) {
 	cfg := node.Config{Config: cluster.Config{
-		Name: c.String("name"), DataDir: c.String("data-dir"), Version: Version,
-		Join: c.String("join"), Token: c.String("token"), VoterReplaceAfter: c.Duration("voter-replace-after"),
+		Name: s.get("name"), DataDir: s.get("data-dir"), Version: Version,
+		Join: s.get("join"), Token: s.get("token"),
 	}}
+	if cfg.DataDir == "" {
+		return cfg, 0, usagef("%s is empty", s.label("data-dir"))
+	}
 	if cfg.Join != "" && cfg.Token == "" {
-		return cfg, 0, usagef("--join needs --token (or CALICO_TOKEN): `calico token` on a member prints it")
+		return cfg, 0, usagef("%s needs a token (--token, CALICO_TOKEN or token in the config file): `calico token` on a member prints it", s.label("join"))
 	}
 	if cfg.Join != "" {
 		if _, err := cluster.ParseToken(cfg.Token); err != nil {
-			return cfg, 0, usagef("--token: %v", err)
+			return cfg, 0, usagef("%s: %v", s.label("token"), err)
 		}
 	}
-	if err := externalEtcd(c, &cfg.Config); err != nil {
+	if err := externalEtcd(s, &cfg.Config); err != nil {
 		return cfg, 0, err
 	}
-	if cfg.VoterReplaceAfter <= 0 {
-		return cfg, 0, usagef("--voter-replace-after must be positive")
+	d, err := time.ParseDuration(s.get("voter-replace-after"))
+	if err != nil {
+		return cfg, 0, usagef("%s %q is not a duration (such as 5m or 90s)", s.label("voter-replace-after"), s.get("voter-replace-after"))
 	}
+	if d <= 0 {
+		return cfg, 0, usagef("%s must be positive", s.label("voter-replace-after"))
+	}
+	cfg.VoterReplaceAfter = d
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return cfg, 0, usagef("--log-level %q is not debug, info, warn or error", c.String("log-level"))
+	if err := level.UnmarshalText([]byte(s.get("log-level"))); err != nil {
+		return cfg, 0, usagef("%s %q is not debug, info, warn or error", s.label("log-level"), s.get("log-level"))
 	}
-	if err := noArgs(c); err != nil {
+	if cfg.IPv4, err = hostAddr(s, "ip", 4); err != nil {
 		return cfg, 0, err
 	}
-	var err error
-	if cfg.IPv4, err = hostAddr(c.String("ip"), 4); err != nil {
+	if cfg.IPv6, err = hostAddr(s, "ip6", 6); err != nil {
 		return cfg, 0, err
 	}
-	if cfg.IPv6, err = hostAddr(c.String("ip6"), 6); err != nil {
+	if cfg.Pools, err = pools(s); err != nil {
 		return cfg, 0, err
 	}
-	for _, p := range c.StringSlice("pool") {
-		cidr, err := store.ParseCIDR(p)
-		if err != nil {
-			return cfg, 0, usagef("--pool %v", err)
-		}
-		cfg.Pools = append(cfg.Pools, cidr)
-	}
-	if s := c.String("as"); s != "" {
-		as, err := store.ParseASNumber(s)
+	if v := s.get("as"); v != "" {
+		as, err := store.ParseASNumber(v)
 		if err != nil || as == 0 {
-			return cfg, 0, usagef("--as %q is not an AS number", s)
+			return cfg, 0, usagef("%s %q is not an AS number", s.label("as"), v)
 		}
 		cfg.ASNumber = &as
 	}
@@ -93,42 +85,77 @@ func upConfig(c *ucli.Command) (node.Config, slog.Level, error) {
 		n := store.KindNode.New()
 		n.Meta().Name = cfg.Name
 		if err := store.Validate(n); err != nil {
-			return cfg, 0, usagef("--name %q must be lower-case letters, digits, '-' and '.'", cfg.Name)
+			return cfg, 0, usagef("%s %q must be lower-case letters, digits, '-' and '.'", s.label("name"), cfg.Name)
 		}
 	}
 	return cfg, level, nil
 }
 
-// externalEtcd reads the --etcd-* flags.
-func externalEtcd(c *ucli.Command, cfg *cluster.Config) error {
-	cfg.EtcdCA, cfg.EtcdCert, cfg.EtcdKey = c.String("etcd-ca"), c.String("etcd-cert"), c.String("etcd-key")
-	for _, v := range c.StringSlice("etcd-endpoints") {
+// pools reads the pool setting: CIDRs that are valid pools and do not
+// overlap.
+func pools(s settings) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range s.list("pool") {
+		cidr, err := store.ParseCIDR(p)
+		if err != nil {
+			return nil, usagef("%s %v", s.label("pool"), err)
+		}
+		if err := store.Validate(store.NewPool(store.PoolName(cidr), cidr)); err != nil {
+			return nil, usagef("%s %s: %v", s.label("pool"), cidr, err)
+		}
+		for _, other := range out {
+			if other.Overlaps(cidr) {
+				return nil, usagef("%s %s overlaps %s", s.label("pool"), cidr, other)
+			}
+		}
+		out = append(out, cidr)
+	}
+	return out, nil
+}
+
+// externalEtcd reads the etcd-* settings.
+func externalEtcd(s settings, cfg *cluster.Config) error {
+	cfg.EtcdCA, cfg.EtcdCert, cfg.EtcdKey = s.get("etcd-ca"), s.get("etcd-cert"), s.get("etcd-key")
+	for _, v := range s.list("etcd-endpoints") {
 		for _, e := range strings.Split(v, ",") {
 			u, err := url.Parse(strings.TrimSpace(e))
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return usagef("--etcd-endpoints %q is not an http:// or https:// URL", e)
+				return usagef("%s %q is not an http:// or https:// URL", s.label("etcd-endpoints"), e)
 			}
 			cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, u.String())
 		}
 	}
 	switch {
 	case len(cfg.EtcdEndpoints) == 0 && cfg.EtcdCA+cfg.EtcdCert+cfg.EtcdKey != "":
-		return usagef("--etcd-ca, --etcd-cert and --etcd-key go with --etcd-endpoints")
-	case (cfg.EtcdCert == "") != (cfg.EtcdKey == ""):
-		return usagef("--etcd-cert and --etcd-key go together")
+		return usagef("%s goes with etcd-endpoints", s.label(firstSet(s, "etcd-ca", "etcd-cert", "etcd-key")))
+	case cfg.EtcdCert != "" && cfg.EtcdKey == "":
+		return usagef("%s needs etcd-key", s.label("etcd-cert"))
+	case cfg.EtcdKey != "" && cfg.EtcdCert == "":
+		return usagef("%s needs etcd-cert", s.label("etcd-key"))
 	case len(cfg.EtcdEndpoints) > 0 && cfg.Join != "":
-		return usagef("--etcd-endpoints is for the founding host: joiners get the datastore from the cluster")
+		return usagef("etcd-endpoints is for the founding host: joiners get the datastore from the cluster (%s, %s)", s.label("etcd-endpoints"), s.label("join"))
 	}
 	return nil
 }
 
+// firstSet is the first of names that has a value.
+func firstSet(s settings, names ...string) string {
+	for _, n := range names {
+		if s.get(n) != "" {
+			return n
+		}
+	}
+	return names[0]
+}
+
 // hostAddr reads an --ip or --ip6 value: an address, optionally with its
 // prefix length (default /32 or /128).
-func hostAddr(s string, version int) (netip.Prefix, error) {
+func hostAddr(set settings, name string, version int) (netip.Prefix, error) {
+	s := set.get(name)
 	if s == "" {
 		return netip.Prefix{}, nil
 	}
-	flag := map[int]string{4: "--ip", 6: "--ip6"}[version]
+	flag := set.label(name)
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		a, aerr := netip.ParseAddr(s)
@@ -145,15 +172,28 @@ func hostAddr(s string, version int) (netip.Prefix, error) {
 
 // up runs this host's node in the foreground.
 func up(ctx context.Context, c *ucli.Command) error {
-	cfg, level, err := upConfig(c)
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	s, err := resolve(c)
 	if err != nil {
 		return err
+	}
+	cfg, level, err := upConfig(s)
+	if err != nil {
+		return err
+	}
+	if c.Bool("print-config") {
+		return printConfig(c.Root().Writer, s)
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: level}))
 	if level <= slog.LevelDebug {
 		cfg.EtcdLogLevel = "info"
 	}
 	cfg.Out = c.Root().Writer
+	if n := systemd.FromEnv(); n != nil {
+		cfg.Notify = n
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("calico up needs root (it programs routes and nftables)")
 	}

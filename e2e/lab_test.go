@@ -76,6 +76,30 @@ type Lab struct {
 
 	mu     sync.Mutex
 	probes []*exec.Cmd
+	// bins are the calico binaries of hosts that do not run $CALICO
+	// (SetBinary).
+	bins map[string]string
+}
+
+// SetBinary makes host run, and answer the CLI with, the calico binary at
+// path instead of $CALICO (from its next start).
+func (l *Lab) SetBinary(host, path string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bins == nil {
+		l.bins = map[string]string{}
+	}
+	l.bins[host] = path
+}
+
+// bin is the calico binary of host.
+func (l *Lab) bin(host string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, ok := l.bins[host]; ok {
+		return b
+	}
+	return calicoBin
 }
 
 // NewLab builds a lab of hosts hosts in racks racks.
@@ -165,7 +189,7 @@ func (l *Lab) Stop(host string) { l.t.Helper(); l.mustScript("stop", host) }
 // the error.
 func (l *Lab) Calico(host string, args ...string) (string, string, error) {
 	cmd := exec.Command(labScript, append([]string{"calico", host}, args...)...)
-	cmd.Env = append(os.Environ(), "CALICO="+calicoBin, "CALICO_LAB_DIR="+l.dir)
+	cmd.Env = append(os.Environ(), "CALICO="+l.bin(host), "CALICO_LAB_DIR="+l.dir)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -304,7 +328,7 @@ func (l *Lab) StartWithin(within time.Duration, host string, args ...string) err
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, labScript, append([]string{"start", host}, args...)...)
-	cmd.Env = append(os.Environ(), "CALICO="+calicoBin, "CALICO_LAB_DIR="+l.dir)
+	cmd.Env = append(os.Environ(), "CALICO="+l.bin(host), "CALICO_LAB_DIR="+l.dir)
 	cmd.WaitDelay = 5 * time.Second
 	b, err := cmd.CombinedOutput()
 	out := string(b)
@@ -327,7 +351,7 @@ func (l *Lab) CalicoWithin(within time.Duration, host string, args ...string) (s
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, labScript, append([]string{"calico", host}, args...)...)
-	cmd.Env = append(os.Environ(), "CALICO="+calicoBin, "CALICO_LAB_DIR="+l.dir)
+	cmd.Env = append(os.Environ(), "CALICO="+l.bin(host), "CALICO_LAB_DIR="+l.dir)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -422,8 +446,9 @@ func (l *Lab) Up(within time.Duration, host string, args ...string) (stdout, std
 		return "", "", false, fmt.Errorf("lab.sh addr %s: %v: %s", host, err, a)
 	}
 	addr := strings.TrimSpace(a)
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + labName() + "-" + host, calicoBin, "up",
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + labName() + "-" + host, l.bin(host), "up",
 		"--data-dir", l.DataDir(host), "--name", host, "--ip", addr + "/24"}, args...)...)
+	cmd.Env = append(os.Environ(), "CALICO_CONFIG_FILE=") // not the machine's /etc/calico/config.yaml
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	var out, errb bytes.Buffer

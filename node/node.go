@@ -39,6 +39,9 @@ type Config struct {
 	ASNumber *store.ASNumber
 	// Out is where the node says it is up (a terminal, or a log).
 	Out io.Writer
+	// Notify, when set, is told how the node is doing: systemd's READY=1,
+	// STATUS=, STOPPING=1 and watchdog pings.
+	Notify Notifier
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -155,6 +158,11 @@ type node struct {
 	apiStop func() error
 	apiErr  chan error
 
+	// svc tells the service manager how the node is doing.
+	svc *service
+	// bgCtx is the background work's context.
+	bgCtx context.Context
+
 	// stopping is closed when the node must stop: it left the cluster.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -172,6 +180,7 @@ func run(ctx context.Context, cfg Config, p parts) (err error) {
 		return api.Errorf(api.BadRequest, "%w", err)
 	}
 	n := &node{cfg: cfg, parts: p, log: cfg.Log, stopping: make(chan struct{}), apiErr: make(chan error, 1)}
+	n.svc = startService(cfg.Notify, cfg.Log)
 	defer func() {
 		if serr := n.stop(); serr != nil {
 			err = errors.Join(err, serr)
@@ -194,6 +203,9 @@ func (n *node) start(ctx context.Context) error {
 		return err
 	}
 	n.unlock = unlock
+	if err := checkFormat(cfg.DataDir, cfg.Version, n.log); err != nil {
+		return err
+	}
 	if err := n.parts.forwarding(); err != nil {
 		return err
 	}
@@ -204,6 +216,7 @@ func (n *node) start(ctx context.Context) error {
 	if err := n.startAgentFromCache(ctx); err != nil {
 		return err
 	}
+	n.svc.setStatus("%s", n.clusterStep())
 	cl, err := n.parts.cluster(ctx, cfg.Config)
 	if err != nil {
 		return err
@@ -222,6 +235,8 @@ func (n *node) start(ctx context.Context) error {
 	if err := n.serve(id); err != nil {
 		return err
 	}
+	n.svc.setStatus("serving the API; programming the dataplane")
+	n.background.Go(func() { n.readyLoop(n.bgCtx, cl, id) })
 	n.banner(cl, id)
 	return nil
 }
@@ -234,6 +249,7 @@ func (n *node) startAgentFromCache(ctx context.Context) error {
 	if err != nil || !known {
 		return err
 	}
+	n.svc.setStatus("programming the dataplane from the state cache")
 	if err := n.startAgent(id.Name); err != nil {
 		return err
 	}
@@ -267,6 +283,7 @@ func (n *node) startAgent(name string) error {
 		}
 	}()
 	n.agent, n.agentStop = a, func() { cancel(); <-done }
+	n.svc.watch("the agent's loop", a.Alive)
 	return nil
 }
 
@@ -275,7 +292,7 @@ func (n *node) startAgent(name string) error {
 // host that dies loses its routes at once, not at BGP's hold timer).
 func (n *node) startBackground(ctx context.Context, cl clusterPart, id cluster.Identity) {
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n.bgCancel = cancel
+	n.bgCtx, n.bgCancel = bctx, cancel
 	n.background.Go(func() { n.registerLoop(bctx, id) })
 	n.background.Go(func() {
 		events := cl.GossipEvents()
@@ -338,7 +355,7 @@ func (n *node) serve(id cluster.Identity) error {
 	wl := n.workloads
 	n.api = &localapi.Server{
 		Info: localapi.Info{
-			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, ExternalEtcd: id.External,
+			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat, ExternalEtcd: id.External,
 			IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
 		},
 		Store: n.store, IPAM: n.ipam, Agent: n.agent, Workloads: wl,
@@ -351,6 +368,11 @@ func (n *node) serve(id cluster.Identity) error {
 	}
 	n.apiStop = n.api.Shutdown
 	go func() { n.apiErr <- n.api.Serve() }()
+	client := api.NewClient(n.cfg.DataDir)
+	n.svc.watch("the local API", func(ctx context.Context) error {
+		var v api.VersionInfo
+		return client.Do(ctx, "GET", "/v1/version", nil, nil, &v)
+	})
 	return nil
 }
 
@@ -403,6 +425,11 @@ func (n *node) wait(ctx context.Context) error {
 // the node's background work, the agent, then the cluster and the
 // drivers. A node that left the cluster also removes its dataplane.
 func (n *node) stop() error {
+	if n.left.Load() {
+		n.svc.stopping("left the cluster; removing the dataplane and stopping")
+	} else {
+		n.svc.stopping("stopping; the dataplane stays as it is")
+	}
 	var errs []error
 	if n.apiStop != nil {
 		errs = append(errs, n.apiStop())

@@ -2,15 +2,43 @@
 # bench.sh runs the benchmarks in the lab and writes docs/bench.md with the
 # machine they ran on. Numbers from a shared machine are noisy: compare
 # medians and ratios from one run, not runs from different days.
+#
+#   bench.sh              every benchmark; docs/bench.md is written afresh
+#   bench.sh PATTERN      the benchmarks whose test names match PATTERN (a
+#                         go test -run pattern, such as 'Install|Upgrade'):
+#                         their sections of docs/bench.md are replaced (or
+#                         added), each saying when and at which commit it ran
+#                         alone; the other sections stay as they were
 set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (sudo make bench)" >&2; exit 1; }
+pattern=${1:-}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out" "$out.merged"' EXIT
 CALICO_E2E=1 CALICO_BENCH=1 CALICO_BENCH_OUT="$out" CALICO="$PWD/calico" \
-	go test -count=1 -p 1 -timeout 30m -run '^TestBench' ./e2e/
+	go test -count=1 -p 1 -timeout 30m -run "^TestBench${pattern:+.*($pattern)}" ./e2e/
 
 mkdir -p docs
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$pattern" ] && [ -f docs/bench.md ]; then
+	[ -s "$out" ] || { echo "bench.sh: no benchmark matched '$pattern'" >&2; exit 1; }
+	# Each new section replaces the old one of the same title, with a
+	# line saying when it ran.
+	awk -v newf="$out" -v note="_Run alone on $(date -u +%Y-%m-%dT%H:%MZ), commit $commit (\`scripts/bench.sh '$pattern'\`); the Machine section is of the last full run._" '
+	BEGIN {
+		while ((getline line < newf) > 0) {
+			if (line ~ /^## /) { title = line; order[++n] = title; text[title] = line "\n\n" note "\n"; continue }
+			if (title != "") text[title] = text[title] line "\n"
+		}
+	}
+	/^## / { skip = 0; if ($0 in text) { printf "%s", text[$0]; done[$0] = 1; skip = 1; next } }
+	!skip { print }
+	END { for (i = 1; i <= n; i++) if (!(order[i] in done)) printf "%s", text[order[i]] }
+	' docs/bench.md > "$out.merged"
+	mv "$out.merged" docs/bench.md
+	cat docs/bench.md
+	exit 0
+fi
 {
 	echo "# Benchmarks"
 	echo
@@ -18,7 +46,7 @@ mkdir -p docs
 	echo
 	echo "## Machine"
 	echo
-	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
 	echo "- kernel: $(uname -r)"
 	echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores"
 	echo "- memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"

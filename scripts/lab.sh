@@ -16,7 +16,8 @@
 # in the namespace calico-lab-fabric. Host N of rack R has 172.31.R.(10+N)/24
 # and fd00:31:R::(10+N)/64 and a default route to the rack's gateway, .1 in
 # the fabric, which forwards nothing. State lives under $CALICO_LAB_DIR
-# (default /tmp/calico-lab): each host's data dir, log and pid.
+# (default /tmp/calico-lab): each host's data dir, log, pid and config
+# file (HOST.yaml, which `calico up` reads instead of /etc/calico).
 # CALICO_LAB_NAME (default calico-lab) prefixes the namespaces' names.
 set -eu
 
@@ -78,9 +79,12 @@ start() { # HOST [ARGS...]
 	if [ -f "$LAB_DIR/$h.pid" ] && kill -0 "$(cat "$LAB_DIR/$h.pid")" 2>/dev/null; then
 		die "$h is already running"
 	fi
+	# Each host reads its own config file (empty unless a test writes
+	# one), never the machine's /etc/calico/config.yaml.
+	[ -f "$LAB_DIR/$h.yaml" ] || : >"$LAB_DIR/$h.yaml"
 	# nsenter, not `ip netns exec`: the node must share this mount
 	# namespace so the workload namespaces it makes are visible here.
-	nsenter --net=/run/netns/"$ns" "$CALICO" up --data-dir "$LAB_DIR/$h" --name "$h" \
+	CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" nsenter --net=/run/netns/"$ns" "$CALICO" up --data-dir "$LAB_DIR/$h" --name "$h" \
 		--ip "$(addr "$h")/24" --ip6 "$(addr "$h" 6)/64" "$@" >>"$LAB_DIR/$h.log" 2>&1 &
 	echo $! > "$LAB_DIR/$h.pid"
 	i=0

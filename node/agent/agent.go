@@ -108,6 +108,14 @@ type Agent struct {
 	blocksRead  time.Time
 	// calc remembers the last calculation (used by the loop alone).
 	calc calc.Calculator
+	// programmed is closed after the first apply that programmed this
+	// host's own state from a complete copy of the datastore.
+	programmed     chan struct{}
+	programmedOnce sync.Once
+	firstProgram   Applied // the apply that closed programmed
+	// ping carries liveness probes to the loop, which answers each by
+	// closing it.
+	ping chan chan struct{}
 
 	mu       sync.Mutex
 	ds       Datastore
@@ -162,6 +170,9 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 		changed:  make(chan struct{}, 1),
 		progress: make(chan struct{}),
 		first:    make(chan struct{}),
+
+		programmed: make(chan struct{}),
+		ping:       make(chan chan struct{}),
 	}, nil
 }
 
@@ -238,6 +249,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			blocks = a.blocksStale.Load() || time.Since(a.blocksRead) > a.cfg.Resync
 		case <-a.kick:
 		case <-timer.C:
+		case reply := <-a.ping:
+			close(reply)
+			continue
 		}
 		if blocks {
 			a.refreshBlocks(ctx)
@@ -261,6 +275,31 @@ func (a *Agent) Run(ctx context.Context) error {
 // BlocksMayHaveChanged makes the next pass read this host's address
 // blocks: an IPAM call here may have claimed one.
 func (a *Agent) BlocksMayHaveChanged() { a.blocksStale.Store(true) }
+
+// Alive waits until the agent's loop answers a probe: it is not stuck in
+// a pass (a hung kernel or BGP call). It fails when ctx ends first.
+func (a *Agent) Alive(ctx context.Context) error {
+	reply := make(chan struct{})
+	select {
+	case a.ping <- reply:
+	case <-ctx.Done():
+		return errors.New("the agent's loop does not answer")
+	}
+	<-reply
+	return nil
+}
+
+// Programmed is closed once the agent has programmed this host's own
+// part of the dataplane (its workloads, firewall and routes) from a
+// complete state: its state cache or the datastore.
+func (a *Agent) Programmed() <-chan struct{} { return a.programmed }
+
+// FirstProgram is the apply that first programmed this host's own part
+// of the dataplane (once Programmed is closed).
+func (a *Agent) FirstProgram() Applied {
+	<-a.programmed
+	return a.firstProgram
+}
 
 // FirstPass is closed once the agent has made its first attempt to
 // program the dataplane: from its state cache, when it has one.
@@ -318,6 +357,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	a.advertised, a.installed = want.Advertise, learned
 	if ownOK && rev > a.applied {
 		a.applied = rev
+	}
+	if ownOK {
+		a.programmedOnce.Do(func() { a.firstProgram = res; close(a.programmed) })
 	}
 	close(a.progress)
 	a.progress = make(chan struct{})

@@ -164,6 +164,12 @@ type AppliedResource struct {
 	Action    string `json:"action"` // created, configured, deleted
 }
 
+// VersionInfo is the node's version and its data dir's format.
+type VersionInfo struct {
+	Version    string `json:"version"`
+	DataFormat int    `json:"dataFormat"`
+}
+
 // Status is the node's view of itself.
 type Status struct {
 	Node      string        `json:"node"`

@@ -54,6 +54,8 @@ type Info struct {
 	IPv4, IPv6                              string
 	// ExternalEtcd says the datastore is an etcd the cluster was given.
 	ExternalEtcd bool
+	// DataFormat is the data dir's format.
+	DataFormat int
 }
 
 // Agent is what the API reads of the agent; *agent.Agent is one.
@@ -106,6 +108,9 @@ func (s *Server) Shutdown() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", handle(s, s.status))
+	mux.HandleFunc("GET /v1/version", handle(s, func(context.Context) (api.VersionInfo, error) {
+		return api.VersionInfo{Version: s.Info.Version, DataFormat: s.Info.DataFormat}, nil
+	}))
 	mux.HandleFunc("POST /v1/workloads", handleBody(s, s.Workloads.Add))
 	mux.HandleFunc("GET /v1/workloads", handle(s, s.Workloads.List))
 	mux.HandleFunc("DELETE /v1/workloads/{ns}/{name}", func(w http.ResponseWriter, r *http.Request) {
