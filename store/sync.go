@@ -19,6 +19,10 @@ type SyncEvent struct {
 	Updates  []Update
 	// Revision is the datastore revision the state is at.
 	Revision int64
+	// A step with neither Snapshot, Updates nor Err says the watch is in
+	// place again after a break: nothing changed meanwhile that a later
+	// step will not deliver.
+	//
 	// Err is set when the datastore could not be read; Sync keeps trying.
 	// Values that cannot be used as written are not errors: they come as
 	// resources with Problems (DecodeStored).
@@ -96,7 +100,7 @@ func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
 func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *backoff) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for wr := range s.kv.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+	for wr := range s.kv.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify()) {
 		if err := wr.Err(); err != nil {
 			if wr.CompactRevision != 0 {
 				return rev, rpctypes.ErrCompacted
@@ -104,6 +108,12 @@ func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *bac
 			return rev, fmt.Errorf("watching resources: %w", err)
 		}
 		b.reset()
+		if wr.Created {
+			// The watch is in place (again, after a break): the caller
+			// follows the datastore live from here.
+			fn(SyncEvent{Revision: rev})
+			continue
+		}
 		if len(wr.Events) == 0 {
 			continue
 		}
