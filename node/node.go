@@ -42,6 +42,9 @@ type Config struct {
 	// Notify, when set, is told how the node is doing: systemd's READY=1,
 	// STATUS=, STOPPING=1 and watchdog pings.
 	Notify Notifier
+	// MetricsAddr, when set, is where the node serves Prometheus metrics
+	// (/metrics); HealthAddr where it serves /liveness and /readiness.
+	MetricsAddr, HealthAddr string
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -106,6 +109,8 @@ type clusterPart interface {
 	HandOver(ctx context.Context) error
 	Depart(ctx context.Context) error
 	RemoveMember(ctx context.Context, name string, addr netip.Addr) error
+	// GossipMembers are the hosts gossip knows, with their state.
+	GossipMembers() []cluster.Member
 	// VotersDown names the etcd voters whose hosts are not alive.
 	VotersDown() (down []string, voters int)
 	// DiskFull says why the host's etcd member is stopped for lack of
@@ -163,6 +168,9 @@ type node struct {
 	// bgCtx is the background work's context.
 	bgCtx context.Context
 
+	// obs are the metrics and health endpoints.
+	obs observers
+
 	// stopping is closed when the node must stop: it left the cluster.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -206,6 +214,12 @@ func (n *node) start(ctx context.Context) error {
 	if err := checkFormat(cfg.DataDir, cfg.Version, n.log); err != nil {
 		return err
 	}
+	if err := n.listenObservers(); err != nil {
+		return err
+	}
+	if n.obs.metrics != nil {
+		cfg.EtcdObserve = n.obs.metrics.ObserveEtcd
+	}
 	if err := n.parts.forwarding(); err != nil {
 		return err
 	}
@@ -236,7 +250,9 @@ func (n *node) start(ctx context.Context) error {
 		return err
 	}
 	n.svc.setStatus("serving the API; programming the dataplane")
+	n.obs.parts.Store(&observed{agent: n.agent, cluster: cl, store: n.store, ipam: n.ipam, name: id.Name})
 	n.background.Go(func() { n.readyLoop(n.bgCtx, cl, id) })
+	n.background.Go(func() { n.watchLoop(n.bgCtx) })
 	n.banner(cl, id)
 	return nil
 }
@@ -270,6 +286,7 @@ func (n *node) startAgent(name string) error {
 			return c != nil && (*c).Down(addr)
 		},
 		Interfaces: agent.HostInterfaces,
+		Observe:    n.observePass,
 	}, n.firewall, n.routes)
 	if err != nil {
 		return err
@@ -362,6 +379,12 @@ func (n *node) serve(id cluster.Identity) error {
 		Members: &members{cluster: cl, store: n.store, ipam: n.ipam, workloads: wl, name: id.Name},
 		Stop:    func() { n.left.Store(true); n.stopOnce.Do(func() { close(n.stopping) }) },
 		Log:     n.log,
+		Health:  n.health,
+	}
+	if m := n.obs.metrics; m != nil {
+		n.api.Observe = func(route string, code int, client string, took time.Duration) {
+			m.ObserveRequest(route, code, client, took)
+		}
 	}
 	if err := n.api.Listen(); err != nil {
 		return err
@@ -430,6 +453,7 @@ func (n *node) stop() error {
 	} else {
 		n.svc.stopping("stopping; the dataplane stays as it is")
 	}
+	n.obs.stopping.Store(true)
 	var errs []error
 	if n.apiStop != nil {
 		errs = append(errs, n.apiStop())
@@ -459,6 +483,7 @@ func (n *node) stop() error {
 	if n.firewall != nil {
 		n.firewall.Close()
 	}
+	n.closeObservers()
 	if n.unlock != nil {
 		n.unlock()
 	}

@@ -30,9 +30,11 @@ type cache struct {
 	// loaded: items is a complete state (from disk or from etcd).
 	loaded bool
 	// live: items follows etcd right now.
-	live     bool
-	fromDisk bool
-	syncErr  error
+	live bool
+	// lastEvent is when the datastore last changed the copy.
+	lastEvent time.Time
+	fromDisk  bool
+	syncErr   error
 
 	db *bolt.DB
 	// dirty keys to write; all: rewrite everything.
@@ -134,6 +136,9 @@ func (c *cache) update(ev store.SyncEvent) bool {
 		return false
 	}
 	c.syncErr = nil
+	if c.loaded && !c.fromDisk {
+		c.live = true // a watch (again) in place, or one of its steps
+	}
 	if ev.Snapshot {
 		c.items = map[string]store.Resource{}
 		c.all = true
@@ -149,6 +154,9 @@ func (c *cache) update(ev store.SyncEvent) bool {
 		c.dirty[k] = true
 	}
 	changed := ev.Snapshot || len(ev.Updates) > 0
+	if changed {
+		c.lastEvent = time.Now()
+	}
 	if ev.Revision > c.rev {
 		c.rev = ev.Revision
 	}
@@ -178,6 +186,13 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 }
 
 // state reports how the cache relates to the datastore.
+// changedAt is when the datastore last changed the copy.
+func (c *cache) changedAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastEvent
+}
+
 func (c *cache) state() (rev int64, live, fromDisk bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

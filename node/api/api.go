@@ -187,6 +187,33 @@ type Status struct {
 	Uptime    time.Duration `json:"uptime"`
 	// Problems are what the node had to refuse, skip or stop, each once.
 	Problems []string `json:"problems,omitempty"`
+	// ProblemDetails are the same problems with their kind, resource
+	// and field.
+	ProblemDetails []Problem `json:"problemDetails,omitempty"`
+	// Health is the verdict of the node's /liveness and /readiness.
+	Health *Health `json:"health,omitempty"`
+}
+
+// Problem is one of Status.Problems: what the node had to refuse, skip or
+// retry, and what it concerns.
+type Problem struct {
+	// Kind is data, interface, route, bgp, failsafe, clock or disk.
+	Kind     string `json:"kind"`
+	Resource string `json:"resource"`
+	Field    string `json:"field,omitempty"`
+	Message  string `json:"message"`
+}
+
+// Health is the node's liveness and readiness, as its health endpoints
+// answer them.
+type Health struct {
+	Live bool `json:"live"`
+	// LiveReason says which loop does not answer, when one does not.
+	LiveReason string `json:"liveReason,omitempty"`
+	// Ready: the datastore is in sync and the dataplane is programmed.
+	Ready bool `json:"ready"`
+	// Reason says why the node is not ready.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Datastore is the health of etcd as this node sees it.
@@ -198,10 +225,10 @@ type Datastore struct {
 	CAFile   string `json:"caFile,omitempty"`
 	CertFile string `json:"certFile,omitempty"`
 	KeyFile  string `json:"keyFile,omitempty"`
-	Healthy   bool     `json:"healthy"`
-	Leader    string   `json:"leader,omitempty"`
-	Members   int      `json:"members"`
-	Revision  int64    `json:"revision"`
+	Healthy  bool   `json:"healthy"`
+	Leader   string `json:"leader,omitempty"`
+	Members  int    `json:"members"`
+	Revision int64  `json:"revision"`
 	// InSync is true while the node's cache follows the datastore live.
 	InSync bool   `json:"inSync"`
 	Error  string `json:"error,omitempty"`

@@ -20,7 +20,16 @@ type Client struct {
 	socket string
 	base   string
 	http   *http.Client
+	// as names the front end in ClientHeader, for the node's metrics.
+	as string
 }
+
+// ClientHeader names the front end that sent a request (the CNI plugin
+// sends "cni"); the node counts such requests in its metrics.
+const ClientHeader = "X-Calico-Client"
+
+// As makes the client name its front end in every request.
+func (c *Client) As(name string) *Client { c.as = name; return c }
 
 // NewClient returns a client of the node whose data dir is dataDir.
 func NewClient(dataDir string) *Client {
@@ -64,6 +73,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.as != "" {
+		req.Header.Set(ClientHeader, c.as)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var nerr *net.OpError
