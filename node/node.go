@@ -370,10 +370,11 @@ func (n *node) register(ctx context.Context, id cluster.Identity) error {
 func (n *node) serve(id cluster.Identity) error {
 	cl := *n.cluster.Load()
 	wl := n.workloads
+	ca, cert, key := cluster.ClientFiles(n.cfg.DataDir, id.External)
 	n.api = &localapi.Server{
 		Info: localapi.Info{
 			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat, ExternalEtcd: id.External,
-			IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
+			IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6), CAFile: ca, CertFile: cert, KeyFile: key,
 		},
 		Store: n.store, IPAM: n.ipam, Agent: n.agent, Workloads: wl,
 		Members: &members{cluster: cl, store: n.store, ipam: n.ipam, workloads: wl, name: id.Name},

@@ -1,7 +1,6 @@
 package localapi
 
 import (
-	"calico/cluster"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,6 +61,9 @@ type Info struct {
 	ExternalEtcd bool
 	// DataFormat is the data dir's format.
 	DataFormat int
+	// CAFile, CertFile and KeyFile authenticate a client on this host to
+	// the datastore (calico datastore env).
+	CAFile, CertFile, KeyFile string
 }
 
 // Agent is what the API reads of the agent; *agent.Agent is one.
@@ -296,7 +298,7 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 	h := s.Store.Health(hctx)
 	sync := s.Agent.Sync()
 	st.Datastore = api.Datastore{Endpoints: h.Endpoints, Healthy: h.Healthy, Leader: h.Leader, Members: h.Members, Revision: h.Revision, InSync: sync.Live}
-	st.Datastore.CAFile, st.Datastore.CertFile, st.Datastore.KeyFile = cluster.ClientFiles(i.DataDir, i.ExternalEtcd)
+	st.Datastore.CAFile, st.Datastore.CertFile, st.Datastore.KeyFile = i.CAFile, i.CertFile, i.KeyFile
 	if h.Err != nil {
 		st.Datastore.Error = h.Err.Error()
 	} else if sync.Err != nil {

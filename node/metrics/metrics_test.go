@@ -22,7 +22,7 @@ func sample(context.Context) State {
 		LocalEndpoints: 3, LocalHostEndpoints: 1, LocalPolicies: 4, LocalSelectors: 2, Routes: 7,
 		Table: &Table{Chains: 9, Rules: 27, Sets: 6, Elements: 4},
 		Hosts: 3, WorkloadEndpoints: 9, Policies: 2, Profiles: 1, Tiers: 3,
-		Rules: []Rule{{Tier: "default", Kind: "GlobalNetworkPolicy", Policy: "web", Direction: "ingress", Action: "Allow", Index: 0, Packets: 5, Bytes: 300}},
+		Rules:       []Rule{{Tier: "default", Kind: "GlobalNetworkPolicy", Policy: "web", Direction: "ingress", Action: "Allow", Index: 0, Packets: 5, Bytes: 300}},
 		BGPSessions: map[string]int{"established": 2, "weird": 1}, BGPAdvertised: 1, BGPLearned: 2,
 		Members: map[string]int{"alive": 3}, Role: "voter",
 		Datastore: Datastore{Known: true, Healthy: true, Revision: 40, Applied: 38, Cached: 38, Members: 3, LastEvent: time.Now()},
