@@ -319,6 +319,18 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 type configDataDir struct{}
 
 func (configDataDir) Lookup() (string, bool) {
+	v, _ := configKey("data-dir").Lookup()
+	return v, v != ""
+}
+
+func (configDataDir) String() string   { return "calico up's config files" }
+func (configDataDir) GoString() string { return "cli.configDataDir{}" }
+
+// configKey is a setting of `calico up`'s config files, as a flag's
+// source for the other commands.
+type configKey string
+
+func (k configKey) Lookup() (string, bool) {
 	file, given := os.LookupEnv("CALICO_CONFIG_FILE")
 	if !given {
 		file = DefaultConfigFile
@@ -333,12 +345,12 @@ func (configDataDir) Lookup() (string, bool) {
 			return "", false
 		}
 	}
-	v := s.get("data-dir")
-	return v, v != ""
+	_, ok := s.vals[string(k)]
+	return s.get(string(k)), ok
 }
 
-func (configDataDir) String() string   { return "calico up's config files" }
-func (configDataDir) GoString() string { return "cli.configDataDir{}" }
+func (k configKey) String() string   { return "calico up's config files (" + string(k) + ")" }
+func (k configKey) GoString() string { return "cli.configKey(" + strconv.Quote(string(k)) + ")" }
 
 // printConfig writes the merged settings as YAML, each with where it
 // came from; the token is never shown.

@@ -20,6 +20,7 @@ import (
 	"calico/node/api"
 	"calico/node/localapi"
 	"calico/node/route"
+	"calico/node/syscheck"
 	"calico/node/veth"
 	"calico/node/workload"
 	"calico/store"
@@ -80,6 +81,9 @@ type parts struct {
 	firewall   func(log *slog.Logger, verify bool) firewallDriver
 	speaker    func(log *slog.Logger) agent.StartSpeaker
 	cluster    func(ctx context.Context, cfg cluster.Config) (clusterPart, error)
+	// checkSystem checks the host (syscheck) as the node starts; nil
+	// checks nothing.
+	checkSystem func(ctx context.Context, dataDir string) []syscheck.Result
 }
 
 type routeDriver interface {
@@ -132,6 +136,9 @@ func realParts() parts {
 		speaker: agent.RealSpeaker,
 		cluster: func(ctx context.Context, cfg cluster.Config) (clusterPart, error) {
 			return cluster.Start(ctx, cfg)
+		},
+		checkSystem: func(ctx context.Context, dataDir string) []syscheck.Result {
+			return syscheck.Run(ctx, syscheck.Config{DataDir: dataDir, NodeRunning: true})
 		},
 	}
 }
@@ -222,6 +229,9 @@ func (n *node) start(ctx context.Context) error {
 	}
 	if err := n.parts.forwarding(); err != nil {
 		return err
+	}
+	if n.parts.checkSystem != nil {
+		go n.logSystemChecks(ctx)
 	}
 	if n.routes, err = n.parts.routes(n.log); err != nil {
 		return fmt.Errorf("opening netlink: %w", err)

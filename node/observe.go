@@ -13,6 +13,7 @@ import (
 	"calico/node/agent"
 	"calico/node/api"
 	"calico/node/metrics"
+	"calico/node/syscheck"
 	"calico/store"
 	"calico/store/ipam"
 
@@ -344,4 +345,14 @@ func poolUse(ctx context.Context, o *observed) []metrics.Pool {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// logSystemChecks runs `calico checksystem`'s checks (but the ports,
+// which the node takes) and logs what is not OK, as warnings.
+func (n *node) logSystemChecks(ctx context.Context) {
+	for _, r := range n.parts.checkSystem(ctx, n.cfg.DataDir) {
+		if r.Status != syscheck.OK {
+			n.log.Warn("checksystem: "+r.Check+": "+r.Detail, "status", string(r.Status))
+		}
+	}
 }
