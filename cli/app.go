@@ -50,6 +50,7 @@ func App(stdout, stderr io.Writer) *ucli.Command {
 			leaveCommand(),
 			versionCommand(),
 			checksystemCommand(),
+			diagsCommand(),
 		},
 		// Errors are printed once, by Run.
 		ExitErrHandler: func(context.Context, *ucli.Command, error) {},

@@ -230,6 +230,9 @@ func up(ctx context.Context, c *ucli.Command) error {
 		return printConfig(c.Root().Writer, s)
 	}
 	cfg.Log = newLogger(c.Root().ErrWriter, s.get("log-format"), level)
+	var printed strings.Builder
+	printConfig(&printed, s)
+	cfg.Settings = printed.String()
 	if level <= slog.LevelDebug {
 		cfg.EtcdLogLevel = "info"
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	// MetricsAddr, when set, is where the node serves Prometheus metrics
 	// (/metrics); HealthAddr where it serves /liveness and /readiness.
 	MetricsAddr, HealthAddr string
+	// Settings are calico up's settings as --print-config prints them
+	// (the token never shown), for `calico diags`.
+	Settings string
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -391,6 +394,7 @@ func (n *node) serve(id cluster.Identity) error {
 		Stop:    func() { n.left.Store(true); n.stopOnce.Do(func() { close(n.stopping) }) },
 		Log:     n.log,
 		Health:  n.health,
+		Diags:   n.diagnostics(cl),
 	}
 	if m := n.obs.metrics; m != nil {
 		n.api.Observe = func(route string, code int, client string, took time.Duration) {

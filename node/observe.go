@@ -351,7 +351,7 @@ func poolUse(ctx context.Context, o *observed) []metrics.Pool {
 // which the node takes) and logs what is not OK, as warnings.
 func (n *node) logSystemChecks(ctx context.Context) {
 	for _, r := range n.parts.checkSystem(ctx, n.cfg.DataDir) {
-		if r.Status != syscheck.OK {
+		if r.Status != syscheck.OK && !r.Optional {
 			n.log.Warn("checksystem: "+r.Check+": "+r.Detail, "status", string(r.Status))
 		}
 	}

@@ -349,3 +349,24 @@ type RuleStats struct {
 	Packets   uint64 `json:"packets"`
 	Bytes     uint64 `json:"bytes"`
 }
+
+// Log is the tail of the node's log.
+type Log struct {
+	Text string `json:"text"`
+}
+
+// EtcdMember is one etcd member and its status as this node reads it.
+type EtcdMember struct {
+	Name       string   `json:"name"`
+	ID         string   `json:"id"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	Learner    bool     `json:"learner,omitempty"`
+	// Leader, Revision, DBSize and Version come from the member's status;
+	// Error says why it could not be read.
+	Leader   bool   `json:"leader,omitempty"`
+	Revision int64  `json:"revision,omitempty"`
+	DBSize   int64  `json:"dbSize,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Error    string `json:"error,omitempty"`
+}

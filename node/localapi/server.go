@@ -46,6 +46,9 @@ type Server struct {
 	// pattern it matched), status code, the front end that sent it
 	// (api.ClientHeader: "cni", or "" for the CLI) and how long it took.
 	Observe func(route string, code int, client string, took time.Duration)
+	// Diags are what `calico diags` reads of the node beyond the other
+	// routes.
+	Diags Diagnostics
 	Log     *slog.Logger
 
 	started time.Time
@@ -168,6 +171,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/pools", handle(s, s.listPools))
 	s.statsRoutes(mux)
 	s.traceRoutes(mux)
+	s.diagsRoutes(mux)
 	if s.Members != nil {
 		s.clusterRoutes(mux)
 	}

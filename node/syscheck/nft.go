@@ -88,12 +88,12 @@ func ifname(s string) []byte {
 func nftFeatures() []Result {
 	ns, err := throwaway()
 	if err != nil {
-		return []Result{{Fail, "nftables", "making a throwaway network namespace to try nftables in: " + err.Error() + " (checksystem needs root)"}}
+		return []Result{res(Fail, "nftables", "making a throwaway network namespace to try nftables in: "+err.Error()+" (checksystem needs root)")}
 	}
 	defer ns.Close()
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
-		return []Result{{Fail, "nftables", "opening nftables: " + err.Error()}}
+		return []Result{res(Fail, "nftables", "opening nftables: "+err.Error())}
 	}
 	var ok, missing []string
 	for _, f := range features {
@@ -113,10 +113,10 @@ func nftFeatures() []Result {
 	}
 	out := []Result{}
 	if len(missing) > 0 {
-		out = append(out, Result{Fail, "nftables", "the kernel refused " + strings.Join(missing, ", ") + ": the firewall needs them; load nf_tables and its modules (nft_ct, nft_fib_inet, nft_masq) or use a newer kernel"})
+		out = append(out, res(Fail, "nftables", "the kernel refused "+strings.Join(missing, ", ")+": the firewall needs them; load nf_tables and its modules (nft_ct, nft_fib_inet, nft_masq) or use a newer kernel"))
 	}
 	if len(ok) > 0 {
-		out = append(out, Result{OK, "nftables", strings.Join(ok, ", ")})
+		out = append(out, res(OK, "nftables", strings.Join(ok, ", ")))
 	}
 	return append(out, links(ns)...)
 }
@@ -127,7 +127,7 @@ func nftFeatures() []Result {
 func links(ns netns.NsHandle) []Result {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return []Result{{Fail, "netlink", "in a throwaway namespace: " + err.Error()}}
+		return []Result{res(Fail, "netlink", "in a throwaway namespace: "+err.Error())}
 	}
 	defer h.Close()
 	var out []Result
@@ -144,11 +144,13 @@ func links(ns netns.NsHandle) []Result {
 		switch {
 		case err == nil:
 			h.LinkDel(l.link)
-			out = append(out, Result{OK, "link type " + l.name, "available"})
+			out = append(out, res(OK, "link type "+l.name, "available"))
 		case l.use == "":
-			out = append(out, Result{Fail, "link type " + l.name, "the kernel refused it (" + err.Error() + "): workloads are wired with veth pairs"})
+			out = append(out, res(Fail, "link type "+l.name, "the kernel refused it ("+err.Error()+"): workloads are wired with veth pairs"))
 		default:
-			out = append(out, Result{Warn, "link type " + l.name, "not available (" + err.Error() + "); " + l.use})
+			r := res(Warn, "link type "+l.name, "not available ("+err.Error()+"); "+l.use)
+			r.Optional = true
+			out = append(out, r)
 		}
 	}
 	return out
@@ -161,11 +163,11 @@ func links(ns netns.NsHandle) []Result {
 func conflicts() []Result {
 	c, err := nftables.New()
 	if err != nil {
-		return []Result{{Warn, "other firewalls", "cannot read nftables: " + err.Error()}}
+		return []Result{res(Warn, "other firewalls", "cannot read nftables: "+err.Error())}
 	}
 	chains, err := c.ListChains()
 	if err != nil {
-		return []Result{{Warn, "other firewalls", "cannot list nftables chains: " + err.Error()}}
+		return []Result{res(Warn, "other firewalls", "cannot list nftables chains: "+err.Error())}
 	}
 	var found []string
 	for _, ch := range chains {
@@ -179,10 +181,10 @@ func conflicts() []Result {
 		found = append(found, fmt.Sprintf("%s %s chain %s (%s, priority 0)", family(ch.Table.Family), ch.Table.Name, ch.Name, hook))
 	}
 	if len(found) == 0 {
-		return []Result{{OK, "other firewalls", "no other table hooks forward, input or output at filter priority"}}
+		return []Result{res(OK, "other firewalls", "no other table hooks forward, input or output at filter priority")}
 	}
-	return []Result{{Warn, "other firewalls", "hooked where calico's table is: " + strings.Join(found, "; ") +
-		": their verdicts apply to the same packets (a drop there drops what calico allows); make sure they accept calico's traffic (iptables-nft and firewalld make such chains)"}}
+	return []Result{res(Warn, "other firewalls", "hooked where calico's table is: "+strings.Join(found, "; ")+
+		": their verdicts apply to the same packets (a drop there drops what calico allows); make sure they accept calico's traffic (iptables-nft and firewalld make such chains)")}
 }
 
 func hookName(h nftables.ChainHook) string {

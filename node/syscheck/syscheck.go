@@ -34,6 +34,9 @@ type Result struct {
 	Status Status `json:"status"`
 	Check  string `json:"check"`
 	Detail string `json:"detail"`
+	// Optional: a feature calico does not use yet (not worth a warning
+	// in the node's log).
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Config is what to check.
@@ -105,35 +108,35 @@ func Print(w io.Writer, rs []Result) {
 func kernel() Result {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
-		return Result{Fail, "kernel", "uname: " + err.Error()}
+		return res(Fail, "kernel", "uname: "+err.Error())
 	}
 	rel := unix.ByteSliceToString(u.Release[:])
 	var major, minor int
 	fmt.Sscanf(rel, "%d.%d", &major, &minor)
 	if major < 5 || major == 5 && minor < 10 {
-		return Result{Warn, "kernel", rel + ": calico is tested on 5.10 and newer (nftables inet tables, concatenations and fib need a recent kernel); upgrade the kernel if a check below fails"}
+		return res(Warn, "kernel", rel+": calico is tested on 5.10 and newer (nftables inet tables, concatenations and fib need a recent kernel); upgrade the kernel if a check below fails")
 	}
-	return Result{OK, "kernel", rel}
+	return res(OK, "kernel", rel)
 }
 
 func netlinkCheck() Result {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
-		return Result{Fail, "netlink", "opening a route netlink socket: " + err.Error() + ": calico programs routes and links through it"}
+		return res(Fail, "netlink", "opening a route netlink socket: "+err.Error()+": calico programs routes and links through it")
 	}
 	unix.Close(fd)
-	return Result{OK, "netlink", "route netlink socket"}
+	return res(OK, "netlink", "route netlink socket")
 }
 
 func ipv6() Result {
 	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6")
 	switch {
 	case err != nil:
-		return Result{Warn, "IPv6", "not available (" + err.Error() + "): workloads get IPv4 addresses only; boot without ipv6.disable=1 for dual stack"}
+		return res(Warn, "IPv6", "not available ("+err.Error()+"): workloads get IPv4 addresses only; boot without ipv6.disable=1 for dual stack")
 	case strings.TrimSpace(string(b)) == "1":
-		return Result{Warn, "IPv6", "disabled (net.ipv6.conf.all.disable_ipv6 = 1): workloads get IPv4 addresses only; set it to 0 for dual stack"}
+		return res(Warn, "IPv6", "disabled (net.ipv6.conf.all.disable_ipv6 = 1): workloads get IPv4 addresses only; set it to 0 for dual stack")
 	}
-	return Result{OK, "IPv6", "enabled"}
+	return res(OK, "IPv6", "enabled")
 }
 
 // sysctls are the ones the node depends on; it sets the forwarding ones
@@ -151,22 +154,22 @@ func sysctls() []Result {
 		v := strings.TrimSpace(string(b))
 		switch {
 		case err != nil && s.path == "net/netfilter/nf_conntrack_max":
-			out = append(out, Result{Warn, name, "not readable (nf_conntrack not loaded yet): the kernel loads it with the firewall"})
+			out = append(out, res(Warn, name, "not readable (nf_conntrack not loaded yet): the kernel loads it with the firewall"))
 		case err != nil:
-			out = append(out, Result{Warn, name, "not readable: " + err.Error()})
+			out = append(out, res(Warn, name, "not readable: "+err.Error()))
 		case s.want != "" && v != s.want:
-			out = append(out, Result{Warn, name, v + ": " + s.why})
+			out = append(out, res(Warn, name, v+": "+s.why))
 		case s.path == "net/ipv4/conf/all/rp_filter" && v == "1":
-			out = append(out, Result{Warn, name, v + ": " + s.why})
+			out = append(out, res(Warn, name, v+": "+s.why))
 		case s.path == "net/netfilter/nf_conntrack_max":
 			n, _ := strconv.Atoi(v)
 			st := OK
 			if n < 65536 {
 				st = Warn
 			}
-			out = append(out, Result{st, name, v + " (" + s.why + "; 65536 or more is advised)"})
+			out = append(out, res(st, name, v+" ("+s.why+"; 65536 or more is advised)"))
 		default:
-			out = append(out, Result{OK, name, v})
+			out = append(out, res(OK, name, v))
 		}
 	}
 	return out
@@ -189,11 +192,11 @@ func port(p Port) Result {
 	}
 	switch {
 	case err == nil:
-		return Result{OK, name, "free (" + p.What + ")"}
+		return res(OK, name, "free ("+p.What+")")
 	case errors.Is(err, unix.EADDRINUSE):
-		return Result{Fail, name, "in use by another process: " + p.What + " needs it; stop that process (ss -lntup shows it) or give calico another port"}
+		return res(Fail, name, "in use by another process: "+p.What+" needs it; stop that process (ss -lntup shows it) or give calico another port")
 	}
-	return Result{Fail, name, "cannot listen (" + err.Error() + "): " + p.What + " needs it"}
+	return res(Fail, name, "cannot listen ("+err.Error()+"): "+p.What+" needs it")
 }
 
 // disk checks the free space where the data dir is (or would be).
@@ -207,17 +210,17 @@ func disk(dir string) Result {
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(d, &st); err != nil {
-		return Result{Warn, "free disk", "statfs " + d + ": " + err.Error()}
+		return res(Warn, "free disk", "statfs "+d+": "+err.Error())
 	}
 	free := st.Bavail * uint64(st.Bsize)
 	msg := fmt.Sprintf("%d MiB free in %s", free>>20, d)
 	switch {
 	case free < 192<<20:
-		return Result{Fail, "free disk", msg + ": etcd needs 192 MiB to start; free some space"}
+		return res(Fail, "free disk", msg+": etcd needs 192 MiB to start; free some space")
 	case free < 1<<30:
-		return Result{Warn, "free disk", msg + ": etcd stops below 96 MiB; keep 1 GiB or more free"}
+		return res(Warn, "free disk", msg+": etcd stops below 96 MiB; keep 1 GiB or more free")
 	}
-	return Result{OK, "free disk", msg}
+	return res(OK, "free disk", msg)
 }
 
 func parent(d string) string {
@@ -235,9 +238,13 @@ func clock() Result {
 	state, err := unix.Adjtimex(&tx)
 	switch {
 	case err != nil:
-		return Result{Warn, "clock sync", "adjtimex: " + err.Error()}
+		return res(Warn, "clock sync", "adjtimex: "+err.Error())
 	case state == unix.TIME_ERROR || tx.Status&unix.STA_UNSYNC != 0:
-		return Result{Warn, "clock sync", "the kernel says the clock is not synchronised: run an NTP client (chrony, systemd-timesyncd); hosts whose clocks disagree can refuse each other's certificates"}
+		return res(Warn, "clock sync", "the kernel says the clock is not synchronised: run an NTP client (chrony, systemd-timesyncd); hosts whose clocks disagree can refuse each other's certificates")
 	}
-	return Result{OK, "clock sync", fmt.Sprintf("synchronised (estimated error %d µs)", tx.Esterror)}
+	return res(OK, "clock sync", fmt.Sprintf("synchronised (estimated error %d µs)", tx.Esterror))
+}
+
+func res(st Status, check, detail string) Result {
+	return Result{Status: st, Check: check, Detail: detail}
 }
