@@ -49,7 +49,7 @@ type Server struct {
 	// Diags are what `calico diags` reads of the node beyond the other
 	// routes.
 	Diags Diagnostics
-	Log     *slog.Logger
+	Log   *slog.Logger
 
 	started time.Time
 	ln      net.Listener
