@@ -45,6 +45,9 @@ type observers struct {
 	ds     atomic.Pointer[store.Health]
 	leader string
 	lag    atomic.Int64
+	// pools are the pools' use when the node last looked: a scrape does
+	// not wait for etcd.
+	pools atomic.Pointer[[]metrics.Pool]
 	// stopping is set when the node starts to stop.
 	stopping atomic.Bool
 	// notUp is since when each BGP peer has not been established.
@@ -251,6 +254,9 @@ func (n *node) lookAtDatastore(ctx context.Context, o *observed) {
 		n.obs.leader = h.Leader
 	}
 	n.obs.ds.Store(&h)
+	if pools, err := poolUse(ctx, o); err == nil {
+		n.obs.pools.Store(&pools)
+	}
 }
 
 // metricsState is what the metrics read at a scrape.
@@ -283,7 +289,9 @@ func (n *node) metricsState(ctx context.Context) metrics.State {
 		s.Datastore.Known, s.Datastore.Healthy, s.Datastore.Revision, s.Datastore.Members = true, h.Healthy, h.Revision, h.Members
 		s.Datastore.Lag = n.obs.lag.Load()
 	}
-	s.Pools = poolUse(ctx, o)
+	if p := n.obs.pools.Load(); p != nil {
+		s.Pools = *p
+	}
 	s.Problems = map[string]uint64{}
 	for _, p := range a.Problems() {
 		s.Problems[p.Kind]++
@@ -314,14 +322,13 @@ func (n *node) clusterState(ctx context.Context, o *observed, s *metrics.State) 
 	s.Role = o.cluster.Role()
 }
 
-// poolUse reads each pool's use from the datastore (nothing when it does
-// not answer in time).
-func poolUse(ctx context.Context, o *observed) []metrics.Pool {
+// poolUse reads each pool's use from the datastore.
+func poolUse(ctx context.Context, o *observed) ([]metrics.Pool, error) {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	pools, err := store.ListOf[*store.IPPool](pctx, o.store, "")
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	blocks, _ := o.ipam.HostBlocks(pctx, o.name)
 	var out []metrics.Pool
@@ -332,7 +339,7 @@ func poolUse(ctx context.Context, o *observed) []metrics.Pool {
 		}
 		inUse, err := o.ipam.InUse(pctx, cidr)
 		if err != nil {
-			return nil
+			return nil, err
 		}
 		mp := metrics.Pool{Name: p.Metadata.Name, CIDR: cidr.String(), InUse: inUse}
 		mp.Size = float64(uint64(1) << min(cidr.Addr().BitLen()-cidr.Bits(), 63))
@@ -344,7 +351,7 @@ func poolUse(ctx context.Context, o *observed) []metrics.Pool {
 		out = append(out, mp)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return out, nil
 }
 
 // logSystemChecks runs `calico checksystem`'s checks (but the ports,
