@@ -74,12 +74,18 @@ type Prometheus struct {
 // (HOST:PORT) every second.
 func StartPrometheus(t *testing.T, host string, targets []string) *Prometheus {
 	t.Helper()
+	return StartPrometheusEvery(t, host, targets, "1s")
+}
+
+// StartPrometheusEvery is StartPrometheus with another scrape interval.
+func StartPrometheusEvery(t *testing.T, host string, targets []string, every string) *Prometheus {
+	t.Helper()
 	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, tg := range targets {
 		quoted[i] = strconv.Quote(tg)
 	}
-	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n- job_name: calico\n  static_configs:\n  - targets: [%s]\n", strings.Join(quoted, ", "))
+	cfg := fmt.Sprintf("global: {scrape_interval: %s, evaluation_interval: %s}\nscrape_configs:\n- job_name: calico\n  static_configs:\n  - targets: [%s]\n", every, every, strings.Join(quoted, ", "))
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
