@@ -68,15 +68,9 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 	if err := level.UnmarshalText([]byte(s.get("log-level"))); err != nil {
 		return cfg, 0, usagef("%s %q is not debug, info, warn or error", s.label("log-level"), s.get("log-level"))
 	}
-	if f := s.get("log-format"); f != "text" && f != "json" {
-		return cfg, 0, usagef("%s %q is not text or json", s.label("log-format"), f)
+	if err := observability(s, &cfg); err != nil {
+		return cfg, 0, err
 	}
-	for _, name := range []string{"metrics-addr", "health-addr"} {
-		if err := listenAddr(s, name); err != nil {
-			return cfg, 0, err
-		}
-	}
-	cfg.MetricsAddr, cfg.HealthAddr = s.get("metrics-addr"), s.get("health-addr")
 	if cfg.IPv4, err = hostAddr(s, "ip", 4); err != nil {
 		return cfg, 0, err
 	}
@@ -101,6 +95,21 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 		}
 	}
 	return cfg, level, nil
+}
+
+// observability reads the settings of the node's log, metrics and health
+// endpoints.
+func observability(s settings, cfg *node.Config) error {
+	if f := s.get("log-format"); f != "text" && f != "json" {
+		return usagef("%s %q is not text or json", s.label("log-format"), f)
+	}
+	for _, name := range []string{"metrics-addr", "health-addr"} {
+		if err := listenAddr(s, name); err != nil {
+			return err
+		}
+	}
+	cfg.MetricsAddr, cfg.HealthAddr = s.get("metrics-addr"), s.get("health-addr")
+	return nil
 }
 
 // listenAddr checks an address to listen on: HOST:PORT or :PORT, or
