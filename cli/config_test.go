@@ -225,7 +225,7 @@ func TestConfigDataDirForOtherCommands(t *testing.T) {
 
 // TestConfigObservability: the metrics and health addresses and the log
 // format are settings like the others; health checks are on by default,
-// metrics off, and '' turns the health checks off.
+// metrics off, and ” turns the health checks off.
 func TestConfigObservability(t *testing.T) {
 	got := printed(t)
 	if got["health-addr"][0] != `"127.0.0.1:9099"` || got["log-format"][0] != "text" {
