@@ -118,6 +118,8 @@ type clusterPart interface {
 	RemoveMember(ctx context.Context, name string, addr netip.Addr) error
 	// GossipMembers are the hosts gossip knows, with their state.
 	GossipMembers() []cluster.Member
+	// ClockSkew estimates how far a member's clock is ahead of ours.
+	ClockSkew(ctx context.Context, m cluster.Member) (time.Duration, error)
 	// VotersDown names the etcd voters whose hosts are not alive.
 	VotersDown() (down []string, voters int)
 	// DiskFull says why the host's etcd member is stopped for lack of

@@ -169,17 +169,21 @@ func errString(err error) string {
 }
 
 // watchLoop looks at the node every 5 s for what no event tells: BGP
-// sessions that do not establish (problems) and, with metrics on, the
-// datastore's health and leader.
+// sessions that do not establish (problems), every minute the other
+// hosts' clocks (problems), and, with metrics on, the datastore's health
+// and leader and the pools' use.
 func (n *node) watchLoop(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		o := n.obs.parts.Load()
 		if o != nil {
 			n.bgpProblems(ctx, o)
 			if n.obs.metrics != nil {
 				n.lookAtDatastore(ctx, o)
+			}
+			if i%12 == 0 {
+				clockProblems(ctx, o)
 			}
 		}
 		select {
@@ -362,4 +366,31 @@ func (n *node) logSystemChecks(ctx context.Context) {
 			n.log.Warn("checksystem: "+r.Check+": "+r.Detail, "status", string(r.Status))
 		}
 	}
+}
+
+// maxSkew is how far apart two hosts' clocks may be before it is a
+// problem: the estimate is good to about a second.
+const maxSkew = 3 * time.Second
+
+// clockProblems compares the clocks of the live hosts with this one's.
+func clockProblems(ctx context.Context, o *observed) {
+	var ps []agent.Problem
+	for _, m := range o.cluster.GossipMembers() {
+		if m.Name == o.name || m.State != "alive" {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		skew, err := o.cluster.ClockSkew(sctx, m)
+		cancel()
+		if err != nil || skew.Abs() <= maxSkew {
+			continue
+		}
+		way := "ahead of"
+		if skew < 0 {
+			way = "behind"
+		}
+		ps = append(ps, agent.Problem{Kind: agent.ProblemClock, Resource: "node " + m.Name,
+			Message: fmt.Sprintf("its clock is more than %s %s this host's: etcd and the cluster's certificates need clocks that agree; run an NTP client on every host", maxSkew, way)})
+	}
+	o.agent.SetProblems("clock", ps)
 }
