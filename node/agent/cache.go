@@ -185,7 +185,6 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 	return in, c.rev, true
 }
 
-// state reports how the cache relates to the datastore.
 // changedAt is when the datastore last changed the copy.
 func (c *cache) changedAt() time.Time {
 	c.mu.Lock()
@@ -193,6 +192,7 @@ func (c *cache) changedAt() time.Time {
 	return c.lastEvent
 }
 
+// state reports how the cache relates to the datastore.
 func (c *cache) state() (rev int64, live, fromDisk bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
