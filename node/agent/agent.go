@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 	"calico/node/route"
 	"calico/store"
 	"calico/store/ipam"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Config is the agent's configuration.
@@ -48,19 +51,36 @@ type Config struct {
 }
 
 // HostInterfaces lists the interfaces of the host (of the network
-// namespace the node runs in) and their addresses.
+// namespace the node runs in) and their addresses, but loopback and the
+// workloads' (the calculation ignores them). It reads the addresses in
+// one netlink dump: one dump per interface (net.Interface.Addrs, which
+// reads every address each time) cost a host of 1,000 workloads a tenth
+// of a core at every resync.
 func HostInterfaces() map[string][]netip.Addr {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil
 	}
-	out := make(map[string][]netip.Addr, len(ifs))
+	names := make(map[int]string, len(ifs))
+	out := map[string][]netip.Addr{}
 	for _, i := range ifs {
-		addrs, _ := i.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				out[i.Name] = append(out[i.Name], p.Addr().Unmap())
-			}
+		if i.Flags&net.FlagLoopback != 0 || strings.HasPrefix(i.Name, nft.IfacePrefix) {
+			continue
+		}
+		names[i.Index] = i.Name
+		out[i.Name] = nil
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		name, ok := names[a.LinkIndex]
+		if !ok || a.IPNet == nil {
+			continue
+		}
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out[name] = append(out[name], ip.Unmap())
 		}
 	}
 	return out
