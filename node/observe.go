@@ -50,6 +50,8 @@ type observers struct {
 	pools atomic.Pointer[[]metrics.Pool]
 	// stopping is set when the node starts to stop.
 	stopping atomic.Bool
+	// rules are the per-rule counters as last read from the kernel.
+	rules ruleCache
 	// notUp is since when each BGP peer has not been established.
 	notUp map[string]time.Time
 }
@@ -171,7 +173,7 @@ func errString(err error) string {
 // watchLoop looks at the node every 5 s for what no event tells: BGP
 // sessions that do not establish (problems), every minute the other
 // hosts' clocks (problems), and, with metrics on, the datastore's health
-// and leader and the pools' use.
+// and leader (every 30 s the watch's lag and the pools' use).
 func (n *node) watchLoop(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -180,7 +182,7 @@ func (n *node) watchLoop(ctx context.Context) {
 		if o != nil {
 			n.bgpProblems(ctx, o)
 			if n.obs.metrics != nil {
-				n.lookAtDatastore(ctx, o)
+				n.lookAtDatastore(ctx, o, i%6 == 0)
 			}
 			if i%12 == 0 {
 				clockProblems(ctx, o)
@@ -239,17 +241,24 @@ func (n *node) bgpProblems(ctx context.Context, o *observed) {
 }
 
 // lookAtDatastore records the datastore's health and counts leader
-// changes.
-func (n *node) lookAtDatastore(ctx context.Context, o *observed) {
+// changes; more (every 30 s: it reads every resource's key and the IPAM
+// blocks) also measures the watch's lag and the pools' use.
+func (n *node) lookAtDatastore(ctx context.Context, o *observed, more bool) {
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	h := o.store.Health(hctx)
-	// The newest resource's revision, against the node's copy: etcd's own
-	// revision also counts writes outside the resources (IPAM, leases).
-	resp, err := o.cluster.Client().Get(hctx, store.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
-	if err == nil && len(resp.Kvs) == 1 {
-		n.obs.lag.Store(max(resp.Kvs[0].ModRevision-o.agent.Sync().Revision, 0))
+	if more {
+		// The newest resource's revision, against the node's copy: etcd's
+		// own revision also counts writes outside the resources (IPAM,
+		// leases).
+		resp, err := o.cluster.Client().Get(hctx, store.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+		if err == nil && len(resp.Kvs) == 1 {
+			n.obs.lag.Store(max(resp.Kvs[0].ModRevision-o.agent.Sync().Revision, 0))
+		}
+		if pools, err := poolUse(ctx, o); err == nil {
+			n.obs.pools.Store(&pools)
+		}
 	}
 	if h.Leader != "" {
 		if n.obs.leader != "" && h.Leader != n.obs.leader {
@@ -258,9 +267,6 @@ func (n *node) lookAtDatastore(ctx context.Context, o *observed) {
 		n.obs.leader = h.Leader
 	}
 	n.obs.ds.Store(&h)
-	if pools, err := poolUse(ctx, o); err == nil {
-		n.obs.pools.Store(&pools)
-	}
 }
 
 // metricsState is what the metrics read at a scrape.
@@ -285,7 +291,7 @@ func (n *node) metricsState(ctx context.Context) metrics.State {
 	if in, _, ok := a.View(); ok {
 		s.Hosts, s.WorkloadEndpoints, s.HostEndpoints = len(in.Nodes), len(in.Workloads), len(in.HostEndpoints)
 		s.Policies, s.Profiles, s.Tiers = len(in.GlobalPolicies)+len(in.Policies), len(in.Profiles), len(in.Tiers)
-		s.Rules, s.RulesDropped = ruleCounters(ctx, a, in)
+		s.Rules, s.RulesDropped = n.obs.rules.get(ctx, a, in)
 	}
 	n.clusterState(ctx, o, &s)
 	s.Datastore.Cached, s.Datastore.Applied, s.Datastore.LastEvent = sync.Revision, a.Applied(), sync.Changed
