@@ -73,7 +73,7 @@ func TestBenchMetricsCost(t *testing.T) {
 		"",
 		fmt.Sprintf("The policy benchmark's lab (three hosts, %d endpoints and 500 policies each), measured twice in one", perHost),
 		"run: every node restarted without `--metrics-addr`, then every node restarted with it and a Prometheus",
-		fmt.Sprintf("(in host1's namespace) scraping the three every 5 s. Idle is %s with nothing changing;", idle),
+		fmt.Sprintf("(in host1's namespace) scraping the three every 15 s, its default. Idle is %s with nothing changing;", idle),
 		fmt.Sprintf("load is %d policy changes programmed on all three hosts (the latency benchmark's toggles).", changes),
 		"CPU is the node process's user+system time over the window, in % of one core; RSS at the",
 		"window's end. Median of the three nodes (each node's value in brackets, host1 to host3).",
