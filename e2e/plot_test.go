@@ -132,7 +132,7 @@ func plot(dir string, p panel, series []rangeSeries, began time.Time, events []p
 		return err
 	}
 	var g strings.Builder
-	fmt.Fprintf(&g, "set terminal pngcairo size 900,300 font 'sans,9'\nset output '%s'\n", filepath.Join(dir, p.file+".png"))
+	fmt.Fprintf(&g, "set terminal pngcairo size 900,300 font 'sans,9'\nset output '%s'\n", p.file+".png")
 	fmt.Fprintf(&g, "set title %q\nset xlabel 'seconds into the run'\nset ylabel %q\nset key outside right\nset grid\nset yrange [0:*]\nset termoption noenhanced\n", p.title, p.ylabel)
 	for i, e := range events {
 		x := e.At.Sub(began).Seconds()
@@ -141,7 +141,7 @@ func plot(dir string, p panel, series []rangeSeries, began time.Time, events []p
 	}
 	var plots []string
 	for i, s := range series {
-		plots = append(plots, fmt.Sprintf("'%s' index %d using 1:2 with steps lw 2 title %q", data, i, s.Name))
+		plots = append(plots, fmt.Sprintf("'%s' index %d using 1:2 with steps lw 2 title %q", p.file+".tsv", i, s.Name))
 	}
 	if len(plots) == 0 {
 		plots = []string{"NaN notitle"}
@@ -151,7 +151,9 @@ func plot(dir string, p panel, series []rangeSeries, began time.Time, events []p
 	if err := os.WriteFile(script, []byte(g.String()), 0o644); err != nil {
 		return err
 	}
-	out, err := exec.Command("gnuplot", script).CombinedOutput()
+	cmd := exec.Command("gnuplot", p.file+".gp")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("gnuplot: %v: %s", err, out)
 	}
