@@ -28,7 +28,7 @@ type panel struct {
 
 var panels = []panel{
 	{"endpoints", "Local endpoints per node (felix_active_local_endpoints)", "endpoints", `felix_active_local_endpoints`, "instance"},
-	{"rule-packets", "Packets counted by policy rules per node, per second", "packets/s", `sum by (instance) (rate(calico_policy_rule_packets_total[5s]))`, "instance"},
+	{"rule-packets", "Packets counted by policy rules per node, per second (rate over 30 s)", "packets/s", `sum by (instance) (rate(calico_policy_rule_packets_total[30s]))`, "instance"},
 	{"bgp", "Established BGP sessions per node (calico_bgp_sessions)", "sessions", `calico_bgp_sessions{state="established"}`, "instance"},
 	{"ready", "Ready nodes (calico_ready) and alive gossip members seen by host1", "count", `label_replace(sum(calico_ready), "instance", "ready nodes", "", "") or label_replace(calico_cluster_members{state="alive",instance=~"172.31.1.11:.*"}, "instance", "alive members (host1)", "", "")`, "instance"},
 	{"apply", "Dataplane programming time per node, median (felix_int_dataplane_apply_time_seconds)", "ms", `1000 * felix_int_dataplane_apply_time_seconds{quantile="0.5"}`, "instance"},
