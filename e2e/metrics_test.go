@@ -171,3 +171,33 @@ func trafficLoop(a, b, c Workload) (stop func()) {
 	})
 	return func() { once.Do(func() { close(done) }); wg.Wait() }
 }
+
+// TestCleanStop: a SIGTERM to each node of a three-host cluster logs no
+// error and no stack trace, in either log format.
+func TestCleanStop(t *testing.T) {
+	lab := NewLab(t, 3, 1)
+	lab.Start("host1", "--pool", "10.65.0.0/16", "--log-format", "json")
+	tok, seed := lab.Token("host1"), lab.Addr("host1")
+	lab.Start("host2", "--join", seed, "--token", tok, "--log-format", "json")
+	lab.Start("host3", "--join", seed, "--token", tok)
+	eventually(t, 60*time.Second, "three voters", func() bool {
+		st, err := lab.Status("host1")
+		return err == nil && st.Datastore.Members == 3
+	})
+	before := map[string]int{}
+	for _, h := range []string{"host1", "host2", "host3"} {
+		before[h] = len(lab.Log(h))
+	}
+	for _, h := range []string{"host3", "host2", "host1"} {
+		lab.Stop(h)
+		stop := lab.Log(h)[before[h]:]
+		for _, bad := range []string{"level=ERROR", `"level":"ERROR"`, `"level":"error"`, "stacktrace", "goroutine "} {
+			if strings.Contains(stop, bad) {
+				t.Errorf("%s's stop logged %q:\n%s", h, bad, stop)
+			}
+		}
+		if !strings.Contains(stop, "stopping; the dataplane stays as it is") {
+			t.Errorf("%s's stop:\n%s", h, stop)
+		}
+	}
+}
