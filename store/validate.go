@@ -293,14 +293,8 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 	c.name("metadata.name", w.Metadata.Name)
 	s := &w.Spec
 	c.name("spec.node", s.Node)
-	if s.Workload == "" {
-		c.errorf("spec.workload", "is required")
-	}
-	if s.Orchestrator == "" {
-		c.errorf("spec.orchestrator", "is required")
-	}
-	if s.Endpoint == "" {
-		c.errorf("spec.endpoint", "is required")
+	if s.Workload == "" && s.Pod == "" {
+		c.errorf("spec.workload", "is required (or spec.pod)")
 	}
 	if !ifaceRE.MatchString(s.InterfaceName) {
 		c.errorf("spec.interfaceName", "%q is not an interface name (1-15 characters)", quote.Clip(s.InterfaceName))
@@ -323,7 +317,7 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 			c.errorf("spec.mac", "%q is not a MAC address", quote.Clip(s.MAC))
 		}
 	}
-	c.endpointPorts(s.Ports)
+	c.endpointPorts(s.NamedPorts())
 }
 
 func (w *WorkloadEndpoint) setDefaults() {

@@ -333,7 +333,7 @@ func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
 		}
 		if !ok {
 			d = workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
-			d.ports = namedPorts(d.addrs, w.Spec.Ports)
+			d.ports = namedPorts(d.addrs, w.Spec.NamedPorts())
 		}
 		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs, d.ports)
 		c.workloads[w] = d
