@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Issue 11: what Calico's own client (or anything else) writes straight
+// into our etcd, bypassing our API, is enforced as Calico enforces it, or
+// fail-closed and reported. Each case writes Calico's values with the
+// real etcdctl, with the credentials `calico datastore env --etcdctl`
+// gives, and checks real packets between real workloads.
+
+// etcdctl runs etcdctl on host against the cluster's datastore.
+func (l *Lab) etcdctl(host string, args ...string) (string, error) {
+	l.t.Helper()
+	env := l.MustCalico(host, "datastore", "env", "--etcdctl")
+	cmd := []string{"env"}
+	for _, line := range strings.Split(strings.TrimSpace(env), "\n") {
+		cmd = append(cmd, strings.Trim(strings.TrimPrefix(line, "export "), "'"))
+	}
+	return l.Exec(host, append(append(cmd, "etcdctl", "--dial-timeout=5s"), args...)...)
+}
+
+// putCalico writes a resource as Calico's client stores it: compact JSON
+// under its key, with a uid and creation time.
+// It is deleted again when t ends.
+func (l *Lab) putCalico(t *testing.T, host, plural, nsName, value string) {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(value), &v); err != nil {
+		t.Fatalf("bad test value %s: %v", value, err)
+	}
+	m, _ := v["metadata"].(map[string]any)
+	m["uid"] = "6f4148be-5fb2-4ad8-b006-" + fmt.Sprintf("%012d", time.Now().UnixNano()%1e12)
+	m["creationTimestamp"] = time.Now().UTC().Format(time.RFC3339)
+	b, _ := json.Marshal(v)
+	key := "/calico/resources/v3/projectcalico.org/" + plural + "/" + nsName
+	if out, err := l.etcdctl(host, "put", key, string(b)); err != nil {
+		t.Fatalf("etcdctl put %s: %v\n%s", key, err, out)
+	}
+	t.Cleanup(func() { l.etcdctl(host, "del", key) })
+}
+
+func gnpValue(name, spec string) string {
+	return `{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"` + name + `","labels":{"projectcalico.org/tier":"default"}},"spec":` + spec + `}`
+}
+
+// TestCalicoWrittenData: one host, three workloads (web and ops in
+// profile web, db in profile db); web reaches db only where a case's
+// policy says so, as Calico would enforce it.
+func TestCalicoWrittenData(t *testing.T) {
+	if _, err := exec.LookPath("etcdctl"); err != nil {
+		t.Skip("SKIP: etcdctl is not installed (Debian's etcd-client)")
+	}
+	lab := NewLab(t, 2, 1)
+	bgpCluster(t, lab, bgpHosts(2))
+	web := lab.AddWorkload("host1", "cd-web", "--profile", "web", "--label", "role=web")
+	ops := lab.AddWorkload("host1", "cd-ops", "--profile", "web", "--label", "role=ops")
+	db := lab.AddWorkload("host1", "cd-db", "--profile", "dbs", "--label", "role=db")
+	// The db profile admits nobody but its members; a GlobalNetworkPolicy
+	// for db decides, then the profile.
+	reach := func(t *testing.T, from Workload, want bool) {
+		t.Helper()
+		CheckMatrix(t, []Expect{{From: from, To: db.v4(), OK: want}, {From: from, To: db.v6(), OK: want}}, 15*time.Second)
+	}
+	problem := func(t *testing.T, want string) {
+		t.Helper()
+		eventually(t, 15*time.Second, "the problem "+want+" in calico status", func() bool {
+			return strings.Contains(lab.MustCalico("host1", "status"), want)
+		})
+	}
+	settle := func() { time.Sleep(2 * time.Second) } // the watch delivers, the agent programs; then deny cells are checked
+
+	t.Run("objects Calico expects", func(t *testing.T) {
+		for _, key := range []string{"clusterinformations/default", "tiers/default", "tiers/kube-admin", "tiers/kube-baseline", "kubecontrollersconfigurations/default"} {
+			out, err := lab.etcdctl("host1", "get", "--print-value-only", "/calico/resources/v3/projectcalico.org/"+key)
+			if err != nil || !strings.Contains(out, `"apiVersion":"projectcalico.org/v3"`) {
+				t.Errorf("%s: %v %q", key, err, out)
+			}
+		}
+		out, _ := lab.etcdctl("host1", "get", "--print-value-only", "/calico/ipam/v2/config")
+		if !strings.Contains(out, `"auto_allocate_blocks":true`) {
+			t.Errorf("IPAM config = %q", out)
+		}
+	})
+	t.Run("serviceAccounts in an Allow matches nothing", func(t *testing.T) {
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "sa", gnpValue("sa", `{"tier":"default","selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Allow","source":{"serviceAccounts":{"names":["sa1"]}},"destination":{}}]}`))
+		problem(t, "serviceAccounts")
+		settle()
+		reach(t, web, false)
+	})
+	t.Run("an unparsable notSelector in an Allow matches nothing", func(t *testing.T) {
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "notsel", gnpValue("notsel", `{"tier":"default","selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Allow","source":{"notSelector":"role == "},"destination":{}}]}`))
+		problem(t, "notSelector")
+		settle()
+		reach(t, web, false)
+	})
+	t.Run("a Deny with a bad net still denies", func(t *testing.T) {
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "badnet", gnpValue("badnet", `{"tier":"default","selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Deny","source":{"nets":["10.65.0.0/40"]},"destination":{}},{"action":"Allow","source":{},"destination":{}}]}`))
+		problem(t, "nets")
+		settle()
+		reach(t, web, false)
+	})
+	t.Run("doNotTrack policies are not workload policy", func(t *testing.T) {
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "untracked", gnpValue("untracked", `{"tier":"default","selector":"all()","types":["Ingress"],"doNotTrack":true,"applyOnForward":true,"ingress":[{"action":"Allow","source":{},"destination":{}}]}`))
+		settle()
+		reach(t, web, false)
+	})
+	t.Run("global() picks no workload", func(t *testing.T) {
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "global", gnpValue("global", `{"tier":"default","selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Allow","source":{"namespaceSelector":"global()"},"destination":{}}]}`))
+		settle()
+		reach(t, web, false)
+	})
+	t.Run("tiers", func(t *testing.T) {
+		lab.putCalico(t, "host1", "tiers", "sec", `{"kind":"Tier","apiVersion":"projectcalico.org/v3","metadata":{"name":"sec"},"spec":{"order":10,"defaultAction":"Deny"},"status":{}}`)
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "sec-pass-web", gnpValue("sec-pass-web", `{"tier":"sec","selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Pass","source":{"selector":"role == 'web'"},"destination":{}}]}`))
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "allow-all-to-db", gnpValue("allow-all-to-db", `{"tier":"default","order":1000,"selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Allow","source":{},"destination":{}}]}`))
+		// web is passed on to the default tier, which allows it; ops is
+		// dropped at the end of tier sec.
+		reach(t, web, true)
+		reach(t, ops, false)
+	})
+	t.Run("a host endpoint found by expectedIPs", func(t *testing.T) {
+		addr := lab.Addr("host2")
+		ping := func() bool {
+			_, err := lab.Exec("host1", "ping", "-c1", "-W1", addr)
+			return err == nil
+		}
+		if !ping() {
+			t.Fatalf("host1 cannot ping host2 (%s) before the host endpoint", addr)
+		}
+		lab.putCalico(t, "host1", "hostendpoints", "h2", `{"kind":"HostEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"h2","labels":{"role":"h2"}},"spec":{"node":"host2","expectedIPs":["`+addr+`"]}}`)
+		eventually(t, 15*time.Second, "host2 closed to ping by its host endpoint (no policy: default deny, failsafe ports open)", func() bool { return !ping() })
+		if out := lab.MustCalico("host2", "status"); strings.Contains(out, "expectedIPs") {
+			t.Errorf("host2 reports the host endpoint as matching no interface:\n%s", out)
+		}
+	})
+	t.Run("an endpoint whose interface is missing waits, reported once", func(t *testing.T) {
+		lab.putCalico(t, "host1", "workloadendpoints", "default/host1-calico-ghost-eth0", `{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"host1-calico-ghost-eth0","namespace":"default","labels":{"projectcalico.org/namespace":"default","projectcalico.org/orchestrator":"calico"}},"spec":{"orchestrator":"calico","workload":"ghost","node":"host1","endpoint":"eth0","ipNetworks":["10.65.200.1/32"],"profiles":["web"],"interfaceName":"calighost0"}}`)
+		problem(t, "waits for interface calighost0")
+		time.Sleep(6 * time.Second)
+		if n := strings.Count(lab.Log("host1"), "calighost0"); n > 2 {
+			t.Errorf("the missing interface is in the log %d times; want it once", n)
+		}
+		// The rest of the node goes on.
+		CheckMatrix(t, []Expect{{From: ops, To: web.v4(), OK: true}}, 15*time.Second)
+	})
+	t.Run("a password stored as its value is never shown", func(t *testing.T) {
+		lab.putCalico(t, "host1", "bgppeers", "old", `{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"old"},"spec":{"peerIP":"192.0.2.99","asNumber":65099,"password":{"value":"hunter2-secret"}}}`)
+		out := lab.MustCalico("host1", "get", "bgppeers", "-o", "yaml")
+		if strings.Contains(out, "hunter2") || !strings.Contains(out, "redacted") {
+			t.Errorf("get bgppeers shows:\n%s", out)
+		}
+		if strings.Contains(lab.Log("host1"), "hunter2") {
+			t.Errorf("the password is in the node's log")
+		}
+	})
+	t.Run("workload rm after another tool deleted the endpoint", func(t *testing.T) {
+		gone := lab.AddWorkload("host1", "cd-gone")
+		keys, err := lab.etcdctl("host1", "get", "--prefix", "--keys-only", "/calico/resources/v3/projectcalico.org/workloadendpoints/default/")
+		key := grepLines(keys, "gone")
+		if err != nil || key == "" || strings.Contains(key, "\n") {
+			t.Fatalf("the endpoint of cd-gone among %q: %v", keys, err)
+		}
+		if out, err := lab.etcdctl("host1", "del", key); err != nil || strings.TrimSpace(out) != "1" {
+			t.Fatalf("etcdctl del %s: %v %q", key, err, out)
+		}
+		lab.MustCalico("host1", "workload", "rm", "cd-gone")
+		if _, err := os.Stat(gone.NetNS); err == nil {
+			t.Errorf("the workload's netns %s is still there", gone.NetNS)
+		}
+		eventually(t, 10*time.Second, "the workload's veth "+gone.Interface+" gone", func() bool {
+			_, err := lab.Exec("host1", "ip", "link", "show", gone.Interface)
+			return err != nil
+		})
+	})
+}
