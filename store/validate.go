@@ -70,6 +70,9 @@ func check(r Resource, fromStore bool) []FieldError {
 		c.errorf("metadata.namespace", "%s is not namespaced", k.Name)
 	}
 	c.labels("metadata.labels", m.Labels)
+	if !fromStore && IsBuiltin(IDOf(r)) {
+		c.errorf("metadata.name", "%s is built in (it allows everything) and cannot be written", m.Name)
+	}
 	r.validate(c)
 	c.unsupported("", reflect.ValueOf(r))
 	return c.errs

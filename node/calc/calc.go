@@ -278,6 +278,7 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 		prev:        prev,
 		remember:    remember,
 	}
+	c.profiles[store.DefaultAllowProfile] = store.DefaultAllow()
 	for _, p := range in.Profiles {
 		c.profiles[p.Metadata.Name] = p
 	}
