@@ -267,7 +267,7 @@ type handle struct {
 // decodeHandle reads a handle's value; kv nil is a handle that does not
 // exist yet.
 func decodeHandle(id string, kv *mvccpb.KeyValue) (*handle, error) {
-	h := &handle{id: id, v: handleValue{HandleID: id}}
+	h := &handle{id: id}
 	if kv != nil {
 		h.rev = kv.ModRevision
 		if err := json.Unmarshal(kv.Value, &h.v); err != nil {
@@ -318,7 +318,7 @@ func (c *change) saveHandle(h *handle) {
 			c.ops = append(c.ops, clientv3.OpDelete(key))
 		}
 	default:
-		out, _ := json.Marshal(h.v) // strings and ints: cannot fail
+		out, _ := json.Marshal(h.v) // strings, ints and valid JSON: cannot fail
 		c.put(key, string(out))
 	}
 }
