@@ -24,6 +24,10 @@
 // fresh read a bounded number of times, so two hosts never get the same
 // address and a handle never disagrees with its blocks.
 //
-// The package knows nothing of IPPool resources: callers pass the eligible
-// pools as plain Pool values.
+// IPAM itself takes the pools to allocate from as plain Pool values.
+// PoolsFor picks those of the IPPool resources that automatic assignment
+// for a workload may use (enabled, Automatic, for workloads, selecting the
+// node); PoolForAddr and RequestedPool check an address or a pool a
+// workload asks for by name (Manual pools too, never a pool that is
+// disabled or not for workloads).
 package ipam

@@ -31,6 +31,8 @@ var errConflict = errors.New("IPAM keys changed concurrently")
 
 // Pool is a range the caller lets IPAM allocate from.
 type Pool struct {
+	// Name is the IPPool's, for messages; IPAM does not read it.
+	Name string
 	CIDR netip.Prefix
 	// BlockSize is the prefix length of the pool's blocks: 20-32 for IPv4
 	// (26 in Calico's default pools), 116-128 for IPv6 (122).
