@@ -35,7 +35,7 @@ func upCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "etcd-cert", Usage: "a client certificate for the external etcd (PEM `FILE`)"},
 			&ucli.StringFlag{Name: "etcd-key", Usage: "its key (PEM `FILE`)"},
 			&ucli.DurationFlag{Name: "voter-replace-after", Value: 5 * time.Minute, Usage: "how long an etcd voter's host may be dead before a client host takes its seat"},
-			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error; given, it wins over FelixConfiguration logSeverityScreen"},
 		},
 		Action: up,
 	}
@@ -149,7 +149,12 @@ func up(ctx context.Context, c *ucli.Command) error {
 	if err != nil {
 		return err
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: level}))
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: lv}))
+	if !c.IsSet("log-level") {
+		cfg.LogLevel = lv // FelixConfiguration logSeverityScreen sets it
+	}
 	if level <= slog.LevelDebug {
 		cfg.EtcdLogLevel = "info"
 	}

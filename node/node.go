@@ -39,6 +39,9 @@ type Config struct {
 	ASNumber *store.ASNumber
 	// Out is where the node says it is up (a terminal, or a log).
 	Out io.Writer
+	// LogLevel, when set, is the level of Log, which FelixConfiguration
+	// logSeverityScreen may change (agent.Config.LogLevel).
+	LogLevel *slog.LevelVar
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -247,7 +250,7 @@ func (n *node) startAgentFromCache(ctx context.Context) error {
 
 func (n *node) startAgent(name string) error {
 	a, err := agent.New(agent.Config{
-		Name: name, DataDir: n.cfg.DataDir, Log: n.log, Verify: verify(),
+		Name: name, DataDir: n.cfg.DataDir, Log: n.log, LogLevel: n.cfg.LogLevel, Verify: verify(),
 		Speaker: n.parts.speaker(n.log),
 		Down: func(addr netip.Addr) bool {
 			c := n.cluster.Load()
