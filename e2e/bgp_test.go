@@ -377,6 +377,37 @@ func TestBGPMatrix(t *testing.T) {
 	if encapsulated > 0 {
 		t.Errorf("%d encapsulated frames (IPIP, 6in4, GRE, VXLAN) crossed the fabric", encapsulated)
 	}
+	bgpNoExport(t, lab, a1, a2)
+}
+
+// bgpNoExport: host1 advertises nothing of a pool with disableBGPExport,
+// so a workload of it is reached from its own host (a1) but from no other
+// (a2 on host2, whose hosts learn no route to it).
+func bgpNoExport(t *testing.T, lab *Lab, a1, a2 Workload) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "pool.yaml")
+	pool := "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: private}\nspec: {cidr: 10.70.0.0/16, disableBGPExport: true}\n"
+	if err := os.WriteFile(f, []byte(pool), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lab.MustCalico("host1", "apply", "-f", f)
+	hidden := lab.AddWorkload("host1", "bg-hidden", "--profile", "a", "--pool", "10.70.0.0/16")
+	CheckMatrix(t, []Expect{{a1, hidden.v4(), true}, {a2, hidden.v4(), false}}, 30*time.Second)
+	var routes struct {
+		Advertised []string `json:"advertised"`
+	}
+	if err := json.Unmarshal([]byte(lab.MustCalico("host1", "bgp", "routes", "-o", "json")), &routes); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(routes.Advertised, func(p string) bool { return strings.HasPrefix(p, "10.70.") }) ||
+		!slices.ContainsFunc(routes.Advertised, func(p string) bool { return strings.HasPrefix(p, "10.65.") }) {
+		t.Errorf("host1 advertises %v; want its block of 10.65.0.0/16 and nothing of 10.70.0.0/16", routes.Advertised)
+	}
+	for _, h := range []string{"host2", "host3"} {
+		if r := bgpShowRoutes(lab, h); strings.Contains(r, "10.70.") {
+			t.Errorf("%s has a route into the pool host1 does not export:\n%s", h, r)
+		}
+	}
 }
 
 // bgpPacket is what the tests read from a captured frame.
