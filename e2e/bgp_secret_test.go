@@ -230,4 +230,31 @@ func TestBGPSecrets(t *testing.T) {
 	waitSessions(t, lab, "host1", 30*time.Second, map[string]func(string) bool{"": missing})
 	setSecret(t, lab, "host1", "tor/md5", "t0r-Secret")
 	waitSessions(t, lab, "host1", 30*time.Second, map[string]func(string) bool{"": func(s string) bool { return !strings.HasPrefix(s, "refused") }})
+
+	secretsLogLevels(t, lab)
+}
+
+// secretsLogLevels: FelixConfiguration node.host2 logSeverityScreen Debug
+// makes host2's node log at Debug, and no other; BGPConfiguration
+// node.host3's sets host3's BGP speaker's level.
+func secretsLogLevels(t *testing.T, lab *Lab) {
+	t.Helper()
+	levels := "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node.host2}\nspec: {logSeverityScreen: Debug}\n---\n" +
+		"apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: node.host3}\nspec: {logSeverityScreen: Debug}\n"
+	if out, err := inNodeMounts(lab, "host1", levels, calicoBin, "apply", "-f", "-"); err != nil {
+		t.Fatalf("applying log levels: %v\n%s", err, out)
+	}
+	bgpWaitFor(t, 30*time.Second, 200*time.Millisecond, "host2 logging at Debug", func() (bool, string) {
+		l := lab.Log("host2")
+		return strings.Contains(l, "log level set from FelixConfiguration logSeverityScreen") && strings.Contains(l, "level=DEBUG"), tail(l, 5)
+	})
+	bgpWaitFor(t, 30*time.Second, 200*time.Millisecond, "host3's BGP speaker at Debug", func() (bool, string) {
+		l := lab.Log("host3")
+		return strings.Contains(l, "BGP log level set from BGPConfiguration logSeverityScreen"), tail(l, 5)
+	})
+	for _, h := range []string{"host1", "host3"} {
+		if l := lab.Log(h); strings.Contains(l, "level=DEBUG msg=applied") {
+			t.Errorf("%s's agent logs at Debug, which only host2's should", h)
+		}
+	}
 }
