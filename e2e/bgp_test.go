@@ -385,12 +385,10 @@ func TestBGPMatrix(t *testing.T) {
 // (a2 on host2, whose hosts learn no route to it).
 func bgpNoExport(t *testing.T, lab *Lab, a1, a2 Workload) {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "pool.yaml")
-	pool := "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: private}\nspec: {cidr: 10.70.0.0/16, disableBGPExport: true}\n"
-	if err := os.WriteFile(f, []byte(pool), 0o644); err != nil {
-		t.Fatal(err)
+	lab.MustCalico("host1", "pool", "add", "10.70.0.0/16", "--disable-bgp-export")
+	if got := lab.MustCalico("host1", "get", "ippools", "-o", "json"); !strings.Contains(strings.ReplaceAll(got, " ", ""), `"disableBGPExport":true`) {
+		t.Fatalf("pool add --disable-bgp-export made:\n%s", got)
 	}
-	lab.MustCalico("host1", "apply", "-f", f)
 	hidden := lab.AddWorkload("host1", "bg-hidden", "--profile", "a", "--pool", "10.70.0.0/16")
 	CheckMatrix(t, []Expect{{a1, hidden.v4(), true}, {a2, hidden.v4(), false}}, 30*time.Second)
 	var routes struct {
