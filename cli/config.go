@@ -49,7 +49,7 @@ var upSettings = []setting{
 	{name: "etcd-cert", usage: "a client certificate for the external etcd (PEM `FILE`)"},
 	{name: "etcd-key", usage: "its key (PEM `FILE`)"},
 	{name: "voter-replace-after", def: "5m", usage: "how long an etcd voter's host may be dead before a client host takes its seat (a `DURATION`)"},
-	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error"},
+	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error; given, it wins over FelixConfiguration logSeverityScreen"},
 }
 
 func lookupSetting(name string) (setting, bool) {

@@ -186,7 +186,12 @@ func up(ctx context.Context, c *ucli.Command) error {
 	if c.Bool("print-config") {
 		return printConfig(c.Root().Writer, s)
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: level}))
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: lv}))
+	if !s.vals["log-level"].set {
+		cfg.LogLevel = lv // FelixConfiguration logSeverityScreen sets it
+	}
 	if level <= slog.LevelDebug {
 		cfg.EtcdLogLevel = "info"
 	}

@@ -42,6 +42,9 @@ type Config struct {
 	// Notify, when set, is told how the node is doing: systemd's READY=1,
 	// STATUS=, STOPPING=1 and watchdog pings.
 	Notify Notifier
+	// LogLevel, when set, is the level of Log, which FelixConfiguration
+	// logSeverityScreen may change (agent.Config.LogLevel).
+	LogLevel *slog.LevelVar
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -263,7 +266,7 @@ func (n *node) startAgentFromCache(ctx context.Context) error {
 
 func (n *node) startAgent(name string) error {
 	a, err := agent.New(agent.Config{
-		Name: name, DataDir: n.cfg.DataDir, Log: n.log, Verify: verify(),
+		Name: name, DataDir: n.cfg.DataDir, Log: n.log, LogLevel: n.cfg.LogLevel, Verify: verify(),
 		Speaker: n.parts.speaker(n.log),
 		Down: func(addr netip.Addr) bool {
 			c := n.cluster.Load()

@@ -43,6 +43,11 @@ type Config struct {
 	// host endpoints given by expectedIPs; nil lists none.
 	Interfaces func() map[string][]netip.Addr
 	Log        *slog.Logger
+	// LogLevel, when set, is Log's level: FelixConfiguration
+	// logSeverityScreen (node.<name> over default) sets it, and without
+	// one it is what it was when the agent started. Nil leaves the level
+	// alone (`calico up --log-level` was given).
+	LogLevel *slog.LevelVar
 }
 
 // HostInterfaces lists the interfaces of the host (of the network
@@ -130,6 +135,8 @@ type Agent struct {
 	// advertised and installed are BGP's side of the last apply.
 	advertised []netip.Prefix
 	installed  []route.Route
+	// startLevel is cfg.LogLevel's level when the agent started.
+	startLevel slog.Level
 }
 
 // Applied is the outcome of the agent's last programming of the host.
@@ -158,18 +165,23 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	var startLevel slog.Level
+	if cfg.LogLevel != nil {
+		startLevel = cfg.LogLevel.Level()
+	}
 	return &Agent{
-		cfg:      cfg,
-		log:      cfg.Log.With("component", "agent"),
-		cache:    c,
-		nft:      rules,
-		routes:   routes,
-		dsc:      make(chan Datastore, 1),
-		bgp:      newBGPDriver(cfg.Speaker, cfg.Log),
-		kick:     make(chan struct{}, 1),
-		changed:  make(chan struct{}, 1),
-		progress: make(chan struct{}),
-		first:    make(chan struct{}),
+		startLevel: startLevel,
+		cfg:        cfg,
+		log:        cfg.Log.With("component", "agent"),
+		cache:      c,
+		nft:        rules,
+		routes:     routes,
+		dsc:        make(chan Datastore, 1),
+		bgp:        newBGPDriver(cfg.Speaker, cfg.Log),
+		kick:       make(chan struct{}, 1),
+		changed:    make(chan struct{}, 1),
+		progress:   make(chan struct{}),
+		first:      make(chan struct{}),
 
 		programmed: make(chan struct{}),
 		ping:       make(chan chan struct{}),
@@ -320,6 +332,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	if a.cfg.Interfaces != nil {
 		in.HostInterfaces = a.cfg.Interfaces()
 	}
+	a.setLogLevel(calc.LogSeverity(in))
 	start := time.Now()
 	d := a.calc.Compute(in)
 	computed := time.Now()
@@ -365,6 +378,32 @@ func (a *Agent) apply(ctx context.Context) error {
 	a.progress = make(chan struct{})
 	a.mu.Unlock()
 	return err
+}
+
+// setLogLevel makes the node's log level what FelixConfiguration says
+// (severity, "" for nothing: the level the agent started with). The
+// change is logged at Info, at whichever of the old and new levels shows
+// it.
+func (a *Agent) setLogLevel(severity string) {
+	lv := a.cfg.LogLevel
+	if lv == nil {
+		return
+	}
+	level, ok := slogLevel(severity)
+	if !ok {
+		level, severity = a.startLevel, "as started"
+	}
+	old := lv.Level()
+	if level == old {
+		return
+	}
+	if level > old {
+		a.log.Info("log level set from FelixConfiguration logSeverityScreen", "level", severity)
+	}
+	lv.Set(level)
+	if level < old {
+		a.log.Info("log level set from FelixConfiguration logSeverityScreen", "level", severity)
+	}
 }
 
 // failedAny reports whether err says any of routes failed; an error of
