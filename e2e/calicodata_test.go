@@ -154,6 +154,29 @@ func TestCalicoWrittenData(t *testing.T) {
 		// The rest of the node goes on.
 		CheckMatrix(t, []Expect{{From: ops, To: web.v4(), OK: true}}, 15*time.Second)
 	})
+	t.Run("pools: Manual, for tunnels only, and per rack", func(t *testing.T) {
+		pool := func(name, cidr, extra string) {
+			lab.putCalico(t, "host1", "ippools", name, `{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"`+name+`"},"spec":{"cidr":"`+cidr+`","vxlanMode":"Never","ipipMode":"Never","natOutgoing":false,"blockSize":26,"nodeSelector":"all()"`+extra+`}}`)
+		}
+		pool("manual", "10.80.0.0/16", `,"allowedUses":["Workload","Tunnel"],"assignmentMode":"Manual"`)
+		pool("tunnels", "10.81.0.0/16", `,"allowedUses":["Tunnel"]`)
+		lab.putCalico(t, "host1", "ippools", "rack9", `{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"rack9"},"spec":{"cidr":"10.82.0.0/16","blockSize":26,"nodeSelector":"rack == 'r9'"}}`)
+		for i := range 6 { // automatic assignment never lands in them
+			w := lab.AddWorkload("host1", fmt.Sprintf("cd-auto%d", i))
+			if a := w.v4(); strings.HasPrefix(a, "10.80.") || strings.HasPrefix(a, "10.81.") || strings.HasPrefix(a, "10.82.") {
+				t.Errorf("an automatic address %s came from a pool automatic assignment may not use", a)
+			}
+			lab.MustCalico("host1", "workload", "rm", w.Name)
+		}
+		if w := lab.AddWorkload("host1", "cd-manual", "--pool", "manual"); !strings.HasPrefix(w.v4(), "10.80.") {
+			t.Errorf("workload add --pool manual got %v", w.Addresses)
+		} else {
+			lab.MustCalico("host1", "workload", "rm", "cd-manual")
+		}
+		if _, errs, err := lab.Calico("host1", "workload", "add", "cd-tunnel", "--pool", "tunnels"); err == nil || !strings.Contains(errs, "not for workloads") {
+			t.Errorf("workload add --pool tunnels: %v %s; want it refused", err, errs)
+		}
+	})
 	t.Run("a password stored as its value is never shown", func(t *testing.T) {
 		lab.putCalico(t, "host1", "bgppeers", "old", `{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"old"},"spec":{"peerIP":"192.0.2.99","asNumber":65099,"password":{"value":"hunter2-secret"}}}`)
 		out := lab.MustCalico("host1", "get", "bgppeers", "-o", "yaml")
