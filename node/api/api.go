@@ -198,10 +198,10 @@ type Datastore struct {
 	CAFile   string `json:"caFile,omitempty"`
 	CertFile string `json:"certFile,omitempty"`
 	KeyFile  string `json:"keyFile,omitempty"`
-	Healthy   bool     `json:"healthy"`
-	Leader    string   `json:"leader,omitempty"`
-	Members   int      `json:"members"`
-	Revision  int64    `json:"revision"`
+	Healthy  bool   `json:"healthy"`
+	Leader   string `json:"leader,omitempty"`
+	Members  int    `json:"members"`
+	Revision int64  `json:"revision"`
 	// InSync is true while the node's cache follows the datastore live.
 	InSync bool   `json:"inSync"`
 	Error  string `json:"error,omitempty"`
