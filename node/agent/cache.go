@@ -137,6 +137,11 @@ func (c *cache) update(ev store.SyncEvent) bool {
 		return false
 	}
 	c.syncErr = nil
+	if !c.fromDisk && c.loaded {
+		// A watch resumed after an error: live again (Sync delivers
+		// no other event before its first snapshot).
+		c.live = true
+	}
 	if ev.Snapshot {
 		c.items = map[string]store.Resource{}
 		c.all = true
