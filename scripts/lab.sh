@@ -18,6 +18,8 @@
 # the fabric, which forwards nothing. State lives under $CALICO_LAB_DIR
 # (default /tmp/calico-lab): each host's data dir, log and pid.
 # CALICO_LAB_NAME (default calico-lab) prefixes the namespaces' names.
+# CALICO_LAB_TMPFS=SIZE (say 384m) gives every host's data dir a tmpfs of
+# that size, a disk that can be filled for real; `down` unmounts them.
 set -eu
 
 LAB_DIR=${CALICO_LAB_DIR:-/tmp/calico-lab}
@@ -56,6 +58,10 @@ up() {
 		h=host$n
 		r=$(( (n - 1) * racks / hosts + 1 ))
 		echo $r > "$LAB_DIR/$h.rack"
+		if [ -n "${CALICO_LAB_TMPFS:-}" ]; then
+			mkdir -p "$LAB_DIR/$h"
+			mount -t tmpfs -o size="$CALICO_LAB_TMPFS",mode=0700 "$LAB-$h-data" "$LAB_DIR/$h"
+		fi
 		ns=$(hostns $h)
 		ip netns add "$ns"
 		ip -n "$ns" link set lo up
@@ -118,6 +124,10 @@ down() {
 	done
 	for ns in $(ip netns list | awk '{print $1}' | grep "^$LAB-" || true); do
 		ip netns del "$ns"
+	done
+	# The hosts' tmpfs data dirs (CALICO_LAB_TMPFS), innermost first.
+	awk -v d="$LAB_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m"
 	done
 	rm -rf "$LAB_DIR"
 }
