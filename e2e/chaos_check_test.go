@@ -35,8 +35,12 @@ func (c *chaos) final() {
 	c.mon.stepStarts(c.step.n+1, "end", time.Now())
 	c.step = chaosStep{n: c.step.n + 1, kind: "end"}
 	c.check(time.Now())
-	lines, denied := c.mon.totals()
-	c.t.Logf("chaos: %d probe lines read, %d packets through a denied pair", lines, denied)
+	n := c.mon.totals()
+	c.t.Logf("chaos: %d probe lines read: %d tries on allowed cells (%d answered), %d on denied cells (%d got through)",
+		n.lines, n.allowed, n.allowedAnswered, n.denied, n.deniedAnswered)
+	if n.denied == 0 || n.allowed == 0 {
+		c.t.Errorf("chaos: the probes tried %d allowed and %d denied cells: the run checked nothing", n.allowed, n.denied)
+	}
 }
 
 // report fails the test with every broken invariant not reported yet,

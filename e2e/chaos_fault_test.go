@@ -280,8 +280,10 @@ func (c *chaos) killOp(h string, rng *mrand.Rand) string {
 	}
 	done := make(chan error, 1)
 	go func() { done <- op() }()
-	after := time.Duration(20+rng.IntN(130)) * time.Millisecond // an add takes about that long
-	time.Sleep(after)                                           // into the operation
+	// The CLI reaches the node after some 50 ms (lab.sh, nsenter); an
+	// add or a remove takes about 100 ms more.
+	after := time.Duration(50+rng.IntN(150)) * time.Millisecond
+	time.Sleep(after) // into the operation
 	c.lab.Kill(h)
 	c.setDown(h, true)
 	err := <-done

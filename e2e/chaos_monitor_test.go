@@ -284,9 +284,25 @@ func (m *chaosMonitor) unreached(ws []*chaosWorkload, since time.Time) []string 
 	return bad
 }
 
-// totals are the probe lines read and the denied packets seen.
-func (m *chaosMonitor) totals() (lines, denied int) {
+// chaosTotals count what the probes did.
+type chaosTotals struct {
+	lines int
+	// allowed and denied are the attempts on allowed and denied cells;
+	// answered those of them that were answered.
+	allowed, allowedAnswered, denied, deniedAnswered int
+}
+
+func (m *chaosMonitor) totals() chaosTotals {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.lines, m.denied
+	t := chaosTotals{lines: m.lines, deniedAnswered: m.denied}
+	for k, o := range m.cells {
+		if k.what == "tcp/8081" || m.profiles[k.src] != m.profiles[k.dst] {
+			t.denied += o.tries
+		} else {
+			t.allowed += o.tries
+			t.allowedAnswered += o.okSeen
+		}
+	}
+	return t
 }

@@ -14,19 +14,26 @@ import (
 
 // The chaos test: a five-host lab (three voters, two clients) with
 // workloads of two profiles on every host, probing each other all the
-// time, while a seeded random schedule of faults runs. After each step
-// and at the end it checks the invariants (chaos_check_test.go):
+// time, while a seeded random schedule of faults runs. The invariants
+// (chaos_check_test.go), with their bounds:
 //
-//   - never a packet through a denied pair (checked on every probe line);
-//   - no address allocated twice; no leak once the step is over;
-//   - one cluster id everywhere, no node the test did not start, no node
-//     that exited unless the test stopped it;
-//   - within chaosSettle after a step: every host's datastore healthy and
-//     in sync, its dataplane at the datastore's revision without error,
-//     five hosts alive, three voters and two clients;
-//   - within chaosReach after a step: every workload answers every peer of
-//     its profile (TCP and ping, IPv4 and IPv6).
+//   - always: never a packet through a denied pair (every probe line is
+//     judged as it comes); one cluster id on every host that answers, and
+//     no node the test did not start; three voters as seen by every host
+//     whose datastore answers, a seat changing hands allowed chaosSeat;
+//   - while one host is at fault: every other host writes to the
+//     datastore within chaosWritable;
+//   - after every step and at the end: no two workloads with one address
+//     and `ipam check` finding none used twice; no node that exited
+//     unless the test stopped it; the cut short workload changes done
+//     again within a minute; within chaosIPAM `ipam check` clean; within
+//     chaosSettle every host's datastore healthy and in sync, its
+//     dataplane at a fence's revision without error and with the
+//     endpoints the test made there, no data dir full, five hosts alive,
+//     three voters and two clients; within chaosReach every workload
+//     answering every peer of its profile (TCP and ping, IPv4 and IPv6).
 //
+// A broken invariant fails the test with the step, its kind and the seed.
 // CHAOS_SEED (a number, or "random") and CHAOS_STEPS choose the schedule;
 // the default is the short fixed one CI runs. `make chaos` runs a longer
 // random one.
