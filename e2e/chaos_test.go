@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,6 +158,11 @@ func chaosParams(t *testing.T) (uint64, int) {
 // TestChaos runs the schedule and checks the invariants after every step
 // and at the end.
 func TestChaos(t *testing.T) {
+	for _, tool := range []string{"nft", "tc", "mount", "umount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIP: the chaos test needs %s (Debian: apt-get install nftables iproute2 mount)", tool)
+		}
+	}
 	seed, steps := chaosParams(t)
 	plan := chaosPlan(seed, steps)
 	t.Logf("chaos: seed %d, %d steps; CHAOS_SEED=%d CHAOS_STEPS=%d replays this schedule", seed, steps, seed, steps)
