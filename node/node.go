@@ -1,6 +1,7 @@
 package node
 
 import (
+	"calico/node/conntrack"
 	"context"
 	"errors"
 	"fmt"
@@ -273,6 +274,7 @@ func (n *node) startAgent(name string) error {
 			return c != nil && (*c).Down(addr)
 		},
 		Interfaces: agent.HostInterfaces,
+		Forget:     conntrack.Forget,
 	}, n.firewall, n.routes)
 	if err != nil {
 		return err
@@ -358,8 +360,9 @@ func (n *node) serve(id cluster.Identity) error {
 	wl := n.workloads
 	n.api = &localapi.Server{
 		Info: localapi.Info{
-			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat, ExternalEtcd: id.External,
-			IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
+			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat,
+			ClientFiles: clientFiles(n.cfg.DataDir, id.External),
+			IPv4:        prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
 		},
 		Store: n.store, IPAM: n.ipam, Agent: n.agent, Workloads: wl,
 		Members: &members{cluster: cl, store: n.store, ipam: n.ipam, workloads: wl, name: id.Name},
@@ -478,4 +481,9 @@ func prefixString(p netip.Prefix) string {
 		return ""
 	}
 	return p.String()
+}
+
+func clientFiles(dataDir string, external bool) [3]string {
+	ca, cert, key := cluster.ClientFiles(dataDir, external)
+	return [3]string{ca, cert, key}
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// memory, and logs an error and uses the fresh result when the two
 	// differ (a check for tests; CALICO_VERIFY=1).
 	Verify bool
+	// Forget deletes the conntrack entries of addresses that left a
+	// workload (conntrack.Forget); nil forgets nothing.
+	Forget func([]netip.Addr) error
 	// Interfaces lists this host's interfaces and their addresses, for
 	// host endpoints given by expectedIPs; nil lists none.
 	Interfaces func() map[string][]netip.Addr
@@ -91,6 +94,9 @@ type Datastore interface {
 
 // Agent keeps this host's dataplane equal to what the datastore says.
 type Agent struct {
+	// owners are the interface each local workload address was on, as
+	// last programmed (forgetMoved).
+	owners map[netip.Addr]string
 	cfg    Config
 	log    *slog.Logger
 	cache  *cache
@@ -345,6 +351,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	nftErr := a.nft.Apply(actx, d.Ruleset)
+	if nftErr == nil {
+		a.forgetMoved(d.Ruleset.Workloads)
+	}
 	programmed := time.Now()
 	want := calc.ComputeBGP(in)
 	bgpErr := a.bgp.apply(actx, want)
@@ -630,4 +639,32 @@ func waiting(err error, d *calc.Desired) error {
 		return nil
 	}
 	return err
+}
+
+// forgetMoved forgets the tracked connections of every address that left
+// the workload interface it was on (the workload went, or the address
+// now belongs to another), once the table that no longer lets its
+// packets through is in place: a flow conntrack still takes as
+// established must not reach the address's next owner, whose policy may
+// deny it.
+func (a *Agent) forgetMoved(eps []nft.Endpoint) {
+	now := make(map[netip.Addr]string, len(a.owners))
+	for _, e := range eps {
+		for _, addr := range e.Addrs {
+			now[addr] = e.Iface
+		}
+	}
+	var gone []netip.Addr
+	for addr, iface := range a.owners {
+		if now[addr] != iface {
+			gone = append(gone, addr)
+		}
+	}
+	a.owners = now
+	if len(gone) == 0 || a.cfg.Forget == nil {
+		return
+	}
+	if err := a.cfg.Forget(gone); err != nil {
+		a.log.Warn("forgetting the connections of addresses that left their workload", "err", err)
+	}
 }
