@@ -73,10 +73,16 @@ func TestRenderIsPure(t *testing.T) {
 		rs.Workloads = slices.Clone(rs.Workloads)
 		rs.Policies = slices.Clone(rs.Policies)
 		rs.Sets = slices.Clone(rs.Sets)
+		rs.PortSets = slices.Clone(rs.PortSets)
+		rs.HostEndpoints = slices.Clone(rs.HostEndpoints)
 		r := rand.New(rand.NewPCG(1, 2))
 		r.Shuffle(len(rs.Workloads), func(i, j int) { rs.Workloads[i], rs.Workloads[j] = rs.Workloads[j], rs.Workloads[i] })
 		r.Shuffle(len(rs.Policies), func(i, j int) { rs.Policies[i], rs.Policies[j] = rs.Policies[j], rs.Policies[i] })
 		r.Shuffle(len(rs.Sets), func(i, j int) { rs.Sets[i], rs.Sets[j] = rs.Sets[j], rs.Sets[i] })
+		r.Shuffle(len(rs.PortSets), func(i, j int) { rs.PortSets[i], rs.PortSets[j] = rs.PortSets[j], rs.PortSets[i] })
+		r.Shuffle(len(rs.HostEndpoints), func(i, j int) {
+			rs.HostEndpoints[i], rs.HostEndpoints[j] = rs.HostEndpoints[j], rs.HostEndpoints[i]
+		})
 		b, err := Render(rs)
 		if err != nil {
 			t.Fatal(err)
@@ -208,7 +214,7 @@ func TestShortLists(t *testing.T) {
 			[]string{"meta nfproto ipv4 meta l4proto tcp ip saddr 10.0.0.0/8 th dport { 1, 3, 5 }", "meta nfproto ipv4 meta l4proto tcp ip saddr 11.0.0.0/8 th dport { 1, 3, 5 }"}},
 	} {
 		var got []string
-		for _, r := range policyRules(Policy{Name: "p", Ingress: []Rule{tc.rule}}, Ingress) {
+		for _, r := range policyRules(Policy{Name: "p", Ingress: []Rule{tc.rule}}, Ingress, nil) {
 			text := r.String()
 			text = text[:strings.Index(text, " counter")]
 			got = append(got, text)
