@@ -224,3 +224,36 @@ func TestShortLists(t *testing.T) {
 		}
 	}
 }
+
+// TestNetElems checks the ranges of an interval set: overlapping and
+// adjacent members and nets merged, mapped addresses unmapped, a range
+// that reaches the top of the address space without an end element
+// (shown as "to the top").
+func TestNetElems(t *testing.T) {
+	for _, tc := range []struct {
+		members []netip.Addr
+		nets    []netip.Prefix
+		want    string
+	}{
+		{addrs("10.0.0.1", "10.0.0.2", "::ffff:10.0.0.3"), prefixes("10.0.0.4/30"), "10.0.0.1-10.0.0.7"},
+		{nil, prefixes("10.0.0.0/25", "10.0.0.128/25", "10.0.1.0/24", "10.0.0.7/32"), "10.0.0.0/23"},
+		{addrs("255.255.255.255"), prefixes("255.255.255.0/25"), "255.255.255.0/25, 255.255.255.255 to the top"},
+		{nil, prefixes("255.255.255.0/24", "0.0.0.0/1"), "0.0.0.0/1, 255.255.255.0/24 to the top"},
+		{addrs("fd00::1"), prefixes("::/0"), "::/0 to the top"},
+		{addrs("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), prefixes("fd00::/64"),
+			"fd00::/64, ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff to the top"},
+	} {
+		v4, v6 := netElems(tc.members, tc.nets)
+		var got []string
+		for _, e := range append(v4, v6...) {
+			s := rangeString(e)
+			if e.End == "" {
+				s += " to the top"
+			}
+			got = append(got, s)
+		}
+		if g := strings.Join(got, ", "); g != tc.want {
+			t.Errorf("netElems(%v, %v) = %s, want %s", tc.members, tc.nets, g, tc.want)
+		}
+	}
+}

@@ -151,37 +151,71 @@ func keyElems(as []netip.Addr, size int) []Element {
 // netElems is the interval set elements of members and nets: per
 // family, the ranges they cover, overlapping and adjacent ones merged.
 func netElems(members []netip.Addr, nets []netip.Prefix) (v4, v6 []Element) {
-	all := make([]netip.Prefix, 0, len(members)+len(nets))
+	n4 := 0
 	for _, a := range members {
-		if a = a.Unmap().WithZone(""); a.IsValid() {
-			all = append(all, netip.PrefixFrom(a, a.BitLen()))
+		if a.Unmap().Is4() {
+			n4++
 		}
 	}
-	all = append(all, nets...)
-	return rangeElems(netsOf(all, 4)), rangeElems(netsOf(all, 6))
+	r4 := make([]addrRange, 0, n4+len(nets))
+	r6 := make([]addrRange, 0, len(members)-n4+len(nets))
+	for _, a := range members {
+		a = a.Unmap().WithZone("")
+		if a.Is4() {
+			r4 = append(r4, addrRange{a, a})
+		} else if a.Is6() {
+			r6 = append(r6, addrRange{a, a})
+		}
+	}
+	r4 = append(r4, prefixRanges(netsOf(nets, 4))...)
+	r6 = append(r6, prefixRanges(netsOf(nets, 6))...)
+	return rangeElems(mergeRanges(r4), 4), rangeElems(mergeRanges(r6), 16)
 }
 
-func rangeElems(cidrs []netip.Prefix) []Element {
-	if len(cidrs) == 0 {
+// rangeElems is ranges of addresses of size bytes as elements, their
+// keys sharing one backing string.
+func rangeElems(rs []addrRange, size int) []Element {
+	if len(rs) == 0 {
 		return nil
 	}
-	rs := mergeRanges(cidrs)
-	out := make([]Element, len(rs))
+	buf := make([]byte, 0, 2*size*len(rs))
+	top := make([]bool, len(rs)) // the range reaches the top: no end
+	var zero [16]byte
 	for i, r := range rs {
-		out[i].Key = string(r.lo.AsSlice())
+		buf = appendAddr(buf, r.lo)
 		if next := r.hi.Next(); next.IsValid() {
-			out[i].End = string(next.AsSlice())
+			buf = appendAddr(buf, next)
+		} else {
+			top[i], buf = true, append(buf, zero[:size]...)
+		}
+	}
+	keys := string(buf)
+	out := make([]Element, len(rs))
+	for i := range rs {
+		k := keys[2*i*size : 2*(i+1)*size]
+		out[i].Key = k[:size]
+		if !top[i] {
+			out[i].End = k[size:]
 		}
 	}
 	return out
 }
 
+// appendAddr appends a's bytes in network order.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(b, v[:]...)
+	}
+	v := a.As16()
+	return append(b, v[:]...)
+}
+
 // addrRange is the addresses lo..hi.
 type addrRange struct{ lo, hi netip.Addr }
 
-// mergeRanges is the sorted ranges that CIDRs of one family cover, the
-// ranges of overlapping and adjacent ones joined.
-func mergeRanges(cidrs []netip.Prefix) []addrRange {
+// prefixRanges is the range of each CIDR.
+func prefixRanges(cidrs []netip.Prefix) []addrRange {
 	rs := make([]addrRange, 0, len(cidrs))
 	for _, p := range cidrs {
 		lo := p.Masked().Addr()
@@ -191,7 +225,16 @@ func mergeRanges(cidrs []netip.Prefix) []addrRange {
 		}
 		rs = append(rs, addrRange{lo, hi})
 	}
-	slices.SortFunc(rs, func(a, b addrRange) int { return cmp.Or(a.lo.Compare(b.lo), a.hi.Compare(b.hi)) })
+	return rs
+}
+
+// mergeRanges sorts ranges of one family and joins those that overlap or
+// touch, in place.
+func mergeRanges(rs []addrRange) []addrRange {
+	byLo := func(a, b addrRange) int { return cmp.Or(a.lo.Compare(b.lo), a.hi.Compare(b.hi)) }
+	if !slices.IsSortedFunc(rs, byLo) {
+		slices.SortFunc(rs, byLo)
+	}
 	out := rs[:0]
 	for _, r := range rs {
 		if n := len(out); n > 0 {

@@ -201,7 +201,7 @@ var states = []struct {
 			// Overlapping nets and members, adjacent nets, one member
 			// outside them.
 			{Name: "corp", Members: addrs("10.66.1.2", "192.168.0.9", "fd00:66::1"),
-				Nets: prefixes("10.66.0.0/16", "10.66.1.2/32", "10.67.0.0/16", "10.68.0.0/24", "10.68.0.128/25", "fd00:66::/64")},
+				Nets: prefixes("10.66.0.0/16", "10.66.1.2/32", "10.67.0.0/16", "10.68.0.0/24", "10.68.0.128/25", "255.255.255.0/24", "fd00:66::/64")},
 			{Name: "everywhere", Nets: prefixes("0.0.0.0/0", "10.0.0.0/8", "::/0")},
 			{Name: "members", Members: addrs("10.65.0.1", "10.65.0.2")},
 		},

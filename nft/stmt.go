@@ -275,7 +275,7 @@ func netipMask(p netip.Prefix) []byte {
 // element and an end element one past its last address (none when the
 // range reaches the top of the address space).
 func prefixIntervals(cidrs []netip.Prefix) []nftables.SetElement {
-	merged := mergeRanges(cidrs)
+	merged := mergeRanges(prefixRanges(cidrs))
 	var out []nftables.SetElement
 	if !merged[0].lo.IsUnspecified() {
 		out = append(out, nftables.SetElement{Key: make([]byte, merged[0].lo.BitLen()/8), IntervalEnd: true})
