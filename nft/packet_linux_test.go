@@ -427,6 +427,11 @@ func TestPrivilegedPacketsNetworkSets(t *testing.T) {
 	expectNot(t, l.a, a.extraV4, to4)
 	expectNot(t, l.a, a.wlV6, to6)
 
+	// An address below the first range is not in the set.
+	apply(t, ap, rs(Set{Name: "clients", Nets: prefixes(a.extraV4 + "/32")}))
+	expect(t, l.a, a.extraV4, to4)
+	expectNot(t, l.a, a.wlV4, to4)
+
 	// A /0 admits everything.
 	apply(t, ap, rs(Set{Name: "clients", Nets: prefixes("0.0.0.0/0", "::/0")}))
 	expect(t, l.a, a.extraV4, to4)
