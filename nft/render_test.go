@@ -189,6 +189,32 @@ func TestRendererRemembers(t *testing.T) {
 	}
 }
 
+// TestRendererSetKinds checks that a remembered policy is rendered anew
+// when a Set it refers to changes kind (gains or loses nets) though the
+// policy's version stays.
+func TestRendererSetKinds(t *testing.T) {
+	var r renderer
+	rs := states[1].rs // one endpoint in a classic profile: rules on Set net-a
+	rs.Policies = slices.Clone(rs.Policies)
+	rs.Policies[0].Version = "v1"
+	withNets := rs
+	withNets.Sets = []Set{{Name: "net-a", Members: rs.Sets[0].Members, Nets: prefixes("10.66.0.0/16"), Version: "v2"}}
+	for i, want := range []string{"@net-a-v4", "@net-a-n4", "@net-a-v4"} {
+		in := rs
+		if i == 1 {
+			in = withNets
+		}
+		got, err := r.render(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := Render(in)
+		if got.String() != fresh.String() || !strings.Contains(got.String(), "ip saddr "+want) {
+			t.Errorf("step %d: the remembered rendering differs from a fresh one or does not refer to %s:\n%s", i, want, lineDiff(fresh.String(), got.String()))
+		}
+	}
+}
+
 // TestShortLists checks how lists of ports and nets become kernel rules:
 // short positive lists one rule per entry, short negated ones comparisons,
 // long ones and Log rules a set.
