@@ -14,20 +14,20 @@ const (
 	mapHostOut   = "host-egress"
 	loopbackName = "lo"
 
-	chainFwdFrom        = "fwd-from-dispatch"
-	chainFwdTo          = "fwd-to-dispatch"
-	mapFwdIn            = "host-fwd-ingress"
-	mapFwdOut           = "host-fwd-egress"
-	chainPreDNAT        = "mangle-prerouting"
-	chainPreDNATFrom    = "pre-dnat-dispatch"
-	mapPreDNAT          = "host-pre-dnat"
-	chainRawPrerouting  = "raw-prerouting"
-	chainRawOutput      = "raw-output"
-	chainUntrackedFrom  = "untracked-from-dispatch"
-	chainUntrackedTo    = "untracked-to-dispatch"
-	mapUntrackedIn      = "host-untracked-ingress"
-	mapUntrackedOut     = "host-untracked-egress"
-	prioRaw, prioMangle = -300, -150
+	chainFwdFrom          = "fwd-from-dispatch"
+	chainFwdTo            = "fwd-to-dispatch"
+	mapFwdIn              = "host-fwd-ingress"
+	mapFwdOut             = "host-fwd-egress"
+	chainManglePrerouting = "mangle-prerouting"
+	chainPreDNATFrom      = "pre-dnat-dispatch"
+	mapPreDNAT            = "host-pre-dnat"
+	chainRawPrerouting    = "raw-prerouting"
+	chainRawOutput        = "raw-output"
+	chainUntrackedFrom    = "untracked-from-dispatch"
+	chainUntrackedTo      = "untracked-to-dispatch"
+	mapUntrackedIn        = "host-untracked-ingress"
+	mapUntrackedOut       = "host-untracked-egress"
+	prioRaw, prioMangle   = -300, -150
 )
 
 // hostStages says which of the host endpoints' optional stages have
@@ -131,11 +131,11 @@ func hostRules(out bool, failsafe []ProtoPort, anyGroup string, early bool) []Ch
 }
 
 // ruleEarly accepts a packet an earlier stage of its host endpoint
-// allowed; ruleClearMarks3 clears all three of our mark bits, first
+// allowed; ruleClearAllMarks clears all three of our mark bits, first
 // thing in the prerouting and output hooks.
 var (
-	ruleEarly       = newRule("allowed by untracked or pre-DNAT policy", markTest{mask: markEarly, value: markEarly}, counter{}, vAccept)
-	ruleClearMarks3 = newRule("", markSet{clear: markAccept | markPass | markEarly})
+	ruleEarly         = newRule("allowed by untracked or pre-DNAT policy", markTest{mask: markEarly, value: markEarly}, counter{}, vAccept)
+	ruleClearAllMarks = newRule("", markSet{clear: markAccept | markPass | markEarly})
 )
 
 // forwardRules follow the workload rules of the forward chain: traffic
@@ -220,21 +220,21 @@ func (d dispatch) render(hs []HostEndpoint, group func(stage, Direction, Path) s
 func earlyChains(rs Ruleset, st hostStages) []Chain {
 	var out []Chain
 	if st.earlyIn() {
-		c := Chain{Name: chainRawPrerouting, Hook: &Hook{Name: "prerouting", Priority: prioRaw, Accept: true}, Rules: []ChainRule{ruleClearMarks3}}
+		c := Chain{Name: chainRawPrerouting, Hook: &Hook{Name: "prerouting", Priority: prioRaw, Accept: true}, Rules: []ChainRule{ruleClearAllMarks}}
 		if st.untrackedIn {
 			c.Rules = append(c.Rules, untrackedRules(false, rs.FailsafeIn, rs.FailsafeOut)...)
 		}
 		out = append(out, c)
 	}
 	if st.untrackedOut {
-		c := Chain{Name: chainRawOutput, Hook: &Hook{Name: "output", Priority: prioRaw, Accept: true}, Rules: []ChainRule{ruleClearMarks3}}
+		c := Chain{Name: chainRawOutput, Hook: &Hook{Name: "output", Priority: prioRaw, Accept: true}, Rules: []ChainRule{ruleClearAllMarks}}
 		c.Rules = append(c.Rules, untrackedRules(true, rs.FailsafeOut, rs.FailsafeIn)...)
 		out = append(out, c)
 	}
 	if !st.preDNAT {
 		return out
 	}
-	c := Chain{Name: chainPreDNAT, Hook: &Hook{Name: "prerouting", Priority: prioMangle, Accept: true}, Rules: []ChainRule{
+	c := Chain{Name: chainManglePrerouting, Hook: &Hook{Name: "prerouting", Priority: prioMangle, Accept: true}, Rules: []ChainRule{
 		newRule("from a workload", ifacePrefix{prefix: IfacePrefix}, counter{}, vAccept),
 		newRule("loopback", ifaceName{name: loopbackName}, counter{}, vAccept),
 		newRule("", established, counter{}, vAccept),
