@@ -114,6 +114,15 @@ func TestValidate(t *testing.T) {
 		{"no action", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{}}}}}, "unknown action"},
 		{"ip version", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, IPVersion: 5}}}}}, "ip version 5"},
 		{"too many nets", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Src: Match{Nets: make([]netip.Prefix, 501)}}}}}}, "more than 500"},
+		{"unknown port set", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Dst: Match{NotPortSet: "http"}}}}}}, "unknown port set http"},
+		{"a set is not a port set", Ruleset{Sets: []Set{{Name: "http"}}, Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Dst: Match{PortSet: "http"}}}}}}, "unknown port set http"},
+		{"duplicate port set", Ruleset{PortSets: []PortSet{{Name: "http"}, {Name: "http"}}}, "port set http: duplicate name"},
+		{"named port of ICMP", Ruleset{PortSets: []PortSet{{Name: "p", Members: []NamedPort{{Addr: addr("10.0.0.1"), Protocol: 1, Port: 1}}}}}, "not TCP, UDP or SCTP"},
+		{"named port without address", Ruleset{PortSets: []PortSet{{Name: "p", Members: []NamedPort{{Protocol: 6, Port: 1}}}}}, "invalid address"},
+		{"invalid set net", Ruleset{Sets: []Set{{Name: "s", Nets: []netip.Prefix{{}}}}}, "set s: invalid net"},
+		{"untracked for all interfaces", Ruleset{Policies: []Policy{ok}, HostEndpoints: []HostEndpoint{{Iface: AllInterfaces, UntrackedEgress: tierPath("p")}}}, "not for all interfaces"},
+		{"profiles before DNAT", Ruleset{Policies: []Policy{ok}, HostEndpoints: []HostEndpoint{{Iface: "eth0", PreDNAT: profilePath("p")}}}, "have no profiles"},
+		{"unknown forward policy", Ruleset{HostEndpoints: []HostEndpoint{{Iface: "eth0", ForwardEgress: tierPath("nope")}}}, "unknown policy nope"},
 	}
 	for _, tt := range tests {
 		err := tt.rs.Validate()
