@@ -539,8 +539,8 @@ func ruleStmts(r Rule, fam family, kinds setKinds) [][]stmt {
 	}
 	pos.addrs(r.Src, false, fam, kinds)
 	pos.addrs(r.Dst, true, fam, kinds)
-	pos.ports(r.Src, false)
-	pos.ports(r.Dst, true)
+	pos.ports(r.Src, false, fam)
+	pos.ports(r.Dst, true, fam)
 	pos.portSets(r.Src, false, fam)
 	pos.portSets(r.Dst, true, fam)
 	if r.ICMP != nil {
@@ -591,9 +591,14 @@ func (pos *positions) addrs(m Match, dst bool, fam family, kinds setKinds) {
 	}
 }
 
-// ports adds the port matches of one end, as addrs does nets.
-func (pos *positions) ports(m Match, dst bool) {
-	if len(m.Ports) > 0 {
+// ports adds the port matches of one end, as addrs does nets. Ports and
+// a PortSet together are alternatives (Calico's numeric and named ports
+// in one list): two kernel rules, one never collapsed into the other.
+func (pos *positions) ports(m Match, dst bool, fam family) {
+	if len(m.Ports) > 0 && m.PortSet != "" {
+		ranges := mergePorts(normPorts(m.Ports))
+		*pos = append(*pos, position{alts: []stmt{ports{dst: dst, ranges: ranges}, addrPortSet{fam: fam, dst: dst, set: portSetName(m.PortSet, fam)}}})
+	} else if len(m.Ports) > 0 {
 		ranges := mergePorts(normPorts(m.Ports))
 		p := position{whole: ports{dst: dst, ranges: ranges}}
 		if len(ranges) <= maxInline {
@@ -615,7 +620,7 @@ func (pos *positions) ports(m Match, dst bool) {
 // portSets adds the port set matches of one end: (address, protocol,
 // port) in the set, or not in it.
 func (pos *positions) portSets(m Match, dst bool, fam family) {
-	if m.PortSet != "" {
+	if m.PortSet != "" && len(m.Ports) == 0 { // with Ports: an alternative of theirs
 		pos.one(addrPortSet{fam: fam, dst: dst, set: portSetName(m.PortSet, fam)})
 	}
 	if m.NotPortSet != "" {
@@ -651,11 +656,11 @@ func expand(pos []position, limit int) [][]stmt {
 				continue
 			}
 			n *= len(p.alts)
-			if len(p.alts) > 1 && (widest < 0 || len(p.alts) > len(pos[widest].alts)) {
+			if len(p.alts) > 1 && p.whole != nil && (widest < 0 || len(p.alts) > len(pos[widest].alts)) {
 				widest = i
 			}
 		}
-		if n <= limit {
+		if n <= limit || widest < 0 {
 			break
 		}
 		pos[widest].alts = []stmt{pos[widest].whole}

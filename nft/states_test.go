@@ -216,6 +216,7 @@ var states = []struct {
 			Ingress: []Rule{
 				{Action: Allow, Dst: Match{PortSet: "http"}},
 				{Action: Deny, Protocol: tcp, Src: Match{Nets: prefixes("10.0.0.0/8")}, Dst: Match{NotPortSet: "http"}},
+				{Action: Allow, Protocol: tcp, Dst: Match{Ports: []PortRange{{22, 22}, {443, 443}}, PortSet: "http"}}, // either
 			},
 			Egress: []Rule{{Action: Allow, Dst: Match{Set: "dns", PortSet: "dns"}}, {Action: Deny, Src: Match{PortSet: "http"}}},
 		}},

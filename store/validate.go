@@ -596,9 +596,6 @@ func (c *checker) entity(field string, e *EntityRule, proto *Protocol, version i
 			continue
 		}
 		named := !slices.ContainsFunc(ports.list, func(p Port) bool { return p.Name == "" })
-		if !named && slices.ContainsFunc(ports.list, func(p Port) bool { return p.Name != "" }) {
-			c.errorf(field+ports.name, "mixes numeric and named ports, which is not supported here: give them in two rules")
-		}
 		if proto != nil && !proto.HasPorts() || proto == nil && !named {
 			c.errorf(field+ports.name, "needs protocol TCP, UDP, SCTP or UDPLite")
 		}

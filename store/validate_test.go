@@ -58,7 +58,6 @@ func TestValidateRefuses(t *testing.T) {
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: eth0, ports: [{name: HTTP, protocol: TCP, port: 80}]}", `spec.ports[0].name: "HTTP" is not a port name`},
 		{"kind: HostEndpoint\nmetadata: {name: h}\nspec: {node: n, interfaceName: eth0, ports: [{name: dns, protocol: ICMP, port: 53}]}", `spec.ports[0].protocol: ICMP is not TCP, UDP or SCTP`},
 		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: ICMP, destination: {ports: [http]}}]}", `spec.ingress[0].destination.ports: needs protocol TCP`},
-		{"kind: Profile\nmetadata: {name: p}\nspec: {ingress: [{action: Allow, protocol: TCP, destination: {ports: [http, 8080]}}]}", `spec.ingress[0].destination.ports: mixes numeric and named ports`},
 		{"kind: NetworkPolicy\nmetadata: {name: n, namespace: Bad_NS}", `metadata.namespace: "Bad_NS"`},
 		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali0123456789abcdef, ipNetworks: [10.0.0.0/24]}", `spec.interfaceName: "cali0123456789abcdef" is not an interface name`},
 		{"kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, orchestrator: calico, workload: w, endpoint: eth0, interfaceName: cali1, ipNetworks: [10.0.0.0/24]}", `spec.ipNetworks[0]: 10.0.0.0/24 must be a single address`},
