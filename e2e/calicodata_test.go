@@ -336,4 +336,21 @@ func TestCalicoctl(t *testing.T) {
 	if out, err := run("", "ipam", "check"); err != nil || !strings.Contains(out, "found 0 problems") {
 		t.Errorf("calicoctl ipam check: %v\n%s", err, out)
 	}
+	// Export for a migration to Kubernetes: it needs the datastore locked
+	// and each Node to name its Kubernetes node (orchRefs), which a
+	// cluster without Kubernetes does not have until the user adds it.
+	node := lab.MustCalico("host1", "get", "node", "host1", "-o", "json")
+	var n map[string]any
+	json.Unmarshal([]byte(node), &n)
+	n["spec"].(map[string]any)["orchRefs"] = []map[string]string{{"nodeName": "host1", "orchestrator": "k8s"}}
+	b, _ := json.Marshal(n)
+	if out, err := apply(string(b)); err != nil {
+		t.Fatalf("adding orchRefs: %v %s", err, out)
+	}
+	must("", "datastore", "migrate", "lock")
+	out, err := run("", "datastore", "migrate", "export")
+	must("", "datastore", "migrate", "unlock")
+	if err != nil || !strings.Contains(out, "kind: GlobalNetworkPolicyList") || !strings.Contains(out, "web-to-db") || !strings.Contains(out, `"blocks"`) {
+		t.Errorf("calicoctl datastore migrate export: %v\n%s", err, out)
+	}
 }
