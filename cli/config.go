@@ -49,7 +49,7 @@ var upSettings = []setting{
 	{name: "etcd-cert", usage: "a client certificate for the external etcd (PEM `FILE`)"},
 	{name: "etcd-key", usage: "its key (PEM `FILE`)"},
 	{name: "voter-replace-after", def: "5m", usage: "how long an etcd voter's host may be dead before a client host takes its seat (a `DURATION`)"},
-	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error"},
+	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error; given, it wins over FelixConfiguration logSeverityScreen"},
 	{name: "log-format", def: "text", usage: "`FORMAT` of the log: text (key=value) or json, for every part of the node (etcd's lines too)"},
 	{name: "metrics-addr", usage: "serve Prometheus metrics on `ADDR` (HOST:PORT; :9091 is Felix's port, on every address)", defText: "no metrics"},
 	{name: "health-addr", def: "127.0.0.1:9099", usage: "serve /liveness and /readiness on `ADDR` (HOST:PORT; '' for none)"},

@@ -214,7 +214,7 @@ func hostAddr(set settings, name string, version int) (netip.Prefix, error) {
 }
 
 // newLogger is the node's logger: one format for every part of it.
-func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -238,7 +238,12 @@ func up(ctx context.Context, c *ucli.Command) error {
 	if c.Bool("print-config") {
 		return printConfig(c.Root().Writer, s)
 	}
-	cfg.Log = newLogger(c.Root().ErrWriter, s.get("log-format"), level)
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	cfg.Log = newLogger(c.Root().ErrWriter, s.get("log-format"), lv)
+	if !s.vals["log-level"].set {
+		cfg.LogLevel = lv // FelixConfiguration logSeverityScreen sets it
+	}
 	var printed strings.Builder
 	printConfig(&printed, s)
 	cfg.Settings = printed.String()

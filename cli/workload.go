@@ -28,7 +28,7 @@ func workloadCommand() *ucli.Command {
 					dataDirFlag(), ns,
 					&ucli.StringFlag{Name: "netns", Usage: "an existing network namespace `PATH` (default: make one named NAME)"},
 					&ucli.StringSliceFlag{Name: "ip", Usage: "take this `ADDRESS` instead of allocating (repeatable, one per family)"},
-					&ucli.StringSliceFlag{Name: "pool", Usage: "allocate only from this pool `CIDR` (repeatable)"},
+					&ucli.StringSliceFlag{Name: "pool", Usage: "allocate only from this pool (its `CIDR` or name; repeatable); it may be a Manual pool"},
 					&ucli.StringSliceFlag{Name: "profile", Usage: "join this profile (repeatable; default: default; made if missing)"},
 					&ucli.StringSliceFlag{Name: "label", Usage: "a label `key=value` (repeatable)"},
 					outputFlag("json"),

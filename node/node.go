@@ -1,6 +1,7 @@
 package node
 
 import (
+	"calico/node/conntrack"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ type Config struct {
 	// Settings are calico up's settings as --print-config prints them
 	// (the token never shown), for `calico diags`.
 	Settings string
+	// LogLevel, when set, is the level of Log, which FelixConfiguration
+	// logSeverityScreen may change (agent.Config.LogLevel).
+	LogLevel *slog.LevelVar
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -294,13 +298,14 @@ func (n *node) startAgentFromCache(ctx context.Context) error {
 
 func (n *node) startAgent(name string) error {
 	a, err := agent.New(agent.Config{
-		Name: name, DataDir: n.cfg.DataDir, Log: n.log, Verify: verify(),
+		Name: name, DataDir: n.cfg.DataDir, Log: n.log, LogLevel: n.cfg.LogLevel, Verify: verify(),
 		Speaker: n.parts.speaker(n.log),
 		Down: func(addr netip.Addr) bool {
 			c := n.cluster.Load()
 			return c != nil && (*c).Down(addr)
 		},
 		Interfaces: agent.HostInterfaces,
+		Forget:     conntrack.Forget,
 		Observe:    n.observePass,
 	}, n.firewall, n.routes)
 	if err != nil {
@@ -385,11 +390,11 @@ func (n *node) register(ctx context.Context, id cluster.Identity) error {
 func (n *node) serve(id cluster.Identity) error {
 	cl := *n.cluster.Load()
 	wl := n.workloads
-	ca, cert, key := cluster.ClientFiles(n.cfg.DataDir, id.External)
 	n.api = &localapi.Server{
 		Info: localapi.Info{
-			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat, ExternalEtcd: id.External,
-			IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6), CAFile: ca, CertFile: cert, KeyFile: key,
+			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat,
+			ClientFiles: clientFiles(n.cfg.DataDir, id.External),
+			IPv4:        prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
 		},
 		Store: n.store, IPAM: n.ipam, Agent: n.agent, Workloads: wl,
 		Members: &members{cluster: cl, store: n.store, ipam: n.ipam, workloads: wl, name: id.Name},
@@ -517,4 +522,9 @@ func prefixString(p netip.Prefix) string {
 		return ""
 	}
 	return p.String()
+}
+
+func clientFiles(dataDir string, external bool) [3]string {
+	ca, cert, key := cluster.ClientFiles(dataDir, external)
+	return [3]string{ca, cert, key}
 }

@@ -19,6 +19,8 @@
 # (default /tmp/calico-lab): each host's data dir, log, pid and config
 # file (HOST.yaml, which `calico up` reads instead of /etc/calico).
 # CALICO_LAB_NAME (default calico-lab) prefixes the namespaces' names.
+# CALICO_LAB_TMPFS=SIZE (say 384m) gives every host's data dir a tmpfs of
+# that size, a disk that can be filled for real; `down` unmounts them.
 set -eu
 
 LAB_DIR=${CALICO_LAB_DIR:-/tmp/calico-lab}
@@ -57,6 +59,10 @@ up() {
 		h=host$n
 		r=$(( (n - 1) * racks / hosts + 1 ))
 		echo $r > "$LAB_DIR/$h.rack"
+		if [ -n "${CALICO_LAB_TMPFS:-}" ]; then
+			mkdir -p "$LAB_DIR/$h"
+			mount -t tmpfs -o size="$CALICO_LAB_TMPFS",mode=0700 "$LAB-$h-data" "$LAB_DIR/$h"
+		fi
 		ns=$(hostns $h)
 		ip netns add "$ns"
 		ip -n "$ns" link set lo up
@@ -122,6 +128,10 @@ down() {
 	done
 	for ns in $(ip netns list | awk '{print $1}' | grep "^$LAB-" || true); do
 		ip netns del "$ns"
+	done
+	# The hosts' tmpfs data dirs (CALICO_LAB_TMPFS), innermost first.
+	awk -v d="$LAB_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m"
 	done
 	rm -rf "$LAB_DIR"
 }

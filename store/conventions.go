@@ -161,3 +161,21 @@ func (s *Store) ensureIPAMConfig(ctx context.Context) error {
 	}
 	return nil
 }
+
+// DefaultAllowProfile is the profile Calico's datastore has without
+// storing it: it allows everything both ways (Calico gives it to
+// endpoints that should be open). It is read like any profile and cannot
+// be written.
+const DefaultAllowProfile = "projectcalico-default-allow"
+
+// DefaultAllow returns the built-in profile, as Calico shows it.
+func DefaultAllow() *Profile {
+	p := KindProfile.New().(*Profile)
+	p.Metadata.Name, p.Metadata.ResourceVersion = DefaultAllowProfile, "1"
+	p.Spec.Ingress, p.Spec.Egress = []Rule{{Action: "Allow"}}, []Rule{{Action: "Allow"}}
+	return p
+}
+
+// IsBuiltin reports whether r is a resource the datastore has without
+// storing it (and which cannot be written).
+func IsBuiltin(id ID) bool { return id.Kind == KindProfile && id.Name == DefaultAllowProfile }

@@ -25,6 +25,9 @@ func (e *InUseError) Unwrap() error { return ErrInUse }
 // same, and nothing can start referring to r in between.
 // Endpoints in going (by key) are being deleted with r and do not count.
 func (s *Store) references(ctx context.Context, r Resource, going map[string]bool) ([]clientv3.Cmp, error) {
+	if IsBuiltin(IDOf(r)) {
+		return nil, &InUseError{IDOf(r), "is built in: it cannot be deleted"}
+	}
 	switch r := r.(type) {
 	case *IPPool:
 		return s.poolReferences(ctx, r)

@@ -71,8 +71,8 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 	if _, err := s.ApplyAll(ctx, batch(), true); !errors.Is(err, ErrExists) {
 		t.Fatalf("creating a batch with one that exists = %v", err)
 	}
-	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 1 {
-		t.Errorf("a refused batch wrote %d profiles; want only the one there before", len(ps))
+	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 2 {
+		t.Errorf("a refused batch wrote %d profiles; want only the one there before (and the built-in default-allow)", len(ps))
 	}
 	rs := batch()
 	created, err := s.ApplyAll(ctx, rs, false)
@@ -98,8 +98,8 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindProfile, Name: "a"}, {Kind: KindProfile, Name: "taken"}}); !errors.Is(err, ErrInUse) {
 		t.Errorf("deleting a used profile in a batch = %v", err)
 	}
-	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 2 {
-		t.Errorf("a refused delete batch deleted something: %d profiles left", len(ps))
+	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 3 {
+		t.Errorf("a refused delete batch deleted something: %d profiles left (want 2 and the built-in one)", len(ps))
 	}
 	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindProfile, Name: "a"}, IDOf(h)}); err != nil {
 		t.Errorf("deleting a profile with the host endpoint that uses it: %v", err)

@@ -92,33 +92,48 @@ type WorkloadEndpoint struct {
 
 // WorkloadEndpointSpec is Calico's WorkloadEndpoint spec.
 type WorkloadEndpointSpec struct {
-	Orchestrator       string         `json:"orchestrator,omitempty"`
-	Workload           string         `json:"workload,omitempty"`
-	Node               string         `json:"node,omitempty"`
-	ContainerID        string         `json:"containerID,omitempty"`
-	Pod                string         `json:"pod,omitempty"`
-	Endpoint           string         `json:"endpoint,omitempty"`
-	ServiceAccountName string         `json:"serviceAccountName,omitempty"`
-	IPNetworks         []string       `json:"ipNetworks,omitempty"`
-	IPNATs             Raw            `json:"ipNATs,omitempty" calico:"unsupported"`
-	IPv4Gateway        string         `json:"ipv4Gateway,omitempty"`
-	IPv6Gateway        string         `json:"ipv6Gateway,omitempty"`
-	Profiles           []string       `json:"profiles,omitempty"`
-	InterfaceName      string         `json:"interfaceName,omitempty"`
-	MAC                string         `json:"mac,omitempty"`
-	Ports              []EndpointPort `json:"ports,omitempty"`
+	Orchestrator       string                 `json:"orchestrator,omitempty"`
+	Workload           string                 `json:"workload,omitempty"`
+	Node               string                 `json:"node,omitempty"`
+	ContainerID        string                 `json:"containerID,omitempty"`
+	Pod                string                 `json:"pod,omitempty"`
+	Endpoint           string                 `json:"endpoint,omitempty"`
+	ServiceAccountName string                 `json:"serviceAccountName,omitempty"`
+	IPNetworks         []string               `json:"ipNetworks,omitempty"`
+	IPNATs             Raw                    `json:"ipNATs,omitempty" calico:"unsupported"`
+	IPv4Gateway        string                 `json:"ipv4Gateway,omitempty"`
+	IPv6Gateway        string                 `json:"ipv6Gateway,omitempty"`
+	Profiles           []string               `json:"profiles,omitempty"`
+	InterfaceName      string                 `json:"interfaceName,omitempty"`
+	MAC                string                 `json:"mac,omitempty"`
+	Ports              []WorkloadEndpointPort `json:"ports,omitempty"`
 	// AllowSpoofedSourcePrefixes would let the workload send from other
 	// addresses; the anti-spoofing check keeps it to its own.
 	AllowSpoofedSourcePrefixes Raw `json:"allowSpoofedSourcePrefixes,omitempty" calico:"unsupported"`
 	QoSControls                Raw `json:"qosControls,omitempty" calico:"unsupported"`
 }
 
-// EndpointPort is a named port of an endpoint.
+// EndpointPort is a named port of a host endpoint.
 type EndpointPort struct {
 	Name     string   `json:"name"`
 	Protocol Protocol `json:"protocol"`
 	Port     uint16   `json:"port"`
-	// HostPort and HostIP are a workload's port mapping (Kubernetes).
+}
+
+// NamedPorts are the named ports of the endpoint.
+func (s *WorkloadEndpointSpec) NamedPorts() []EndpointPort {
+	out := make([]EndpointPort, len(s.Ports))
+	for i, p := range s.Ports {
+		out[i] = p.EndpointPort
+	}
+	return out
+}
+
+// WorkloadEndpointPort is a named port of a workload endpoint.
+type WorkloadEndpointPort struct {
+	EndpointPort
+	// HostPort and HostIP are a workload's port mapping (Kubernetes); kept,
+	// not acted on.
 	HostPort uint16 `json:"hostPort,omitempty"`
 	HostIP   string `json:"hostIP,omitempty"`
 }

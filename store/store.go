@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -67,6 +69,9 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // Get reads one resource.
 func (s *Store) Get(ctx context.Context, id ID) (Resource, error) {
+	if IsBuiltin(id) {
+		return DefaultAllow(), nil
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	resp, err := s.kv.Get(ctx, Key(id))
@@ -95,7 +100,13 @@ func (s *Store) List(ctx context.Context, kind *Kind, ns string) ([]Resource, in
 		if !ok || id.Kind != kind {
 			continue
 		}
-		out = append(out, DecodeStored(id, kv.Value, kv.ModRevision))
+		if !IsBuiltin(id) {
+			out = append(out, DecodeStored(id, kv.Value, kv.ModRevision))
+		}
+	}
+	if kind == KindProfile {
+		out = append(out, DefaultAllow())
+		slices.SortStableFunc(out, func(a, b Resource) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
 	}
 	return out, resp.Header.Revision, nil
 }

@@ -12,6 +12,9 @@ import (
 
 // SyncEvent is one step of Sync: either the complete state (Snapshot) or
 // changes to it, or a report that the datastore cannot be read right now.
+// A watch (re)established after the snapshot is an event with neither
+// updates nor an error: from then on the caller follows the datastore
+// live again, the changes it missed coming next.
 type SyncEvent struct {
 	// Snapshot marks Updates as the complete state, replacing everything
 	// delivered before.
@@ -19,10 +22,6 @@ type SyncEvent struct {
 	Updates  []Update
 	// Revision is the datastore revision the state is at.
 	Revision int64
-	// A step with neither Snapshot, Updates nor Err says the watch is in
-	// place again after a break: nothing changed meanwhile that a later
-	// step will not deliver.
-	//
 	// Err is set when the datastore could not be read; Sync keeps trying.
 	// Values that cannot be used as written are not errors: they come as
 	// resources with Problems (DecodeStored).
@@ -109,8 +108,8 @@ func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *bac
 		}
 		b.reset()
 		if wr.Created {
-			// The watch is in place (again, after a break): the caller
-			// follows the datastore live from here.
+			// The watch is up: a caller told of an error before
+			// knows it follows the datastore again.
 			fn(SyncEvent{Revision: rev})
 			continue
 		}

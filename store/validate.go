@@ -70,6 +70,9 @@ func check(r Resource, fromStore bool) []FieldError {
 		c.errorf("metadata.namespace", "%s is not namespaced", k.Name)
 	}
 	c.labels("metadata.labels", m.Labels)
+	if !fromStore && IsBuiltin(IDOf(r)) {
+		c.errorf("metadata.name", "%s is built in (it allows everything) and cannot be written", m.Name)
+	}
 	r.validate(c)
 	c.unsupported("", reflect.ValueOf(r))
 	return c.errs
@@ -293,14 +296,8 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 	c.name("metadata.name", w.Metadata.Name)
 	s := &w.Spec
 	c.name("spec.node", s.Node)
-	if s.Workload == "" {
-		c.errorf("spec.workload", "is required")
-	}
-	if s.Orchestrator == "" {
-		c.errorf("spec.orchestrator", "is required")
-	}
-	if s.Endpoint == "" {
-		c.errorf("spec.endpoint", "is required")
+	if s.Workload == "" && s.Pod == "" {
+		c.errorf("spec.workload", "is required (or spec.pod)")
 	}
 	if !ifaceRE.MatchString(s.InterfaceName) {
 		c.errorf("spec.interfaceName", "%q is not an interface name (1-15 characters)", quote.Clip(s.InterfaceName))
@@ -323,7 +320,7 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 			c.errorf("spec.mac", "%q is not a MAC address", quote.Clip(s.MAC))
 		}
 	}
-	c.endpointPorts(s.Ports)
+	c.endpointPorts(s.NamedPorts())
 }
 
 func (w *WorkloadEndpoint) setDefaults() {

@@ -7,7 +7,8 @@
 //	                            (1 if it answers a request, 2 if nothing listens)
 //	probe udp ADDR:PORT TEXT    send one UDP datagram holding TEXT
 //
-// and the benchmarks' flip, rrserve, rr and conns (bench.go).
+// the chaos test's chaos (chaos.go) and the benchmarks' flip, rrserve, rr
+// and conns (bench.go).
 package main
 
 import (
@@ -67,6 +68,11 @@ func main() {
 		}
 	case "tlsnocert":
 		os.Exit(tlsNoCert(os.Args[2]))
+	case "chaos":
+		if len(os.Args) != 5 {
+			os.Exit(2)
+		}
+		chaos(os.Args[2], os.Args[3], os.Args[4])
 	case "flip":
 		flip(net.JoinHostPort(os.Args[2], os.Args[3]))
 	case "rrserve":

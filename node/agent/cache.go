@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -68,8 +69,11 @@ func openCache(path string, log *slog.Logger) (*cache, error) {
 }
 
 // loadCache opens the cache file and loads what it holds; a panic of
-// bbolt's on a corrupt page is an error.
+// bbolt's on a corrupt page is an error, and so is a fault reading its
+// memory map (a file cut short: its pages past the end fault with SIGBUS,
+// which would crash the node, at every start, without SetPanicOnFault).
 func loadCache(path string) (c *cache, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	var db *bolt.DB
 	defer func() {
 		if p := recover(); p != nil {
@@ -136,8 +140,10 @@ func (c *cache) update(ev store.SyncEvent) bool {
 		return false
 	}
 	c.syncErr = nil
-	if c.loaded && !c.fromDisk {
-		c.live = true // a watch (again) in place, or one of its steps
+	if !c.fromDisk && c.loaded {
+		// A watch resumed after an error: live again (Sync delivers
+		// no other event before its first snapshot).
+		c.live = true
 	}
 	if ev.Snapshot {
 		c.items = map[string]store.Resource{}

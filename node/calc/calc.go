@@ -153,7 +153,9 @@ type calculation struct {
 	conflicted map[*store.WorkloadEndpoint]bool
 	sorted     []*group              // sortedGroups, once computed
 	policies   map[string]nft.Policy // by chain name, those referenced
-	sets       map[string]*setSpec   // by set name
+	sets       map[string]*setSpec   // by set name, those referenced
+	specs      map[string]*setSpec   // every set a rule compiled here named
+	portSpecs  map[string]*portSetSpec
 	problems   []string
 	selectors  map[string]*selector.Selector // parsed, and nil for those that do not parse
 
@@ -176,7 +178,10 @@ type calculation struct {
 // compiled is a policy or profile turned into rules, with the sets its
 // rules refer to.
 type compiled struct {
-	chain    string
+	chain string
+	// broken is the calculation's brokenKey when compiled: a network set
+	// that becomes unreadable changes what a rule that picks it does.
+	broken   string
 	pol      nft.Policy
 	sets     map[string]*setSpec
 	portSets map[string]*portSetSpec
@@ -263,6 +268,8 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 		profiles:    map[string]*store.Profile{},
 		policies:    map[string]nft.Policy{},
 		sets:        map[string]*setSpec{},
+		specs:       map[string]*setSpec{},
+		portSpecs:   map[string]*portSetSpec{},
 		selectors:   map[string]*selector.Selector{},
 		selErrs:     map[string]string{},
 		groups:      map[string]*group{},
@@ -278,6 +285,7 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 		prev:        prev,
 		remember:    remember,
 	}
+	c.profiles[store.DefaultAllowProfile] = store.DefaultAllow()
 	for _, p := range in.Profiles {
 		c.profiles[p.Metadata.Name] = p
 	}
@@ -333,7 +341,7 @@ func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
 		}
 		if !ok {
 			d = workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
-			d.ports = namedPorts(d.addrs, w.Spec.Ports)
+			d.ports = namedPorts(d.addrs, w.Spec.NamedPorts())
 		}
 		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs, d.ports)
 		c.workloads[w] = d
@@ -389,6 +397,16 @@ func (c *calculation) addNetSet(r store.Resource, ns string, labels map[string]s
 		c.groups[key] = g
 	}
 	g.nets = append(g.nets, ps...)
+}
+
+// brokenKey names the network sets the node cannot use, by their labels
+// and namespaces.
+func (c *calculation) brokenKey() string {
+	var b strings.Builder
+	for _, g := range c.brokenNet {
+		b.WriteString(groupKey(g.ns, g.labels) + "\x03")
+	}
+	return b.String()
 }
 
 // brokenNetSet names a network set the node cannot use that spec picks,
@@ -707,24 +725,24 @@ func (c *calculation) addPolicy(p policy) {
 	cp, ok := compiled{}, false
 	if c.prev != nil && p.version != "" {
 		cp, ok = c.prev.compiled[p.version]
-		ok = ok && cp.chain == p.chain
+		ok = ok && cp.chain == p.chain && cp.broken == c.brokenKey()
 	}
 	if ok {
 		c.problems = append(c.problems, cp.problems...)
 	} else {
 		before := len(c.problems)
-		cp = compiled{chain: p.chain, pol: nft.Policy{Name: p.chain, Version: p.version}, sets: map[string]*setSpec{}, portSets: map[string]*portSetSpec{}}
+		cp = compiled{chain: p.chain, broken: c.brokenKey(), pol: nft.Policy{Name: p.chain, Version: p.version}, sets: map[string]*setSpec{}, portSets: map[string]*portSetSpec{}}
 		cp.pol.Ingress = c.compileRules(p, "ingress", p.ingress)
 		cp.pol.Egress = c.compileRules(p, "egress", p.egress)
 		for _, r := range slices.Concat(cp.pol.Ingress, cp.pol.Egress) {
 			for _, n := range []string{r.Src.Set, r.Src.NotSet, r.Dst.Set, r.Dst.NotSet} {
 				if n != "" {
-					cp.sets[n] = c.sets[n]
+					cp.sets[n] = c.specs[n]
 				}
 			}
 			for _, n := range []string{r.Src.PortSet, r.Src.NotPortSet, r.Dst.PortSet, r.Dst.NotPortSet} {
 				if n != "" {
-					cp.portSets[n] = c.portSets[n]
+					cp.portSets[n] = c.portSpecs[n]
 				}
 			}
 		}
@@ -779,8 +797,8 @@ func (c *calculation) parse(s string) (*selector.Selector, error) {
 // addSet names the address set of spec, adding it.
 func (c *calculation) addSet(spec *setSpec) string {
 	name := "s-" + hash(spec.key())
-	if _, ok := c.sets[name]; !ok {
-		c.sets[name] = spec
+	if _, ok := c.specs[name]; !ok {
+		c.specs[name] = spec
 	}
 	return name
 }
@@ -788,8 +806,8 @@ func (c *calculation) addSet(spec *setSpec) string {
 // addPortSet names the port set of spec, adding it.
 func (c *calculation) addPortSet(spec *portSetSpec) string {
 	name := "p-" + hash(spec.key())
-	if _, ok := c.portSets[name]; !ok {
-		c.portSets[name] = spec
+	if _, ok := c.portSpecs[name]; !ok {
+		c.portSpecs[name] = spec
 	}
 	return name
 }
@@ -798,9 +816,7 @@ func (c *calculation) addPortSet(spec *portSetSpec) string {
 // it matches nothing.
 func (c *calculation) nothing() string {
 	name := "s-" + hash("nothing")
-	if _, ok := c.sets[name]; !ok {
-		c.sets[name] = nil
-	}
+	c.specs[name] = nil
 	return name
 }
 
@@ -910,7 +926,18 @@ func (d Desired) String() string {
 	for _, s := range d.Ruleset.Sets {
 		m := slices.Clone(s.Members)
 		slices.SortFunc(m, netip.Addr.Compare)
-		fmt.Fprintf(&b, "set %s %v\n", s.Name, slices.Compact(m))
+		fmt.Fprintf(&b, "set %s %v", s.Name, slices.Compact(m))
+		if len(s.Nets) > 0 {
+			n := slices.Clone(s.Nets)
+			slices.SortFunc(n, func(a, b netip.Prefix) int {
+				return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+			})
+			fmt.Fprintf(&b, " nets %v", slices.Compact(n))
+		}
+		b.WriteString("\n")
+	}
+	for _, s := range d.Ruleset.PortSets {
+		fmt.Fprintf(&b, "port set %s %v\n", s.Name, s.Members)
 	}
 	b.WriteString(route.Dump(d.Routes))
 	return b.String()

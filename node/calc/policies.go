@@ -119,7 +119,7 @@ func (c *calculation) indexPolicies() {
 	for _, g := range c.in.GlobalPolicies {
 		s := &g.Spec
 		p := policy{version: c.version(g), id: store.IDOf(g).String(), global: true, chain: chainName("gnp-", g.Metadata.Name),
-			tier: s.Tier, types: s.Types, doNotTrack: s.DoNotTrack, preDNAT: s.PreDNAT, applyOnForward: s.ApplyOnForward,
+			tier: tierName(s.Tier), types: s.Types, doNotTrack: s.DoNotTrack, preDNAT: s.PreDNAT, applyOnForward: s.ApplyOnForward,
 			ingress: s.Ingress, egress: s.Egress, problems: problemsOf(g)}
 		if s.NamespaceSelector != "" {
 			p.nsSel = c.policySelector(&p, "spec.namespaceSelector", s.NamespaceSelector)
@@ -131,7 +131,7 @@ func (c *calculation) indexPolicies() {
 	for _, np := range c.in.Policies {
 		s, ns := &np.Spec, np.Metadata.Namespace
 		p := policy{version: c.version(np), id: store.IDOf(np).String(), ns: ns, chain: chainName("np-", ns+"."+np.Metadata.Name),
-			tier: s.Tier, types: s.Types, ingress: s.Ingress, egress: s.Egress, problems: problemsOf(np)}
+			tier: tierName(s.Tier), types: s.Types, ingress: s.Ingress, egress: s.Egress, problems: problemsOf(np)}
 		p.sel = c.policySelector(&p, "spec.selector", s.Selector)
 		c.tierProblem(&p)
 		ps = append(ps, keyed{orderOf(s.Order), np.Metadata.Name + "/" + ns + "/np", c.settle(p)})
@@ -159,6 +159,14 @@ func (c *calculation) indexPolicies() {
 		c.byChain[chain] = policy{version: c.profileVers[name], id: store.IDOf(p).String(), chain: chain,
 			ingress: p.Spec.Ingress, egress: p.Spec.Egress, problems: problemsOf(p), sel: nil}
 	}
+}
+
+// tierName is a policy's tier: "" is the default tier.
+func tierName(t string) string {
+	if t == "" {
+		return store.DefaultTier
+	}
+	return t
 }
 
 // tierProblem makes a policy whose tier the node cannot use as written

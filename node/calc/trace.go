@@ -254,73 +254,86 @@ func (t *tracer) path(w *store.WorkloadEndpoint, d nft.Direction) PathTrace {
 	if d == nft.Egress {
 		dir = "Egress"
 	}
-	out := PathTrace{Endpoint: workloadName(w)}
+	e := &evaluation{out: PathTrace{Endpoint: workloadName(w)}}
 	if t.c.conflicted[w] || !t.c.enforceable(w) {
-		out.Reason = "denied: the node cannot enforce this endpoint as written (see the problems)"
-		return out
+		e.out.Reason = "denied: the node cannot enforce this endpoint as written (see the problems)"
+		return e.out
 	}
 	p := t.c.path(w, dir)
-	decided, passed := false, false
-	decide := func(allowed bool, reason string) {
-		decided, out.Allowed, out.Reason = true, allowed, reason
-	}
 	for _, tier := range p.Tiers {
-		passed = false
-		for _, chain := range tier.Policies {
-			s := t.step(chain)
-			s.Tier = tier.Name
-			switch {
-			case decided:
-				s.Outcome = NotReached
-			case passed:
-				s.Outcome = Skipped
-			default:
-				t.eval(&s, chain, d)
-				switch s.Outcome {
-				case Allowed:
-					decide(true, "allowed by "+lastHit(s))
-				case Denied:
-					decide(false, "denied by "+lastHit(s))
-				case Passed:
-					passed = true
-				}
-			}
-			out.Steps = append(out.Steps, s)
-		}
-		if !decided && !passed && !tier.DefaultPass {
-			decide(false, "denied: no policy allowed or passed (end of tier "+tier.Name+")")
-		}
+		t.tier(e, tier, d)
 	}
 	for _, chain := range p.Profiles {
 		s := t.step(chain)
-		if decided {
+		if e.decided {
 			s.Outcome = NotReached
 		} else {
 			t.eval(&s, chain, d)
-			switch s.Outcome {
-			case Allowed:
-				decide(true, "allowed by "+lastHit(s))
-			case Denied:
-				decide(false, "denied by "+lastHit(s))
-			case Passed:
+			if s.Outcome == Passed {
 				s.Notes = append(s.Notes, "Pass in a profile ends that profile; evaluation goes on with the next one")
 			}
+			e.result(s)
 		}
-		out.Steps = append(out.Steps, s)
+		e.out.Steps = append(e.out.Steps, s)
 	}
 	for _, name := range w.Spec.Profiles {
 		if t.c.profiles[name] == nil {
-			out.Steps = append(out.Steps, Step{Kind: store.KindProfile.Name, Name: name, Outcome: Missing})
+			e.out.Steps = append(e.out.Steps, Step{Kind: store.KindProfile.Name, Name: name, Outcome: Missing})
 		}
 	}
 	switch {
-	case decided:
+	case e.decided:
 	case len(p.Tiers)+len(p.Profiles) == 0:
-		decide(false, "denied: no policy or profile applies")
+		e.decide(false, "denied: no policy or profile applies")
 	default:
-		decide(false, "denied: no profile allowed")
+		e.decide(false, "denied: no profile allowed")
 	}
-	return out
+	return e.out
+}
+
+// evaluation is a path's trace so far.
+type evaluation struct {
+	out     PathTrace
+	decided bool
+	passed  bool // in the current tier
+}
+
+func (e *evaluation) decide(allowed bool, reason string) {
+	e.decided, e.out.Allowed, e.out.Reason = true, allowed, reason
+}
+
+// result records what a step's Allow or Deny decided.
+func (e *evaluation) result(s Step) {
+	switch s.Outcome {
+	case Allowed:
+		e.decide(true, "allowed by "+lastHit(s))
+	case Denied:
+		e.decide(false, "denied by "+lastHit(s))
+	}
+}
+
+// tier evaluates one tier's policies: Pass skips the rest of the tier,
+// and the tier's end drops what none allowed or passed unless it passes.
+func (t *tracer) tier(e *evaluation, tier nft.Tier, d nft.Direction) {
+	e.passed = false
+	for _, chain := range tier.Policies {
+		s := t.step(chain)
+		s.Tier = tier.Name
+		switch {
+		case e.decided:
+			s.Outcome = NotReached
+		case e.passed:
+			s.Outcome = Skipped
+		default:
+			t.eval(&s, chain, d)
+			e.passed = s.Outcome == Passed
+			e.result(s)
+		}
+		e.out.Steps = append(e.out.Steps, s)
+	}
+	if !e.decided && !e.passed && !tier.DefaultPass {
+		e.decide(false, "denied: no policy allowed or passed (end of tier "+tier.Name+")")
+	}
 }
 
 func lastHit(s Step) string {
@@ -407,31 +420,40 @@ func (t *tracer) match(r nft.Rule) (ok, srcPortUnknown bool) {
 	if hasPorts && !HasPorts(p.Protocol) {
 		return false, false // Validate refuses ports without a port protocol
 	}
-	if !matchPorts(r.Dst, p.DstPort) || !matchICMP(r, p) || !t.matchPortSets(r.Dst, t.dst, p.DstPort) {
+	if !t.matchPorts(r.Dst, t.dst, p.DstPort) || !matchICMP(r, p) {
 		return false, false
 	}
 	if len(r.Src.Ports)+len(r.Src.NotPorts) > 0 || r.Src.PortSet+r.Src.NotPortSet != "" {
 		if p.SrcPort == 0 {
 			return false, true
 		}
-		if !matchPorts(r.Src, p.SrcPort) || !t.matchPortSets(r.Src, t.src, p.SrcPort) {
+		if !t.matchPorts(r.Src, t.src, p.SrcPort) {
 			return false, false
 		}
 	}
 	return true, false
 }
 
-// matchPortSets matches one end's named ports: its address, the packet's
-// protocol and the port must be in PortSet, and not in NotPortSet. A
-// packet without ports is in no port set.
-func (t *tracer) matchPortSets(m nft.Match, a netip.Addr, port uint16) bool {
+// matchPorts matches one end's ports and named ports (see nft.Match): the
+// port must be in Ports or PortSet (in each given, when only one is), and
+// in neither NotPorts nor NotPortSet. A packet without ports is in no
+// port set.
+func (t *tracer) matchPorts(m nft.Match, a netip.Addr, port uint16) bool {
 	in := func(name string) bool {
 		if !HasPorts(t.pkt.Protocol) {
 			return false
 		}
 		return slices.Contains(t.c.portMembers(t.c.portSets[name]), nft.NamedPort{Addr: a, Protocol: t.pkt.Protocol, Port: port})
 	}
-	return (m.PortSet == "" || in(m.PortSet)) && (m.NotPortSet == "" || !in(m.NotPortSet))
+	pos := len(m.Ports) == 0 || inPorts(m.Ports, port)
+	switch {
+	case len(m.Ports) > 0 && m.PortSet != "":
+		pos = pos || in(m.PortSet)
+	case m.PortSet != "":
+		pos = in(m.PortSet)
+	}
+	neg := len(m.NotPorts) > 0 && inPorts(m.NotPorts, port) || m.NotPortSet != "" && in(m.NotPortSet)
+	return pos && !neg
 }
 
 // matchAddrs matches one end's sets and nets (of family fam) against a.
@@ -447,11 +469,6 @@ func (t *tracer) matchAddrs(m nft.Match, a netip.Addr, fam int) bool {
 		return false
 	}
 	return true
-}
-
-// matchPorts matches one end's ports and notPorts against port.
-func matchPorts(m nft.Match, port uint16) bool {
-	return (len(m.Ports) == 0 || inPorts(m.Ports, port)) && (len(m.NotPorts) == 0 || !inPorts(m.NotPorts, port))
 }
 
 // matchICMP matches a rule's ICMP type and code, and their negation.

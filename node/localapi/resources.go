@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"reflect"
 	"slices"
 
 	"calico/node/api"
@@ -31,11 +32,15 @@ func (s *Server) applyData(ctx context.Context, data []byte, mode string) (*api.
 	if err := s.checkEndpoints(ctx, rs); err != nil {
 		return nil, err
 	}
+	out := &api.Applied{}
+	rs, out.Results = skipBuiltins(rs)
+	if len(rs) == 0 {
+		return out, nil
+	}
 	created, err := s.Store.ApplyAll(ctx, rs, mode == "create")
 	if err != nil {
 		return nil, err
 	}
-	out := &api.Applied{}
 	for i, r := range rs {
 		action := "configured"
 		if created[i] {
@@ -44,6 +49,21 @@ func (s *Server) applyData(ctx context.Context, data []byte, mode string) (*api.
 		out.Results = append(out.Results, applied(r, action))
 	}
 	return out, nil
+}
+
+// skipBuiltins takes out of rs the built-in resources given as they are
+// (Calico's tools list them: `calicoctl get profiles | calico apply`
+// works); one given otherwise is left in, for the store to refuse.
+func skipBuiltins(rs []store.Resource) (rest []store.Resource, skipped []api.AppliedResource) {
+	for _, r := range rs {
+		p, ok := r.(*store.Profile)
+		if ok && store.IsBuiltin(store.IDOf(r)) && reflect.DeepEqual(p.Spec, store.DefaultAllow().Spec) {
+			skipped = append(skipped, applied(r, "unchanged (built in)"))
+			continue
+		}
+		rest = append(rest, r)
+	}
+	return rest, skipped
 }
 
 func applied(r store.Resource, action string) api.AppliedResource {

@@ -141,8 +141,8 @@ func TestAPIOverHTTP(t *testing.T) {
 		t.Fatalf("apply over HTTP = %+v, %v", out, err)
 	}
 	var res api.Resources
-	if err := c.Do(context.Background(), "GET", "/v1/resources/pro", nil, nil, &res); err != nil || len(res.Items) != 1 {
-		t.Errorf("get profiles = %d items, %v", len(res.Items), err)
+	if err := c.Do(context.Background(), "GET", "/v1/resources/pro", nil, nil, &res); err != nil || len(res.Items) != 2 {
+		t.Errorf("get profiles = %d items, %v; want web and the built-in default-allow", len(res.Items), err)
 	}
 	err = c.Do(context.Background(), "DELETE", "/v1/resources/profiles/nothere", nil, nil, &out)
 	if err == nil || err.Error() != `Profile "nothere" does not exist` {

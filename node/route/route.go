@@ -119,27 +119,15 @@ func (t *Table) Apply(want []Route) error {
 		if h, ok := have[r.Dst]; ok && h.equal(r) {
 			continue
 		}
-		if w := t.waiting[r.Iface]; w != nil && start.Before(w.next) {
+		switch err := t.program(r, start); {
+		case errors.Is(err, errNoLink):
 			missing = append(missing, r)
-			continue
-		}
-		nr, err := t.toNetlink(r)
-		if errors.Is(err, errNoLink) {
-			missing = append(missing, r)
-			t.wait(r.Iface, start)
-			continue
-		}
-		delete(t.waiting, r.Iface)
-		if err == nil {
-			err = t.h.RouteReplace(nr)
-		}
-		if err != nil {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("programming route %s: %w", r, err))
 			failed = append(failed, r.Dst)
-			continue
+		default:
+			added++
 		}
-		t.log.Debug("route programmed", "route", r.String())
-		added++
 	}
 	for dst, r := range have {
 		if _, ok := wantBy[dst]; ok {
@@ -166,6 +154,28 @@ func (t *Table) Apply(want []Route) error {
 		return &Failed{Missing: missing}
 	}
 	return nil
+}
+
+// program adds or replaces one route. A route through an interface that
+// is not there is errNoLink: it waits, and the interface is looked for
+// again after a back-off.
+func (t *Table) program(r Route, now time.Time) error {
+	if w := t.waiting[r.Iface]; w != nil && now.Before(w.next) {
+		return errNoLink
+	}
+	nr, err := t.toNetlink(r)
+	if errors.Is(err, errNoLink) {
+		t.wait(r.Iface, now)
+		return err
+	}
+	delete(t.waiting, r.Iface)
+	if err == nil {
+		err = t.h.RouteReplace(nr)
+	}
+	if err == nil {
+		t.log.Debug("route programmed", "route", r.String())
+	}
+	return err
 }
 
 // wait backs off looking for a missing interface: 1 s, doubling to a

@@ -230,13 +230,6 @@ func checkAdd(req *api.WorkloadAdd, id *ident) error {
 			return api.FieldErrorf(api.BadRequest, "families", "IP version %d is neither 4 nor 6", f)
 		}
 	}
-	if id.orchestrator == Orchestrator {
-		for _, p := range req.Pools {
-			if _, err := store.ParseCIDR(p); err != nil {
-				return api.FieldErrorf(api.BadRequest, "pools", "--pool %v", err)
-			}
-		}
-	}
 	return nil
 }
 
