@@ -18,6 +18,7 @@ import (
 	"calico/nft"
 	"calico/node/agent"
 	"calico/node/api"
+	"calico/node/docker"
 	"calico/node/localapi"
 	"calico/node/route"
 	"calico/node/veth"
@@ -42,6 +43,9 @@ type Config struct {
 	// Notify, when set, is told how the node is doing: systemd's READY=1,
 	// STATUS=, STOPPING=1 and watchdog pings.
 	Notify Notifier
+	// Docker says where to serve Docker's network and IPAM plugins; the
+	// zero value serves none.
+	Docker docker.Config
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -157,6 +161,7 @@ type node struct {
 	api     *localapi.Server
 	apiStop func() error
 	apiErr  chan error
+	docker  *docker.Server
 
 	// svc tells the service manager how the node is doing.
 	svc *service
@@ -233,6 +238,9 @@ func (n *node) start(ctx context.Context) error {
 	n.agent.Connect(agent.FromStore(n.store, n.ipam))
 	n.startBackground(ctx, cl, id)
 	if err := n.serve(id); err != nil {
+		return err
+	}
+	if err := n.startDocker(id); err != nil {
 		return err
 	}
 	n.svc.setStatus("serving the API; programming the dataplane")
@@ -434,6 +442,7 @@ func (n *node) stop() error {
 	if n.apiStop != nil {
 		errs = append(errs, n.apiStop())
 	}
+	n.stopDocker()
 	if n.bgCancel != nil {
 		n.bgCancel()
 		n.background.Wait()
