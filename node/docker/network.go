@@ -119,7 +119,7 @@ func parseMTU(v string) (int, error) {
 // then makes its profile, so that it exists with the network's labels
 // before any container runs.
 func (s *Server) syncNetwork(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.life, 10*time.Second)
 	defer cancel()
 	for {
 		n, err := s.network(ctx, id)

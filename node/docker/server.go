@@ -84,7 +84,11 @@ type Server struct {
 	servers []*http.Server
 	paths   []string
 	work    sync.WaitGroup
-	cancel  context.CancelFunc
+	// life is the context of the server's own work (making a new
+	// network's profile, the garbage collector), done at Shutdown (as
+	// http.Server's BaseContext is the requests').
+	life   context.Context
+	cancel context.CancelFunc
 }
 
 // Listen makes the plugin sockets, replacing stale ones of an earlier
@@ -93,6 +97,7 @@ func (s *Server) Listen() error {
 	s.mu.Lock()
 	s.networks, s.live, s.kick = map[string]*network{}, map[string]bool{}, make(chan struct{}, 1)
 	s.mu.Unlock()
+	s.life, s.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(s.PluginDir, 0o755); err != nil {
 		return fmt.Errorf("making Docker's plugin dir: %w", err)
 	}
@@ -129,9 +134,7 @@ func (s *Server) Start() error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.work.Go(func() { s.collector(ctx) })
+	s.work.Go(func() { s.collector(s.life) })
 	return nil
 }
 

@@ -62,10 +62,9 @@ func TestProtocol(t *testing.T) {
 	}
 }
 
-// TestIPAM: pools by --subnet (one of calico's, or inside one) or every
-// pool of a family; addresses auto or asked for, one handle each;
-// release; the refusals say what is wrong.
-func TestIPAM(t *testing.T) {
+// TestIPAMPools: pools by --subnet (one of calico's, or inside one) or
+// every pool of a family; the refusals say what is wrong.
+func TestIPAMPools(t *testing.T) {
 	h := newHarness(t, nil)
 	var p pool
 	h.must(IPAMSocket, "/IpamDriver.RequestPool", requestPool{AddressSpace: localSpace}, &p)
@@ -96,6 +95,12 @@ func TestIPAM(t *testing.T) {
 		}
 	}
 
+}
+
+// TestIPAMAddresses: addresses auto or asked for, one handle each;
+// release; the refusals say what is wrong.
+func TestIPAMAddresses(t *testing.T) {
+	h := newHarness(t, nil)
 	var a, given, six address
 	h.must(IPAMSocket, "/IpamDriver.RequestAddress", requestAddress{PoolID: "10.65.8.0/24"}, &a)
 	if !strings.HasPrefix(a.Address, "10.65.8.") || !strings.HasSuffix(a.Address, "/32") {
@@ -142,16 +147,13 @@ func TestIPAM(t *testing.T) {
 	}
 }
 
-// TestNetworks: CreateNetwork refuses what calico cannot honour; a new
-// network gets its profile (with its labels, listing the host's
-// network) once the Engine has it; an endpoint is added through the
-// workload service with calico-ipam's addresses; a network whose labels
-// contradict its profile's is refused; the last network of a name takes
-// the profile with it unless an endpoint uses it, and a user's profile
-// stays.
-func TestNetworks(t *testing.T) {
+// ours is calico-ipam's data of a network.
+var ours = []ipamData{{AddressSpace: localSpace, Pool: "10.65.0.0/16", Gateway: "0.0.0.0/0"}}
+
+// TestCreateNetworkRefusals: CreateNetwork refuses what calico cannot
+// honour, saying what.
+func TestCreateNetworkRefusals(t *testing.T) {
 	h := newHarness(t, nil)
-	ours := []ipamData{{AddressSpace: localSpace, Pool: "10.65.0.0/16", Gateway: "0.0.0.0/0"}}
 	for _, bad := range []struct {
 		req  createNetwork
 		want string
@@ -167,6 +169,15 @@ func TestNetworks(t *testing.T) {
 			t.Errorf("CreateNetwork %+v = %q; want %q", bad.req, e, bad.want)
 		}
 	}
+}
+
+// TestNetworks: a new network gets its profile (with its labels, listing
+// the host's network) once the Engine has it; an endpoint is added
+// through the workload service with calico-ipam's addresses; a network
+// whose labels contradict its profile's is refused; the last network of
+// a name takes the profile with it unless an endpoint uses it.
+func TestNetworks(t *testing.T) {
+	h := newHarness(t, nil)
 	h.must(NetworkSocket, "/NetworkDriver.CreateNetwork", createNetwork{NetworkID: netA, IPv4Data: ours,
 		Options: map[string]any{optGeneric: map[string]any{optMTU: "1400"}, "com.docker.network.enable_ipv6": false}}, nil)
 	h.engine.put(EngineNetwork{ID: netA, Name: "web", Labels: map[string]string{"role": "web"}, Options: map[string]string{optMTU: "1400"}})
@@ -227,7 +238,12 @@ func TestNetworks(t *testing.T) {
 		t.Errorf("the profile after its last network went: %v", err)
 	}
 
-	// A profile the user made gets the network's labels, and stays.
+}
+
+// TestUserProfile: a profile the user made gets the network's labels,
+// and stays when the network goes.
+func TestUserProfile(t *testing.T) {
+	h := newHarness(t, nil)
 	user := store.ClassicProfile("mine")
 	if err := h.s.Store.Create(t.Context(), user); err != nil {
 		t.Fatal(err)
