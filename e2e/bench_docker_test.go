@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -39,6 +40,7 @@ func TestBenchDocker(t *testing.T) {
 	fifos := t.TempDir()
 
 	var toPacket, toStartCalico, toStartNone, toStartBridge, plugins []time.Duration
+	byCall := map[string][]time.Duration{}
 	for i := range n {
 		// --net none, and Docker's own bridge driver and IPAM: until
 		// the container's process runs.
@@ -62,10 +64,19 @@ func TestBenchDocker(t *testing.T) {
 			t.Fatalf("cal-%02d's packets (from %s) did not reach host2 within 30s; its output:\n%s\nits routes:\n%s", i, addr, logs, routes)
 		}
 		toPacket = append(toPacket, first.Sub(start))
-		plugins = append(plugins, pluginTime(t, lab, d.name, from))
+		var sum time.Duration
+		for call, took := range pluginCalls(t, lab, d.name, from) {
+			sum += took
+			byCall[call] = append(byCall[call], took)
+		}
+		plugins = append(plugins, sum)
 	}
 	medPacket, medNone := medianOf(toPacket), medianOf(toStartNone)
 	sorted := slices.Sorted(slices.Values(plugins))
+	var calls []string
+	for _, c := range slices.Sorted(maps.Keys(byCall)) {
+		calls = append(calls, fmt.Sprintf("%s %s", strings.TrimPrefix(strings.TrimPrefix(c, "/NetworkDriver."), "/IpamDriver."), ms(medianOf(byCall[c]))))
+	}
 	writeReport(t, []string{
 		"## Docker containers (issue 13)",
 		"",
@@ -87,6 +98,8 @@ func TestBenchDocker(t *testing.T) {
 		fmt.Sprintf("| `docker run --net bench` to the container's process | %s | %s |", ms(medianOf(toStartCalico)), ms(percentile(slices.Sorted(slices.Values(toStartCalico)), 0.99))),
 		fmt.Sprintf("| `docker run --net benchbr` (Docker's bridge) to the container's process | %s | %s |", ms(medianOf(toStartBridge)), ms(percentile(slices.Sorted(slices.Values(toStartBridge)), 0.99))),
 		fmt.Sprintf("| the plugins' time per container | %s | %s |", ms(percentile(sorted, 0.5)), ms(percentile(sorted, 0.99))),
+		"",
+		"The plugins' calls, median per container: " + strings.Join(calls, ", ") + ".",
 	})
 }
 
@@ -176,28 +189,29 @@ func watchPings(t *testing.T, ns string) func(netip.Addr) (time.Time, bool) {
 	}
 }
 
-// pluginTime sums the durations of the node's plugin calls logged since
-// offset from in host's log.
-func pluginTime(t *testing.T, lab *Lab, host string, from int64) time.Duration {
+// pluginCalls are the durations of the node's plugin calls logged since
+// offset from in host's log, by call.
+func pluginCalls(t *testing.T, lab *Lab, host string, from int64) map[string]time.Duration {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(lab.dir, host+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum time.Duration
+	out := map[string]time.Duration{}
 	for _, line := range strings.Split(string(b[min(from, int64(len(b))):]), "\n") {
 		if !strings.Contains(line, `msg="Docker plugin call"`) {
 			continue
 		}
+		_, call, _ := strings.Cut(line, " call=")
 		_, took, ok := strings.Cut(line, " took=")
-		if !ok {
+		if !ok || call == "" {
 			continue
 		}
 		d, err := time.ParseDuration(strings.Fields(took)[0])
 		if err != nil {
 			t.Fatalf("a plugin call's duration in %q: %v", line, err)
 		}
-		sum += d
+		out[strings.Fields(call)[0]] += d
 	}
-	return sum
+	return out
 }
