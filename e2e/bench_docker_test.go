@@ -35,6 +35,7 @@ func TestBenchDocker(t *testing.T) {
 	d.startDockerd()
 	d.mustDocker("network", "create", "--driver", "calico", "--ipam-driver", "calico-ipam", "bench")
 	d.mustDocker("network", "create", "--driver", "bridge", "--subnet", "192.168.99.0/24", "benchbr")
+	loadBefore := loadAverage()
 	target := lab.Addr("host2")
 	arrivals := watchPings(t, hostNS("host2"))
 	fifos := t.TempDir()
@@ -100,6 +101,7 @@ func TestBenchDocker(t *testing.T) {
 		fmt.Sprintf("| the plugins' time per container | %s | %s |", ms(percentile(sorted, 0.5)), ms(percentile(sorted, 0.99))),
 		"",
 		"The plugins' calls, median per container: " + strings.Join(calls, ", ") + ".",
+		fmt.Sprintf("The machine's load average (1 min) was %s before and %s after.", loadBefore, loadAverage()),
 	})
 }
 
@@ -214,4 +216,13 @@ func pluginCalls(t *testing.T, lab *Lab, host string, from int64) map[string]tim
 		out[strings.Fields(call)[0]] += d
 	}
 	return out
+}
+
+// loadAverage is the machine's 1-minute load average.
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
