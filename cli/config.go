@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"calico/node/docker"
+
 	ucli "github.com/urfave/cli/v3"
 	"go.yaml.in/yaml/v3"
 )
@@ -50,6 +52,8 @@ var upSettings = []setting{
 	{name: "etcd-key", usage: "its key (PEM `FILE`)"},
 	{name: "voter-replace-after", def: "5m", usage: "how long an etcd voter's host may be dead before a client host takes its seat (a `DURATION`)"},
 	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error; given, it wins over FelixConfiguration logSeverityScreen"},
+	{name: "docker-plugins", env: "CALICO_DOCKER_PLUGINS", def: "true", usage: "serve Docker's network and IPAM plugins (calico, calico-ipam) on sockets in /run/docker/plugins: true or false"},
+	{name: "docker-socket", def: docker.DefaultEngineSocket, usage: "the Docker Engine API's unix socket `PATH`, which the plugins ask for networks' names, labels and endpoints"},
 }
 
 func lookupSetting(name string) (setting, bool) {

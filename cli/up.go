@@ -7,11 +7,14 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"calico/cluster"
 	"calico/node"
+	"calico/node/docker"
 	"calico/node/systemd"
 	"calico/store"
 
@@ -74,6 +77,9 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 	if cfg.Pools, err = pools(s); err != nil {
 		return cfg, 0, err
 	}
+	if cfg.Docker, err = dockerConfig(s); err != nil {
+		return cfg, 0, err
+	}
 	if v := s.get("as"); v != "" {
 		as, err := store.ParseASNumber(v)
 		if err != nil || as == 0 {
@@ -89,6 +95,23 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 		}
 	}
 	return cfg, level, nil
+}
+
+// dockerConfig reads the docker-* settings: where to serve Docker's
+// plugins (nowhere with docker-plugins false) and the Engine's socket.
+func dockerConfig(s settings) (docker.Config, error) {
+	on, err := strconv.ParseBool(s.get("docker-plugins"))
+	if err != nil {
+		return docker.Config{}, usagef("%s %q is neither true nor false", s.label("docker-plugins"), s.get("docker-plugins"))
+	}
+	sock := s.get("docker-socket")
+	if !on {
+		return docker.Config{}, nil
+	}
+	if !filepath.IsAbs(sock) {
+		return docker.Config{}, usagef("%s %q is not an absolute path", s.label("docker-socket"), sock)
+	}
+	return docker.Config{PluginDir: docker.DefaultPluginDir, EngineSocket: sock}, nil
 }
 
 // pools reads the pool setting: CIDRs that are valid pools and do not
