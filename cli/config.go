@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"calico/node/docker"
+
 	ucli "github.com/urfave/cli/v3"
 	"go.yaml.in/yaml/v3"
 )
@@ -53,6 +55,8 @@ var upSettings = []setting{
 	{name: "log-format", def: "text", usage: "`FORMAT` of the log: text (key=value) or json, for every part of the node (etcd's lines too)"},
 	{name: "metrics-addr", usage: "serve Prometheus metrics on `ADDR` (HOST:PORT; :9091 is Felix's port, on every address)", defText: "no metrics"},
 	{name: "health-addr", def: "127.0.0.1:9099", usage: "serve /liveness and /readiness on `ADDR` (HOST:PORT; '' for none)"},
+	{name: "docker-plugins", env: "CALICO_DOCKER_PLUGINS", def: "true", usage: "serve Docker's network and IPAM plugins (calico, calico-ipam) on sockets in /run/docker/plugins: true or false"},
+	{name: "docker-socket", def: docker.DefaultEngineSocket, usage: "the Docker Engine API's unix socket `PATH`, which the plugins ask for networks' names, labels and endpoints"},
 }
 
 func lookupSetting(name string) (setting, bool) {

@@ -158,6 +158,8 @@ func TestConfigErrors(t *testing.T) {
 		{"metrics without a port", "metrics-addr: 9091\n", `:1: metrics-addr "9091" is not HOST:PORT`},
 		{"metrics on a bad port", "metrics-addr: \":99999\"\n", `the port must be a number from 1 to 65535`},
 		{"health on a name", "health-addr: \"example.org:9099\"\n", `:1: health-addr "example.org:9099": the host must be an address`},
+		{"docker-plugins not a bool", "docker-plugins: sometimes\n", `:1: docker-plugins "sometimes" is neither true nor false`},
+		{"docker-socket relative", "docker-socket: docker.sock\n", `:1: docker-socket "docker.sock" is not an absolute path`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := writeConfig(t, filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml"), tc.text)
@@ -225,7 +227,7 @@ func TestConfigDataDirForOtherCommands(t *testing.T) {
 
 // TestConfigObservability: the metrics and health addresses and the log
 // format are settings like the others; health checks are on by default,
-// metrics off, and ” turns the health checks off.
+// metrics off, and an empty health-addr turns the health checks off.
 func TestConfigObservability(t *testing.T) {
 	got := printed(t)
 	if got["health-addr"][0] != `"127.0.0.1:9099"` || got["log-format"][0] != "text" {
@@ -238,5 +240,31 @@ func TestConfigObservability(t *testing.T) {
 	got = printed(t, "--config", file, "--health-addr", "")
 	if got["metrics-addr"][0] != `":9091"` || got["log-format"][0] != "json" || got["health-addr"][0] != `""` {
 		t.Errorf("set: %v", got)
+	}
+}
+
+// TestDockerSettings: Docker's plugins are served by default, from
+// /run/docker/plugins with the usual Engine socket; docker-plugins false
+// (flag, environment or file) turns them off.
+func TestDockerSettings(t *testing.T) {
+	cfg, _, err := upConfig(settings{vals: map[string]value{"data-dir": {vals: []string{"/d"}}, "docker-plugins": {vals: []string{"true"}},
+		"docker-socket": {vals: []string{"/var/run/docker.sock"}}, "voter-replace-after": {vals: []string{"5m"}}, "log-level": {vals: []string{"info"}}}})
+	if err != nil || cfg.Docker.PluginDir != "/run/docker/plugins" || cfg.Docker.EngineSocket != "/var/run/docker.sock" {
+		t.Errorf("the default Docker config: %+v, %v", cfg.Docker, err)
+	}
+	if got := printed(t); got["docker-plugins"] != [2]string{`"true"`, "default"} || got["docker-socket"] != [2]string{"/var/run/docker.sock", "default"} {
+		t.Errorf("print-config: docker-plugins %q, docker-socket %q", got["docker-plugins"], got["docker-socket"])
+	}
+	t.Setenv("CALICO_DOCKER_PLUGINS", "false")
+	if got := printed(t); got["docker-plugins"] != [2]string{`"false"`, "CALICO_DOCKER_PLUGINS"} {
+		t.Errorf("docker-plugins from the environment: %q", got["docker-plugins"])
+	}
+	if got := printed(t, "--docker-plugins=true"); got["docker-plugins"] != [2]string{`"true"`, "--docker-plugins"} {
+		t.Errorf("--docker-plugins over the environment: %q", got["docker-plugins"])
+	}
+	cfg, _, err = upConfig(settings{vals: map[string]value{"data-dir": {vals: []string{"/d"}}, "docker-plugins": {vals: []string{"false"}},
+		"voter-replace-after": {vals: []string{"5m"}}, "log-level": {vals: []string{"info"}}}})
+	if err != nil || cfg.Docker.PluginDir != "" {
+		t.Errorf("docker-plugins false: %+v, %v", cfg.Docker, err)
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"calico/cluster"
 	"calico/node"
+	"calico/node/docker"
 	"calico/node/systemd"
 	"calico/store"
 
@@ -80,6 +82,9 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 	if cfg.Pools, err = pools(s); err != nil {
 		return cfg, 0, err
 	}
+	if cfg.Docker, err = dockerConfig(s); err != nil {
+		return cfg, 0, err
+	}
 	if v := s.get("as"); v != "" {
 		as, err := store.ParseASNumber(v)
 		if err != nil || as == 0 {
@@ -100,7 +105,7 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 // observability reads the settings of the node's log, metrics and health
 // endpoints.
 func observability(s settings, cfg *node.Config) error {
-	if f := s.get("log-format"); f != "text" && f != "json" {
+	if f := s.get("log-format"); f != "" && f != "text" && f != "json" {
 		return usagef("%s %q is not text or json", s.label("log-format"), f)
 	}
 	for _, name := range []string{"metrics-addr", "health-addr"} {
@@ -132,6 +137,23 @@ func listenAddr(s settings, name string) error {
 		}
 	}
 	return nil
+}
+
+// dockerConfig reads the docker-* settings: where to serve Docker's
+// plugins (nowhere with docker-plugins false) and the Engine's socket.
+func dockerConfig(s settings) (docker.Config, error) {
+	on, err := strconv.ParseBool(s.get("docker-plugins"))
+	if err != nil {
+		return docker.Config{}, usagef("%s %q is neither true nor false", s.label("docker-plugins"), s.get("docker-plugins"))
+	}
+	sock := s.get("docker-socket")
+	if !on {
+		return docker.Config{}, nil
+	}
+	if !filepath.IsAbs(sock) {
+		return docker.Config{}, usagef("%s %q is not an absolute path", s.label("docker-socket"), sock)
+	}
+	return docker.Config{PluginDir: docker.DefaultPluginDir, EngineSocket: sock}, nil
 }
 
 // pools reads the pool setting: CIDRs that are valid pools and do not

@@ -19,6 +19,7 @@ import (
 	"calico/nft"
 	"calico/node/agent"
 	"calico/node/api"
+	"calico/node/docker"
 	"calico/node/localapi"
 	"calico/node/route"
 	"calico/node/syscheck"
@@ -53,6 +54,9 @@ type Config struct {
 	// LogLevel, when set, is the level of Log, which FelixConfiguration
 	// logSeverityScreen may change (agent.Config.LogLevel).
 	LogLevel *slog.LevelVar
+	// Docker says where to serve Docker's network and IPAM plugins; the
+	// zero value serves none.
+	Docker docker.Config
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -178,6 +182,7 @@ type node struct {
 	api     *localapi.Server
 	apiStop func() error
 	apiErr  chan error
+	docker  *docker.Server
 
 	// svc tells the service manager how the node is doing.
 	svc *service
@@ -266,6 +271,9 @@ func (n *node) start(ctx context.Context) error {
 	n.agent.Connect(agent.FromStore(n.store, n.ipam))
 	n.startBackground(ctx, cl, id)
 	if err := n.serve(id); err != nil {
+		return err
+	}
+	if err := n.startDocker(id); err != nil {
 		return err
 	}
 	n.svc.setStatus("serving the API; programming the dataplane")
@@ -480,6 +488,7 @@ func (n *node) stop() error {
 	if n.apiStop != nil {
 		errs = append(errs, n.apiStop())
 	}
+	n.stopDocker()
 	if n.bgCancel != nil {
 		n.bgCancel()
 		n.background.Wait()

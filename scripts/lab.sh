@@ -21,6 +21,10 @@
 # CALICO_LAB_NAME (default calico-lab) prefixes the namespaces' names.
 # CALICO_LAB_TMPFS=SIZE (say 384m) gives every host's data dir a tmpfs of
 # that size, a disk that can be filled for real; `down` unmounts them.
+# Nodes run in the machine's mount namespace and serve no Docker plugins
+# (the machine's /run/docker/plugins is not the lab's), unless a test
+# gives a host a mount namespace of its own: HOST.mntns then holds its
+# path (/proc/PID/ns/mnt), and the node runs there with its plugins.
 set -eu
 
 LAB_DIR=${CALICO_LAB_DIR:-/tmp/calico-lab}
@@ -89,9 +93,14 @@ start() { # HOST [ARGS...]
 	# one), never the machine's /etc/calico/config.yaml.
 	[ -f "$LAB_DIR/$h.yaml" ] || : >"$LAB_DIR/$h.yaml"
 	# nsenter, not `ip netns exec`: the node must share this mount
-	# namespace so the workload namespaces it makes are visible here.
-	CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" nsenter --net=/run/netns/"$ns" "$CALICO" up --data-dir "$LAB_DIR/$h" --name "$h" \
-		--ip "$(addr "$h")/24" --ip6 "$(addr "$h" 6)/64" "$@" >>"$LAB_DIR/$h.log" 2>&1 &
+	# namespace so the workload namespaces it makes are visible here
+	# (a host with a mount namespace of its own, for Docker, makes none).
+	set -- --net=/run/netns/"$ns" "$CALICO" up --data-dir "$LAB_DIR/$h" --name "$h" --ip "$(addr "$h")/24" --ip6 "$(addr "$h" 6)/64" "$@"
+	if [ -f "$LAB_DIR/$h.mntns" ]; then
+		CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" nsenter --mount="$(cat "$LAB_DIR/$h.mntns")" "$@" >>"$LAB_DIR/$h.log" 2>&1 &
+	else
+		CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" CALICO_DOCKER_PLUGINS=false nsenter "$@" >>"$LAB_DIR/$h.log" 2>&1 &
+	fi
 	echo $! > "$LAB_DIR/$h.pid"
 	i=0
 	until CALICO_DATA_DIR="$LAB_DIR/$h" "$CALICO" status >/dev/null 2>&1; do

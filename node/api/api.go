@@ -16,7 +16,11 @@ const SocketName = "calico.sock"
 // gives a name (and the node makes the namespace unless NetNS is given);
 // a CNI ADD gives Orchestrator "cni" and the attachment (ContainerID,
 // Interface, NetNS, Network), and Name and Namespace only when the
-// runtime says (K8S_POD_NAME, K8S_POD_NAMESPACE).
+// runtime says (K8S_POD_NAME, K8S_POD_NAMESPACE). Docker's network
+// driver gives Orchestrator "libnetwork", its endpoint id as ContainerID,
+// the Docker network's name as Network and the addresses its IPAM driver
+// allocated (IPs, Allocated); the node hands the interface over to
+// Docker, which moves it into the container.
 type WorkloadAdd struct {
 	Name      string            `json:"name,omitempty"`
 	Namespace string            `json:"namespace,omitempty"`
@@ -50,11 +54,22 @@ type WorkloadAdd struct {
 	// opened, for runtimes whose NetNS is a mount in a mount namespace of
 	// their own (Podman's, dockerd's).
 	NetNSHandle string `json:"netnsHandle,omitempty"`
+	// Allocated says that the front end's IPAM holds IPs already (Docker
+	// asks its IPAM driver before its network driver): the add checks
+	// that each is allocated and takes it without allocating, and
+	// neither a failed add nor the workload's removal releases it; the
+	// front end does.
+	Allocated bool `json:"allocated,omitempty"`
 }
 
 // Attachment names a CNI attachment: the workload endpoint of a
-// container's interface on a network.
+// container's interface on a network; with Orchestrator "libnetwork",
+// the endpoint of a Docker endpoint (its id in ContainerID).
 type Attachment struct {
+	// Orchestrator is "" (or "cni") for a CNI attachment, "libnetwork"
+	// for a Docker endpoint.
+	Orchestrator string `json:"orchestrator,omitempty"`
+
 	ContainerID string `json:"containerID"`
 	Interface   string `json:"interface"`
 	Network     string `json:"network"`

@@ -74,6 +74,29 @@ func (s *Service) assign(ctx context.Context, al allocation, handle string) (add
 	return addrs, nil
 }
 
+// allocated takes addresses that the front end's IPAM holds already,
+// once IPAM confirms that each is allocated.
+func (s *Service) allocated(ctx context.Context, ips []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, ip := range ips {
+		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
+		if _, err := s.IPAM.Lookup(ctx, a); errors.Is(err, ipam.ErrNotAllocated) {
+			return nil, api.FieldErrorf(api.BadRequest, "ips", "address %s is not allocated (the front end allocates the addresses it gives)", a)
+		} else if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Pools are the pools automatic assignment takes from on this node
+// (eligiblePools), in name order.
+func (s *Service) Pools(ctx context.Context) ([]ipam.Pool, error) {
+	pools, _, err := s.eligiblePools(ctx)
+	return ipamPools(pools), err
+}
+
 // narrow keeps the chosen pools; when families are asked for, a family
 // of which none was chosen keeps all its pools (Calico's ipv4_pools
 // limit IPv4 only).

@@ -90,7 +90,9 @@ func (s *Service) netnsMarker(name string) string { return filepath.Join(s.DataD
 // unless one is given), addresses from IPAM (or the given ones), the veth
 // pair, its WorkloadEndpoint, and any missing profile. It returns once the
 // dataplane is programmed for it. A failure undoes every step. The CLI
-// names a workload; a CNI ADD gives its attachment (identify).
+// names a workload; a CNI ADD gives its attachment, Docker's driver its
+// endpoint (identify). A Docker endpoint's interface is handed over:
+// Docker moves it into the container and configures it.
 func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, error) {
 	id, err := s.identify(&req)
 	if err != nil {
@@ -110,12 +112,7 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	if err := s.settle(ctx, id.namespace, id.endpoint); err != nil {
 		return nil, err
 	}
-	w := s.endpoint(req, id)
-	in := &intent{Op: "add", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
-		HostIface: id.hostIface, Handle: id.handle, Started: time.Now().UTC()}
-	if req.NetNS == "" {
-		in.NetNS = req.Name
-	}
+	w, in := s.endpoint(req, id), addIntent(req, id)
 	if err := s.record(in); err != nil {
 		return nil, err
 	}
@@ -127,31 +124,27 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	}()
 	u.add(func() { veth.Remove(id.hostIface) }) // whatever part of it was made
 
-	netnsPath, err := s.netns(req, u)
-	if err != nil {
-		return nil, err
+	spec := veth.Spec{HostIface: id.hostIface, Iface: id.handOver, MTU: req.MTU}
+	if id.handOver == "" {
+		if spec.NetNS, err = s.netns(req, u); err != nil {
+			return nil, err
+		}
+		spec.Iface = id.iface
 	}
 	ph.mark("netns")
 	if err := s.ensureProfiles(ctx, req.Profiles, in, u); err != nil {
 		return nil, err
 	}
 	ph.mark("profiles")
-
-	u.add(func() { s.release(id.handle) })
-	attrs := map[string]string{"node": s.Node, "namespace": id.namespace, "workload": id.workload}
-	if id.orchestrator == OrchestratorCNI {
-		attrs = s.cniAttrs(id, id.workload)
-	}
-	addrs, err := s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
-	if err != nil {
+	if spec.Addrs, err = s.addresses(ctx, req, id, u); err != nil {
 		return nil, err
 	}
 	ph.mark("ipam")
-	for _, a := range addrs {
+	for _, a := range spec.Addrs {
 		w.Spec.IPNetworks = append(w.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
 	}
 
-	mac, err := veth.Add(veth.Spec{NetNS: netnsPath, HostIface: id.hostIface, Iface: id.iface, Addrs: addrs, MTU: req.MTU})
+	mac, err := veth.Add(spec)
 	if errors.Is(err, veth.ErrIfaceExists) {
 		return nil, api.FieldErrorf(api.Conflict, "interface", "%v", err)
 	}
@@ -170,11 +163,37 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	s.forget(id.namespace, id.endpoint)
 	out := toWorkload(w, w.Metadata.Annotations[annotationNetNS])
 	if req.NetNS == "" {
-		out.NetNS = netnsPath
+		out.NetNS = spec.NetNS
 	}
 	s.waitProgrammed(ctx, w, out)
 	ph.mark("dataplane")
 	return out, nil
+}
+
+// addIntent is the intent of an add: what it makes, to be undone if
+// it is cut short.
+func addIntent(req api.WorkloadAdd, id *ident) *intent {
+	in := &intent{Op: "add", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
+		HostIface: id.hostIface, Handle: id.handle, Started: time.Now().UTC()}
+	if req.NetNS == "" && id.handOver == "" {
+		in.NetNS = req.Name // the namespace the node makes
+	}
+	return in
+}
+
+// addresses takes the addresses of an add: from IPAM under the
+// workload's handle (released again if the add fails), or those the
+// front end's IPAM holds for it (Allocated), which stay the front end's.
+func (s *Service) addresses(ctx context.Context, req api.WorkloadAdd, id *ident, u *undo) ([]netip.Addr, error) {
+	if req.Allocated {
+		return s.allocated(ctx, req.IPs)
+	}
+	u.add(func() { s.release(id.handle) })
+	attrs := map[string]string{"node": s.Node, "namespace": id.namespace, "workload": id.workload}
+	if id.orchestrator == OrchestratorCNI {
+		attrs = s.cniAttrs(id, id.workload)
+	}
+	return s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
 }
 
 // ensureProfiles makes the missing profiles of an add, recording each
@@ -207,6 +226,9 @@ func (s *Service) waitProgrammed(ctx context.Context, w *store.WorkloadEndpoint,
 
 // release frees a handle's addresses, for undoing a failed request.
 func (s *Service) release(handle string) {
+	if handle == "" {
+		return
+	}
 	ctx, cancel := cleanupContext()
 	defer cancel()
 	s.IPAM.ReleaseByHandle(ctx, handle)
@@ -303,13 +325,15 @@ func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old
 		same = same && slices.Contains(old.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
 	}
 	switch {
+	case !same && id.orchestrator == OrchestratorLibnetwork:
+		return nil, api.Errorf(api.Conflict, "Docker endpoint %s exists already on this node, with other addresses or network", id.iface)
 	case !same && id.orchestrator == OrchestratorCNI:
 		return nil, api.FieldErrorf(api.Conflict, "interface", "container %s already has interface %s on network %s (in %s)", id.containerID, id.iface, id.network, old.Metadata.Annotations[annotationNetNS])
 	case !same:
 		return nil, api.Errorf(api.Conflict, "workload %s already exists in namespace %s on this node", req.Name, req.Namespace)
 	}
 	netns := req.NetNS
-	if netns == "" {
+	if netns == "" && id.handOver == "" {
 		netns = veth.NetNSPath(req.Name)
 	}
 	out := toWorkload(old, netns)
