@@ -33,6 +33,7 @@ func TestImports(t *testing.T) {
 		"calico/node/api":       {"calico/node/agent", "calico/node/localapi", "calico/node/workload", "calico/node/calc", "calico/cluster", "calico/store", "calico/cli", "calico/node"},
 		"calico/node/route":     {"calico/store", "calico/node/agent", "calico/cluster", "calico/cli", "calico/node"},
 		"calico/node/veth":      {"calico/store", "calico/node/agent", "calico/cluster", "calico/cli", "calico/node"},
+		"calico/node/metrics":   {"calico/node/agent", "calico/node/localapi", "calico/node/workload", "calico/node/calc", "calico/cluster", "calico/store", "calico/nft", "calico/bgp", "calico/cli", "calico/node"},
 		"calico/node/systemd":   {"calico/store", "calico/node/agent", "calico/node/api", "calico/cluster", "calico/cli", "calico/node"},
 	}
 	seen := 0

@@ -49,6 +49,8 @@ func App(stdout, stderr io.Writer) *ucli.Command {
 			tokenCommand(),
 			leaveCommand(),
 			versionCommand(),
+			checksystemCommand(),
+			diagsCommand(),
 		},
 		// Errors are printed once, by Run.
 		ExitErrHandler: func(context.Context, *ucli.Command, error) {},

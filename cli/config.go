@@ -52,6 +52,9 @@ var upSettings = []setting{
 	{name: "etcd-key", usage: "its key (PEM `FILE`)"},
 	{name: "voter-replace-after", def: "5m", usage: "how long an etcd voter's host may be dead before a client host takes its seat (a `DURATION`)"},
 	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error; given, it wins over FelixConfiguration logSeverityScreen"},
+	{name: "log-format", def: "text", usage: "`FORMAT` of the log: text (key=value) or json, for every part of the node (etcd's lines too)"},
+	{name: "metrics-addr", usage: "serve Prometheus metrics on `ADDR` (HOST:PORT; :9091 is Felix's port, on every address)", defText: "no metrics"},
+	{name: "health-addr", def: "127.0.0.1:9099", usage: "serve /liveness and /readiness on `ADDR` (HOST:PORT; '' for none)"},
 	{name: "docker-plugins", env: "CALICO_DOCKER_PLUGINS", def: "true", usage: "serve Docker's network and IPAM plugins (calico, calico-ipam) on sockets in /run/docker/plugins: true or false"},
 	{name: "docker-socket", def: docker.DefaultEngineSocket, usage: "the Docker Engine API's unix socket `PATH`, which the plugins ask for networks' names, labels and endpoints"},
 }
@@ -320,6 +323,18 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 type configDataDir struct{}
 
 func (configDataDir) Lookup() (string, bool) {
+	v, _ := configKey("data-dir").Lookup()
+	return v, v != ""
+}
+
+func (configDataDir) String() string   { return "calico up's config files" }
+func (configDataDir) GoString() string { return "cli.configDataDir{}" }
+
+// configKey is a setting of `calico up`'s config files, as a flag's
+// source for the other commands.
+type configKey string
+
+func (k configKey) Lookup() (string, bool) {
 	file, given := os.LookupEnv("CALICO_CONFIG_FILE")
 	if !given {
 		file = DefaultConfigFile
@@ -334,12 +349,12 @@ func (configDataDir) Lookup() (string, bool) {
 			return "", false
 		}
 	}
-	v := s.get("data-dir")
-	return v, v != ""
+	_, ok := s.vals[string(k)]
+	return s.get(string(k)), ok
 }
 
-func (configDataDir) String() string   { return "calico up's config files" }
-func (configDataDir) GoString() string { return "cli.configDataDir{}" }
+func (k configKey) String() string   { return "calico up's config files (" + string(k) + ")" }
+func (k configKey) GoString() string { return "cli.configKey(" + strconv.Quote(string(k)) + ")" }
 
 // printConfig writes the merged settings as YAML, each with where it
 // came from; the token is never shown.

@@ -154,6 +154,10 @@ func TestConfigErrors(t *testing.T) {
 		{"malformed", "name: a\n  b: [\n", `line 2:`},
 		{"two documents", "name: a\n---\nname: b\n", `holds more than one YAML document`},
 		{"etcd-ca alone", "etcd-ca: /ca.pem\n", `:1: etcd-ca goes with etcd-endpoints`},
+		{"bad log format", "log-format: xml\n", `:1: log-format "xml" is not text or json`},
+		{"metrics without a port", "metrics-addr: 9091\n", `:1: metrics-addr "9091" is not HOST:PORT`},
+		{"metrics on a bad port", "metrics-addr: \":99999\"\n", `the port must be a number from 1 to 65535`},
+		{"health on a name", "health-addr: \"example.org:9099\"\n", `:1: health-addr "example.org:9099": the host must be an address`},
 		{"docker-plugins not a bool", "docker-plugins: sometimes\n", `:1: docker-plugins "sometimes" is neither true nor false`},
 		{"docker-socket relative", "docker-socket: docker.sock\n", `:1: docker-socket "docker.sock" is not an absolute path`},
 	} {
@@ -218,6 +222,24 @@ func TestConfigDataDirForOtherCommands(t *testing.T) {
 	writeConfig(t, file, "pols: nonsense\n")
 	if _, _, errs := run("status"); !strings.Contains(errs, "with data dir "+DefaultDataDir) {
 		t.Errorf("calico status with a bad config: %q; want the default data dir", errs)
+	}
+}
+
+// TestConfigObservability: the metrics and health addresses and the log
+// format are settings like the others; health checks are on by default,
+// metrics off, and an empty health-addr turns the health checks off.
+func TestConfigObservability(t *testing.T) {
+	got := printed(t)
+	if got["health-addr"][0] != `"127.0.0.1:9099"` || got["log-format"][0] != "text" {
+		t.Errorf("defaults: %v", got)
+	}
+	if _, ok := got["metrics-addr"]; ok {
+		t.Errorf("metrics on by default: %v", got["metrics-addr"])
+	}
+	file := writeConfig(t, filepath.Join(t.TempDir(), "config.yaml"), "metrics-addr: \":9091\"\nlog-format: json\n")
+	got = printed(t, "--config", file, "--health-addr", "")
+	if got["metrics-addr"][0] != `":9091"` || got["log-format"][0] != "json" || got["health-addr"][0] != `""` {
+		t.Errorf("set: %v", got)
 	}
 }
 

@@ -25,6 +25,9 @@ func printStatus(w io.Writer, st api.Status) error {
 	fmt.Fprintf(w, "Node:       %s (%s) %s\n", st.Node, st.Role, strings.Join(nonEmpty(st.IPv4, st.IPv6), " "))
 	fmt.Fprintf(w, "Cluster:    %s\n", st.ClusterID)
 	fmt.Fprintf(w, "Version:    %s, up %s\n", st.Version, st.Uptime)
+	if h := st.Health; h != nil {
+		fmt.Fprintf(w, "Health:     %s, %s\n", verdict(h.Live, "live", h.LiveReason), verdict(h.Ready, "ready", h.Reason))
+	}
 	ds := st.Datastore
 	health := "healthy"
 	if !ds.Healthy {
@@ -85,4 +88,13 @@ func nonEmpty(ss ...string) []string {
 		}
 	}
 	return out
+}
+
+// verdict is one of the node's health verdicts, with the reason when it
+// is bad: as /liveness and /readiness answer.
+func verdict(ok bool, what, reason string) string {
+	if ok {
+		return what
+	}
+	return "NOT " + strings.ToUpper(what) + " (" + reason + ")"
 }

@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -68,6 +70,9 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 	if err := level.UnmarshalText([]byte(s.get("log-level"))); err != nil {
 		return cfg, 0, usagef("%s %q is not debug, info, warn or error", s.label("log-level"), s.get("log-level"))
 	}
+	if err := observability(s, &cfg); err != nil {
+		return cfg, 0, err
+	}
 	if cfg.IPv4, err = hostAddr(s, "ip", 4); err != nil {
 		return cfg, 0, err
 	}
@@ -95,6 +100,43 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 		}
 	}
 	return cfg, level, nil
+}
+
+// observability reads the settings of the node's log, metrics and health
+// endpoints.
+func observability(s settings, cfg *node.Config) error {
+	if f := s.get("log-format"); f != "" && f != "text" && f != "json" {
+		return usagef("%s %q is not text or json", s.label("log-format"), f)
+	}
+	for _, name := range []string{"metrics-addr", "health-addr"} {
+		if err := listenAddr(s, name); err != nil {
+			return err
+		}
+	}
+	cfg.MetricsAddr, cfg.HealthAddr = s.get("metrics-addr"), s.get("health-addr")
+	return nil
+}
+
+// listenAddr checks an address to listen on: HOST:PORT or :PORT, or
+// empty for none.
+func listenAddr(s settings, name string) error {
+	v := s.get(name)
+	if v == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return usagef("%s %q is not HOST:PORT (such as :9091 or 127.0.0.1:9099)", s.label(name), v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return usagef("%s %q: the port must be a number from 1 to 65535", s.label(name), v)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
+			return usagef("%s %q: the host must be an address (or empty for every address)", s.label(name), v)
+		}
+	}
+	return nil
 }
 
 // dockerConfig reads the docker-* settings: where to serve Docker's
@@ -193,6 +235,15 @@ func hostAddr(set settings, name string, version int) (netip.Prefix, error) {
 	return p, nil
 }
 
+// newLogger is the node's logger: one format for every part of it.
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 // up runs this host's node in the foreground.
 func up(ctx context.Context, c *ucli.Command) error {
 	if err := noArgs(c); err != nil {
@@ -211,10 +262,13 @@ func up(ctx context.Context, c *ucli.Command) error {
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(level)
-	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: lv}))
+	cfg.Log = newLogger(c.Root().ErrWriter, s.get("log-format"), lv)
 	if !s.vals["log-level"].set {
 		cfg.LogLevel = lv // FelixConfiguration logSeverityScreen sets it
 	}
+	var printed strings.Builder
+	printConfig(&printed, s)
+	cfg.Settings = printed.String()
 	if level <= slog.LevelDebug {
 		cfg.EtcdLogLevel = "info"
 	}

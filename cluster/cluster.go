@@ -54,7 +54,10 @@ type Config struct {
 	Version string
 	// EtcdLogLevel is etcd's own log level (default "error").
 	EtcdLogLevel string
-	Log          *slog.Logger
+	// EtcdObserve, when set, is told of every unary request of the
+	// node's datastore client: its gRPC method, error and duration.
+	EtcdObserve func(method string, err error, took time.Duration)
+	Log         *slog.Logger
 }
 
 func (cfg *Config) defaults() {
@@ -184,7 +187,7 @@ func (c *Cluster) newMember(state string) etcdMember {
 	return etcdMember{
 		name: c.id.Name, dataDir: filepath.Join(c.cfg.DataDir, "etcd"), addr: c.id.addr(), pki: c.pki,
 		clientPort: c.cfg.EtcdClientPort, peerPort: c.cfg.EtcdPeerPort,
-		state: state, token: c.id.ClusterID, logLevel: c.cfg.EtcdLogLevel,
+		state: state, token: c.id.ClusterID, logLevel: c.cfg.EtcdLogLevel, log: c.cfg.Log,
 	}
 }
 
@@ -619,7 +622,7 @@ func (c *Cluster) loadSecrets(tok *Token, gossipKey []byte) error {
 
 // connect makes the datastore client.
 func (c *Cluster) connect(endpoints []string) error {
-	cli, err := newClient(endpoints, c.pki, c.id.External)
+	cli, err := newClient(endpoints, c.pki, c.id.External, observing(c.cfg.EtcdObserve)...)
 	if err != nil {
 		return err
 	}

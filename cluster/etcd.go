@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // etcdMember is how to run this node's embedded etcd member.
@@ -31,6 +33,7 @@ type etcdMember struct {
 	state          string // embed.ClusterStateFlagNew or Existing
 	token          string
 	logLevel       string
+	log            *slog.Logger
 }
 
 func hostPort(a netip.Addr, port int) string {
@@ -78,7 +81,11 @@ func (m etcdMember) start(ctx context.Context, timeout time.Duration) (*embed.Et
 	cfg.MaxTxnOps = 1024
 	cfg.MaxRequestBytes = 4 << 20
 	cfg.LogLevel = m.logLevel
-	cfg.LogOutputs = []string{"stderr"}
+	if m.log != nil {
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(m.log, m.logLevel))
+	} else {
+		cfg.LogOutputs = []string{"stderr"}
+	}
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -106,7 +113,7 @@ func (m etcdMember) start(ctx context.Context, timeout time.Duration) (*embed.Et
 
 // newClient connects to etcd endpoints with the node's certificate, or to
 // an external etcd with the credentials it was given.
-func newClient(endpoints []string, p pki, external bool) (*clientv3.Client, error) {
+func newClient(endpoints []string, p pki, external bool, opts ...grpc.DialOption) (*clientv3.Client, error) {
 	tlsFor := p.clientTLS
 	if external {
 		tlsFor = p.externalTLS
@@ -124,6 +131,7 @@ func newClient(endpoints []string, p pki, external bool) (*clientv3.Client, erro
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
 		Logger:               zap.NewNop(),
+		DialOptions:          opts,
 	}
 	if external {
 		// The embedded cluster's endpoints follow its member list in

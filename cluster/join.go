@@ -243,7 +243,7 @@ func (c *Cluster) serveJoin(ctx context.Context, ln net.Listener) {
 		<-ctx.Done()
 		srv.Close()
 	}()
-	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
 		c.log.Error("join API stopped", "err", err)
 	}
 }

@@ -138,7 +138,20 @@ func (c *Cluster) removeOwnMember(ctx context.Context) error {
 	e := c.etcd
 	c.etcd = nil // watchMember: this stop is ours
 	c.mu.Unlock()
-	if _, err := c.client.MemberRemove(ctx, list.Members[i].ID); err != nil {
+	// etcd refuses the removal ("unhealthy cluster") until a voter
+	// promoted a moment ago counts as started: try again for a while.
+	_, err = c.client.MemberRemove(ctx, list.Members[i].ID)
+	for deadline := time.Now().Add(30 * time.Second); err != nil && isRetryable(err) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		_, err = c.client.MemberRemove(ctx, list.Members[i].ID)
+	}
+	if err != nil {
 		c.mu.Lock()
 		c.etcd = e
 		c.mu.Unlock()

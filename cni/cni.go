@@ -317,7 +317,7 @@ func parseArgs(s string) (cniArgs, error) {
 }
 
 // client is a client of the node whose data dir the config names.
-func (c *netConf) client() *api.Client { return api.NewClient(c.dataDir()) }
+func (c *netConf) client() *api.Client { return api.NewClient(c.dataDir()).As("cni") }
 
 // envFields are the request fields that come from the runtime's
 // environment; the others come from the network config.

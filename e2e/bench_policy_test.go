@@ -31,58 +31,8 @@ func TestBenchPolicy(t *testing.T) {
 		changes = 50
 	)
 	hosts := []string{"host1", "host2", "host3"}
-	lab := NewLab(t, len(hosts), 1)
-	// Debug logs carry each apply's revision and its parts.
-	debug := []string{"--log-level", "debug"}
-	lab.Start("host1", append(debug, "--pool", "10.65.0.0/16", "--pool", "fd00:65::/48")...)
-	token := lab.Token("host1")
-	for _, h := range hosts[1:] {
-		lab.Start(h, append(debug, "--join", "172.31.1.11", "--token", token)...)
-	}
-	cli := labEtcd(t, lab, "host1")
-
-	// The endpoints: profiles first, then 998 endpoints a host, in bulk.
-	var profiles []string
-	for p := range 20 {
-		profiles = append(profiles, profileDoc(fmt.Sprintf("p%d", p)))
-	}
-	profiles = append(profiles, profileDoc("probe"))
-	calicoApply(t, lab, "host1", listDoc(profiles))
 	setupStart := time.Now()
-	var wg sync.WaitGroup
-	for _, h := range hosts {
-		wg.Go(func() {
-			var eps []benchEndpoint
-			for i := range perHost - 2 {
-				eps = append(eps, benchEndpoint{
-					Workload:  fmt.Sprintf("fill-%03d", i),
-					Namespace: fmt.Sprintf("ns-%d", i%4),
-					Labels:    map[string]string{"app": fmt.Sprintf("a%d", i%50), "role": fmt.Sprintf("r%d", i%100), "tier": fmt.Sprintf("t%d", i%5)},
-					Profiles:  []string{fmt.Sprintf("p%d", i%20)},
-				})
-			}
-			addBulkEndpoints(t, lab, cli, h, eps)
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	// The probes: a server and a client on every host, made by
-	// `workload add`; each server answers TCP on 8080.
-	servers := map[string]Workload{}
-	clients := map[string]Workload{}
-	for i, h := range hosts {
-		servers[h] = lab.AddWorkload(h, fmt.Sprintf("ps-%d", i+1), "--profile", "probe", "--label", "app=probe-server")
-		clients[h] = lab.AddWorkload(h, fmt.Sprintf("pc-%d", i+1), "--profile", "probe", "--label", "role=probe-client")
-	}
-	// 500 policies, then the policy the changes toggle.
-	calicoApply(t, lab, "host1", listDoc(benchPolicies()))
-	calicoApply(t, lab, "host1", toggleDoc("Allow"))
-	var loaded api.Status
-	for _, h := range hosts {
-		loaded = waitProgrammed(t, lab, h, perHost, 500, 3*time.Minute)
-	}
+	lab, servers, clients, loaded := policyLab(t, hosts, perHost)
 	setup := time.Since(setupStart)
 	counts, err := readTable("host1")
 	if err != nil {
@@ -115,6 +65,63 @@ func TestBenchPolicy(t *testing.T) {
 	out = append(out, latency...)
 	out = append(out, resync...)
 	writeReport(t, out)
+}
+
+// policyLab is the policy benchmarks' lab: three hosts with perHost
+// local endpoints each (two of them probes: a server and a client made by
+// `workload add`), 500 policies and the policy the changes toggle, all
+// programmed. Extra `calico up` arguments go to every node.
+func policyLab(t *testing.T, hosts []string, perHost int, extra ...string) (lab *Lab, servers, clients map[string]Workload, loaded api.Status) {
+	lab = NewLab(t, len(hosts), 1)
+	// Debug logs carry each apply's revision and its parts.
+	debug := append([]string{"--log-level", "debug"}, extra...)
+	lab.Start("host1", append(debug, "--pool", "10.65.0.0/16", "--pool", "fd00:65::/48")...)
+	token := lab.Token("host1")
+	for _, h := range hosts[1:] {
+		lab.Start(h, append(debug, "--join", "172.31.1.11", "--token", token)...)
+	}
+	cli := labEtcd(t, lab, "host1")
+
+	// The endpoints: profiles first, then 998 endpoints a host, in bulk.
+	var profiles []string
+	for p := range 20 {
+		profiles = append(profiles, profileDoc(fmt.Sprintf("p%d", p)))
+	}
+	profiles = append(profiles, profileDoc("probe"))
+	calicoApply(t, lab, "host1", listDoc(profiles))
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Go(func() {
+			var eps []benchEndpoint
+			for i := range perHost - 2 {
+				eps = append(eps, benchEndpoint{
+					Workload:  fmt.Sprintf("fill-%03d", i),
+					Namespace: fmt.Sprintf("ns-%d", i%4),
+					Labels:    map[string]string{"app": fmt.Sprintf("a%d", i%50), "role": fmt.Sprintf("r%d", i%100), "tier": fmt.Sprintf("t%d", i%5)},
+					Profiles:  []string{fmt.Sprintf("p%d", i%20)},
+				})
+			}
+			addBulkEndpoints(t, lab, cli, h, eps)
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// The probes: a server and a client on every host, made by
+	// `workload add`; each server answers TCP on 8080.
+	servers, clients = map[string]Workload{}, map[string]Workload{}
+	for i, h := range hosts {
+		servers[h] = lab.AddWorkload(h, fmt.Sprintf("ps-%d", i+1), "--profile", "probe", "--label", "app=probe-server")
+		clients[h] = lab.AddWorkload(h, fmt.Sprintf("pc-%d", i+1), "--profile", "probe", "--label", "role=probe-client")
+	}
+	// 500 policies, then the policy the changes toggle.
+	calicoApply(t, lab, "host1", listDoc(benchPolicies()))
+	calicoApply(t, lab, "host1", toggleDoc("Allow"))
+	for _, h := range hosts {
+		loaded = waitProgrammed(t, lab, h, perHost, 500, 3*time.Minute)
+	}
+	return lab, servers, clients, loaded
 }
 
 // profileDoc is a profile with the classic semantics (`workload add`'s).

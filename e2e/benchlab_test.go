@@ -22,6 +22,7 @@ import (
 
 	"calico/internal/testutil"
 	"calico/node/api"
+	"calico/store"
 	"calico/store/ipam"
 
 	"github.com/google/nftables"
@@ -159,7 +160,12 @@ func addBulkEndpoints(t *testing.T, lab *Lab, cli *clientv3.Client, host string,
 	}
 	ipBatch(t, hostNS(host), links)
 	ipBatch(t, fill, peers)
-	calicoApply(t, lab, host, "{\"apiVersion\":\"projectcalico.org/v3\",\"kind\":\"List\",\"items\":[\n"+strings.Join(items, ",\n")+"]}\n")
+	// One apply is one transaction of at most store.MaxBatch resources.
+	for len(items) > 0 {
+		n := min(len(items), store.MaxBatch)
+		calicoApply(t, lab, host, "{\"apiVersion\":\"projectcalico.org/v3\",\"kind\":\"List\",\"items\":[\n"+strings.Join(items[:n], ",\n")+"]}\n")
+		items = items[n:]
+	}
 	return v4s
 }
 

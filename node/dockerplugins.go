@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"calico/cluster"
 	"calico/node/docker"
 )
@@ -18,6 +20,15 @@ func (n *node) startDocker(id cluster.Identity) error {
 	}
 	s := &docker.Server{Config: c, Node: id.Name, Workloads: n.workloads, Store: n.store, IPAM: n.ipam,
 		Engine: docker.NewEngineClient(c.EngineSocket), Log: n.log.With("component", "docker")}
+	if m := n.obs.metrics; m != nil {
+		s.Observe = func(op string, code int, _ time.Duration) {
+			result := "ok"
+			if code >= 300 {
+				result = "error"
+			}
+			m.PluginCall("docker", op, result)
+		}
+	}
 	if err := s.Start(); err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"calico/node/docker"
 	"calico/node/localapi"
 	"calico/node/route"
+	"calico/node/syscheck"
 	"calico/node/veth"
 	"calico/node/workload"
 	"calico/store"
@@ -44,6 +45,12 @@ type Config struct {
 	// Notify, when set, is told how the node is doing: systemd's READY=1,
 	// STATUS=, STOPPING=1 and watchdog pings.
 	Notify Notifier
+	// MetricsAddr, when set, is where the node serves Prometheus metrics
+	// (/metrics); HealthAddr where it serves /liveness and /readiness.
+	MetricsAddr, HealthAddr string
+	// Settings are calico up's settings as --print-config prints them
+	// (the token never shown), for `calico diags`.
+	Settings string
 	// LogLevel, when set, is the level of Log, which FelixConfiguration
 	// logSeverityScreen may change (agent.Config.LogLevel).
 	LogLevel *slog.LevelVar
@@ -85,6 +92,9 @@ type parts struct {
 	firewall   func(log *slog.Logger, verify bool) firewallDriver
 	speaker    func(log *slog.Logger) agent.StartSpeaker
 	cluster    func(ctx context.Context, cfg cluster.Config) (clusterPart, error)
+	// checkSystem checks the host (syscheck) as the node starts; nil
+	// checks nothing.
+	checkSystem func(ctx context.Context, dataDir string) []syscheck.Result
 }
 
 type routeDriver interface {
@@ -114,6 +124,10 @@ type clusterPart interface {
 	HandOver(ctx context.Context) error
 	Depart(ctx context.Context) error
 	RemoveMember(ctx context.Context, name string, addr netip.Addr) error
+	// GossipMembers are the hosts gossip knows, with their state.
+	GossipMembers() []cluster.Member
+	// ClockSkew estimates how far a member's clock is ahead of ours.
+	ClockSkew(ctx context.Context, m cluster.Member) (time.Duration, error)
 	// VotersDown names the etcd voters whose hosts are not alive.
 	VotersDown() (down []string, voters int)
 	// DiskFull says why the host's etcd member is stopped for lack of
@@ -135,6 +149,9 @@ func realParts() parts {
 		speaker: agent.RealSpeaker,
 		cluster: func(ctx context.Context, cfg cluster.Config) (clusterPart, error) {
 			return cluster.Start(ctx, cfg)
+		},
+		checkSystem: func(ctx context.Context, dataDir string) []syscheck.Result {
+			return syscheck.Run(ctx, syscheck.Config{DataDir: dataDir, NodeRunning: true})
 		},
 	}
 }
@@ -171,6 +188,9 @@ type node struct {
 	svc *service
 	// bgCtx is the background work's context.
 	bgCtx context.Context
+
+	// obs are the metrics and health endpoints.
+	obs observers
 
 	// stopping is closed when the node must stop: it left the cluster.
 	stopping chan struct{}
@@ -215,8 +235,17 @@ func (n *node) start(ctx context.Context) error {
 	if err := checkFormat(cfg.DataDir, cfg.Version, n.log); err != nil {
 		return err
 	}
+	if err := n.listenObservers(); err != nil {
+		return err
+	}
+	if n.obs.metrics != nil {
+		cfg.EtcdObserve = n.obs.metrics.ObserveEtcd
+	}
 	if err := n.parts.forwarding(); err != nil {
 		return err
+	}
+	if n.parts.checkSystem != nil {
+		go n.logSystemChecks(ctx)
 	}
 	if n.routes, err = n.parts.routes(n.log); err != nil {
 		return fmt.Errorf("opening netlink: %w", err)
@@ -248,7 +277,9 @@ func (n *node) start(ctx context.Context) error {
 		return err
 	}
 	n.svc.setStatus("serving the API; programming the dataplane")
+	n.obs.parts.Store(&observed{agent: n.agent, cluster: cl, store: n.store, ipam: n.ipam, name: id.Name})
 	n.background.Go(func() { n.readyLoop(n.bgCtx, cl, id) })
+	n.background.Go(func() { n.watchLoop(n.bgCtx) })
 	n.banner(cl, id)
 	return nil
 }
@@ -283,6 +314,7 @@ func (n *node) startAgent(name string) error {
 		},
 		Interfaces: agent.HostInterfaces,
 		Forget:     conntrack.Forget,
+		Observe:    n.observePass,
 	}, n.firewall, n.routes)
 	if err != nil {
 		return err
@@ -376,6 +408,13 @@ func (n *node) serve(id cluster.Identity) error {
 		Members: &members{cluster: cl, store: n.store, ipam: n.ipam, workloads: wl, name: id.Name},
 		Stop:    func() { n.left.Store(true); n.stopOnce.Do(func() { close(n.stopping) }) },
 		Log:     n.log,
+		Health:  n.health,
+		Diags:   n.diagnostics(cl),
+	}
+	if m := n.obs.metrics; m != nil {
+		n.api.Observe = func(route string, code int, client string, took time.Duration) {
+			m.ObserveRequest(route, code, client, took)
+		}
 	}
 	if err := n.api.Listen(); err != nil {
 		return err
@@ -444,6 +483,7 @@ func (n *node) stop() error {
 	} else {
 		n.svc.stopping("stopping; the dataplane stays as it is")
 	}
+	n.obs.stopping.Store(true)
 	var errs []error
 	if n.apiStop != nil {
 		errs = append(errs, n.apiStop())
@@ -474,6 +514,7 @@ func (n *node) stop() error {
 	if n.firewall != nil {
 		n.firewall.Close()
 	}
+	n.closeObservers()
 	if n.unlock != nil {
 		n.unlock()
 	}

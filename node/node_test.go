@@ -125,6 +125,12 @@ func (c *fakeCluster) Depart(context.Context) error                           { 
 func (c *fakeCluster) Close()                                                 { c.ev.add("cluster closed") }
 func (c *fakeCluster) RemoveMember(context.Context, string, netip.Addr) error { return nil }
 func (c *fakeCluster) VotersDown() ([]string, int)                            { return nil, 1 }
+func (c *fakeCluster) ClockSkew(context.Context, cluster.Member) (time.Duration, error) {
+	return 0, nil
+}
+func (c *fakeCluster) GossipMembers() []cluster.Member {
+	return []cluster.Member{{Meta: cluster.Meta{Name: c.id.Name}, State: "alive"}}
+}
 
 // testParts are fakes for every part; failCluster makes the cluster's
 // start fail.

@@ -122,8 +122,25 @@ func (s *service) watchdog(ctx context.Context, every time.Duration) {
 	}
 }
 
-// probe asks every watched loop, at once, whether it is alive.
+// probe asks every watched loop, at once, whether it is alive, and logs
+// when they all answer again.
 func (s *service) probe(ctx context.Context, within time.Duration) error {
+	err := s.check(ctx, within)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.failing != "" {
+		s.log.Info("pinging the watchdog again: every loop answers")
+	}
+	s.failing = ""
+	if err != nil {
+		s.failing = err.Error()
+	}
+	return err
+}
+
+// check asks every watched loop, at once, whether it is alive: the
+// watchdog's pings and /liveness.
+func (s *service) check(ctx context.Context, within time.Duration) error {
 	s.mu.Lock()
 	probes := append([]probe(nil), s.probes...)
 	s.mu.Unlock()
@@ -139,17 +156,7 @@ func (s *service) probe(ctx context.Context, within time.Duration) error {
 		})
 	}
 	wg.Wait()
-	err := errors.Join(errs...)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err == nil && s.failing != "" {
-		s.log.Info("pinging the watchdog again: every loop answers")
-	}
-	s.failing = ""
-	if err != nil {
-		s.failing = err.Error()
-	}
-	return err
+	return errors.Join(errs...)
 }
 
 // clusterStep says what the cluster's start is about to do.

@@ -31,9 +31,11 @@ type cache struct {
 	// loaded: items is a complete state (from disk or from etcd).
 	loaded bool
 	// live: items follows etcd right now.
-	live     bool
-	fromDisk bool
-	syncErr  error
+	live bool
+	// lastEvent is when the datastore last changed the copy.
+	lastEvent time.Time
+	fromDisk  bool
+	syncErr   error
 
 	db *bolt.DB
 	// dirty keys to write; all: rewrite everything.
@@ -158,6 +160,9 @@ func (c *cache) update(ev store.SyncEvent) bool {
 		c.dirty[k] = true
 	}
 	changed := ev.Snapshot || len(ev.Updates) > 0
+	if changed {
+		c.lastEvent = time.Now()
+	}
 	if ev.Revision > c.rev {
 		c.rev = ev.Revision
 	}
@@ -184,6 +189,13 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 		in.Add(r)
 	}
 	return in, c.rev, true
+}
+
+// changedAt is when the datastore last changed the copy.
+func (c *cache) changedAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastEvent
 }
 
 // state reports how the cache relates to the datastore.

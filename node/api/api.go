@@ -202,6 +202,33 @@ type Status struct {
 	Uptime    time.Duration `json:"uptime"`
 	// Problems are what the node had to refuse, skip or stop, each once.
 	Problems []string `json:"problems,omitempty"`
+	// ProblemDetails are the same problems with their kind, resource
+	// and field.
+	ProblemDetails []Problem `json:"problemDetails,omitempty"`
+	// Health is the verdict of the node's /liveness and /readiness.
+	Health *Health `json:"health,omitempty"`
+}
+
+// Problem is one of Status.Problems: what the node had to refuse, skip or
+// retry, and what it concerns.
+type Problem struct {
+	// Kind is data, interface, route, bgp, failsafe, clock or disk.
+	Kind     string `json:"kind"`
+	Resource string `json:"resource"`
+	Field    string `json:"field,omitempty"`
+	Message  string `json:"message"`
+}
+
+// Health is the node's liveness and readiness, as its health endpoints
+// answer them.
+type Health struct {
+	Live bool `json:"live"`
+	// LiveReason says which loop does not answer, when one does not.
+	LiveReason string `json:"liveReason,omitempty"`
+	// Ready: the datastore is in sync and the dataplane is programmed.
+	Ready bool `json:"ready"`
+	// Reason says why the node is not ready.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Datastore is the health of etcd as this node sees it.
@@ -336,4 +363,25 @@ type RuleStats struct {
 	Action    string `json:"action,omitempty"`
 	Packets   uint64 `json:"packets"`
 	Bytes     uint64 `json:"bytes"`
+}
+
+// Log is the tail of the node's log.
+type Log struct {
+	Text string `json:"text"`
+}
+
+// EtcdMember is one etcd member and its status as this node reads it.
+type EtcdMember struct {
+	Name       string   `json:"name"`
+	ID         string   `json:"id"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	Learner    bool     `json:"learner,omitempty"`
+	// Leader, Revision, DBSize and Version come from the member's status;
+	// Error says why it could not be read.
+	Leader   bool   `json:"leader,omitempty"`
+	Revision int64  `json:"revision,omitempty"`
+	DBSize   int64  `json:"dbSize,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Error    string `json:"error,omitempty"`
 }

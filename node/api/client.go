@@ -20,7 +20,16 @@ type Client struct {
 	socket string
 	base   string
 	http   *http.Client
+	// as names the front end in ClientHeader, for the node's metrics.
+	as string
 }
+
+// ClientHeader names the front end that sent a request (the CNI plugin
+// sends "cni"); the node counts such requests in its metrics.
+const ClientHeader = "X-Calico-Client"
+
+// As makes the client name its front end in every request.
+func (c *Client) As(name string) *Client { c.as = name; return c }
 
 // NewClient returns a client of the node whose data dir is dataDir.
 func NewClient(dataDir string) *Client {
@@ -64,6 +73,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.as != "" {
+		req.Header.Set(ClientHeader, c.as)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var nerr *net.OpError
@@ -107,3 +119,30 @@ type rawBody []byte
 // SetBaseURL points the client at an HTTP server instead of the socket,
 // for tests.
 func (c *Client) SetBaseURL(base string, hc *http.Client) { c.base, c.http = base, hc }
+
+// DoText GETs path and returns the reply's body as it is (a reply that
+// is not JSON, such as the node's metrics).
+func (c *Client) DoText(ctx context.Context, path string, out *string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &ClassError{Class: Unavailable, Err: fmt.Errorf("%w at %s (%v)", ErrNoNode, c.socket, err)}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return &StatusError{Status: resp.StatusCode, Msg: e.Error}
+		}
+		return &StatusError{Status: resp.StatusCode, Msg: "GET " + path + ": " + resp.Status}
+	}
+	*out = string(b)
+	return nil
+}

@@ -70,6 +70,9 @@ type Server struct {
 	IPAM      *ipam.IPAM
 	Engine    Engine
 	Log       *slog.Logger
+	// Observe, when set, is told of every call Docker makes: its
+	// operation ("NetworkDriver.CreateEndpoint"), status code and time.
+	Observe func(operation string, code int, took time.Duration)
 
 	mu sync.Mutex
 	// networks caches what the Engine said of each network, by id.
@@ -117,7 +120,7 @@ func (s *Server) Listen() error {
 			s.Shutdown()
 			return err
 		}
-		srv := &http.Server{Handler: p.handler, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: observed(p.handler, s.Observe), ReadHeaderTimeout: 10 * time.Second}
 		s.servers, s.paths = append(s.servers, srv), append(s.paths, path)
 		s.work.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

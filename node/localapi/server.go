@@ -40,7 +40,16 @@ type Server struct {
 	Members Membership
 	// Stop stops the node (after `calico leave`).
 	Stop func()
-	Log  *slog.Logger
+	// Health, when set, is the node's liveness and readiness verdict.
+	Health func(ctx context.Context) api.Health
+	// Observe, when set, is told of every request: its route (the
+	// pattern it matched), status code, the front end that sent it
+	// (api.ClientHeader: "cni", or "" for the CLI) and how long it took.
+	Observe func(route string, code int, client string, took time.Duration)
+	// Diags are what `calico diags` reads of the node beyond the other
+	// routes.
+	Diags Diagnostics
+	Log   *slog.Logger
 
 	started time.Time
 	ln      net.Listener
@@ -66,6 +75,7 @@ type Agent interface {
 	Counters(ctx context.Context) ([]nft.Counter, error)
 	BGPPeers(ctx context.Context) ([]bgp.PeerStatus, error)
 	BGPRoutes() (advertised []netip.Prefix, installed []route.Route)
+	Problems() []agent.Problem
 }
 
 // Listen opens <data-dir>/calico.sock (root only), for Serve.
@@ -159,6 +169,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/pools", handle(s, s.listPools))
 	s.statsRoutes(mux)
 	s.traceRoutes(mux)
+	s.diagsRoutes(mux)
 	if s.Members != nil {
 		s.clusterRoutes(mux)
 	}
@@ -170,12 +181,30 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 		}
-		if _, pattern := mux.Handler(r); pattern == "" {
+		_, pattern := mux.Handler(r)
+		if pattern == "" {
 			s.reply(w, nil, api.Errorf(api.NotFound, "the node's API has no %s %s (is the calico command older or newer than the node?)", r.Method, quote.Clip(r.URL.Path)))
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if s.Observe == nil {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		start, cw := time.Now(), &codeWriter{ResponseWriter: w, code: http.StatusOK}
+		mux.ServeHTTP(cw, r)
+		s.Observe(pattern, cw.code, r.Header.Get(api.ClientHeader), time.Since(start))
 	})
+}
+
+// codeWriter remembers the status code of a reply.
+type codeWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *codeWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // MaxBody bounds a request's body (README, "Resources").
@@ -286,7 +315,14 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		st.Dataplane.Error = last.Err.Error()
 	}
 	st.Workloads = last.Endpoints
-	st.Problems = append(st.Problems, last.Problems...)
+	for _, p := range s.Agent.Problems() {
+		st.Problems = append(st.Problems, p.String())
+		st.ProblemDetails = append(st.ProblemDetails, api.Problem(p))
+	}
+	if s.Health != nil {
+		h := s.Health(ctx)
+		st.Health = &h
+	}
 	bctx, bcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer bcancel()
 	var err error
