@@ -194,7 +194,7 @@ func (r *reader) readSets() ([]TableSet, error) {
 }
 
 func kernelSetType(flags, keyType, keyLen, dataType uint32) SetType {
-	for _, t := range []SetType{SetIPv4, SetIPv6, SetIfaceIPv4, SetIfaceIPv6, MapIfaceVerdict} {
+	for _, t := range []SetType{SetIPv4, SetIPv6, SetIfaceIPv4, SetIfaceIPv6, MapIfaceVerdict, SetIface, SetIfaceMAC} {
 		s := kernelSet(t, nil)
 		var f uint32
 		if s.IsMap {
@@ -457,13 +457,17 @@ func kernelSet(t SetType, table *nftables.Table) *nftables.Set {
 		// nft keeps strings in host byte order; without this hint it
 		// prints the keys swapped (as "").
 		s.KeyByteOrder = binaryutil.NativeEndian
+	case SetIface:
+		s.KeyType, s.KeyByteOrder = nftables.TypeIFName, binaryutil.NativeEndian
+	case SetIfaceMAC:
+		s.KeyType = ifaceMAC
 	}
 	return s
 }
 
 // The concatenated key types; nft creates such sets as plain hash sets
 // (no concat flag), and so do we.
-var ifaceIPv4, ifaceIPv6 = concat(nftables.TypeIPAddr), concat(nftables.TypeIP6Addr)
+var ifaceIPv4, ifaceIPv6, ifaceMAC = concat(nftables.TypeIPAddr), concat(nftables.TypeIP6Addr), concat(nftables.TypeEtherAddr)
 
 func concat(addr nftables.SetDatatype) nftables.SetDatatype {
 	t, err := nftables.ConcatSetType(nftables.TypeIFName, addr)

@@ -3,6 +3,7 @@ package nft
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -73,6 +74,10 @@ const (
 	SetIfaceIPv6
 	// MapIfaceVerdict is a verdict map keyed by interface name.
 	MapIfaceVerdict
+	// SetIface is a set of interface names.
+	SetIface
+	// SetIfaceMAC is a set of interface name and MAC address pairs.
+	SetIfaceMAC
 )
 
 func (t SetType) String() string {
@@ -87,6 +92,10 @@ func (t SetType) String() string {
 		return "ifname . ipv6_addr"
 	case MapIfaceVerdict:
 		return "ifname : verdict"
+	case SetIface:
+		return "ifname"
+	case SetIfaceMAC:
+		return "ifname . ether_addr"
 	}
 	return "unknown"
 }
@@ -142,6 +151,14 @@ func (s *TableSet) elemString(e Element) string {
 		return i + " . " + addr()
 	case MapIfaceVerdict:
 		return iface() + " : goto " + e.Goto
+	case SetIface:
+		return iface()
+	case SetIfaceMAC:
+		i := iface()
+		if len(k) < 6 {
+			return i + " . " + fmt.Sprintf("%x", k)
+		}
+		return i + " . " + net.HardwareAddr(k[:6]).String()
 	}
 	return fmt.Sprintf("%x", k)
 }
