@@ -12,18 +12,31 @@ type Fake struct {
 	routes map[netip.Prefix]Route
 	// Ifaces are the interfaces that exist; a device route to another is
 	// refused, as the kernel would.
-	Ifaces   map[string]bool
-	Applies  int
+	Ifaces  map[string]bool
+	Applies int
+	// Linked counts LinkChanged calls by interface.
+	Linked   map[string]int
 	failNext bool
 }
 
 var _ interface {
 	Apply([]Route) error
 	Current() ([]Route, error)
+	LinkChanged(string)
 } = (*Fake)(nil)
 
 // NewFake returns an empty Fake in which every interface exists.
 func NewFake() *Fake { return &Fake{routes: map[netip.Prefix]Route{}} }
+
+// LinkChanged counts the interface changes reported, as Table's does.
+func (f *Fake) LinkChanged(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Linked == nil {
+		f.Linked = map[string]int{}
+	}
+	f.Linked[name]++
+}
 
 // FailNext makes the next Apply fail without changing anything.
 func (f *Fake) FailNext() {
