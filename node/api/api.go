@@ -50,6 +50,14 @@ type WorkloadAdd struct {
 	// opened, for runtimes whose NetNS is a mount in a mount namespace of
 	// their own (Podman's, dockerd's).
 	NetNSHandle string `json:"netnsHandle,omitempty"`
+	// HostInterface, when given, is an existing interface of the host
+	// that something else made and owns (a VM's tap): the workload is
+	// wired to it instead of a namespace and veth, and it stays when the
+	// workload is removed (`calico workload add --iface`).
+	HostInterface string `json:"hostInterface,omitempty"`
+	// MAC, with HostInterface, is the guest's MAC: the only source MAC
+	// the workload may send from, and the only client DHCP answers.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Attachment names a CNI attachment: the workload endpoint of a
@@ -143,6 +151,13 @@ type Workload struct {
 	ContainerID       string `json:"containerID,omitempty"`
 	WorkloadInterface string `json:"workloadInterface,omitempty"`
 	MAC               string `json:"mac,omitempty"`
+	// Attached is the kind of an interface something else made and the
+	// workload was attached to (tuntap, veth); empty for the node's own.
+	Attached string `json:"attached,omitempty"`
+	// State is "up" or "down" for a workload of this host (down: its
+	// interface is absent, down or without carrier, as Why says).
+	State string `json:"state,omitempty"`
+	Why   string `json:"why,omitempty"`
 }
 
 // Resources carries resources as the datastore encodes them (a JSON
@@ -187,6 +202,10 @@ type Status struct {
 	Uptime    time.Duration `json:"uptime"`
 	// Problems are what the node had to refuse, skip or stop, each once.
 	Problems []string `json:"problems,omitempty"`
+
+	// WorkloadsDown are this node's workloads whose interface is absent,
+	// down or without carrier: "namespace/name: why".
+	WorkloadsDown []string `json:"workloadsDown,omitempty"`
 }
 
 // Datastore is the health of etcd as this node sees it.

@@ -24,8 +24,9 @@ func attached(w *store.WorkloadEndpoint) bool {
 	return w.Metadata.Annotations[store.AnnotationAttached] != ""
 }
 
-// policed reports whether the node polices w's interface as a workload's.
-func policed(w *store.WorkloadEndpoint) bool {
+// Policed reports whether the node polices w's interface as a
+// workload's: one of its own (cali…) or an attached one, never loopback.
+func Policed(w *store.WorkloadEndpoint) bool {
 	name := w.Spec.InterfaceName
 	return name != "lo" && (strings.HasPrefix(name, nft.IfacePrefix) || attached(w))
 }
@@ -34,7 +35,7 @@ func policed(w *store.WorkloadEndpoint) bool {
 // does not police.
 func (c *calculation) reportUnpoliced() {
 	for _, w := range c.in.Workloads {
-		if w.Spec.Node == c.in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && !policed(w) {
+		if w.Spec.Node == c.in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && !Policed(w) {
 			c.problems = append(c.problems, fmt.Sprintf("%s: interface %s is not a workload interface (the node's own start with %s; others are attached with `calico workload add --iface`): it is neither policed nor routed as the workload's",
 				store.IDOf(w), w.Spec.InterfaceName, nft.IfacePrefix))
 		}

@@ -576,7 +576,7 @@ func (c *calculation) fillSets(rs *nft.Ruleset) {
 func localWorkloads(in Input) []*store.WorkloadEndpoint {
 	var out []*store.WorkloadEndpoint
 	for _, w := range in.Workloads {
-		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && policed(w) {
+		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && Policed(w) {
 			out = append(out, w)
 		}
 	}

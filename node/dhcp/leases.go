@@ -3,9 +3,8 @@ package dhcp
 import (
 	"net"
 	"net/netip"
-	"strings"
 
-	"calico/nft"
+	"calico/node/calc"
 	"calico/store"
 )
 
@@ -19,12 +18,11 @@ func LeasesOf(node string, ws []*store.WorkloadEndpoint) map[string]Lease {
 	claimed := map[string]int{}
 	for _, w := range ws {
 		iface := w.Spec.InterfaceName
-		attached := w.Metadata.Annotations[store.AnnotationAttached] != ""
-		if w.Spec.Node != node || iface == "" || store.Broken(w) || !attached && !strings.HasPrefix(iface, nft.IfacePrefix) {
+		if w.Spec.Node != node || iface == "" || store.Broken(w) || !calc.Policed(w) {
 			continue
 		}
 		claimed[iface]++
-		l := Lease{Iface: iface, Workload: w.Metadata.Namespace + "/" + w.Spec.Workload, Attached: attached}
+		l := Lease{Iface: iface, Workload: w.Metadata.Namespace + "/" + w.Spec.Workload, Attached: w.Metadata.Annotations[store.AnnotationAttached] != ""}
 		if mac, err := net.ParseMAC(w.Spec.MAC); err == nil && len(mac) == 6 {
 			l.MAC = mac
 		}

@@ -286,6 +286,9 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		st.Dataplane.Error = last.Err.Error()
 	}
 	st.Workloads = last.Endpoints
+	if in, _, ok := s.Agent.View(); ok {
+		st.WorkloadsDown = workload.Down(i.Name, in.Workloads)
+	}
 	st.Problems = append(st.Problems, last.Problems...)
 	bctx, bcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer bcancel()

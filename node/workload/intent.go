@@ -31,6 +31,9 @@ type intent struct {
 	// makes or removes.
 	HostIface string `json:"hostIface"`
 	Handle    string `json:"handle"`
+	// Attached says HostIface is an interface something else made,
+	// which the node never deletes.
+	Attached bool `json:"attached,omitempty"`
 	// NetNS is the name of a namespace the node made (and removes).
 	NetNS string `json:"netns,omitempty"`
 	// Profiles are profiles the add made (removed again on undo).
@@ -130,7 +133,7 @@ func (s *Service) reconcile(ctx context.Context, in *intent) error {
 
 // undoAdd takes away what an unfinished add made.
 func (s *Service) undoAdd(ctx context.Context, in *intent) error {
-	errs := []error{veth.Remove(in.HostIface)}
+	errs := []error{unwire(in.HostIface, in.Attached)}
 	if _, err := s.IPAM.ReleaseByHandle(ctx, in.Handle); err != nil {
 		errs = append(errs, err)
 	}
@@ -152,7 +155,7 @@ func (s *Service) finishRemove(ctx context.Context, in *intent, w *store.Workloa
 			return err
 		}
 	}
-	errs := []error{veth.Remove(in.HostIface)}
+	errs := []error{unwire(in.HostIface, in.Attached)}
 	if _, err := s.IPAM.ReleaseByHandle(ctx, in.Handle); err != nil {
 		errs = append(errs, err)
 	}

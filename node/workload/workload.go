@@ -46,7 +46,11 @@ type Service struct {
 	Store     *store.Store
 	IPAM      *ipam.IPAM
 	Dataplane Dataplane
-	Log       *slog.Logger
+	// MTU is the MTU of the interfaces the service makes or attaches
+	// when the request gives none; 0 leaves the kernel's (or the
+	// interface's own).
+	MTU int
+	Log *slog.Logger
 
 	mu    sync.Mutex
 	locks map[string]*lock
@@ -97,6 +101,9 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 		return nil, err
 	}
 	defer s.lock(id.endpoint)()
+	if id.attach {
+		defer s.lock("iface/" + id.hostIface)() // one workload per interface
+	}
 	ph := newPhases()
 	defer func() {
 		s.Log.Debug("workload add", "workload", id.workload, "endpoint", id.endpoint, "phases", ph.String())
@@ -110,10 +117,13 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	if err := s.settle(ctx, id.namespace, id.endpoint); err != nil {
 		return nil, err
 	}
+	if err := s.checkAttach(ctx, req, id); err != nil {
+		return nil, err
+	}
 	w := s.endpoint(req, id)
 	in := &intent{Op: "add", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
-		HostIface: id.hostIface, Handle: id.handle, Started: time.Now().UTC()}
-	if req.NetNS == "" {
+		HostIface: id.hostIface, Attached: id.attach, Handle: id.handle, Started: time.Now().UTC()}
+	if req.NetNS == "" && !id.attach {
 		in.NetNS = req.Name
 	}
 	if err := s.record(in); err != nil {
@@ -125,9 +135,9 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 			s.forget(id.namespace, id.endpoint)
 		}
 	}()
-	u.add(func() { veth.Remove(id.hostIface) }) // whatever part of it was made
+	u.add(func() { unwire(id.hostIface, id.attach) }) // whatever part of it was made
 
-	netnsPath, err := s.netns(req, u)
+	netnsPath, err := s.netns(req, id, u)
 	if err != nil {
 		return nil, err
 	}
@@ -138,28 +148,15 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	ph.mark("profiles")
 
 	u.add(func() { s.release(id.handle) })
-	attrs := map[string]string{"node": s.Node, "namespace": id.namespace, "workload": id.workload}
-	if id.orchestrator == OrchestratorCNI {
-		attrs = s.cniAttrs(id, id.workload)
-	}
-	addrs, err := s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
+	addrs, err := s.addresses(ctx, req, id, w)
 	if err != nil {
 		return nil, err
 	}
 	ph.mark("ipam")
-	for _, a := range addrs {
-		w.Spec.IPNetworks = append(w.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
-	}
-
-	mac, err := veth.Add(veth.Spec{NetNS: netnsPath, HostIface: id.hostIface, Iface: id.iface, Addrs: addrs, MTU: req.MTU})
-	if errors.Is(err, veth.ErrIfaceExists) {
-		return nil, api.FieldErrorf(api.Conflict, "interface", "%v", err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("wiring workload %s: %w", id.workload, err)
+	if w.Spec.MAC, err = s.wire(req, id, netnsPath, addrs); err != nil {
+		return nil, err
 	}
 	ph.mark("veth")
-	w.Spec.MAC = mac.String()
 
 	s.Dataplane.BlocksMayHaveChanged() // before the endpoint's event can start a pass
 	if err := s.Store.Create(ctx, w); err != nil {
@@ -175,6 +172,48 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	s.waitProgrammed(ctx, w, out)
 	ph.mark("dataplane")
 	return out, nil
+}
+
+// addresses takes the workload's addresses from IPAM and puts them in
+// its endpoint.
+func (s *Service) addresses(ctx context.Context, req api.WorkloadAdd, id *ident, w *store.WorkloadEndpoint) ([]netip.Addr, error) {
+	attrs := map[string]string{"node": s.Node, "namespace": id.namespace, "workload": id.workload}
+	if id.orchestrator == OrchestratorCNI {
+		attrs = s.cniAttrs(id, id.workload)
+	}
+	addrs, err := s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		w.Spec.IPNetworks = append(w.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
+	}
+	return addrs, nil
+}
+
+// wire makes the workload's interface: a veth pair into its namespace,
+// or the host side's treatment for an attached interface. It returns the
+// MAC its endpoint records: the workload side's, or for an attached
+// interface the guest's (--mac; none without).
+func (s *Service) wire(req api.WorkloadAdd, id *ident, netnsPath string, addrs []netip.Addr) (string, error) {
+	mtu := req.MTU
+	if mtu == 0 {
+		mtu = s.MTU
+	}
+	if id.attach {
+		if err := veth.Attach(id.hostIface, mtu); err != nil {
+			return "", fmt.Errorf("attaching interface %s to workload %s: %w", id.hostIface, id.workload, err)
+		}
+		return req.MAC, nil
+	}
+	mac, err := veth.Add(veth.Spec{NetNS: netnsPath, HostIface: id.hostIface, Iface: id.iface, Addrs: addrs, MTU: mtu})
+	if errors.Is(err, veth.ErrIfaceExists) {
+		return "", api.FieldErrorf(api.Conflict, "interface", "%v", err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("wiring workload %s: %w", id.workload, err)
+	}
+	return mac.String(), nil
 }
 
 // ensureProfiles makes the missing profiles of an add, recording each
@@ -196,8 +235,9 @@ func (s *Service) ensureProfiles(ctx context.Context, profiles []string, in *int
 }
 
 // waitProgrammed waits (up to 10 s) until the dataplane is programmed
-// for w, and says whether it is.
+// for w, and says whether it is and whether w is up.
 func (s *Service) waitProgrammed(ctx context.Context, w *store.WorkloadEndpoint, out *api.Workload) {
+	out.State, out.Why = stateOf(w, links())
 	rev, _ := store.ParseRevision(w.Metadata.ResourceVersion)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -219,8 +259,12 @@ func cleanupContext() (context.Context, context.CancelFunc) {
 }
 
 // netns returns the path of the workload's network namespace: the given
-// one, or one made for it (and recorded as ours).
-func (s *Service) netns(req api.WorkloadAdd, u *undo) (string, error) {
+// one, or one made for it (and recorded as ours); none for a workload
+// behind an attached interface (a VM).
+func (s *Service) netns(req api.WorkloadAdd, id *ident, u *undo) (string, error) {
+	if id.attach {
+		return "", nil
+	}
 	if req.NetNS != "" {
 		path := openNetNS(req.NetNS, req.NetNSHandle)
 		if _, err := os.Stat(path); err != nil {
@@ -264,6 +308,9 @@ func (s *Service) endpoint(req api.WorkloadAdd, id *ident) *store.WorkloadEndpoi
 	if req.NetNS != "" {
 		w.Metadata.Annotations = map[string]string{annotationNetNS: req.NetNS}
 	}
+	if id.attach {
+		w.Metadata.Annotations = map[string]string{store.AnnotationAttached: id.kind}
+	}
 	if id.network != "" {
 		if w.Metadata.Annotations == nil {
 			w.Metadata.Annotations = map[string]string{}
@@ -297,7 +344,8 @@ func (u *undo) run() bool {
 // different one is a conflict.
 func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old *store.WorkloadEndpoint) (*api.Workload, error) {
 	same := slices.Equal(old.Spec.Profiles, req.Profiles) && maps.Equal(store.UserLabels(old.Metadata.Labels), store.UserLabels(req.Labels)) &&
-		old.Metadata.Annotations[annotationNetNS] == req.NetNS
+		old.Metadata.Annotations[annotationNetNS] == req.NetNS && (attachedKind(old) != "") == id.attach &&
+		(!id.attach || old.Spec.InterfaceName == id.hostIface && old.Spec.MAC == req.MAC)
 	for _, ip := range req.IPs {
 		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
 		same = same && slices.Contains(old.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
@@ -309,7 +357,7 @@ func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old
 		return nil, api.Errorf(api.Conflict, "workload %s already exists in namespace %s on this node", req.Name, req.Namespace)
 	}
 	netns := req.NetNS
-	if netns == "" {
+	if netns == "" && !id.attach {
 		netns = veth.NetNSPath(req.Name)
 	}
 	out := toWorkload(old, netns)
@@ -365,7 +413,7 @@ func (s *Service) Remove(ctx context.Context, ns, name string) error {
 		return err
 	}
 	in := &intent{Op: "remove", Namespace: ns, Endpoint: weName, Workload: name,
-		HostIface: w.Spec.InterfaceName, Handle: HandleOf(w), Started: time.Now().UTC()}
+		HostIface: w.Spec.InterfaceName, Attached: attachedKind(w) != "", Handle: HandleOf(w), Started: time.Now().UTC()}
 	if _, err := os.Stat(s.netnsMarker(name)); err == nil {
 		in.NetNS = name
 	}
@@ -415,10 +463,11 @@ func (s *Service) List(ctx context.Context) ([]api.Workload, error) {
 		return nil, err
 	}
 	applied := s.Dataplane.Applied()
+	ls := links()
 	out := []api.Workload{}
 	for _, w := range weps {
 		path := w.Metadata.Annotations[annotationNetNS]
-		if path == "" && w.Spec.Node == s.Node && w.Spec.Orchestrator == Orchestrator {
+		if path == "" && w.Spec.Node == s.Node && w.Spec.Orchestrator == Orchestrator && attachedKind(w) == "" {
 			path = veth.NetNSPath(w.Spec.Workload)
 		}
 		wl := toWorkload(w, path)
@@ -426,6 +475,7 @@ func (s *Service) List(ctx context.Context) ([]api.Workload, error) {
 			rev, _ := store.ParseRevision(w.Metadata.ResourceVersion)
 			programmed := applied >= rev
 			wl.Programmed = &programmed
+			wl.State, wl.Why = stateOf(w, ls)
 		}
 		out = append(out, *wl)
 	}
@@ -443,6 +493,9 @@ func toWorkload(w *store.WorkloadEndpoint, netns string) *api.Workload {
 	}
 	if w.Spec.Orchestrator != Orchestrator { // the CLI's workloads show as they always have
 		out.Orchestrator, out.ContainerID, out.WorkloadInterface, out.MAC = w.Spec.Orchestrator, w.Spec.ContainerID, w.Spec.Endpoint, w.Spec.MAC
+	}
+	if out.Attached = attachedKind(w); out.Attached != "" {
+		out.MAC = w.Spec.MAC // the guest's
 	}
 	for _, n := range w.Spec.IPNetworks {
 		if p, err := store.ParseCIDR(n); err == nil {
