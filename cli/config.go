@@ -50,6 +50,9 @@ var upSettings = []setting{
 	{name: "etcd-key", usage: "its key (PEM `FILE`)"},
 	{name: "voter-replace-after", def: "5m", usage: "how long an etcd voter's host may be dead before a client host takes its seat (a `DURATION`)"},
 	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error"},
+	{name: "mtu", usage: "the `MTU` of the workload interfaces the node makes or attaches (a VM's tap), which DHCP and router advertisements tell the guests", defText: "the kernel's for veths; a tap keeps its own"},
+	{name: "dns-server", list: true, usage: "a DNS server `ADDR` that DHCP hands the VMs of attached interfaces (repeatable; IPv4 by DHCPv4, IPv6 by DHCPv6 and router advertisements)", defText: "none"},
+	{name: "dns-domain", usage: "the DNS `DOMAIN` that DHCP hands the VMs (domain name and search list)", defText: "none"},
 }
 
 func lookupSetting(name string) (setting, bool) {

@@ -18,6 +18,7 @@ import (
 	"calico/nft"
 	"calico/node/agent"
 	"calico/node/api"
+	"calico/node/dhcp"
 	"calico/node/localapi"
 	"calico/node/route"
 	"calico/node/veth"
@@ -42,6 +43,13 @@ type Config struct {
 	// Notify, when set, is told how the node is doing: systemd's READY=1,
 	// STATUS=, STOPPING=1 and watchdog pings.
 	Notify Notifier
+	// MTU of the workload interfaces the node makes or attaches (0: the
+	// kernel's, or the tap's own); DHCP and router advertisements tell
+	// guests their interface's MTU.
+	MTU int
+	// DNSServers and DNSDomain are handed to guests by DHCP.
+	DNSServers []netip.Addr
+	DNSDomain  string
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -77,10 +85,19 @@ type parts struct {
 	firewall   func(log *slog.Logger, verify bool) firewallDriver
 	speaker    func(log *slog.Logger) agent.StartSpeaker
 	cluster    func(ctx context.Context, cfg cluster.Config) (clusterPart, error)
+	// dhcp, links and attach serve the guests of attached interfaces
+	// (guests.go): the DHCP server, the kernel's link events and the
+	// host side's treatment of an interface. Without dhcp or links the
+	// node serves no guests.
+	dhcp   func(dhcp.Config) dhcpServer
+	links  func(ctx context.Context, fn func(linkEvent)) error
+	attach func(name string, mtu int) error
 }
 
 type routeDriver interface {
 	agent.Routes
+	// LinkChanged says the kernel reported a change of an interface.
+	LinkChanged(name string)
 	Close()
 }
 
@@ -115,7 +132,7 @@ type clusterPart interface {
 }
 
 func realParts() parts {
-	return parts{
+	p := parts{
 		forwarding: veth.EnableForwarding,
 		routes:     func(log *slog.Logger) (routeDriver, error) { return route.New(log) },
 		firewall: func(log *slog.Logger, verify bool) firewallDriver {
@@ -129,6 +146,8 @@ func realParts() parts {
 			return cluster.Start(ctx, cfg)
 		},
 	}
+	realGuestParts(&p)
+	return p
 }
 
 // node is a running node: what has started so far, so that stop can undo
@@ -167,6 +186,9 @@ type node struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 	left     atomic.Bool
+
+	// guestsStop ends the DHCP server and the link watcher.
+	guestsStop func()
 }
 
 func run(ctx context.Context, cfg Config, p parts) (err error) {
@@ -229,7 +251,7 @@ func (n *node) start(ctx context.Context) error {
 		}
 	}
 	n.store, n.ipam = store.New(cl.Client()), ipam.New(cl.Client())
-	n.workloads = &workload.Service{Node: id.Name, DataDir: n.cfg.DataDir, Store: n.store, IPAM: n.ipam, Dataplane: n.agent, Log: n.log}
+	n.workloads = &workload.Service{Node: id.Name, DataDir: n.cfg.DataDir, Store: n.store, IPAM: n.ipam, Dataplane: n.agent, MTU: n.cfg.MTU, Log: n.log}
 	n.agent.Connect(agent.FromStore(n.store, n.ipam))
 	n.startBackground(ctx, cl, id)
 	if err := n.serve(id); err != nil {
@@ -269,7 +291,7 @@ func (n *node) startAgent(name string) error {
 			c := n.cluster.Load()
 			return c != nil && (*c).Down(addr)
 		},
-		Interfaces: agent.HostInterfaces,
+		Interfaces: upInterfaces,
 	}, n.firewall, n.routes)
 	if err != nil {
 		return err
@@ -284,6 +306,7 @@ func (n *node) startAgent(name string) error {
 	}()
 	n.agent, n.agentStop = a, func() { cancel(); <-done }
 	n.svc.watch("the agent's loop", a.Alive)
+	n.startGuests(name)
 	return nil
 }
 
@@ -437,6 +460,9 @@ func (n *node) stop() error {
 	if n.bgCancel != nil {
 		n.bgCancel()
 		n.background.Wait()
+	}
+	if n.guestsStop != nil {
+		n.guestsStop()
 	}
 	if n.agentStop != nil {
 		n.agentStop()

@@ -12,10 +12,9 @@ type Fake struct {
 	routes map[netip.Prefix]Route
 	// Ifaces are the interfaces that exist; a device route to another is
 	// refused, as the kernel would.
-	Ifaces  map[string]bool
-	Applies int
-	// Linked counts LinkChanged calls by interface.
-	Linked   map[string]int
+	Ifaces   map[string]bool
+	Applies  int
+	linked   map[string]int
 	failNext bool
 }
 
@@ -28,14 +27,22 @@ var _ interface {
 // NewFake returns an empty Fake in which every interface exists.
 func NewFake() *Fake { return &Fake{routes: map[netip.Prefix]Route{}} }
 
-// LinkChanged counts the interface changes reported, as Table's does.
+// LinkChanged counts the interface changes reported (Table's looks for
+// the interface at once).
 func (f *Fake) LinkChanged(name string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.Linked == nil {
-		f.Linked = map[string]int{}
+	if f.linked == nil {
+		f.linked = map[string]int{}
 	}
-	f.Linked[name]++
+	f.linked[name]++
+}
+
+// LinkChanges is how often LinkChanged reported an interface.
+func (f *Fake) LinkChanges(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.linked[name]
 }
 
 // FailNext makes the next Apply fail without changing anything.
