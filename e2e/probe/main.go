@@ -7,7 +7,8 @@
 //	                            (1 if it answers a request, 2 if nothing listens)
 //	probe udp ADDR:PORT TEXT    send one UDP datagram holding TEXT
 //
-// and the benchmarks' flip, rrserve, rr and conns (bench.go).
+// the benchmarks' flip, rrserve, rr and conns (bench.go), and the VM
+// tests' tapbridge, udpsend and udprecv (guest.go).
 package main
 
 import (
@@ -67,6 +68,15 @@ func main() {
 		}
 	case "tlsnocert":
 		os.Exit(tlsNoCert(os.Args[2]))
+	case "tapbridge":
+		if len(os.Args) != 6 {
+			os.Exit(2)
+		}
+		tapBridge(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+	case "udpsend":
+		udpSend(os.Args[2])
+	case "udprecv":
+		udpRecv(os.Args[2])
 	case "flip":
 		flip(net.JoinHostPort(os.Args[2], os.Args[3]))
 	case "rrserve":
