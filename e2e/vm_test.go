@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +21,9 @@ var vmFlags = []string{"--pool", "10.65.0.0/16", "--pool", "fd00:65::/48", "--mt
 // managed='no').
 func makeTap(t *testing.T, lab *Lab, host, name string) {
 	t.Helper()
-	for _, args := range [][]string{{"ip", "tuntap", "add", "dev", name, "mode", "tap"}, {"ip", "link", "set", name, "up"}} {
-		if out, err := lab.Exec(host, args...); err != nil {
-			t.Fatalf("%s on %s: %v\n%s", strings.Join(args, " "), host, err, out)
-		}
+	cmd := "ip tuntap add dev " + name + " mode tap && ip link set " + name + " up"
+	if out, err := exec.Command("ip", "netns", "exec", hostNS(host), "sh", "-c", cmd).CombinedOutput(); err != nil {
+		t.Fatalf("%s on %s: %v\n%s", cmd, host, err, out)
 	}
 }
 

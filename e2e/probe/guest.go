@@ -6,8 +6,11 @@ package main
 //	                            the stand-in for a VM: open tap TAP in network namespace
 //	                            HOSTNS (as QEMU does; it comes up with a carrier) and copy
 //	                            frames between it and interface WIRE of namespace GUESTNS
-//	                            (a packet socket), until killed; print "<unix ns> <dir>
-//	                            DHCP<type>" for each DHCPv4 frame (dir in: to the guest)
+//	                            (a packet socket), until killed; print "ready", then
+//	                            "<unix ns> <dir> DHCP<type>" for each DHCPv4 frame (dir
+//	                            in: to the guest)
+//	probe dhcpsniff NS IFACE    print "<unix ns> <dir> DHCP<type>" for each DHCPv4 frame
+//	                            through IFACE of namespace NS (dir in: sent by the host)
 //	probe udpsend ADDR:PORT     send a datagram every 5 ms until killed
 //	probe udprecv PORT          print the Unix time in ns when the first datagram arrives
 
@@ -82,6 +85,7 @@ func tapBridge(tap, hostNS, guestNS, wire string) {
 	if err != nil {
 		die("packet socket on %s: %v", wire, err)
 	}
+	fmt.Println("ready")
 	go func() { // host to guest
 		buf := make([]byte, 65536)
 		for {
@@ -101,6 +105,36 @@ func tapBridge(tap, hostNS, guestNS, wire string) {
 		}
 		logDHCP("out", buf[:n])
 		t.Write(buf[:n])
+	}
+}
+
+// dhcpSniff prints the DHCPv4 frames through an interface, both ways.
+func dhcpSniff(ns, iface string) {
+	runtime.LockOSThread()
+	enterNetNS(ns)
+	i, err := net.InterfaceByName(iface)
+	if err != nil {
+		die("%s: %v", iface, err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+	if err == nil {
+		err = unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: i.Index})
+	}
+	if err != nil {
+		die("packet socket on %s: %v", iface, err)
+	}
+	fmt.Println("ready")
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := unix.Recvfrom(fd, buf[vnetHdrLen:], 0)
+		if err != nil {
+			die("reading %s: %v", iface, err)
+		}
+		dir := "out" // from the guest
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			dir = "in"
+		}
+		logDHCP(dir, buf[:vnetHdrLen+n])
 	}
 }
 

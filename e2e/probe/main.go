@@ -8,7 +8,7 @@
 //	probe udp ADDR:PORT TEXT    send one UDP datagram holding TEXT
 //
 // the benchmarks' flip, rrserve, rr and conns (bench.go), and the VM
-// tests' tapbridge, udpsend and udprecv (guest.go).
+// tests' tapbridge, dhcpsniff, udpsend and udprecv (guest.go).
 package main
 
 import (
@@ -73,6 +73,11 @@ func main() {
 			os.Exit(2)
 		}
 		tapBridge(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+	case "dhcpsniff":
+		if len(os.Args) != 4 {
+			os.Exit(2)
+		}
+		dhcpSniff(os.Args[2], os.Args[3])
 	case "udpsend":
 		udpSend(os.Args[2])
 	case "udprecv":
