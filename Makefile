@@ -2,6 +2,8 @@
 # make test           every test tier this user may run (all three as root)
 # make bench          benchmarks, written to docs/bench.md (root)
 # make demo           a one-host lab with workloads to try (root)
+# make chaos          the chaos test with a longer random schedule (root;
+#                     CHAOS_STEPS, default 40, and CHAOS_SEED to replay one)
 # make release        dist/: calico-linux-{amd64,arm64}, sha256sum.txt, install.sh
 # make release-check  build the release twice (the second with an empty Go
 #                     build cache) and fail unless both are byte-identical
@@ -16,7 +18,7 @@ RELEASE_ARCHES := amd64 arm64
 RELEASE_LDFLAGS := -s -w -buildid= -X calico/cli.Version=$(VERSION)
 DIST ?= dist
 
-.PHONY: all calico test bench demo lab-down clean release release-check
+.PHONY: all calico test bench demo chaos lab-down clean release release-check
 
 all: calico
 
@@ -31,6 +33,12 @@ bench: calico
 
 demo: calico
 	scripts/demo.sh
+
+# CALICO_LAB_NAME (the lab's namespace prefix) passes through.
+chaos: calico
+	CALICO_VERIFY=1 CALICO_E2E=1 CALICO="$(CURDIR)/calico" \
+		CHAOS_SEED="$${CHAOS_SEED:-random}" CHAOS_STEPS="$${CHAOS_STEPS:-40}" \
+		go test -count=1 -run '^TestChaos$$' -v -timeout 120m ./e2e/
 
 lab-down:
 	scripts/lab.sh down

@@ -28,6 +28,7 @@ func TestImports(t *testing.T) {
 		"calico/node/agent":     {"calico/node/localapi", "calico/node/workload", "calico/cluster", "calico/cli", "calico/node"},
 		"calico/node/localapi":  {"calico/cluster", "calico/cli", "calico/node"},
 		"calico/node/workload":  {"calico/node/agent", "calico/node/localapi", "calico/cluster", "calico/cli", "calico/node"},
+		"calico/node/docker":    {"calico/node/agent", "calico/node/localapi", "calico/cluster", "calico/cli", "calico/node", "calico/nft", "calico/bgp"},
 		"calico/cni":            {"calico/cli", "calico/node", "calico/node/agent", "calico/node/localapi", "calico/node/workload", "calico/store", "calico/store/ipam", "calico/cluster", "go.etcd.io/etcd/client/v3"},
 		"calico/node/api":       {"calico/node/agent", "calico/node/localapi", "calico/node/workload", "calico/node/calc", "calico/cluster", "calico/store", "calico/cli", "calico/node"},
 		"calico/node/route":     {"calico/store", "calico/node/agent", "calico/cluster", "calico/cli", "calico/node"},

@@ -115,3 +115,72 @@ func TestPrivilegedPasswordAndIPv6(t *testing.T) {
 		t.Errorf("a connection from 192.0.2.4, which A has no password for: %v", err)
 	}
 }
+
+// TestPrivilegedPasswordFiles: two speakers whose sessions take their
+// passwords from files. With the same password the session comes up; when
+// one end's file changes to another password (and peers are set again, as
+// the agent does on every pass) the session goes down and stays down;
+// with the right one again it comes back; a file others may read is
+// refused (no session, Peers says why).
+func TestPrivilegedPasswordFiles(t *testing.T) {
+	if !inNetNS(t) {
+		return
+	}
+	run(t, "ip", "link", "set", "lo", "up")
+	for _, a := range []string{"192.0.2.1/32", "192.0.2.2/32"} {
+		run(t, "ip", "addr", "add", a, "dev", "lo")
+	}
+	a4, b4 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	startNode := func(v4 netip.Addr) *Speaker {
+		s, err := Start(t.Context(), Config{
+			RouterID: v4, AS: testAS, ListenAddr: []netip.Addr{v4}, ListenPort: 179,
+			NextHop4: v4, Log: testLog(t).With("node", v4),
+		})
+		if err != nil {
+			t.Fatalf("starting speaker on %s: %v", v4, err)
+		}
+		t.Cleanup(s.Stop)
+		return s
+	}
+	dir := t.TempDir()
+	fileA := writeSecret(t, dir, "a", "same-secret\n", 0o600)
+	fileB := writeSecret(t, dir, "b", "same-secret", 0o600)
+	a, b := startNode(a4), startNode(b4)
+	toB := Peer{Addr: b4, AS: testAS, Name: "b", LocalAddr: a4, PasswordFile: fileA}
+	toA := Peer{Addr: a4, AS: testAS, Name: "a", LocalAddr: b4, PasswordFile: fileB}
+	setPeers(t, a, toB)
+	setPeers(t, b, toA)
+	advertise(t, a, "10.65.10.0/26")
+	waitState(t, a, b4, "established", false)
+	waitLearned(t, b, route("10.65.10.0/26", "192.0.2.1"))
+
+	writeSecret(t, dir, "b", "another-secret", 0o600)
+	setPeers(t, b, toA)
+	waitState(t, a, b4, "established", true)
+	// Give it several connect retries (1 s each): it must not come up.
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range []*Speaker{a, b} {
+			st, _ := s.Peers(t.Context())
+			for _, p := range st {
+				if p.State == "established" {
+					t.Fatalf("a session with mismatched passwords is established: %+v", p)
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	writeSecret(t, dir, "b", "same-secret", 0o600)
+	setPeers(t, b, toA)
+	waitState(t, a, b4, "established", false)
+	waitLearned(t, b, route("10.65.10.0/26", "192.0.2.1"))
+
+	os.Chmod(fileA, 0o644)
+	setPeers(t, a, toB)
+	st := waitState(t, a, b4, "established", true)
+	if !strings.HasPrefix(st.State, "refused: ") || !strings.Contains(st.Problem, fileA) {
+		t.Errorf("A's session to B with a file others may read: %+v; want it refused, naming the file", st)
+	}
+	waitState(t, b, a4, "established", true)
+}

@@ -19,7 +19,10 @@ import (
 // neighbours back first, so an earlier call that was given up on is
 // repaired. There is at most one session per address; a second entry for
 // an address with different settings is an error, and the first one
-// stays. Idempotent.
+// stays. Idempotent. Password files are read afresh on every call: a
+// session whose file cannot be used is left out (so removed if it was
+// there) and reported by Peers, and one whose password changed is
+// re-created.
 //
 // After a graceful restart, call SetAdvertised before the first SetPeers:
 // a session that comes up sends our routes and then End-of-RIB, and a
@@ -30,7 +33,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 
 	var errs []error
 	want := map[netip.Addr]Peer{}
-	for _, p := range peers {
+	for _, p := range s.withPasswords(peers) {
 		p, err := s.checkPeer(p)
 		if err != nil {
 			errs = append(errs, err)
@@ -158,7 +161,7 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Addr.String(),
 			PeerAsn:         p.AS,
-			AuthPassword:    p.Password,
+			AuthPassword:    string(p.Password),
 		},
 		Transport: &api.Transport{RemotePort: uint32(peerPort(p))},
 		Timers: &api.Timers{Config: &api.TimersConfig{
@@ -298,6 +301,7 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 		}
 		out = append(out, st)
 	}
+	out = append(out, s.refusedStatus()...)
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Addr.Compare(b.Addr) })
 	return out, errors.Join(errs...)
 }

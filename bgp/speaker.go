@@ -35,8 +35,17 @@ type Config struct {
 type Peer struct {
 	Addr     netip.Addr // the peer's address; the session's family follows it: an IPv4 peer carries IPv4 unicast, an IPv6 peer IPv6 unicast
 	AS       uint32
-	Port     int    // 179 by default
-	Password string // TCP MD5, empty = none
+	Port     int      // 179 by default
+	Password Password // TCP MD5, empty = none
+	// PasswordFile, when set, is where the password is: SetPeers reads it
+	// every time (see ReadPasswordFile), so a change of the file reaches
+	// the session at the next SetPeers. A session whose file cannot be
+	// used is not configured at all, and Peers says why.
+	PasswordFile string
+	// Refused, when set, says why the session must not be configured (its
+	// password cannot be used as given); Peers reports it as it reports a
+	// password file that cannot be used.
+	Refused string
 	// ReflectorClient: this node is a route reflector and the peer is its
 	// client (the node's routeReflectorClusterID goes in ClusterID).
 	ReflectorClient bool
@@ -62,7 +71,12 @@ type Route struct {
 // PeerStatus is a session as `calico status` shows it.
 type PeerStatus struct {
 	Peer
-	State      string    // idle, connect, active, opensent, openconfirm, established
+	// State is idle, connect, active, opensent, openconfirm, established,
+	// or "refused: <problem>" for a session not configured because its
+	// password file cannot be used.
+	State string
+	// Problem is why the session is refused, or "".
+	Problem    string
 	Since      time.Time // last state change (zero if unknown)
 	Received   int       // prefixes received (accepted)
 	Advertised int
@@ -100,8 +114,9 @@ type Speaker struct {
 
 	mu sync.Mutex // serialises SetPeers and SetAdvertised
 
-	pmu   sync.Mutex
-	peers map[netip.Addr]Peer // the sessions as configured in GoBGP
+	pmu     sync.Mutex
+	peers   map[netip.Addr]Peer    // the sessions as configured in GoBGP
+	refused map[netip.Addr]refusal // sessions left out for their password files
 
 	lmu     sync.Mutex
 	learned map[netip.Prefix][]netip.Addr

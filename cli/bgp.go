@@ -3,9 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -32,7 +35,7 @@ func bgpCommand() *ucli.Command {
 							dataDirFlag(),
 							&ucli.StringFlag{Name: "as", Usage: "the peer's AS number (required)"},
 							&ucli.StringFlag{Name: "node", Usage: "only this node peers with it"},
-							&ucli.StringFlag{Name: "password", Usage: "TCP MD5 password"},
+							&ucli.StringFlag{Name: "password-secret", Usage: "TCP MD5 password: the secret `NAME/KEY`, which every node reads from its own " + store.SecretPath("NAME", "KEY") + " (calico bgp secret set)"},
 						},
 						Action: bgpPeerAdd,
 					},
@@ -53,6 +56,7 @@ func bgpCommand() *ucli.Command {
 					},
 				},
 			},
+			bgpSecretCommand(),
 			{
 				Name:   "routes",
 				Usage:  "what this node advertises and the routes it installed from BGP",
@@ -82,8 +86,16 @@ func bgpPeerAdd(ctx context.Context, c *ucli.Command) error {
 	p := store.KindBGPPeer.New().(*store.BGPPeer)
 	p.Metadata.Name = peerName(ap.Addr(), c.String("node"))
 	p.Spec.PeerIP, p.Spec.ASNumber, p.Spec.Node = arg, &as, c.String("node")
-	if pw := c.String("password"); pw != "" {
-		p.Spec.Password = &store.BGPPassword{Value: pw}
+	if ref := c.String("password-secret"); ref != "" {
+		name, key, err := parseSecretRef(ref)
+		if err != nil {
+			return usagef("--password-secret: %v", err)
+		}
+		p.Spec.Password = &store.BGPPassword{SecretKeyRef: &store.SecretKeyRef{Name: name, Key: key}}
+		if _, err := os.Stat(store.SecretPath(name, key)); errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(c.Root().ErrWriter, "note: %s does not exist on this node: until it does, the session is not configured; "+
+				"write it on every node with `calico bgp secret set %s/%s`\n", store.SecretPath(name, key), name, key)
+		}
 	}
 	b, err := store.Encode(p, store.JSON)
 	if err != nil {
@@ -165,8 +177,12 @@ func bgpPeerList(ctx context.Context, c *ucli.Command) error {
 			sel = "peers " + s.PeerSelector
 		}
 		pw := "-"
-		if s.Password != nil {
-			pw = "set"
+		switch {
+		case s.Password == nil:
+		case s.Password.SecretKeyRef != nil:
+			pw = "secret " + s.Password.SecretKeyRef.Name + "/" + s.Password.SecretKeyRef.Key
+		default:
+			pw = "stored (move it to a secret)"
 		}
 		rows = append(rows, []string{p.Metadata.Name, orDash(s.PeerIP), as, node, sel, pw})
 	}

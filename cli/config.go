@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"calico/node/docker"
+
 	ucli "github.com/urfave/cli/v3"
 	"go.yaml.in/yaml/v3"
 )
@@ -49,7 +51,9 @@ var upSettings = []setting{
 	{name: "etcd-cert", usage: "a client certificate for the external etcd (PEM `FILE`)"},
 	{name: "etcd-key", usage: "its key (PEM `FILE`)"},
 	{name: "voter-replace-after", def: "5m", usage: "how long an etcd voter's host may be dead before a client host takes its seat (a `DURATION`)"},
-	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error"},
+	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error; given, it wins over FelixConfiguration logSeverityScreen"},
+	{name: "docker-plugins", env: "CALICO_DOCKER_PLUGINS", def: "true", usage: "serve Docker's network and IPAM plugins (calico, calico-ipam) on sockets in /run/docker/plugins: true or false"},
+	{name: "docker-socket", def: docker.DefaultEngineSocket, usage: "the Docker Engine API's unix socket `PATH`, which the plugins ask for networks' names, labels and endpoints"},
 	{name: "mtu", usage: "the `MTU` of the workload interfaces the node makes or attaches (a VM's tap), which DHCP and router advertisements tell the guests", defText: "the kernel's for veths; a tap keeps its own"},
 	{name: "dns-server", list: true, usage: "a DNS server `ADDR` that DHCP hands the VMs of attached interfaces (repeatable; IPv4 by DHCPv4, IPv6 by DHCPv6 and router advertisements)", defText: "none"},
 	{name: "dns-domain", usage: "the DNS `DOMAIN` that DHCP hands the VMs (domain name and search list)", defText: "none"},

@@ -154,6 +154,8 @@ func TestConfigErrors(t *testing.T) {
 		{"malformed", "name: a\n  b: [\n", `line 2:`},
 		{"two documents", "name: a\n---\nname: b\n", `holds more than one YAML document`},
 		{"etcd-ca alone", "etcd-ca: /ca.pem\n", `:1: etcd-ca goes with etcd-endpoints`},
+		{"docker-plugins not a bool", "docker-plugins: sometimes\n", `:1: docker-plugins "sometimes" is neither true nor false`},
+		{"docker-socket relative", "docker-socket: docker.sock\n", `:1: docker-socket "docker.sock" is not an absolute path`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := writeConfig(t, filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml"), tc.text)
@@ -216,5 +218,31 @@ func TestConfigDataDirForOtherCommands(t *testing.T) {
 	writeConfig(t, file, "pols: nonsense\n")
 	if _, _, errs := run("status"); !strings.Contains(errs, "with data dir "+DefaultDataDir) {
 		t.Errorf("calico status with a bad config: %q; want the default data dir", errs)
+	}
+}
+
+// TestDockerSettings: Docker's plugins are served by default, from
+// /run/docker/plugins with the usual Engine socket; docker-plugins false
+// (flag, environment or file) turns them off.
+func TestDockerSettings(t *testing.T) {
+	cfg, _, err := upConfig(settings{vals: map[string]value{"data-dir": {vals: []string{"/d"}}, "docker-plugins": {vals: []string{"true"}},
+		"docker-socket": {vals: []string{"/var/run/docker.sock"}}, "voter-replace-after": {vals: []string{"5m"}}, "log-level": {vals: []string{"info"}}}})
+	if err != nil || cfg.Docker.PluginDir != "/run/docker/plugins" || cfg.Docker.EngineSocket != "/var/run/docker.sock" {
+		t.Errorf("the default Docker config: %+v, %v", cfg.Docker, err)
+	}
+	if got := printed(t); got["docker-plugins"] != [2]string{`"true"`, "default"} || got["docker-socket"] != [2]string{"/var/run/docker.sock", "default"} {
+		t.Errorf("print-config: docker-plugins %q, docker-socket %q", got["docker-plugins"], got["docker-socket"])
+	}
+	t.Setenv("CALICO_DOCKER_PLUGINS", "false")
+	if got := printed(t); got["docker-plugins"] != [2]string{`"false"`, "CALICO_DOCKER_PLUGINS"} {
+		t.Errorf("docker-plugins from the environment: %q", got["docker-plugins"])
+	}
+	if got := printed(t, "--docker-plugins=true"); got["docker-plugins"] != [2]string{`"true"`, "--docker-plugins"} {
+		t.Errorf("--docker-plugins over the environment: %q", got["docker-plugins"])
+	}
+	cfg, _, err = upConfig(settings{vals: map[string]value{"data-dir": {vals: []string{"/d"}}, "docker-plugins": {vals: []string{"false"}},
+		"voter-replace-after": {vals: []string{"5m"}}, "log-level": {vals: []string{"info"}}}})
+	if err != nil || cfg.Docker.PluginDir != "" {
+		t.Errorf("docker-plugins false: %+v, %v", cfg.Docker, err)
 	}
 }

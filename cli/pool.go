@@ -29,6 +29,9 @@ func poolCommand() *ucli.Command {
 					&ucli.BoolFlag{Name: "nat-outgoing", Usage: "masquerade traffic from the pool to destinations outside every pool"},
 					&ucli.BoolFlag{Name: "disabled", Usage: "allocate nothing from the pool"},
 					&ucli.StringFlag{Name: "node-selector", Usage: "only nodes matching this selector allocate from the pool"},
+					&ucli.StringFlag{Name: "assignment-mode", Usage: "Automatic (default), or Manual: only workloads that ask for the pool or one of its addresses get one"},
+					&ucli.StringSliceFlag{Name: "allowed-use", Usage: "what the addresses are for: Workload, Tunnel or LoadBalancer (repeatable; default Workload and Tunnel)"},
+					&ucli.BoolFlag{Name: "disable-bgp-export", Usage: "advertise nothing of the pool to BGP peers"},
 				},
 				Action: poolAdd,
 			},
@@ -66,6 +69,7 @@ func poolAdd(ctx context.Context, c *ucli.Command) error {
 	}
 	p := store.NewPool(name, cidr)
 	p.Spec.BlockSize, p.Spec.NATOutgoing, p.Spec.Disabled, p.Spec.NodeSelector = c.Int("block-size"), c.Bool("nat-outgoing"), c.Bool("disabled"), c.String("node-selector")
+	p.Spec.AssignmentMode, p.Spec.AllowedUses, p.Spec.DisableBGPExport = c.String("assignment-mode"), c.StringSlice("allowed-use"), c.Bool("disable-bgp-export")
 	b, err := store.Encode(p, store.JSON)
 	if err != nil {
 		return err

@@ -64,7 +64,7 @@ func getCommand() *ucli.Command {
 		Usage:     "show resources of one kind (Calico's kind names: ippools, profiles, nodes, workloadendpoints, …)",
 		ArgsUsage: "KIND [NAME]",
 		Flags: []ucli.Flag{
-			dataDirFlag(), outputFlag("yaml, json"),
+			dataDirFlag(), outputFlag("yaml, json, wide (the table with more columns)"),
 			&ucli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only this namespace (namespaced kinds; default: all, or default with a NAME)"},
 		},
 		Action: getResources,
@@ -76,7 +76,7 @@ func getResources(ctx context.Context, c *ucli.Command) error {
 		return usagef("get needs KIND and optionally NAME (got %q)", c.Args().Slice())
 	}
 	format := c.String("output")
-	if err := checkFormat(format, "yaml", "json"); err != nil {
+	if err := checkFormat(format, "yaml", "json", "wide"); err != nil {
 		return err
 	}
 	kind, err := store.LookupKind(c.Args().Get(0))
@@ -96,8 +96,8 @@ func getResources(ctx context.Context, c *ucli.Command) error {
 		}
 		rs = append(rs, r)
 	}
-	if format == "" {
-		return resourceTable(c.Root().Writer, kind, rs)
+	if format == "" || format == "wide" {
+		return resourceTable(c.Root().Writer, kind, rs, format == "wide")
 	}
 	var b []byte
 	if c.NArg() == 2 {
@@ -112,7 +112,9 @@ func getResources(ctx context.Context, c *ucli.Command) error {
 	return err
 }
 
-func resourceTable(w io.Writer, kind *store.Kind, rs []store.Resource) error {
+// resourceTable prints resources as a table; wide adds columns for some
+// kinds (workload endpoints: orchestrator and MAC).
+func resourceTable(w io.Writer, kind *store.Kind, rs []store.Resource, wide bool) error {
 	header := []string{"NAME"}
 	if kind.Namespaced {
 		header = []string{"NAMESPACE", "NAME"}
@@ -142,7 +144,14 @@ func resourceTable(w io.Writer, kind *store.Kind, rs []store.Resource) error {
 		header = append(header, "WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "PROFILES")
 		extra = func(r store.Resource) []string {
 			s := r.(*store.WorkloadEndpoint).Spec
-			return []string{s.Workload, s.Node, strings.Join(s.IPNetworks, ","), s.InterfaceName, strings.Join(s.Profiles, ",")}
+			row := []string{s.Workload, s.Node, strings.Join(s.IPNetworks, ","), s.InterfaceName, strings.Join(s.Profiles, ",")}
+			if wide {
+				row = append(row, s.Orchestrator, orDash(s.MAC))
+			}
+			return row
+		}
+		if wide {
+			header = append(header, "ORCHESTRATOR", "MAC")
 		}
 	case store.KindHostEndpoint:
 		header = append(header, "NODE", "INTERFACE", "EXPECTED IPS", "PROFILES")

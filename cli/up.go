@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"calico/cluster"
 	"calico/node"
+	"calico/node/docker"
 	"calico/node/systemd"
 	"calico/store"
 
@@ -76,6 +78,9 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 	if cfg.Pools, err = pools(s); err != nil {
 		return cfg, 0, err
 	}
+	if cfg.Docker, err = dockerConfig(s); err != nil {
+		return cfg, 0, err
+	}
 	if v := s.get("as"); v != "" {
 		as, err := store.ParseASNumber(v)
 		if err != nil || as == 0 {
@@ -124,6 +129,23 @@ func guestSettings(s settings, cfg *node.Config) error {
 		cfg.DNSDomain = strings.TrimSuffix(d, ".")
 	}
 	return nil
+}
+
+// dockerConfig reads the docker-* settings: where to serve Docker's
+// plugins (nowhere with docker-plugins false) and the Engine's socket.
+func dockerConfig(s settings) (docker.Config, error) {
+	on, err := strconv.ParseBool(s.get("docker-plugins"))
+	if err != nil {
+		return docker.Config{}, usagef("%s %q is neither true nor false", s.label("docker-plugins"), s.get("docker-plugins"))
+	}
+	sock := s.get("docker-socket")
+	if !on {
+		return docker.Config{}, nil
+	}
+	if !filepath.IsAbs(sock) {
+		return docker.Config{}, usagef("%s %q is not an absolute path", s.label("docker-socket"), sock)
+	}
+	return docker.Config{PluginDir: docker.DefaultPluginDir, EngineSocket: sock}, nil
 }
 
 // pools reads the pool setting: CIDRs that are valid pools and do not
@@ -221,7 +243,12 @@ func up(ctx context.Context, c *ucli.Command) error {
 	if c.Bool("print-config") {
 		return printConfig(c.Root().Writer, s)
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: level}))
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	cfg.Log = slog.New(slog.NewTextHandler(c.Root().ErrWriter, &slog.HandlerOptions{Level: lv}))
+	if !s.vals["log-level"].set {
+		cfg.LogLevel = lv // FelixConfiguration logSeverityScreen sets it
+	}
 	if level <= slog.LevelDebug {
 		cfg.EtcdLogLevel = "info"
 	}

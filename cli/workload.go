@@ -30,7 +30,7 @@ func workloadCommand() *ucli.Command {
 					&ucli.StringFlag{Name: "iface", Usage: "attach this existing `INTERFACE` of the host (a VM's tap) instead of a namespace; it stays when the workload is removed"},
 					&ucli.StringFlag{Name: "mac", Usage: "with --iface, the guest's `MAC`: the only source MAC it may send from, and the only DHCP client answered"},
 					&ucli.StringSliceFlag{Name: "ip", Usage: "take this `ADDRESS` instead of allocating (repeatable, one per family)"},
-					&ucli.StringSliceFlag{Name: "pool", Usage: "allocate only from this pool `CIDR` (repeatable)"},
+					&ucli.StringSliceFlag{Name: "pool", Usage: "allocate only from this pool (its `CIDR` or name; repeatable); it may be a Manual pool"},
 					&ucli.StringSliceFlag{Name: "profile", Usage: "join this profile (repeatable; default: default; made if missing)"},
 					&ucli.StringSliceFlag{Name: "label", Usage: "a label `key=value` (repeatable)"},
 					outputFlag("json"),

@@ -486,12 +486,30 @@ func (c *Cluster) demote() error {
 	if e != nil {
 		e.Close()
 	}
-	aside := c.member.dataDir + ".removed-" + time.Now().UTC().Format("20060102T150405")
-	if err := os.Rename(c.member.dataDir, aside); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("moving the old etcd data aside: %w", err)
+	if err := setAside(c.member.dataDir, time.Now()); err != nil {
+		return err
 	}
 	c.id.Role = "client"
 	return c.id.save(c.cfg.DataDir)
+}
+
+// setAside moves a removed member's etcd data dir aside (DIR.removed-TIME)
+// with its keyspace (member/snap/db, which `etcdutl snapshot restore`
+// reads) and without its write-ahead log: the log is a preallocated 64 MB
+// segment and a spare, and a host replaced again and again kept every one
+// of them, until its data dir had no room for the member of its next seat.
+func setAside(dir string, now time.Time) error {
+	aside := dir + ".removed-" + now.UTC().Format("20060102T150405")
+	if err := os.Rename(dir, aside); err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("moving the old etcd data aside: %w", err)
+	}
+	if err := os.RemoveAll(filepath.Join(aside, "member", "wal")); err != nil {
+		return fmt.Errorf("removing the old etcd data's log: %w", err)
+	}
+	return nil
 }
 
 // startMember runs the embedded etcd member; wait says whether to wait

@@ -377,6 +377,35 @@ func TestBGPMatrix(t *testing.T) {
 	if encapsulated > 0 {
 		t.Errorf("%d encapsulated frames (IPIP, 6in4, GRE, VXLAN) crossed the fabric", encapsulated)
 	}
+	bgpNoExport(t, lab, a1, a2)
+}
+
+// bgpNoExport: host1 advertises nothing of a pool with disableBGPExport,
+// so a workload of it is reached from its own host (a1) but from no other
+// (a2 on host2, whose hosts learn no route to it).
+func bgpNoExport(t *testing.T, lab *Lab, a1, a2 Workload) {
+	t.Helper()
+	lab.MustCalico("host1", "pool", "add", "10.70.0.0/16", "--disable-bgp-export")
+	if got := lab.MustCalico("host1", "get", "ippools", "-o", "json"); !strings.Contains(strings.ReplaceAll(got, " ", ""), `"disableBGPExport":true`) {
+		t.Fatalf("pool add --disable-bgp-export made:\n%s", got)
+	}
+	hidden := lab.AddWorkload("host1", "bg-hidden", "--profile", "a", "--pool", "10.70.0.0/16")
+	CheckMatrix(t, []Expect{{a1, hidden.v4(), true}, {a2, hidden.v4(), false}}, 30*time.Second)
+	var routes struct {
+		Advertised []string `json:"advertised"`
+	}
+	if err := json.Unmarshal([]byte(lab.MustCalico("host1", "bgp", "routes", "-o", "json")), &routes); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(routes.Advertised, func(p string) bool { return strings.HasPrefix(p, "10.70.") }) ||
+		!slices.ContainsFunc(routes.Advertised, func(p string) bool { return strings.HasPrefix(p, "10.65.") }) {
+		t.Errorf("host1 advertises %v; want its block of 10.65.0.0/16 and nothing of 10.70.0.0/16", routes.Advertised)
+	}
+	for _, h := range []string{"host2", "host3"} {
+		if r := bgpShowRoutes(lab, h); strings.Contains(r, "10.70.") {
+			t.Errorf("%s has a route into the pool host1 does not export:\n%s", h, r)
+		}
+	}
 }
 
 // bgpPacket is what the tests read from a captured frame.

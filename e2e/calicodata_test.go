@@ -129,6 +129,32 @@ func TestCalicoWrittenData(t *testing.T) {
 		reach(t, web, true)
 		reach(t, ops, false)
 	})
+	t.Run("a GlobalNetworkSet blocklist denies its nets", func(t *testing.T) {
+		lab.putCalico(t, "host1", "globalnetworksets", "blocklist", `{"kind":"GlobalNetworkSet","apiVersion":"projectcalico.org/v3","metadata":{"name":"blocklist","labels":{"list":"bad"}},"spec":{"nets":["`+web.v4()+`/32","`+web.v6()+`/128","198.51.100.0/24"]}}`)
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "blocklist", gnpValue("blocklist", `{"tier":"default","selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Deny","source":{"selector":"list == 'bad'"},"destination":{}},{"action":"Allow","source":{},"destination":{}}]}`))
+		reach(t, ops, true)
+		reach(t, web, false)
+	})
+	t.Run("a named port", func(t *testing.T) {
+		// db's endpoint, rewritten by another tool with a named port.
+		keys, _ := lab.etcdctl("host1", "get", "--prefix", "--keys-only", "/calico/resources/v3/projectcalico.org/workloadendpoints/default/")
+		key := grepLines(keys, "cd--db")
+		val, err := lab.etcdctl("host1", "get", "--print-value-only", key)
+		if err != nil || key == "" {
+			t.Fatalf("db's endpoint %q: %v", key, err)
+		}
+		var wep map[string]any
+		json.Unmarshal([]byte(val), &wep)
+		wep["spec"].(map[string]any)["ports"] = []map[string]any{{"name": "probe", "protocol": "TCP", "port": 8080}}
+		b, _ := json.Marshal(wep)
+		if out, err := lab.etcdctl("host1", "put", key, string(b)); err != nil {
+			t.Fatalf("put %s: %v %s", key, err, out)
+		}
+		t.Cleanup(func() { lab.etcdctl("host1", "put", key, val) })
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "named", gnpValue("named", `{"tier":"default","selector":"role == 'db'","types":["Ingress"],"ingress":[{"action":"Allow","protocol":"TCP","source":{"selector":"role == 'web'"},"destination":{"ports":["probe"]}}]}`))
+		reach(t, web, true)
+		reach(t, ops, false)
+	})
 	t.Run("a host endpoint found by expectedIPs", func(t *testing.T) {
 		addr := lab.Addr("host2")
 		ping := func() bool {
@@ -143,6 +169,14 @@ func TestCalicoWrittenData(t *testing.T) {
 		if out := lab.MustCalico("host2", "status"); strings.Contains(out, "expectedIPs") {
 			t.Errorf("host2 reports the host endpoint as matching no interface:\n%s", out)
 		}
+		// Open to everything, then a pre-DNAT deny of ICMP closes it again;
+		// an untracked allow of ICMP (before conntrack) opens it.
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "h2-open", gnpValue("h2-open", `{"tier":"default","selector":"role == 'h2'","types":["Ingress","Egress"],"ingress":[{"action":"Allow","source":{},"destination":{}}],"egress":[{"action":"Allow","source":{},"destination":{}}]}`))
+		eventually(t, 15*time.Second, "host2 open to ping by policy", ping)
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "h2-prednat", gnpValue("h2-prednat", `{"tier":"default","selector":"role == 'h2'","types":["Ingress"],"preDNAT":true,"applyOnForward":true,"ingress":[{"action":"Deny","protocol":"ICMP","source":{},"destination":{}}]}`))
+		eventually(t, 15*time.Second, "host2 closed to ping by a pre-DNAT deny", func() bool { return !ping() })
+		lab.putCalico(t, "host1", "globalnetworkpolicies", "h2-raw", gnpValue("h2-raw", `{"tier":"default","selector":"role == 'h2'","types":["Ingress","Egress"],"doNotTrack":true,"applyOnForward":true,"ingress":[{"action":"Allow","protocol":"ICMP","source":{},"destination":{}}],"egress":[{"action":"Allow","protocol":"ICMP","source":{},"destination":{}}]}`))
+		eventually(t, 15*time.Second, "host2 open to ping by an untracked allow, before pre-DNAT", ping)
 	})
 	t.Run("an endpoint whose interface is missing waits, reported once", func(t *testing.T) {
 		lab.putCalico(t, "host1", "workloadendpoints", "default/host1-calico-ghost-eth0", `{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"host1-calico-ghost-eth0","namespace":"default","labels":{"projectcalico.org/namespace":"default","projectcalico.org/orchestrator":"calico"}},"spec":{"orchestrator":"calico","workload":"ghost","node":"host1","endpoint":"eth0","ipNetworks":["10.65.200.1/32"],"profiles":["web"],"interfaceName":"calighost0"}}`)
@@ -153,6 +187,29 @@ func TestCalicoWrittenData(t *testing.T) {
 		}
 		// The rest of the node goes on.
 		CheckMatrix(t, []Expect{{From: ops, To: web.v4(), OK: true}}, 15*time.Second)
+	})
+	t.Run("pools: Manual, for tunnels only, and per rack", func(t *testing.T) {
+		pool := func(name, cidr, extra string) {
+			lab.putCalico(t, "host1", "ippools", name, `{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"`+name+`"},"spec":{"cidr":"`+cidr+`","vxlanMode":"Never","ipipMode":"Never","natOutgoing":false,"blockSize":26,"nodeSelector":"all()"`+extra+`}}`)
+		}
+		pool("manual", "10.80.0.0/16", `,"allowedUses":["Workload","Tunnel"],"assignmentMode":"Manual"`)
+		pool("tunnels", "10.81.0.0/16", `,"allowedUses":["Tunnel"]`)
+		lab.putCalico(t, "host1", "ippools", "rack9", `{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"rack9"},"spec":{"cidr":"10.82.0.0/16","blockSize":26,"nodeSelector":"rack == 'r9'"}}`)
+		for i := range 6 { // automatic assignment never lands in them
+			w := lab.AddWorkload("host1", fmt.Sprintf("cd-auto%d", i))
+			if a := w.v4(); strings.HasPrefix(a, "10.80.") || strings.HasPrefix(a, "10.81.") || strings.HasPrefix(a, "10.82.") {
+				t.Errorf("an automatic address %s came from a pool automatic assignment may not use", a)
+			}
+			lab.MustCalico("host1", "workload", "rm", w.Name)
+		}
+		if w := lab.AddWorkload("host1", "cd-manual", "--pool", "manual"); !strings.HasPrefix(w.v4(), "10.80.") {
+			t.Errorf("workload add --pool manual got %v", w.Addresses)
+		} else {
+			lab.MustCalico("host1", "workload", "rm", "cd-manual")
+		}
+		if _, errs, err := lab.Calico("host1", "workload", "add", "cd-tunnel", "--pool", "tunnels"); err == nil || !strings.Contains(errs, "not for workloads") {
+			t.Errorf("workload add --pool tunnels: %v %s; want it refused", err, errs)
+		}
 	})
 	t.Run("a password stored as its value is never shown", func(t *testing.T) {
 		lab.putCalico(t, "host1", "bgppeers", "old", `{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"old"},"spec":{"peerIP":"192.0.2.99","asNumber":65099,"password":{"value":"hunter2-secret"}}}`)
@@ -278,5 +335,22 @@ func TestCalicoctl(t *testing.T) {
 	env = append(env, "KUBECONFIG="+kubeconfig)
 	if out, err := run("", "ipam", "check"); err != nil || !strings.Contains(out, "found 0 problems") {
 		t.Errorf("calicoctl ipam check: %v\n%s", err, out)
+	}
+	// Export for a migration to Kubernetes: it needs the datastore locked
+	// and each Node to name its Kubernetes node (orchRefs), which a
+	// cluster without Kubernetes does not have until the user adds it.
+	node := lab.MustCalico("host1", "get", "node", "host1", "-o", "json")
+	var n map[string]any
+	json.Unmarshal([]byte(node), &n)
+	n["spec"].(map[string]any)["orchRefs"] = []map[string]string{{"nodeName": "host1", "orchestrator": "k8s"}}
+	b, _ := json.Marshal(n)
+	if out, err := apply(string(b)); err != nil {
+		t.Fatalf("adding orchRefs: %v %s", err, out)
+	}
+	must("", "datastore", "migrate", "lock")
+	out, err := run("", "datastore", "migrate", "export")
+	must("", "datastore", "migrate", "unlock")
+	if err != nil || !strings.Contains(out, "kind: GlobalNetworkPolicyList") || !strings.Contains(out, "web-to-db") || !strings.Contains(out, `"blocks"`) {
+		t.Errorf("calicoctl datastore migrate export: %v\n%s", err, out)
 	}
 }

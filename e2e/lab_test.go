@@ -448,7 +448,8 @@ func (l *Lab) Up(within time.Duration, host string, args ...string) (stdout, std
 	addr := strings.TrimSpace(a)
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + labName() + "-" + host, l.bin(host), "up",
 		"--data-dir", l.DataDir(host), "--name", host, "--ip", addr + "/24"}, args...)...)
-	cmd.Env = append(os.Environ(), "CALICO_CONFIG_FILE=") // not the machine's /etc/calico/config.yaml
+	// Not the machine's /etc/calico/config.yaml, nor its Docker's plugin dir.
+	cmd.Env = append(os.Environ(), "CALICO_CONFIG_FILE=", "CALICO_DOCKER_PLUGINS=false")
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	var out, errb bytes.Buffer

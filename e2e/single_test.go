@@ -96,7 +96,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"pool", "add", "10.65.128.0/17"}, `overlaps IPPool`},
 		{[]string{"pool", "add", "10.99.0.0/33"}, `is not a CIDR`},
 		{[]string{"workload", "add", "cw-x", "--label", "role=other"}, `already exists`},
-		{[]string{"workload", "add", "cw-y", "--ip", "10.200.0.1"}, `not in any enabled IP pool`},
+		{[]string{"workload", "add", "cw-y", "--ip", "10.200.0.1"}, `address 10.200.0.1 is not in any IP pool`},
 		{[]string{"workload", "add", "Bad_Name"}, `workload name "Bad_Name"`},
 		{[]string{"get", "pods"}, `unknown resource kind "pods"`},
 		{[]string{"profile", "rm", "default"}, `in use by workload default/cw-x`},

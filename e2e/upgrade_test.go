@@ -226,11 +226,15 @@ func rollingUpgrade(t *testing.T) upgradeResult {
 		stopped := time.Since(stopAt)
 		progress(20, "while "+h+" is stopped")
 		installBinary(t, calicoBin, bins[h])
+		// A build from before the data dir had a format (issue 14) leaves
+		// none: the new node migrates it. A later build leaves its format.
+		_, err := os.Stat(filepath.Join(lab.DataDir(h), "version"))
+		formatted := err == nil
 		startAt := time.Now()
 		lab.Start(h)
 		res.downtime = append(res.downtime, time.Since(stopAt))
-		if !strings.Contains(lab.Log(h), "migrated data dir "+lab.DataDir(h)+" from format 0 to 1") {
-			t.Errorf("%s's new node did not say it migrated the data dir:\n%s", h, grepLines(lab.Log(h), "data dir"))
+		if migrated := strings.Contains(lab.Log(h), "migrated data dir "+lab.DataDir(h)+" from format 0 to 1"); migrated == formatted {
+			t.Errorf("%s's new node (data dir with a format before: %v) migrated it: %v:\n%s", h, formatted, migrated, grepLines(lab.Log(h), "data dir"))
 		}
 		bgpWaitFor(t, 60*time.Second, 50*time.Millisecond, h+"'s BGP back in sync", func() (bool, string) {
 			return strings.Count(lab.Log(h), "BGP is in sync") > synced, ""

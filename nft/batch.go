@@ -127,6 +127,9 @@ func chunkElems(es []Element) [][]Element {
 		if e.Goto != "" {
 			n += 32 + align4(len(e.Goto)+1)
 		}
+		if e.End != "" || e.endOnly {
+			n += 32 + align4(len(e.End)) // an element of its own, with flags
+		}
 		if size+n > maxAttrBytes && i > start {
 			out = append(out, es[start:i])
 			start, size = i, 0
@@ -141,12 +144,19 @@ func chunkElems(es []Element) [][]Element {
 
 func align4(n int) int { return (n + 3) &^ 3 }
 
+// toKernel is elements as the kernel takes them: a range of an interval
+// set is its start and, unless it reaches the top of the address space,
+// an interval end at the address after its last.
 func toKernel(es []Element, withData bool) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(es))
-	for i, e := range es {
-		out[i].Key = []byte(e.Key)
+	out := make([]nftables.SetElement, 0, len(es))
+	for _, e := range es {
+		k := nftables.SetElement{Key: []byte(e.Key), IntervalEnd: e.endOnly}
 		if withData && e.Goto != "" {
-			out[i].VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.Goto}
+			k.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.Goto}
+		}
+		out = append(out, k)
+		if e.End != "" {
+			out = append(out, nftables.SetElement{Key: []byte(e.End), IntervalEnd: true})
 		}
 	}
 	return out

@@ -76,6 +76,28 @@ func bigSet(n int) Ruleset {
 	}
 }
 
+// bigNetSet is bigSet with a net in the set, which makes it an interval
+// set, and its members spaced so that no two merge into one range.
+func bigNetSet(n int) Ruleset {
+	rs := bigSet(0)
+	s := Set{Name: "big", Nets: prefixes("192.168.0.0/16")}
+	for i := range n {
+		s.Members = append(s.Members, spacedAddr(i))
+	}
+	rs.Sets = []Set{s}
+	return rs
+}
+
+// BenchmarkPrivilegedApplyNetSetElement adds and removes one member of an
+// interval set of 100,000 ranges.
+func BenchmarkPrivilegedApplyNetSetElement(b *testing.B) {
+	base := bigNetSet(100_000)
+	a, initial := benchApplier(b, base)
+	less := bigNetSet(100_000)
+	less.Sets[0].Members = less.Sets[0].Members[1:]
+	toggle(b, a, initial, less, base, Stats{ElemsAdded: 1})
+}
+
 // BenchmarkPrivilegedApplyEndpoint adds and removes one endpoint (on a
 // new path: its group chain too) in a table of 1,000 endpoints and 500
 // policies.
@@ -140,7 +162,7 @@ func BenchmarkRender(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		rs   Ruleset
-	}{{"1000 endpoints 500 policies", big(1000, 500)}, {"set of 100000", bigSet(100_000)}} {
+	}{{"1000 endpoints 500 policies", big(1000, 500)}, {"set of 100000", bigSet(100_000)}, {"interval set of 100000", bigNetSet(100_000)}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
 				if _, err := Render(tc.rs); err != nil {

@@ -13,9 +13,10 @@ import (
 // Fake is an in-memory Applier for tests of the code that drives it. It
 // computes the same changes as the Applier and applies them to a model of
 // the kernel table that refuses what the kernel refuses (a rule jumping to
-// a missing chain, deleting a chain or set still in use, adding an element
-// twice with another target, deleting a missing one), so a wrong order of
-// changes fails here too. A rejected transaction changes nothing.
+// a missing chain or set, deleting a chain or set still in use, adding an
+// element twice with another target, a range overlapping one an interval
+// set holds, deleting a missing element), so a wrong order of changes
+// fails here too. A rejected transaction changes nothing.
 type Fake struct {
 	mu     sync.Mutex
 	k      *model
@@ -149,7 +150,7 @@ type model struct {
 
 type modelSet struct {
 	typ   SetType
-	elems map[string]string // key -> goto chain
+	elems map[string]Element // by key
 }
 
 type modelChain struct {
@@ -177,8 +178,8 @@ func (m *model) table() *Table {
 	for _, name := range slices.Sorted(maps.Keys(m.sets)) {
 		s := m.sets[name]
 		ts := TableSet{Name: name, Type: s.typ}
-		for k, g := range s.elems {
-			ts.Elems = append(ts.Elems, Element{Key: k, Goto: g})
+		for _, e := range s.elems {
+			ts.Elems = append(ts.Elems, e)
 		}
 		slices.SortFunc(ts.Elems, func(a, b Element) int { return cmp.Compare(a.Key, b.Key) })
 		t.Sets = append(t.Sets, ts)
@@ -208,8 +209,8 @@ func (m *model) inUse(chain, set, self string) bool {
 		return false
 	}
 	for _, s := range m.sets {
-		for _, g := range s.elems {
-			if g == chain {
+		for _, e := range s.elems {
+			if e.Goto == chain {
 				return true
 			}
 		}
@@ -257,7 +258,7 @@ func (m *model) applySetOp(o op) error {
 			return errors.New("exists with another type")
 		}
 		if !ok {
-			m.sets[o.name] = &modelSet{typ: o.set.Type, elems: map[string]string{}}
+			m.sets[o.name] = &modelSet{typ: o.set.Type, elems: map[string]Element{}}
 		}
 		return nil
 	case !ok:
@@ -269,23 +270,48 @@ func (m *model) applySetOp(o op) error {
 		delete(m.sets, o.name)
 	case o.kind == opAddElems:
 		for _, e := range o.elems {
-			if g, ok := s.elems[e.Key]; ok && g != e.Goto {
-				return fmt.Errorf("element %s exists with another target", o.set.elemString(e))
+			if err := s.add(e); err != nil {
+				return fmt.Errorf("element %s: %w", o.set.elemString(e), err)
 			}
 			if _, ok := m.chains[e.Goto]; e.Goto != "" && !ok {
 				return fmt.Errorf("element refers to missing chain %s", e.Goto)
 			}
-			s.elems[e.Key] = e.Goto
 		}
 	case o.kind == opDelElems:
 		for _, e := range o.elems {
-			if _, ok := s.elems[e.Key]; !ok {
+			if old, ok := s.elems[e.Key]; !ok || old.End != e.End {
 				return fmt.Errorf("no element %s", o.set.elemString(e))
 			}
 			delete(s.elems, e.Key)
 		}
 	}
 	return nil
+}
+
+// add adds one element as the kernel does: the same element again is no
+// change, the same key with another target is refused, and in an
+// interval set so is a range that overlaps one the set holds.
+func (s *modelSet) add(e Element) error {
+	if old, ok := s.elems[e.Key]; ok && old == e {
+		return nil
+	} else if ok {
+		return errors.New("exists with another target or end")
+	}
+	if s.typ.interval() {
+		for _, old := range s.elems {
+			if overlaps(old, e) {
+				return fmt.Errorf("overlaps %s", rangeString(old))
+			}
+		}
+	}
+	s.elems[e.Key] = e
+	return nil
+}
+
+// overlaps tells whether two ranges of an interval set share an address.
+func overlaps(a, b Element) bool {
+	below := func(x, y Element) bool { return x.End != "" && x.End <= y.Key } // x ends before y starts
+	return !below(a, b) && !below(b, a)
 }
 
 // applyChainOp adds, flushes or deletes a chain, or adds a rule to it.

@@ -248,3 +248,77 @@ func TestDiffRecreatesWhatCannotBePatched(t *testing.T) {
 		t.Errorf("a dormant table: %v", ops)
 	}
 }
+
+// stagesBase has a Set with nets, a PortSet, a hash Set and host
+// endpoints with forward, pre-DNAT and untracked paths.
+func stagesBase() Ruleset {
+	return Ruleset{
+		Workloads: []Endpoint{{Iface: "cali1", Addrs: addrs("10.65.0.1"), Ingress: tierPath("from-nets", "plain"), Egress: profilePath("open")}},
+		HostEndpoints: []HostEndpoint{
+			{Iface: "eth1", Ingress: tierPath("from-nets"), ForwardIngress: tierPath("named"), PreDNAT: tierPath("from-nets"), UntrackedIngress: tierPath("named")},
+			{Iface: "eth2", ForwardEgress: tierPath("named")},
+		},
+		Policies: []Policy{
+			{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
+			{Name: "from-nets", Ingress: []Rule{{Action: Allow, Src: Match{Set: "nets"}}}},
+			{Name: "named", Ingress: []Rule{{Action: Allow, Dst: Match{PortSet: "http"}}}, Egress: []Rule{{Action: Allow, Dst: Match{PortSet: "http"}}}},
+			{Name: "plain", Ingress: []Rule{{Action: Allow, Src: Match{Set: "plain"}}}},
+		},
+		Sets: []Set{
+			{Name: "nets", Members: addrs("10.1.0.5", "10.3.0.7"), Nets: prefixes("10.1.0.0/24", "10.2.0.0/24", "10.4.0.0/24", "fd00:1::/64")},
+			{Name: "plain", Members: addrs("10.9.0.1")},
+		},
+		PortSets: []PortSet{{Name: "http", Members: []NamedPort{{addr("10.65.0.1"), 6, 8080}, {addr("fd00:65::1"), 6, 8080}}}},
+	}
+}
+
+// newKindChanges are one change of each new kind from stagesBase and
+// what each changes: only what differs.
+func newKindChanges() []struct {
+	name   string
+	change func(*Ruleset)
+	want   Stats
+} {
+	nets := func(f func(*Set)) func(*Ruleset) {
+		return func(rs *Ruleset) { f(&rs.Sets[0]) }
+	}
+	return []struct {
+		name   string
+		change func(*Ruleset)
+		want   Stats
+	}{
+		{"a net added", nets(func(s *Set) { s.Nets = append(s.Nets, prefix("10.8.0.0/16")) }), Stats{ElemsAdded: 1}},
+		{"a net joining two ranges", nets(func(s *Set) { s.Nets = append(s.Nets, prefix("10.1.0.0/16")) }),
+			Stats{ElemsAdded: 1, ElemsDeleted: 2}},
+		{"a range split", nets(func(s *Set) {
+			s.Nets = prefixes("10.1.0.0/24", "10.2.0.0/24", "fd00:1::/64")
+			s.Members = append(s.Members, addrs("10.4.0.1", "10.4.0.200")...)
+		}), Stats{ElemsAdded: 2, ElemsDeleted: 1}},
+		{"a range extended", nets(func(s *Set) { s.Members = append(s.Members, addr("10.3.0.8")) }),
+			Stats{ElemsAdded: 1, ElemsDeleted: 1}},
+		{"a named port added", func(rs *Ruleset) {
+			rs.PortSets[0].Members = append(rs.PortSets[0].Members, NamedPort{addr("10.65.0.1"), 17, 53})
+		}, Stats{ElemsAdded: 1}},
+		{"a named port removed", func(rs *Ruleset) { rs.PortSets[0].Members = rs.PortSets[0].Members[1:] }, Stats{ElemsDeleted: 1}},
+		// A new group chain (clear, two policies, end of tier, no profile)
+		// and open-in, the map element pointed at it, the old group gone.
+		{"a forward path changed", func(rs *Ruleset) { rs.HostEndpoints[0].ForwardIngress = tierPath("named", "open") },
+			Stats{ChainsAdded: 2, RulesAdded: 8, ElemsAdded: 1, ElemsDeleted: 1, ChainsFlushed: 1, ChainsDeleted: 1}},
+		{"an untracked path changed", func(rs *Ruleset) { rs.HostEndpoints[0].UntrackedIngress = tierPath("from-nets") },
+			Stats{ChainsAdded: 1, RulesAdded: 4, ElemsAdded: 1, ElemsDeleted: 1, ChainsFlushed: 1, ChainsDeleted: 1}},
+		// New interval sets, the policy's chain refilled, the hash sets
+		// deleted.
+		{"a set's first net", func(rs *Ruleset) { rs.Sets[1].Nets = prefixes("10.9.0.0/24") },
+			Stats{SetsAdded: 2, ElemsAdded: 1, ChainsFlushed: 1, RulesAdded: 2, SetsDeleted: 2}},
+	}
+}
+
+func TestFakeNewKindsChangeOnlyTheDifference(t *testing.T) {
+	for _, c := range newKindChanges() {
+		t.Run(c.name, func(t *testing.T) {
+			to := stagesBase()
+			c.change(&to)
+			step(t, NewFake(), stagesBase(), to, c.want)
+		})
+	}
+}

@@ -127,7 +127,7 @@ func (r *reader) readTable() (*Table, error) {
 		return nil, err
 	}
 	for i := range t.Sets {
-		if t.Sets[i].Elems, err = r.readElems(t.Sets[i].Name); err != nil {
+		if t.Sets[i].Elems, err = r.readElems(t.Sets[i].Name, t.Sets[i].Type.interval()); err != nil {
 			return nil, err
 		}
 	}
@@ -194,11 +194,14 @@ func (r *reader) readSets() ([]TableSet, error) {
 }
 
 func kernelSetType(flags, keyType, keyLen, dataType uint32) SetType {
-	for _, t := range []SetType{SetIPv4, SetIPv6, SetIfaceIPv4, SetIfaceIPv6, MapIfaceVerdict, SetIface, SetIfaceMAC} {
+	for _, t := range []SetType{SetIPv4, SetIPv6, SetIfaceIPv4, SetIfaceIPv6, MapIfaceVerdict, SetIPv4Net, SetIPv6Net, SetIPv4Port, SetIPv6Port, SetIface, SetIfaceMAC} {
 		s := kernelSet(t, nil)
 		var f uint32
 		if s.IsMap {
 			f = unix.NFT_SET_MAP
+		}
+		if s.Interval {
+			f = unix.NFT_SET_INTERVAL
 		}
 		if flags != f || keyType != s.KeyType.GetNFTMagic() || keyLen != s.KeyType.Bytes {
 			continue
@@ -211,8 +214,9 @@ func kernelSetType(flags, keyType, keyLen, dataType uint32) SetType {
 	return setUnknown
 }
 
-// readElems lists one set's elements, sorted by key.
-func (r *reader) readElems(set string) ([]Element, error) {
+// readElems lists one set's elements, sorted by key; those of an
+// interval set paired into ranges.
+func (r *reader) readElems(set string, interval bool) ([]Element, error) {
 	msgs, err := r.request(unix.NFT_MSG_GETSETELEM, unix.NFPROTO_INET, true, []netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(TableName + "\x00")},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(set + "\x00")},
@@ -248,7 +252,38 @@ func (r *reader) readElems(set string) ([]Element, error) {
 			return nil, fmt.Errorf("decoding elements of set %s: %w", set, err)
 		}
 	}
+	if interval {
+		return intervals(out), nil
+	}
 	return sortElems(out), nil
+}
+
+// intervals pairs the elements of an interval set, as the kernel lists
+// them (each range a start and, unless it reaches the top, an end flagged
+// endOnly by decodeElem), into ranges. An end without its start stays an
+// endOnly element, for the diff to delete.
+func intervals(raw []Element) []Element {
+	slices.SortFunc(raw, func(a, b Element) int {
+		// At one key, the end of the range before comes first.
+		return cmp.Or(cmp.Compare(a.Key, b.Key), -cmp.Compare(btoi(a.endOnly), btoi(b.endOnly)))
+	})
+	out := raw[:0]
+	for i := 0; i < len(raw); i++ {
+		e := raw[i]
+		if !e.endOnly && i+1 < len(raw) && raw[i+1].endOnly {
+			e.End = raw[i+1].Key
+			i++
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func decodeElem(b []byte) (Element, error) {
@@ -259,6 +294,8 @@ func decodeElem(b []byte) (Element, error) {
 	}
 	for ad.Next() {
 		switch ad.Type() {
+		case unix.NFTA_SET_ELEM_FLAGS:
+			e.endOnly = ad.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
 		case unix.NFTA_SET_ELEM_KEY:
 			ad.Nested(func(k *netlink.AttributeDecoder) error {
 				for k.Next() {
@@ -351,6 +388,7 @@ func (r *reader) readChains() ([]Chain, error) {
 }
 
 var hookNums = map[string]uint32{
+	"prerouting":  unix.NF_INET_PRE_ROUTING,
 	"forward":     unix.NF_INET_FORWARD,
 	"input":       unix.NF_INET_LOCAL_IN,
 	"output":      unix.NF_INET_LOCAL_OUT,
@@ -457,6 +495,14 @@ func kernelSet(t SetType, table *nftables.Table) *nftables.Set {
 		// nft keeps strings in host byte order; without this hint it
 		// prints the keys swapped (as "").
 		s.KeyByteOrder = binaryutil.NativeEndian
+	case SetIPv4Net:
+		s.KeyType, s.Interval = nftables.TypeIPAddr, true
+	case SetIPv6Net:
+		s.KeyType, s.Interval = nftables.TypeIP6Addr, true
+	case SetIPv4Port:
+		s.KeyType = ipv4Port
+	case SetIPv6Port:
+		s.KeyType = ipv6Port
 	case SetIface:
 		s.KeyType, s.KeyByteOrder = nftables.TypeIFName, binaryutil.NativeEndian
 	case SetIfaceMAC:
@@ -467,12 +513,17 @@ func kernelSet(t SetType, table *nftables.Table) *nftables.Set {
 
 // The concatenated key types; nft creates such sets as plain hash sets
 // (no concat flag), and so do we.
-var ifaceIPv4, ifaceIPv6, ifaceMAC = concat(nftables.TypeIPAddr), concat(nftables.TypeIP6Addr), concat(nftables.TypeEtherAddr)
+var (
+	ifaceIPv4, ifaceIPv6 = concat(nftables.TypeIFName, nftables.TypeIPAddr), concat(nftables.TypeIFName, nftables.TypeIP6Addr)
+	ipv4Port             = concat(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	ipv6Port             = concat(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+	ifaceMAC             = concat(nftables.TypeIFName, nftables.TypeEtherAddr)
+)
 
-func concat(addr nftables.SetDatatype) nftables.SetDatatype {
-	t, err := nftables.ConcatSetType(nftables.TypeIFName, addr)
+func concat(types ...nftables.SetDatatype) nftables.SetDatatype {
+	t, err := nftables.ConcatSetType(types...)
 	if err != nil {
-		return nftables.TypeInvalid // two types never overflow
+		return nftables.TypeInvalid // three types never overflow
 	}
 	return t
 }

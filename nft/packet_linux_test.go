@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,9 +234,20 @@ func TestPrivilegedPackets(t *testing.T) {
 		expectNot(t, l.a, a.extraV4, net.JoinHostPort(b.wlV4, "8080"))
 	})
 	t.Run("not in the set", func(t *testing.T) {
-		// B may not reach itself through the host either: its egress
-		// allows, but its ingress only admits the clients set.
-		expectNot(t, l.b, "", net.JoinHostPort(b.wlV4, "8080"))
+		// A's second address, once A may send from it, is still not in
+		// the clients set that B's ingress admits. (B dialing its own
+		// address, as this once did, never reaches the host.)
+		second := rs
+		second.Workloads = slices.Clone(rs.Workloads)
+		second.Workloads[0].Addrs = addrs(a.wlV4, a.extraV4, a.wlV6)
+		if err := ap.Apply(ctx, second); err != nil {
+			t.Fatal(err)
+		}
+		expectNot(t, l.a, a.extraV4, net.JoinHostPort(b.wlV4, "8080"))
+		expect(t, l.a, a.wlV4, net.JoinHostPort(b.wlV4, "8080"))
+		if err := ap.Apply(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
 	})
 	t.Run("endpoint to host", func(t *testing.T) {
 		expectNot(t, l.a, "", net.JoinHostPort(a.hostV4, "7070"))
@@ -285,4 +300,218 @@ func TestPrivilegedPackets(t *testing.T) {
 			t.Errorf("open egress counted %v", c)
 		}
 	})
+}
+
+// labelCount sums the packets counted by the kernel rules of the table in
+// ns whose comment starts with label.
+func labelCount(t *testing.T, ns *testutil.NetNS, label string) uint64 {
+	t.Helper()
+	r, err := dialReader(int(ns.Handle()), time.Now().Add(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	rows, err := r.readRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, row := range rows {
+		if strings.HasPrefix(row.comment, label) {
+			n += row.packets
+		}
+	}
+	return n
+}
+
+// apply applies rs with ap and fails the test on an error.
+func apply(t *testing.T, ap *Applier, rs Ruleset) {
+	t.Helper()
+	if err := ap.Apply(context.Background(), rs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPrivilegedPacketsTiers sends packets through three tiers of B's
+// ingress: t1 passes some ports on and allows one, t2 (DefaultPass)
+// denies one and passes the rest on, t3 allows one. Each other port is
+// dropped at the end of the tier it stops in.
+func TestPrivilegedPacketsTiers(t *testing.T) {
+	testutil.Privileged(t)
+	l, wls := newLab(t)
+	a, b := wls[0], wls[1]
+	for p := 8080; p <= 8084; p++ {
+		listen(t, l.b, fmt.Sprintf(":%d", p))
+	}
+	tcpPorts := func(ps ...uint16) []PortRange {
+		var out []PortRange
+		for _, p := range ps {
+			out = append(out, PortRange{p, p})
+		}
+		return out
+	}
+	rs := Ruleset{
+		Workloads: []Endpoint{
+			{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
+			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Egress: profilePath("open"), Ingress: Path{Tiers: []Tier{
+				{Name: "t1", Policies: []string{"p1"}},
+				{Name: "t2", Policies: []string{"p2"}, DefaultPass: true},
+				{Name: "t3", Policies: []string{"p3"}},
+			}}},
+		},
+		Policies: []Policy{
+			{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
+			{Name: "p1", Ingress: []Rule{
+				{Action: Pass, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080, 8082, 8084)}},
+				{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8081)}},
+			}},
+			{Name: "p2", Ingress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: tcpPorts(8082)}}}},
+			{Name: "p3", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080)}}}},
+		},
+	}
+	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
+	t.Cleanup(func() { ap.Close() })
+	apply(t, ap, rs)
+	at := func(port int) string { return net.JoinHostPort(b.wlV4, strconv.Itoa(port)) }
+
+	t.Run("passed by t1, default pass in t2, allowed in t3", func(t *testing.T) {
+		expect(t, l.a, "", at(8080))
+		expect(t, l.a, "", net.JoinHostPort(b.wlV6, "8080"))
+	})
+	t.Run("allowed in t1", func(t *testing.T) { expect(t, l.a, "", at(8081)) })
+	t.Run("passed by t1, denied in t2", func(t *testing.T) { expectNot(t, l.a, "", at(8082)) })
+	t.Run("end of tier t1", func(t *testing.T) {
+		before := labelCount(t, l.host, "end of tier t1")
+		expectNot(t, l.a, "", at(8083))
+		if after := labelCount(t, l.host, "end of tier t1"); after <= before {
+			t.Errorf("the end of tier t1 dropped nothing (%d -> %d packets)", before, after)
+		}
+	})
+	t.Run("passed by t1 and t2, end of tier t3", func(t *testing.T) {
+		before := labelCount(t, l.host, "end of tier t3")
+		expectNot(t, l.a, "", at(8084))
+		if after := labelCount(t, l.host, "end of tier t3"); after <= before {
+			t.Errorf("the end of tier t3 dropped nothing (%d -> %d packets)", before, after)
+		}
+		if n := labelCount(t, l.host, "end of tier t2"); n != 0 {
+			t.Errorf("tier t2 (default pass) has an end-of-tier drop that counted %d", n)
+		}
+	})
+}
+
+// TestPrivilegedPacketsNetworkSets admits A to B by a Set with nets: a /16
+// and a /32 inside it (and the same address as a member), then the /16
+// replaced, then 0.0.0.0/0, then no nets at all (a hash set again).
+func TestPrivilegedPacketsNetworkSets(t *testing.T) {
+	testutil.Privileged(t)
+	l, wls := newLab(t)
+	a, b := wls[0], wls[1]
+	listen(t, l.b, ":8080")
+	rs := func(s Set) Ruleset {
+		return Ruleset{
+			Workloads: []Endpoint{
+				{Iface: a.iface, Addrs: addrs(a.wlV4, a.extraV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
+				{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Egress: profilePath("open"), Ingress: profilePath("from-set")},
+			},
+			Policies: []Policy{
+				{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
+				{Name: "from-set", Ingress: []Rule{{Action: Allow, Protocol: tcp, Src: Match{Set: "clients"}}}},
+			},
+			Sets: []Set{s},
+		}
+	}
+	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
+	t.Cleanup(func() { ap.Close() })
+	to4, to6 := net.JoinHostPort(b.wlV4, "8080"), net.JoinHostPort(b.wlV6, "8080")
+
+	apply(t, ap, rs(Set{Name: "clients", Members: addrs(a.wlV4),
+		Nets: prefixes("10.65.0.0/16", a.wlV4+"/32", "fd00:65::/32")}))
+	expect(t, l.a, a.wlV4, to4)
+	expect(t, l.a, a.extraV4, to4)
+	expect(t, l.a, a.wlV6, to6)
+
+	// The /16 goes: the /32 still admits one address, not the other.
+	apply(t, ap, rs(Set{Name: "clients", Members: addrs(a.wlV4), Nets: prefixes("10.64.0.0/16", a.wlV4+"/32")}))
+	if want := (Stats{ElemsAdded: 2, ElemsDeleted: 2}); ap.last != want {
+		t.Errorf("replacing the /16 changed %+v, want %+v (v4: one range for two; v6: one gone)", ap.last, want)
+	}
+	expect(t, l.a, a.wlV4, to4)
+	expectNot(t, l.a, a.extraV4, to4)
+	expectNot(t, l.a, a.wlV6, to6)
+
+	// An address below the first range is not in the set.
+	apply(t, ap, rs(Set{Name: "clients", Nets: prefixes(a.extraV4 + "/32")}))
+	expect(t, l.a, a.extraV4, to4)
+	expectNot(t, l.a, a.wlV4, to4)
+
+	// A /0 admits everything.
+	apply(t, ap, rs(Set{Name: "clients", Nets: prefixes("0.0.0.0/0", "::/0")}))
+	expect(t, l.a, a.extraV4, to4)
+	expect(t, l.a, a.wlV6, to6)
+
+	// Without nets the Set is a hash set again (its policy's chain is
+	// refilled to refer to it).
+	apply(t, ap, rs(Set{Name: "clients", Members: addrs(a.extraV4)}))
+	expect(t, l.a, a.extraV4, to4)
+	expectNot(t, l.a, a.wlV4, to4)
+}
+
+// TestPrivilegedPacketsNamedPorts admits A to B by B's named port: a port
+// set of (B's address, tcp, port).
+func TestPrivilegedPacketsNamedPorts(t *testing.T) {
+	testutil.Privileged(t)
+	l, wls := newLab(t)
+	a, b := wls[0], wls[1]
+	listen(t, l.b, ":8080")
+	listen(t, l.b, ":9090")
+	named := func(port uint16) PortSet {
+		return PortSet{Name: "http", Members: []NamedPort{{addr(b.wlV4), 6, port}, {addr(b.wlV6), 6, port}}}
+	}
+	rs := func(ps PortSet, rules ...Rule) Ruleset {
+		return Ruleset{
+			Workloads: []Endpoint{
+				{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
+				{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Egress: profilePath("open"), Ingress: profilePath("named")},
+			},
+			Policies: []Policy{
+				{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
+				{Name: "named", Ingress: rules},
+			},
+			PortSets: []PortSet{ps},
+		}
+	}
+	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
+	t.Cleanup(func() { ap.Close() })
+	allowNamed := Rule{Action: Allow, Dst: Match{PortSet: "http"}}
+
+	apply(t, ap, rs(named(8080), allowNamed))
+	expect(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+	expect(t, l.a, "", net.JoinHostPort(b.wlV6, "8080"))
+	expectNot(t, l.a, "", net.JoinHostPort(b.wlV4, "9090"))
+
+	// The named port moves: two elements out, two in, nothing else.
+	apply(t, ap, rs(named(9090), allowNamed))
+	if want := (Stats{ElemsAdded: 2, ElemsDeleted: 2}); ap.last != want {
+		t.Errorf("moving the named port changed %+v, want %+v", ap.last, want)
+	}
+	expect(t, l.a, "", net.JoinHostPort(b.wlV4, "9090"))
+	expectNot(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+
+	// NotPortSet: a packet without ports is not in the set, so a deny of
+	// what is not a named port drops pings too.
+	apply(t, ap, rs(named(8080), Rule{Action: Deny, Dst: Match{NotPortSet: "http"}}, Rule{Action: Allow}))
+	expect(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+	expectNot(t, l.a, "", net.JoinHostPort(b.wlV4, "9090"))
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Log("no ping: the portless case is not tried")
+		return
+	}
+	ping := func() error { return exec.Command("ip", "netns", "exec", l.a.Name, "ping", "-c1", "-W1", b.wlV4).Run() }
+	if ping() == nil {
+		t.Error("a ping passed a deny of what is not a named port")
+	}
+	apply(t, ap, rs(named(8080), Rule{Action: Allow}))
+	if err := ping(); err != nil {
+		t.Errorf("a ping allowed by policy failed: %v", err)
+	}
 }

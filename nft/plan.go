@@ -146,6 +146,11 @@ func elemOps(hs map[string]*TableSet, want *Table) (ops, dels []op) {
 			old = h.Elems
 		}
 		add, repoint, del := elemDiff(old, w.Elems)
+		if w.Type.interval() {
+			// The kernel refuses a range that overlaps one it holds, even
+			// one the same transaction deletes later: delete first.
+			repoint, del = append(repoint, del...), nil
+		}
 		if len(repoint) > 0 {
 			ops = append(ops, op{kind: opDelElems, name: w.Name, set: w, elems: repoint})
 		}
@@ -222,8 +227,8 @@ func sameRules(a, b []ChainRule) bool {
 }
 
 // elemDiff compares two sorted element lists: add holds elements new in
-// want or with a new target, repoint the old versions of the latter (to
-// delete first), del the elements only in have.
+// want or with a new target or end, repoint the old versions of the
+// latter (to delete first), del the elements only in have.
 func elemDiff(have, want []Element) (add, repoint, del []Element) {
 	if slices.Equal(have, want) {
 		return nil, nil, nil
@@ -238,7 +243,7 @@ func elemDiff(have, want []Element) (add, repoint, del []Element) {
 			add = append(add, want[j])
 			j++
 		default:
-			if have[i].Goto != want[j].Goto {
+			if have[i] != want[j] {
 				repoint = append(repoint, have[i])
 				add = append(add, want[j])
 			}

@@ -75,21 +75,37 @@ func objName(base, suffix string) string {
 // policyChain names the chain of one policy in one direction.
 func policyChain(name string, d Direction) string { return objName(name, d.suffix()) }
 
-// setName names the kernel set holding one family of a Set.
-func setName(name string, fam family) string {
-	if fam == 6 {
-		return objName(name, "-v6")
-	}
-	return objName(name, "-v4")
-}
-
 // groupChain names the chain that evaluates one Path in one direction.
 // Endpoints with equal Paths share it.
-func groupChain(d Direction, p Path) string {
+func groupChain(s stage, d Direction, p Path) string {
 	var b strings.Builder
+	if s != stageNormal {
+		b.WriteString(s.prefix())
+	}
 	b.WriteString(d.String())
 	b.WriteString(p.key())
-	return strings.TrimPrefix(d.suffix(), "-") + "-" + shortHash(b.String())
+	return s.prefix() + strings.TrimPrefix(d.suffix(), "-") + "-" + shortHash(b.String())
+}
+
+// stage is where a group chain evaluates its Path; it decides the
+// chain's name and its semantics (groupRules).
+type stage uint8
+
+const (
+	// stageNormal is an endpoint's Ingress or Egress.
+	stageNormal stage = iota
+	// stageForward is a host endpoint's ForwardIngress or ForwardEgress:
+	// no tiers allows.
+	stageForward
+	// stagePreDNAT and stageUntracked are a host endpoint's PreDNAT and
+	// Untracked paths: tiers always pass at their end, no profiles, and
+	// a packet no rule decides returns undecided.
+	stagePreDNAT
+	stageUntracked
+)
+
+func (s stage) prefix() string {
+	return [...]string{"", "fwd-", "pre-", "raw-"}[s]
 }
 
 func shortHash(s string) string {
@@ -125,7 +141,7 @@ type renderer struct {
 }
 
 type memo struct {
-	policies map[policyKey][]ChainRule
+	policies map[policyKey]policyMemo
 	groups   map[pathKey]Chain
 	sets     map[setKey][2][]Element
 }
@@ -135,35 +151,41 @@ type policyKey struct {
 	dir           Direction
 }
 
+// policyMemo is a policy's rendered rules and what they depend on besides
+// the policy: the kind of each Set they refer to.
+type policyMemo struct {
+	rules []ChainRule
+	sets  []string
+	nets  []bool // whether each of sets had nets (an interval set)
+}
+
 type pathKey struct {
+	stage stage
 	dir   Direction
 	names string // the policies and profiles, in order
 }
 
-type setKey struct{ name, version string }
+type setKey struct {
+	port          bool // a PortSet
+	name, version string
+}
 
 func (r *renderer) render(rs Ruleset) (*Table, error) {
 	if err := rs.Validate(); err != nil {
 		return nil, err
 	}
-	r.next = memo{policies: map[policyKey][]ChainRule{}, groups: map[pathKey]Chain{}, sets: map[setKey][2][]Element{}}
+	r.next = memo{policies: map[policyKey]policyMemo{}, groups: map[pathKey]Chain{}, sets: map[setKey][2][]Element{}}
 	defer func() { r.last, r.next = r.next, memo{} }()
 	t := &Table{owners: map[string]policyDir{}}
-	for _, s := range rs.Sets {
-		v4, v6 := r.addrElems(s)
-		t.Sets = append(t.Sets,
-			TableSet{Name: setName(s.Name, 4), Type: SetIPv4, Elems: v4},
-			TableSet{Name: setName(s.Name, 6), Type: SetIPv6, Elems: v6})
-	}
+	kinds := kindsOf(rs.Sets)
+	t.Sets = r.sets(rs, kinds)
 
-	// Endpoints: dispatch elements, anti-spoofing pairs, group chains.
-	var from, to, src4, src6 []Element
 	groups := map[string]Chain{}
 	used := map[policyDir]bool{}
-	// group names the chain that evaluates p in direction d, adding it
-	// and marking its policies used the first time.
-	group := func(d Direction, p Path) string {
-		c := r.group(d, p)
+	// group names the chain that evaluates p in direction d at stage s,
+	// adding it and marking its policies used the first time.
+	group := func(s stage, d Direction, p Path) string {
+		c := r.group(s, d, p)
 		if _, ok := groups[c.Name]; !ok {
 			groups[c.Name] = c
 			for _, n := range p.Names() {
@@ -172,23 +194,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		}
 		return c.Name
 	}
-	for _, ep := range rs.Workloads {
-		to = append(to, Element{Key: ifaceKey(ep.Iface), Goto: group(Ingress, ep.Ingress)})
-		from = append(from, Element{Key: ifaceKey(ep.Iface), Goto: group(Egress, ep.Egress)})
-		for _, a := range ep.Addrs {
-			a = a.Unmap().WithZone("")
-			if a.Is4() {
-				src4 = append(src4, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
-			} else {
-				src6 = append(src6, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
-			}
-		}
-	}
-	t.Sets = append(t.Sets,
-		TableSet{Name: mapFrom, Type: MapIfaceVerdict, Elems: sortElems(from)},
-		TableSet{Name: mapTo, Type: MapIfaceVerdict, Elems: sortElems(to)},
-		TableSet{Name: setSrc4, Type: SetIfaceIPv4, Elems: sortElems(src4)},
-		TableSet{Name: setSrc6, Type: SetIfaceIPv6, Elems: sortElems(src6)})
+	t.Sets = append(t.Sets, workloadSets(rs.Workloads, group)...)
 	t.Chains = append(t.Chains, fixedChains(rs.EndpointToHost)...)
 	if len(rs.HostEndpoints) > 0 {
 		t.Sets, t.Chains = renderHost(rs, t.Sets, t.Chains, group)
@@ -209,7 +215,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 			}
 			name := policyChain(p.Name, d)
 			t.owners[name] = policyDir{p.Name, d}
-			t.Chains = append(t.Chains, Chain{Name: name, Rules: r.policyRules(p, d)})
+			t.Chains = append(t.Chains, Chain{Name: name, Rules: r.policyRules(p, d, kinds)})
 		}
 	}
 
@@ -218,97 +224,78 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 	return t, nil
 }
 
-// addrElems is addrElems, remembered by version.
-func (r *renderer) addrElems(s Set) (v4, v6 []Element) {
-	if s.Version == "" {
-		return addrElems(s.Members)
+// workloadSets are the workloads' dispatch maps, pointing at their group
+// chains, and anti-spoofing sets.
+func workloadSets(eps []Endpoint, group func(stage, Direction, Path) string) []TableSet {
+	var from, to, src4, src6 []Element
+	for _, ep := range eps {
+		to = append(to, Element{Key: ifaceKey(ep.Iface), Goto: group(stageNormal, Ingress, ep.Ingress)})
+		from = append(from, Element{Key: ifaceKey(ep.Iface), Goto: group(stageNormal, Egress, ep.Egress)})
+		for _, a := range ep.Addrs {
+			a = a.Unmap().WithZone("")
+			if a.Is4() {
+				src4 = append(src4, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
+			} else {
+				src6 = append(src6, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
+			}
+		}
 	}
-	k := setKey{s.Name, s.Version}
-	e, ok := r.last.sets[k]
-	if !ok {
-		e[0], e[1] = addrElems(s.Members)
+	return []TableSet{
+		{Name: mapFrom, Type: MapIfaceVerdict, Elems: sortElems(from)},
+		{Name: mapTo, Type: MapIfaceVerdict, Elems: sortElems(to)},
+		{Name: setSrc4, Type: SetIfaceIPv4, Elems: sortElems(src4)},
+		{Name: setSrc6, Type: SetIfaceIPv6, Elems: sortElems(src6)},
 	}
-	r.next.sets[k] = e
-	return e[0], e[1]
 }
 
 // group is the chain of a path, remembered.
-func (r *renderer) group(d Direction, p Path) Chain {
-	k := pathKey{d, p.key()}
+func (r *renderer) group(s stage, d Direction, p Path) Chain {
+	k := pathKey{s, d, p.key()}
 	c, ok := r.last.groups[k]
 	if !ok {
-		c = Chain{Name: groupChain(d, p), Rules: groupRules(d, p)}
+		c = Chain{Name: groupChain(s, d, p), Rules: groupRules(s, d, p)}
 	}
 	r.next.groups[k] = c
 	return c
 }
 
-// policyRules is policyRules, remembered by version.
-func (r *renderer) policyRules(p Policy, d Direction) []ChainRule {
+// policyRules is policyRules, remembered by version and by the kinds of
+// the Sets the policy refers to.
+func (r *renderer) policyRules(p Policy, d Direction, kinds setKinds) []ChainRule {
 	if p.Version == "" {
-		return policyRules(p, d)
+		return policyRules(p, d, kinds)
 	}
 	k := policyKey{p.Name, p.Version, d}
-	out, ok := r.last.policies[k]
+	m, ok := r.last.policies[k]
+	for i, n := range m.sets {
+		ok = ok && kinds[n] == m.nets[i]
+	}
 	if !ok {
-		out = policyRules(p, d)
+		m = policyMemo{rules: policyRules(p, d, kinds)}
+		for _, n := range policySets(p, d) {
+			m.sets, m.nets = append(m.sets, n), append(m.nets, kinds[n])
+		}
 	}
-	r.next.policies[k] = out
-	return out
+	r.next.policies[k] = m
+	return m.rules
 }
 
-// addrElems splits addresses by family into sorted, unique set elements.
-// The keys of each family share one backing string, so a set of 100,000
-// costs a handful of allocations.
-func addrElems(members []netip.Addr) (v4, v6 []Element) {
-	n4 := 0
-	for _, a := range members {
-		if a.Unmap().Is4() {
-			n4++
+// policySets lists the Sets the rules of one direction of a policy refer
+// to.
+func policySets(p Policy, d Direction) []string {
+	rules := p.Ingress
+	if d == Egress {
+		rules = p.Egress
+	}
+	var out []string
+	for _, r := range rules {
+		for _, n := range []string{r.Src.Set, r.Src.NotSet, r.Dst.Set, r.Dst.NotSet} {
+			if n != "" && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
 		}
-	}
-	a4 := make([]netip.Addr, 0, n4)
-	a6 := make([]netip.Addr, 0, len(members)-n4)
-	for _, a := range members {
-		a = a.Unmap().WithZone("")
-		if a.Is4() {
-			a4 = append(a4, a)
-		} else if a.Is6() {
-			a6 = append(a6, a)
-		}
-	}
-	return keyElems(a4, 4), keyElems(a6, 16)
-}
-
-func keyElems(as []netip.Addr, size int) []Element {
-	if len(as) == 0 {
-		return nil
-	}
-	if !slices.IsSortedFunc(as, netip.Addr.Compare) {
-		slices.SortFunc(as, netip.Addr.Compare)
-	}
-	as = slices.Compact(as)
-	buf := make([]byte, 0, len(as)*size)
-	for _, a := range as {
-		if size == 4 {
-			b := a.As4()
-			buf = append(buf, b[:]...)
-		} else {
-			b := a.As16()
-			buf = append(buf, b[:]...)
-		}
-	}
-	keys := string(buf)
-	out := make([]Element, len(as))
-	for i := range as {
-		out[i] = Element{Key: keys[i*size : (i+1)*size]}
 	}
 	return out
-}
-
-func sortElems(es []Element) []Element {
-	slices.SortFunc(es, func(a, b Element) int { return cmp.Compare(a.Key, b.Key) })
-	return slices.CompactFunc(es, func(a, b Element) bool { return a.Key == b.Key })
 }
 
 // Mark tests of the group chains.
@@ -325,14 +312,27 @@ var (
 	ruleClearPass  = newRule("", markSet{clear: markPass})
 	ruleNoProfile  = newRule("no profile allowed", counter{}, vDrop)
 	ruleEmptyPath  = newRule("empty path", counter{}, vDrop)
+	// At the forward stage a path without tiers allows; at the pre-DNAT
+	// and untracked stages what no policy decided goes on.
+	ruleNoForwardPolicy = newRule("no forward policy", counter{}, vReturn)
+	ruleUndecided       = newRule("no policy decided", counter{}, vReturn)
 )
 
 // groupRules evaluates a Path like Felix does, with two mark bits: a
 // policy chain sets Accept and returns to allow, sets Pass and returns to
 // skip to the next tier, drops to deny, or returns with neither bit set
-// when no rule matched. Each tier starts with Pass clear.
-func groupRules(d Direction, p Path) []ChainRule {
-	if len(p.Tiers)+len(p.Profiles) == 0 {
+// when no rule matched. Each tier starts with Pass clear. At the forward
+// stage a path without tiers allows; at the pre-DNAT and untracked
+// stages tiers pass at their end and a packet that no policy allowed or
+// denied returns with Accept clear, for the base chain to go on.
+func groupRules(s stage, d Direction, p Path) []ChainRule {
+	early := s == stagePreDNAT || s == stageUntracked
+	switch {
+	case s == stageForward && len(p.Tiers) == 0:
+		return []ChainRule{ruleNoForwardPolicy}
+	case early && len(p.Tiers) == 0:
+		return []ChainRule{ruleUndecided}
+	case len(p.Tiers)+len(p.Profiles) == 0:
 		return []ChainRule{ruleEmptyPath}
 	}
 	rules := make([]ChainRule, 0, 2+3*len(p.Tiers)+2*len(p.Names()))
@@ -344,9 +344,12 @@ func groupRules(d Direction, p Path) []ChainRule {
 		for _, n := range t.Policies {
 			rules = append(rules, newRule("", notPassed, counter{}, jump(policyChain(n, d))), ruleIfAccepted)
 		}
-		if !t.DefaultPass && len(t.Policies) > 0 {
+		if !t.DefaultPass && !early && len(t.Policies) > 0 {
 			rules = append(rules, newRule("end of tier "+t.Name+": no policy allowed or passed", notPassed, counter{}, vDrop))
 		}
+	}
+	if early {
+		return append(rules, ruleUndecided)
 	}
 	for _, n := range p.Profiles {
 		rules = append(rules, newRule("", counter{}, jump(policyChain(n, d))), ruleIfAccepted)
@@ -395,7 +398,7 @@ func fixedChains(toHost Verdict) []Chain {
 
 // policyRules renders one direction of a policy: each Calico rule becomes
 // one kernel rule per family it can match, labelled "rule <index>".
-func policyRules(p Policy, d Direction) []ChainRule {
+func policyRules(p Policy, d Direction, kinds setKinds) []ChainRule {
 	rules := p.Ingress
 	if d == Egress {
 		rules = p.Egress
@@ -404,7 +407,7 @@ func policyRules(p Policy, d Direction) []ChainRule {
 	for i, r := range rules {
 		label := fmt.Sprintf("rule %d", i)
 		for _, fam := range ruleFamilies(r) {
-			for _, stmts := range ruleStmts(r, fam) {
+			for _, stmts := range ruleStmts(r, fam, kinds) {
 				out = append(out, newRule(label, stmts...))
 			}
 		}
@@ -447,13 +450,13 @@ func ruleFamilies(r Rule) []family {
 }
 
 // familySpecific reports whether a rule matches something that exists
-// per family: an IP version, ICMP, a set, nets.
+// per family: an IP version, ICMP, a set or port set, nets.
 func familySpecific(r Rule) bool {
 	if r.IPVersion != 0 || r.ICMP != nil || r.NotICMP != nil {
 		return true
 	}
 	for _, m := range []Match{r.Src, r.Dst} {
-		if m.Set != "" || m.NotSet != "" || len(m.Nets)+len(m.NotNets) > 0 {
+		if m.Set != "" || m.NotSet != "" || m.PortSet != "" || m.NotPortSet != "" || len(m.Nets)+len(m.NotNets) > 0 {
 			return true
 		}
 	}
@@ -524,7 +527,7 @@ type position struct {
 
 // ruleStmts renders one Calico rule for one family, as one or more kernel
 // rules.
-func ruleStmts(r Rule, fam family) [][]stmt {
+func ruleStmts(r Rule, fam family, kinds setKinds) [][]stmt {
 	var pos positions
 	if fam != 0 {
 		pos.one(nfproto{fam})
@@ -535,10 +538,12 @@ func ruleStmts(r Rule, fam family) [][]stmt {
 	if r.NotProtocol != nil {
 		pos.one(l4proto{proto: *r.NotProtocol, neg: true})
 	}
-	pos.addrs(r.Src, false, fam)
-	pos.addrs(r.Dst, true, fam)
-	pos.ports(r.Src, false)
-	pos.ports(r.Dst, true)
+	pos.addrs(r.Src, false, fam, kinds)
+	pos.addrs(r.Dst, true, fam, kinds)
+	pos.ports(r.Src, false, fam)
+	pos.ports(r.Dst, true, fam)
+	pos.portSets(r.Src, false, fam)
+	pos.portSets(r.Dst, true, fam)
 	if r.ICMP != nil {
 		pos.one(icmp{fam: fam, typ: r.ICMP.Type, code: r.ICMP.Code})
 	}
@@ -562,12 +567,12 @@ func (pos *positions) one(s stmt) { *pos = append(*pos, position{alts: []stmt{s}
 // addrs adds the address matches of one end: its sets, then its nets (a
 // short positive list as alternatives), then its notNets (a short list as
 // comparisons).
-func (pos *positions) addrs(m Match, dst bool, fam family) {
+func (pos *positions) addrs(m Match, dst bool, fam family, kinds setKinds) {
 	if m.Set != "" {
-		pos.one(addrSet{fam: fam, dst: dst, set: setName(m.Set, fam)})
+		pos.one(addrSet{fam: fam, dst: dst, set: kinds.name(m.Set, fam)})
 	}
 	if m.NotSet != "" {
-		pos.one(addrSet{fam: fam, dst: dst, neg: true, set: setName(m.NotSet, fam)})
+		pos.one(addrSet{fam: fam, dst: dst, neg: true, set: kinds.name(m.NotSet, fam)})
 	}
 	if nets := disjointNets(netsOf(m.Nets, fam)); len(nets) > 0 {
 		p := position{whole: addrNets{fam: fam, dst: dst, cidrs: nets}}
@@ -587,9 +592,14 @@ func (pos *positions) addrs(m Match, dst bool, fam family) {
 	}
 }
 
-// ports adds the port matches of one end, as addrs does nets.
-func (pos *positions) ports(m Match, dst bool) {
-	if len(m.Ports) > 0 {
+// ports adds the port matches of one end, as addrs does nets. Ports and
+// a PortSet together are alternatives (Calico's numeric and named ports
+// in one list): two kernel rules, one never collapsed into the other.
+func (pos *positions) ports(m Match, dst bool, fam family) {
+	if len(m.Ports) > 0 && m.PortSet != "" {
+		ranges := mergePorts(normPorts(m.Ports))
+		*pos = append(*pos, position{alts: []stmt{ports{dst: dst, ranges: ranges}, addrPortSet{fam: fam, dst: dst, set: portSetName(m.PortSet, fam)}}})
+	} else if len(m.Ports) > 0 {
 		ranges := mergePorts(normPorts(m.Ports))
 		p := position{whole: ports{dst: dst, ranges: ranges}}
 		if len(ranges) <= maxInline {
@@ -605,6 +615,17 @@ func (pos *positions) ports(m Match, dst bool) {
 		for i := range ranges {
 			pos.one(ports{dst: dst, neg: true, ranges: ranges[i : i+1]})
 		}
+	}
+}
+
+// portSets adds the port set matches of one end: (address, protocol,
+// port) in the set, or not in it.
+func (pos *positions) portSets(m Match, dst bool, fam family) {
+	if m.PortSet != "" && len(m.Ports) == 0 { // with Ports: an alternative of theirs
+		pos.one(addrPortSet{fam: fam, dst: dst, set: portSetName(m.PortSet, fam)})
+	}
+	if m.NotPortSet != "" {
+		pos.one(addrPortSet{fam: fam, dst: dst, neg: true, set: portSetName(m.NotPortSet, fam)})
 	}
 }
 
@@ -636,11 +657,11 @@ func expand(pos []position, limit int) [][]stmt {
 				continue
 			}
 			n *= len(p.alts)
-			if len(p.alts) > 1 && (widest < 0 || len(p.alts) > len(pos[widest].alts)) {
+			if len(p.alts) > 1 && p.whole != nil && (widest < 0 || len(p.alts) > len(pos[widest].alts)) {
 				widest = i
 			}
 		}
-		if n <= limit {
+		if n <= limit || widest < 0 {
 			break
 		}
 		pos[widest].alts = []stmt{pos[widest].whole}

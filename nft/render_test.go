@@ -74,10 +74,16 @@ func TestRenderIsPure(t *testing.T) {
 		rs.Workloads = slices.Clone(rs.Workloads)
 		rs.Policies = slices.Clone(rs.Policies)
 		rs.Sets = slices.Clone(rs.Sets)
+		rs.PortSets = slices.Clone(rs.PortSets)
+		rs.HostEndpoints = slices.Clone(rs.HostEndpoints)
 		r := rand.New(rand.NewPCG(1, 2))
 		r.Shuffle(len(rs.Workloads), func(i, j int) { rs.Workloads[i], rs.Workloads[j] = rs.Workloads[j], rs.Workloads[i] })
 		r.Shuffle(len(rs.Policies), func(i, j int) { rs.Policies[i], rs.Policies[j] = rs.Policies[j], rs.Policies[i] })
 		r.Shuffle(len(rs.Sets), func(i, j int) { rs.Sets[i], rs.Sets[j] = rs.Sets[j], rs.Sets[i] })
+		r.Shuffle(len(rs.PortSets), func(i, j int) { rs.PortSets[i], rs.PortSets[j] = rs.PortSets[j], rs.PortSets[i] })
+		r.Shuffle(len(rs.HostEndpoints), func(i, j int) {
+			rs.HostEndpoints[i], rs.HostEndpoints[j] = rs.HostEndpoints[j], rs.HostEndpoints[i]
+		})
 		b, err := Render(rs)
 		if err != nil {
 			t.Fatal(err)
@@ -111,6 +117,15 @@ func TestValidate(t *testing.T) {
 		{"no action", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{}}}}}, "unknown action"},
 		{"ip version", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, IPVersion: 5}}}}}, "ip version 5"},
 		{"too many nets", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Src: Match{Nets: make([]netip.Prefix, 501)}}}}}}, "more than 500"},
+		{"unknown port set", Ruleset{Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Dst: Match{NotPortSet: "http"}}}}}}, "unknown port set http"},
+		{"a set is not a port set", Ruleset{Sets: []Set{{Name: "http"}}, Policies: []Policy{{Name: "p", Ingress: []Rule{{Action: Allow, Dst: Match{PortSet: "http"}}}}}}, "unknown port set http"},
+		{"duplicate port set", Ruleset{PortSets: []PortSet{{Name: "http"}, {Name: "http"}}}, "port set http: duplicate name"},
+		{"named port of ICMP", Ruleset{PortSets: []PortSet{{Name: "p", Members: []NamedPort{{Addr: addr("10.0.0.1"), Protocol: 1, Port: 1}}}}}, "not TCP, UDP or SCTP"},
+		{"named port without address", Ruleset{PortSets: []PortSet{{Name: "p", Members: []NamedPort{{Protocol: 6, Port: 1}}}}}, "invalid address"},
+		{"invalid set net", Ruleset{Sets: []Set{{Name: "s", Nets: []netip.Prefix{{}}}}}, "set s: invalid net"},
+		{"untracked for all interfaces", Ruleset{Policies: []Policy{ok}, HostEndpoints: []HostEndpoint{{Iface: AllInterfaces, UntrackedEgress: tierPath("p")}}}, "not for all interfaces"},
+		{"profiles before DNAT", Ruleset{Policies: []Policy{ok}, HostEndpoints: []HostEndpoint{{Iface: "eth0", PreDNAT: profilePath("p")}}}, "have no profiles"},
+		{"unknown forward policy", Ruleset{HostEndpoints: []HostEndpoint{{Iface: "eth0", ForwardEgress: tierPath("nope")}}}, "unknown policy nope"},
 	}
 	for _, tt := range tests {
 		err := tt.rs.Validate()
@@ -186,6 +201,32 @@ func TestRendererRemembers(t *testing.T) {
 	}
 }
 
+// TestRendererSetKinds checks that a remembered policy is rendered anew
+// when a Set it refers to changes kind (gains or loses nets) though the
+// policy's version stays.
+func TestRendererSetKinds(t *testing.T) {
+	var r renderer
+	rs := states[1].rs // one endpoint in a classic profile: rules on Set net-a
+	rs.Policies = slices.Clone(rs.Policies)
+	rs.Policies[0].Version = "v1"
+	withNets := rs
+	withNets.Sets = []Set{{Name: "net-a", Members: rs.Sets[0].Members, Nets: prefixes("10.66.0.0/16"), Version: "v2"}}
+	for i, want := range []string{"@net-a-v4", "@net-a-n4", "@net-a-v4"} {
+		in := rs
+		if i == 1 {
+			in = withNets
+		}
+		got, err := r.render(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := Render(in)
+		if got.String() != fresh.String() || !strings.Contains(got.String(), "ip saddr "+want) {
+			t.Errorf("step %d: the remembered rendering differs from a fresh one or does not refer to %s:\n%s", i, want, lineDiff(fresh.String(), got.String()))
+		}
+	}
+}
+
 // TestShortLists checks how lists of ports and nets become kernel rules:
 // short positive lists one rule per entry, short negated ones comparisons,
 // long ones and Log rules a set.
@@ -211,13 +252,46 @@ func TestShortLists(t *testing.T) {
 			[]string{"meta nfproto ipv4 meta l4proto tcp ip saddr 10.0.0.0/8 th dport { 1, 3, 5 }", "meta nfproto ipv4 meta l4proto tcp ip saddr 11.0.0.0/8 th dport { 1, 3, 5 }"}},
 	} {
 		var got []string
-		for _, r := range policyRules(Policy{Name: "p", Ingress: []Rule{tc.rule}}, Ingress) {
+		for _, r := range policyRules(Policy{Name: "p", Ingress: []Rule{tc.rule}}, Ingress, nil) {
 			text := r.String()
 			text = text[:strings.Index(text, " counter")]
 			got = append(got, text)
 		}
 		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 			t.Errorf("%s: rendered\n%s\nwant\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
+	}
+}
+
+// TestNetElems checks the ranges of an interval set: overlapping and
+// adjacent members and nets merged, mapped addresses unmapped, a range
+// that reaches the top of the address space without an end element
+// (shown as "to the top").
+func TestNetElems(t *testing.T) {
+	for _, tc := range []struct {
+		members []netip.Addr
+		nets    []netip.Prefix
+		want    string
+	}{
+		{addrs("10.0.0.1", "10.0.0.2", "::ffff:10.0.0.3"), prefixes("10.0.0.4/30"), "10.0.0.1-10.0.0.7"},
+		{nil, prefixes("10.0.0.0/25", "10.0.0.128/25", "10.0.1.0/24", "10.0.0.7/32"), "10.0.0.0/23"},
+		{addrs("255.255.255.255"), prefixes("255.255.255.0/25"), "255.255.255.0/25, 255.255.255.255 to the top"},
+		{nil, prefixes("255.255.255.0/24", "0.0.0.0/1"), "0.0.0.0/1, 255.255.255.0/24 to the top"},
+		{addrs("fd00::1"), prefixes("::/0"), "::/0 to the top"},
+		{addrs("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), prefixes("fd00::/64"),
+			"fd00::/64, ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff to the top"},
+	} {
+		v4, v6 := netElems(tc.members, tc.nets)
+		var got []string
+		for _, e := range append(v4, v6...) {
+			s := rangeString(e)
+			if e.End == "" {
+				s += " to the top"
+			}
+			got = append(got, s)
+		}
+		if g := strings.Join(got, ", "); g != tc.want {
+			t.Errorf("netElems(%v, %v) = %s, want %s", tc.members, tc.nets, g, tc.want)
 		}
 	}
 }

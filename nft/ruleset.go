@@ -233,7 +233,9 @@ type Match struct {
 	Ports, NotPorts []PortRange
 	// PortSet and NotPortSet name PortSets that the packet's address,
 	// protocol and port at this end must (or must not) be in; "" is no
-	// constraint. They require no Protocol (the set holds it).
+	// constraint. They require no Protocol (the set holds it). With Ports
+	// too, PortSet is an alternative to them (Calico's numeric and named
+	// ports in one list): the port is in Ports, or in PortSet.
 	PortSet, NotPortSet string
 }
 

@@ -45,6 +45,11 @@ func classic(name string) Policy {
 
 func profilePath(names ...string) Path { return Path{Profiles: names} }
 
+// tierPath is one tier "default" of policies.
+func tierPath(names ...string) Path {
+	return Path{Tiers: []Tier{{Name: "default", Policies: names}}}
+}
+
 // states is a named list of Rulesets. Every one has a golden file; the
 // Fake and kernel contract tests replay them in several orders.
 var states = []struct {
@@ -181,6 +186,71 @@ var states = []struct {
 			{Protocol: 6, Port: 22}, {Protocol: 17, Port: 68}, {Protocol: 6, Port: 179}, {Protocol: 6, Port: 22},
 			{Protocol: 6, Port: 2379, Net: prefix("172.31.0.0/16")}, {Protocol: 132, Port: 9},
 		},
+		FailsafeOut: []ProtoPort{{Protocol: 17, Port: 53}, {Protocol: 6, Port: 2380, Net: prefix("fd00:31::/32")}},
+	}},
+	{"network sets", Ruleset{
+		Workloads: []Endpoint{{
+			Iface: "cali1", Addrs: addrs("10.65.0.1", "fd00:65::1"),
+			Ingress: profilePath("nets"), Egress: profilePath("nets"),
+		}},
+		Policies: []Policy{{
+			Name:    "nets",
+			Ingress: []Rule{{Action: Allow, Src: Match{Set: "corp"}}, {Action: Deny, Src: Match{NotSet: "members"}}},
+			Egress:  []Rule{{Action: Deny, Dst: Match{Set: "everywhere"}}},
+		}},
+		Sets: []Set{
+			// Overlapping nets and members, adjacent nets, one member
+			// outside them.
+			{Name: "corp", Members: addrs("10.66.1.2", "192.168.0.9", "fd00:66::1"),
+				Nets: prefixes("10.66.0.0/16", "10.66.1.2/32", "10.67.0.0/16", "10.68.0.0/24", "10.68.0.128/25", "255.255.255.0/24", "fd00:66::/64")},
+			{Name: "everywhere", Nets: prefixes("0.0.0.0/0", "10.0.0.0/8", "::/0")},
+			{Name: "members", Members: addrs("10.65.0.1", "10.65.0.2")},
+		},
+	}},
+	{"named ports", Ruleset{
+		Workloads: []Endpoint{{
+			Iface: "cali1", Addrs: addrs("10.65.0.1", "fd00:65::1"),
+			Ingress: profilePath("ports"), Egress: profilePath("ports"),
+		}},
+		Policies: []Policy{{
+			Name: "ports",
+			Ingress: []Rule{
+				{Action: Allow, Dst: Match{PortSet: "http"}},
+				{Action: Deny, Protocol: tcp, Src: Match{Nets: prefixes("10.0.0.0/8")}, Dst: Match{NotPortSet: "http"}},
+				{Action: Allow, Protocol: tcp, Dst: Match{Ports: []PortRange{{22, 22}, {443, 443}}, PortSet: "http"}}, // either
+			},
+			Egress: []Rule{{Action: Allow, Dst: Match{Set: "dns", PortSet: "dns"}}, {Action: Deny, Src: Match{PortSet: "http"}}},
+		}},
+		Sets: []Set{{Name: "dns", Members: addrs("10.96.0.10")}},
+		PortSets: []PortSet{
+			{Name: "http", Members: []NamedPort{
+				{Addr: addr("10.65.0.1"), Protocol: 6, Port: 8080}, {Addr: addr("fd00:65::1"), Protocol: 6, Port: 8080},
+				{Addr: addr("10.65.0.2"), Protocol: 6, Port: 80}, {Addr: addr("10.65.0.1"), Protocol: 6, Port: 8080},
+			}},
+			{Name: "dns", Members: []NamedPort{{Addr: addr("10.96.0.10"), Protocol: 17, Port: 53}, {Addr: addr("10.96.0.10"), Protocol: 6, Port: 53}}},
+		},
+	}},
+	{"host endpoint stages", Ruleset{
+		Workloads: []Endpoint{{
+			Iface: "cali1", Addrs: addrs("10.65.0.1"),
+			Ingress: profilePath("net-a"), Egress: profilePath("net-a"),
+		}},
+		HostEndpoints: []HostEndpoint{
+			{Iface: AllInterfaces, Ingress: profilePath("net-a"), Egress: profilePath("net-a"),
+				ForwardIngress: tierPath("allow-http"), PreDNAT: tierPath("deny-db")},
+			{Iface: "eth1", Ingress: tierPath("allow-http"),
+				ForwardEgress:    Path{Tiers: []Tier{{Name: "default", Policies: []string{"deny-db"}}}, Profiles: []string{"net-a"}},
+				UntrackedIngress: tierPath("allow-http"), UntrackedEgress: tierPath("allow-http")},
+			{Iface: "eth2", ForwardIngress: tierPath("allow-http")},
+		},
+		Policies: []Policy{classic("net-a"),
+			{Name: "allow-http", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: []PortRange{{80, 80}}}}},
+				Egress: []Rule{{Action: Allow, Protocol: tcp, Src: Match{Ports: []PortRange{{80, 80}}}}}},
+			{Name: "deny-db", Ingress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: []PortRange{{5432, 5432}}}}},
+				Egress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: []PortRange{{5432, 5432}}}}}},
+		},
+		Sets:        []Set{{Name: "net-a", Members: addrs("10.65.0.1")}},
+		FailsafeIn:  []ProtoPort{{Protocol: 6, Port: 22}, {Protocol: 6, Port: 2379, Net: prefix("172.31.0.0/16")}},
 		FailsafeOut: []ProtoPort{{Protocol: 17, Port: 53}, {Protocol: 6, Port: 2380, Net: prefix("fd00:31::/32")}},
 	}},
 	{"nat outgoing", Ruleset{

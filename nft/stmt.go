@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 
 	"github.com/google/nftables"
@@ -21,11 +20,15 @@ type stmt interface {
 	exprs(b *builder) []expr.Any
 }
 
-// Mark bits, inside Felix's default mask 0xffff0000. Only these two are
-// ever set or cleared.
+// Mark bits, inside Felix's default mask 0xffff0000. Only these three
+// are ever set or cleared. Accept and Pass carry a policy's verdict back
+// to its group chain; Early says that a host endpoint's untracked or
+// pre-DNAT policy allowed the packet, which its later stages then accept
+// (Felix uses its Accept bit for both).
 const (
 	markAccept uint32 = 0x10000
 	markPass   uint32 = 0x20000
+	markEarly  uint32 = 0x40000
 )
 
 // Registers: reg 1 is the 16-byte register NFT_REG_1; an address that
@@ -272,25 +275,7 @@ func netipMask(p netip.Prefix) []byte {
 // element and an end element one past its last address (none when the
 // range reaches the top of the address space).
 func prefixIntervals(cidrs []netip.Prefix) []nftables.SetElement {
-	type span struct{ lo, hi netip.Addr }
-	spans := make([]span, 0, len(cidrs))
-	for _, p := range cidrs {
-		spans = append(spans, span{p.Masked().Addr(), lastAddr(p)})
-	}
-	slices.SortFunc(spans, func(a, b span) int { return a.lo.Compare(b.lo) })
-	merged := spans[:0:0]
-	for _, s := range spans {
-		if n := len(merged); n > 0 {
-			last := &merged[n-1]
-			if next := last.hi.Next(); !next.IsValid() || s.lo.Compare(next) <= 0 {
-				if s.hi.Compare(last.hi) > 0 {
-					last.hi = s.hi
-				}
-				continue
-			}
-		}
-		merged = append(merged, s)
-	}
+	merged := mergeRanges(prefixRanges(cidrs))
 	var out []nftables.SetElement
 	if !merged[0].lo.IsUnspecified() {
 		out = append(out, nftables.SetElement{Key: make([]byte, merged[0].lo.BitLen()/8), IntervalEnd: true})
@@ -351,6 +336,49 @@ func (s ifaceAddrSet) exprs(*builder) []expr.Any {
 		&expr.Lookup{SourceRegister: reg1, SetName: s.set, Invert: true},
 	}
 }
+
+// addrPortSet: ip saddr . meta l4proto . th sport [!=] @set, a lookup
+// of the packet's address, protocol and port at one end. A packet
+// without ports has a protocol no element has (the kernel reads the
+// first bytes of its ICMP header as the port): it is never in the set.
+type addrPortSet struct {
+	fam family
+	dst bool
+	neg bool
+	set string
+}
+
+func (s addrPortSet) appendText(b []byte) []byte {
+	port := " . th sport "
+	if s.dst {
+		port = " . th dport "
+	}
+	b = append(append(append(append(b, s.fam.l3()...), ' '), direction(s.dst)...), " . meta l4proto"+port...)
+	return append(append(b, neg(s.neg)...), "@"+s.set...)
+}
+
+func (s addrPortSet) exprs(*builder) []expr.Any {
+	var off uint32
+	if s.dst {
+		off = 2
+	}
+	// Each field takes whole 4-byte registers: the address from reg 1,
+	// then the protocol, then the port.
+	proto := unix.NFT_REG32_00 + s.fam.addrLen()/4
+	return []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: s.fam.addrOffset(s.dst), Len: s.fam.addrLen()},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: proto},
+		&expr.Payload{DestRegister: proto + 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: 2},
+		&expr.Lookup{SourceRegister: reg1, SetName: s.set, Invert: s.neg},
+	}
+}
+
+// notrack: the packet is not tracked by conntrack.
+type notrack struct{}
+
+func (notrack) appendText(b []byte) []byte { return append(b, "notrack"...) }
+
+func (notrack) exprs(*builder) []expr.Any { return []expr.Any{&expr.Notrack{}} }
 
 // vmap: iifname|oifname vmap @map.
 type vmap struct {
@@ -634,6 +662,8 @@ func (r ChainRule) refs() (chains, sets []string) {
 		case addrSet:
 			sets = append(sets, s.set)
 		case ifaceAddrSet:
+			sets = append(sets, s.set)
+		case addrPortSet:
 			sets = append(sets, s.set)
 		case vmap:
 			sets = append(sets, s.set)

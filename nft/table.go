@@ -37,11 +37,13 @@ type Chain struct {
 
 // Hook makes a chain a base chain on a netfilter hook.
 type Hook struct {
-	// Name is "forward", "input", "output" or "postrouting".
+	// Name is "prerouting", "forward", "input", "output" or
+	// "postrouting".
 	Name string
 	// NAT makes it a chain of type nat; otherwise it is of type filter.
 	NAT bool
-	// Priority 0 is nft's "filter", 100 its "srcnat".
+	// Priority 0 is nft's "filter", 100 its "srcnat", -150 "mangle" and
+	// -300 "raw".
 	Priority int32
 	// Accept is the chain policy: accept when true, drop otherwise.
 	Accept bool
@@ -74,6 +76,16 @@ const (
 	SetIfaceIPv6
 	// MapIfaceVerdict is a verdict map keyed by interface name.
 	MapIfaceVerdict
+	// SetIPv4Net is an interval set of IPv4 addresses (type ipv4_addr,
+	// flags interval): the ranges of a Set with Nets.
+	SetIPv4Net
+	// SetIPv6Net is SetIPv4Net for IPv6.
+	SetIPv6Net
+	// SetIPv4Port is a set of IPv4 address, IP protocol and port triples
+	// (a PortSet's).
+	SetIPv4Port
+	// SetIPv6Port is SetIPv4Port for IPv6.
+	SetIPv6Port
 	// SetIface is a set of interface names.
 	SetIface
 	// SetIfaceMAC is a set of interface name and MAC address pairs.
@@ -92,6 +104,14 @@ func (t SetType) String() string {
 		return "ifname . ipv6_addr"
 	case MapIfaceVerdict:
 		return "ifname : verdict"
+	case SetIPv4Net:
+		return "ipv4_addr; flags interval"
+	case SetIPv6Net:
+		return "ipv6_addr; flags interval"
+	case SetIPv4Port:
+		return "ipv4_addr . inet_proto . inet_service"
+	case SetIPv6Port:
+		return "ipv6_addr . inet_proto . inet_service"
 	case SetIface:
 		return "ifname"
 	case SetIfaceMAC:
@@ -99,6 +119,9 @@ func (t SetType) String() string {
 	}
 	return "unknown"
 }
+
+// interval tells whether the set holds ranges (Element.End).
+func (t SetType) interval() bool { return t == SetIPv4Net || t == SetIPv6Net }
 
 // TableSet is a named set or verdict map of the table.
 type TableSet struct {
@@ -110,10 +133,19 @@ type TableSet struct {
 // Element is one set or map element.
 type Element struct {
 	// Key is the key as the kernel stores it: addresses in network byte
-	// order, interface names zero-padded to IFNAMSIZ.
+	// order, interface names zero-padded to IFNAMSIZ. In an interval set
+	// it is the first address of a range.
 	Key string
+	// End, in an interval set, is the address after the range's last,
+	// which the kernel holds as an element of its own flagged as an
+	// interval end; "" when the range reaches the top of the address
+	// space.
+	End string
 	// Goto is the chain a verdict map element jumps to (goto).
 	Goto string
+	// endOnly marks an interval end that the read-back found without
+	// its start (someone deleted that by hand): the diff deletes it.
+	endOnly bool
 }
 
 const ifNameSize = 16
@@ -151,6 +183,13 @@ func (s *TableSet) elemString(e Element) string {
 		return i + " . " + addr()
 	case MapIfaceVerdict:
 		return iface() + " : goto " + e.Goto
+	case SetIPv4Net, SetIPv6Net:
+		return rangeString(e)
+	case SetIPv4Port, SetIPv6Port:
+		if n := len(k) - 8; n == 4 || n == 16 {
+			a, _ := netip.AddrFromSlice([]byte(k[:n]))
+			return fmt.Sprintf("%s . %s . %d", a, protoName(k[n]), uint16(k[n+4])<<8|uint16(k[n+5]))
+		}
 	case SetIface:
 		return iface()
 	case SetIfaceMAC:
@@ -161,6 +200,51 @@ func (s *TableSet) elemString(e Element) string {
 		return i + " . " + net.HardwareAddr(k[:6]).String()
 	}
 	return fmt.Sprintf("%x", k)
+}
+
+// rangeString formats an interval element as nft does: an address, a
+// prefix, or first-last.
+func rangeString(e Element) string {
+	lo, ok := netip.AddrFromSlice([]byte(e.Key))
+	if !ok {
+		return fmt.Sprintf("%x", e.Key)
+	}
+	if e.endOnly {
+		return "end " + lo.String()
+	}
+	hi := maxAddr(lo)
+	if e.End != "" {
+		end, ok := netip.AddrFromSlice([]byte(e.End))
+		if !ok {
+			return fmt.Sprintf("%s-%x", lo, e.End)
+		}
+		hi = end.Prev()
+	}
+	if lo == hi {
+		return lo.String()
+	}
+	for bits := lo.BitLen(); bits >= 0; bits-- {
+		p := netip.PrefixFrom(lo, bits)
+		if p.Masked().Addr() != lo {
+			break
+		}
+		if lastAddr(p) == hi {
+			return p.String()
+		}
+	}
+	return lo.String() + "-" + hi.String()
+}
+
+// maxAddr is the highest address of a's family.
+func maxAddr(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	var b [16]byte
+	for i := range b {
+		b[i] = 0xff
+	}
+	return netip.AddrFrom16(b)
 }
 
 // String is the rule in nft syntax, with its identity label (not the
@@ -189,7 +273,11 @@ func (t *Table) String() string {
 		if s.isMap() {
 			kind = "map"
 		}
-		fmt.Fprintf(&b, "\t%s %s {\n\t\ttype %s\n", kind, s.Name, s.Type)
+		typ, flags, _ := strings.Cut(s.Type.String(), "; ")
+		fmt.Fprintf(&b, "\t%s %s {\n\t\ttype %s\n", kind, s.Name, typ)
+		if flags != "" {
+			b.WriteString("\t\t" + flags + "\n")
+		}
 		if len(s.Elems) > 0 {
 			b.WriteString("\t\telements = {\n")
 			for _, e := range s.Elems {
@@ -215,14 +303,17 @@ func (t *Table) String() string {
 
 func (h *Hook) String() string {
 	typ, prio := "filter", "filter"
-	if h.Priority != 0 {
+	switch {
+	case h.NAT && h.Priority == prioSrcNAT:
+		typ, prio = "nat", "srcnat"
+	case h.NAT:
+		typ, prio = "nat", fmt.Sprintf("%d", h.Priority)
+	case h.Priority == prioRaw:
+		prio = "raw"
+	case h.Priority == prioMangle:
+		prio = "mangle"
+	case h.Priority != 0:
 		prio = fmt.Sprintf("filter %+d", h.Priority)
-	}
-	if h.NAT {
-		typ = "nat"
-		if h.Priority == prioSrcNAT {
-			prio = "srcnat"
-		}
 	}
 	policy := "drop"
 	if h.Accept {

@@ -16,11 +16,13 @@ const maxListLen = 500
 // Validate reports everything in rs that Render cannot turn into a
 // faithful table: unknown or duplicate names, interfaces outside
 // IfacePrefix, ports without a port protocol, ICMP matches without ICMP,
-// and lists longer than 500 entries. The errors are joined.
+// lists longer than 500 entries, named ports of other protocols than
+// TCP, UDP and SCTP, untracked paths for all interfaces and profiles in
+// pre-DNAT or untracked paths. The errors are joined.
 func (rs Ruleset) Validate() error {
 	var v validation
-	sets := v.sets(rs.Sets)
-	policies := v.policies(rs.Policies, sets)
+	names := setNames{addrs: v.sets(rs.Sets), ports: v.portSets(rs.PortSets)}
+	policies := v.policies(rs.Policies, names)
 	v.workloads(rs.Workloads, policies)
 	v.hostEndpoints(rs.HostEndpoints, policies)
 	for _, pp := range slices.Concat(rs.FailsafeIn, rs.FailsafeOut) {
@@ -36,7 +38,6 @@ func (rs Ruleset) Validate() error {
 			v.add("NAT outgoing: %w", err)
 		}
 	}
-	v.notYet(rs)
 	if rs.EndpointToHost > Return {
 		v.add("endpoint to host: unknown verdict %d", rs.EndpointToHost)
 	}
@@ -61,15 +62,40 @@ func (v *validation) unique(what, name string, seen map[string]bool) {
 	seen[name] = true
 }
 
+// setNames are the names of the Sets and PortSets, which rules refer
+// to.
+type setNames struct{ addrs, ports map[string]bool }
+
 func (v *validation) sets(sets []Set) map[string]bool {
 	names := map[string]bool{}
 	for _, s := range sets {
 		v.unique("set", s.Name, names)
+		for _, p := range s.Nets {
+			if !p.IsValid() || p.Addr().Is4In6() {
+				v.add("set %s: invalid net %s", s.Name, p)
+			}
+		}
 	}
 	return names
 }
 
-func (v *validation) policies(ps []Policy, sets map[string]bool) map[string]bool {
+func (v *validation) portSets(sets []PortSet) map[string]bool {
+	names := map[string]bool{}
+	for _, s := range sets {
+		v.unique("port set", s.Name, names)
+		for _, m := range s.Members {
+			if !m.Addr.IsValid() {
+				v.add("port set %s: invalid address", s.Name)
+			}
+			if m.Protocol != 6 && m.Protocol != 17 && m.Protocol != 132 {
+				v.add("port set %s: protocol %d of port %d is not TCP, UDP or SCTP", s.Name, m.Protocol, m.Port)
+			}
+		}
+	}
+	return names
+}
+
+func (v *validation) policies(ps []Policy, sets setNames) map[string]bool {
 	names := map[string]bool{}
 	for _, p := range ps {
 		v.unique("policy", p.Name, names)
@@ -113,6 +139,12 @@ func (v *validation) workloads(eps []Endpoint, policies map[string]bool) {
 func (v *validation) hostEndpoints(hs []HostEndpoint, policies map[string]bool) {
 	seen := map[string]bool{}
 	for _, h := range hs {
+		if h.Iface == AllInterfaces && len(h.UntrackedIngress.Names())+len(h.UntrackedEgress.Names()) > 0 {
+			v.add("host endpoint %s: untracked policy is not for all interfaces", h.Iface)
+		}
+		if len(h.PreDNAT.Profiles)+len(h.UntrackedIngress.Profiles)+len(h.UntrackedEgress.Profiles) > 0 {
+			v.add("host endpoint %s: pre-DNAT and untracked paths have no profiles", h.Iface)
+		}
 		if h.Iface != AllInterfaces && (h.Iface == "" || strings.HasPrefix(h.Iface, IfacePrefix) || h.Iface == loopbackName ||
 			len(h.Iface) >= ifNameSize || strings.ContainsRune(h.Iface, 0)) {
 			v.add("host endpoint %q: interface must be %q or a name of at most %d bytes, not %s or starting with %q",
@@ -122,7 +154,8 @@ func (v *validation) hostEndpoints(hs []HostEndpoint, policies map[string]bool) 
 			v.add("host endpoint %s: duplicate interface", h.Iface)
 		}
 		seen[h.Iface] = true
-		v.known("host endpoint", h.Iface, pathNames(h.Ingress, h.Egress), policies)
+		v.known("host endpoint", h.Iface, pathNames(h.Ingress, h.Egress, h.ForwardIngress, h.ForwardEgress,
+			h.PreDNAT, h.UntrackedIngress, h.UntrackedEgress), policies)
 	}
 }
 
@@ -135,7 +168,13 @@ func (v *validation) known(what, iface string, names []string, policies map[stri
 	}
 }
 
-func pathNames(a, b Path) []string { return append(a.Names(), b.Names()...) }
+func pathNames(ps ...Path) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Names()...)
+	}
+	return out
+}
 
 func validName(s string) bool {
 	if s == "" {
@@ -153,7 +192,7 @@ func validName(s string) bool {
 
 var portProtocols = map[uint8]bool{6: true, 17: true, 132: true, 136: true}
 
-func validateRule(r Rule, sets map[string]bool) error {
+func validateRule(r Rule, sets setNames) error {
 	var errs []error
 	if r.Action < Allow || r.Action > Log {
 		errs = append(errs, fmt.Errorf("unknown action %d", r.Action))
@@ -175,12 +214,18 @@ func validateRule(r Rule, sets map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// validateMatch checks one side of a rule: sets, nets and ports.
-func validateMatch(m Match, sets map[string]bool) []error {
+// validateMatch checks one side of a rule: sets, port sets, nets and
+// ports.
+func validateMatch(m Match, sets setNames) []error {
 	var errs []error
 	for _, s := range []string{m.Set, m.NotSet} {
-		if s != "" && !sets[s] {
+		if s != "" && !sets.addrs[s] {
 			errs = append(errs, fmt.Errorf("unknown set %s", s))
+		}
+	}
+	for _, s := range []string{m.PortSet, m.NotPortSet} {
+		if s != "" && !sets.ports[s] {
+			errs = append(errs, fmt.Errorf("unknown port set %s", s))
 		}
 	}
 	for _, nets := range [][]netip.Prefix{m.Nets, m.NotNets} {
@@ -211,32 +256,4 @@ func validateNets(nets []netip.Prefix) []error {
 		}
 	}
 	return errs
-}
-
-// notYet refuses what the contract has and the rendering does not do
-// yet: nets in sets, port sets, and host endpoints' forward, pre-DNAT
-// and untracked stages.
-func (v *validation) notYet(rs Ruleset) {
-	for _, s := range rs.Sets {
-		if len(s.Nets) > 0 {
-			v.add("set %s: nets are not rendered yet", s.Name)
-		}
-	}
-	if len(rs.PortSets) > 0 {
-		v.add("port sets are not rendered yet")
-	}
-	for _, p := range rs.Policies {
-		for _, r := range slices.Concat(p.Ingress, p.Egress) {
-			if r.Src.PortSet+r.Src.NotPortSet+r.Dst.PortSet+r.Dst.NotPortSet != "" {
-				v.add("policy %s: port sets are not rendered yet", p.Name)
-			}
-		}
-	}
-	for _, h := range rs.HostEndpoints {
-		for _, p := range []Path{h.ForwardIngress, h.ForwardEgress, h.PreDNAT, h.UntrackedIngress, h.UntrackedEgress} {
-			if len(p.Names()) > 0 {
-				v.add("host endpoint %s: forward, pre-DNAT and untracked paths are not rendered yet", h.Iface)
-			}
-		}
-	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"calico/node/conntrack"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"calico/node/agent"
 	"calico/node/api"
 	"calico/node/dhcp"
+	"calico/node/docker"
 	"calico/node/localapi"
 	"calico/node/route"
 	"calico/node/veth"
@@ -43,6 +45,12 @@ type Config struct {
 	// Notify, when set, is told how the node is doing: systemd's READY=1,
 	// STATUS=, STOPPING=1 and watchdog pings.
 	Notify Notifier
+	// LogLevel, when set, is the level of Log, which FelixConfiguration
+	// logSeverityScreen may change (agent.Config.LogLevel).
+	LogLevel *slog.LevelVar
+	// Docker says where to serve Docker's network and IPAM plugins; the
+	// zero value serves none.
+	Docker docker.Config
 	// MTU of the workload interfaces the node makes or attaches (0: the
 	// kernel's, or the tap's own); DHCP and router advertisements tell
 	// guests their interface's MTU.
@@ -176,6 +184,7 @@ type node struct {
 	api     *localapi.Server
 	apiStop func() error
 	apiErr  chan error
+	docker  *docker.Server
 
 	// svc tells the service manager how the node is doing.
 	svc *service
@@ -257,6 +266,9 @@ func (n *node) start(ctx context.Context) error {
 	if err := n.serve(id); err != nil {
 		return err
 	}
+	if err := n.startDocker(id); err != nil {
+		return err
+	}
 	n.svc.setStatus("serving the API; programming the dataplane")
 	n.background.Go(func() { n.readyLoop(n.bgCtx, cl, id) })
 	n.banner(cl, id)
@@ -285,13 +297,14 @@ func (n *node) startAgentFromCache(ctx context.Context) error {
 
 func (n *node) startAgent(name string) error {
 	a, err := agent.New(agent.Config{
-		Name: name, DataDir: n.cfg.DataDir, Log: n.log, Verify: verify(),
+		Name: name, DataDir: n.cfg.DataDir, Log: n.log, LogLevel: n.cfg.LogLevel, Verify: verify(),
 		Speaker: n.parts.speaker(n.log),
 		Down: func(addr netip.Addr) bool {
 			c := n.cluster.Load()
 			return c != nil && (*c).Down(addr)
 		},
 		Interfaces: upInterfaces,
+		Forget:     conntrack.Forget,
 	}, n.firewall, n.routes)
 	if err != nil {
 		return err
@@ -378,8 +391,9 @@ func (n *node) serve(id cluster.Identity) error {
 	wl := n.workloads
 	n.api = &localapi.Server{
 		Info: localapi.Info{
-			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat, ExternalEtcd: id.External,
-			IPv4: prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
+			Name: id.Name, ClusterID: id.ClusterID, Role: id.Role, Version: n.cfg.Version, DataDir: n.cfg.DataDir, DataFormat: DataFormat,
+			ClientFiles: clientFiles(n.cfg.DataDir, id.External),
+			IPv4:        prefixString(id.IPv4), IPv6: prefixString(id.IPv6),
 		},
 		Store: n.store, IPAM: n.ipam, Agent: n.agent, Workloads: wl,
 		Members: &members{cluster: cl, store: n.store, ipam: n.ipam, workloads: wl, name: id.Name},
@@ -457,6 +471,7 @@ func (n *node) stop() error {
 	if n.apiStop != nil {
 		errs = append(errs, n.apiStop())
 	}
+	n.stopDocker()
 	if n.bgCancel != nil {
 		n.bgCancel()
 		n.background.Wait()
@@ -501,4 +516,9 @@ func prefixString(p netip.Prefix) string {
 		return ""
 	}
 	return p.String()
+}
+
+func clientFiles(dataDir string, external bool) [3]string {
+	ca, cert, key := cluster.ClientFiles(dataDir, external)
+	return [3]string{ca, cert, key}
 }

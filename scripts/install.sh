@@ -98,7 +98,7 @@ add_setting() {
 # take one unless the next argument is another flag.
 takes_value() {
 	case $1 in
-	data-dir | name | ip | ip6 | pool | as | join | token | etcd-endpoints | etcd-ca | etcd-cert | etcd-key | voter-replace-after | log-level) return 0 ;;
+	data-dir | name | ip | ip6 | pool | as | join | token | etcd-endpoints | etcd-ca | etcd-cert | etcd-key | voter-replace-after | log-level | docker-socket) return 0 ;;
 	esac
 	return 1
 }

@@ -19,6 +19,12 @@
 # (default /tmp/calico-lab): each host's data dir, log, pid and config
 # file (HOST.yaml, which `calico up` reads instead of /etc/calico).
 # CALICO_LAB_NAME (default calico-lab) prefixes the namespaces' names.
+# CALICO_LAB_TMPFS=SIZE (say 384m) gives every host's data dir a tmpfs of
+# that size, a disk that can be filled for real; `down` unmounts them.
+# Nodes run in the machine's mount namespace and serve no Docker plugins
+# (the machine's /run/docker/plugins is not the lab's), unless a test
+# gives a host a mount namespace of its own: HOST.mntns then holds its
+# path (/proc/PID/ns/mnt), and the node runs there with its plugins.
 set -eu
 
 LAB_DIR=${CALICO_LAB_DIR:-/tmp/calico-lab}
@@ -57,6 +63,10 @@ up() {
 		h=host$n
 		r=$(( (n - 1) * racks / hosts + 1 ))
 		echo $r > "$LAB_DIR/$h.rack"
+		if [ -n "${CALICO_LAB_TMPFS:-}" ]; then
+			mkdir -p "$LAB_DIR/$h"
+			mount -t tmpfs -o size="$CALICO_LAB_TMPFS",mode=0700 "$LAB-$h-data" "$LAB_DIR/$h"
+		fi
 		ns=$(hostns $h)
 		ip netns add "$ns"
 		ip -n "$ns" link set lo up
@@ -83,9 +93,14 @@ start() { # HOST [ARGS...]
 	# one), never the machine's /etc/calico/config.yaml.
 	[ -f "$LAB_DIR/$h.yaml" ] || : >"$LAB_DIR/$h.yaml"
 	# nsenter, not `ip netns exec`: the node must share this mount
-	# namespace so the workload namespaces it makes are visible here.
-	CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" nsenter --net=/run/netns/"$ns" "$CALICO" up --data-dir "$LAB_DIR/$h" --name "$h" \
-		--ip "$(addr "$h")/24" --ip6 "$(addr "$h" 6)/64" "$@" >>"$LAB_DIR/$h.log" 2>&1 &
+	# namespace so the workload namespaces it makes are visible here
+	# (a host with a mount namespace of its own, for Docker, makes none).
+	set -- --net=/run/netns/"$ns" "$CALICO" up --data-dir "$LAB_DIR/$h" --name "$h" --ip "$(addr "$h")/24" --ip6 "$(addr "$h" 6)/64" "$@"
+	if [ -f "$LAB_DIR/$h.mntns" ]; then
+		CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" nsenter --mount="$(cat "$LAB_DIR/$h.mntns")" "$@" >>"$LAB_DIR/$h.log" 2>&1 &
+	else
+		CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" CALICO_DOCKER_PLUGINS=false nsenter "$@" >>"$LAB_DIR/$h.log" 2>&1 &
+	fi
 	echo $! > "$LAB_DIR/$h.pid"
 	i=0
 	until CALICO_DATA_DIR="$LAB_DIR/$h" "$CALICO" status >/dev/null 2>&1; do
@@ -122,6 +137,10 @@ down() {
 	done
 	for ns in $(ip netns list | awk '{print $1}' | grep "^$LAB-" || true); do
 		ip netns del "$ns"
+	done
+	# The hosts' tmpfs data dirs (CALICO_LAB_TMPFS), innermost first.
+	awk -v d="$LAB_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m"
 	done
 	rm -rf "$LAB_DIR"
 }

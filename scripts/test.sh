@@ -31,4 +31,4 @@ echo "== e2e"
 # CALICO_VERIFY=1: every node checks its memoised calculation and
 # rendering against fresh ones on every change (the lab fails on a
 # "memo check" in a node's log).
-CALICO_VERIFY=1 CALICO_E2E=1 CALICO="$PWD/calico" go test -count=1 -p 1 -timeout 20m ./e2e/
+CALICO_VERIFY=1 CALICO_E2E=1 CALICO="$PWD/calico" go test -count=1 -p 1 -timeout 30m ./e2e/

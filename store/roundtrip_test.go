@@ -2,8 +2,8 @@ package store
 
 import (
 	"encoding/json"
-	"reflect"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )

@@ -264,3 +264,63 @@ func TestSyncRecoversFromCompaction(t *testing.T) {
 	close(stall)
 	rec.waitFor(t, "a second snapshot with all five pools", func(st map[string]Resource, n int) bool { return n == 2 && len(st) == 5 })
 }
+
+// brokenWatch fails the first watch it is asked for at once (as a watch
+// does when its member loses the leader), then watches as usual.
+type brokenWatch struct {
+	clientv3.Watcher
+	mu    sync.Mutex
+	broke bool
+}
+
+func (w *brokenWatch) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.broke {
+		return w.Watcher.Watch(ctx, key, opts...)
+	}
+	w.broke = true
+	ch := make(chan clientv3.WatchResponse, 1)
+	ch <- clientv3.WatchResponse{Canceled: true}
+	close(ch)
+	return ch
+}
+
+// TestSyncSaysWhenItFollowsAgain: after a watch breaks, Sync reports the
+// error and then, once the watch is up again, an event with neither
+// updates nor an error, before any change comes: the caller knows it is
+// live again although nothing changed.
+func TestSyncSaysWhenItFollowsAgain(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	cli.Watcher = &brokenWatch{Watcher: cli.Watcher}
+	s := New(cli)
+	var mu sync.Mutex
+	var seen []string
+	go s.Sync(t.Context(), func(ev SyncEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case ev.Snapshot:
+			seen = append(seen, "snapshot")
+		case ev.Err != nil:
+			seen = append(seen, "error")
+		case len(ev.Updates) == 0:
+			seen = append(seen, "live")
+		default:
+			seen = append(seen, "updates")
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := strings.Join(seen, " ")
+		mu.Unlock()
+		if got == "snapshot error live" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Sync delivered %q; want snapshot error live", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

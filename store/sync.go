@@ -12,6 +12,9 @@ import (
 
 // SyncEvent is one step of Sync: either the complete state (Snapshot) or
 // changes to it, or a report that the datastore cannot be read right now.
+// A watch (re)established after the snapshot is an event with neither
+// updates nor an error: from then on the caller follows the datastore
+// live again, the changes it missed coming next.
 type SyncEvent struct {
 	// Snapshot marks Updates as the complete state, replacing everything
 	// delivered before.
@@ -96,7 +99,7 @@ func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
 func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *backoff) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for wr := range s.kv.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+	for wr := range s.kv.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify()) {
 		if err := wr.Err(); err != nil {
 			if wr.CompactRevision != 0 {
 				return rev, rpctypes.ErrCompacted
@@ -104,6 +107,12 @@ func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *bac
 			return rev, fmt.Errorf("watching resources: %w", err)
 		}
 		b.reset()
+		if wr.Created {
+			// The watch is up: a caller told of an error before
+			// knows it follows the datastore again.
+			fn(SyncEvent{Revision: rev})
+			continue
+		}
 		if len(wr.Events) == 0 {
 			continue
 		}

@@ -7,8 +7,9 @@
 //	                            (1 if it answers a request, 2 if nothing listens)
 //	probe udp ADDR:PORT TEXT    send one UDP datagram holding TEXT
 //
-// the benchmarks' flip, rrserve, rr and conns (bench.go), and the VM
-// tests' tapbridge, dhcpsniff, udpsend and udprecv (guest.go).
+// the chaos test's chaos (chaos.go), the benchmarks' flip, rrserve, rr
+// and conns (bench.go), and the VM tests' tapbridge, dhcpsniff, udpsend
+// and udprecv (guest.go).
 package main
 
 import (
@@ -68,6 +69,11 @@ func main() {
 		}
 	case "tlsnocert":
 		os.Exit(tlsNoCert(os.Args[2]))
+	case "chaos":
+		if len(os.Args) != 5 {
+			os.Exit(2)
+		}
+		chaos(os.Args[2], os.Args[3], os.Args[4])
 	case "tapbridge":
 		if len(os.Args) != 6 {
 			os.Exit(2)

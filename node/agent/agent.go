@@ -39,10 +39,18 @@ type Config struct {
 	// memory, and logs an error and uses the fresh result when the two
 	// differ (a check for tests; CALICO_VERIFY=1).
 	Verify bool
+	// Forget deletes the conntrack entries of addresses that left a
+	// workload (conntrack.Forget); nil forgets nothing.
+	Forget func([]netip.Addr) error
 	// Interfaces lists this host's interfaces and their addresses, for
 	// host endpoints given by expectedIPs; nil lists none.
 	Interfaces func() map[string][]netip.Addr
 	Log        *slog.Logger
+	// LogLevel, when set, is Log's level: FelixConfiguration
+	// logSeverityScreen (node.<name> over default) sets it, and without
+	// one it is what it was when the agent started. Nil leaves the level
+	// alone (`calico up --log-level` was given).
+	LogLevel *slog.LevelVar
 }
 
 // HostInterfaces lists the interfaces of the host (of the network
@@ -86,6 +94,9 @@ type Datastore interface {
 
 // Agent keeps this host's dataplane equal to what the datastore says.
 type Agent struct {
+	// owners are the interface each local workload address was on, as
+	// last programmed (forgetMoved).
+	owners map[netip.Addr]string
 	cfg    Config
 	log    *slog.Logger
 	cache  *cache
@@ -130,6 +141,8 @@ type Agent struct {
 	// advertised and installed are BGP's side of the last apply.
 	advertised []netip.Prefix
 	installed  []route.Route
+	// startLevel is cfg.LogLevel's level when the agent started.
+	startLevel slog.Level
 }
 
 // Applied is the outcome of the agent's last programming of the host.
@@ -158,18 +171,23 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	var startLevel slog.Level
+	if cfg.LogLevel != nil {
+		startLevel = cfg.LogLevel.Level()
+	}
 	return &Agent{
-		cfg:      cfg,
-		log:      cfg.Log.With("component", "agent"),
-		cache:    c,
-		nft:      rules,
-		routes:   routes,
-		dsc:      make(chan Datastore, 1),
-		bgp:      newBGPDriver(cfg.Speaker, cfg.Log),
-		kick:     make(chan struct{}, 1),
-		changed:  make(chan struct{}, 1),
-		progress: make(chan struct{}),
-		first:    make(chan struct{}),
+		startLevel: startLevel,
+		cfg:        cfg,
+		log:        cfg.Log.With("component", "agent"),
+		cache:      c,
+		nft:        rules,
+		routes:     routes,
+		dsc:        make(chan Datastore, 1),
+		bgp:        newBGPDriver(cfg.Speaker, cfg.Log),
+		kick:       make(chan struct{}, 1),
+		changed:    make(chan struct{}, 1),
+		progress:   make(chan struct{}),
+		first:      make(chan struct{}),
 
 		programmed: make(chan struct{}),
 		ping:       make(chan chan struct{}),
@@ -320,6 +338,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	if a.cfg.Interfaces != nil {
 		in.HostInterfaces = a.cfg.Interfaces()
 	}
+	a.setLogLevel(calc.LogSeverity(in))
 	start := time.Now()
 	d := a.calc.Compute(in)
 	computed := time.Now()
@@ -332,6 +351,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	nftErr := a.nft.Apply(actx, d.Ruleset)
+	if nftErr == nil {
+		a.forgetMoved(d.Ruleset.Workloads)
+	}
 	programmed := time.Now()
 	want := calc.ComputeBGP(in)
 	bgpErr := a.bgp.apply(actx, want)
@@ -365,6 +387,32 @@ func (a *Agent) apply(ctx context.Context) error {
 	a.progress = make(chan struct{})
 	a.mu.Unlock()
 	return err
+}
+
+// setLogLevel makes the node's log level what FelixConfiguration says
+// (severity, "" for nothing: the level the agent started with). The
+// change is logged at Info, at whichever of the old and new levels shows
+// it.
+func (a *Agent) setLogLevel(severity string) {
+	lv := a.cfg.LogLevel
+	if lv == nil {
+		return
+	}
+	level, ok := slogLevel(severity)
+	if !ok {
+		level, severity = a.startLevel, "as started"
+	}
+	old := lv.Level()
+	if level == old {
+		return
+	}
+	if level > old {
+		a.log.Info("log level set from FelixConfiguration logSeverityScreen", "level", severity)
+	}
+	lv.Set(level)
+	if level < old {
+		a.log.Info("log level set from FelixConfiguration logSeverityScreen", "level", severity)
+	}
 }
 
 // failedAny reports whether err says any of routes failed; an error of
@@ -591,4 +639,32 @@ func waiting(err error, d *calc.Desired) error {
 		return nil
 	}
 	return err
+}
+
+// forgetMoved forgets the tracked connections of every address that left
+// the workload interface it was on (the workload went, or the address
+// now belongs to another), once the table that no longer lets its
+// packets through is in place: a flow conntrack still takes as
+// established must not reach the address's next owner, whose policy may
+// deny it.
+func (a *Agent) forgetMoved(eps []nft.Endpoint) {
+	now := make(map[netip.Addr]string, len(a.owners))
+	for _, e := range eps {
+		for _, addr := range e.Addrs {
+			now[addr] = e.Iface
+		}
+	}
+	var gone []netip.Addr
+	for addr, iface := range a.owners {
+		if now[addr] != iface {
+			gone = append(gone, addr)
+		}
+	}
+	a.owners = now
+	if len(gone) == 0 || a.cfg.Forget == nil {
+		return
+	}
+	if err := a.cfg.Forget(gone); err != nil {
+		a.log.Warn("forgetting the connections of addresses that left their workload", "err", err)
+	}
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -26,10 +27,13 @@ type Speaker interface {
 // StartSpeaker starts a speaker; tests replace it.
 type StartSpeaker func(ctx context.Context, cfg bgp.Config) (Speaker, error)
 
-// RealSpeaker starts GoBGP.
+// RealSpeaker starts GoBGP, logging to log unless cfg has a logger (the
+// agent gives one with the speaker's own level).
 func RealSpeaker(log *slog.Logger) StartSpeaker {
 	return func(ctx context.Context, cfg bgp.Config) (Speaker, error) {
-		cfg.Log = log
+		if cfg.Log == nil {
+			cfg.Log = log
+		}
 		return bgp.Start(ctx, cfg)
 	}
 }
@@ -37,11 +41,16 @@ func RealSpeaker(log *slog.Logger) StartSpeaker {
 // bgpDriver runs the host's speaker as calc.ComputeBGP says: it starts it
 // once this host's Node is known, restarts it when its AS, router id,
 // addresses or port change, and keeps its peers and advertised prefixes in
-// step. Learned paths come back through learned().
+// step. Learned paths come back through learned(). The speaker logs at
+// the level BGPConfiguration logSeverityScreen says, or else as the node
+// does; passwords in the datastore are warned about once.
 type bgpDriver struct {
 	start   StartSpeaker
 	log     *slog.Logger
+	spLog   *slog.Logger // the speaker's: the node's handler at level
+	level   *logLevel
 	changed chan struct{} // relays the speaker's Changes
+	warned  map[string]bool
 
 	mu     sync.Mutex
 	sp     Speaker
@@ -51,7 +60,28 @@ type bgpDriver struct {
 }
 
 func newBGPDriver(start StartSpeaker, log *slog.Logger) *bgpDriver {
-	return &bgpDriver{start: start, log: log.With("component", "bgp"), changed: make(chan struct{}, 1)}
+	level := &logLevel{}
+	spLog := slog.New(levelHandler{log.Handler(), level})
+	return &bgpDriver{
+		start: start, log: spLog.With("component", "bgp"), spLog: spLog, level: level,
+		changed: make(chan struct{}, 1), warned: map[string]bool{},
+	}
+}
+
+// note takes what the calculation says beyond sessions and prefixes: the
+// speaker's log level, and warnings, each logged once while it lasts.
+func (d *bgpDriver) note(want calc.BGP) {
+	if d.level.Set(want.LogSeverity) {
+		d.log.Info("BGP log level set from BGPConfiguration logSeverityScreen", "level", cmp.Or(want.LogSeverity, "as the node's"))
+	}
+	now := map[string]bool{}
+	for _, w := range want.Warnings {
+		if !d.warned[w] {
+			d.log.Warn(w)
+		}
+		now[w] = true
+	}
+	d.warned = now
 }
 
 func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
@@ -60,6 +90,7 @@ func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.note(want)
 	d.accept = want.Accept
 	key := fmt.Sprint(want.Enabled, want.AS, want.RouterID, want.IPv4, want.IPv6, want.ListenPort)
 	if key != d.key {
@@ -69,7 +100,7 @@ func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
 		}
 		cfg := bgp.Config{
 			RouterID: want.RouterID, AS: want.AS, ListenPort: want.ListenPort,
-			NextHop4: want.IPv4, NextHop6: want.IPv6, GracefulRestart: true,
+			NextHop4: want.IPv4, NextHop6: want.IPv6, GracefulRestart: true, Log: d.spLog,
 		}
 		for _, a := range []netip.Addr{want.IPv4, want.IPv6} {
 			if a.IsValid() {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -66,8 +67,11 @@ func openCache(path string, log *slog.Logger) (*cache, error) {
 }
 
 // loadCache opens the cache file and loads what it holds; a panic of
-// bbolt's on a corrupt page is an error.
+// bbolt's on a corrupt page is an error, and so is a fault reading its
+// memory map (a file cut short: its pages past the end fault with SIGBUS,
+// which would crash the node, at every start, without SetPanicOnFault).
 func loadCache(path string) (c *cache, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	var db *bolt.DB
 	defer func() {
 		if p := recover(); p != nil {
@@ -134,6 +138,11 @@ func (c *cache) update(ev store.SyncEvent) bool {
 		return false
 	}
 	c.syncErr = nil
+	if !c.fromDisk && c.loaded {
+		// A watch resumed after an error: live again (Sync delivers
+		// no other event before its first snapshot).
+		c.live = true
+	}
 	if ev.Snapshot {
 		c.items = map[string]store.Resource{}
 		c.all = true

@@ -16,7 +16,11 @@ const SocketName = "calico.sock"
 // gives a name (and the node makes the namespace unless NetNS is given);
 // a CNI ADD gives Orchestrator "cni" and the attachment (ContainerID,
 // Interface, NetNS, Network), and Name and Namespace only when the
-// runtime says (K8S_POD_NAME, K8S_POD_NAMESPACE).
+// runtime says (K8S_POD_NAME, K8S_POD_NAMESPACE). Docker's network
+// driver gives Orchestrator "libnetwork", its endpoint id as ContainerID,
+// the Docker network's name as Network and the addresses its IPAM driver
+// allocated (IPs, Allocated); the node hands the interface over to
+// Docker, which moves it into the container.
 type WorkloadAdd struct {
 	Name      string            `json:"name,omitempty"`
 	Namespace string            `json:"namespace,omitempty"`
@@ -50,6 +54,12 @@ type WorkloadAdd struct {
 	// opened, for runtimes whose NetNS is a mount in a mount namespace of
 	// their own (Podman's, dockerd's).
 	NetNSHandle string `json:"netnsHandle,omitempty"`
+	// Allocated says that the front end's IPAM holds IPs already (Docker
+	// asks its IPAM driver before its network driver): the add checks
+	// that each is allocated and takes it without allocating, and
+	// neither a failed add nor the workload's removal releases it; the
+	// front end does.
+	Allocated bool `json:"allocated,omitempty"`
 	// HostInterface, when given, is an existing interface of the host
 	// that something else made and owns (a VM's tap): the workload is
 	// wired to it instead of a namespace and veth, and it stays when the
@@ -61,8 +71,13 @@ type WorkloadAdd struct {
 }
 
 // Attachment names a CNI attachment: the workload endpoint of a
-// container's interface on a network.
+// container's interface on a network; with Orchestrator "libnetwork",
+// the endpoint of a Docker endpoint (its id in ContainerID).
 type Attachment struct {
+	// Orchestrator is "" (or "cni") for a CNI attachment, "libnetwork"
+	// for a Docker endpoint.
+	Orchestrator string `json:"orchestrator,omitempty"`
+
 	ContainerID string `json:"containerID"`
 	Interface   string `json:"interface"`
 	Network     string `json:"network"`
@@ -217,10 +232,10 @@ type Datastore struct {
 	CAFile   string `json:"caFile,omitempty"`
 	CertFile string `json:"certFile,omitempty"`
 	KeyFile  string `json:"keyFile,omitempty"`
-	Healthy   bool     `json:"healthy"`
-	Leader    string   `json:"leader,omitempty"`
-	Members   int      `json:"members"`
-	Revision  int64    `json:"revision"`
+	Healthy  bool   `json:"healthy"`
+	Leader   string `json:"leader,omitempty"`
+	Members  int    `json:"members"`
+	Revision int64  `json:"revision"`
 	// InSync is true while the node's cache follows the datastore live.
 	InSync bool   `json:"inSync"`
 	Error  string `json:"error,omitempty"`

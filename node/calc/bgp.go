@@ -1,8 +1,10 @@
 package calc
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -28,10 +30,17 @@ type BGP struct {
 	IPv4, IPv6 netip.Addr
 	Peers      []bgp.Peer
 	// Advertise are this host's blocks and the single addresses it holds
-	// in other hosts' blocks.
+	// in other hosts' blocks, less those of pools with disableBGPExport.
 	Advertise []netip.Prefix
 	// Accept are the prefixes routes may be learned for: the pools.
 	Accept []netip.Prefix
+	// Warnings are data that work but should change (a password stored
+	// in the datastore), one line each, without the secret.
+	Warnings []string
+	// LogSeverity is the speaker's log level from BGPConfiguration
+	// logSeverityScreen (node.<name> over default; as LogSeverity), ""
+	// when none sets one: the speaker logs as the node does.
+	LogSeverity string
 }
 
 // bgpNode is a Node with its BGP settings read.
@@ -47,8 +56,14 @@ type bgpNode struct {
 // renders BIRD's: the node-to-node mesh unless it is turned off, then the
 // BGPPeers that apply to this node (global, by node name or by
 // nodeSelector; to an address or to the nodes a peerSelector picks).
+//
+// A password is handed on as the file of its secretKeyRef
+// (store.SecretPath), which the speaker reads, never as the secret
+// itself; a password an older version stored as its value is handed on
+// with a warning.
 func ComputeBGP(in Input) BGP {
-	out, mesh := bgpGlobals(in)
+	out, mesh, meshPw := bgpGlobals(in)
+	out.LogSeverity = bgpLogSeverity(in)
 	nodes := map[string]bgpNode{}
 	for _, n := range in.Nodes {
 		nodes[n.Metadata.Name] = readNode(n, out.AS)
@@ -61,8 +76,9 @@ func ComputeBGP(in Input) BGP {
 	out.AS, out.RouterID, out.IPv4, out.IPv6 = self.as, self.ipv4, self.ipv4, self.ipv6
 	pl := bgpPlan{self: self, port: out.ListenPort, nodes: nodes, peers: map[netip.Addr]bgp.Peer{}}
 	if mesh {
+		pw := pl.password("BGPConfiguration default", "spec.nodeMeshPassword", meshPw)
 		for _, n := range pl.others() {
-			pl.toNode(n, "mesh", "")
+			pl.toNode(n, "mesh", pw)
 		}
 	}
 	for _, bp := range slices.SortedFunc(slices.Values(in.BGPPeers), func(a, b *store.BGPPeer) int {
@@ -73,6 +89,7 @@ func ComputeBGP(in Input) BGP {
 	for _, a := range slices.SortedFunc(maps.Keys(pl.peers), netip.Addr.Compare) {
 		out.Peers = append(out.Peers, pl.peers[a])
 	}
+	out.Warnings = pl.warnings
 	out.Advertise = advertised(in)
 	for _, p := range in.Pools {
 		if c, err := store.ParseCIDR(p.Spec.CIDR); err == nil {
@@ -83,10 +100,12 @@ func ComputeBGP(in Input) BGP {
 }
 
 // bgpGlobals reads the cluster's BGPConfiguration (default) and this
-// node's own (node.<name>): AS number, port, and whether the mesh is on.
-func bgpGlobals(in Input) (out BGP, mesh bool) {
+// node's own (node.<name>): AS number, port, whether the mesh is on and
+// its password.
+func bgpGlobals(in Input) (out BGP, mesh bool, meshPw *store.BGPPassword) {
 	out.AS, out.ListenPort, mesh = DefaultAS, DefaultListenPort, true
 	if global := bgpConfig(in.BGPConfigs, "default"); global != nil {
+		meshPw = global.Spec.NodeMeshPassword
 		if global.Spec.ASNumber != nil {
 			out.AS = uint32(*global.Spec.ASNumber)
 		}
@@ -100,7 +119,7 @@ func bgpGlobals(in Input) (out BGP, mesh bool) {
 	if own := bgpConfig(in.BGPConfigs, "node."+in.Node); own != nil && own.Spec.ListenPort != nil {
 		out.ListenPort = int(*own.Spec.ListenPort)
 	}
-	return out, mesh
+	return out, mesh, meshPw
 }
 
 // bgpPlan collects this node's sessions, one per peer address.
@@ -109,6 +128,48 @@ type bgpPlan struct {
 	port  int
 	nodes map[string]bgpNode
 	peers map[netip.Addr]bgp.Peer
+	// warnings are about passwords stored as values.
+	warnings []string
+}
+
+// secret is a session's password as the speaker takes it: a file to
+// read, the value itself, or why the session must not be configured.
+type secret struct {
+	file    string
+	value   bgp.Password
+	refused string
+}
+
+func (s secret) on(p bgp.Peer) bgp.Peer {
+	p.PasswordFile, p.Password, p.Refused = s.file, s.value, s.refused
+	return p
+}
+
+var secretPartRE = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+
+// password reads the password field of a resource (owner) as the
+// speaker takes it. Validation refuses a bad one on apply; one read from
+// the datastore that is no better (an empty or long value, a reference
+// that is no file name) refuses the sessions, rather than configure them
+// without a password.
+func (pl *bgpPlan) password(owner, field string, p *store.BGPPassword) secret {
+	switch {
+	case p == nil:
+		return secret{}
+	case p.SecretKeyRef != nil:
+		r := p.SecretKeyRef
+		for _, part := range []string{r.Name, r.Key} {
+			if !secretPartRE.MatchString(part) || part == "." || part == ".." {
+				return secret{refused: fmt.Sprintf("%s of %s names no secret file", field, owner)}
+			}
+		}
+		return secret{file: store.SecretPath(r.Name, r.Key)}
+	case p.Value == "" || len(p.Value) > bgp.MaxPasswordLen:
+		return secret{refused: fmt.Sprintf("%s of %s is empty or longer than %d bytes", field, owner, bgp.MaxPasswordLen)}
+	}
+	pl.warnings = append(pl.warnings, fmt.Sprintf("%s of %s is a password stored in the datastore: write it to %s on every node "+
+		"(calico bgp secret set NAME/KEY) and give %s.secretKeyRef {name: NAME, key: KEY} instead", field, owner, store.SecretPath("NAME", "KEY"), field))
+	return secret{value: bgp.Password(p.Value)}
 }
 
 // others are the other nodes, by name.
@@ -123,14 +184,14 @@ func (pl *bgpPlan) others() []bgpNode {
 }
 
 // toNode adds sessions to another of our nodes, one per family both have.
-func (pl *bgpPlan) toNode(n bgpNode, typ, pw string) {
+func (pl *bgpPlan) toNode(n bgpNode, typ string, pw secret) {
 	self := pl.self
 	for _, pair := range [][2]netip.Addr{{self.ipv4, n.ipv4}, {self.ipv6, n.ipv6}} {
 		local, remote := pair[0], pair[1]
 		if !local.IsValid() || !remote.IsValid() {
 			continue
 		}
-		p := bgp.Peer{Addr: remote, AS: n.as, Port: pl.port, Type: typ, Name: n.name, LocalAddr: local, Password: pw}
+		p := pw.on(bgp.Peer{Addr: remote, AS: n.as, Port: pl.port, Type: typ, Name: n.name, LocalAddr: local})
 		switch {
 		case self.rrCluster.IsValid() && !n.rrCluster.IsValid():
 			// We reflect for nodes that are not reflectors themselves.
@@ -158,10 +219,11 @@ func (pl *bgpPlan) peer(bp *store.BGPPeer, node string) {
 		}
 		typ = "node"
 	}
+	pw := pl.password("BGPPeer "+bp.Metadata.Name, "spec.password", s.Password)
 	if s.PeerIP == "" {
 		for _, n := range pl.others() {
 			if matches(s.PeerSelector, n.labels) {
-				pl.toNode(n, typ, password(s.Password))
+				pl.toNode(n, typ, pw)
 			}
 		}
 		return
@@ -177,28 +239,33 @@ func (pl *bgpPlan) peer(bp *store.BGPPeer, node string) {
 	if !local.IsValid() || ap.Addr() == pl.self.ipv4 || ap.Addr() == pl.self.ipv6 {
 		return
 	}
-	pl.peers[ap.Addr()] = bgp.Peer{Addr: ap.Addr(), AS: uint32(*s.ASNumber), Port: int(ap.Port()), Type: typ, LocalAddr: local, Password: password(s.Password)}
+	pl.peers[ap.Addr()] = pw.on(bgp.Peer{Addr: ap.Addr(), AS: uint32(*s.ASNumber), Port: int(ap.Port()), Type: typ, LocalAddr: local})
 }
 
 // advertised are this host's blocks and the single addresses its
-// workloads hold in other hosts' blocks.
+// workloads hold in other hosts' blocks, except those in a pool with
+// disableBGPExport, which no peer is sent (as Calico's BIRD export filter
+// rejects them, mesh included).
 func advertised(in Input) []netip.Prefix {
-	out := slices.Clone(in.HostBlocks)
+	var noExport []netip.Prefix
+	for _, p := range in.Pools {
+		if c, err := store.ParseCIDR(p.Spec.CIDR); err == nil && p.Spec.DisableBGPExport {
+			noExport = append(noExport, c)
+		}
+	}
+	exported := func(q netip.Prefix) bool {
+		return !slices.ContainsFunc(noExport, func(n netip.Prefix) bool { return n.Bits() <= q.Bits() && n.Contains(q.Addr()) })
+	}
+	out := slices.DeleteFunc(slices.Clone(in.HostBlocks), func(b netip.Prefix) bool { return !exported(b) })
 	for _, w := range localWorkloads(in) {
 		for _, a := range workloadAddrs(w) {
-			if !slices.ContainsFunc(in.HostBlocks, func(b netip.Prefix) bool { return b.Contains(a) }) {
-				out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			single := netip.PrefixFrom(a, a.BitLen())
+			if !slices.ContainsFunc(in.HostBlocks, func(b netip.Prefix) bool { return b.Contains(a) }) && exported(single) {
+				out = append(out, single)
 			}
 		}
 	}
 	return out
-}
-
-func password(p *store.BGPPassword) string {
-	if p == nil {
-		return ""
-	}
-	return p.Value
 }
 
 func bgpConfig(cs []*store.BGPConfiguration, name string) *store.BGPConfiguration {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"calico/bgp"
+	"calico/store"
 )
 
 func node(name, v4, v6, extra string) string {
@@ -113,6 +114,92 @@ spec: {cidr: 10.65.0.0/16}
 	}
 	if fmt.Sprint(got.Accept) != "[10.65.0.0/16]" {
 		t.Errorf("accepted %v; want the pool", got.Accept)
+	}
+}
+
+// TestComputeBGPDisableExport: nothing of a pool with disableBGPExport is
+// advertised, neither its blocks nor addresses borrowed from it; it is
+// still a pool routes may be learned for.
+func TestComputeBGPDisableExport(t *testing.T) {
+	in := decode(t, "h1", node("h1", "172.31.1.11/24", "", "")+`---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: p}
+spec: {cidr: 10.65.0.0/16}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: private}
+spec: {cidr: 10.66.0.0/16, disableBGPExport: true}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: private6}
+spec: {cidr: 'fd00:66::/48', disableBGPExport: true}
+`+wep("h1", "default", "own", "cali1", "", "a", "10.65.0.1/32", "fd00:66::1/128")+
+		wep("h1", "default", "borrowed", "cali2", "", "a", "10.65.9.7/32")+
+		wep("h1", "default", "hidden", "cali3", "", "a", "10.66.0.1/32")+
+		wep("h1", "default", "hidden-borrowed", "cali4", "", "a", "10.66.9.9/32"))
+	in.HostBlocks = []netip.Prefix{netip.MustParsePrefix("10.65.0.0/26"), netip.MustParsePrefix("10.66.0.0/26"), netip.MustParsePrefix("fd00:66::/122")}
+	got := ComputeBGP(in)
+	if fmt.Sprint(got.Advertise) != "[10.65.0.0/26 10.65.9.7/32]" {
+		t.Errorf("advertised %v; want only the exported pool's block and borrowed address", got.Advertise)
+	}
+	if fmt.Sprint(got.Accept) != "[10.65.0.0/16 10.66.0.0/16 fd00:66::/48]" {
+		t.Errorf("accepted %v; want every pool", got.Accept)
+	}
+}
+
+// TestComputeBGPPasswords: a password is handed on as its secret's file
+// (for the mesh from nodeMeshPassword, for a BGPPeer from its password),
+// a value stored by an older version as itself with a warning that does
+// not show it, and one that cannot be used refuses the sessions.
+func TestComputeBGPPasswords(t *testing.T) {
+	base := node("h1", "172.31.1.11/24", "", "") + node("h2", "172.31.1.12/24", "", "") + node("h3", "172.31.2.13/24", "", "") + `---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeMeshPassword: {secretKeyRef: {name: mesh, key: password}}}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: '172.31.1.1', asNumber: 65001, password: {secretKeyRef: {name: tor, key: md5.key}}}
+`
+	in := decode(t, "h1", base)
+	pw := func(name, value string) *store.BGPPeer {
+		p := store.KindBGPPeer.New().(*store.BGPPeer)
+		p.Metadata.Name = name
+		as := store.ASNumber(65002)
+		p.Spec.PeerIP, p.Spec.ASNumber, p.Spec.Password = "172.31.1."+name[len(name)-1:], &as, &store.BGPPassword{Value: value}
+		return p
+	}
+	in.BGPPeers = append(in.BGPPeers, pw("old2", "v4lue-0f-old"), pw("empty3", ""), pw("long4", strings.Repeat("x", 81)))
+	bad := pw("bad5", "")
+	bad.Spec.Password = &store.BGPPassword{SecretKeyRef: &store.SecretKeyRef{Name: "..", Key: "k"}}
+	in.BGPPeers = append(in.BGPPeers, bad)
+	got := ComputeBGP(in)
+	var b strings.Builder
+	for _, p := range got.Peers {
+		fmt.Fprintf(&b, "%s %s file=%q value=%d refused=%q\n", p.Addr, p.Type, p.PasswordFile, len(p.Password), p.Refused)
+	}
+	want := `172.31.1.1 global file="/etc/calico/secrets/tor/md5.key" value=0 refused=""
+172.31.1.2 global file="" value=12 refused=""
+172.31.1.3 global file="" value=0 refused="spec.password of BGPPeer empty3 is empty or longer than 80 bytes"
+172.31.1.4 global file="" value=0 refused="spec.password of BGPPeer long4 is empty or longer than 80 bytes"
+172.31.1.5 global file="" value=0 refused="spec.password of BGPPeer bad5 names no secret file"
+172.31.1.12 mesh file="/etc/calico/secrets/mesh/password" value=0 refused=""
+172.31.2.13 mesh file="/etc/calico/secrets/mesh/password" value=0 refused=""
+`
+	if b.String() != want {
+		t.Errorf("peers:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if got.Peers[1].Password != "v4lue-0f-old" {
+		t.Errorf("the stored value is not handed on")
+	}
+	if len(got.Warnings) != 1 || !strings.Contains(got.Warnings[0], "spec.password of BGPPeer old2 is a password stored in the datastore") ||
+		strings.Contains(got.Warnings[0], "v4lue") {
+		t.Errorf("warnings = %q; want one for old2, without its password", got.Warnings)
 	}
 }
 

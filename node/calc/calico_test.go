@@ -95,6 +95,21 @@ func TestCalicoSemantics(t *testing.T) {
 			pkt:  tcp(80), ingress: "denied: no policy allowed or passed (end of tier default)",
 		},
 		{
+			name: "numeric and named ports in one list: either matches",
+			yaml: dbWithPorts + gnp("mixed", "selector: role == 'db', ingress: [{action: Allow, protocol: TCP, destination: {ports: [pg, 80]}}]"),
+			pkt:  tcp(80), ingress: "allowed by rule 0 of GlobalNetworkPolicy mixed",
+		},
+		{
+			name: "numeric and named ports in one list: the named one",
+			yaml: dbWithPorts + gnp("mixed", "selector: role == 'db', ingress: [{action: Allow, protocol: TCP, destination: {ports: [pg, 80]}}]"),
+			pkt:  tcp(5432), ingress: "allowed by rule 0 of GlobalNetworkPolicy mixed",
+		},
+		{
+			name: "numeric and named ports in one list: neither",
+			yaml: dbWithPorts + gnp("mixed", "selector: role == 'db', ingress: [{action: Allow, protocol: TCP, destination: {ports: [pg, 80]}}]"),
+			pkt:  tcp(443), ingress: "denied: no policy allowed or passed (end of tier default)",
+		},
+		{
 			name: "doNotTrack and preDNAT policies never apply to workloads",
 			yaml: webDB + gnp("raw", "doNotTrack: true, applyOnForward: true, selector: all(), ingress: [{action: Allow}]") +
 				gnp("pre", "preDNAT: true, applyOnForward: true, selector: all(), ingress: [{action: Allow}]"),

@@ -274,8 +274,8 @@ func (rc *ruleCompile) prefixes(field string, nets []string) []netip.Prefix {
 // ports splits a rule's ports into numeric ranges and the port set of
 // its named ports: the named ports of the endpoints its selector picks
 // (all endpoints without one), with the rule's protocol if it has one.
-// Calico ORs numeric and named ports in one list; one rule here cannot,
-// so a list with both is a problem of the rule.
+// As in Calico, a port in either matches (nft.Match.PortSet); in notPorts
+// a port in neither.
 func (rc *ruleCompile) ports(field string, e store.EntityRule, ports []store.Port, proto *store.Protocol, ns nsSelector) ([]nft.PortRange, string) {
 	var ranges []nft.PortRange
 	var names []string
@@ -289,17 +289,13 @@ func (rc *ruleCompile) ports(field string, e store.EntityRule, ports []store.Por
 	if len(names) == 0 {
 		return ranges, ""
 	}
-	if len(ranges) > 0 {
-		rc.fail(field, "mixes numeric and named ports: give them in two rules")
-		return nil, ""
-	}
 	sel, ok := rc.selector("", e.Selector)
 	if !ok {
-		return nil, "" // reported as the selector's problem
+		return ranges, "" // reported as the selector's problem
 	}
 	var num uint8
 	if proto != nil {
 		num = proto.Num
 	}
-	return nil, rc.c.addPortSet(&portSetSpec{setSpec: setSpec{sel: sel, nsSel: ns.sel, global: ns.global, ns: ns.ns}, names: names, proto: num})
+	return ranges, rc.c.addPortSet(&portSetSpec{setSpec: setSpec{sel: sel, nsSel: ns.sel, global: ns.global, ns: ns.ns}, names: names, proto: num})
 }

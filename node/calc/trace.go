@@ -420,31 +420,40 @@ func (t *tracer) match(r nft.Rule) (ok, srcPortUnknown bool) {
 	if hasPorts && !HasPorts(p.Protocol) {
 		return false, false // Validate refuses ports without a port protocol
 	}
-	if !matchPorts(r.Dst, p.DstPort) || !matchICMP(r, p) || !t.matchPortSets(r.Dst, t.dst, p.DstPort) {
+	if !t.matchPorts(r.Dst, t.dst, p.DstPort) || !matchICMP(r, p) {
 		return false, false
 	}
 	if len(r.Src.Ports)+len(r.Src.NotPorts) > 0 || r.Src.PortSet+r.Src.NotPortSet != "" {
 		if p.SrcPort == 0 {
 			return false, true
 		}
-		if !matchPorts(r.Src, p.SrcPort) || !t.matchPortSets(r.Src, t.src, p.SrcPort) {
+		if !t.matchPorts(r.Src, t.src, p.SrcPort) {
 			return false, false
 		}
 	}
 	return true, false
 }
 
-// matchPortSets matches one end's named ports: its address, the packet's
-// protocol and the port must be in PortSet, and not in NotPortSet. A
-// packet without ports is in no port set.
-func (t *tracer) matchPortSets(m nft.Match, a netip.Addr, port uint16) bool {
+// matchPorts matches one end's ports and named ports (see nft.Match): the
+// port must be in Ports or PortSet (in each given, when only one is), and
+// in neither NotPorts nor NotPortSet. A packet without ports is in no
+// port set.
+func (t *tracer) matchPorts(m nft.Match, a netip.Addr, port uint16) bool {
 	in := func(name string) bool {
 		if !HasPorts(t.pkt.Protocol) {
 			return false
 		}
 		return slices.Contains(t.c.portMembers(t.c.portSets[name]), nft.NamedPort{Addr: a, Protocol: t.pkt.Protocol, Port: port})
 	}
-	return (m.PortSet == "" || in(m.PortSet)) && (m.NotPortSet == "" || !in(m.NotPortSet))
+	pos := len(m.Ports) == 0 || inPorts(m.Ports, port)
+	switch {
+	case len(m.Ports) > 0 && m.PortSet != "":
+		pos = pos || in(m.PortSet)
+	case m.PortSet != "":
+		pos = in(m.PortSet)
+	}
+	neg := len(m.NotPorts) > 0 && inPorts(m.NotPorts, port) || m.NotPortSet != "" && in(m.NotPortSet)
+	return pos && !neg
 }
 
 // matchAddrs matches one end's sets and nets (of family fam) against a.
@@ -460,11 +469,6 @@ func (t *tracer) matchAddrs(m nft.Match, a netip.Addr, fam int) bool {
 		return false
 	}
 	return true
-}
-
-// matchPorts matches one end's ports and notPorts against port.
-func matchPorts(m nft.Match, port uint16) bool {
-	return (len(m.Ports) == 0 || inPorts(m.Ports, port)) && (len(m.NotPorts) == 0 || !inPorts(m.NotPorts, port))
 }
 
 // matchICMP matches a rule's ICMP type and code, and their negation.

@@ -1,7 +1,6 @@
 package localapi
 
 import (
-	"calico/cluster"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,8 +51,9 @@ type Server struct {
 type Info struct {
 	Name, ClusterID, Role, Version, DataDir string
 	IPv4, IPv6                              string
-	// ExternalEtcd says the datastore is an etcd the cluster was given.
-	ExternalEtcd bool
+	// ClientFiles are the CA, certificate and key files a datastore client
+	// on this host authenticates with (cluster.ClientFiles).
+	ClientFiles [3]string
 	// DataFormat is the data dir's format.
 	DataFormat int
 }
@@ -271,7 +271,7 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 	h := s.Store.Health(hctx)
 	sync := s.Agent.Sync()
 	st.Datastore = api.Datastore{Endpoints: h.Endpoints, Healthy: h.Healthy, Leader: h.Leader, Members: h.Members, Revision: h.Revision, InSync: sync.Live}
-	st.Datastore.CAFile, st.Datastore.CertFile, st.Datastore.KeyFile = cluster.ClientFiles(i.DataDir, i.ExternalEtcd)
+	st.Datastore.CAFile, st.Datastore.CertFile, st.Datastore.KeyFile = i.ClientFiles[0], i.ClientFiles[1], i.ClientFiles[2]
 	if h.Err != nil {
 		st.Datastore.Error = h.Err.Error()
 	} else if sync.Err != nil {

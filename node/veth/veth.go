@@ -43,10 +43,15 @@ var ErrIfaceExists = errors.New("the interface exists already")
 
 // Spec is one workload interface to wire.
 type Spec struct {
-	// NetNS is the path of the workload's network namespace.
+	// NetNS is the path of the workload's network namespace; "" leaves
+	// the workload side in the host's namespace, down and without
+	// addresses, for a runtime that moves it into the workload's
+	// namespace and configures it itself (Docker's network drivers hand
+	// the interface over so).
 	NetNS string
 	// HostIface is the host side's name (cali…), Iface the name inside
-	// the namespace (eth0).
+	// the namespace (eth0), or the workload side's name in the host's
+	// namespace until the runtime moves it.
 	HostIface, Iface string
 	// Addrs are the workload's addresses.
 	Addrs []netip.Addr
@@ -57,6 +62,9 @@ type Spec struct {
 // Add creates and configures the veth pair. On failure it removes what it
 // made, so nothing is left half-wired.
 func Add(s Spec) (mac net.HardwareAddr, err error) {
+	if s.NetNS == "" {
+		return handOver(s)
+	}
 	ns, err := netns.GetFromPath(s.NetNS)
 	if err != nil {
 		return nil, fmt.Errorf("opening network namespace %s: %w", s.NetNS, err)
@@ -106,6 +114,47 @@ func Add(s Spec) (mac net.HardwareAddr, err error) {
 		return nil, err
 	}
 	return mac, nil
+}
+
+// handOver creates the veth pair with both sides in the host's
+// namespace: the host side configured as Add configures it, the workload
+// side down and bare, for the runtime to move and configure. It returns
+// the workload side's MAC.
+func handOver(s Spec) (mac net.HardwareAddr, err error) {
+	host, err := netlink.NewHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
+	// Stale interfaces of these names are ours by their names (a crash
+	// between add and record, or a runtime that handed the workload side
+	// back): remove them first.
+	for _, name := range []string{s.HostIface, s.Iface} {
+		if old, err := host.LinkByName(name); err == nil {
+			if err := host.LinkDel(old); err != nil {
+				return nil, fmt.Errorf("removing stale %s: %w", name, err)
+			}
+		}
+	}
+	link := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: s.HostIface, HardwareAddr: HostMAC, MTU: s.MTU}, PeerName: s.Iface}
+	if err := host.LinkAdd(link); err != nil {
+		return nil, fmt.Errorf("creating veth %s: %w", s.HostIface, err)
+	}
+	defer func() {
+		if err != nil {
+			if l, lerr := host.LinkByName(s.HostIface); lerr == nil {
+				host.LinkDel(l)
+			}
+		}
+	}()
+	if err := configureHostSide(host, s.HostIface); err != nil {
+		return nil, err
+	}
+	peer, err := host.LinkByName(s.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("finding %s: %w", s.Iface, err)
+	}
+	return peer.Attrs().HardwareAddr, nil
 }
 
 func configureHostSide(h *netlink.Handle, name string) error {

@@ -139,3 +139,49 @@ func checkTCP(t *testing.T, server, client *testutil.NetNS, addr string) {
 		t.Errorf("TCP to %s from %s: %v", addr, client.Name, err)
 	}
 }
+
+// TestPrivilegedHandOver: with no namespace, the pair stays in the host's
+// namespace: the host side configured as always, the workload side down
+// and bare, as a runtime that moves it (Docker) wants it; a stale pair of
+// the same names is replaced, and Remove takes both sides.
+func TestPrivilegedHandOver(t *testing.T) {
+	testutil.Privileged(t)
+	host := testutil.NewNetNS(t)
+	err := host.Do(func() error {
+		h, _ := netlink.NewHandle()
+		defer h.Close()
+		for range 2 { // the second finds the first's pair stale
+			mac, err := Add(Spec{HostIface: "calitest0", Iface: "temptest0", MTU: 1400})
+			if err != nil {
+				return err
+			}
+			peer, err := h.LinkByName("temptest0")
+			if err != nil {
+				return err
+			}
+			if peer.Attrs().HardwareAddr.String() != mac.String() || peer.Attrs().Flags&net.FlagUp != 0 || peer.Attrs().MTU != 1400 {
+				t.Errorf("workload side: MAC %s (Add said %s), flags %s, MTU %d", peer.Attrs().HardwareAddr, mac, peer.Attrs().Flags, peer.Attrs().MTU)
+			}
+			if addrs, _ := h.AddrList(peer, netlink.FAMILY_V4); len(addrs) != 0 {
+				t.Errorf("workload side has addresses %v", addrs)
+			}
+			cali, err := h.LinkByName("calitest0")
+			if err != nil {
+				return err
+			}
+			if cali.Attrs().HardwareAddr.String() != HostMAC.String() || cali.Attrs().Flags&net.FlagUp == 0 {
+				t.Errorf("host side: MAC %s, flags %s", cali.Attrs().HardwareAddr, cali.Attrs().Flags)
+			}
+		}
+		if err := Remove("calitest0"); err != nil {
+			return err
+		}
+		if Exists("calitest0") || Exists("temptest0") {
+			t.Errorf("Remove left calitest0 %v, temptest0 %v", Exists("calitest0"), Exists("temptest0"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"calico/node/api"
 	"calico/store"
 	"calico/store/ipam"
-	"calico/store/selector"
 )
 
 // pool is an enabled IP pool that applies to this node.
@@ -32,7 +31,7 @@ type allocation struct {
 // for (by default: each family that has an enabled pool for this node).
 // On failure it releases what it took.
 func (s *Service) assign(ctx context.Context, al allocation, handle string) (addrs []netip.Addr, err error) {
-	pools, err := s.eligiblePools(ctx)
+	pools, all, err := s.eligiblePools(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -42,11 +41,11 @@ func (s *Service) assign(ctx context.Context, al allocation, handle string) (add
 		}
 	}()
 	if len(al.ips) > 0 {
-		return s.assignGiven(ctx, al.ips, pools, handle, al.attrs)
+		return s.assignGiven(ctx, al.ips, all, handle, al.attrs)
 	}
 	families := al.families
 	if len(al.pools) > 0 {
-		chosen, err := choosePools(al.pools, pools, al.flags["pools"])
+		chosen, err := choosePools(al.pools, all, al.flags["pools"])
 		if err != nil {
 			return nil, err
 		}
@@ -75,6 +74,29 @@ func (s *Service) assign(ctx context.Context, al allocation, handle string) (add
 	return addrs, nil
 }
 
+// allocated takes addresses that the front end's IPAM holds already,
+// once IPAM confirms that each is allocated.
+func (s *Service) allocated(ctx context.Context, ips []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, ip := range ips {
+		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
+		if _, err := s.IPAM.Lookup(ctx, a); errors.Is(err, ipam.ErrNotAllocated) {
+			return nil, api.FieldErrorf(api.BadRequest, "ips", "address %s is not allocated (the front end allocates the addresses it gives)", a)
+		} else if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Pools are the pools automatic assignment takes from on this node
+// (eligiblePools), in name order.
+func (s *Service) Pools(ctx context.Context) ([]ipam.Pool, error) {
+	pools, _, err := s.eligiblePools(ctx)
+	return ipamPools(pools), err
+}
+
 // narrow keeps the chosen pools; when families are asked for, a family
 // of which none was chosen keeps all its pools (Calico's ipv4_pools
 // limit IPv4 only).
@@ -99,16 +121,17 @@ func ipamPools(ps []pool) []ipam.Pool {
 	return out
 }
 
-// assignGiven takes the addresses a request names.
-func (s *Service) assignGiven(ctx context.Context, ips []string, pools []pool, handle string, attrs map[string]string) ([]netip.Addr, error) {
+// assignGiven takes the addresses a request names, from any pool for
+// workloads (Manual ones too, whatever their nodeSelector, as Calico's).
+func (s *Service) assignGiven(ctx context.Context, ips []string, all []*store.IPPool, handle string, attrs map[string]string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, ip := range ips {
 		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
-		i := slices.IndexFunc(pools, func(p pool) bool { return p.CIDR.Contains(a) })
-		if i < 0 {
-			return out, api.FieldErrorf(api.BadRequest, "ips", "address %s is not in any enabled IP pool", a)
+		p, err := ipam.PoolForAddr(all, a)
+		if err != nil {
+			return out, api.FieldErrorf(api.BadRequest, "ips", "%v", err)
 		}
-		if err := s.IPAM.Assign(ctx, a, handle, s.Node, pools[i].Pool, attrs); err != nil {
+		if err := s.IPAM.Assign(ctx, a, handle, s.Node, p, attrs); err != nil {
 			if errors.Is(err, ipam.ErrInUse) {
 				return out, api.FieldErrorf(api.Conflict, "ips", "address %s is already in use", a)
 			}
@@ -119,43 +142,45 @@ func (s *Service) assignGiven(ctx context.Context, ips []string, pools []pool, h
 	return out, nil
 }
 
-// choosePools finds the pools a request names, by CIDR or by name.
-func choosePools(names []string, pools []pool, flag string) ([]pool, error) {
+// choosePools finds the pools a request names, by CIDR or by name: any
+// pool for workloads (Manual ones too, whatever their nodeSelector, as
+// Calico's).
+func choosePools(names []string, all []*store.IPPool, flag string) ([]pool, error) {
 	var chosen []pool
 	for _, c := range names {
 		cidr, err := store.ParseCIDR(c)
-		i := slices.IndexFunc(pools, func(p pool) bool { return p.name == c || (err == nil && p.CIDR == cidr) })
-		if i < 0 {
-			return nil, api.FieldErrorf(api.BadRequest, "pools", "%s %s is not an enabled IP pool of this node (see `calico pool list`)", flag, quote.Clip(c))
+		if i := slices.IndexFunc(all, func(p *store.IPPool) bool { return p.Metadata.Name == c }); i >= 0 {
+			cidr, err = store.ParseCIDR(all[i].Spec.CIDR)
 		}
-		chosen = append(chosen, pools[i])
+		if err != nil {
+			return nil, api.FieldErrorf(api.BadRequest, "pools", "%s %s is not an IP pool's name or CIDR (see `calico pool list`)", flag, quote.Clip(c))
+		}
+		p, err := ipam.RequestedPool(all, cidr)
+		if err != nil {
+			return nil, api.FieldErrorf(api.BadRequest, "pools", "%s %s: %v", flag, quote.Clip(c), err)
+		}
+		chosen = append(chosen, pool{Pool: p, name: p.Name})
 	}
 	return chosen, nil
 }
 
-// eligiblePools are the enabled pools whose nodeSelector selects this
-// node, in name order.
-func (s *Service) eligiblePools(ctx context.Context) ([]pool, error) {
-	pools, err := store.ListOf[*store.IPPool](ctx, s.Store, "")
+// eligiblePools are the pools automatic assignment takes from on this
+// node (ipam.PoolsFor: enabled, Automatic, for workloads, selecting the
+// node), in name order, and every pool.
+func (s *Service) eligiblePools(ctx context.Context) (auto []pool, all []*store.IPPool, err error) {
+	all, err = store.ListOf[*store.IPPool](ctx, s.Store, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var labels map[string]string
 	if n, err := store.GetOf[*store.Node](ctx, s.Store, "", s.Node); err == nil {
 		labels = n.Metadata.Labels
 	}
-	var out []pool
-	for _, p := range pools {
-		cidr, err := store.ParseCIDR(p.Spec.CIDR)
-		if err != nil || p.Spec.Disabled {
-			continue
-		}
-		if sel, err := selector.Parse(p.Spec.NodeSelector); err != nil || !sel.Evaluate(labels) {
-			continue
-		}
-		out = append(out, pool{Pool: ipam.Pool{CIDR: cidr, BlockSize: p.Spec.BlockSize}, name: p.Metadata.Name})
+	ps, _ := ipam.PoolsFor(all, labels) // the problems are the agent's to report
+	for _, p := range ps {
+		auto = append(auto, pool{Pool: p, name: p.Name})
 	}
-	return out, nil
+	return auto, all, nil
 }
 
 // ensureProfile creates a missing profile with the classic semantics: its
@@ -207,7 +232,7 @@ func (s *Service) Allocate(ctx context.Context, req api.IPAMAllocate) (*api.IPAM
 	if err != nil {
 		return nil, err
 	}
-	pools, err := s.eligiblePools(ctx)
+	_, all, err := s.eligiblePools(ctx)
 	if err != nil {
 		s.release(id.handle)
 		return nil, err
@@ -215,8 +240,8 @@ func (s *Service) Allocate(ctx context.Context, req api.IPAMAllocate) (*api.IPAM
 	out := &api.IPAMAllocation{Handle: id.handle}
 	for _, a := range addrs {
 		bits := a.BitLen()
-		if i := slices.IndexFunc(pools, func(p pool) bool { return p.CIDR.Contains(a) }); i >= 0 {
-			bits = pools[i].CIDR.Bits()
+		if p, err := ipam.PoolForAddr(all, a); err == nil {
+			bits = p.CIDR.Bits()
 		}
 		out.Addresses = append(out.Addresses, netip.PrefixFrom(a, bits))
 	}

@@ -24,6 +24,11 @@ const Orchestrator = "calico"
 // plugin, as Calico's plugin names them outside Kubernetes.
 const OrchestratorCNI = "cni"
 
+// OrchestratorLibnetwork is the orchestrator name of Docker's endpoints,
+// as Calico's libnetwork plugin names them: in namespace libnetwork, with
+// workload libnetwork and the Docker endpoint's id as endpoint.
+const OrchestratorLibnetwork = "libnetwork"
+
 // Annotations the service keeps on the endpoints it makes.
 const (
 	// annotationNetNS records a network namespace given with --netns or
@@ -40,6 +45,8 @@ var (
 	// (a DNS subdomain's characters).
 	containerIDRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	ifaceRE       = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	// dockerIDRE is a Docker endpoint's id (Docker makes 64 hex digits).
+	dockerIDRE = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
 )
 
 // ident is who a workload is, whichever front end asked for it: the
@@ -58,8 +65,14 @@ type ident struct {
 	// network is a CNI attachment's network ("" for the CLI's).
 	network string
 	// handle is the IPAM handle of a CNI attachment; a CLI workload's
-	// is made with its endpoint (HandleOf).
+	// is made with its endpoint (HandleOf). "" when the front end's IPAM
+	// holds the addresses (Docker's).
 	handle string
+	// handOver names the workload side of an interface that the front
+	// end moves into the workload's namespace itself (Docker does): the
+	// veth's peer is left in the host's namespace under this name. ""
+	// when the service wires the namespace.
+	handOver string
 	// flags names the request's fields as its front end calls them.
 	flags map[string]string
 	// attach says hostIface is an existing interface something else
@@ -70,6 +83,7 @@ type ident struct {
 
 var cliFlags = map[string]string{"ips": "--ip", "pools": "--pool"}
 var cniFlags = map[string]string{"ips": "IP (CNI_ARGS or runtimeConfig.ips)", "pools": "ipam ipv4_pools/ipv6_pools"}
+var dockerFlags = map[string]string{"ips": "the addresses of Docker's IPAM driver", "pools": "pools"}
 
 // hostIface is the host-side interface name of a workload added by the
 // CLI: "cali" and 11 hex digits of a hash of its namespace and name, as
@@ -93,12 +107,26 @@ func cniHostIface(containerID, iface string) string {
 // names it.
 func Handle(network, containerID string) string { return network + "." + containerID }
 
-// HandleOf is the IPAM handle that holds the addresses of a workload.
+// HandleOf is the IPAM handle that holds the addresses of a workload;
+// "" for a Docker endpoint, whose addresses Docker's IPAM driver holds.
 func HandleOf(w *store.WorkloadEndpoint) string {
-	if w.Spec.Orchestrator == OrchestratorCNI {
+	switch w.Spec.Orchestrator {
+	case OrchestratorCNI:
 		return Handle(w.Metadata.Annotations[annotationNetwork], w.Spec.ContainerID)
+	case OrchestratorLibnetwork:
+		return ""
 	}
 	return "calico." + w.Spec.ContainerID
+}
+
+// DockerInterfaces are the names of a Docker endpoint's interfaces, as
+// Calico's libnetwork plugin names them: the host side cali and the
+// first 11 characters of the endpoint id (which Docker makes random),
+// and the workload side temp and the same, under which Docker finds it
+// in the host's namespace to move it into the container.
+func DockerInterfaces(endpointID string) (host, workload string) {
+	id := endpointID[:min(11, len(endpointID))]
+	return "cali" + id, "temp" + id
 }
 
 // identify checks an add and says who it is for.
@@ -111,6 +139,8 @@ func (s *Service) identify(req *api.WorkloadAdd) (*ident, error) {
 		return s.identifyCLI(req)
 	case OrchestratorCNI:
 		return s.identifyCNI(req)
+	case OrchestratorLibnetwork:
+		return s.identifyLibnetwork(req)
 	}
 	return nil, api.Errorf(api.BadRequest, "unknown orchestrator %q", quote.Clip(req.Orchestrator))
 }
@@ -175,6 +205,46 @@ func (s *Service) identifyCNI(req *api.WorkloadAdd) (*ident, error) {
 	return id, checkAdd(req, id)
 }
 
+// identifyLibnetwork checks an add of a Docker endpoint: its id, the
+// Docker network's name (its profile) and the addresses Docker's IPAM
+// driver holds for it.
+func (s *Service) identifyLibnetwork(req *api.WorkloadAdd) (*ident, error) {
+	if len(req.Profiles) == 0 && req.Network != "" {
+		req.Profiles = []string{req.Network}
+	}
+	id, err := s.dockerEndpoint(api.Attachment{ContainerID: req.ContainerID, Network: req.Network})
+	if err != nil {
+		return nil, err
+	}
+	req.Namespace, req.Name = id.namespace, id.workload
+	switch {
+	case req.NetNS != "" || req.Interface != "":
+		return nil, api.Errorf(api.BadRequest, "a Docker endpoint's interface is handed over to Docker: it takes no netns or interface")
+	case !req.Allocated || len(req.IPs) == 0:
+		return nil, api.FieldErrorf(api.BadRequest, "ips", "a Docker endpoint takes the addresses Docker's IPAM driver allocated (ips, allocated)")
+	case req.MTU < 0 || req.MTU > 65535:
+		return nil, api.FieldErrorf(api.BadRequest, "mtu", "MTU %d is not between 68 and 65535", req.MTU)
+	}
+	return id, checkAdd(req, id)
+}
+
+// dockerEndpoint says who a Docker endpoint is. Its network is checked
+// when given (an add's profile); removal needs only the id.
+func (s *Service) dockerEndpoint(a api.Attachment) (*ident, error) {
+	switch {
+	case !dockerIDRE.MatchString(a.ContainerID):
+		return nil, api.FieldErrorf(api.BadRequest, "containerID", "Docker endpoint id %q is not 12 to 64 hex digits", quote.Clip(a.ContainerID))
+	case a.Network != "" && (!profileNameRE.MatchString(a.Network) || len(a.Network) > 253 || selector.ValidateKey(a.Network) != nil):
+		return nil, api.FieldErrorf(api.BadRequest, "network", "Docker network name %q: calico names the network's profile after it, and a profile's name is lower-case letters, digits, '-' and '.'", quote.Clip(a.Network))
+	}
+	host, wl := DockerInterfaces(a.ContainerID)
+	return &ident{
+		orchestrator: OrchestratorLibnetwork, namespace: OrchestratorLibnetwork, workload: OrchestratorLibnetwork,
+		endpoint: store.WorkloadEndpointName(s.Node, OrchestratorLibnetwork, OrchestratorLibnetwork, a.ContainerID),
+		iface:    a.ContainerID, hostIface: host, handOver: wl, network: a.Network, flags: dockerFlags,
+	}, nil
+}
+
 // openNetNS is the path to open a workload's namespace by: its handle
 // when the front end gave one.
 func openNetNS(netns, handle string) string {
@@ -184,8 +254,15 @@ func openNetNS(netns, handle string) string {
 	return netns
 }
 
-// attachment says who a CNI attachment is.
+// attachment says who a CNI attachment (or a Docker endpoint) is.
 func (s *Service) attachment(a api.Attachment) (*ident, error) {
+	switch a.Orchestrator {
+	case OrchestratorLibnetwork:
+		return s.dockerEndpoint(api.Attachment{ContainerID: a.ContainerID})
+	case "", OrchestratorCNI:
+	default:
+		return nil, api.Errorf(api.BadRequest, "unknown orchestrator %q", quote.Clip(a.Orchestrator))
+	}
 	if a.Namespace == "" {
 		a.Namespace = "default"
 	}
@@ -238,13 +315,6 @@ func checkAdd(req *api.WorkloadAdd, id *ident) error {
 	for _, f := range req.Families {
 		if f != 4 && f != 6 {
 			return api.FieldErrorf(api.BadRequest, "families", "IP version %d is neither 4 nor 6", f)
-		}
-	}
-	if id.orchestrator == Orchestrator {
-		for _, p := range req.Pools {
-			if _, err := store.ParseCIDR(p); err != nil {
-				return api.FieldErrorf(api.BadRequest, "pools", "--pool %v", err)
-			}
 		}
 	}
 	return nil

@@ -133,10 +133,7 @@ func (s *Service) reconcile(ctx context.Context, in *intent) error {
 
 // undoAdd takes away what an unfinished add made.
 func (s *Service) undoAdd(ctx context.Context, in *intent) error {
-	errs := []error{unwire(in.HostIface, in.Attached)}
-	if _, err := s.IPAM.ReleaseByHandle(ctx, in.Handle); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{unwire(in.HostIface, in.Attached), s.releaseHandle(ctx, in.Handle)}
 	errs = append(errs, s.removeNetNS(in.NetNS, in.Namespace))
 	for _, p := range in.Profiles {
 		if _, err := s.Store.Delete(ctx, store.ID{Kind: store.KindProfile, Name: p}, ""); err != nil &&
@@ -155,12 +152,19 @@ func (s *Service) finishRemove(ctx context.Context, in *intent, w *store.Workloa
 			return err
 		}
 	}
-	errs := []error{unwire(in.HostIface, in.Attached)}
-	if _, err := s.IPAM.ReleaseByHandle(ctx, in.Handle); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{unwire(in.HostIface, in.Attached), s.releaseHandle(ctx, in.Handle)}
 	errs = append(errs, s.removeNetNS(in.NetNS, in.Namespace))
 	return errors.Join(errs...)
+}
+
+// releaseHandle frees the addresses of a workload's handle; "" is a
+// workload whose addresses the front end holds (Docker's).
+func (s *Service) releaseHandle(ctx context.Context, handle string) error {
+	if handle == "" {
+		return nil
+	}
+	_, err := s.IPAM.ReleaseByHandle(ctx, handle)
+	return err
 }
 
 // removeNetNS removes a namespace the node made for a workload of

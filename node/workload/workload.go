@@ -92,9 +92,12 @@ func (s *Service) netnsMarker(name string) string { return filepath.Join(s.DataD
 
 // Add wires a new workload into this host: its network namespace (made
 // unless one is given), addresses from IPAM (or the given ones), the veth
-// pair, its WorkloadEndpoint, and any missing profile. It returns once the
+// pair (or an existing interface attached: a VM's tap, existing.go), its
+// WorkloadEndpoint, and any missing profile. It returns once the
 // dataplane is programmed for it. A failure undoes every step. The CLI
-// names a workload; a CNI ADD gives its attachment (identify).
+// names a workload; a CNI ADD gives its attachment, Docker's driver its
+// endpoint (identify). A Docker endpoint's interface is handed over:
+// Docker moves it into the container and configures it.
 func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, error) {
 	id, err := s.identify(&req)
 	if err != nil {
@@ -120,12 +123,7 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	if err := s.checkAttach(ctx, req, id); err != nil {
 		return nil, err
 	}
-	w := s.endpoint(req, id)
-	in := &intent{Op: "add", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
-		HostIface: id.hostIface, Attached: id.attach, Handle: id.handle, Started: time.Now().UTC()}
-	if req.NetNS == "" && !id.attach {
-		in.NetNS = req.Name
-	}
+	w, in := s.endpoint(req, id), addIntent(req, id)
 	if err := s.record(in); err != nil {
 		return nil, err
 	}
@@ -137,23 +135,26 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	}()
 	u.add(func() { unwire(id.hostIface, id.attach) }) // whatever part of it was made
 
-	netnsPath, err := s.netns(req, id, u)
-	if err != nil {
-		return nil, err
+	spec := veth.Spec{HostIface: id.hostIface, Iface: id.handOver, MTU: req.MTU}
+	if id.handOver == "" && !id.attach {
+		if spec.NetNS, err = s.netns(req, u); err != nil {
+			return nil, err
+		}
+		spec.Iface = id.iface
 	}
 	ph.mark("netns")
 	if err := s.ensureProfiles(ctx, req.Profiles, in, u); err != nil {
 		return nil, err
 	}
 	ph.mark("profiles")
-
-	u.add(func() { s.release(id.handle) })
-	addrs, err := s.addresses(ctx, req, id, w)
-	if err != nil {
+	if spec.Addrs, err = s.addresses(ctx, req, id, u); err != nil {
 		return nil, err
 	}
 	ph.mark("ipam")
-	if w.Spec.MAC, err = s.wire(req, id, netnsPath, addrs); err != nil {
+	for _, a := range spec.Addrs {
+		w.Spec.IPNetworks = append(w.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
+	}
+	if w.Spec.MAC, err = s.wire(req, id, spec); err != nil {
 		return nil, err
 	}
 	ph.mark("veth")
@@ -167,46 +168,55 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	s.forget(id.namespace, id.endpoint)
 	out := toWorkload(w, w.Metadata.Annotations[annotationNetNS])
 	if req.NetNS == "" {
-		out.NetNS = netnsPath
+		out.NetNS = spec.NetNS
 	}
 	s.waitProgrammed(ctx, w, out)
 	ph.mark("dataplane")
 	return out, nil
 }
 
-// addresses takes the workload's addresses from IPAM and puts them in
-// its endpoint.
-func (s *Service) addresses(ctx context.Context, req api.WorkloadAdd, id *ident, w *store.WorkloadEndpoint) ([]netip.Addr, error) {
+// addIntent is the intent of an add: what it makes, to be undone if
+// it is cut short.
+func addIntent(req api.WorkloadAdd, id *ident) *intent {
+	in := &intent{Op: "add", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
+		HostIface: id.hostIface, Attached: id.attach, Handle: id.handle, Started: time.Now().UTC()}
+	if req.NetNS == "" && id.handOver == "" && !id.attach {
+		in.NetNS = req.Name // the namespace the node makes
+	}
+	return in
+}
+
+// addresses takes the addresses of an add: from IPAM under the
+// workload's handle (released again if the add fails), or those the
+// front end's IPAM holds for it (Allocated), which stay the front end's.
+func (s *Service) addresses(ctx context.Context, req api.WorkloadAdd, id *ident, u *undo) ([]netip.Addr, error) {
+	if req.Allocated {
+		return s.allocated(ctx, req.IPs)
+	}
+	u.add(func() { s.release(id.handle) })
 	attrs := map[string]string{"node": s.Node, "namespace": id.namespace, "workload": id.workload}
 	if id.orchestrator == OrchestratorCNI {
 		attrs = s.cniAttrs(id, id.workload)
 	}
-	addrs, err := s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range addrs {
-		w.Spec.IPNetworks = append(w.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
-	}
-	return addrs, nil
+	return s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
 }
 
-// wire makes the workload's interface: a veth pair into its namespace,
-// or the host side's treatment for an attached interface. It returns the
-// MAC its endpoint records: the workload side's, or for an attached
-// interface the guest's (--mac; none without).
-func (s *Service) wire(req api.WorkloadAdd, id *ident, netnsPath string, addrs []netip.Addr) (string, error) {
-	mtu := req.MTU
-	if mtu == 0 {
-		mtu = s.MTU
+// wire makes the workload's interface: a veth pair (into its namespace,
+// or handed over), or the host side's treatment for an attached
+// interface. It returns the MAC its endpoint records: the workload
+// side's, or for an attached interface the guest's (--mac; none
+// without). The service's MTU applies when the request gives none.
+func (s *Service) wire(req api.WorkloadAdd, id *ident, spec veth.Spec) (string, error) {
+	if spec.MTU == 0 {
+		spec.MTU = s.MTU
 	}
 	if id.attach {
-		if err := veth.Attach(id.hostIface, mtu); err != nil {
+		if err := veth.Attach(id.hostIface, spec.MTU); err != nil {
 			return "", fmt.Errorf("attaching interface %s to workload %s: %w", id.hostIface, id.workload, err)
 		}
 		return req.MAC, nil
 	}
-	mac, err := veth.Add(veth.Spec{NetNS: netnsPath, HostIface: id.hostIface, Iface: id.iface, Addrs: addrs, MTU: mtu})
+	mac, err := veth.Add(spec)
 	if errors.Is(err, veth.ErrIfaceExists) {
 		return "", api.FieldErrorf(api.Conflict, "interface", "%v", err)
 	}
@@ -247,6 +257,9 @@ func (s *Service) waitProgrammed(ctx context.Context, w *store.WorkloadEndpoint,
 
 // release frees a handle's addresses, for undoing a failed request.
 func (s *Service) release(handle string) {
+	if handle == "" {
+		return
+	}
 	ctx, cancel := cleanupContext()
 	defer cancel()
 	s.IPAM.ReleaseByHandle(ctx, handle)
@@ -259,12 +272,8 @@ func cleanupContext() (context.Context, context.CancelFunc) {
 }
 
 // netns returns the path of the workload's network namespace: the given
-// one, or one made for it (and recorded as ours); none for a workload
-// behind an attached interface (a VM).
-func (s *Service) netns(req api.WorkloadAdd, id *ident, u *undo) (string, error) {
-	if id.attach {
-		return "", nil
-	}
+// one, or one made for it (and recorded as ours).
+func (s *Service) netns(req api.WorkloadAdd, u *undo) (string, error) {
 	if req.NetNS != "" {
 		path := openNetNS(req.NetNS, req.NetNSHandle)
 		if _, err := os.Stat(path); err != nil {
@@ -351,13 +360,15 @@ func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old
 		same = same && slices.Contains(old.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
 	}
 	switch {
+	case !same && id.orchestrator == OrchestratorLibnetwork:
+		return nil, api.Errorf(api.Conflict, "Docker endpoint %s exists already on this node, with other addresses or network", id.iface)
 	case !same && id.orchestrator == OrchestratorCNI:
 		return nil, api.FieldErrorf(api.Conflict, "interface", "container %s already has interface %s on network %s (in %s)", id.containerID, id.iface, id.network, old.Metadata.Annotations[annotationNetNS])
 	case !same:
 		return nil, api.Errorf(api.Conflict, "workload %s already exists in namespace %s on this node", req.Name, req.Namespace)
 	}
 	netns := req.NetNS
-	if netns == "" && !id.attach {
+	if netns == "" && id.handOver == "" && !id.attach {
 		netns = veth.NetNSPath(req.Name)
 	}
 	out := toWorkload(old, netns)

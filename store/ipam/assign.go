@@ -3,7 +3,6 @@ package ipam
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -122,8 +121,7 @@ func (at *attempt) read(ctx context.Context, id string) error {
 	at.rev = resp.Header.Revision
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		_, cidr, ok := parseAffinityKey(string(kv.Key))
-		var v affinityValue
-		if !ok || json.Unmarshal(kv.Value, &v) != nil || v.State != confirmed || v.Deleted {
+		if !ok || !confirmedAffinity(kv.Value) {
 			continue
 		}
 		if i := poolIndex(at.pools, cidr); i >= 0 {

@@ -1,21 +1,27 @@
 package ipam
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// blockValue is a block's value in etcd, with the field names of Calico's
-// IPAMBlock (libcalico-go model.AllocationBlock).
+// blockValue is a block's value in etcd, with the JSON names of Calico's
+// etcd model (libcalico-go model.AllocationBlock), which are not those of
+// its IPAMBlock CRD: affinity_claim_time, handle_id. Members it does not
+// know are kept in extra and written back.
 type blockValue struct {
-	CIDR              string  `json:"cidr"`
-	Affinity          *string `json:"affinity"`
-	AffinityClaimTime string  `json:"affinityClaimTime,omitempty"`
+	CIDR     string  `json:"cidr"`
+	Affinity *string `json:"affinity"`
+	// AffinityClaimTime is when the host claimed the block (RFC 3339, as
+	// Calico's metav1.Time), absent in blocks that predate it.
+	AffinityClaimTime *string `json:"affinity_claim_time,omitempty"`
 	// Allocations has one entry per address: nil is free, otherwise an
 	// index into Attributes.
 	Allocations []*int `json:"allocations"`
@@ -28,29 +34,139 @@ type blockValue struct {
 	SequenceNumber              uint64            `json:"sequenceNumber"`
 	SequenceNumberForAllocation map[string]uint64 `json:"sequenceNumberForAllocation"`
 	Deleted                     bool              `json:"deleted"`
+	// HostAffinity is Calico's deprecated form of Affinity (the host name
+	// alone), kept as it came.
+	HostAffinity *string `json:"hostAffinity,omitempty"`
+
+	extra extra
 }
 
-// attribute says who holds an allocation.
+// legacyClaimTime is the name an earlier version of ours gave
+// affinity_claim_time (the CRD's). Calico does not read it and drops it
+// when it rewrites a block; so do we, keeping its value under the right
+// name.
+const legacyClaimTime = "affinityClaimTime"
+
+func (v blockValue) MarshalJSON() ([]byte, error) {
+	type plain blockValue
+	return encodeKeeping(plain(v), v.extra)
+}
+
+func (v *blockValue) UnmarshalJSON(b []byte) error {
+	type plain blockValue
+	x, err := decodeKeeping(b, (*plain)(v))
+	if err != nil {
+		return err
+	}
+	if raw, ok := x[legacyClaimTime]; ok {
+		var t string
+		if v.AffinityClaimTime == nil && json.Unmarshal(raw, &t) == nil && t != "" {
+			v.AffinityClaimTime = &t
+		}
+		delete(x, legacyClaimTime)
+	}
+	v.extra = x
+	return nil
+}
+
+// attribute says who holds an allocation (libcalico-go
+// model.AllocationAttribute).
 type attribute struct {
-	HandleID  *string           `json:"handle_id"`
-	Secondary map[string]string `json:"secondary"`
+	HandleID  *string           `json:"handle_id,omitempty"`
+	Secondary map[string]string `json:"secondary,omitempty"`
+	// AlternateOwnerAttrs and ReleasedAt are Calico's: the other owner of
+	// an address during a VM's live migration, and when an address went
+	// into its cooldown after release (it is still taken until Calico's
+	// IPAM frees it). Kept as they came.
+	AlternateOwnerAttrs map[string]string `json:"alternateOwnerAttrs,omitempty"`
+	ReleasedAt          *string           `json:"releasedAt,omitempty"`
+
+	extra extra
 }
 
-// affinityValue is a block affinity's value. We only ever write confirmed
-// affinities, in the same transaction as their block.
+func (a attribute) MarshalJSON() ([]byte, error) {
+	type plain attribute
+	return encodeKeeping(plain(a), a.extra)
+}
+
+func (a *attribute) UnmarshalJSON(b []byte) error {
+	type plain attribute
+	x, err := decodeKeeping(b, (*plain)(a))
+	a.extra = x
+	return err
+}
+
+// only is whether a holds handle's allocations with attrs and nothing
+// more, so that a new allocation may share it.
+func (a attribute) only(handle string, attrs map[string]string) bool {
+	return a.HandleID != nil && *a.HandleID == handle && maps.Equal(a.Secondary, attrs) &&
+		a.AlternateOwnerAttrs == nil && a.ReleasedAt == nil && a.extra == nil
+}
+
+// affinityValue is a block affinity's value (libcalico-go
+// model.BlockAffinity). We only ever write confirmed affinities, in the
+// same transaction as their block.
 type affinityValue struct {
 	State   string `json:"state"`
 	Deleted bool   `json:"deleted"`
+
+	extra extra
+}
+
+func (v affinityValue) MarshalJSON() ([]byte, error) {
+	type plain affinityValue
+	return encodeKeeping(plain(v), v.extra)
+}
+
+func (v *affinityValue) UnmarshalJSON(b []byte) error {
+	type plain affinityValue
+	x, err := decodeKeeping(b, (*plain)(v))
+	v.extra = x
+	return err
 }
 
 const confirmed = "confirmed"
 
-// handleValue is a handle's value: how many of its addresses each block
-// (keyed by CIDR) holds.
+// confirmedAffinity tells whether an affinity's value makes the block the
+// host's, as Calico's IPAM reads it: state confirmed, or no state at all
+// (an empty value, or state ""), which older Calico wrote and Calico
+// still takes as confirmed. Pending and pendingDeletion are a claim or a
+// release half done by Calico: not the host's (yet, or any more).
+func confirmedAffinity(val []byte) bool {
+	if len(bytes.TrimSpace(val)) == 0 {
+		return true
+	}
+	var v affinityValue
+	if json.Unmarshal(val, &v) != nil || v.Deleted {
+		return false
+	}
+	return v.State == confirmed || v.State == ""
+}
+
+// handleValue is a handle's value (libcalico-go model.IPAMHandle): how
+// many of its addresses each block (keyed by CIDR) holds. The handle's ID
+// is its key alone.
 type handleValue struct {
-	HandleID string         `json:"handleID"`
-	Block    map[string]int `json:"block"`
-	Deleted  bool           `json:"deleted"`
+	Block   map[string]int `json:"block"`
+	Deleted bool           `json:"deleted"`
+
+	extra extra
+}
+
+// legacyHandleID is a member an earlier version of ours wrote into
+// handles, which Calico does not have; it is dropped on rewrite.
+const legacyHandleID = "handleID"
+
+func (v handleValue) MarshalJSON() ([]byte, error) {
+	type plain handleValue
+	return encodeKeeping(plain(v), v.extra)
+}
+
+func (v *handleValue) UnmarshalJSON(b []byte) error {
+	type plain handleValue
+	x, err := decodeKeeping(b, (*plain)(v), legacyHandleID)
+	v.extra = x
+	return err
 }
 
 // block is a block as read, with the revision to guard its write with (0:
@@ -65,9 +181,10 @@ type block struct {
 // order.
 func newBlock(cidr netip.Prefix, host string) *block {
 	n := 1 << (addrBits(cidr.Addr()) - cidr.Bits())
+	claimed := time.Now().UTC().Format(time.RFC3339)
 	b := &block{cidr: cidr, v: blockValue{
 		CIDR:                        cidr.String(),
-		AffinityClaimTime:           time.Now().UTC().Format(time.RFC3339),
+		AffinityClaimTime:           &claimed,
 		Allocations:                 make([]*int, n),
 		Unallocated:                 make([]int, n),
 		Attributes:                  []attribute{},
@@ -103,7 +220,7 @@ func decodeBlock(cidr netip.Prefix, val []byte, rev int64) (*block, error) {
 }
 
 func (b *block) encode() string {
-	out, _ := json.Marshal(b.v) // plain strings, ints and maps: cannot fail
+	out, _ := json.Marshal(b.v) // strings, ints, maps and valid JSON: cannot fail
 	return string(out)
 }
 
@@ -160,13 +277,7 @@ func (b *block) empty() bool {
 
 // allocate gives ordinal ord, which must be free, to handle.
 func (b *block) allocate(ord int, handle string, attrs map[string]string) {
-	idx := -1
-	for i, a := range b.v.Attributes {
-		if a.HandleID != nil && *a.HandleID == handle && maps.Equal(a.Secondary, attrs) {
-			idx = i
-			break
-		}
-	}
+	idx := slices.IndexFunc(b.v.Attributes, func(a attribute) bool { return a.only(handle, attrs) })
 	if idx < 0 {
 		h := handle
 		b.v.Attributes = append(b.v.Attributes, attribute{HandleID: &h, Secondary: maps.Clone(attrs)})

@@ -31,6 +31,8 @@ var errConflict = errors.New("IPAM keys changed concurrently")
 
 // Pool is a range the caller lets IPAM allocate from.
 type Pool struct {
+	// Name is the IPPool's, for messages; IPAM does not read it.
+	Name string
 	CIDR netip.Prefix
 	// BlockSize is the prefix length of the pool's blocks: 20-32 for IPv4
 	// (26 in Calico's default pools), 116-128 for IPv6 (122).
@@ -267,7 +269,7 @@ type handle struct {
 // decodeHandle reads a handle's value; kv nil is a handle that does not
 // exist yet.
 func decodeHandle(id string, kv *mvccpb.KeyValue) (*handle, error) {
-	h := &handle{id: id, v: handleValue{HandleID: id}}
+	h := &handle{id: id}
 	if kv != nil {
 		h.rev = kv.ModRevision
 		if err := json.Unmarshal(kv.Value, &h.v); err != nil {
@@ -318,7 +320,7 @@ func (c *change) saveHandle(h *handle) {
 			c.ops = append(c.ops, clientv3.OpDelete(key))
 		}
 	default:
-		out, _ := json.Marshal(h.v) // strings and ints: cannot fail
+		out, _ := json.Marshal(h.v) // strings, ints and valid JSON: cannot fail
 		c.put(key, string(out))
 	}
 }

@@ -298,7 +298,7 @@ func TestJSONShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	blk := rawJSON(t, cli, "/calico/ipam/v2/assignment/ipv4/block/10.65.0.0-26")
-	want := []string{"affinity", "affinityClaimTime", "allocations", "attributes", "cidr", "deleted", "sequenceNumber", "sequenceNumberForAllocation", "unallocated"}
+	want := []string{"affinity", "affinity_claim_time", "allocations", "attributes", "cidr", "deleted", "sequenceNumber", "sequenceNumberForAllocation", "unallocated"}
 	if got := fieldNames(blk); !slices.Equal(got, want) {
 		t.Errorf("block fields = %v; want %v", got, want)
 	}
@@ -322,7 +322,7 @@ func TestJSONShapes(t *testing.T) {
 
 	for key, want := range map[string]string{
 		"/calico/ipam/v2/host/node-1/ipv4/block/10.65.0.0-26": `{"state":"confirmed","deleted":false}`,
-		"/calico/ipam/v2/handle/k8s-pod-network.abc":          `{"handleID":"k8s-pod-network.abc","block":{"10.65.0.0/26":1},"deleted":false}`,
+		"/calico/ipam/v2/handle/k8s-pod-network.abc":          `{"block":{"10.65.0.0/26":1},"deleted":false}`,
 	} {
 		resp, err := cli.Get(ctx, key)
 		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != want {

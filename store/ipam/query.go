@@ -2,7 +2,6 @@ package ipam
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -84,8 +83,7 @@ func (m *IPAM) HostBlocks(ctx context.Context, host string) ([]netip.Prefix, err
 	var out []netip.Prefix
 	for _, kv := range resp.Kvs {
 		h, cidr, ok := parseAffinityKey(string(kv.Key))
-		var v affinityValue
-		if !ok || h != host || json.Unmarshal(kv.Value, &v) != nil || v.State != confirmed || v.Deleted {
+		if !ok || h != host || !confirmedAffinity(kv.Value) {
 			continue
 		}
 		out = append(out, cidr)

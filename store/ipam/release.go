@@ -174,7 +174,7 @@ func (m *IPAM) releaseAffinity(ctx context.Context, host string, cidr netip.Pref
 		}
 		if b.host() == host {
 			b.v.Affinity = nil
-			b.v.AffinityClaimTime = ""
+			b.v.AffinityClaimTime = nil
 			b.v.SequenceNumber++
 			c.saveBlock(b)
 		} else {

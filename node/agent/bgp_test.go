@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"calico/bgp"
+	"calico/node/calc"
+)
+
+// fakeSpeaker records how it was started and what it was given.
+type fakeSpeaker struct {
+	cfg     bgp.Config
+	peers   []bgp.Peer
+	changes chan struct{}
+}
+
+func (f *fakeSpeaker) SetPeers(_ context.Context, p []bgp.Peer) error      { f.peers = p; return nil }
+func (f *fakeSpeaker) SetAdvertised(context.Context, []netip.Prefix) error { return nil }
+func (f *fakeSpeaker) Learned() []bgp.Route                                { return nil }
+func (f *fakeSpeaker) Changes() <-chan struct{}                            { return f.changes }
+func (f *fakeSpeaker) Peers(context.Context) ([]bgp.PeerStatus, error)     { return nil, nil }
+func (f *fakeSpeaker) Stop()                                               {}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestBGPDriverLogLevelAndWarnings: the speaker logs at BGPConfiguration's
+// level whatever the node's, and as the node does without one; warnings
+// are logged once while they last.
+func TestBGPDriverLogLevelAndWarnings(t *testing.T) {
+	var out syncBuffer
+	nodeLevel := new(slog.LevelVar) // Info
+	base := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: nodeLevel}))
+	sp := &fakeSpeaker{changes: make(chan struct{})}
+	d := newBGPDriver(func(_ context.Context, cfg bgp.Config) (Speaker, error) { sp.cfg = cfg; return sp, nil }, base)
+	t.Cleanup(d.stop)
+	want := calc.BGP{Enabled: true, AS: 64512, RouterID: netip.MustParseAddr("10.0.0.1"), IPv4: netip.MustParseAddr("10.0.0.1"), ListenPort: 179}
+	apply := func(severity string, warnings ...string) {
+		t.Helper()
+		want.LogSeverity, want.Warnings = severity, warnings
+		if err := d.apply(t.Context(), want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enabled := func(l slog.Level) bool { return sp.cfg.Log.Enabled(context.Background(), l) }
+
+	apply("Debug", "stored password")
+	apply("Debug", "stored password")
+	if sp.cfg.Log == nil || !enabled(slog.LevelDebug) {
+		t.Fatal("the speaker's logger does not log Debug with BGPConfiguration at Debug")
+	}
+	if base.Enabled(context.Background(), slog.LevelDebug) {
+		t.Error("the node's own level changed")
+	}
+	if n := strings.Count(out.String(), "stored password"); n != 1 {
+		t.Errorf("the warning was logged %d times; want once:\n%s", n, out.String())
+	}
+	apply("")
+	if enabled(slog.LevelDebug) || !enabled(slog.LevelInfo) {
+		t.Error("without BGPConfiguration's level the speaker does not log as the node does (Info)")
+	}
+	nodeLevel.Set(slog.LevelDebug)
+	if !enabled(slog.LevelDebug) {
+		t.Error("the speaker does not follow the node's level")
+	}
+	apply("Error")
+	if enabled(slog.LevelWarn) || !enabled(slog.LevelError) {
+		t.Error("the speaker's logger at Error lets Warn through, or not Error")
+	}
+	apply("Warning", "stored password")
+	if n := strings.Count(out.String(), "stored password"); n != 2 {
+		t.Errorf("a warning that went and came back was logged %d times; want twice", n)
+	}
+}
