@@ -57,6 +57,9 @@ var upSettings = []setting{
 	{name: "health-addr", def: "127.0.0.1:9099", usage: "serve /liveness and /readiness on `ADDR` (HOST:PORT; '' for none)"},
 	{name: "docker-plugins", env: "CALICO_DOCKER_PLUGINS", def: "true", usage: "serve Docker's network and IPAM plugins (calico, calico-ipam) on sockets in /run/docker/plugins: true or false"},
 	{name: "docker-socket", def: docker.DefaultEngineSocket, usage: "the Docker Engine API's unix socket `PATH`, which the plugins ask for networks' names, labels and endpoints"},
+	{name: "mtu", usage: "the `MTU` of the workload interfaces the node makes or attaches (a VM's tap), which DHCP and router advertisements tell the guests", defText: "the kernel's for veths; a tap keeps its own"},
+	{name: "dns-server", list: true, usage: "a DNS server `ADDR` that DHCP hands the VMs of attached interfaces (repeatable; IPv4 by DHCPv4, IPv6 by DHCPv6 and router advertisements)", defText: "none"},
+	{name: "dns-domain", usage: "the DNS `DOMAIN` that DHCP hands the VMs (domain name and search list)", defText: "none"},
 }
 
 func lookupSetting(name string) (setting, bool) {

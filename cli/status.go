@@ -53,7 +53,14 @@ func printStatus(w io.Writer, st api.Status) error {
 	if dp.Error != "" {
 		fmt.Fprintf(w, "            error: %s\n", dp.Error)
 	}
-	fmt.Fprintf(w, "Workloads:  %d on this node\n", st.Workloads)
+	fmt.Fprintf(w, "Workloads:  %d on this node", st.Workloads)
+	if n := len(st.WorkloadsDown); n > 0 {
+		fmt.Fprintf(w, ", %d down", n)
+	}
+	fmt.Fprintln(w)
+	for _, d := range st.WorkloadsDown {
+		fmt.Fprintf(w, "            down: %s\n", d)
+	}
 	for i, p := range st.Problems {
 		label := "Problems:  "
 		if i > 0 {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,9 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 		}
 		cfg.ASNumber = &as
 	}
+	if err := guestSettings(s, &cfg); err != nil {
+		return cfg, 0, err
+	}
 	if cfg.Name != "" {
 		n := store.KindNode.New()
 		n.Meta().Name = cfg.Name
@@ -135,6 +139,36 @@ func listenAddr(s settings, name string) error {
 		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
 			return usagef("%s %q: the host must be an address (or empty for every address)", s.label(name), v)
 		}
+	}
+	return nil
+}
+
+// domainRE is a DNS domain: dot-separated labels of letters, digits and
+// '-', neither starting nor ending with '-'.
+var domainRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.?$`)
+
+// guestSettings reads what the node tells the guests of attached
+// interfaces: the MTU, DNS servers and domain.
+func guestSettings(s settings, cfg *node.Config) error {
+	if v := s.get("mtu"); v != "" {
+		mtu, err := strconv.Atoi(v)
+		if err != nil || mtu < 68 || mtu > 65535 {
+			return usagef("%s %q is not an MTU between 68 and 65535", s.label("mtu"), v)
+		}
+		cfg.MTU = mtu
+	}
+	for _, v := range s.list("dns-server") {
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+			return usagef("%s %q is not a unicast IP address", s.label("dns-server"), v)
+		}
+		cfg.DNSServers = append(cfg.DNSServers, a.Unmap())
+	}
+	if d := s.get("dns-domain"); d != "" {
+		if len(d) > 253 || !domainRE.MatchString(d) {
+			return usagef("%s %q is not a DNS domain", s.label("dns-domain"), d)
+		}
+		cfg.DNSDomain = strings.TrimSuffix(d, ".")
 	}
 	return nil
 }

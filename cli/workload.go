@@ -22,11 +22,13 @@ func workloadCommand() *ucli.Command {
 		Commands: []*ucli.Command{
 			{
 				Name:      "add",
-				Usage:     "wire a workload's network namespace into this host and give it addresses",
+				Usage:     "wire a workload's network namespace (or a VM's existing interface) into this host and give it addresses",
 				ArgsUsage: "NAME",
 				Flags: []ucli.Flag{
 					dataDirFlag(), ns,
 					&ucli.StringFlag{Name: "netns", Usage: "an existing network namespace `PATH` (default: make one named NAME)"},
+					&ucli.StringFlag{Name: "iface", Usage: "attach this existing `INTERFACE` of the host (a VM's tap) instead of a namespace; it stays when the workload is removed"},
+					&ucli.StringFlag{Name: "mac", Usage: "with --iface, the guest's `MAC`: the only source MAC it may send from, and the only DHCP client answered"},
 					&ucli.StringSliceFlag{Name: "ip", Usage: "take this `ADDRESS` instead of allocating (repeatable, one per family)"},
 					&ucli.StringSliceFlag{Name: "pool", Usage: "allocate only from this pool (its `CIDR` or name; repeatable); it may be a Manual pool"},
 					&ucli.StringSliceFlag{Name: "profile", Usage: "join this profile (repeatable; default: default; made if missing)"},
@@ -38,7 +40,7 @@ func workloadCommand() *ucli.Command {
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},
-				Usage:     "remove a workload: its addresses, interface, endpoint and (if calico made it) network namespace",
+				Usage:     "remove a workload: its addresses, endpoint, the interface calico made (an attached one stays) and (if calico made it) network namespace",
 				ArgsUsage: "NAME",
 				Flags:     []ucli.Flag{dataDirFlag(), ns},
 				Action:    workloadRemove,
@@ -69,6 +71,7 @@ func workloadAdd(ctx context.Context, c *ucli.Command) error {
 	req := api.WorkloadAdd{
 		Name: name, Namespace: c.String("namespace"), NetNS: c.String("netns"),
 		IPs: c.StringSlice("ip"), Pools: c.StringSlice("pool"), Profiles: c.StringSlice("profile"), Labels: labels,
+		HostInterface: c.String("iface"), MAC: c.String("mac"),
 	}
 	var w api.Workload
 	if err := api.NewClient(c.String("data-dir")).Do(ctx, "POST", "/v1/workloads", nil, req, &w); err != nil {
@@ -80,6 +83,9 @@ func workloadAdd(ctx context.Context, c *ucli.Command) error {
 	fmt.Fprintln(c.Root().Writer, joinAddrs(w.Addresses, " "))
 	if w.Programmed != nil && !*w.Programmed {
 		fmt.Fprintf(c.Root().ErrWriter, "calico: workload %s added, but the dataplane has not caught up yet; see `calico status`\n", name)
+	}
+	if w.State == "down" {
+		fmt.Fprintf(c.Root().ErrWriter, "calico: workload %s added; it is down for now: %s\n", name, w.Why)
 	}
 	return nil
 }
@@ -94,15 +100,19 @@ func workloadRemove(ctx context.Context, c *ucli.Command) error {
 }
 
 func workloadTable(w io.Writer, ws []api.Workload) error {
-	rows := [][]string{{"NAME", "NAMESPACE", "NODE", "ADDRESSES", "PROFILES", "INTERFACE", "LABELS"}}
+	rows := [][]string{{"NAME", "NAMESPACE", "NODE", "ADDRESSES", "PROFILES", "INTERFACE", "STATE", "LABELS"}}
 	for _, wl := range ws {
 		var labels []string
 		for k, v := range wl.Labels {
 			labels = append(labels, k+"="+v)
 		}
 		sort.Strings(labels)
+		state := orDash(wl.State)
+		if wl.Why != "" {
+			state += " (" + wl.Why + ")"
+		}
 		rows = append(rows, []string{wl.Name, wl.Namespace, wl.Node, joinAddrs(wl.Addresses, ","),
-			strings.Join(wl.Profiles, ","), wl.Interface, orDash(strings.Join(labels, ","))})
+			strings.Join(wl.Profiles, ","), wl.Interface, state, orDash(strings.Join(labels, ","))})
 	}
 	return table(w, rows)
 }

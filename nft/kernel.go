@@ -194,7 +194,7 @@ func (r *reader) readSets() ([]TableSet, error) {
 }
 
 func kernelSetType(flags, keyType, keyLen, dataType uint32) SetType {
-	for _, t := range []SetType{SetIPv4, SetIPv6, SetIfaceIPv4, SetIfaceIPv6, MapIfaceVerdict, SetIPv4Net, SetIPv6Net, SetIPv4Port, SetIPv6Port} {
+	for _, t := range []SetType{SetIPv4, SetIPv6, SetIfaceIPv4, SetIfaceIPv6, MapIfaceVerdict, SetIPv4Net, SetIPv6Net, SetIPv4Port, SetIPv6Port, SetIface, SetIfaceMAC} {
 		s := kernelSet(t, nil)
 		var f uint32
 		if s.IsMap {
@@ -503,6 +503,10 @@ func kernelSet(t SetType, table *nftables.Table) *nftables.Set {
 		s.KeyType = ipv4Port
 	case SetIPv6Port:
 		s.KeyType = ipv6Port
+	case SetIface:
+		s.KeyType, s.KeyByteOrder = nftables.TypeIFName, binaryutil.NativeEndian
+	case SetIfaceMAC:
+		s.KeyType = ifaceMAC
 	}
 	return s
 }
@@ -513,6 +517,7 @@ var (
 	ifaceIPv4, ifaceIPv6 = concat(nftables.TypeIFName, nftables.TypeIPAddr), concat(nftables.TypeIFName, nftables.TypeIP6Addr)
 	ipv4Port             = concat(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	ipv6Port             = concat(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+	ifaceMAC             = concat(nftables.TypeIFName, nftables.TypeEtherAddr)
 )
 
 func concat(types ...nftables.SetDatatype) nftables.SetDatatype {

@@ -202,6 +202,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 	if len(rs.NATOutgoing) > 0 {
 		t.Chains = append(t.Chains, natChain(rs.NATOutgoing, rs.NATExcept))
 	}
+	t.Sets, t.Chains = renderAttached(rs.Workloads, t.Sets, t.Chains)
 	for _, c := range groups {
 		t.Chains = append(t.Chains, c)
 	}

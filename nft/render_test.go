@@ -3,6 +3,7 @@ package nft
 import (
 	"flag"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -101,8 +102,10 @@ func TestValidate(t *testing.T) {
 		want string // substring of the error
 	}{
 		{"unknown policy", Ruleset{Workloads: []Endpoint{{Iface: "cali1", Ingress: profilePath("nope")}}}, "unknown policy nope"},
-		{"foreign interface", Ruleset{Workloads: []Endpoint{{Iface: "eth0"}}}, "must start with"},
-		{"long interface", Ruleset{Workloads: []Endpoint{{Iface: "cali0123456789ab"}}}, "must start with"},
+		{"loopback interface", Ruleset{Workloads: []Endpoint{{Iface: "lo"}}}, "not lo"},
+		{"no interface", Ruleset{Workloads: []Endpoint{{Addrs: addrs("10.65.0.1")}}}, "must be a name"},
+		{"long interface", Ruleset{Workloads: []Endpoint{{Iface: "cali0123456789ab"}}}, "at most 15 bytes"},
+		{"short MAC", Ruleset{Workloads: []Endpoint{{Iface: "vnet3", MAC: net.HardwareAddr{1, 2, 3}}}}, "not an Ethernet address"},
 		{"duplicate interface", Ruleset{Workloads: []Endpoint{{Iface: "cali1"}, {Iface: "cali1"}}}, "duplicate interface"},
 		{"bad policy name", Ruleset{Policies: []Policy{{Name: "a b"}}}, "name must be"},
 		{"duplicate policy", Ruleset{Policies: []Policy{ok, ok}}, "duplicate name"},

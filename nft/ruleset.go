@@ -5,6 +5,7 @@
 package nft
 
 import (
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -85,13 +86,18 @@ type ProtoPort struct {
 
 // Endpoint is one workload interface and the policy in front of it.
 type Endpoint struct {
-	// Iface is the host-side interface name: IfacePrefix ("cali") and at
-	// most 15 bytes in all (Validate checks).
+	// Iface is the host-side interface name, at most 15 bytes (Validate
+	// checks): IfacePrefix ("cali") and more for the interfaces the node
+	// makes, any other name (but "lo") for an interface something else
+	// made, such as a VM's tap (attached.go).
 	Iface string
 	// Addrs are the only source addresses the workload may send from
 	// (anti-spoofing); an interface without addresses of a family may not
 	// send that family at all.
 	Addrs []netip.Addr
+	// MAC, when set, is the only source MAC address the workload may send
+	// from (anti-spoofing of a VM's frames; an Ethernet interface).
+	MAC net.HardwareAddr
 	// Ingress applies to traffic towards the workload, Egress to traffic
 	// from it.
 	Ingress, Egress Path

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 )
@@ -264,4 +265,23 @@ var states = []struct {
 		Policies: []Policy{{Name: strings.Repeat("p", 260), Ingress: []Rule{{Action: Allow, Src: Match{Set: strings.Repeat("s", 254)}}}}},
 		Sets:     []Set{{Name: strings.Repeat("s", 254), Members: addrs("10.65.0.1")}},
 	}},
+	{"attached interfaces and a MAC", Ruleset{
+		Workloads: []Endpoint{
+			{Iface: "cali1", Addrs: addrs("10.65.0.1"), Ingress: profilePath("net-a"), Egress: profilePath("net-a")},
+			{Iface: "vnet3", Addrs: addrs("10.65.0.2", "fd00:65::2"), MAC: mac("52:54:00:12:34:56"),
+				Ingress: profilePath("net-a"), Egress: profilePath("net-a")},
+			{Iface: "tap-b", Addrs: addrs("10.65.0.3"), Ingress: profilePath("net-a"), Egress: profilePath("net-a")},
+		},
+		HostEndpoints: []HostEndpoint{{Iface: AllInterfaces, Ingress: profilePath("net-a"), Egress: profilePath("net-a")}},
+		Policies:      []Policy{classic("net-a")},
+		Sets:          []Set{{Name: "net-a", Members: addrs("10.65.0.1", "10.65.0.2", "fd00:65::2", "10.65.0.3")}},
+	}},
+}
+
+func mac(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }

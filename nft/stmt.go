@@ -667,6 +667,10 @@ func (r ChainRule) refs() (chains, sets []string) {
 			sets = append(sets, s.set)
 		case vmap:
 			sets = append(sets, s.set)
+		case ifaceSet:
+			sets = append(sets, s.set)
+		case ifaceMACSet:
+			sets = append(sets, s.set)
 		}
 	}
 	return chains, sets

@@ -3,6 +3,7 @@ package nft
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -85,6 +86,10 @@ const (
 	SetIPv4Port
 	// SetIPv6Port is SetIPv4Port for IPv6.
 	SetIPv6Port
+	// SetIface is a set of interface names.
+	SetIface
+	// SetIfaceMAC is a set of interface name and MAC address pairs.
+	SetIfaceMAC
 )
 
 func (t SetType) String() string {
@@ -107,6 +112,10 @@ func (t SetType) String() string {
 		return "ipv4_addr . inet_proto . inet_service"
 	case SetIPv6Port:
 		return "ipv6_addr . inet_proto . inet_service"
+	case SetIface:
+		return "ifname"
+	case SetIfaceMAC:
+		return "ifname . ether_addr"
 	}
 	return "unknown"
 }
@@ -181,6 +190,14 @@ func (s *TableSet) elemString(e Element) string {
 			a, _ := netip.AddrFromSlice([]byte(k[:n]))
 			return fmt.Sprintf("%s . %s . %d", a, protoName(k[n]), uint16(k[n+4])<<8|uint16(k[n+5]))
 		}
+	case SetIface:
+		return iface()
+	case SetIfaceMAC:
+		i := iface()
+		if len(k) < 6 {
+			return i + " . " + fmt.Sprintf("%x", k)
+		}
+		return i + " . " + net.HardwareAddr(k[:6]).String()
 	}
 	return fmt.Sprintf("%x", k)
 }

@@ -117,8 +117,11 @@ func (v *validation) policies(ps []Policy, sets setNames) map[string]bool {
 func (v *validation) workloads(eps []Endpoint, policies map[string]bool) {
 	ifaces := map[string]bool{}
 	for _, ep := range eps {
-		if !strings.HasPrefix(ep.Iface, IfacePrefix) || len(ep.Iface) >= ifNameSize || strings.ContainsRune(ep.Iface, 0) {
-			v.add("endpoint %q: interface must start with %q and be at most %d bytes", ep.Iface, IfacePrefix, ifNameSize-1)
+		if ep.Iface == "" || ep.Iface == loopbackName || ep.Iface == AllInterfaces || len(ep.Iface) >= ifNameSize || strings.ContainsRune(ep.Iface, 0) {
+			v.add("endpoint %q: interface must be a name of at most %d bytes, not %s", ep.Iface, ifNameSize-1, loopbackName)
+		}
+		if len(ep.MAC) != 0 && len(ep.MAC) != 6 {
+			v.add("endpoint %s: MAC %s is not an Ethernet address", ep.Iface, ep.MAC)
 		}
 		if ifaces[ep.Iface] {
 			v.add("endpoint %s: duplicate interface", ep.Iface)

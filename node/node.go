@@ -19,6 +19,7 @@ import (
 	"calico/nft"
 	"calico/node/agent"
 	"calico/node/api"
+	"calico/node/dhcp"
 	"calico/node/docker"
 	"calico/node/localapi"
 	"calico/node/route"
@@ -57,6 +58,13 @@ type Config struct {
 	// Docker says where to serve Docker's network and IPAM plugins; the
 	// zero value serves none.
 	Docker docker.Config
+	// MTU of the workload interfaces the node makes or attaches (0: the
+	// kernel's, or the tap's own); DHCP and router advertisements tell
+	// guests their interface's MTU.
+	MTU int
+	// DNSServers and DNSDomain are handed to guests by DHCP.
+	DNSServers []netip.Addr
+	DNSDomain  string
 }
 
 // check refuses what would fail only after the cluster was founded.
@@ -95,10 +103,19 @@ type parts struct {
 	// checkSystem checks the host (syscheck) as the node starts; nil
 	// checks nothing.
 	checkSystem func(ctx context.Context, dataDir string) []syscheck.Result
+	// dhcp, links and attach serve the guests of attached interfaces
+	// (guests.go): the DHCP server, the kernel's link events and the
+	// host side's treatment of an interface. Without dhcp or links the
+	// node serves no guests.
+	dhcp   func(dhcp.Config) dhcpServer
+	links  func(ctx context.Context, fn func(linkEvent)) error
+	attach func(name string, mtu int) error
 }
 
 type routeDriver interface {
 	agent.Routes
+	// LinkChanged says the kernel reported a change of an interface.
+	LinkChanged(name string)
 	Close()
 }
 
@@ -137,7 +154,7 @@ type clusterPart interface {
 }
 
 func realParts() parts {
-	return parts{
+	p := parts{
 		forwarding: veth.EnableForwarding,
 		routes:     func(log *slog.Logger) (routeDriver, error) { return route.New(log) },
 		firewall: func(log *slog.Logger, verify bool) firewallDriver {
@@ -154,6 +171,8 @@ func realParts() parts {
 			return syscheck.Run(ctx, syscheck.Config{DataDir: dataDir, NodeRunning: true})
 		},
 	}
+	realGuestParts(&p)
+	return p
 }
 
 // node is a running node: what has started so far, so that stop can undo
@@ -196,6 +215,9 @@ type node struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 	left     atomic.Bool
+
+	// guestsStop ends the DHCP server and the link watcher.
+	guestsStop func()
 }
 
 func run(ctx context.Context, cfg Config, p parts) (err error) {
@@ -267,7 +289,7 @@ func (n *node) start(ctx context.Context) error {
 		}
 	}
 	n.store, n.ipam = store.New(cl.Client()), ipam.New(cl.Client())
-	n.workloads = &workload.Service{Node: id.Name, DataDir: n.cfg.DataDir, Store: n.store, IPAM: n.ipam, Dataplane: n.agent, Log: n.log}
+	n.workloads = &workload.Service{Node: id.Name, DataDir: n.cfg.DataDir, Store: n.store, IPAM: n.ipam, Dataplane: n.agent, MTU: n.cfg.MTU, Log: n.log}
 	n.agent.Connect(agent.FromStore(n.store, n.ipam))
 	n.startBackground(ctx, cl, id)
 	if err := n.serve(id); err != nil {
@@ -312,7 +334,7 @@ func (n *node) startAgent(name string) error {
 			c := n.cluster.Load()
 			return c != nil && (*c).Down(addr)
 		},
-		Interfaces: agent.HostInterfaces,
+		Interfaces: upInterfaces,
 		Forget:     conntrack.Forget,
 		Observe:    n.observePass,
 	}, n.firewall, n.routes)
@@ -329,6 +351,7 @@ func (n *node) startAgent(name string) error {
 	}()
 	n.agent, n.agentStop = a, func() { cancel(); <-done }
 	n.svc.watch("the agent's loop", a.Alive)
+	n.startGuests(name)
 	return nil
 }
 
@@ -492,6 +515,9 @@ func (n *node) stop() error {
 	if n.bgCancel != nil {
 		n.bgCancel()
 		n.background.Wait()
+	}
+	if n.guestsStop != nil {
+		n.guestsStop()
 	}
 	if n.agentStop != nil {
 		n.agentStop()

@@ -12,3 +12,10 @@ func WorkloadEndpointName(node, orchestrator, workload, endpoint string) string 
 	}
 	return strings.Join(parts, "-")
 }
+
+// AnnotationAttached marks a WorkloadEndpoint whose interface something
+// else made and owns (a VM's tap, attached with `calico workload add
+// --iface`); its value is the interface's kind (tuntap, macvtap, veth).
+// The node polices such an interface whatever its name, and never
+// deletes it.
+const AnnotationAttached = "projectcalico.org/attached-interface"

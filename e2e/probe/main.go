@@ -7,8 +7,9 @@
 //	                            (1 if it answers a request, 2 if nothing listens)
 //	probe udp ADDR:PORT TEXT    send one UDP datagram holding TEXT
 //
-// the chaos test's chaos (chaos.go) and the benchmarks' flip, rrserve, rr
-// and conns (bench.go).
+// the chaos test's chaos (chaos.go), the benchmarks' flip, rrserve, rr
+// and conns (bench.go), and the VM tests' tapbridge, dhcpsniff, udpsend
+// and udprecv (guest.go).
 package main
 
 import (
@@ -73,6 +74,20 @@ func main() {
 			os.Exit(2)
 		}
 		chaos(os.Args[2], os.Args[3], os.Args[4])
+	case "tapbridge":
+		if len(os.Args) != 6 {
+			os.Exit(2)
+		}
+		tapBridge(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+	case "dhcpsniff":
+		if len(os.Args) != 4 {
+			os.Exit(2)
+		}
+		dhcpSniff(os.Args[2], os.Args[3])
+	case "udpsend":
+		udpSend(os.Args[2])
+	case "udprecv":
+		udpRecv(os.Args[2])
 	case "flip":
 		flip(net.JoinHostPort(os.Args[2], os.Args[3]))
 	case "rrserve":

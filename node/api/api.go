@@ -60,6 +60,14 @@ type WorkloadAdd struct {
 	// neither a failed add nor the workload's removal releases it; the
 	// front end does.
 	Allocated bool `json:"allocated,omitempty"`
+	// HostInterface, when given, is an existing interface of the host
+	// that something else made and owns (a VM's tap): the workload is
+	// wired to it instead of a namespace and veth, and it stays when the
+	// workload is removed (`calico workload add --iface`).
+	HostInterface string `json:"hostInterface,omitempty"`
+	// MAC, with HostInterface, is the guest's MAC: the only source MAC
+	// the workload may send from, and the only client DHCP answers.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Attachment names a CNI attachment: the workload endpoint of a
@@ -158,6 +166,13 @@ type Workload struct {
 	ContainerID       string `json:"containerID,omitempty"`
 	WorkloadInterface string `json:"workloadInterface,omitempty"`
 	MAC               string `json:"mac,omitempty"`
+	// Attached is the kind of an interface something else made and the
+	// workload was attached to (tuntap, veth); empty for the node's own.
+	Attached string `json:"attached,omitempty"`
+	// State is "up" or "down" for a workload of this host (down: its
+	// interface is absent, down or without carrier, as Why says).
+	State string `json:"state,omitempty"`
+	Why   string `json:"why,omitempty"`
 }
 
 // Resources carries resources as the datastore encodes them (a JSON
@@ -207,6 +222,10 @@ type Status struct {
 	ProblemDetails []Problem `json:"problemDetails,omitempty"`
 	// Health is the verdict of the node's /liveness and /readiness.
 	Health *Health `json:"health,omitempty"`
+
+	// WorkloadsDown are this node's workloads whose interface is absent,
+	// down or without carrier: "namespace/name: why".
+	WorkloadsDown []string `json:"workloadsDown,omitempty"`
 }
 
 // Problem is one of Status.Problems: what the node had to refuse, skip or

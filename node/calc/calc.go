@@ -465,7 +465,7 @@ func (c *calculation) compute() Desired {
 	c.problems = append(c.problems, c.endProbs...)
 	for _, w := range c.localEndpoints() {
 		wd := c.workloads[w]
-		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs}
+		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs, MAC: sourceMAC(w)}
 		if c.conflicted[w] {
 			ep.Addrs = nil // it may send nothing, and its paths drop
 		} else if c.enforceable(w) {
@@ -473,6 +473,9 @@ func (c *calculation) compute() Desired {
 			ep.Egress = c.path(w, "Egress")
 		}
 		d.Ruleset.Workloads = append(d.Ruleset.Workloads, ep)
+		if down(in, w) {
+			continue // routed again once the kernel reports the interface
+		}
 		for _, a := range ep.Addrs {
 			d.Routes = append(d.Routes, route.Route{Dst: netip.PrefixFrom(a, a.BitLen()), Iface: ep.Iface})
 		}
@@ -490,6 +493,7 @@ func (c *calculation) compute() Desired {
 	c.fillSets(&d.Ruleset)
 	d.Ruleset.EndpointToHost = endpointToHost(in)
 	c.dataProblems()
+	c.reportUnpoliced()
 	seen := map[string]bool{}
 	for _, p := range c.problems { // a memory may report one twice
 		if !seen[p] {
@@ -567,11 +571,12 @@ func (c *calculation) fillSets(rs *nft.Ruleset) {
 	}
 }
 
-// localWorkloads are this host's workload endpoints with an interface.
+// localWorkloads are this host's workload endpoints with an interface
+// the node polices.
 func localWorkloads(in Input) []*store.WorkloadEndpoint {
 	var out []*store.WorkloadEndpoint
 	for _, w := range in.Workloads {
-		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) {
+		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && Policed(w) {
 			out = append(out, w)
 		}
 	}

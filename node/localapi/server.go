@@ -323,6 +323,9 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		h := s.Health(ctx)
 		st.Health = &h
 	}
+	if in, _, ok := s.Agent.View(); ok {
+		st.WorkloadsDown = workload.Down(i.Name, in.Workloads)
+	}
 	bctx, bcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer bcancel()
 	var err error

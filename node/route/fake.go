@@ -14,16 +14,36 @@ type Fake struct {
 	// refused, as the kernel would.
 	Ifaces   map[string]bool
 	Applies  int
+	linked   map[string]int
 	failNext bool
 }
 
 var _ interface {
 	Apply([]Route) error
 	Current() ([]Route, error)
+	LinkChanged(string)
 } = (*Fake)(nil)
 
 // NewFake returns an empty Fake in which every interface exists.
 func NewFake() *Fake { return &Fake{routes: map[netip.Prefix]Route{}} }
+
+// LinkChanged counts the interface changes reported (Table's looks for
+// the interface at once).
+func (f *Fake) LinkChanged(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.linked == nil {
+		f.linked = map[string]int{}
+	}
+	f.linked[name]++
+}
+
+// LinkChanges is how often LinkChanged reported an interface.
+func (f *Fake) LinkChanges(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.linked[name]
+}
 
 // FailNext makes the next Apply fail without changing anything.
 func (f *Fake) FailNext() {

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -69,6 +70,10 @@ type Table struct {
 	// waiting are interfaces that did not exist, with when to look again:
 	// a route through one waits, looked for with back-off.
 	waiting map[string]*wait
+	// linked are interfaces the kernel reported since the last Apply
+	// (LinkChanged), under linkMu.
+	linkMu sync.Mutex
+	linked map[string]bool
 }
 
 // wait is the back-off of a missing interface.
@@ -96,6 +101,7 @@ func (t *Table) Close() { t.h.Close() }
 // errors are joined.
 func (t *Table) Apply(want []Route) error {
 	start := time.Now()
+	t.takeLinks()
 	have := t.mem
 	if have == nil || time.Since(t.memAt) >= t.ReadBack {
 		var err error
@@ -176,6 +182,36 @@ func (t *Table) program(r Route, now time.Time) error {
 		t.log.Debug("route programmed", "route", r.String())
 	}
 	return err
+}
+
+// LinkChanged tells the table that the kernel reported a change of an
+// interface (it appeared, went, or changed): the next Apply reads the
+// kernel's routes again rather than trust its memory (the kernel drops
+// the routes through an interface that goes, and a tap recreated with
+// the same name is a new interface), and looks at once for the interface
+// if a route waits for it. It may be called from any goroutine.
+func (t *Table) LinkChanged(name string) {
+	t.linkMu.Lock()
+	defer t.linkMu.Unlock()
+	if t.linked == nil {
+		t.linked = map[string]bool{}
+	}
+	t.linked[name] = true
+}
+
+// takeLinks acts on the interfaces reported since the last Apply.
+func (t *Table) takeLinks() {
+	t.linkMu.Lock()
+	linked := t.linked
+	t.linked = nil
+	t.linkMu.Unlock()
+	if len(linked) == 0 {
+		return
+	}
+	t.mem = nil
+	for name := range linked {
+		delete(t.waiting, name)
+	}
 }
 
 // wait backs off looking for a missing interface: 1 s, doubling to a

@@ -181,4 +181,51 @@ func TestPrivilegedMissingInterface(t *testing.T) {
 	}
 }
 
+// TestPrivilegedLinkChanged: an interface the kernel reports is looked
+// for at once, without waiting out the back-off, and a route through an
+// interface that was deleted and made again (a VM's tap, recreated) is
+// programmed again at once, though the table's memory says it is there.
+func TestPrivilegedLinkChanged(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, ns := newKernelTable(t)
+	want := []Route{{Dst: netip.MustParsePrefix("10.65.0.9/32"), Iface: "tap9"}}
+	var f *Failed
+	if err := tbl.Apply(want); !errors.As(err, &f) || len(f.Missing) != 1 {
+		t.Fatalf("Apply = %v; want the route waiting", err)
+	}
+	tap := func(add bool) {
+		t.Helper()
+		if err := ns.Do(func() error {
+			if add {
+				tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "tap9"}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS}
+				if err := netlink.LinkAdd(tap); err != nil {
+					return err
+				}
+			}
+			l, err := netlink.LinkByName("tap9")
+			if err != nil {
+				return err
+			}
+			if add {
+				return netlink.LinkSetUp(l)
+			}
+			return netlink.LinkDel(l)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	routed := func() bool { d, _ := tbl.Dump(); return contains(d, "10.65.0.9/32 dev tap9") }
+	tap(true)
+	tbl.LinkChanged("tap9")
+	if err := tbl.Apply(want); err != nil || !routed() {
+		t.Errorf("Apply after the interface was reported = %v; routed %v", err, routed())
+	}
+	tap(false)
+	tap(true)
+	tbl.LinkChanged("tap9")
+	if err := tbl.Apply(want); err != nil || !routed() {
+		t.Errorf("Apply after the interface was made again = %v; routed %v", err, routed())
+	}
+}
+
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -3,7 +3,9 @@
 // the host side named cali… with MAC ee:ee:ee:ee:ee:ee and proxy ARP, and
 // on the workload side its addresses as /32 and /128 with default routes
 // via 169.254.1.1 and the host side's IPv6 link-local address. It also
-// makes and removes named network namespaces. The host's /32 and /128
+// makes and removes named network namespaces, and gives an interface that
+// something else made (a VM's tap) the host side's treatment without
+// owning it (attach.go). The host's /32 and /128
 // routes towards the workload belong to the route driver, not to this
 // package.
 //
@@ -158,18 +160,8 @@ func handOver(s Spec) (mac net.HardwareAddr, err error) {
 func configureHostSide(h *netlink.Handle, name string) error {
 	// Before the link comes up, so its link-local address skips DAD and
 	// is usable as the workload's gateway at once.
-	for _, sc := range []struct{ path, val string }{
-		{"ipv4/conf/" + name + "/proxy_arp", "1"},
-		{"ipv4/neigh/" + name + "/proxy_delay", "0"},
-		{"ipv4/conf/" + name + "/forwarding", "1"},
-		{"ipv6/conf/" + name + "/accept_ra", "0"},
-		{"ipv6/conf/" + name + "/accept_dad", "0"},
-		{"ipv6/conf/" + name + "/disable_ipv6", "0"},
-		{"ipv6/conf/" + name + "/forwarding", "1"},
-	} {
-		if err := WriteSysctl(sc.path, sc.val); err != nil && !(errors.Is(err, os.ErrNotExist) && strings.HasPrefix(sc.path, "ipv6/")) {
-			return err
-		}
+	if err := hostSysctls(name); err != nil {
+		return err
 	}
 	link, err := h.LinkByName(name)
 	if err != nil {
@@ -227,6 +219,26 @@ func configureWorkloadSide(h *netlink.Handle, s Spec) (net.HardwareAddr, error) 
 		}
 	}
 	return link.Attrs().HardwareAddr, nil
+}
+
+// hostSysctls sets what every host side of a workload interface has:
+// proxy ARP without delay, forwarding, no router advertisements accepted
+// and no duplicate address detection.
+func hostSysctls(name string) error {
+	for _, sc := range []struct{ path, val string }{
+		{"ipv4/conf/" + name + "/proxy_arp", "1"},
+		{"ipv4/neigh/" + name + "/proxy_delay", "0"},
+		{"ipv4/conf/" + name + "/forwarding", "1"},
+		{"ipv6/conf/" + name + "/accept_ra", "0"},
+		{"ipv6/conf/" + name + "/accept_dad", "0"},
+		{"ipv6/conf/" + name + "/disable_ipv6", "0"},
+		{"ipv6/conf/" + name + "/forwarding", "1"},
+	} {
+		if err := WriteSysctl(sc.path, sc.val); err != nil && !(errors.Is(err, os.ErrNotExist) && strings.HasPrefix(sc.path, "ipv6/")) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Remove deletes the host side of a veth pair, which takes the workload

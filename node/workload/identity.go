@@ -75,6 +75,10 @@ type ident struct {
 	handOver string
 	// flags names the request's fields as its front end calls them.
 	flags map[string]string
+	// attach says hostIface is an existing interface something else
+	// made (a VM's tap), of kind kind, rather than a veth to make.
+	attach bool
+	kind   string
 }
 
 var cliFlags = map[string]string{"ips": "--ip", "pools": "--pool"}
@@ -164,6 +168,9 @@ func (s *Service) identifyCLI(req *api.WorkloadAdd) (*ident, error) {
 		containerID: strings.ReplaceAll(uuid.NewString(), "-", "")[:16], flags: cliFlags,
 	}
 	id.handle = "calico." + id.containerID
+	if err := identifyAttach(req, id); err != nil {
+		return nil, err
+	}
 	return id, checkAdd(req, id)
 }
 
@@ -191,6 +198,9 @@ func (s *Service) identifyCNI(req *api.WorkloadAdd) (*ident, error) {
 	}
 	if req.MTU < 0 || req.MTU > 65535 {
 		return nil, api.FieldErrorf(api.BadRequest, "mtu", "MTU %d is not between 68 and 65535", req.MTU)
+	}
+	if req.HostInterface != "" || req.MAC != "" {
+		return nil, api.FieldErrorf(api.BadRequest, "hostInterface", "a CNI attachment makes its own interface: hostInterface and mac are for calico workload add")
 	}
 	return id, checkAdd(req, id)
 }

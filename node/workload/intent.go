@@ -31,6 +31,9 @@ type intent struct {
 	// makes or removes.
 	HostIface string `json:"hostIface"`
 	Handle    string `json:"handle"`
+	// Attached says HostIface is an interface something else made,
+	// which the node never deletes.
+	Attached bool `json:"attached,omitempty"`
 	// NetNS is the name of a namespace the node made (and removes).
 	NetNS string `json:"netns,omitempty"`
 	// Profiles are profiles the add made (removed again on undo).
@@ -130,7 +133,7 @@ func (s *Service) reconcile(ctx context.Context, in *intent) error {
 
 // undoAdd takes away what an unfinished add made.
 func (s *Service) undoAdd(ctx context.Context, in *intent) error {
-	errs := []error{veth.Remove(in.HostIface), s.releaseHandle(ctx, in.Handle)}
+	errs := []error{unwire(in.HostIface, in.Attached), s.releaseHandle(ctx, in.Handle)}
 	errs = append(errs, s.removeNetNS(in.NetNS, in.Namespace))
 	for _, p := range in.Profiles {
 		if _, err := s.Store.Delete(ctx, store.ID{Kind: store.KindProfile, Name: p}, ""); err != nil &&
@@ -149,7 +152,7 @@ func (s *Service) finishRemove(ctx context.Context, in *intent, w *store.Workloa
 			return err
 		}
 	}
-	errs := []error{veth.Remove(in.HostIface), s.releaseHandle(ctx, in.Handle)}
+	errs := []error{unwire(in.HostIface, in.Attached), s.releaseHandle(ctx, in.Handle)}
 	errs = append(errs, s.removeNetNS(in.NetNS, in.Namespace))
 	return errors.Join(errs...)
 }

@@ -46,7 +46,11 @@ type Service struct {
 	Store     *store.Store
 	IPAM      *ipam.IPAM
 	Dataplane Dataplane
-	Log       *slog.Logger
+	// MTU is the MTU of the interfaces the service makes or attaches
+	// when the request gives none; 0 leaves the kernel's (or the
+	// interface's own).
+	MTU int
+	Log *slog.Logger
 
 	mu    sync.Mutex
 	locks map[string]*lock
@@ -88,7 +92,8 @@ func (s *Service) netnsMarker(name string) string { return filepath.Join(s.DataD
 
 // Add wires a new workload into this host: its network namespace (made
 // unless one is given), addresses from IPAM (or the given ones), the veth
-// pair, its WorkloadEndpoint, and any missing profile. It returns once the
+// pair (or an existing interface attached: a VM's tap, existing.go), its
+// WorkloadEndpoint, and any missing profile. It returns once the
 // dataplane is programmed for it. A failure undoes every step. The CLI
 // names a workload; a CNI ADD gives its attachment, Docker's driver its
 // endpoint (identify). A Docker endpoint's interface is handed over:
@@ -99,6 +104,9 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 		return nil, err
 	}
 	defer s.lock(id.endpoint)()
+	if id.attach {
+		defer s.lock("iface/" + id.hostIface)() // one workload per interface
+	}
 	ph := newPhases()
 	defer func() {
 		s.Log.Debug("workload add", "workload", id.workload, "endpoint", id.endpoint, "phases", ph.String())
@@ -112,6 +120,9 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	if err := s.settle(ctx, id.namespace, id.endpoint); err != nil {
 		return nil, err
 	}
+	if err := s.checkAttach(ctx, req, id); err != nil {
+		return nil, err
+	}
 	w, in := s.endpoint(req, id), addIntent(req, id)
 	if err := s.record(in); err != nil {
 		return nil, err
@@ -122,10 +133,10 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 			s.forget(id.namespace, id.endpoint)
 		}
 	}()
-	u.add(func() { veth.Remove(id.hostIface) }) // whatever part of it was made
+	u.add(func() { unwire(id.hostIface, id.attach) }) // whatever part of it was made
 
 	spec := veth.Spec{HostIface: id.hostIface, Iface: id.handOver, MTU: req.MTU}
-	if id.handOver == "" {
+	if id.handOver == "" && !id.attach {
 		if spec.NetNS, err = s.netns(req, u); err != nil {
 			return nil, err
 		}
@@ -143,16 +154,10 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	for _, a := range spec.Addrs {
 		w.Spec.IPNetworks = append(w.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
 	}
-
-	mac, err := veth.Add(spec)
-	if errors.Is(err, veth.ErrIfaceExists) {
-		return nil, api.FieldErrorf(api.Conflict, "interface", "%v", err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("wiring workload %s: %w", id.workload, err)
+	if w.Spec.MAC, err = s.wire(req, id, spec); err != nil {
+		return nil, err
 	}
 	ph.mark("veth")
-	w.Spec.MAC = mac.String()
 
 	s.Dataplane.BlocksMayHaveChanged() // before the endpoint's event can start a pass
 	if err := s.Store.Create(ctx, w); err != nil {
@@ -174,8 +179,8 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 // it is cut short.
 func addIntent(req api.WorkloadAdd, id *ident) *intent {
 	in := &intent{Op: "add", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
-		HostIface: id.hostIface, Handle: id.handle, Started: time.Now().UTC()}
-	if req.NetNS == "" && id.handOver == "" {
+		HostIface: id.hostIface, Attached: id.attach, Handle: id.handle, Started: time.Now().UTC()}
+	if req.NetNS == "" && id.handOver == "" && !id.attach {
 		in.NetNS = req.Name // the namespace the node makes
 	}
 	return in
@@ -194,6 +199,31 @@ func (s *Service) addresses(ctx context.Context, req api.WorkloadAdd, id *ident,
 		attrs = s.cniAttrs(id, id.workload)
 	}
 	return s.assign(ctx, allocation{ips: req.IPs, pools: req.Pools, families: req.Families, attrs: attrs, flags: id.flags}, id.handle)
+}
+
+// wire makes the workload's interface: a veth pair (into its namespace,
+// or handed over), or the host side's treatment for an attached
+// interface. It returns the MAC its endpoint records: the workload
+// side's, or for an attached interface the guest's (--mac; none
+// without). The service's MTU applies when the request gives none.
+func (s *Service) wire(req api.WorkloadAdd, id *ident, spec veth.Spec) (string, error) {
+	if spec.MTU == 0 {
+		spec.MTU = s.MTU
+	}
+	if id.attach {
+		if err := veth.Attach(id.hostIface, spec.MTU); err != nil {
+			return "", fmt.Errorf("attaching interface %s to workload %s: %w", id.hostIface, id.workload, err)
+		}
+		return req.MAC, nil
+	}
+	mac, err := veth.Add(spec)
+	if errors.Is(err, veth.ErrIfaceExists) {
+		return "", api.FieldErrorf(api.Conflict, "interface", "%v", err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("wiring workload %s: %w", id.workload, err)
+	}
+	return mac.String(), nil
 }
 
 // ensureProfiles makes the missing profiles of an add, recording each
@@ -215,8 +245,9 @@ func (s *Service) ensureProfiles(ctx context.Context, profiles []string, in *int
 }
 
 // waitProgrammed waits (up to 10 s) until the dataplane is programmed
-// for w, and says whether it is.
+// for w, and says whether it is and whether w is up.
 func (s *Service) waitProgrammed(ctx context.Context, w *store.WorkloadEndpoint, out *api.Workload) {
+	out.State, out.Why = stateOf(w, links())
 	rev, _ := store.ParseRevision(w.Metadata.ResourceVersion)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -286,6 +317,9 @@ func (s *Service) endpoint(req api.WorkloadAdd, id *ident) *store.WorkloadEndpoi
 	if req.NetNS != "" {
 		w.Metadata.Annotations = map[string]string{annotationNetNS: req.NetNS}
 	}
+	if id.attach {
+		w.Metadata.Annotations = map[string]string{store.AnnotationAttached: id.kind}
+	}
 	if id.network != "" {
 		if w.Metadata.Annotations == nil {
 			w.Metadata.Annotations = map[string]string{}
@@ -319,7 +353,8 @@ func (u *undo) run() bool {
 // different one is a conflict.
 func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old *store.WorkloadEndpoint) (*api.Workload, error) {
 	same := slices.Equal(old.Spec.Profiles, req.Profiles) && maps.Equal(store.UserLabels(old.Metadata.Labels), store.UserLabels(req.Labels)) &&
-		old.Metadata.Annotations[annotationNetNS] == req.NetNS
+		old.Metadata.Annotations[annotationNetNS] == req.NetNS && (attachedKind(old) != "") == id.attach &&
+		(!id.attach || old.Spec.InterfaceName == id.hostIface && old.Spec.MAC == req.MAC)
 	for _, ip := range req.IPs {
 		a := netip.MustParseAddr(ip).Unmap() // checkAdd checked it
 		same = same && slices.Contains(old.Spec.IPNetworks, netip.PrefixFrom(a, a.BitLen()).String())
@@ -333,7 +368,7 @@ func (s *Service) again(ctx context.Context, req api.WorkloadAdd, id *ident, old
 		return nil, api.Errorf(api.Conflict, "workload %s already exists in namespace %s on this node", req.Name, req.Namespace)
 	}
 	netns := req.NetNS
-	if netns == "" && id.handOver == "" {
+	if netns == "" && id.handOver == "" && !id.attach {
 		netns = veth.NetNSPath(req.Name)
 	}
 	out := toWorkload(old, netns)
@@ -389,7 +424,7 @@ func (s *Service) Remove(ctx context.Context, ns, name string) error {
 		return err
 	}
 	in := &intent{Op: "remove", Namespace: ns, Endpoint: weName, Workload: name,
-		HostIface: w.Spec.InterfaceName, Handle: HandleOf(w), Started: time.Now().UTC()}
+		HostIface: w.Spec.InterfaceName, Attached: attachedKind(w) != "", Handle: HandleOf(w), Started: time.Now().UTC()}
 	if _, err := os.Stat(s.netnsMarker(name)); err == nil {
 		in.NetNS = name
 	}
@@ -439,10 +474,11 @@ func (s *Service) List(ctx context.Context) ([]api.Workload, error) {
 		return nil, err
 	}
 	applied := s.Dataplane.Applied()
+	ls := links()
 	out := []api.Workload{}
 	for _, w := range weps {
 		path := w.Metadata.Annotations[annotationNetNS]
-		if path == "" && w.Spec.Node == s.Node && w.Spec.Orchestrator == Orchestrator {
+		if path == "" && w.Spec.Node == s.Node && w.Spec.Orchestrator == Orchestrator && attachedKind(w) == "" {
 			path = veth.NetNSPath(w.Spec.Workload)
 		}
 		wl := toWorkload(w, path)
@@ -450,6 +486,7 @@ func (s *Service) List(ctx context.Context) ([]api.Workload, error) {
 			rev, _ := store.ParseRevision(w.Metadata.ResourceVersion)
 			programmed := applied >= rev
 			wl.Programmed = &programmed
+			wl.State, wl.Why = stateOf(w, ls)
 		}
 		out = append(out, *wl)
 	}
@@ -467,6 +504,9 @@ func toWorkload(w *store.WorkloadEndpoint, netns string) *api.Workload {
 	}
 	if w.Spec.Orchestrator != Orchestrator { // the CLI's workloads show as they always have
 		out.Orchestrator, out.ContainerID, out.WorkloadInterface, out.MAC = w.Spec.Orchestrator, w.Spec.ContainerID, w.Spec.Endpoint, w.Spec.MAC
+	}
+	if out.Attached = attachedKind(w); out.Attached != "" {
+		out.MAC = w.Spec.MAC // the guest's
 	}
 	for _, n := range w.Spec.IPNetworks {
 		if p, err := store.ParseCIDR(n); err == nil {

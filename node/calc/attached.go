@@ -1,0 +1,66 @@
+package calc
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"calico/nft"
+	"calico/store"
+)
+
+// Workload interfaces the node did not make (a VM's tap, attached with
+// `calico workload add --iface`) are marked by store.AnnotationAttached.
+// The node polices an interface as a workload's when it is one of its own
+// (named cali…) or attached; any other name in a WorkloadEndpoint (another
+// tool's, or the host's own eth0) is reported and left alone, never made a
+// workload interface. An attached interface comes and goes with its VM:
+// while the host does not have it, the endpoint is down and has no route
+// (the node looks again when the kernel reports the interface), which is
+// no problem.
+
+// attached reports whether w's interface is one the node did not make.
+func attached(w *store.WorkloadEndpoint) bool {
+	return w.Metadata.Annotations[store.AnnotationAttached] != ""
+}
+
+// Policed reports whether the node polices w's interface as a
+// workload's: one of its own (cali…) or an attached one, never loopback.
+func Policed(w *store.WorkloadEndpoint) bool {
+	name := w.Spec.InterfaceName
+	return name != "lo" && (strings.HasPrefix(name, nft.IfacePrefix) || attached(w))
+}
+
+// reportUnpoliced reports this host's endpoints whose interface the node
+// does not police.
+func (c *calculation) reportUnpoliced() {
+	for _, w := range c.in.Workloads {
+		if w.Spec.Node == c.in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && !Policed(w) {
+			c.problems = append(c.problems, fmt.Sprintf("%s: interface %s is not a workload interface (the node's own start with %s; others are attached with `calico workload add --iface`): it is neither policed nor routed as the workload's",
+				store.IDOf(w), w.Spec.InterfaceName, nft.IfacePrefix))
+		}
+	}
+}
+
+// sourceMAC is the only source MAC an attached endpoint may send from:
+// its spec.mac (`workload add --mac`); nil for no check.
+func sourceMAC(w *store.WorkloadEndpoint) net.HardwareAddr {
+	if !attached(w) {
+		return nil
+	}
+	mac, err := net.ParseMAC(w.Spec.MAC)
+	if err != nil || len(mac) != 6 {
+		return nil
+	}
+	return mac
+}
+
+// down reports whether an attached endpoint's interface is missing from
+// the host, as far as the input knows (it lists the host's interfaces).
+func down(in Input, w *store.WorkloadEndpoint) bool {
+	if !attached(w) || in.HostInterfaces == nil {
+		return false
+	}
+	_, ok := in.HostInterfaces[w.Spec.InterfaceName]
+	return !ok
+}

@@ -1,0 +1,88 @@
+package calc
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"calico/nft"
+	"calico/node/route"
+)
+
+// attachedWEP is a WorkloadEndpoint of an interface attached with
+// `workload add --iface` (and --mac when mac is set).
+func attachedWEP(name, iface, mac string, ips ...string) string {
+	spec := `node: h1, orchestrator: calico, workload: ` + name + `, endpoint: eth0, interfaceName: ` + iface + `, profiles: [a], ipNetworks: [` + strings.Join(ips, ", ") + `]`
+	if mac != "" {
+		spec += `, mac: '` + mac + `'`
+	}
+	return `---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: h1-calico-` + name + `-eth0, namespace: default, annotations: {projectcalico.org/attached-interface: tuntap}}
+spec: {` + spec + `}
+`
+}
+
+func TestAttachedInterfaces(t *testing.T) {
+	y := classic +
+		attachedWEP("vm1", "vnet3", "52:54:00:12:34:56", "10.65.0.70/32", "'fd00:65::46/128'") +
+		attachedWEP("vm2", "tap-vm2", "", "10.65.0.71/32") +
+		wep("h1", "default", "c1", "cali1", "", "a", "10.65.0.1/32") +
+		// Another tool's endpoint naming the host's uplink: not policed.
+		wep("h1", "default", "x", "eth0", "", "a", "10.65.0.9/32")
+
+	in := decode(t, "h1", y)
+	d := Compute(in)
+	byIface := map[string]int{}
+	for i, ep := range d.Ruleset.Workloads {
+		byIface[ep.Iface] = i
+	}
+	if _, ok := byIface["eth0"]; ok {
+		t.Errorf("eth0 became a workload interface: %+v", d.Ruleset.Workloads)
+	}
+	if !slices.ContainsFunc(d.Problems, func(p string) bool { return strings.Contains(p, "interface eth0 is not a workload interface") }) {
+		t.Errorf("no problem reported for eth0: %q", d.Problems)
+	}
+	vm1, ok := byIface["vnet3"]
+	if !ok || d.Ruleset.Workloads[vm1].MAC.String() != "52:54:00:12:34:56" {
+		t.Errorf("vnet3's endpoint: %+v", d.Ruleset.Workloads)
+	}
+	if vm2, ok := byIface["tap-vm2"]; !ok || d.Ruleset.Workloads[vm2].MAC != nil {
+		t.Errorf("tap-vm2 (no --mac) should be policed without a MAC check: %+v", d.Ruleset.Workloads)
+	}
+	for _, p := range d.Problems {
+		if strings.Contains(p, "vnet3") || strings.Contains(p, "tap-vm2") {
+			t.Errorf("an attached interface is reported: %s", p)
+		}
+	}
+	if !routed(d, "10.65.0.70/32") || !routed(d, "fd00:65::46/128") || routed(d, "10.65.0.9/32") {
+		t.Errorf("routes without the host's interfaces known: %v", d.Routes)
+	}
+
+	checkDown(t, in)
+}
+
+func routed(d Desired, dst string) bool {
+	return slices.ContainsFunc(d.Routes, func(r route.Route) bool { return r.Dst == netip.MustParsePrefix(dst) })
+}
+
+// checkDown: the host has cali1 and tap-vm2 but no vnet3, so vm1 is
+// down and has no route, which is no problem; the others keep theirs.
+func checkDown(t *testing.T, in Input) {
+	in.HostInterfaces = map[string][]netip.Addr{"cali1": nil, "tap-vm2": nil, "eth0": {netip.MustParseAddr("172.31.1.11")}}
+	d := Compute(in)
+	if routed(d, "10.65.0.70/32") || routed(d, "fd00:65::46/128") {
+		t.Errorf("a down endpoint is routed: %v", d.Routes)
+	}
+	if !routed(d, "10.65.0.71/32") || !routed(d, "10.65.0.1/32") {
+		t.Errorf("present endpoints lost their routes: %v", d.Routes)
+	}
+	if len(d.Ruleset.Workloads) != 3 {
+		t.Errorf("a down endpoint keeps its policy (its interface may come back at any time): %+v", d.Ruleset.Workloads)
+	}
+	if _, err := nft.Render(d.Ruleset); err != nil {
+		t.Errorf("the ruleset does not render: %v", err)
+	}
+}
