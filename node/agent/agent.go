@@ -42,7 +42,10 @@ type Config struct {
 	// Interfaces lists this host's interfaces and their addresses, for
 	// host endpoints given by expectedIPs; nil lists none.
 	Interfaces func() map[string][]netip.Addr
-	Log        *slog.Logger
+	// Voters lists the addresses of the cluster's etcd voters (the
+	// automatic BGP route reflectors); nil lists none.
+	Voters func() []netip.Addr
+	Log    *slog.Logger
 	// LogLevel, when set, is Log's level: FelixConfiguration
 	// logSeverityScreen (node.<name> over default) sets it, and without
 	// one it is what it was when the agent started. Nil leaves the level
@@ -331,6 +334,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	}
 	if a.cfg.Interfaces != nil {
 		in.HostInterfaces = a.cfg.Interfaces()
+	}
+	if a.cfg.Voters != nil {
+		in.Voters = a.cfg.Voters()
 	}
 	a.setLogLevel(calc.LogSeverity(in))
 	start := time.Now()

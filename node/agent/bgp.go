@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"calico/bgp"
@@ -51,6 +52,7 @@ type bgpDriver struct {
 	level   *logLevel
 	changed chan struct{} // relays the speaker's Changes
 	warned  map[string]bool
+	topo    string // the mesh's layout, as last logged
 
 	mu     sync.Mutex
 	sp     Speaker
@@ -82,6 +84,17 @@ func (d *bgpDriver) note(want calc.BGP) {
 		now[w] = true
 	}
 	d.warned = now
+	topo := "full mesh"
+	if !want.Meshed {
+		topo = "route reflectors"
+	}
+	if len(want.Reflectors) > 0 {
+		topo += fmt.Sprintf(" (automatic reflectors: %s)", strings.Join(want.Reflectors, ", "))
+	}
+	if want.Enabled && topo != d.topo {
+		d.log.Info("BGP topology", "topology", topo, "sessions", len(want.Peers))
+		d.topo = topo
+	}
 }
 
 func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
