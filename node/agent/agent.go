@@ -353,7 +353,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	nftErr := a.nft.Apply(actx, d.Ruleset)
 	programmed := time.Now()
 	want := calc.ComputeBGP(in)
-	bgpErr := a.bgp.apply(actx, want)
+	bgpErr := a.bgp.apply(actx, want, a.cfg.Down)
 	learned := a.learned(actx)
 	local := len(d.Routes)
 	d.Routes = withLearned(d.Routes, learned)
