@@ -33,7 +33,7 @@ import (
 //     leaving) routes and sets match the datastore again.
 func TestScaleSim(t *testing.T) {
 	const hosts, perHost = 20, 4
-	l := newSimLab(t, 4, 10)
+	l := newSimLab(t, 4, 0, 10)
 	l.MustCalico("host4", "workload", "add", "db1", "--label", "role=db")
 	l.apply(`apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy

@@ -34,10 +34,12 @@ const (
 
 type simLab struct {
 	*Lab
-	t    *testing.T
-	sim  *sim.Client
-	ns   string
-	real int
+	t   *testing.T
+	sim *sim.Client
+	ns  string
+	// real hosts are started; hosts is every lab host.
+	real, hosts int
+	simPid      int
 }
 
 var (
@@ -47,9 +49,10 @@ var (
 )
 
 // newSimLab starts real nodes (host1 founds the cluster with pool simPool,
-// the others join) and the simulation, with no simulated host yet. The
-// mesh spans up to meshMax nodes (BGPConfiguration default's annotation).
-func newSimLab(t *testing.T, real, meshMax int) *simLab {
+// the others join) and the simulation, with no simulated host yet; spare
+// more lab hosts are made but not started. The mesh spans up to meshMax
+// nodes (BGPConfiguration default's annotation).
+func newSimLab(t *testing.T, real, spare, meshMax int) *simLab {
 	t.Helper()
 	simBuild.Do(func() {
 		simBin = filepath.Join(filepath.Dir(probeBin), "calico-sim")
@@ -61,8 +64,8 @@ func newSimLab(t *testing.T, real, meshMax int) *simLab {
 	if simBuildErr != nil {
 		t.Fatal(simBuildErr)
 	}
-	lab := NewLab(t, real, 1)
-	l := &simLab{Lab: lab, t: t, ns: labName() + "-sim", real: real}
+	lab := NewLab(t, real+spare, 1)
+	l := &simLab{Lab: lab, t: t, ns: labName() + "-sim", real: real, hosts: real + spare}
 	lab.Start("host1", "--pool", simPool)
 	token := lab.Token("host1")
 	// host2 and host3 take the two other seats; the rest are clients.
@@ -154,7 +157,7 @@ func (l *simLab) wire() {
 	run("-n", l.ns, "addr", "add", simSrc+"/16", "dev", "eth0")
 	run("-n", l.ns, "link", "set", "eth0", "up")
 	run("-n", l.ns, "route", "add", "172.31.1.0/24", "dev", "eth0", "src", simSrc)
-	for i := 1; i <= l.real; i++ {
+	for i := 1; i <= l.hosts; i++ {
 		ns := fmt.Sprintf("%s-host%d", labName(), i)
 		run("-n", ns, "route", "add", simSubnet, "dev", "eth0")
 		// A node in a full mesh of a thousand neighbours needs more
@@ -184,6 +187,7 @@ func (l *simLab) startSim() {
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
+	l.simPid = cmd.Process.Pid // nsenter execs the simulation
 	l.t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
@@ -314,7 +318,7 @@ func (l *simLab) expectedRoutes(host string, dead ...string) (map[netip.Prefix]n
 	for _, h := range hosts {
 		addrs[h.Name] = h.Addr
 	}
-	for i := 1; i <= l.real; i++ {
+	for i := 1; i <= l.hosts; i++ {
 		addrs[fmt.Sprintf("host%d", i)] = netip.MustParseAddr(l.Addr(fmt.Sprintf("host%d", i)))
 	}
 	want := map[netip.Prefix]netip.Addr{}

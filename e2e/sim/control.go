@@ -27,7 +27,8 @@ import (
 //	POST /host      HostReq{Op: add|leave|die|revive, Host, PerHost, Apps}
 //	POST /emulate   {"on": bool}
 //	GET  /stats                                            -> Stats
-//	GET  /hosts                                            -> []HostInfo
+//	GET  /hosts[?workloads=1]                              -> []HostInfo (with workloads)
+//	GET  /host?name=NAME                                   -> HostInfo
 //	POST /latency   {"n": int}                             -> Latency (etcd, from here)
 //	GET  /etcd                                             -> []EtcdStatus
 
@@ -43,12 +44,17 @@ type WorkloadReq struct {
 	App  int
 }
 
-// WorkloadInfo is a workload added.
+// WorkloadInfo is a workload added: Took is the whole add (IPAM
+// included), Created when its endpoint's write started, WatchLag from
+// then to the simulation's own watcher (one more node's watch) receiving
+// it.
 type WorkloadInfo struct {
 	Host, Name string
 	Addr       netip.Addr
 	Revision   int64
 	Took       time.Duration
+	Created    time.Time
+	WatchLag   time.Duration
 }
 
 // HostReq is a change to one host.
@@ -82,6 +88,8 @@ type Stats struct {
 	PeerSets map[string]int
 	// Emulated node load: watch events received, reads made, errors.
 	Events, Reads, Errors int64
+	// ProbeEvents counts the events one node's watch received.
+	ProbeEvents int64
 }
 
 // Latency is etcd's request latency as the simulation sees it (ms).
@@ -150,7 +158,14 @@ func (s *Sim) Handler(ctx context.Context) http.Handler {
 		return struct{}{}, nil
 	})
 	handle("GET /stats", func(*http.Request) (any, error) { return s.Stats(), nil })
-	handle("GET /hosts", func(*http.Request) (any, error) { return s.HostInfos(), nil })
+	handle("GET /hosts", func(r *http.Request) (any, error) { return s.HostInfos(r.URL.Query().Get("workloads") != ""), nil })
+	handle("GET /host", func(r *http.Request) (any, error) {
+		h := s.Host(r.URL.Query().Get("name"))
+		if h == nil {
+			return nil, fmt.Errorf("%w: %q", errNoHost, r.URL.Query().Get("name"))
+		}
+		return h.info(true), nil
+	})
 	handle("POST /latency", func(r *http.Request) (any, error) {
 		var req struct{ N int }
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -175,13 +190,17 @@ func (s *Sim) addWorkload(ctx context.Context, r *http.Request) (any, error) {
 		return nil, fmt.Errorf("%w: %q", errNoHost, req.Host)
 	}
 	start := time.Now()
-	w, err := h.AddWorkload(ctx, AppLabels(req.App), "sim")
+	w, created, err := h.addWorkload(ctx, AppLabels(req.App), "sim")
 	if err != nil {
 		return nil, err
 	}
 	rev, _ := strconv.ParseInt(w.Metadata.ResourceVersion, 10, 64)
 	p, _ := store.ParseCIDR(w.Spec.IPNetworks[0])
-	return WorkloadInfo{Host: h.Name, Name: w.Spec.Workload, Addr: p.Addr(), Revision: rev, Took: time.Since(start)}, nil
+	info := WorkloadInfo{Host: h.Name, Name: w.Spec.Workload, Addr: p.Addr(), Revision: rev, Took: time.Since(start), Created: created}
+	if at, ok := s.probe.arrival(rev); ok {
+		info.WatchLag = at.Sub(created)
+	}
+	return info, nil
 }
 
 func (s *Sim) hostOp(ctx context.Context, r *http.Request) (any, error) {
@@ -200,7 +219,7 @@ func (s *Sim) hostOp(ctx context.Context, r *http.Request) (any, error) {
 			}
 		}
 		h.reconcile()
-		return h.info(), nil
+		return h.info(false), nil
 	}
 	h := s.Host(req.Host)
 	if h == nil {
@@ -216,13 +235,13 @@ func (s *Sim) hostOp(ctx context.Context, r *http.Request) (any, error) {
 	default:
 		return nil, fmt.Errorf("unknown host operation %q", req.Op)
 	}
-	return h.info(), nil
+	return h.info(false), nil
 }
 
 // Stats sums up the hosts.
 func (s *Sim) Stats() Stats {
 	st := Stats{PeerSets: map[string]int{},
-		Events: s.emu.Events.Load(), Reads: s.emu.Reads.Load(), Errors: s.emu.Errors.Load()}
+		Events: s.emu.Events.Load(), Reads: s.emu.Reads.Load(), Errors: s.emu.Errors.Load(), ProbeEvents: s.probe.events.Load()}
 	for _, h := range s.Hosts() {
 		st.Hosts++
 		if h.isDead() {
@@ -245,21 +264,24 @@ func (s *Sim) Stats() Stats {
 	return st
 }
 
-// HostInfos describes every host.
-func (s *Sim) HostInfos() []HostInfo {
+// HostInfos describes every host (with their workloads, if asked).
+func (s *Sim) HostInfos(workloads bool) []HostInfo {
 	var out []HostInfo
 	for _, h := range s.Hosts() {
-		out = append(out, h.info())
+		out = append(out, h.info(workloads))
 	}
 	return out
 }
 
-func (h *Host) info() HostInfo {
+func (h *Host) info(workloads bool) HostInfo {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	hi := HostInfo{Name: h.Name, Addr: h.Addr, Dead: h.dead, Blocks: slices.Clone(h.blocks), Workloads: map[string]netip.Addr{},
 		Reflectors: h.reflectors, Meshed: h.meshed}
 	for name, w := range h.workloads {
+		if !workloads {
+			break
+		}
 		if p, err := store.ParseCIDR(w.Spec.IPNetworks[0]); err == nil {
 			hi.Workloads[name] = p.Addr()
 		}

@@ -125,3 +125,47 @@ func (e *emulation) count(err error) {
 	}
 	e.Reads.Add(1)
 }
+
+// probe is one more watcher of every resource, as a node's, that notes
+// when each revision arrives: how soon a node hears of a change, at the
+// load of the moment.
+type probe struct {
+	mu      sync.Mutex
+	arrived map[int64]time.Time
+	events  atomic.Int64
+}
+
+func (p *probe) run(ctx context.Context, cli *clientv3.Client) {
+	p.arrived = map[int64]time.Time{}
+	for ctx.Err() == nil {
+		for wr := range cli.Watch(clientv3.WithRequireLeader(ctx), store.ResourcePrefix, clientv3.WithPrefix()) {
+			now := time.Now()
+			p.events.Add(int64(len(wr.Events)))
+			p.mu.Lock()
+			for _, e := range wr.Events {
+				p.arrived[e.Kv.ModRevision] = now
+			}
+			if len(p.arrived) > 100000 {
+				for rev, at := range p.arrived {
+					if now.Sub(at) > time.Minute {
+						delete(p.arrived, rev)
+					}
+				}
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// arrival waits (up to 30 s) for revision rev and says when it arrived.
+func (p *probe) arrival(rev int64) (time.Time, bool) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		at, ok := p.arrived[rev]
+		p.mu.Unlock()
+		if ok {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}

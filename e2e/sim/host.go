@@ -40,6 +40,8 @@ type Host struct {
 // Namespace is where the simulated workloads are.
 const Namespace = "sim"
 
+var errNoWorkload = errors.New("no workload")
+
 // register writes the host's Node, as a node registers itself.
 func (h *Host) register(ctx context.Context) error {
 	return store.RegisterNode(ctx, h.sim.cfg.Store, h.Name, netip.PrefixFrom(h.Addr, h.sim.cfg.Subnet.Bits()), netip.Prefix{}, nil)
@@ -51,38 +53,44 @@ func (h *Host) register(ctx context.Context) error {
 // WorkloadEndpoint, then the host's blocks are read again. It returns the
 // endpoint as written (with its revision).
 func (h *Host) AddWorkload(ctx context.Context, labels map[string]string, profile string) (*store.WorkloadEndpoint, error) {
+	w, _, err := h.addWorkload(ctx, labels, profile)
+	return w, err
+}
+
+// addWorkload is AddWorkload that also says when the endpoint's write
+// started.
+func (h *Host) addWorkload(ctx context.Context, labels map[string]string, profile string) (*store.WorkloadEndpoint, time.Time, error) {
 	s := h.sim.cfg.Store
 	h.mu.Lock()
+	if h.dead {
+		h.mu.Unlock()
+		return nil, time.Time{}, fmt.Errorf("%s is dead or leaving", h.Name)
+	}
 	h.seq++
 	name := fmt.Sprintf("w%d", h.seq)
 	h.mu.Unlock()
 	epName := store.WorkloadEndpointName(h.Name, "calico", name, "eth0")
 	if _, err := store.GetOf[*store.WorkloadEndpoint](ctx, s, Namespace, epName); !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("workload %s on %s: %v", name, h.Name, err)
+		return nil, time.Time{}, fmt.Errorf("workload %s on %s: %v", name, h.Name, err)
 	}
 	pools, err := h.pools(ctx)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if err := ensureProfile(ctx, s, profile); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	cid := randomHex(8)
 	handle := "calico." + cid
 	addr, err := h.sim.cfg.IPAM.AutoAssign(ctx, handle, h.Name, pools, map[string]string{"node": h.Name, "namespace": Namespace, "workload": name})
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	w := store.KindWorkloadEndpoint.New().(*store.WorkloadEndpoint)
-	w.Metadata.Name, w.Metadata.Namespace, w.Metadata.Labels = epName, Namespace, maps.Clone(labels)
-	w.Spec = store.WorkloadEndpointSpec{
-		Orchestrator: "calico", Workload: name, Node: h.Name, ContainerID: cid, Endpoint: "eth0",
-		Profiles: []string{profile}, InterfaceName: hostIface(Namespace, name),
-		IPNetworks: []string{netip.PrefixFrom(addr, 32).String()}, MAC: randomMAC(),
-	}
+	w := h.endpoint(name, cid, labels, profile, addr)
+	written := time.Now()
 	if err := s.Create(ctx, w); err != nil {
 		h.sim.cfg.IPAM.ReleaseByHandle(context.WithoutCancel(ctx), handle)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	blocks, err := h.sim.cfg.IPAM.HostBlocks(ctx, h.Name)
 	h.mu.Lock()
@@ -92,7 +100,68 @@ func (h *Host) AddWorkload(ctx context.Context, labels map[string]string, profil
 	}
 	h.mu.Unlock()
 	h.reconcile()
-	return w, nil
+	return w, written, nil
+}
+
+// addWorkloads adds n workloads at once, for growing the simulation
+// fast: the same addresses (one AutoAssign each) and endpoints as
+// AddWorkload's, without the workload service's checks before each (the
+// pools and the profile are read once) and with the endpoints written
+// together (store.ApplyAll, one transaction).
+func (h *Host) addWorkloads(ctx context.Context, n int, label func(i int) map[string]string, profile string) error {
+	s := h.sim.cfg.Store
+	pools, err := h.pools(ctx)
+	if err != nil {
+		return err
+	}
+	if err := ensureProfile(ctx, s, profile); err != nil {
+		return err
+	}
+	var ws []*store.WorkloadEndpoint
+	for i := range n {
+		h.mu.Lock()
+		h.seq++
+		name := fmt.Sprintf("w%d", h.seq)
+		h.mu.Unlock()
+		cid := randomHex(8)
+		addr, err := h.sim.cfg.IPAM.AutoAssign(ctx, "calico."+cid, h.Name, pools, map[string]string{"node": h.Name, "namespace": Namespace, "workload": name})
+		if err != nil {
+			return err
+		}
+		ws = append(ws, h.endpoint(name, cid, label(i), profile, addr))
+	}
+	for chunk := range slices.Chunk(ws, store.MaxBatch) {
+		rs := make([]store.Resource, len(chunk))
+		for i, w := range chunk {
+			rs[i] = w
+		}
+		if _, err := s.ApplyAll(ctx, rs, true); err != nil {
+			return err
+		}
+	}
+	blocks, err := h.sim.cfg.IPAM.HostBlocks(ctx, h.Name)
+	h.mu.Lock()
+	for _, w := range ws {
+		h.workloads[w.Spec.Workload] = w
+	}
+	if err == nil {
+		h.blocks = blocks
+	}
+	h.mu.Unlock()
+	h.reconcile()
+	return nil
+}
+
+// endpoint is a workload's WorkloadEndpoint, as node/workload makes it.
+func (h *Host) endpoint(name, cid string, labels map[string]string, profile string, addr netip.Addr) *store.WorkloadEndpoint {
+	w := store.KindWorkloadEndpoint.New().(*store.WorkloadEndpoint)
+	w.Metadata.Name, w.Metadata.Namespace, w.Metadata.Labels = store.WorkloadEndpointName(h.Name, "calico", name, "eth0"), Namespace, maps.Clone(labels)
+	w.Spec = store.WorkloadEndpointSpec{
+		Orchestrator: "calico", Workload: name, Node: h.Name, ContainerID: cid, Endpoint: "eth0",
+		Profiles: []string{profile}, InterfaceName: hostIface(Namespace, name),
+		IPNetworks: []string{netip.PrefixFrom(addr, 32).String()}, MAC: randomMAC(),
+	}
+	return w
 }
 
 // pools are the IPv4 pools automatic assignment takes for this host
@@ -121,7 +190,7 @@ func (h *Host) RemoveWorkload(ctx context.Context, name string) error {
 	w := h.workloads[name]
 	h.mu.Unlock()
 	if w == nil {
-		return fmt.Errorf("no workload %s on %s", name, h.Name)
+		return fmt.Errorf("%w %s on %s", errNoWorkload, name, h.Name)
 	}
 	s := h.sim.cfg.Store
 	if _, err := store.GetOf[*store.WorkloadEndpoint](ctx, s, Namespace, w.Metadata.Name); err != nil {
@@ -151,8 +220,11 @@ func (h *Host) Workloads() []string {
 // removed, then (as `calico node rm` would too) its blocks released and
 // its Node deleted; its sessions end with a Cease.
 func (h *Host) leave(ctx context.Context) error {
+	h.mu.Lock()
+	h.dead = true // no more changes from the churn
+	h.mu.Unlock()
 	for _, name := range h.Workloads() {
-		if err := h.RemoveWorkload(ctx, name); err != nil {
+		if err := h.RemoveWorkload(ctx, name); err != nil && !errors.Is(err, errNoWorkload) {
 			return err
 		}
 	}

@@ -52,7 +52,8 @@ type Sim struct {
 	view    atomic.Pointer[routing]
 	changed chan struct{}
 
-	emu emulation
+	emu   emulation
+	probe probe
 }
 
 // routing is what a host's BGP calculation reads besides its own: the
@@ -79,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	go s.reconcileLoop(ctx)
+	go s.probe.run(ctx, cfg.Clients[len(cfg.Clients)-1])
 	return s, nil
 }
 
@@ -284,36 +286,46 @@ func lastAddr(p netip.Prefix) netip.Addr {
 }
 
 // Grow adds hosts until there are n, each with perHost workloads (labels
-// from label, profile "sim"), with up to parallel changes at once.
+// from label, profile "sim"), up to parallel hosts at once. Each host
+// takes its workloads' addresses one after another (in parallel on one
+// host they would only contend for its block) and writes their
+// endpoints together (Host.addWorkloads): growing is set-up, not
+// measured; Churn adds workloads one by one, as nodes do.
 func (s *Sim) Grow(ctx context.Context, n, perHost, parallel int, label func(host, i int) map[string]string) error {
-	var errs []error
-	var emu sync.Mutex
-	sem := make(chan struct{}, max(parallel, 1))
-	var wg sync.WaitGroup
-	for len(s.Hosts()) < n && ctx.Err() == nil {
-		h, err := s.AddHost(ctx)
-		if err != nil {
-			return err
-		}
-		idx := len(s.Hosts())
-		for i := range perHost {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				if _, err := h.AddWorkload(ctx, label(idx, i), "sim"); err != nil {
-					emu.Lock()
-					errs = append(errs, err)
-					emu.Unlock()
-				}
-			})
-		}
-		if perHost == 0 {
-			h.reconcile()
-		}
+	todo := n - len(s.Hosts())
+	if todo <= 0 {
+		return nil
 	}
+	var mu sync.Mutex
+	var errs []error
+	fail := func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }
+	idx := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(parallel, 1), todo) {
+		wg.Go(func() {
+			for i := range idx {
+				h, err := s.AddHost(ctx)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				if err := h.addWorkloads(ctx, perHost, func(j int) map[string]string { return label(i, j) }, "sim"); err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+	base := len(s.Hosts())
+	for i := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		idx <- base + i
+	}
+	close(idx)
 	wg.Wait()
 	if len(errs) > 0 {
-		return fmt.Errorf("%d of the workloads failed, such as: %w", len(errs), errs[0])
+		return fmt.Errorf("%d of the changes failed, such as: %w", len(errs), errs[0])
 	}
 	return ctx.Err()
 }
