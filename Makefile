@@ -1,6 +1,9 @@
 # make                build ./calico (static, version stamped)
 # make test           every test tier this user may run (all three as root)
 # make bench          benchmarks, written to docs/bench.md (root)
+# make scale          the fleet-scale benchmark: a real node among 10 to 1,000
+#                     simulated hosts (root; an hour or more), its section of
+#                     docs/bench.md and docs/scale/*.svg
 # make demo           a one-host lab with workloads to try (root)
 # make release        dist/: calico-linux-{amd64,arm64}, sha256sum.txt, install.sh
 # make release-check  build the release twice (the second with an empty Go
@@ -16,7 +19,7 @@ RELEASE_ARCHES := amd64 arm64
 RELEASE_LDFLAGS := -s -w -buildid= -X calico/cli.Version=$(VERSION)
 DIST ?= dist
 
-.PHONY: all calico test bench demo lab-down clean release release-check
+.PHONY: all calico test bench scale demo lab-down clean release release-check
 
 all: calico
 
@@ -28,6 +31,9 @@ test: calico
 
 bench: calico
 	scripts/bench.sh
+
+scale: calico
+	CALICO_BENCH_TIMEOUT=4h scripts/bench.sh Scale
 
 demo: calico
 	scripts/demo.sh

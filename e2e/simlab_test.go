@@ -159,12 +159,9 @@ func (l *simLab) wire() {
 	run("-n", l.ns, "route", "add", "172.31.1.0/24", "dev", "eth0", "src", simSrc)
 	for i := 1; i <= l.hosts; i++ {
 		ns := fmt.Sprintf("%s-host%d", labName(), i)
+		// The simulated hosts' neighbour entries are pinned by
+		// calico-sim (-pin): see there.
 		run("-n", ns, "route", "add", simSubnet, "dev", "eth0")
-		// A node in a full mesh of a thousand neighbours needs more
-		// than the default 1,024 neighbour entries.
-		for n, v := range map[string]string{"gc_thresh1": "4096", "gc_thresh2": "8192", "gc_thresh3": "16384"} {
-			exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.neigh.default."+n+"="+v).Run()
-		}
 	}
 }
 
@@ -180,8 +177,12 @@ func (l *simLab) startSim() {
 	if err != nil {
 		l.t.Fatal(err)
 	}
+	var pins []string
+	for i := 1; i <= l.hosts; i++ {
+		pins = append(pins, "/run/netns/"+hostNS(fmt.Sprintf("host%d", i)))
+	}
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+l.ns, simBin, "-socket", sock, "-etcd", strings.Join(eps, ","),
-		"-pki", filepath.Join(l.DataDir("host1"), "pki"), "-src", simSrc, "-subnet", simSubnet)
+		"-pki", filepath.Join(l.DataDir("host1"), "pki"), "-src", simSrc, "-subnet", simSubnet, "-pin", strings.Join(pins, ","))
 	cmd.Stderr = logf
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {

@@ -8,8 +8,14 @@
 //	calico-sim -socket /tmp/sim.sock -etcd https://172.31.1.11:2379 \
 //	    -pki /tmp/lab/host1/pki -src 172.30.255.254 -subnet 172.30.0.0/16
 //
-// It adds each host's address to -iface as it makes the host. SIGTERM
-// ends the hosts' sessions with a Cease and exits.
+// It adds each host's address to -iface as it makes the host, and, for
+// each network namespace given with -pin (the real nodes'), a permanent
+// neighbour entry for it there: Linux's neighbour table is one for the
+// whole machine, every namespace's entries counted against
+// net.ipv4.neigh.default.gc_thresh3 (1,024 by default), but permanent
+// entries are not counted, so a thousand simulated hosts do not crowd
+// out the machine's (and other labs') neighbours. SIGTERM ends the
+// hosts' sessions with a Cease and exits.
 package main
 
 import (
@@ -40,6 +46,7 @@ import (
 	"calico/store/ipam"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -55,19 +62,24 @@ func main() {
 	conns := flag.Int("conns", 4, "etcd client connections")
 	port := flag.Int("port", 179, "the nodes' BGP port")
 	level := flag.String("log-level", "info", "debug, info, warn, error")
+	pin := flag.String("pin", "", "network namespace paths (comma separated) whose eth0 gets a permanent neighbour entry per host")
 	flag.Parse()
 	var lv slog.Level
 	lv.UnmarshalText([]byte(*level))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, log, *socket, strings.Split(*etcd, ","), *pki, *src, *subnet, *iface, *conns, *port); err != nil {
+	var pins []string
+	if *pin != "" {
+		pins = strings.Split(*pin, ",")
+	}
+	if err := run(ctx, log, *socket, strings.Split(*etcd, ","), *pki, *src, *subnet, *iface, *conns, *port, pins); err != nil {
 		fmt.Fprintln(os.Stderr, "calico-sim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, socket string, endpoints []string, pki, src, subnet, iface string, conns, port int) error {
+func run(ctx context.Context, log *slog.Logger, socket string, endpoints []string, pki, src, subnet, iface string, conns, port int, pins []string) error {
 	srcAddr, err := netip.ParseAddr(src)
 	if err != nil {
 		return fmt.Errorf("-src: %w", err)
@@ -101,13 +113,20 @@ func run(ctx context.Context, log *slog.Logger, socket string, endpoints []strin
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", iface, err)
 	}
+	neigh, err := pinner(pins, link.Attrs().HardwareAddr)
+	if err != nil {
+		return err
+	}
 	addr := func(add bool) func(netip.Prefix) error {
 		return func(p netip.Prefix) error {
 			a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 			if add {
-				err := netlink.AddrReplace(link, a)
-				return err
+				if err := netlink.AddrReplace(link, a); err != nil {
+					return err
+				}
+				return neigh(p.Addr(), true)
 			}
+			neigh(p.Addr(), false)
 			return netlink.AddrDel(link, a)
 		}
 	}
@@ -136,6 +155,45 @@ func run(ctx context.Context, log *slog.Logger, socket string, endpoints []strin
 		return err
 	}
 	return nil
+}
+
+// pinner returns what adds (or removes) a permanent neighbour entry for
+// an address, with mac, on eth0 of each namespace in paths.
+func pinner(paths []string, mac net.HardwareAddr) (func(netip.Addr, bool) error, error) {
+	type pinned struct {
+		h   *netlink.Handle
+		idx int
+	}
+	var hs []pinned
+	for _, p := range paths {
+		ns, err := netns.GetFromPath(p)
+		if err != nil {
+			return nil, fmt.Errorf("-pin %s: %w", p, err)
+		}
+		h, err := netlink.NewHandleAt(ns)
+		ns.Close()
+		if err != nil {
+			return nil, fmt.Errorf("-pin %s: %w", p, err)
+		}
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			return nil, fmt.Errorf("-pin %s: %w", p, err)
+		}
+		hs = append(hs, pinned{h, l.Attrs().Index})
+	}
+	return func(a netip.Addr, add bool) error {
+		for _, p := range hs {
+			n := &netlink.Neigh{LinkIndex: p.idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: a.AsSlice(), HardwareAddr: mac}
+			if !add {
+				p.h.NeighDel(n)
+				continue
+			}
+			if err := p.h.NeighSet(n); err != nil {
+				return fmt.Errorf("pinning the neighbour entry of %s: %w", a, err)
+			}
+		}
+		return nil
+	}, nil
 }
 
 // clientTLS signs this process a client certificate for addr with the
