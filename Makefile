@@ -1,6 +1,9 @@
 # make                build ./calico (static, version stamped)
 # make test           every test tier this user may run (all three as root)
 # make bench          benchmarks, written to docs/bench.md (root)
+# make scale          the fleet-scale benchmark: a real node among 10 to 1,000
+#                     simulated hosts (root; an hour or more), its section of
+#                     docs/bench.md and docs/scale/*.svg
 # make demo           a one-host lab with workloads to try (root)
 # make chaos          the chaos test with a longer random schedule (root;
 #                     CHAOS_STEPS, default 40, and CHAOS_SEED to replay one)
@@ -18,7 +21,7 @@ RELEASE_ARCHES := amd64 arm64
 RELEASE_LDFLAGS := -s -w -buildid= -X calico/cli.Version=$(VERSION)
 DIST ?= dist
 
-.PHONY: all calico test bench demo chaos lab-down clean release release-check
+.PHONY: all calico test bench scale demo chaos lab-down clean release release-check
 
 all: calico
 
@@ -30,6 +33,9 @@ test: calico
 
 bench: calico
 	scripts/bench.sh
+
+scale: calico
+	CALICO_BENCH_TIMEOUT=4h scripts/bench.sh Scale
 
 demo: calico
 	scripts/demo.sh

@@ -31,22 +31,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	var errs []error
-	want := map[netip.Addr]Peer{}
-	for _, p := range s.withPasswords(peers) {
-		p, err := s.checkPeer(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if first, dup := want[p.Addr]; dup {
-			if first != p {
-				errs = append(errs, fmt.Errorf("peer %s is given twice with different settings; keeping the first", p.Addr))
-			}
-			continue
-		}
-		want[p.Addr] = p
-	}
+	want, errs := s.wanted(peers)
 
 	have, err := s.neighbors(ctx)
 	if err != nil {
@@ -95,6 +80,9 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		deleted++
 		s.log.Debug("BGP peer removed", "peer", addr)
 	}
+	if err := s.setReflectors(ctx, want); err != nil {
+		errs = append(errs, err)
+	}
 	if replaced+deleted > 0 {
 		// GoBGP dropped those peers' paths, and says so only for the
 		// best ones (and not at all for a peer that was not
@@ -105,6 +93,27 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		s.log.Info("BGP peers updated", "added", added, "replaced", replaced, "deleted", deleted, "peers", len(want))
 	}
 	return errors.Join(errs...)
+}
+
+// wanted are the sessions peers ask for, one per address, each checked.
+func (s *Speaker) wanted(peers []Peer) (map[netip.Addr]Peer, []error) {
+	var errs []error
+	want := map[netip.Addr]Peer{}
+	for _, p := range s.withPasswords(peers) {
+		p, err := s.checkPeer(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if first, dup := want[p.Addr]; dup {
+			if first != p {
+				errs = append(errs, fmt.Errorf("peer %s is given twice with different settings; keeping the first", p.Addr))
+			}
+			continue
+		}
+		want[p.Addr] = p
+	}
+	return want, errs
 }
 
 // checkPeer validates p and puts its addresses in canonical form.
@@ -129,9 +138,11 @@ func (s *Speaker) checkPeer(p Peer) (Peer, error) {
 }
 
 // sameSession tells whether a and b make the same session: they differ
-// at most in what is reported back only.
+// at most in what is reported back only, or in Reflector (which is in the
+// reflectors' set, not in the session).
 func sameSession(a, b Peer) bool {
 	a.Type, a.Name, b.Type, b.Name = "", "", "", ""
+	a.Reflector, b.Reflector = false, false
 	a.Port, b.Port = peerPort(a), peerPort(b)
 	return a == b
 }

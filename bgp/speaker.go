@@ -50,7 +50,11 @@ type Peer struct {
 	// client (the node's routeReflectorClusterID goes in ClusterID).
 	ReflectorClient bool
 	ClusterID       netip.Addr // route reflector cluster id (an IPv4), with ReflectorClient
-	Type            string     // "mesh", "global", "node", "reflector": reported back in status only
+	// Reflector: the peer is one of the route reflectors that serve the
+	// same clients as this node (see setReflectors): no route learned
+	// over iBGP is sent to it. A change of it alone keeps the session.
+	Reflector bool
+	Type      string // "mesh", "global", "node", "reflector": reported back in status only
 	// Name is the peer node's name, if it is one of ours. It is reported
 	// back in status, and it marks a session between two of our nodes:
 	// of those two, only the end with the lower address connects (see
@@ -113,6 +117,9 @@ type Speaker struct {
 	stopOnce sync.Once
 
 	mu sync.Mutex // serialises SetPeers and SetAdvertised
+	// reflectors are the addresses in the reflectors' neighbour set (nil
+	// until the set is made); under mu.
+	reflectors map[netip.Addr]bool
 
 	pmu     sync.Mutex
 	peers   map[netip.Addr]Peer    // the sessions as configured in GoBGP

@@ -436,3 +436,43 @@ func (k known) save(dataDir string) error {
 	b, _ := json.MarshalIndent(k, "", "  ")
 	return writeFileAtomic(knownPath(dataDir), append(b, '\n'), 0o600)
 }
+
+// VoterAddrs are the addresses of the started voters of an etcd member
+// list (the hosts of their client URLs), sorted: the automatic BGP route
+// reflectors (calc.ComputeBGP).
+func VoterAddrs(members []*etcdserverpb.Member) []netip.Addr { return urlHosts(voterURLs(members)) }
+
+// Voters are the addresses of the etcd voters as this host last listed
+// them, or none with an external etcd.
+func (c *Cluster) Voters() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id.External {
+		return nil
+	}
+	return urlHosts(c.known.Endpoints)
+}
+
+// KnownVoters is Voters as this host saved them in its data dir: what a
+// node restarted from its state cache has before its cluster starts.
+func KnownVoters(dataDir string) []netip.Addr {
+	if id, ok, err := LoadIdentity(dataDir); err != nil || !ok || id.External {
+		return nil
+	}
+	return urlHosts(loadKnown(dataDir).Endpoints)
+}
+
+func urlHosts(urls []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil && !slices.Contains(out, a.Unmap()) {
+			out = append(out, a.Unmap())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}

@@ -136,6 +136,9 @@ type clusterPart interface {
 	Role() string
 	Members(ctx context.Context) ([]cluster.MemberStatus, error)
 	Down(addr netip.Addr) bool
+	// Voters are the etcd voters' addresses, or none with an external
+	// etcd.
+	Voters() []netip.Addr
 	GossipEvents() <-chan cluster.Member
 	Err() <-chan error
 	HandOver(ctx context.Context) error
@@ -337,6 +340,12 @@ func (n *node) startAgent(name string) error {
 		Interfaces: upInterfaces,
 		Forget:     conntrack.Forget,
 		Observe:    n.observePass,
+		Voters: func() []netip.Addr {
+			if c := n.cluster.Load(); c != nil {
+				return (*c).Voters()
+			}
+			return cluster.KnownVoters(n.cfg.DataDir)
+		},
 	}, n.firewall, n.routes)
 	if err != nil {
 		return err

@@ -50,7 +50,10 @@ type Config struct {
 	// Observe, when set, is called by the loop after every pass that
 	// programmed the dataplane (the node's metrics); it must not block.
 	Observe func(Applied)
-	Log     *slog.Logger
+	// Voters lists the addresses of the cluster's etcd voters (the
+	// automatic BGP route reflectors); nil lists none.
+	Voters func() []netip.Addr
+	Log    *slog.Logger
 	// LogLevel, when set, is Log's level: FelixConfiguration
 	// logSeverityScreen (node.<name> over default) sets it, and without
 	// one it is what it was when the agent started. Nil leaves the level
@@ -374,6 +377,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	if a.cfg.Interfaces != nil {
 		in.HostInterfaces = a.cfg.Interfaces()
 	}
+	if a.cfg.Voters != nil {
+		in.Voters = a.cfg.Voters()
+	}
 	a.setLogLevel(calc.LogSeverity(in))
 	start := time.Now()
 	d := a.calc.Compute(in)
@@ -392,7 +398,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	}
 	programmed := time.Now()
 	want := calc.ComputeBGP(in)
-	bgpErr := a.bgp.apply(actx, want)
+	bgpErr := a.bgp.apply(actx, want, a.cfg.Down)
 	learned := a.learned(actx)
 	bgpDone := time.Now()
 	local := len(d.Routes)

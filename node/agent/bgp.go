@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"calico/bgp"
@@ -51,6 +52,7 @@ type bgpDriver struct {
 	level   *logLevel
 	changed chan struct{} // relays the speaker's Changes
 	warned  map[string]bool
+	topo    string // the mesh's layout, as last logged
 
 	mu     sync.Mutex
 	sp     Speaker
@@ -82,9 +84,25 @@ func (d *bgpDriver) note(want calc.BGP) {
 		now[w] = true
 	}
 	d.warned = now
+	topo := "full mesh"
+	if !want.Meshed {
+		topo = "route reflectors"
+	}
+	if len(want.Reflectors) > 0 {
+		topo += fmt.Sprintf(" (automatic reflectors: %s)", strings.Join(want.Reflectors, ", "))
+	}
+	if want.Enabled && topo != d.topo {
+		d.log.Info("BGP topology", "topology", topo, "sessions", len(want.Peers))
+		d.topo = topo
+	}
 }
 
-func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
+// apply runs the speaker as want says. Sessions to peers that are down
+// (gossip declared their hosts dead) are left out: the paths they sent
+// go with them, stale ones included. Graceful restart keeps a dead
+// peer's paths for its restart time, and a dead route reflector's would
+// keep routes alive that its siblings have withdrawn since.
+func (d *bgpDriver) apply(ctx context.Context, want calc.BGP, down func(netip.Addr) bool) error {
 	if d == nil || d.start == nil {
 		return nil
 	}
@@ -122,7 +140,11 @@ func (d *bgpDriver) apply(ctx context.Context, want calc.BGP) error {
 	if err := d.sp.SetAdvertised(ctx, want.Advertise); err != nil {
 		return fmt.Errorf("BGP advertisements: %w", err)
 	}
-	if err := d.sp.SetPeers(ctx, want.Peers); err != nil {
+	peers := want.Peers
+	if down != nil {
+		peers = slices.DeleteFunc(slices.Clone(peers), func(p bgp.Peer) bool { return down(p.Addr) })
+	}
+	if err := d.sp.SetPeers(ctx, peers); err != nil {
 		return fmt.Errorf("BGP peers: %w", err)
 	}
 	return nil

@@ -58,7 +58,7 @@ func TestBGPDriverLogLevelAndWarnings(t *testing.T) {
 	apply := func(severity string, warnings ...string) {
 		t.Helper()
 		want.LogSeverity, want.Warnings = severity, warnings
-		if err := d.apply(t.Context(), want); err != nil {
+		if err := d.apply(t.Context(), want, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,5 +90,31 @@ func TestBGPDriverLogLevelAndWarnings(t *testing.T) {
 	apply("Warning", "stored password")
 	if n := strings.Count(out.String(), "stored password"); n != 2 {
 		t.Errorf("a warning that went and came back was logged %d times; want twice", n)
+	}
+}
+
+// TestBGPDriverLeavesOutDownPeers: a session to a peer whose host gossip
+// declared dead is removed (its stale paths with it), and comes back
+// when the host does.
+func TestBGPDriverLeavesOutDownPeers(t *testing.T) {
+	sp := &fakeSpeaker{changes: make(chan struct{})}
+	d := newBGPDriver(func(_ context.Context, cfg bgp.Config) (Speaker, error) { return sp, nil }, slog.New(slog.DiscardHandler))
+	t.Cleanup(d.stop)
+	a, b := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	want := calc.BGP{Enabled: true, AS: 64512, RouterID: netip.MustParseAddr("10.0.0.1"), IPv4: netip.MustParseAddr("10.0.0.1"), ListenPort: 179,
+		Peers: []bgp.Peer{{Addr: a, AS: 64512}, {Addr: b, AS: 64512}}}
+	dead := map[netip.Addr]bool{b: true}
+	if err := d.apply(t.Context(), want, func(x netip.Addr) bool { return dead[x] }); err != nil {
+		t.Fatal(err)
+	}
+	if len(sp.peers) != 1 || sp.peers[0].Addr != a {
+		t.Errorf("peers %v; want only %s", sp.peers, a)
+	}
+	delete(dead, b)
+	if err := d.apply(t.Context(), want, func(x netip.Addr) bool { return dead[x] }); err != nil {
+		t.Fatal(err)
+	}
+	if len(sp.peers) != 2 {
+		t.Errorf("peers %v; want both again", sp.peers)
 	}
 }

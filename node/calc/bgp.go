@@ -41,6 +41,12 @@ type BGP struct {
 	// logSeverityScreen (node.<name> over default; as LogSeverity), ""
 	// when none sets one: the speaker logs as the node does.
 	LogSeverity string
+	// Meshed says that every node peers with every other (the mesh is on
+	// and the cluster is within its size, or reflectors are configured by
+	// hand); Reflectors are the automatic route reflectors, by name (see
+	// topology).
+	Meshed     bool
+	Reflectors []string
 }
 
 // bgpNode is a Node with its BGP settings read.
@@ -77,9 +83,9 @@ func ComputeBGP(in Input) BGP {
 	pl := bgpPlan{self: self, port: out.ListenPort, nodes: nodes, peers: map[netip.Addr]bgp.Peer{}}
 	if mesh {
 		pw := pl.password("BGPConfiguration default", "spec.nodeMeshPassword", meshPw)
-		for _, n := range pl.others() {
-			pl.toNode(n, "mesh", pw)
-		}
+		topo := pl.topology(in)
+		out.Meshed, out.Reflectors = topo.meshed, topo.names()
+		pl.mesh(topo, pw)
 	}
 	for _, bp := range slices.SortedFunc(slices.Values(in.BGPPeers), func(a, b *store.BGPPeer) int {
 		return strings.Compare(a.Metadata.Name, b.Metadata.Name)
@@ -184,7 +190,9 @@ func (pl *bgpPlan) others() []bgpNode {
 }
 
 // toNode adds sessions to another of our nodes, one per family both have.
-func (pl *bgpPlan) toNode(n bgpNode, typ string, pw secret) {
+// With reflect valid, this node reflects routes for n, as an automatic
+// reflector with that cluster id.
+func (pl *bgpPlan) toNode(n bgpNode, typ string, pw secret, reflect netip.Addr) {
 	self := pl.self
 	for _, pair := range [][2]netip.Addr{{self.ipv4, n.ipv4}, {self.ipv6, n.ipv6}} {
 		local, remote := pair[0], pair[1]
@@ -198,6 +206,8 @@ func (pl *bgpPlan) toNode(n bgpNode, typ string, pw secret) {
 			p.ReflectorClient, p.ClusterID, p.Type = true, self.rrCluster, "reflector"
 		case n.rrCluster.IsValid():
 			p.Type = "reflector"
+		case reflect.IsValid():
+			p.ReflectorClient, p.ClusterID = true, reflect
 		}
 		pl.peers[remote] = p
 	}
@@ -223,7 +233,7 @@ func (pl *bgpPlan) peer(bp *store.BGPPeer, node string) {
 	if s.PeerIP == "" {
 		for _, n := range pl.others() {
 			if matches(s.PeerSelector, n.labels) {
-				pl.toNode(n, typ, pw)
+				pl.toNode(n, typ, pw, netip.Addr{})
 			}
 		}
 		return

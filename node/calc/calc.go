@@ -48,6 +48,9 @@ type Input struct {
 	// workloads') and their addresses, for host endpoints given by
 	// expectedIPs.
 	HostInterfaces map[string][]netip.Addr
+	// Voters are the addresses of the cluster's etcd voters: the
+	// automatic route reflectors (ComputeBGP).
+	Voters []netip.Addr
 }
 
 // Add files a resource under its kind; kinds the calculation does not

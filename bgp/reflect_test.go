@@ -1,0 +1,111 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// TestSiblingReflectors: three reflectors that reflect for the same two
+// clients and peer with each other (as the automatic reflectors do) each
+// reflect every client's route, so a client has one copy from each; when
+// one reflector stops (with a Cease: its copies go at once), the client
+// never misses the route. Without the reflectors marked, GoBGP's best
+// path at the reflectors is another reflector's copy, and fewer copies
+// reach the clients.
+func TestSiblingReflectors(t *testing.T) {
+	for _, marked := range []bool{true, false} {
+		name := "marked"
+		if !marked {
+			name = "unmarked"
+		}
+		t.Run(name, func(t *testing.T) { siblingReflectors(t, marked) })
+	}
+}
+
+func siblingReflectors(t *testing.T, marked bool) {
+	addrD, addrE := netip.MustParseAddr("127.0.0.4"), netip.MustParseAddr("127.0.0.5")
+	reflectors, clients := []netip.Addr{addrA, addrB, addrC}, []netip.Addr{addrD, addrE}
+	port := freePort(t, addrA, addrB, addrC, addrD, addrE)
+	sp := map[netip.Addr]*Speaker{}
+	for _, a := range append(reflectors, clients...) {
+		sp[a] = start(t, a, port, false)
+	}
+	peer := func(local, remote netip.Addr) Peer {
+		p := Peer{Addr: remote, AS: testAS, Port: port, Type: "mesh", Name: "n-" + remote.String(), LocalAddr: local}
+		for _, r := range reflectors {
+			if r == local {
+				p.ReflectorClient, p.ClusterID = true, netip.MustParseAddr("244.0.0.1")
+			}
+			if r == remote {
+				p.Reflector = marked
+			}
+		}
+		return p
+	}
+	for _, l := range reflectors {
+		var ps []Peer
+		for _, r := range append(reflectors, clients...) {
+			if r != l {
+				ps = append(ps, peer(l, r))
+			}
+		}
+		setPeers(t, sp[l], ps...)
+	}
+	for _, c := range clients {
+		setPeers(t, sp[c], peer(c, addrA), peer(c, addrB), peer(c, addrC))
+	}
+	advertise(t, sp[addrE], "10.65.5.0/26")
+	advertise(t, sp[addrA], "10.65.1.0/26")
+	waitLearned(t, sp[addrD], route("10.65.1.0/26", "127.0.0.1"), route("10.65.5.0/26", "127.0.0.5"))
+
+	copies := func() int {
+		n := 0
+		err := sp[addrD].srv.ListPath(t.Context(), &api.ListPathRequest{
+			TableType: api.TableType_GLOBAL, Family: family(addrD),
+			Prefixes: []*api.TableLookupPrefix{{Prefix: "10.65.5.0/26"}},
+		}, func(d *api.Destination) { n += len(d.Paths) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if !marked {
+		// If this times out, GoBGP has changed, and the marks may no
+		// longer be needed.
+		eventually(t, "unmarked reflectors send the client fewer than three copies", func() (bool, string) {
+			n := copies()
+			return n < 3, fmt.Sprint(n)
+		})
+		return
+	}
+	eventually(t, "the client has a copy of E's route from each reflector", func() (bool, string) {
+		n := copies()
+		return n == 3, fmt.Sprint(n)
+	})
+	// A reflector stops (without graceful restart: a Cease); the client
+	// keeps the route all along.
+	stopped := make(chan struct{})
+	go func() { sp[addrA].Stop(); close(stopped) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if !hasRoute(sp[addrD].Learned(), "10.65.5.0/26") {
+			t.Fatal("the client lost E's route when a reflector stopped")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-stopped
+	waitLearned(t, sp[addrD], route("10.65.5.0/26", "127.0.0.5"))
+}
+
+func hasRoute(rs []Route, dst string) bool {
+	for _, r := range rs {
+		if r.Dst.String() == dst {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,171 @@
+package sim
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"calico/store"
+	"calico/store/ipam"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// emulation puts on etcd, for each live simulated host, the load a node
+// puts on it besides its writes: a watch of every resource (the agent's
+// Sync), the member list twice a second (the cluster's membership loop
+// and its endpoint follower) and its blocks every 5 s (the agent's
+// resync). The watches start at the current revision: a node that starts
+// lists every resource first, which a thousand emulated nodes starting at
+// once would turn into a benchmark of their own start. It is off until
+// turned on, so that growing the simulation does not pay for it.
+type emulation struct {
+	on      atomic.Bool
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc
+	rr      atomic.Int64
+
+	// Events counts the watch events the emulated nodes received; Reads
+	// the member lists and block reads they made; Errors those that
+	// failed.
+	Events, Reads, Errors atomic.Int64
+}
+
+// Emulate turns the emulation on or off for every live host.
+func (s *Sim) Emulate(on bool) {
+	s.emu.on.Store(on)
+	for _, h := range s.Hosts() {
+		if on && !h.isDead() {
+			s.emu.start(s, h)
+		} else {
+			s.emu.stop(h)
+		}
+	}
+}
+
+func (h *Host) isDead() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dead
+}
+
+func (e *emulation) start(s *Sim, h *Host) {
+	if !e.on.Load() {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cancels == nil {
+		e.cancels = map[string]context.CancelFunc{}
+	}
+	if e.cancels[h.Name] != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancels[h.Name] = cancel
+	cli := s.cfg.Clients[int(e.rr.Add(1))%len(s.cfg.Clients)]
+	go e.watch(ctx, cli)
+	go e.poll(ctx, cli, h.Name)
+}
+
+func (e *emulation) stop(h *Host) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.cancels[h.Name]; c != nil {
+		c()
+		delete(e.cancels, h.Name)
+	}
+}
+
+func (e *emulation) watch(ctx context.Context, cli *clientv3.Client) {
+	for ctx.Err() == nil {
+		for wr := range cli.Watch(clientv3.WithRequireLeader(ctx), store.ResourcePrefix, clientv3.WithPrefix()) {
+			e.Events.Add(int64(len(wr.Events)))
+		}
+	}
+}
+
+func (e *emulation) poll(ctx context.Context, cli *clientv3.Client, host string) {
+	im := ipam.New(cli)
+	// Spread the hosts' ticks over the second.
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(rand.N(time.Second)):
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for range 2 {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := cli.MemberList(rctx)
+			cancel()
+			e.count(err)
+		}
+		if n%5 == 0 {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := im.HostBlocks(rctx, host)
+			cancel()
+			e.count(err)
+		}
+	}
+}
+
+func (e *emulation) count(err error) {
+	if err != nil {
+		e.Errors.Add(1)
+		return
+	}
+	e.Reads.Add(1)
+}
+
+// probe is one more watcher of every resource, as a node's, that notes
+// when each revision arrives: how soon a node hears of a change, at the
+// load of the moment.
+type probe struct {
+	mu      sync.Mutex
+	arrived map[int64]time.Time
+	events  atomic.Int64
+}
+
+func (p *probe) run(ctx context.Context, cli *clientv3.Client) {
+	p.arrived = map[int64]time.Time{}
+	for ctx.Err() == nil {
+		for wr := range cli.Watch(clientv3.WithRequireLeader(ctx), store.ResourcePrefix, clientv3.WithPrefix()) {
+			now := time.Now()
+			p.events.Add(int64(len(wr.Events)))
+			p.mu.Lock()
+			for _, e := range wr.Events {
+				p.arrived[e.Kv.ModRevision] = now
+			}
+			if len(p.arrived) > 100000 {
+				for rev, at := range p.arrived {
+					if now.Sub(at) > time.Minute {
+						delete(p.arrived, rev)
+					}
+				}
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// arrival waits (up to 30 s) for revision rev and says when it arrived.
+func (p *probe) arrival(rev int64) (time.Time, bool) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		at, ok := p.arrived[rev]
+		p.mu.Unlock()
+		if ok {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
