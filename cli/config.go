@@ -240,18 +240,9 @@ func (s *settings) readFile(path string) error {
 		k, v := top.Content[i], top.Content[i+1]
 		at := fmt.Sprintf("%s:%d", path, k.Line)
 		key, add := strings.CutSuffix(k.Value, "+")
-		st, ok := lookupSetting(key)
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			return usagef("%s: a key must be a flag's name", at)
-		case key == "config" || key == "print-config":
-			return usagef("%s: %s cannot be set in a config file", at, key)
-		case !ok:
-			return usagef("%s: unknown key %q (the keys are calico up's flags without --: %s)", at, k.Value, settingNames())
-		case add && !st.list:
-			return usagef("%s: %s+ adds to a list, and %s is not one", at, key, key)
-		case seen[key]:
-			return usagef("%s: key %s appears twice", at, key)
+		st, err := fileKey(at, k, key, add, seen)
+		if err != nil {
+			return err
 		}
 		seen[key] = true
 		vals, err := nodeValues(v, st)
@@ -266,6 +257,25 @@ func (s *settings) readFile(path string) error {
 		s.vals[key] = value{vals: vals, from: origin{kind: "file", name: path, line: k.Line}, set: true}
 	}
 	return nil
+}
+
+// fileKey checks one key of a config file (at is FILE:LINE): a flag's
+// name that a file may set, once, with "+" only on a list.
+func fileKey(at string, k *yaml.Node, key string, add bool, seen map[string]bool) (setting, error) {
+	st, ok := lookupSetting(key)
+	switch {
+	case k.Kind != yaml.ScalarNode:
+		return st, usagef("%s: a key must be a flag's name", at)
+	case key == "config" || key == "print-config":
+		return st, usagef("%s: %s cannot be set in a config file", at, key)
+	case !ok:
+		return st, usagef("%s: unknown key %q (the keys are calico up's flags without --: %s)", at, k.Value, settingNames())
+	case add && !st.list:
+		return st, usagef("%s: %s+ adds to a list, and %s is not one", at, key, key)
+	case seen[key]:
+		return st, usagef("%s: key %s appears twice", at, key)
+	}
+	return st, nil
 }
 
 // nodeValues are the values of one key: a scalar, or for a list setting

@@ -45,65 +45,90 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 		Name: s.get("name"), DataDir: s.get("data-dir"), Version: Version,
 		Join: s.get("join"), Token: s.get("token"),
 	}}
+	var level slog.Level
+	logLevel := func(s settings, _ *node.Config) error {
+		if err := level.UnmarshalText([]byte(s.get("log-level"))); err != nil {
+			return usagef("%s %q is not debug, info, warn or error", s.label("log-level"), s.get("log-level"))
+		}
+		return nil
+	}
+	// Each reads its settings into cfg, in the order their errors are
+	// reported.
+	for _, read := range []func(settings, *node.Config) error{
+		clusterSettings, logLevel, observability, addressSettings, guestSettings, nameSetting,
+	} {
+		if err := read(s, &cfg); err != nil {
+			return cfg, 0, err
+		}
+	}
+	return cfg, level, nil
+}
+
+// clusterSettings checks the data dir, the cluster to join and its
+// token, an external etcd and when a lost voter is replaced.
+func clusterSettings(s settings, cfg *node.Config) error {
 	if cfg.DataDir == "" {
-		return cfg, 0, usagef("%s is empty", s.label("data-dir"))
+		return usagef("%s is empty", s.label("data-dir"))
 	}
 	if cfg.Join != "" && cfg.Token == "" {
-		return cfg, 0, usagef("%s needs a token (--token, CALICO_TOKEN or token in the config file): `calico token` on a member prints it", s.label("join"))
+		return usagef("%s needs a token (--token, CALICO_TOKEN or token in the config file): `calico token` on a member prints it", s.label("join"))
 	}
 	if cfg.Join != "" {
 		if _, err := cluster.ParseToken(cfg.Token); err != nil {
-			return cfg, 0, usagef("%s: %v", s.label("token"), err)
+			return usagef("%s: %v", s.label("token"), err)
 		}
 	}
 	if err := externalEtcd(s, &cfg.Config); err != nil {
-		return cfg, 0, err
+		return err
 	}
 	d, err := time.ParseDuration(s.get("voter-replace-after"))
 	if err != nil {
-		return cfg, 0, usagef("%s %q is not a duration (such as 5m or 90s)", s.label("voter-replace-after"), s.get("voter-replace-after"))
+		return usagef("%s %q is not a duration (such as 5m or 90s)", s.label("voter-replace-after"), s.get("voter-replace-after"))
 	}
 	if d <= 0 {
-		return cfg, 0, usagef("%s must be positive", s.label("voter-replace-after"))
+		return usagef("%s must be positive", s.label("voter-replace-after"))
 	}
 	cfg.VoterReplaceAfter = d
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(s.get("log-level"))); err != nil {
-		return cfg, 0, usagef("%s %q is not debug, info, warn or error", s.label("log-level"), s.get("log-level"))
-	}
-	if err := observability(s, &cfg); err != nil {
-		return cfg, 0, err
-	}
+	return nil
+}
+
+// addressSettings reads the host's addresses, the pools, Docker's
+// plugins and the AS number.
+func addressSettings(s settings, cfg *node.Config) error {
+	var err error
 	if cfg.IPv4, err = hostAddr(s, "ip", 4); err != nil {
-		return cfg, 0, err
+		return err
 	}
 	if cfg.IPv6, err = hostAddr(s, "ip6", 6); err != nil {
-		return cfg, 0, err
+		return err
 	}
 	if cfg.Pools, err = pools(s); err != nil {
-		return cfg, 0, err
+		return err
 	}
 	if cfg.Docker, err = dockerConfig(s); err != nil {
-		return cfg, 0, err
+		return err
 	}
 	if v := s.get("as"); v != "" {
 		as, err := store.ParseASNumber(v)
 		if err != nil || as == 0 {
-			return cfg, 0, usagef("%s %q is not an AS number", s.label("as"), v)
+			return usagef("%s %q is not an AS number", s.label("as"), v)
 		}
 		cfg.ASNumber = &as
 	}
-	if err := guestSettings(s, &cfg); err != nil {
-		return cfg, 0, err
+	return nil
+}
+
+// nameSetting checks the node's name, when one is given.
+func nameSetting(s settings, cfg *node.Config) error {
+	if cfg.Name == "" {
+		return nil
 	}
-	if cfg.Name != "" {
-		n := store.KindNode.New()
-		n.Meta().Name = cfg.Name
-		if err := store.Validate(n); err != nil {
-			return cfg, 0, usagef("%s %q must be lower-case letters, digits, '-' and '.'", s.label("name"), cfg.Name)
-		}
+	n := store.KindNode.New()
+	n.Meta().Name = cfg.Name
+	if err := store.Validate(n); err != nil {
+		return usagef("%s %q must be lower-case letters, digits, '-' and '.'", s.label("name"), cfg.Name)
 	}
-	return cfg, level, nil
+	return nil
 }
 
 // observability reads the settings of the node's log, metrics and health

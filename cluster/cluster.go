@@ -342,14 +342,8 @@ func (c *Cluster) join(ctx context.Context) error {
 
 func (c *Cluster) resume(ctx context.Context, id Identity) error {
 	cfg := c.cfg
-	if cfg.Name != "" && cfg.Name != id.Name {
-		return fmt.Errorf("data dir %s belongs to node %q, not %q", cfg.DataDir, id.Name, cfg.Name)
-	}
-	if cfg.IPv4.IsValid() && cfg.IPv4.Addr() != id.IPv4.Addr() {
-		return fmt.Errorf("node %s was started with --ip %s before; its etcd member is bound to that address, so it cannot move to %s", id.Name, id.IPv4.Addr(), cfg.IPv4.Addr())
-	}
-	if cfg.IPv6.IsValid() && cfg.IPv6.Addr() != id.IPv6.Addr() {
-		return fmt.Errorf("node %s was started with --ip6 %s before, not %s", id.Name, id.IPv6.Addr(), cfg.IPv6.Addr())
+	if err := id.fits(cfg); err != nil {
+		return err
 	}
 	c.id = id
 	c.member = c.newMember(embed.ClusterStateFlagExisting)

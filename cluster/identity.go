@@ -78,3 +78,18 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// fits says why a node's saved identity cannot be resumed with cfg: it
+// names another node or moves the node's addresses.
+func (id Identity) fits(cfg Config) error {
+	if cfg.Name != "" && cfg.Name != id.Name {
+		return fmt.Errorf("data dir %s belongs to node %q, not %q", cfg.DataDir, id.Name, cfg.Name)
+	}
+	if cfg.IPv4.IsValid() && cfg.IPv4.Addr() != id.IPv4.Addr() {
+		return fmt.Errorf("node %s was started with --ip %s before; its etcd member is bound to that address, so it cannot move to %s", id.Name, id.IPv4.Addr(), cfg.IPv4.Addr())
+	}
+	if cfg.IPv6.IsValid() && cfg.IPv6.Addr() != id.IPv6.Addr() {
+		return fmt.Errorf("node %s was started with --ip6 %s before, not %s", id.Name, id.IPv6.Addr(), cfg.IPv6.Addr())
+	}
+	return nil
+}

@@ -20,85 +20,81 @@ import (
 	"time"
 )
 
+// commands are probe's subcommands: how many arguments each takes after
+// its name, and what it does with them.
+var commands = map[string]struct {
+	args int
+	run  func(a []string)
+}{
+	"serve":     {1, func(a []string) { serve(a[0]) }},
+	"connect":   {2, func(a []string) { connect(a[0], a[1]) }},
+	"udp":       {2, func(a []string) { udp(a[0], a[1]) }},
+	"tlsnocert": {1, func(a []string) { os.Exit(tlsNoCert(a[0])) }},
+	"chaos":     {3, func(a []string) { chaos(a[0], a[1], a[2]) }},
+	"tapbridge": {4, func(a []string) { tapBridge(a[0], a[1], a[2], a[3]) }},
+	"dhcpsniff": {2, func(a []string) { dhcpSniff(a[0], a[1]) }},
+	"udpsend":   {1, func(a []string) { udpSend(a[0]) }},
+	"udprecv":   {1, func(a []string) { udpRecv(a[0]) }},
+	"flip":      {2, func(a []string) { flip(net.JoinHostPort(a[0], a[1])) }},
+	"rrserve":   {1, func(a []string) { rrServe(a[0]) }},
+	"rr":        {3, func(a []string) { rate("rr", net.JoinHostPort(a[0], a[1]), a[2]) }},
+	"conns":     {3, func(a []string) { rate("conns", net.JoinHostPort(a[0], a[1]), a[2]) }},
+}
+
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: probe serve PORT | probe connect ADDR PORT")
+		fmt.Fprintln(os.Stderr, "usage: probe serve PORT | probe connect ADDR PORT | ...")
 		os.Exit(2)
 	}
-	switch os.Args[1] {
-	case "serve":
-		ln, err := net.Listen("tcp", ":"+os.Args[2])
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				continue
-			}
-			c.Write([]byte("ok"))
-			c.Close()
-		}
-	case "connect":
-		if len(os.Args) != 4 {
-			os.Exit(2)
-		}
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(os.Args[2], os.Args[3]), time.Second)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		c.SetDeadline(time.Now().Add(time.Second))
-		buf := make([]byte, 2)
-		if _, err := c.Read(buf); err != nil || string(buf) != "ok" {
-			fmt.Fprintln(os.Stderr, "no answer:", err)
-			os.Exit(1)
-		}
-	case "udp":
-		if len(os.Args) != 4 {
-			os.Exit(2)
-		}
-		c, err := net.Dial("udp", os.Args[2])
-		if err == nil {
-			_, err = c.Write([]byte(os.Args[3]))
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	case "tlsnocert":
-		os.Exit(tlsNoCert(os.Args[2]))
-	case "chaos":
-		if len(os.Args) != 5 {
-			os.Exit(2)
-		}
-		chaos(os.Args[2], os.Args[3], os.Args[4])
-	case "tapbridge":
-		if len(os.Args) != 6 {
-			os.Exit(2)
-		}
-		tapBridge(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
-	case "dhcpsniff":
-		if len(os.Args) != 4 {
-			os.Exit(2)
-		}
-		dhcpSniff(os.Args[2], os.Args[3])
-	case "udpsend":
-		udpSend(os.Args[2])
-	case "udprecv":
-		udpRecv(os.Args[2])
-	case "flip":
-		flip(net.JoinHostPort(os.Args[2], os.Args[3]))
-	case "rrserve":
-		rrServe(os.Args[2])
-	case "rr", "conns":
-		if len(os.Args) != 5 {
-			os.Exit(2)
-		}
-		rate(os.Args[1], net.JoinHostPort(os.Args[2], os.Args[3]), os.Args[4])
-	default:
+	cmd, ok := commands[os.Args[1]]
+	if !ok || len(os.Args)-2 != cmd.args {
+		fmt.Fprintf(os.Stderr, "probe %s: unknown, or not %d arguments\n", os.Args[1], cmd.args)
 		os.Exit(2)
+	}
+	cmd.run(os.Args[2:])
+}
+
+// serve answers "ok" to every TCP connection on port.
+func serve(port string) {
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			continue
+		}
+		c.Write([]byte("ok"))
+		c.Close()
+	}
+}
+
+// connect exits 0 when addr:port answers "ok" within a second.
+func connect(addr, port string) {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, port), time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	c.SetDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 2)
+	if _, err := c.Read(buf); err != nil || string(buf) != "ok" {
+		fmt.Fprintln(os.Stderr, "no answer:", err)
+		os.Exit(1)
+	}
+}
+
+// udp sends one datagram of text to addr.
+func udp(addr, text string) {
+	c, err := net.Dial("udp", addr)
+	if err == nil {
+		_, err = c.Write([]byte(text))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 }
 
