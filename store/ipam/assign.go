@@ -9,6 +9,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"calico/store"
 )
 
 // AutoAssign gives handle one address on host from the first of pools (all
@@ -24,7 +26,10 @@ import (
 //  3. only when no pool has a free block, for a free address in any other
 //     block of the pools (borrowing it from that block's host).
 //
-// It fails with ErrNoAddresses if all are full.
+// Calico's IPAM settings (store.IPAMConfigKey) hold as in Calico:
+// auto_allocate_blocks false claims no block (step 2), maxBlocksPerHost
+// claims none past that many for the host, and strict_affinity never
+// borrows (step 3). It fails with ErrNoAddresses if all are full.
 func (m *IPAM) AutoAssign(ctx context.Context, handle, host string, pools []Pool, attrs map[string]string) (netip.Addr, error) {
 	if err := checkAssign(handle, host, pools); err != nil {
 		return netip.Addr{}, fmt.Errorf("assigning an address to %s: %w", handle, err)
@@ -70,12 +75,21 @@ func (m *IPAM) autoAssign(ctx context.Context, id, host string, pools []Pool, at
 	if err := at.read(ctx, id); err != nil {
 		return netip.Addr{}, err
 	}
-	for _, step := range []func(context.Context) (netip.Addr, bool, error){at.fromOwn, at.fromNew, at.borrow} {
+	steps := []func(context.Context) (netip.Addr, bool, error){at.fromOwn}
+	if at.cfg.AutoAllocateBlocks && (at.cfg.MaxBlocksPerHost <= 0 || at.blocks < at.cfg.MaxBlocksPerHost) {
+		steps = append(steps, at.fromNew)
+	} else {
+		steps = append(steps, at.listBlocks)
+	}
+	if !at.cfg.StrictAffinity {
+		steps = append(steps, at.borrow)
+	}
+	for _, step := range steps {
 		if a, ok, err := step(ctx); err != nil || ok {
 			return a, err
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%w in %s", ErrNoAddresses, poolList(pools))
+	return netip.Addr{}, fmt.Errorf("%w in %s%s", ErrNoAddresses, poolList(pools), at.cfg.limits(at.blocks))
 }
 
 // attempt is one attempt of AutoAssign, with what it read.
@@ -86,7 +100,11 @@ type attempt struct {
 	attrs map[string]string
 	fam   netip.Addr
 
-	h *handle
+	cfg Config
+	// blocks counts the host's confirmed blocks of the family, in any
+	// pool.
+	blocks int
+	h      *handle
 	// mine are the host's confirmed blocks in pool order, newest first;
 	// own the ones read so far; rev the revision the affinities were read
 	// at; existing every block of the family, once read.
@@ -107,9 +125,13 @@ func (at *attempt) read(ctx context.Context, id string) error {
 	resp, err := at.m.txn(ctx, nil, []clientv3.Op{
 		clientv3.OpGet(hostFamilyAffinities(at.host, at.fam), clientv3.WithPrefix()),
 		clientv3.OpGet(handleKey(id)),
+		clientv3.OpGet(store.IPAMConfigKey),
 	})
 	if err != nil {
 		return fmt.Errorf("reading affinities of %s: %w", at.host, err)
+	}
+	if at.cfg, err = decodeConfig(resp.Responses[2].GetResponseRange().Kvs); err != nil {
+		return err
 	}
 	var hkv *mvccpb.KeyValue
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
@@ -124,6 +146,7 @@ func (at *attempt) read(ctx context.Context, id string) error {
 		if !ok || !confirmedAffinity(kv.Value) {
 			continue
 		}
+		at.blocks++
 		if i := poolIndex(at.pools, cidr); i >= 0 {
 			at.mine = append(at.mine, affine{cidr: cidr, pool: i, claimed: kv.CreateRevision})
 		}
@@ -186,6 +209,13 @@ func (at *attempt) fromNew(ctx context.Context) (netip.Addr, bool, error) {
 		return a, true, err
 	}
 	return netip.Addr{}, false, nil
+}
+
+// listBlocks reads the family's blocks for borrow when fromNew did not.
+func (at *attempt) listBlocks(ctx context.Context) (netip.Addr, bool, error) {
+	var err error
+	at.existing, err = at.m.blockCIDRs(ctx, at.fam)
+	return netip.Addr{}, false, err
 }
 
 // borrow allocates in another host's block, starting where the host's own
