@@ -42,7 +42,7 @@ func (p Password) MarshalText() ([]byte, error) { return []byte(p.String()), nil
 func ReadPasswordFile(path string) (Password, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("%s does not exist", path)
+		return "", missingFile(path)
 	}
 	if err != nil {
 		return "", fmt.Errorf("cannot open %s: %w", path, cause(err))
@@ -109,6 +109,9 @@ func (s *Speaker) withPasswords(peers []Peer) []Peer {
 		}
 		if p.PasswordFile != "" {
 			pw, err := ReadPasswordFile(p.PasswordFile)
+			if errors.Is(err, fs.ErrNotExist) && p.PasswordOptional {
+				err = nil // optional and absent: no password
+			}
 			if err != nil {
 				refused[p.Addr.Unmap()] = refusal{peer: p, problem: err.Error()}
 				continue
@@ -157,3 +160,10 @@ func (s *Speaker) refusedStatus() []PeerStatus {
 	}
 	return out
 }
+
+// missingFile is a password file that does not exist; it is
+// fs.ErrNotExist for errors.Is.
+type missingFile string
+
+func (m missingFile) Error() string { return string(m) + " does not exist" }
+func (m missingFile) Unwrap() error { return fs.ErrNotExist }

@@ -151,3 +151,31 @@ func TestPasswordFileRefused(t *testing.T) {
 		t.Errorf("the log shows the password:\n%s", logs.String())
 	}
 }
+
+// TestPasswordFileOptional: a secretKeyRef with optional: true whose file
+// does not exist is a session without a password; a file that exists
+// but cannot be used still leaves the session out.
+func TestPasswordFileOptional(t *testing.T) {
+	s, err := Start(t.Context(), Config{RouterID: addrA, AS: testAS, ListenPort: -1, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	dir := t.TempDir()
+	peer := Peer{Addr: addrB, AS: testAS, Port: freePort(t, addrB), Type: "mesh", Name: "b",
+		PasswordFile: filepath.Join(dir, "absent"), PasswordOptional: true}
+	setPeers(t, s, peer)
+	if st, err := s.Peers(t.Context()); err != nil || len(st) != 1 || strings.HasPrefix(st[0].State, "refused") || st[0].Problem != "" {
+		t.Fatalf("Peers with an optional secret absent = %+v, %v; want B configured without a password", st, err)
+	}
+	peer.PasswordFile = writeSecret(t, dir, "password", secret, 0o644)
+	setPeers(t, s, peer)
+	if st, _ := s.Peers(t.Context()); len(st) != 1 || !strings.HasPrefix(st[0].State, "refused: ") {
+		t.Errorf("Peers with an optional secret readable by others = %+v; want B refused", st)
+	}
+	peer.PasswordFile, peer.PasswordOptional = filepath.Join(dir, "absent"), false
+	setPeers(t, s, peer)
+	if st, _ := s.Peers(t.Context()); len(st) != 1 || !strings.Contains(st[0].State, "does not exist") {
+		t.Errorf("Peers with a required secret absent = %+v; want B refused", st)
+	}
+}

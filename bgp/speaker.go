@@ -42,6 +42,10 @@ type Peer struct {
 	// the session at the next SetPeers. A session whose file cannot be
 	// used is not configured at all, and Peers says why.
 	PasswordFile string
+	// PasswordOptional: a PasswordFile that does not exist means no
+	// password (Calico's secretKeyRef with optional: true); any other
+	// problem with the file still leaves the session out.
+	PasswordOptional bool
 	// Refused, when set, says why the session must not be configured (its
 	// password cannot be used as given); Peers reports it as it reports a
 	// password file that cannot be used.

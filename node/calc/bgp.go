@@ -141,13 +141,16 @@ type bgpPlan struct {
 // secret is a session's password as the speaker takes it: a file to
 // read, the value itself, or why the session must not be configured.
 type secret struct {
-	file    string
-	value   bgp.Password
-	refused string
+	file string
+	// optional: the secretKeyRef says optional: true, so a file that does
+	// not exist means no password (as Kubernetes reads it).
+	optional bool
+	value    bgp.Password
+	refused  string
 }
 
 func (s secret) on(p bgp.Peer) bgp.Peer {
-	p.PasswordFile, p.Password, p.Refused = s.file, s.value, s.refused
+	p.PasswordFile, p.PasswordOptional, p.Password, p.Refused = s.file, s.optional, s.value, s.refused
 	return p
 }
 
@@ -169,7 +172,7 @@ func (pl *bgpPlan) password(owner, field string, p *store.BGPPassword) secret {
 				return secret{refused: fmt.Sprintf("%s of %s names no secret file", field, owner)}
 			}
 		}
-		return secret{file: store.SecretPath(r.Name, r.Key)}
+		return secret{file: store.SecretPath(r.Name, r.Key), optional: r.Optional != nil && *r.Optional}
 	case p.Value == "" || len(p.Value) > bgp.MaxPasswordLen:
 		return secret{refused: fmt.Sprintf("%s of %s is empty or longer than %d bytes", field, owner, bgp.MaxPasswordLen)}
 	}

@@ -177,19 +177,23 @@ spec: {peerIP: '172.31.1.1', asNumber: 65001, password: {secretKeyRef: {name: to
 	in.BGPPeers = append(in.BGPPeers, pw("old2", "v4lue-0f-old"), pw("empty3", ""), pw("long4", strings.Repeat("x", 81)))
 	bad := pw("bad5", "")
 	bad.Spec.Password = &store.BGPPassword{SecretKeyRef: &store.SecretKeyRef{Name: "..", Key: "k"}}
-	in.BGPPeers = append(in.BGPPeers, bad)
+	opt := pw("opt6", "")
+	yes := true
+	opt.Spec.Password = &store.BGPPassword{SecretKeyRef: &store.SecretKeyRef{Name: "opt", Key: "k", Optional: &yes}}
+	in.BGPPeers = append(in.BGPPeers, bad, opt)
 	got := ComputeBGP(in)
 	var b strings.Builder
 	for _, p := range got.Peers {
-		fmt.Fprintf(&b, "%s %s file=%q value=%d refused=%q\n", p.Addr, p.Type, p.PasswordFile, len(p.Password), p.Refused)
+		fmt.Fprintf(&b, "%s %s file=%q optional=%v value=%d refused=%q\n", p.Addr, p.Type, p.PasswordFile, p.PasswordOptional, len(p.Password), p.Refused)
 	}
-	want := `172.31.1.1 global file="/etc/calico/secrets/tor/md5.key" value=0 refused=""
-172.31.1.2 global file="" value=12 refused=""
-172.31.1.3 global file="" value=0 refused="spec.password of BGPPeer empty3 is empty or longer than 80 bytes"
-172.31.1.4 global file="" value=0 refused="spec.password of BGPPeer long4 is empty or longer than 80 bytes"
-172.31.1.5 global file="" value=0 refused="spec.password of BGPPeer bad5 names no secret file"
-172.31.1.12 mesh file="/etc/calico/secrets/mesh/password" value=0 refused=""
-172.31.2.13 mesh file="/etc/calico/secrets/mesh/password" value=0 refused=""
+	want := `172.31.1.1 global file="/etc/calico/secrets/tor/md5.key" optional=false value=0 refused=""
+172.31.1.2 global file="" optional=false value=12 refused=""
+172.31.1.3 global file="" optional=false value=0 refused="spec.password of BGPPeer empty3 is empty or longer than 80 bytes"
+172.31.1.4 global file="" optional=false value=0 refused="spec.password of BGPPeer long4 is empty or longer than 80 bytes"
+172.31.1.5 global file="" optional=false value=0 refused="spec.password of BGPPeer bad5 names no secret file"
+172.31.1.6 global file="/etc/calico/secrets/opt/k" optional=true value=0 refused=""
+172.31.1.12 mesh file="/etc/calico/secrets/mesh/password" optional=false value=0 refused=""
+172.31.2.13 mesh file="/etc/calico/secrets/mesh/password" optional=false value=0 refused=""
 `
 	if b.String() != want {
 		t.Errorf("peers:\n%s\nwant:\n%s", b.String(), want)
