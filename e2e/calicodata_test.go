@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -321,6 +322,17 @@ func TestCalicoctl(t *testing.T) {
 	if out, err := run("", "ipam", "show"); err != nil || !strings.Contains(out, "10.65.0.0/16") {
 		t.Errorf("calicoctl ipam show: %v\n%s", err, out)
 	}
+	// calicoctl's IPAM settings are the node's: strict affinity, as
+	// calicoctl writes it, and a workload still gets an address of the
+	// host's own block.
+	must("", "ipam", "configure", "--strictaffinity=true")
+	if out, _ := lab.etcdctl("host1", "get", "--print-value-only", "/calico/ipam/v2/config"); !strings.Contains(out, `"strict_affinity":true`) {
+		t.Errorf("after calicoctl ipam configure --strictaffinity=true the IPAM settings are %s", out)
+	}
+	if out := must("", "ipam", "show", "--show-configuration"); !regexp.MustCompile(`StrictAffinity\s*\|\s*true`).MatchString(out) {
+		t.Errorf("calicoctl ipam show --show-configuration:\n%s", out)
+	}
+	lab.AddWorkload("host1", "ctl-strict", "--profile", "web")
 	var ln net.Listener
 	if err := bgpInNS(bgpNS("host1"), func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
 		t.Fatal(err)
