@@ -105,7 +105,7 @@ func (l *Lab) bin(host string) string {
 // NewLab builds a lab of hosts hosts in racks racks.
 func NewLab(t *testing.T, hosts, racks int) *Lab {
 	t.Helper()
-	l := &Lab{t: t, dir: filepath.Join(os.TempDir(), "calico-lab-"+strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-"))}
+	l := &Lab{t: t, dir: filepath.Join(os.TempDir(), labName()+"-"+strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-"))}
 	t.Cleanup(func() {
 		l.mu.Lock()
 		for _, p := range l.probes {
