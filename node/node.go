@@ -116,6 +116,9 @@ type routeDriver interface {
 	agent.Routes
 	// LinkChanged says the kernel reported a change of an interface.
 	LinkChanged(name string)
+	// Lists says how often and how long the driver read the kernel's
+	// routes (felix_route_table_list_seconds).
+	Lists() (int64, time.Duration)
 	Close()
 }
 

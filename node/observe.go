@@ -288,6 +288,9 @@ func (n *node) metricsState(ctx context.Context) metrics.State {
 	s.Programmed = !last.At.IsZero()
 	s.LocalEndpoints, s.LocalHostEndpoints, s.LocalPolicies, s.LocalSelectors, s.Routes = last.Endpoints, last.HostEndpoints, last.Policies, last.Sets, last.Routes
 	s.Table = n.obs.table.Load()
+	if n.routes != nil {
+		s.RouteLists, s.RouteListTime = n.routes.Lists()
+	}
 	if in, _, ok := a.View(); ok {
 		s.Hosts, s.WorkloadEndpoints, s.HostEndpoints = len(in.Nodes), len(in.Workloads), len(in.HostEndpoints)
 		s.Policies, s.Profiles, s.Tiers = len(in.GlobalPolicies)+len(in.Policies), len(in.Profiles), len(in.Tiers)

@@ -28,6 +28,7 @@ func sample(context.Context) State {
 		Datastore: Datastore{Known: true, Healthy: true, Revision: 40, Applied: 38, Cached: 38, Members: 3, LastEvent: time.Now()},
 		Pools:     []Pool{{Name: "p", CIDR: "10.65.0.0/16", Size: 65536, InUse: 9, Blocks: 1}},
 		Problems:  map[string]uint64{"data": 1}, ProblemsReported: map[string]uint64{"data": 2, "other": 1},
+		RouteLists: 4, RouteListTime: 10 * time.Millisecond,
 	}
 }
 
@@ -67,8 +68,12 @@ calico_plugin_requests_total{operation="POST /v1/workloads",plugin="cni",result=
 # HELP calico_policy_rule_packets_total Packets a policy or profile rule decided on this host (the first packet of each flow it allows; every packet it denies).
 # TYPE calico_policy_rule_packets_total counter
 calico_policy_rule_packets_total{action="Allow",direction="ingress",kind="GlobalNetworkPolicy",policy="web",rule="0",tier="default"} 5
+# HELP felix_route_table_list_seconds Time in seconds to read the kernel's routes and links (at start, and again every resync period or after a failure; between those the route driver trusts what it programmed).
+# TYPE felix_route_table_list_seconds summary
+felix_route_table_list_seconds_sum 0.01
+felix_route_table_list_seconds_count 4
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "felix_active_local_endpoints", "calico_plugin_requests_total", "calico_policy_rule_packets_total"); err != nil {
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "felix_active_local_endpoints", "calico_plugin_requests_total", "calico_policy_rule_packets_total", "felix_route_table_list_seconds"); err != nil {
 		t.Error(err)
 	}
 	got, err := testutil.GatherAndCount(m.Registry(), "calico_problems")

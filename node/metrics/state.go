@@ -46,6 +46,11 @@ type State struct {
 	// Problems counts the node's problems now, by kind; ProblemsReported
 	// those that appeared since the start.
 	Problems, ProblemsReported map[string]uint64
+
+	// RouteLists and RouteListTime are how many times the route driver
+	// read the kernel's routes, and how long that took in all.
+	RouteLists    int64
+	RouteListTime time.Duration
 }
 
 // Table is the size of the nftables table.
@@ -131,12 +136,13 @@ var (
 	dPoolBlocks = desc("calico_ipam_blocks", "Address blocks of an IP pool affine to this host.", "pool", "cidr")
 	dProblems   = desc("calico_problems", "Problems the node has now (data it cannot use as written, routes that wait or were refused, BGP sessions that do not establish, …), by kind; `calico status` lists them.", "kind")
 	dReported   = desc("calico_problems_reported_total", "Problems that appeared since the node started, by kind.", "kind")
+	dRouteList  = desc("felix_route_table_list_seconds", "Time in seconds to read the kernel's routes and links (at start, and again every resync period or after a failure; between those the route driver trusts what it programmed).")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dResync, dReady, dEndpoints, dPolicies, dSelectors, dRoutes, dTable, dHosts, dWEPs, dHEPs,
 		dNumPol, dProfiles, dTiers, dPackets, dBytes, dDropped, dSessions, dAdvertised, dLearned, dMembers, dRole,
-		dDSHealthy, dDSRev, dDSApplied, dDSLag, dDSMembers, dEventAge, dPoolSize, dPoolUse, dPoolBlocks, dProblems, dReported} {
+		dDSHealthy, dDSRev, dDSApplied, dDSLag, dDSMembers, dEventAge, dPoolSize, dPoolUse, dPoolBlocks, dProblems, dReported, dRouteList} {
 		ch <- d
 	}
 }
@@ -177,6 +183,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, dNumPol, float64(s.Policies))
 		gauge(ch, dProfiles, float64(s.Profiles))
 		gauge(ch, dTiers, float64(s.Tiers))
+	}
+	if s.Programmed {
+		ch <- prometheus.MustNewConstSummary(dRouteList, uint64(s.RouteLists), s.RouteListTime.Seconds(), nil)
 	}
 	c.collectRules(ch, s)
 	c.collectCluster(ch, s)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Fake is an in-memory Table for tests of the code that drives it.
@@ -22,6 +23,7 @@ var _ interface {
 	Apply([]Route) error
 	Current() ([]Route, error)
 	LinkChanged(string)
+	Lists() (int64, time.Duration)
 } = (*Fake)(nil)
 
 // NewFake returns an empty Fake in which every interface exists.
@@ -85,6 +87,14 @@ func (f *Fake) Apply(want []Route) error {
 
 // Close has nothing to release.
 func (f *Fake) Close() {}
+
+// Lists counts every Apply as a read of the kernel's routes, taking no
+// time.
+func (f *Fake) Lists() (int64, time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(f.Applies), 0
+}
 
 // String dumps the routes as Dump does.
 func (f *Fake) String() string {

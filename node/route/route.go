@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -74,6 +75,15 @@ type Table struct {
 	// (LinkChanged), under linkMu.
 	linkMu sync.Mutex
 	linked map[string]bool
+	// lists and listNanos count the reads of the kernel's routes and
+	// their time (Lists), for felix_route_table_list_seconds.
+	lists, listNanos atomic.Int64
+}
+
+// Lists says how many times the table read the kernel's routes and links,
+// and how long that took in all; safe from any goroutine.
+func (t *Table) Lists() (int64, time.Duration) {
+	return t.lists.Load(), time.Duration(t.listNanos.Load())
 }
 
 // wait is the back-off of a missing interface.
@@ -297,6 +307,11 @@ func (t *Table) Current() ([]Route, error) {
 
 // list reads our routes, both families, from the main table.
 func (t *Table) list() (map[netip.Prefix]Route, error) {
+	start := time.Now()
+	defer func() {
+		t.lists.Add(1)
+		t.listNanos.Add(int64(time.Since(start)))
+	}()
 	links, err := t.h.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)

@@ -52,6 +52,11 @@ func newKernelTable(t *testing.T) (*Table, *testutil.NetNS) {
 func TestPrivilegedStates(t *testing.T) {
 	testutil.Privileged(t)
 	tbl, _ := newKernelTable(t)
+	t.Cleanup(func() {
+		if n, took := tbl.Lists(); n < 1 || took <= 0 {
+			t.Errorf("Lists() = %d, %v after the states; want the reads of the kernel counted and timed", n, took)
+		}
+	})
 	testStates(t, tbl, func() string {
 		d, err := tbl.Dump()
 		if err != nil {
