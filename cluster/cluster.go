@@ -431,15 +431,22 @@ func (c *Cluster) takeSeatAtJoin(ctx context.Context) error {
 		return fmt.Errorf("joining the etcd members: %w", err)
 	}
 	if members != nil {
+		role := c.id.Role
 		c.id.Role = "voter"
 		c.member.initialCluster = initialCluster(members, c.id.Name, c.member.peerURL())
-		err = c.startMember(ctx, true)
+		if err := c.startMember(ctx, true); err != nil {
+			// A failed seat-take never fails the join: the seat is given
+			// back and the host joins as a client, which looks for a free
+			// seat again later (seek). (Under load the seat's lock can
+			// lapse while the member starts, and another joiner's learner
+			// then makes etcd refuse this member's view of the cluster.)
+			c.log.Warn("could not start an etcd member in a free seat; joining as a client", "err", err)
+			c.removeSelf(context.WithoutCancel(ctx))
+			os.RemoveAll(c.member.dataDir)
+			c.id.Role = role
+		}
 	}
 	release()
-	if err != nil {
-		c.removeSelf(context.WithoutCancel(ctx))
-		return err
-	}
 	if list, lerr := c.client.MemberList(ctx); lerr == nil {
 		c.mu.Lock()
 		c.members = list.Members // a new member is a learner until promoted

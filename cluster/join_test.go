@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -192,4 +193,37 @@ func TestConcurrentJoins(t *testing.T) {
 		}
 		return voters == 3 && learners == 0 && len(r) == 3
 	})
+}
+
+// TestSeatTakeFailsJoinGoesOn: a joiner whose etcd member cannot start in
+// a free seat gives the seat back and joins as a client, then takes a
+// seat once its member can start (here its peer port is taken at first).
+func TestSeatTakeFailsJoinGoesOn(t *testing.T) {
+	n1, err := Start(t.Context(), testConfig(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Close()
+	tok, _ := LoadToken(n1.cfg.DataDir)
+	cfg := joinConfig(t, "n2", n1, tok.String())
+	taken, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.EtcdPeerPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := Start(t.Context(), cfg)
+	if err != nil {
+		taken.Close()
+		t.Fatalf("joining with a member that cannot start: %v; want a client", err)
+	}
+	defer n2.Close()
+	if r := roles(t, n1); r["n2"] != "" || len(r) != 1 {
+		t.Errorf("members after the failed seat-take: %v; want n1 alone (the seat given back)", r)
+	}
+	if n2.Role() != "client" {
+		t.Errorf("n2 is a %s; want a client", n2.Role())
+	}
+	taken.Close()
+	// A lone learner beside a lone voter waits for a second one to be
+	// promoted with it (members.go), so n2 stays a learner here.
+	waitFor(t, 60*time.Second, "n2 a member after all", func() bool { return roles(t, n1)["n2"] == "learner" && n2.embedded() != nil })
 }
