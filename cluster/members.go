@@ -94,7 +94,14 @@ func claimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) 
 }
 
 func tryClaimSeat(ctx context.Context, cli *clientv3.Client, name, peerURL string) (members []*etcdserverpb.Member, release func(), err error) {
-	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(context.WithoutCancel(ctx)))
+	// The lease is granted under ctx, so a node that closes meanwhile
+	// is not held up by a grant etcd never answers; the session that
+	// keeps it alive outlives ctx (the seat is released by release).
+	lease, err := cli.Grant(ctx, 10)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return nil, nil, err
 	}
