@@ -12,9 +12,11 @@ import (
 
 	"calico/cli"
 	"calico/cni"
+	"calico/internal/promdefault"
 )
 
 func main() {
+	promdefault.Started()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var code int
 	if cni.Invoked(os.Args) { // a container runtime runs the binary as a CNI plugin
