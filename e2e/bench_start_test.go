@@ -95,6 +95,11 @@ func TestBenchProcessStart(t *testing.T) {
 		out = append(out, fmt.Sprintf("| %s | %.1f MB | %s / %s |", bin.name, float64(fileSize(t, bin.path))/1e6,
 			ms(startPct(inits[b], 0.5, startInit)), ms(startPct(inits[b], 0.9, startInit))))
 	}
+	if startPct(inits[0], 0.5, startInit) > 5*time.Millisecond {
+		out = append(out, "", "The goal is not met while package initialisation alone is over 5 ms: nearly all of it is in etcd, GoBGP,",
+			"gRPC, protobuf, Prometheus and their dependencies, which every command links because the node is in the",
+			"same binary; docs/notes.md (process start, issue 18) says what would have to change upstream.")
+	}
 	out = append(out, "", "Package initialisation of the calico under test by group of packages, medians of the "+strconv.Itoa(traced)+" runs (each",
 		"package's median, summed; the largest packages in brackets):", "")
 	out = append(out, initGroups(inits[0])...)
