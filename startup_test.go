@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,5 +26,20 @@ func TestDefaultRegistry(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("etcd_server_has_leader not gathered from the %d families", len(families))
+	}
+}
+
+// TestPromdefaultOnlyInMain: the lazy default registry must not end up in
+// a test binary of another package, where nothing would call Started.
+func TestPromdefaultOnlyInMain(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		if fields[0] != "calico" && slices.Contains(fields[1:], "calico/internal/promdefault") {
+			t.Errorf("%s imports calico/internal/promdefault; only main may", fields[0])
+		}
 	}
 }

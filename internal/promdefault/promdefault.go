@@ -63,11 +63,12 @@ func (l *lazy) start() {
 	l.mu.Unlock()
 }
 
-// queue keeps cs for later and reports whether it did.
+// queue keeps cs for later, until start or a flush, and reports whether
+// it did.
 func (l *lazy) queue(cs ...prometheus.Collector) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.started {
+	if l.started || l.flushed {
 		return false
 	}
 	l.pending = append(l.pending, cs...)
