@@ -16,7 +16,7 @@ import (
 )
 
 func main() {
-	promdefault.Started()
+	promdefault.Started() // registrations on Prometheus's default registry go through from now on
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var code int
 	if cni.Invoked(os.Args) { // a container runtime runs the binary as a CNI plugin
