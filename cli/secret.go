@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"calico/store"
 
@@ -62,9 +63,10 @@ func bgpSecretSet(_ context.Context, c *ucli.Command) error {
 	return nil
 }
 
+// Compiled on first use, not at every process start (issue 18).
 var (
-	secretNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	secretKeyRE  = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	secretNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
+	secretKeyRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-._a-zA-Z0-9]+$`) })
 )
 
 // parseSecretRef reads NAME/KEY as the store takes a secretKeyRef: a
@@ -74,9 +76,9 @@ func parseSecretRef(s string) (name, key string, err error) {
 	switch {
 	case !ok:
 		return "", "", usagef("%q is not NAME/KEY", s)
-	case len(name) > 63 || !secretNameRE.MatchString(name):
+	case len(name) > 63 || !secretNameRE().MatchString(name):
 		return "", "", usagef("secret name %q must be lower-case letters, digits and '-' (at most 63)", name)
-	case !secretKeyRE.MatchString(key) || key == "." || key == "..":
+	case !secretKeyRE().MatchString(key) || key == "." || key == "..":
 		return "", "", usagef("secret key %q must be letters, digits, '-', '_' and '.'", key)
 	}
 	return name, key, nil

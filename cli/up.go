@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"calico/cluster"
@@ -170,7 +171,9 @@ func listenAddr(s settings, name string) error {
 
 // domainRE is a DNS domain: dot-separated labels of letters, digits and
 // '-', neither starting nor ending with '-'.
-var domainRE = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.?$`)
+var domainRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.?$`)
+})
 
 // guestSettings reads what the node tells the guests of attached
 // interfaces: the MTU, DNS servers and domain.
@@ -190,7 +193,7 @@ func guestSettings(s settings, cfg *node.Config) error {
 		cfg.DNSServers = append(cfg.DNSServers, a.Unmap())
 	}
 	if d := s.get("dns-domain"); d != "" {
-		if len(d) > 253 || !domainRE.MatchString(d) {
+		if len(d) > 253 || !domainRE().MatchString(d) {
 			return usagef("%s %q is not a DNS domain", s.label("dns-domain"), d)
 		}
 		cfg.DNSDomain = strings.TrimSuffix(d, ".")

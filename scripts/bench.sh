@@ -13,6 +13,9 @@
 # The fleet-scale benchmark (TestBenchScale) runs only when asked for by
 # name (make scale: bench.sh Scale, with CALICO_BENCH_TIMEOUT=4h); it
 # also writes docs/scale/*.svg. CALICO_BENCH_TIMEOUT bounds the run (30m).
+# CALICO_BENCH_BASELINE, paths of other calico binaries separated by
+# colons (an older commit's build, say), are measured beside ./calico by
+# the process-start benchmark, under the same load.
 set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (sudo make bench)" >&2; exit 1; }

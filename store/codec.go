@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -62,7 +63,7 @@ func Decode(data []byte) ([]Resource, error) {
 // checkNumbers refuses numbers no resource field can hold (1e400): YAML
 // passes an unquoted number it cannot read on as a string.
 func checkNumbers(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Style == 0 && numberRE.MatchString(n.Value) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Style == 0 && numberRE().MatchString(n.Value) {
 		return fmt.Errorf("line %d: %s is out of range for a number", n.Line, quote.Clip(n.Value))
 	}
 	for _, c := range n.Content {
@@ -73,7 +74,9 @@ func checkNumbers(n *yaml.Node) error {
 	return nil
 }
 
-var numberRE = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
+var numberRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
+})
 
 // decodeJSON decodes one JSON document: a resource or a list of them.
 func decodeJSON(j []byte) ([]Resource, error) {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Protocol is an IP protocol given by name (TCP, UDP, ICMP, ICMPv6, SCTP,
@@ -70,11 +71,11 @@ type Port struct {
 	Name        string
 }
 
-var portNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+var portNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`) })
 
 // ParsePort reads "80", "6000:6010" or a port's name ("http").
 func ParsePort(s string) (Port, error) {
-	if portNameRE.MatchString(s) && strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
+	if portNameRE().MatchString(s) && strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
 		return Port{Name: s}, nil
 	}
 	first, last, isRange := strings.Cut(s, ":")

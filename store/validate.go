@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"calico/internal/quote"
 	"calico/store/selector"
@@ -87,10 +88,12 @@ func (c *checker) errorf(field, format string, args ...any) {
 	c.errs = append(c.errs, FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
+// The patterns are compiled on first use, not at every process start: each
+// CLI command and CNI call links this package (issue 18).
 var (
-	dnsLabelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
-	ifaceRE        = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
+	dnsLabelRE     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
+	dnsSubdomainRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`) })
+	ifaceRE        = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`) })
 )
 
 func (c *checker) dnsLabel(field, s string) {
@@ -99,7 +102,7 @@ func (c *checker) dnsLabel(field, s string) {
 		c.errorf(field, "is required")
 	case len(s) > 63:
 		c.errorf(field, "%q is %d characters long: at most 63", quote.Clip(s), len(s))
-	case !dnsLabelRE.MatchString(s):
+	case !dnsLabelRE().MatchString(s):
 		c.errorf(field, "%q must be lower-case letters, digits and '-', starting and ending with a letter or digit", quote.Clip(s))
 	}
 }
@@ -110,9 +113,9 @@ func (c *checker) name(field, s string) {
 		c.errorf(field, "is required")
 	case len(s) > 253:
 		c.errorf(field, "%q is %d characters long: at most 253", quote.Clip(s), len(s))
-	case !dnsSubdomainRE.MatchString(s):
+	case !dnsSubdomainRE().MatchString(s):
 		c.errorf(field, "%q must be lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", quote.Clip(s))
-	case slices.ContainsFunc(strings.Split(s, "."), func(l string) bool { return !dnsLabelRE.MatchString(l) }):
+	case slices.ContainsFunc(strings.Split(s, "."), func(l string) bool { return !dnsLabelRE().MatchString(l) }):
 		c.errorf(field, "%q has a part between dots that is empty or does not start and end with a letter or digit", quote.Clip(s))
 	}
 }
@@ -299,7 +302,7 @@ func (w *WorkloadEndpoint) validate(c *checker) {
 	if s.Workload == "" && s.Pod == "" {
 		c.errorf("spec.workload", "is required (or spec.pod)")
 	}
-	if !ifaceRE.MatchString(s.InterfaceName) {
+	if !ifaceRE().MatchString(s.InterfaceName) {
 		c.errorf("spec.interfaceName", "%q is not an interface name (1-15 characters)", quote.Clip(s.InterfaceName))
 	}
 	for i, n := range s.IPNetworks {
@@ -362,7 +365,7 @@ func (h *HostEndpoint) validate(c *checker) {
 	case s.InterfaceName == "":
 	case s.InterfaceName == "lo" || strings.HasPrefix(s.InterfaceName, "cali"):
 		c.errorf("spec.interfaceName", "%q cannot be a host endpoint: loopback and workload interfaces are never policed as the host's", quote.Clip(s.InterfaceName))
-	case s.InterfaceName != "*" && !ifaceRE.MatchString(s.InterfaceName):
+	case s.InterfaceName != "*" && !ifaceRE().MatchString(s.InterfaceName):
 		c.errorf("spec.interfaceName", "%q is not an interface name or \"*\"", quote.Clip(s.InterfaceName))
 	}
 	for i, ip := range s.ExpectedIPs {
@@ -376,7 +379,7 @@ func (h *HostEndpoint) validate(c *checker) {
 	c.endpointPorts(s.Ports)
 }
 
-var endpointPortRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+var endpointPortRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
 
 // endpointPorts checks the named ports of an endpoint.
 func (c *checker) endpointPorts(ports []EndpointPort) {
@@ -384,7 +387,7 @@ func (c *checker) endpointPorts(ports []EndpointPort) {
 	for i, p := range ports {
 		f := fmt.Sprintf("spec.ports[%d]", i)
 		switch {
-		case len(p.Name) > 15 || !endpointPortRE.MatchString(p.Name) || !strings.ContainsFunc(p.Name, func(r rune) bool { return r >= 'a' && r <= 'z' }):
+		case len(p.Name) > 15 || !endpointPortRE().MatchString(p.Name) || !strings.ContainsFunc(p.Name, func(r rune) bool { return r >= 'a' && r <= 'z' }):
 			c.errorf(f+".name", "%q is not a port name (at most 15 lower-case letters, digits and '-', with a letter)", quote.Clip(p.Name))
 		case seen[p.Name+"/"+p.Protocol.String()]:
 			c.errorf(f+".name", "%q is given twice for %s", p.Name, p.Protocol)
@@ -439,7 +442,7 @@ func (p *BGPPeer) validate(c *checker) {
 	c.password("spec.password", s.Password)
 }
 
-var secretKeyRE = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+var secretKeyRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-._a-zA-Z0-9]+$`) })
 
 // password checks a BGP password. Only a reference to a secret may be
 // written: a file on each node (SecretPath), so that no password is in
@@ -451,7 +454,7 @@ func (c *checker) password(field string, pw *BGPPassword) {
 	case pw.SecretKeyRef != nil:
 		r := pw.SecretKeyRef
 		c.dnsLabel(field+".secretKeyRef.name", r.Name)
-		if !secretKeyRE.MatchString(r.Key) || r.Key == "." || r.Key == ".." {
+		if !secretKeyRE().MatchString(r.Key) || r.Key == "." || r.Key == ".." {
 			c.errorf(field+".secretKeyRef.key", "%q is not a secret's key (letters, digits, '-', '_' and '.')", quote.Clip(r.Key))
 		}
 		if pw.Value != "" {

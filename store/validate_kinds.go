@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"regexp"
+	"sync"
 
 	"calico/internal/quote"
 	"calico/store/selector"
@@ -96,13 +97,13 @@ func (c *checker) networkSet(labels map[string]string, s *NetworkSetSpec) {
 	}
 }
 
-var clusterGUIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+var clusterGUIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{32}$`) })
 
 func (ci *ClusterInformation) validate(c *checker) {
 	if ci.Metadata.Name != "default" {
 		c.errorf("metadata.name", "%q: the cluster's information is called default", quote.Clip(ci.Metadata.Name))
 	}
-	if g := ci.Spec.ClusterGUID; g != "" && !clusterGUIDRE.MatchString(g) {
+	if g := ci.Spec.ClusterGUID; g != "" && !clusterGUIDRE().MatchString(g) {
 		c.errorf("spec.clusterGUID", "%q is not 32 lower-case hex digits", quote.Clip(g))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"calico/bgp"
 	"calico/node/route"
@@ -154,7 +155,7 @@ func (s secret) on(p bgp.Peer) bgp.Peer {
 	return p
 }
 
-var secretPartRE = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+var secretPartRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-._a-zA-Z0-9]+$`) })
 
 // password reads the password field of a resource (owner) as the
 // speaker takes it. Validation refuses a bad one on apply; one read from
@@ -168,7 +169,7 @@ func (pl *bgpPlan) password(owner, field string, p *store.BGPPassword) secret {
 	case p.SecretKeyRef != nil:
 		r := p.SecretKeyRef
 		for _, part := range []string{r.Name, r.Key} {
-			if !secretPartRE.MatchString(part) || part == "." || part == ".." {
+			if !secretPartRE().MatchString(part) || part == "." || part == ".." {
 				return secret{refused: fmt.Sprintf("%s of %s names no secret file", field, owner)}
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"calico/nft"
 	"calico/store"
@@ -320,7 +321,7 @@ type ruleRef struct {
 	index int
 }
 
-var ruleFieldRE = regexp.MustCompile(`^spec\.(ingress|egress)\[(\d+)\](?:\.(.*))?$`)
+var ruleFieldRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^spec\.(ingress|egress)\[(\d+)\](?:\.(.*))?$`) })
 
 // problemsOf sorts the problems of a resource read from the datastore.
 // Problems of its metadata and status do not change what it enforces.
@@ -331,8 +332,8 @@ func problemsOf(r store.Resource) problems {
 		case f.Field == "":
 			out.broken = true
 			out.policy = append(out.policy, f)
-		case ruleFieldRE.MatchString(f.Field):
-			m := ruleFieldRE.FindStringSubmatch(f.Field)
+		case ruleFieldRE().MatchString(f.Field):
+			m := ruleFieldRE().FindStringSubmatch(f.Field)
 			i, _ := strconv.Atoi(m[2])
 			if out.rules == nil {
 				out.rules = map[ruleRef][]store.FieldError{}

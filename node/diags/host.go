@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"calico/node/api"
@@ -138,11 +139,13 @@ func redactTree(v any) any {
 }
 
 // privateKey matches a PEM private key block.
-var privateKey = regexp.MustCompile(`(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----`)
+var privateKey = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----`)
+})
 
 // redact removes the secrets from one file's content.
 func redact(data []byte, secrets []string) []byte {
-	data = privateKey.ReplaceAll(data, []byte("(private key redacted)"))
+	data = privateKey().ReplaceAll(data, []byte("(private key redacted)"))
 	for _, s := range secrets {
 		if len(s) >= 8 {
 			data = bytes.ReplaceAll(data, []byte(s), []byte("(redacted)"))

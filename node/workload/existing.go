@@ -7,6 +7,7 @@ import (
 	"net"
 	"regexp"
 	"slices"
+	"sync"
 
 	"calico/internal/quote"
 	"calico/node/api"
@@ -24,7 +25,7 @@ import (
 // profiles, intents, locks) is the same path as for a veth.
 
 // hostIfaceRE is what Linux and the datastore take as an interface name.
-var hostIfaceRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
+var hostIfaceRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`) })
 
 // identifyAttach checks the attachment fields of a request: an
 // interface name, and a MAC only with one.
@@ -38,7 +39,7 @@ func identifyAttach(req *api.WorkloadAdd, id *ident) error {
 	if req.NetNS != "" {
 		return api.FieldErrorf(api.BadRequest, "hostInterface", "--iface attaches an existing interface and --netns wires a network namespace: give one of them")
 	}
-	if !hostIfaceRE.MatchString(req.HostInterface) {
+	if !hostIfaceRE().MatchString(req.HostInterface) {
 		return api.FieldErrorf(api.BadRequest, "hostInterface", "interface name %q must be 1-15 letters, digits, '_', '.', ':' and '-'", quote.Clip(req.HostInterface))
 	}
 	if req.MAC != "" {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"calico/internal/quote"
 	"calico/node/api"
@@ -38,15 +39,16 @@ const (
 	annotationNetwork = "projectcalico.org/cni-network"
 )
 
+// Compiled on first use, not at every process start (issue 18).
 var (
-	workloadNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	profileNameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	workloadNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
+	profileNameRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`) })
 	// containerIDRE is what a container id must be to name an endpoint
 	// (a DNS subdomain's characters).
-	containerIDRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
-	ifaceRE       = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	containerIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`) })
+	ifaceRE       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`) })
 	// dockerIDRE is a Docker endpoint's id (Docker makes 64 hex digits).
-	dockerIDRE = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
+	dockerIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{12,64}$`) })
 )
 
 // ident is who a workload is, whichever front end asked for it: the
@@ -155,10 +157,10 @@ func (s *Service) identifyCLI(req *api.WorkloadAdd) (*ident, error) {
 	if req.ContainerID != "" || req.Interface != "" || req.Network != "" {
 		return nil, api.Errorf(api.BadRequest, "containerID, interface and network are for CNI attachments")
 	}
-	if !workloadNameRE.MatchString(req.Name) || len(req.Name) > 63 {
+	if !workloadNameRE().MatchString(req.Name) || len(req.Name) > 63 {
 		return nil, api.FieldErrorf(api.BadRequest, "name", "workload name %q must be 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit", quote.Clip(req.Name))
 	}
-	if !workloadNameRE.MatchString(req.Namespace) || len(req.Namespace) > 63 {
+	if !workloadNameRE().MatchString(req.Namespace) || len(req.Namespace) > 63 {
 		return nil, api.FieldErrorf(api.BadRequest, "namespace", "namespace %q must be 1-63 lower-case letters, digits and '-'", quote.Clip(req.Namespace))
 	}
 	id := &ident{
@@ -232,9 +234,9 @@ func (s *Service) identifyLibnetwork(req *api.WorkloadAdd) (*ident, error) {
 // when given (an add's profile); removal needs only the id.
 func (s *Service) dockerEndpoint(a api.Attachment) (*ident, error) {
 	switch {
-	case !dockerIDRE.MatchString(a.ContainerID):
+	case !dockerIDRE().MatchString(a.ContainerID):
 		return nil, api.FieldErrorf(api.BadRequest, "containerID", "Docker endpoint id %q is not 12 to 64 hex digits", quote.Clip(a.ContainerID))
-	case a.Network != "" && (!profileNameRE.MatchString(a.Network) || len(a.Network) > 253 || selector.ValidateKey(a.Network) != nil):
+	case a.Network != "" && (!profileNameRE().MatchString(a.Network) || len(a.Network) > 253 || selector.ValidateKey(a.Network) != nil):
 		return nil, api.FieldErrorf(api.BadRequest, "network", "Docker network name %q: calico names the network's profile after it, and a profile's name is lower-case letters, digits, '-' and '.'", quote.Clip(a.Network))
 	}
 	host, wl := DockerInterfaces(a.ContainerID)
@@ -267,13 +269,13 @@ func (s *Service) attachment(a api.Attachment) (*ident, error) {
 		a.Namespace = "default"
 	}
 	switch {
-	case !containerIDRE.MatchString(a.ContainerID) || len(a.ContainerID) > 200:
+	case !containerIDRE().MatchString(a.ContainerID) || len(a.ContainerID) > 200:
 		return nil, api.FieldErrorf(api.BadRequest, "containerID", "container id %q: calico takes 1-200 lower-case letters, digits, '-' and '.' (it names the WorkloadEndpoint)", quote.Clip(a.ContainerID))
-	case !ifaceRE.MatchString(a.Interface) || len(a.Interface) > 15:
+	case !ifaceRE().MatchString(a.Interface) || len(a.Interface) > 15:
 		return nil, api.FieldErrorf(api.BadRequest, "interface", "interface name %q: calico takes 1-15 lower-case letters, digits, '-' and '.'", quote.Clip(a.Interface))
-	case !profileNameRE.MatchString(a.Network) || len(a.Network) > 253 || selector.ValidateKey(a.Network) != nil:
+	case !profileNameRE().MatchString(a.Network) || len(a.Network) > 253 || selector.ValidateKey(a.Network) != nil:
 		return nil, api.FieldErrorf(api.BadRequest, "network", "network name %q: calico takes lower-case letters, digits, '-' and '.' (it names the network's profile)", quote.Clip(a.Network))
-	case !workloadNameRE.MatchString(a.Namespace) || len(a.Namespace) > 63:
+	case !workloadNameRE().MatchString(a.Namespace) || len(a.Namespace) > 63:
 		return nil, api.FieldErrorf(api.BadRequest, "namespace", "namespace %q must be 1-63 lower-case letters, digits and '-'", quote.Clip(a.Namespace))
 	}
 	return &ident{
@@ -288,7 +290,7 @@ func (s *Service) attachment(a api.Attachment) (*ident, error) {
 // addresses and pools.
 func checkAdd(req *api.WorkloadAdd, id *ident) error {
 	for _, p := range req.Profiles {
-		if !profileNameRE.MatchString(p) {
+		if !profileNameRE().MatchString(p) {
 			return api.FieldErrorf(api.BadRequest, "profiles", "profile name %q must be lower-case letters, digits, '-' and '.'", quote.Clip(p))
 		}
 	}
