@@ -42,15 +42,61 @@ func TestBenchScale(t *testing.T) {
 			sizes = append(sizes, n)
 		}
 	}
-	b := &scaleBench{t: t, perHost: 100, apps: 50}
+	b := &scaleBench{t: t, perHost: 100, apps: 50, out: reportOffset(t)}
 	b.setup()
 	var points []*scalePoint
-	for _, n := range sizes {
+	var last time.Duration
+	for i, n := range sizes {
+		if i > 0 && !b.fits(n, points[len(points)-1].Hosts, last) {
+			b.skipped = sizes[i:]
+			b.report(points)
+			break
+		}
+		start := time.Now()
 		p := b.measure(n)
+		last = time.Since(start)
 		points = append(points, p)
-		t.Logf("%d hosts: %+v", n, *p)
+		t.Logf("%d hosts (%s): %+v", n, last.Round(time.Second), *p)
+		// Each size's results are written as soon as they are there: a
+		// larger size that fails or runs out of time leaves the smaller
+		// ones' table and plots.
+		b.report(points)
 	}
-	b.report(points)
+}
+
+// fits says whether the size of n hosts can be measured before the
+// test's deadline (less 10 minutes for the lab's teardown and the
+// report), reckoning its time as the last size's (of prev hosts, which
+// took last) grown in proportion to the hosts: the test's timeout
+// panics without cleaning up the lab, so a size that cannot finish is
+// not started.
+func (b *scaleBench) fits(n, prev int, last time.Duration) bool {
+	deadline, ok := b.t.Deadline()
+	if !ok {
+		return true
+	}
+	need := time.Duration(float64(last) * float64(n) / float64(max(prev, 1)))
+	left := time.Until(deadline) - 10*time.Minute
+	if need > left {
+		b.t.Logf("%d hosts not measured: reckoned %s (%d hosts took %s), %s left before the deadline", n,
+			need.Round(time.Minute), prev, last.Round(time.Second), left.Round(time.Minute))
+		return false
+	}
+	return true
+}
+
+// reportOffset is the size of CALICO_BENCH_OUT before this benchmark
+// writes: each report replaces what the one before it wrote.
+func reportOffset(t *testing.T) int64 {
+	f := os.Getenv("CALICO_BENCH_OUT")
+	if f == "" {
+		return 0
+	}
+	st, err := os.Stat(f)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // scaleBench is the benchmark's lab and settings.
@@ -60,6 +106,10 @@ type scaleBench struct {
 	perHost  int
 	apps     int
 	policies int
+	// out is where this benchmark's section starts in CALICO_BENCH_OUT;
+	// skipped are the sizes there was no time for.
+	out     int64
+	skipped []int
 }
 
 // scalePoint is what was measured at one size.
@@ -466,6 +516,14 @@ func (b *scaleBench) report(ps []*scalePoint) {
 		out = append(out, line)
 	}
 	out = append(out, "", "Plots (docs/scale/): "+strings.Join(b.plots(ps), ", ")+".")
+	if len(b.skipped) > 0 {
+		out = append(out, "", fmt.Sprintf("Not measured for want of time before the run's bound: %v hosts.", b.skipped))
+	}
+	if f := os.Getenv("CALICO_BENCH_OUT"); f != "" {
+		if err := os.Truncate(f, b.out); err != nil && !os.IsNotExist(err) {
+			b.t.Fatal(err)
+		}
+	}
 	writeReport(b.t, out)
 }
 
