@@ -161,7 +161,7 @@ func (b *scaleBench) measure(n int) *scalePoint {
 	l, t := b.l, b.t
 	p := &scalePoint{Hosts: n, Topology: topologyAt(n)}
 	start := time.Now()
-	l.simDo("POST", "/grow", sim.Grow{Hosts: n, PerHost: b.perHost, Apps: b.apps, Parallel: 32}, nil)
+	l.simDo("POST", "/grow", sim.Grow{Hosts: n, PerHost: b.perHost, Apps: b.apps, Parallel: 8}, nil)
 	p.Grow = time.Since(start)
 	p.Endpoints = l.simStats().Workloads
 	b.converged("host4", 20*time.Minute)
