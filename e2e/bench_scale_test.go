@@ -42,7 +42,14 @@ func TestBenchScale(t *testing.T) {
 			sizes = append(sizes, n)
 		}
 	}
-	b := &scaleBench{t: t, perHost: 100, apps: 50, out: reportOffset(t)}
+	b := &scaleBench{t: t, perHost: 100, apps: 50, out: reportOffset(t), alt: os.Getenv("CALICO_SCALE_ALT") != "0"}
+	if s := os.Getenv("CALICO_SCALE_PER_HOST"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("CALICO_SCALE_PER_HOST=%q: want a number of workloads", s)
+		}
+		b.perHost = n
+	}
 	b.setup()
 	var points []*scalePoint
 	var last time.Duration
@@ -110,6 +117,9 @@ type scaleBench struct {
 	// skipped are the sizes there was no time for.
 	out     int64
 	skipped []int
+	// alt: measure the topology that is not the default at each size
+	// (CALICO_SCALE_ALT=0 leaves it out, for a quicker run).
+	alt bool
 }
 
 // scalePoint is what was measured at one size.
@@ -179,7 +189,9 @@ func (b *scaleBench) measure(n int) *scalePoint {
 	b.churn(p)
 	p.Join = b.join()
 	p.Load = append(p.Load, loadAvg())
-	b.otherTopology(p)
+	if b.alt {
+		b.otherTopology(p)
+	}
 	if p.Topology == "reflectors" {
 		b.failover(p)
 	}
@@ -477,6 +489,9 @@ func (b *scaleBench) report(ps []*scalePoint) {
 			return fmt.Sprintf("%d / %d; %d", p.Sessions, p.ReflSessions, p.KernelRoutes)
 		}},
 		{"other topology: host4 sessions, CPU idle, RSS, new block p50", func(p *scalePoint) string {
+			if p.AltTopology == "" {
+				return "- (not measured: CALICO_SCALE_ALT=0)"
+			}
 			return fmt.Sprintf("%s: %d, %s, %s, %s", p.AltTopology, p.AltSess, cores(p.AltIdle), mib(p.AltIdle), ms(p.AltRoute))
 		}},
 		{"fresh node: start to every route", func(p *scalePoint) string { return d(p.Join) }},
@@ -529,7 +544,7 @@ func (b *scaleBench) report(ps []*scalePoint) {
 
 func scaleIntro(b *scaleBench) []string {
 	return []string{
-		"## Fleet scale (issue 18)",
+		scaleTitle(b.perHost),
 		"",
 		"`make scale`: five real nodes in the lab (host1-3 the etcd voters, so the automatic route",
 		"reflectors beyond the mesh's size; host4 the node under test, with ten workloads that",
@@ -544,6 +559,15 @@ func scaleIntro(b *scaleBench) []string {
 		"docs/scale.md explains the growth of each figure and projects it.",
 		"",
 	}
+}
+
+// scaleTitle is the section's title: another number of workloads per
+// host (CALICO_SCALE_PER_HOST) makes a section of its own.
+func scaleTitle(perHost int) string {
+	if perHost == 100 {
+		return "## Fleet scale (issue 18)"
+	}
+	return fmt.Sprintf("## Fleet scale (issue 18), %d workloads per host", perHost)
 }
 
 // plots writes the SVG plots and returns their file names.
@@ -598,6 +622,9 @@ func (b *scaleBench) plots(ps []*scalePoint) []string {
 	}
 	var names []string
 	for _, pl := range plots {
+		if b.perHost != 100 { // a section of its own (scaleTitle)
+			pl.file = strings.TrimSuffix(pl.file, ".svg") + fmt.Sprintf("-%d.svg", b.perHost)
+		}
 		if err := plotSVG(filepath.Join(dir, pl.file), pl.title, pl.y, xs, pl.ss, pl.log); err != nil {
 			b.t.Error(err)
 		}
