@@ -42,15 +42,68 @@ func TestBenchScale(t *testing.T) {
 			sizes = append(sizes, n)
 		}
 	}
-	b := &scaleBench{t: t, perHost: 100, apps: 50}
+	b := &scaleBench{t: t, perHost: 100, apps: 50, out: reportOffset(t), alt: os.Getenv("CALICO_SCALE_ALT") != "0"}
+	if s := os.Getenv("CALICO_SCALE_PER_HOST"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("CALICO_SCALE_PER_HOST=%q: want a number of workloads", s)
+		}
+		b.perHost = n
+	}
 	b.setup()
 	var points []*scalePoint
-	for _, n := range sizes {
+	var last time.Duration
+	for i, n := range sizes {
+		if i > 0 && !b.fits(n, points[len(points)-1].Hosts, last) {
+			b.skipped = sizes[i:]
+			b.report(points)
+			break
+		}
+		start := time.Now()
 		p := b.measure(n)
+		last = time.Since(start)
 		points = append(points, p)
-		t.Logf("%d hosts: %+v", n, *p)
+		t.Logf("%d hosts (%s): %+v", n, last.Round(time.Second), *p)
+		// Each size's results are written as soon as they are there: a
+		// larger size that fails or runs out of time leaves the smaller
+		// ones' table and plots.
+		b.report(points)
 	}
-	b.report(points)
+}
+
+// fits says whether the size of n hosts can be measured before the
+// test's deadline (less 10 minutes for the lab's teardown and the
+// report), reckoning its time as the last size's (of prev hosts, which
+// took last) grown in proportion to the hosts: the test's timeout
+// panics without cleaning up the lab, so a size that cannot finish is
+// not started.
+func (b *scaleBench) fits(n, prev int, last time.Duration) bool {
+	deadline, ok := b.t.Deadline()
+	if !ok {
+		return true
+	}
+	need := time.Duration(float64(last) * float64(n) / float64(max(prev, 1)))
+	left := time.Until(deadline) - 10*time.Minute
+	if need > left {
+		b.t.Logf("%d hosts not measured: reckoned %s (%d hosts took %s), %s left before the deadline", n,
+			need.Round(time.Minute), prev, last.Round(time.Second), left.Round(time.Minute))
+		return false
+	}
+	return true
+}
+
+// reportOffset is the size of CALICO_BENCH_OUT before this benchmark
+// writes: each report replaces what the one before it wrote.
+func reportOffset(t *testing.T) int64 {
+	f := os.Getenv("CALICO_BENCH_OUT")
+	if f == "" {
+		return 0
+	}
+	st, err := os.Stat(f)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // scaleBench is the benchmark's lab and settings.
@@ -60,6 +113,13 @@ type scaleBench struct {
 	perHost  int
 	apps     int
 	policies int
+	// out is where this benchmark's section starts in CALICO_BENCH_OUT;
+	// skipped are the sizes there was no time for.
+	out     int64
+	skipped []int
+	// alt: measure the topology that is not the default at each size
+	// (CALICO_SCALE_ALT=0 leaves it out, for a quicker run).
+	alt bool
 }
 
 // scalePoint is what was measured at one size.
@@ -111,7 +171,7 @@ func (b *scaleBench) measure(n int) *scalePoint {
 	l, t := b.l, b.t
 	p := &scalePoint{Hosts: n, Topology: topologyAt(n)}
 	start := time.Now()
-	l.simDo("POST", "/grow", sim.Grow{Hosts: n, PerHost: b.perHost, Apps: b.apps, Parallel: 32}, nil)
+	l.simDo("POST", "/grow", sim.Grow{Hosts: n, PerHost: b.perHost, Apps: b.apps, Parallel: 8}, nil)
 	p.Grow = time.Since(start)
 	p.Endpoints = l.simStats().Workloads
 	b.converged("host4", 20*time.Minute)
@@ -129,7 +189,9 @@ func (b *scaleBench) measure(n int) *scalePoint {
 	b.churn(p)
 	p.Join = b.join()
 	p.Load = append(p.Load, loadAvg())
-	b.otherTopology(p)
+	if b.alt {
+		b.otherTopology(p)
+	}
 	if p.Topology == "reflectors" {
 		b.failover(p)
 	}
@@ -427,6 +489,9 @@ func (b *scaleBench) report(ps []*scalePoint) {
 			return fmt.Sprintf("%d / %d; %d", p.Sessions, p.ReflSessions, p.KernelRoutes)
 		}},
 		{"other topology: host4 sessions, CPU idle, RSS, new block p50", func(p *scalePoint) string {
+			if p.AltTopology == "" {
+				return "- (not measured: CALICO_SCALE_ALT=0)"
+			}
 			return fmt.Sprintf("%s: %d, %s, %s, %s", p.AltTopology, p.AltSess, cores(p.AltIdle), mib(p.AltIdle), ms(p.AltRoute))
 		}},
 		{"fresh node: start to every route", func(p *scalePoint) string { return d(p.Join) }},
@@ -466,12 +531,20 @@ func (b *scaleBench) report(ps []*scalePoint) {
 		out = append(out, line)
 	}
 	out = append(out, "", "Plots (docs/scale/): "+strings.Join(b.plots(ps), ", ")+".")
+	if len(b.skipped) > 0 {
+		out = append(out, "", fmt.Sprintf("Not measured for want of time before the run's bound: %v hosts.", b.skipped))
+	}
+	if f := os.Getenv("CALICO_BENCH_OUT"); f != "" {
+		if err := os.Truncate(f, b.out); err != nil && !os.IsNotExist(err) {
+			b.t.Fatal(err)
+		}
+	}
 	writeReport(b.t, out)
 }
 
 func scaleIntro(b *scaleBench) []string {
 	return []string{
-		"## Fleet scale (issue 18)",
+		scaleTitle(b.perHost),
 		"",
 		"`make scale`: five real nodes in the lab (host1-3 the etcd voters, so the automatic route",
 		"reflectors beyond the mesh's size; host4 the node under test, with ten workloads that",
@@ -486,6 +559,15 @@ func scaleIntro(b *scaleBench) []string {
 		"docs/scale.md explains the growth of each figure and projects it.",
 		"",
 	}
+}
+
+// scaleTitle is the section's title: another number of workloads per
+// host (CALICO_SCALE_PER_HOST) makes a section of its own.
+func scaleTitle(perHost int) string {
+	if perHost == 100 {
+		return "## Fleet scale (issue 18)"
+	}
+	return fmt.Sprintf("## Fleet scale (issue 18), %d workloads per host", perHost)
 }
 
 // plots writes the SVG plots and returns their file names.
@@ -540,6 +622,9 @@ func (b *scaleBench) plots(ps []*scalePoint) []string {
 	}
 	var names []string
 	for _, pl := range plots {
+		if b.perHost != 100 { // a section of its own (scaleTitle)
+			pl.file = strings.TrimSuffix(pl.file, ".svg") + fmt.Sprintf("-%d.svg", b.perHost)
+		}
 		if err := plotSVG(filepath.Join(dir, pl.file), pl.title, pl.y, xs, pl.ss, pl.log); err != nil {
 			b.t.Error(err)
 		}

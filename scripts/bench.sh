@@ -24,13 +24,18 @@ out=$(mktemp)
 trap 'rm -f "$out" "$out.merged"' EXIT
 skip=
 [ -n "$pattern" ] || skip='^TestBenchScale$'
+rc=0
 CALICO_E2E=1 CALICO_BENCH=1 CALICO_BENCH_OUT="$out" CALICO="$PWD/calico" \
-	go test -count=1 -p 1 -timeout "${CALICO_BENCH_TIMEOUT:-30m}" -run "^TestBench${pattern:+.*($pattern)}" ${skip:+-skip "$skip"} ./e2e/
+	go test -count=1 -p 1 -timeout "${CALICO_BENCH_TIMEOUT:-30m}" -run "^TestBench${pattern:+.*($pattern)}" ${skip:+-skip "$skip"} ./e2e/ || rc=$?
+# A full run that failed writes nothing; a run by pattern keeps the
+# sections its benchmarks wrote before failing (the fleet-scale one writes
+# after each size) and still fails.
+[ "$rc" = 0 ] || [ -n "$pattern" ] || exit "$rc"
 
 mkdir -p docs
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$pattern" ] && [ -f docs/bench.md ]; then
-	[ -s "$out" ] || { echo "bench.sh: no benchmark matched '$pattern'" >&2; exit 1; }
+	[ -s "$out" ] || { echo "bench.sh: no benchmark matched '$pattern' or none wrote its section" >&2; exit 1; }
 	# Each new section replaces the old one of the same title, with a
 	# line saying when it ran.
 	awk -v newf="$out" -v note="_Run alone on $(date -u +%Y-%m-%dT%H:%MZ), commit $commit (\`scripts/bench.sh '$pattern'\`); the Machine section is of the last full run._" '
@@ -46,7 +51,7 @@ if [ -n "$pattern" ] && [ -f docs/bench.md ]; then
 	' docs/bench.md > "$out.merged"
 	mv "$out.merged" docs/bench.md
 	cat docs/bench.md
-	exit 0
+	exit "$rc"
 fi
 {
 	echo "# Benchmarks"

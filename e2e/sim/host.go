@@ -130,7 +130,10 @@ func (h *Host) addWorkloads(ctx context.Context, n int, label func(i int) map[st
 		}
 		ws = append(ws, h.endpoint(name, cid, label(i), profile, addr))
 	}
-	for chunk := range slices.Chunk(ws, store.MaxBatch) {
+	// A batch reads each of its resources first, all within the store's
+	// timeout: small batches finish on a loaded machine, and each one
+	// done counts, so that trying again writes only what is missing.
+	for chunk := range slices.Chunk(ws, growBatch) {
 		rs := make([]store.Resource, len(chunk))
 		for i, w := range chunk {
 			rs[i] = w
@@ -138,12 +141,14 @@ func (h *Host) addWorkloads(ctx context.Context, n int, label func(i int) map[st
 		if _, err := s.ApplyAll(ctx, rs, true); err != nil {
 			return err
 		}
+		h.mu.Lock()
+		for _, w := range chunk {
+			h.workloads[w.Spec.Workload] = w
+		}
+		h.mu.Unlock()
 	}
 	blocks, err := h.sim.cfg.IPAM.HostBlocks(ctx, h.Name)
 	h.mu.Lock()
-	for _, w := range ws {
-		h.workloads[w.Spec.Workload] = w
-	}
 	if err == nil {
 		h.blocks = blocks
 	}
@@ -151,6 +156,9 @@ func (h *Host) addWorkloads(ctx context.Context, n int, label func(i int) map[st
 	h.reconcile()
 	return nil
 }
+
+// growBatch is how many endpoints addWorkloads writes in one transaction.
+const growBatch = 25
 
 // endpoint is a workload's WorkloadEndpoint, as node/workload makes it.
 func (h *Host) endpoint(name, cid string, labels map[string]string, profile string, addr netip.Addr) *store.WorkloadEndpoint {

@@ -128,17 +128,7 @@ func (s *Sim) follow(ctx context.Context) error {
 		go func(rev int64) {
 			for wr := range cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 				mu.Lock()
-				for _, e := range wr.Events {
-					k := string(e.Kv.Key)
-					id, ok := store.ParseKey(k)
-					switch {
-					case !ok:
-					case e.Type == clientv3.EventTypeDelete:
-						delete(items, k)
-					default:
-						items[k] = store.DecodeStored(id, e.Kv.Value, e.Kv.ModRevision)
-					}
-				}
+				applyEvents(items, wr.Events)
 				publish()
 				mu.Unlock()
 			}
@@ -168,6 +158,22 @@ func (s *Sim) follow(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// applyEvents brings items (resources by key) up to date with a watch's
+// events.
+func applyEvents(items map[string]store.Resource, events []*clientv3.Event) {
+	for _, e := range events {
+		k := string(e.Kv.Key)
+		id, ok := store.ParseKey(k)
+		switch {
+		case !ok:
+		case e.Type == clientv3.EventTypeDelete:
+			delete(items, k)
+		default:
+			items[k] = store.DecodeStored(id, e.Kv.Value, e.Kv.ModRevision)
+		}
+	}
 }
 
 func (s *Sim) routing() *routing { return s.view.Load() }
@@ -304,12 +310,7 @@ func (s *Sim) Grow(ctx context.Context, n, perHost, parallel int, label func(hos
 	for range min(max(parallel, 1), todo) {
 		wg.Go(func() {
 			for i := range idx {
-				h, err := s.AddHost(ctx)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				if err := h.addWorkloads(ctx, perHost, func(j int) map[string]string { return label(i, j) }, "sim"); err != nil {
+				if err := s.growHost(ctx, perHost, func(j int) map[string]string { return label(i, j) }); err != nil {
 					fail(err)
 				}
 			}
@@ -328,6 +329,51 @@ func (s *Sim) Grow(ctx context.Context, n, perHost, parallel int, label func(hos
 		return fmt.Errorf("%d of the changes failed, such as: %w", len(errs), errs[0])
 	}
 	return ctx.Err()
+}
+
+// growTries is how often Grow tries a host's step (its Node, its
+// workloads) before giving up: on a loaded machine an etcd call of the
+// simulation's can outlast the store's timeout (10 s) now and then.
+const growTries = 4
+
+// growHost adds one host with perHost workloads, trying again (after 1,
+// 2, 3 s) a step that failed, for the workloads still missing. A write
+// that timed out but was done leaves an endpoint the host does not know
+// of: growing is set-up, and the datastore (which the checks read) still
+// says what there is.
+func (s *Sim) growHost(ctx context.Context, perHost int, label func(j int) map[string]string) error {
+	var h *Host
+	var err error
+	for try := range growTries {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try) * time.Second):
+			}
+			s.cfg.Log.Info("growing: trying again", "host", hostName(h), "try", try+1, "err", err)
+		}
+		if h == nil {
+			if h, err = s.AddHost(ctx); err != nil {
+				continue
+			}
+		}
+		have := len(h.Workloads())
+		if have >= perHost {
+			return nil
+		}
+		if err = h.addWorkloads(ctx, perHost-have, func(j int) map[string]string { return label(have + j) }, "sim"); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func hostName(h *Host) string {
+	if h == nil {
+		return "(new)"
+	}
+	return h.Name
 }
 
 // Stop ends every host's sessions (with a Cease) and the emulation.
