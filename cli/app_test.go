@@ -2,7 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"calico/node/api"
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -107,6 +111,28 @@ func TestHelp(t *testing.T) {
 		code, out, errs := run(args...)
 		if code != 0 || !strings.Contains(out, "USAGE") {
 			t.Errorf("calico %s: exit %d, stdout %q, stderr %q; want the help", strings.Join(args, " "), code, out, errs)
+		}
+	}
+}
+
+// TestExitCodes: each class of failure the node answers with exits with
+// the code README's "Exit codes" gives it.
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{&api.StatusError{Status: http.StatusInternalServerError, Msg: "x"}, 1},
+		{&api.StatusError{Status: http.StatusBadRequest, Msg: "x"}, 2},
+		{&api.StatusError{Status: http.StatusNotFound, Msg: "x"}, 3},
+		{&api.StatusError{Status: http.StatusConflict, Msg: "x"}, 4},
+		{&api.StatusError{Status: http.StatusServiceUnavailable, Msg: "x"}, 5},
+		{fmt.Errorf("wrapped: %w", api.Errorf(api.NotFound, "no such pool")), 3},
+		{usagef("bad flag"), 2},
+		{errors.New("something else"), 1},
+	} {
+		if got := exitCode(tc.err); got != tc.code {
+			t.Errorf("exitCode(%v) = %d; want %d", tc.err, got, tc.code)
 		}
 	}
 }
