@@ -600,9 +600,11 @@ func (c *calculation) localEndpoints() []*store.WorkloadEndpoint {
 }
 
 // conflicts keeps one endpoint per interface and marks the endpoints
-// that claim an interface or an address another local one claims: their
-// interface is kept with no address and no policy, which drops
-// everything, and the conflict is reported.
+// that claim an interface or an address another one claims (local, or of
+// another host: one of the two was written past IPAM, and policy cannot
+// tell which holds): their interface is kept with no address and no
+// policy, which drops everything, and the conflict is reported. The other
+// host does the same with its own endpoint.
 func (c *calculation) conflicts(ws []*store.WorkloadEndpoint) []*store.WorkloadEndpoint {
 	owner := map[netip.Addr]*store.WorkloadEndpoint{}
 	for _, w := range ws {
@@ -611,6 +613,18 @@ func (c *calculation) conflicts(ws []*store.WorkloadEndpoint) []*store.WorkloadE
 				c.conflict(o, w, "address "+a.String())
 			}
 			owner[a] = w
+		}
+	}
+	if len(owner) > 0 {
+		for _, w := range c.in.Workloads {
+			if w.Spec.Node == c.in.Node {
+				continue
+			}
+			for _, a := range c.workloads[w].addrs {
+				if o, dup := owner[a]; dup {
+					c.conflict(o, w, "address "+a.String())
+				}
+			}
 		}
 	}
 	out := ws[:0]

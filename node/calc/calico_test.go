@@ -203,6 +203,31 @@ func TestUnenforceableEndpointsDrop(t *testing.T) {
 	}
 }
 
+// TestAddressOfAnotherHost: an endpoint of this host and one of another
+// host that claim one address (one was written past IPAM) cannot both be
+// right: this host's drops everything, and the conflict is reported.
+func TestAddressOfAnotherHost(t *testing.T) {
+	in := decode(t, "h1", classic+
+		wep("h1", "default", "mine", "cali1", "", "a", "10.65.0.1/32")+
+		wep("h1", "default", "other", "cali2", "", "a", "10.65.0.2/32")+
+		wep("h2", "default", "theirs", "cali1", "", "a", "10.65.0.1/32"))
+	d := Compute(in)
+	for _, w := range d.Ruleset.Workloads {
+		open := len(w.Ingress.Names())+len(w.Egress.Names()) > 0
+		if (w.Iface == "cali1") == (open || len(w.Addrs) > 0) {
+			t.Errorf("%s: addresses %v, open %v; want cali1 closed and without addresses, cali2 open", w.Iface, w.Addrs, open)
+		}
+	}
+	for _, r := range d.Routes {
+		if r.Dst.Addr() == netip.MustParseAddr("10.65.0.1") {
+			t.Errorf("routes %v to the address in conflict", r)
+		}
+	}
+	if len(d.Problems) != 1 || !strings.Contains(d.Problems[0], "h2-calico-theirs") || !strings.Contains(d.Problems[0], "address 10.65.0.1") {
+		t.Errorf("problems = %q; want the conflict with h2's endpoint", d.Problems)
+	}
+}
+
 // TestHostEndpointStages: host endpoints found by expectedIPs, and the
 // policies of each stage.
 func TestHostEndpointStages(t *testing.T) {
