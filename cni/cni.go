@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"calico/internal/quote"
 	"calico/node/api"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -184,7 +185,7 @@ func parseLevel(s string) (slog.Level, error) {
 	case "error", "fatal", "panic":
 		return slog.LevelError, nil
 	}
-	return 0, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("log_level %q is not one of debug, info, warning, error", s), "")
+	return 0, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("log_level %q is not one of debug, info, warning, error", quote.Clip(s)), "")
 }
 
 // newLogger logs to stderr (which the runtime collects) and to the log
@@ -258,7 +259,7 @@ func (c *netConf) families() ([]int, error) {
 			case "false":
 				on = false
 			default:
-				return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("ipam %s is %q: want \"true\" or \"false\"", f.key, *f.val), "")
+				return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("ipam %s is %q: want \"true\" or \"false\"", f.key, quote.Clip(*f.val)), "")
 			}
 		}
 		if on {
@@ -302,7 +303,7 @@ func parseArgs(s string) (cniArgs, error) {
 		}
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return out, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS: %q is not KEY=VALUE", kv), "")
+			return out, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS: %q is not KEY=VALUE", quote.Clip(kv)), "")
 		}
 		switch k {
 		case "K8S_POD_NAMESPACE":

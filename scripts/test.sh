@@ -14,7 +14,8 @@ go test -count=1 $(go list ./... | grep -v '^calico/e2e$')
 echo "== fuzz (15 s per target, from the seed corpus; FUZZTIME to change)"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-for target in store:FuzzDecodeValidate store/selector:FuzzParse node/localapi:FuzzHandler cluster:FuzzJoinAPI; do
+for target in store:FuzzDecodeValidate store/selector:FuzzParse node/localapi:FuzzHandler cluster:FuzzJoinAPI \
+	cni:FuzzConfig node/docker:FuzzPluginCall node/dhcp:FuzzHandle; do
 	if ! go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-15s}" "./${target%%:*}" >"$out" 2>&1; then
 		grep -v '^{' "$out"
 		exit 1

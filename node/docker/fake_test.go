@@ -124,13 +124,13 @@ func (f *fakeWorkloads) Pools(ctx context.Context) ([]ipam.Pool, error) {
 // harness is a Server of node n1 over a test etcd with pools
 // 10.65.0.0/16 and fd00:65::/48, serving its sockets in a temp dir.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	s      *Server
 	engine *fakeEngine
 	wl     *fakeWorkloads
 }
 
-func newHarness(t *testing.T, wl Workloads) *harness {
+func newHarness(t testing.TB, wl Workloads) *harness {
 	cli := testutil.StartEtcd(t)
 	st := store.New(cli)
 	for _, p := range []string{"10.65.0.0/16", "fd00:65::/48"} {
