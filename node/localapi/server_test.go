@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -181,5 +182,61 @@ func TestPolicyStats(t *testing.T) {
 	}
 	if kind, ns, name := calc.PolicyOf("np-prod.db-from-web"); kind != "NetworkPolicy" || ns != "prod" || name != "db-from-web" {
 		t.Errorf("PolicyOf(np-prod.db-from-web) = %s %s %s", kind, ns, name)
+	}
+}
+
+// TestApplyEndpointsHoldTheirAddresses: a WorkloadEndpoint written through
+// the API may not take another endpoint's address, an address of a pool
+// that IPAM has not allocated, or one allocated to another workload; an
+// address outside every pool is the writer's business.
+func TestApplyEndpointsHoldTheirAddresses(t *testing.T) {
+	srv, s, im := newServer(t)
+	ctx := t.Context()
+	if _, err := srv.applyData(ctx, []byte("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.65.0.0/16}\n"), "apply"); err != nil {
+		t.Fatal(err)
+	}
+	pools := []ipam.Pool{{CIDR: netip.MustParsePrefix("10.65.0.0/16"), BlockSize: 26}}
+	endpoint := func(name, addr string) *store.WorkloadEndpoint {
+		w := agenttest.Workload(name, "cali-"+name, addr)
+		w.Spec.ContainerID = name
+		return w
+	}
+	w1 := endpoint("w1", "")
+	a, err := im.AutoAssign(ctx, workload.HandleOf(w1), agenttest.Node, pools, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1.Spec.IPNetworks = []string{a.String() + "/32"}
+	if err := s.Create(ctx, w1); err != nil {
+		t.Fatal(err)
+	}
+	other, err := im.AutoAssign(ctx, "someone-else", agenttest.Node, pools, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(w *store.WorkloadEndpoint) error {
+		b, _ := json.Marshal(w)
+		_, err := srv.applyData(ctx, b, "apply")
+		return err
+	}
+	for _, c := range []struct {
+		w     *store.WorkloadEndpoint
+		class api.Class
+		want  string
+	}{
+		{endpoint("w2", a.String()), api.Conflict, "is used by another endpoint"},
+		{endpoint("w3", "10.65.200.9"), api.BadRequest, "is in a pool but not allocated"},
+		{endpoint("w4", other.String()), api.Conflict, "is allocated to someone-else, not to this workload"},
+	} {
+		err := apply(c.w)
+		if cl, _ := api.ClassOf(err); err == nil || cl != c.class || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("applying %s with %v = %v (class %v); want %q", c.w.Spec.Workload, c.w.Spec.IPNetworks, err, cl, c.want)
+		}
+		if _, gerr := s.Get(ctx, store.IDOf(c.w)); gerr == nil {
+			t.Errorf("the refused %s was written", c.w.Spec.Workload)
+		}
+	}
+	if err := apply(endpoint("w5", "192.0.2.5")); err != nil {
+		t.Errorf("an endpoint with an address outside every pool: %v", err)
 	}
 }
