@@ -1,0 +1,296 @@
+package cluster
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The liveness check: every host sends every other a small signed UDP
+// datagram each LivenessInterval, and a host that has not been heard from
+// for the detect time, while others were heard meanwhile, is
+// unreachable, and the routes via it go. Like BFD's asynchronous mode
+// (RFC 5880) with a fixed interval and no sessions. Gossip stays the
+// authority on who is dead (etcd seats, voter replacement); this only
+// withdraws routes sooner than gossip's failure detector can (about 2 s,
+// see memberlistConfig) without making gossip itself twitchier.
+//
+// Evidence, not a guess: a host is unreachable only if (1) it was heard
+// at least once since it last came up, (2) it did not say it is stopping
+// to start again, (3) nothing from it arrived for the detect time, and (4)
+// some other host was heard within the last half of it, so the silence
+// is the peer's and not ours (a stalled process, a host cut off). With no
+// other host to compare with (a two-host cluster) the check gives no
+// verdict and gossip decides.
+//
+// With the default 50 ms and 12 intervals (600 ms), a false verdict
+// needs 12 heartbeats in a row lost on one link: at 30% loss each way
+// that is 0.3^12 = 5e-7 per heartbeat, about once in two weeks per pair.
+
+const (
+	defaultLivenessPort     = 7948
+	defaultLivenessInterval = 50 * time.Millisecond
+	defaultLivenessDetect   = 600 * time.Millisecond
+	livenessMagic           = "CLV1"
+	livenessMACSize         = 16
+	livenessAlive           = 'a'
+	livenessStopping        = 's'
+)
+
+// LivenessConfig is how to start the liveness check.
+type LivenessConfig struct {
+	Name string
+	Bind netip.Addr
+	Port int    // default 7948 (udp); negative: any free port (tests)
+	Key  []byte // the gossip key; heartbeats are signed with a key derived from it
+	// Interval between heartbeats (default 50ms) and Detect, the silence
+	// after which a peer is unreachable (default 600ms).
+	Interval, Detect time.Duration
+	// Peers names the hosts to check now and where their liveness
+	// check listens; called every interval.
+	Peers func() map[string]netip.AddrPort
+	// Changed is called (from the check's loop) when a peer's verdict
+	// changes.
+	Changed func(name string)
+	Log     *slog.Logger
+}
+
+// Liveness is a running liveness check.
+type Liveness struct {
+	cfg  LivenessConfig
+	conn *net.UDPConn
+	key  []byte
+	log  *slog.Logger
+
+	stopped atomic.Bool // Stop was called: no more "alive"
+
+	mu    sync.Mutex
+	peers map[string]*livePeer
+}
+
+type livePeer struct {
+	addr     netip.AddrPort
+	heard    time.Time // zero: not since it was added
+	stopping bool
+	down     bool
+}
+
+// StartLiveness binds the check's socket; Run sends and listens.
+func StartLiveness(cfg LivenessConfig) (*Liveness, error) {
+	if cfg.Port == 0 {
+		cfg.Port = defaultLivenessPort
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = defaultLivenessInterval
+	}
+	if cfg.Detect <= 0 {
+		cfg.Detect = defaultLivenessDetect
+	}
+	if cfg.Detect < 4*cfg.Interval {
+		return nil, fmt.Errorf("liveness detect time %s is under four intervals of %s", cfg.Detect, cfg.Interval)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Changed == nil {
+		cfg.Changed = func(string) {}
+	}
+	if len(cfg.Name) > 255 {
+		return nil, fmt.Errorf("node name %q is too long for a heartbeat", cfg.Name)
+	}
+	bind := netip.AddrPortFrom(cfg.Bind, uint16(max(cfg.Port, 0)))
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(bind))
+	if err != nil {
+		return nil, fmt.Errorf("listening for heartbeats on %s: %w", bind, err)
+	}
+	mac := hmac.New(sha256.New, cfg.Key)
+	mac.Write([]byte("calico liveness"))
+	return &Liveness{cfg: cfg, conn: conn, key: mac.Sum(nil), log: cfg.Log.With("component", "liveness"), peers: map[string]*livePeer{}}, nil
+}
+
+// Port is the UDP port the check listens on.
+func (l *Liveness) Port() int { return l.conn.LocalAddr().(*net.UDPAddr).Port }
+
+// Run sends heartbeats and judges the peers until ctx ends, then closes
+// the socket.
+func (l *Liveness) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(l.receive)
+	t := time.NewTicker(l.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			l.conn.Close()
+			wg.Wait()
+			return
+		case now := <-t.C:
+			l.sync(l.cfg.Peers())
+			if !l.stopped.Load() {
+				l.send(livenessAlive)
+			}
+			l.judge(now)
+		}
+	}
+}
+
+// Stop tells the peers this host is stopping to start again: they give
+// no verdict on it until they hear it again (gossip's "stopped"; its
+// routes stay for BGP's graceful restart). Sent three times against loss.
+func (l *Liveness) Stop() {
+	l.stopped.Store(true)
+	for range 3 {
+		l.send(livenessStopping)
+	}
+}
+
+// Down says whether the check has found the named host unreachable.
+func (l *Liveness) Down(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.peers[name]
+	return ok && p.down
+}
+
+// sync makes the peer set match want, keeping what was heard of peers
+// that stay at the same address.
+func (l *Liveness) sync(want map[string]netip.AddrPort) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, p := range l.peers {
+		if a, ok := want[name]; !ok || a != p.addr {
+			delete(l.peers, name)
+		}
+	}
+	for name, a := range want {
+		if _, ok := l.peers[name]; !ok && name != l.cfg.Name && a.IsValid() {
+			l.peers[name] = &livePeer{addr: a}
+		}
+	}
+}
+
+func (l *Liveness) send(kind byte) {
+	l.mu.Lock()
+	addrs := make([]netip.AddrPort, 0, len(l.peers))
+	for _, p := range l.peers {
+		addrs = append(addrs, p.addr)
+	}
+	l.mu.Unlock()
+	b := l.heartbeat(kind, time.Now())
+	for _, a := range addrs {
+		// A lost heartbeat is what the check is for; a send error
+		// (no route yet) is one too.
+		_, _ = l.conn.WriteToUDPAddrPort(b, a)
+	}
+}
+
+// heartbeat is magic, kind, send time (ns), name length, name, then the
+// first bytes of an HMAC-SHA256 of all that.
+func (l *Liveness) heartbeat(kind byte, now time.Time) []byte {
+	b := append([]byte(livenessMagic), kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(now.UnixNano()))
+	b = append(b, byte(len(l.cfg.Name)))
+	b = append(b, l.cfg.Name...)
+	mac := hmac.New(sha256.New, l.key)
+	mac.Write(b)
+	return mac.Sum(b)[:len(b)+livenessMACSize]
+}
+
+// parseHeartbeat returns the sender's name and the kind of a heartbeat
+// signed with key.
+func parseHeartbeat(key, b []byte) (string, byte, error) {
+	head := len(livenessMagic) + 1 + 8 + 1
+	if len(b) < head+livenessMACSize || string(b[:len(livenessMagic)]) != livenessMagic {
+		return "", 0, errors.New("not a heartbeat")
+	}
+	n := int(b[head-1])
+	if len(b) != head+n+livenessMACSize {
+		return "", 0, errors.New("heartbeat of the wrong length")
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b[:head+n])
+	if !hmac.Equal(mac.Sum(nil)[:livenessMACSize], b[head+n:]) {
+		return "", 0, errors.New("heartbeat with a bad signature")
+	}
+	return string(b[head : head+n]), b[len(livenessMagic)], nil
+}
+
+func (l *Liveness) receive() {
+	buf := make([]byte, 512)
+	for {
+		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		name, kind, err := parseHeartbeat(l.key, buf[:n])
+		if err != nil {
+			l.log.Debug("dropping a datagram", "from", from, "err", err)
+			continue
+		}
+		l.heard(name, kind, time.Now())
+	}
+}
+
+// heard records a heartbeat from a peer; one heard again is reachable.
+func (l *Liveness) heard(name string, kind byte, now time.Time) {
+	l.mu.Lock()
+	p, ok := l.peers[name]
+	if !ok {
+		l.mu.Unlock()
+		return
+	}
+	p.heard, p.stopping = now, kind == livenessStopping
+	back, addr := p.down, p.addr.Addr()
+	p.down = false
+	l.mu.Unlock()
+	if back {
+		l.log.Info("host reachable again", "peer", name, "addr", addr)
+		l.cfg.Changed(name)
+	}
+}
+
+// judge finds the peers that have gone silent (see the evidence rules
+// above).
+func (l *Liveness) judge(now time.Time) {
+	var changed []*livePeer
+	var names []string
+	l.mu.Lock()
+	for name, p := range l.peers {
+		if p.down || p.stopping || p.heard.IsZero() || now.Sub(p.heard) <= l.cfg.Detect {
+			continue
+		}
+		if !l.heardOther(name, now.Add(-l.cfg.Detect/2)) {
+			continue
+		}
+		p.down = true
+		changed, names = append(changed, p), append(names, name)
+	}
+	l.mu.Unlock()
+	for i, p := range changed {
+		l.log.Info("host unreachable", "peer", names[i], "addr", p.addr.Addr(), "silent", now.Sub(p.heard).Round(time.Millisecond))
+		l.cfg.Changed(names[i])
+	}
+}
+
+// heardOther says whether a peer other than name was heard after since.
+// The caller holds l.mu.
+func (l *Liveness) heardOther(name string, since time.Time) bool {
+	for o, p := range l.peers {
+		if o != name && p.heard.After(since) {
+			return true
+		}
+	}
+	return false
+}
