@@ -59,14 +59,10 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 	if err := externalEtcd(s, &cfg.Config); err != nil {
 		return cfg, 0, err
 	}
-	d, err := time.ParseDuration(s.get("voter-replace-after"))
+	err := clusterTimes(s, &cfg.Config)
 	if err != nil {
-		return cfg, 0, usagef("%s %q is not a duration (such as 5m or 90s)", s.label("voter-replace-after"), s.get("voter-replace-after"))
+		return cfg, 0, err
 	}
-	if d <= 0 {
-		return cfg, 0, usagef("%s must be positive", s.label("voter-replace-after"))
-	}
-	cfg.VoterReplaceAfter = d
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(s.get("log-level"))); err != nil {
 		return cfg, 0, usagef("%s %q is not debug, info, warn or error", s.label("log-level"), s.get("log-level"))
@@ -96,14 +92,53 @@ func upConfig(s settings) (node.Config, slog.Level, error) {
 	if err := guestSettings(s, &cfg); err != nil {
 		return cfg, 0, err
 	}
-	if cfg.Name != "" {
-		n := store.KindNode.New()
-		n.Meta().Name = cfg.Name
-		if err := store.Validate(n); err != nil {
-			return cfg, 0, usagef("%s %q must be lower-case letters, digits, '-' and '.'", s.label("name"), cfg.Name)
-		}
+	return cfg, level, checkName(s, cfg.Name)
+}
+
+// checkName refuses a node name the datastore would.
+func checkName(s settings, name string) error {
+	if name == "" {
+		return nil
 	}
-	return cfg, level, nil
+	n := store.KindNode.New()
+	n.Meta().Name = name
+	if err := store.Validate(n); err != nil {
+		return usagef("%s %q must be lower-case letters, digits, '-' and '.'", s.label("name"), name)
+	}
+	return nil
+}
+
+// clusterTimes reads --voter-replace-after and --unreachable-after.
+func clusterTimes(s settings, cfg *cluster.Config) error {
+	d, err := time.ParseDuration(s.get("voter-replace-after"))
+	if err != nil {
+		return usagef("%s %q is not a duration (such as 5m or 90s)", s.label("voter-replace-after"), s.get("voter-replace-after"))
+	}
+	if d <= 0 {
+		return usagef("%s must be positive", s.label("voter-replace-after"))
+	}
+	cfg.VoterReplaceAfter = d
+	cfg.LivenessDetect, err = unreachableAfter(s)
+	return err
+}
+
+// unreachableAfter reads --unreachable-after: the liveness check's detect
+// time, negative for none.
+func unreachableAfter(s settings) (time.Duration, error) {
+	v := s.get("unreachable-after")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, usagef("%s %q is not a duration (such as 600ms or 1s)", s.label("unreachable-after"), v)
+	case d == 0:
+		return -1, nil
+	case d < 200*time.Millisecond:
+		return 0, usagef("%s must be 0 (off) or at least 200ms (four heartbeats)", s.label("unreachable-after"))
+	}
+	return d, nil
 }
 
 // observability reads the settings of the node's log, metrics and health
