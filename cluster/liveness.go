@@ -73,8 +73,9 @@ type Liveness struct {
 
 	stopped atomic.Bool // Stop was called: no more "alive"
 
-	mu    sync.Mutex
-	peers map[string]*livePeer
+	mu     sync.Mutex
+	peers  map[string]*livePeer
+	byAddr map[netip.AddrPort]string // the peers' names by address
 }
 
 type livePeer struct {
@@ -104,9 +105,6 @@ func StartLiveness(cfg LivenessConfig) (*Liveness, error) {
 	if cfg.Changed == nil {
 		cfg.Changed = func(string) {}
 	}
-	if len(cfg.Name) > 255 {
-		return nil, fmt.Errorf("node name %q is too long for a heartbeat", cfg.Name)
-	}
 	bind := netip.AddrPortFrom(cfg.Bind, uint16(max(cfg.Port, 0)))
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(bind))
 	if err != nil {
@@ -114,7 +112,7 @@ func StartLiveness(cfg LivenessConfig) (*Liveness, error) {
 	}
 	mac := hmac.New(sha256.New, cfg.Key)
 	mac.Write([]byte("calico liveness"))
-	return &Liveness{cfg: cfg, conn: conn, key: mac.Sum(nil), log: cfg.Log.With("component", "liveness"), peers: map[string]*livePeer{}}, nil
+	return &Liveness{cfg: cfg, conn: conn, key: mac.Sum(nil), log: cfg.Log.With("component", "liveness"), peers: map[string]*livePeer{}, byAddr: map[netip.AddrPort]string{}}, nil
 }
 
 // Port is the UDP port the check listens on.
@@ -169,11 +167,13 @@ func (l *Liveness) sync(want map[string]netip.AddrPort) {
 	for name, p := range l.peers {
 		if a, ok := want[name]; !ok || a != p.addr {
 			delete(l.peers, name)
+			delete(l.byAddr, p.addr)
 		}
 	}
 	for name, a := range want {
 		if _, ok := l.peers[name]; !ok && name != l.cfg.Name && a.IsValid() {
 			l.peers[name] = &livePeer{addr: a}
+			l.byAddr[a] = name
 		}
 	}
 }
@@ -193,35 +193,30 @@ func (l *Liveness) send(kind byte) {
 	}
 }
 
-// heartbeat is magic, kind, send time (ns), name length, name, then the
-// first bytes of an HMAC-SHA256 of all that.
+// heartbeat is magic, kind, send time (ns), then the first bytes of an
+// HMAC-SHA256 of all that: 29 bytes. The sender is known by its address
+// (the check sends from the port it listens on); no name travels in
+// clear.
 func (l *Liveness) heartbeat(kind byte, now time.Time) []byte {
 	b := append([]byte(livenessMagic), kind)
 	b = binary.BigEndian.AppendUint64(b, uint64(now.UnixNano()))
-	b = append(b, byte(len(l.cfg.Name)))
-	b = append(b, l.cfg.Name...)
 	mac := hmac.New(sha256.New, l.key)
 	mac.Write(b)
 	return mac.Sum(b)[:len(b)+livenessMACSize]
 }
 
-// parseHeartbeat returns the sender's name and the kind of a heartbeat
-// signed with key.
-func parseHeartbeat(key, b []byte) (string, byte, error) {
-	head := len(livenessMagic) + 1 + 8 + 1
-	if len(b) < head+livenessMACSize || string(b[:len(livenessMagic)]) != livenessMagic {
-		return "", 0, errors.New("not a heartbeat")
-	}
-	n := int(b[head-1])
-	if len(b) != head+n+livenessMACSize {
-		return "", 0, errors.New("heartbeat of the wrong length")
+// parseHeartbeat returns the kind of a heartbeat signed with key.
+func parseHeartbeat(key, b []byte) (byte, error) {
+	head := len(livenessMagic) + 1 + 8
+	if len(b) != head+livenessMACSize || string(b[:len(livenessMagic)]) != livenessMagic {
+		return 0, errors.New("not a heartbeat")
 	}
 	mac := hmac.New(sha256.New, key)
-	mac.Write(b[:head+n])
-	if !hmac.Equal(mac.Sum(nil)[:livenessMACSize], b[head+n:]) {
-		return "", 0, errors.New("heartbeat with a bad signature")
+	mac.Write(b[:head])
+	if !hmac.Equal(mac.Sum(nil)[:livenessMACSize], b[head:]) {
+		return 0, errors.New("heartbeat with a bad signature")
 	}
-	return string(b[head : head+n]), b[len(livenessMagic)], nil
+	return b[len(livenessMagic)], nil
 }
 
 func (l *Liveness) receive() {
@@ -234,18 +229,20 @@ func (l *Liveness) receive() {
 			}
 			continue
 		}
-		name, kind, err := parseHeartbeat(l.key, buf[:n])
+		kind, err := parseHeartbeat(l.key, buf[:n])
 		if err != nil {
 			l.log.Debug("dropping a datagram", "from", from, "err", err)
 			continue
 		}
-		l.heard(name, kind, time.Now())
+		l.heard(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), kind, time.Now())
 	}
 }
 
-// heard records a heartbeat from a peer; one heard again is reachable.
-func (l *Liveness) heard(name string, kind byte, now time.Time) {
+// heard records a heartbeat from a peer's address; one heard again is
+// reachable.
+func (l *Liveness) heard(from netip.AddrPort, kind byte, now time.Time) {
 	l.mu.Lock()
+	name := l.byAddr[from]
 	p, ok := l.peers[name]
 	if !ok {
 		l.mu.Unlock()
