@@ -127,18 +127,31 @@ func (l *Liveness) Run(ctx context.Context) {
 	wg.Go(l.receive)
 	t := time.NewTicker(l.cfg.Interval)
 	defer t.Stop()
+	var last, settle time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			l.conn.Close()
 			wg.Wait()
 			return
-		case now := <-t.C:
+		case <-t.C:
+			now := time.Now()
+			if !last.IsZero() && now.Sub(last) > 3*l.cfg.Interval {
+				// This process was not running (a busy machine, a
+				// pause): what arrived meanwhile is still in the socket
+				// buffer, so the receiver gets two intervals to read it
+				// before anyone is judged.
+				l.log.Debug("the liveness loop was late", "by", now.Sub(last)-l.cfg.Interval)
+				settle = now.Add(2 * l.cfg.Interval)
+			}
+			last = now
 			l.sync(l.cfg.Peers())
 			if !l.stopped.Load() {
 				l.send(livenessAlive)
 			}
-			l.judge(now)
+			if now.After(settle) {
+				l.judge(now)
+			}
 		}
 	}
 }

@@ -338,7 +338,7 @@ func (f *failover) report(rs []failoverRound, lossy failoverLossy, load string) 
 	for _, a := range append(alarms, lossy.alarms...) {
 		f.t.Logf("false alarm: %s", a)
 	}
-	return []string{
+	lines := []string{
 		"## Dead host: detection and route withdrawal (issue 18)",
 		"",
 		"Five lab hosts in one rack in a full iBGP mesh, a workload on each. Each of " + fmt.Sprint(len(rs)) + " rounds",
@@ -360,4 +360,11 @@ func (f *failover) report(rs []failoverRound, lossy failoverLossy, load string) 
 		fmt.Sprintf("| lossy minute: false alarms (dead or unreachable) | %d |", len(lossy.alarms)),
 		fmt.Sprintf("| lossy minute: routes to or from the lossy host withdrawn (8 directed pairs) | %d times, %s in all |", lossy.gaps, ms(lossy.lost)),
 	}
+	if all := append(alarms, lossy.alarms...); len(all) > 0 {
+		lines = append(lines, "", "The false alarms, as logged:", "")
+		for _, a := range all {
+			lines = append(lines, "    "+a)
+		}
+	}
+	return lines
 }
