@@ -46,6 +46,9 @@ const (
 	livenessMACSize         = 16
 	livenessAlive           = 'a'
 	livenessStopping        = 's'
+	// livenessAfterDead is how long a host gossip calls dead or stopped
+	// stays watched.
+	livenessAfterDead = time.Minute
 )
 
 // LivenessConfig is how to start the liveness check.
@@ -172,6 +175,14 @@ func (l *Liveness) Down(name string) bool {
 	defer l.mu.Unlock()
 	p, ok := l.peers[name]
 	return ok && p.down
+}
+
+// Heard says whether the named host was heard within the detect time.
+func (l *Liveness) Heard(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.peers[name]
+	return ok && !p.heard.IsZero() && time.Since(p.heard) <= l.cfg.Detect
 }
 
 // sync makes the peer set match want, keeping what was heard of peers

@@ -83,6 +83,9 @@ func TestLivenessFindsSilentHost(t *testing.T) {
 	if l.checks["a"].Down("b") || l.checks["b"].Down("a") {
 		t.Error("a live host found down")
 	}
+	if !l.checks["a"].Heard("b") || l.checks["a"].Heard("c") {
+		t.Errorf("a heard b lately: %v (want true), c: %v (want false)", l.checks["a"].Heard("b"), l.checks["a"].Heard("c"))
+	}
 	l.mu.Lock()
 	if got := l.changed["a"]; len(got) != 1 || got[0] != "c" {
 		t.Errorf("a's changes: %v, want [c]", got)

@@ -228,10 +228,11 @@ var (
 	ErrAlive = errors.New("it is alive: run `calico leave` on it")
 )
 
-// Down reports whether addr is an address of a host that gossip has
-// declared dead or that has left, or that gossip still thinks alive but
-// the liveness check found unreachable (sooner than gossip can). A host
-// stopped to start again is not down.
+// Down reports whether addr is an address of a host that has left, that
+// gossip has declared dead and the liveness check has not heard from
+// lately, or that gossip still thinks alive but the liveness check found
+// unreachable (sooner than gossip can). A host stopped to start again is
+// not down.
 func (c *Cluster) Down(addr netip.Addr) bool {
 	if c.gossip == nil {
 		return false
@@ -242,8 +243,13 @@ func (c *Cluster) Down(addr netip.Addr) bool {
 			continue
 		}
 		switch m.State {
-		case "dead", "left":
+		case "left":
 			return true
+		case "dead":
+			// Heartbeats heard directly outweigh gossip's verdict,
+			// which a lossy link can make wrongly (memberlist's own
+			// probes, seen from one host).
+			return c.live == nil || !c.live.Heard(m.Name)
 		case "alive":
 			return c.live != nil && c.live.Down(m.Name)
 		}
@@ -262,12 +268,16 @@ func (c *Cluster) reach(m Member) string {
 	return "up"
 }
 
-// livePeers are the hosts the liveness check watches: the other alive
-// members that run one, at their IPv4 address (IPv6 without one).
+// livePeers are the hosts the liveness check watches: the other members
+// that run one, at their IPv4 address (IPv6 without one); those gossip
+// calls dead or stopped only for a minute after, so that a wrong "dead"
+// from this host's gossip does not silence it towards that host (which
+// would then find this one unreachable) and can be outweighed (Down).
 func (c *Cluster) livePeers() map[string]netip.AddrPort {
 	out := map[string]netip.AddrPort{}
 	for _, m := range c.gossip.Members() {
-		if m.State != "alive" || m.LivePort == 0 || m.Name == c.id.Name {
+		if m.LivePort == 0 || m.Name == c.id.Name || m.State == "left" ||
+			(m.State != "alive" && time.Since(m.Since) > livenessAfterDead) {
 			continue
 		}
 		a, err := netip.ParseAddr(m.IPv4)
