@@ -26,7 +26,7 @@ func newLiveLab(t *testing.T, key []byte, names ...string) *liveLab {
 	for _, n := range names {
 		c, err := StartLiveness(LivenessConfig{
 			Name: n, Bind: netip.MustParseAddr("127.0.0.1"), Port: -1, Key: key,
-			Interval: 10 * time.Millisecond, Detect: 150 * time.Millisecond,
+			Interval: 20 * time.Millisecond, Detect: 400 * time.Millisecond,
 			Peers: func() map[string]netip.AddrPort { return addrs },
 			Changed: func(peer string) {
 				l.mu.Lock()
@@ -55,7 +55,7 @@ func newLiveLab(t *testing.T, key []byte, names ...string) *liveLab {
 }
 
 // settle lets every check hear every other a few times.
-func (l *liveLab) settle() { time.Sleep(100 * time.Millisecond) }
+func (l *liveLab) settle() { time.Sleep(200 * time.Millisecond) }
 
 // eventually waits (generously) until cond holds.
 func (l *liveLab) eventually(what string, cond func() bool) {
@@ -102,7 +102,7 @@ func TestLivenessHostBack(t *testing.T) {
 	l.eventually("a finds c down", func() bool { return l.checks["a"].Down("c") })
 	// c starts again on the same port.
 	c2, err := StartLiveness(LivenessConfig{Name: "c", Bind: netip.MustParseAddr("127.0.0.1"), Port: c.Port(), Key: key,
-		Interval: 10 * time.Millisecond, Detect: 150 * time.Millisecond, Peers: c.cfg.Peers})
+		Interval: 20 * time.Millisecond, Detect: 400 * time.Millisecond, Peers: c.cfg.Peers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestLivenessStoppingIsNotDown(t *testing.T) {
 	l.settle()
 	l.checks["c"].Stop()
 	l.cancels["c"]()
-	time.Sleep(400 * time.Millisecond) // well past the detect time
+	time.Sleep(time.Second) // well past the detect time
 	if l.checks["a"].Down("c") || l.checks["b"].Down("c") {
 		t.Error("a host that said it is stopping is found down")
 	}
@@ -128,7 +128,7 @@ func TestLivenessTwoHostsNoVerdict(t *testing.T) {
 	l := newLiveLab(t, make([]byte, 32), "a", "b")
 	l.settle()
 	l.cancels["b"]()
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(time.Second)
 	if l.checks["a"].Down("b") {
 		t.Error("a finds b down with no other host heard")
 	}
