@@ -39,7 +39,8 @@ type Config struct {
 	Join  string
 	Token string
 	// Ports: etcd client and peer (2379, 2380), gossip (7946), join API
-	// (7947), the liveness check (7948/udp).
+	// (7947), the liveness check (7948/udp; negative: any free port, for
+	// tests, since the others learn it from gossip).
 	EtcdClientPort, EtcdPeerPort, GossipPort, JoinPort, LivenessPort int
 	// LivenessDetect is how long another host may stay silent before the
 	// routes via it go (see Liveness; default 600ms, in heartbeats every
