@@ -51,6 +51,7 @@ var upSettings = []setting{
 	{name: "etcd-cert", usage: "a client certificate for the external etcd (PEM `FILE`)"},
 	{name: "etcd-key", usage: "its key (PEM `FILE`)"},
 	{name: "voter-replace-after", def: "5m", usage: "how long an etcd voter's host may be dead before a client host takes its seat (a `DURATION`)"},
+	{name: "unreachable-after", def: "600ms", usage: "withdraw the routes via another host once it has been silent this long (a `DURATION`, at least 200ms; heartbeats every 50ms on udp 7948) while others were heard; 0 leaves it to gossip (about 2 s)"},
 	{name: "log-level", def: "info", usage: "`LEVEL`: debug, info, warn or error; given, it wins over FelixConfiguration logSeverityScreen"},
 	{name: "log-format", def: "text", usage: "`FORMAT` of the log: text (key=value) or json, for every part of the node (etcd's lines too)"},
 	{name: "metrics-addr", usage: "serve Prometheus metrics on `ADDR` (HOST:PORT; :9091 is Felix's port, on every address)", defText: "no metrics"},

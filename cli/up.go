@@ -82,15 +82,7 @@ func clusterSettings(s settings, cfg *node.Config) error {
 	if err := externalEtcd(s, &cfg.Config); err != nil {
 		return err
 	}
-	d, err := time.ParseDuration(s.get("voter-replace-after"))
-	if err != nil {
-		return usagef("%s %q is not a duration (such as 5m or 90s)", s.label("voter-replace-after"), s.get("voter-replace-after"))
-	}
-	if d <= 0 {
-		return usagef("%s must be positive", s.label("voter-replace-after"))
-	}
-	cfg.VoterReplaceAfter = d
-	return nil
+	return clusterTimes(s, &cfg.Config)
 }
 
 // addressSettings reads the host's addresses, the pools, Docker's
@@ -130,6 +122,39 @@ func nameSetting(s settings, cfg *node.Config) error {
 		return usagef("%s %q must be lower-case letters, digits, '-' and '.'", s.label("name"), cfg.Name)
 	}
 	return nil
+}
+
+// clusterTimes reads --voter-replace-after and --unreachable-after.
+func clusterTimes(s settings, cfg *cluster.Config) error {
+	d, err := time.ParseDuration(s.get("voter-replace-after"))
+	if err != nil {
+		return usagef("%s %q is not a duration (such as 5m or 90s)", s.label("voter-replace-after"), s.get("voter-replace-after"))
+	}
+	if d <= 0 {
+		return usagef("%s must be positive", s.label("voter-replace-after"))
+	}
+	cfg.VoterReplaceAfter = d
+	cfg.LivenessDetect, err = unreachableAfter(s)
+	return err
+}
+
+// unreachableAfter reads --unreachable-after: the liveness check's detect
+// time, negative for none.
+func unreachableAfter(s settings) (time.Duration, error) {
+	v := s.get("unreachable-after")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, usagef("%s %q is not a duration (such as 600ms or 1s)", s.label("unreachable-after"), v)
+	case d == 0:
+		return -1, nil
+	case d < 200*time.Millisecond:
+		return 0, usagef("%s must be 0 (off) or at least 200ms (four heartbeats)", s.label("unreachable-after"))
+	}
+	return d, nil
 }
 
 // observability reads the settings of the node's log, metrics and health

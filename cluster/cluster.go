@@ -39,8 +39,13 @@ type Config struct {
 	Join  string
 	Token string
 	// Ports: etcd client and peer (2379, 2380), gossip (7946), join API
-	// (7947).
-	EtcdClientPort, EtcdPeerPort, GossipPort, JoinPort int
+	// (7947), the liveness check (7948/udp; negative: any free port, for
+	// tests, since the others learn it from gossip).
+	EtcdClientPort, EtcdPeerPort, GossipPort, JoinPort, LivenessPort int
+	// LivenessDetect is how long another host may stay silent before the
+	// routes via it go (see Liveness; default 600ms, in heartbeats every
+	// 50ms); negative turns the check off, leaving it to gossip (about 2 s).
+	LivenessDetect time.Duration
 	// EtcdEndpoints, when set on the founding host, is an external etcd
 	// cluster to use instead of the embedded one, with its CA and client
 	// certificate and key (PEM files; all optional for http endpoints).
@@ -64,7 +69,7 @@ func (cfg *Config) defaults() {
 	for _, d := range []struct {
 		p *int
 		v int
-	}{{&cfg.EtcdClientPort, 2379}, {&cfg.EtcdPeerPort, 2380}, {&cfg.GossipPort, 7946}, {&cfg.JoinPort, 7947}} {
+	}{{&cfg.EtcdClientPort, 2379}, {&cfg.EtcdPeerPort, 2380}, {&cfg.GossipPort, 7946}, {&cfg.JoinPort, 7947}, {&cfg.LivenessPort, defaultLivenessPort}} {
 		if *d.p == 0 {
 			*d.p = d.v
 		}
@@ -94,6 +99,7 @@ type Cluster struct {
 	gossipKey []byte
 	client    *clientv3.Client
 	gossip    *Gossip
+	live      *Liveness // nil when turned off
 	joinLn    net.Listener
 
 	mu      sync.Mutex
@@ -644,11 +650,27 @@ func (c *Cluster) listenJoin() error {
 
 // background starts gossip, the join API and the membership loop.
 func (c *Cluster) background(seeds []string) error {
+	if c.cfg.LivenessDetect >= 0 {
+		live, err := StartLiveness(LivenessConfig{
+			Name: c.id.Name, Bind: c.id.addr(), Port: c.cfg.LivenessPort, Key: c.gossipKey,
+			Detect: c.cfg.LivenessDetect, Peers: c.livePeers, Changed: c.liveChanged, Log: c.log,
+		})
+		if err != nil {
+			return fmt.Errorf("starting the liveness check: %w", err)
+		}
+		c.live = live
+	}
 	g, err := StartGossip(GossipConfig{Meta: c.meta(), Bind: c.id.addr(), Port: c.cfg.GossipPort, Key: c.gossipKey, Log: c.log})
 	if err != nil {
+		if c.live != nil {
+			c.live.conn.Close()
+		}
 		return fmt.Errorf("starting gossip: %w", err)
 	}
 	c.gossip = g
+	if c.live != nil {
+		c.wg.Go(func() { c.live.Run(c.ctx) })
+	}
 	c.wg.Go(func() { c.serveJoin(c.ctx, c.joinLn) })
 	if len(seeds) > 0 {
 		c.wg.Go(func() { g.Join(seeds) })
@@ -667,6 +689,9 @@ func (c *Cluster) meta() Meta {
 	}
 	if c.embedded() != nil {
 		m.EtcdPort = c.cfg.EtcdClientPort
+	}
+	if c.live != nil {
+		m.LivePort = c.live.Port()
 	}
 	return m
 }
@@ -871,6 +896,9 @@ func (c *Cluster) Close() { c.close() }
 func (c *Cluster) close() { c.closeOnce.Do(c.shutdown) }
 
 func (c *Cluster) shutdown() {
+	if c.live != nil {
+		c.live.Stop() // before gossip's "stopping", which takes longer to go out
+	}
 	c.cancel()
 	if c.gossip != nil {
 		c.gossip.Stop(time.Second)

@@ -26,7 +26,7 @@ func freePort(t testing.TB) int {
 func testConfig(t testing.TB, dir string) Config {
 	return Config{
 		Name: "n1", IPv4: netip.MustParsePrefix("127.0.0.1/8"), DataDir: dir,
-		EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t), GossipPort: freePort(t), JoinPort: freePort(t),
+		EtcdClientPort: freePort(t), EtcdPeerPort: freePort(t), GossipPort: freePort(t), JoinPort: freePort(t), LivenessPort: -1,
 		Log: slog.New(slog.NewTextHandler(t.Output(), nil)), EtcdLogLevel: os.Getenv("ETCD_LOG"),
 	}
 }

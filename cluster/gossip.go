@@ -27,6 +27,7 @@ type Meta struct {
 	JoinPort  int    `json:"join"`           // join API port (7947)
 	EtcdPort  int    `json:"etcd,omitempty"` // etcd client port when it runs a member
 	BGPPort   int    `json:"bgp,omitempty"`
+	LivePort  int    `json:"live,omitempty"` // liveness check (udp), when it runs one
 }
 
 // Member is one node as gossip sees it.
@@ -288,7 +289,8 @@ func (g *Gossip) SetMeta(m Meta) error {
 	return nil
 }
 
-// Events delivers a member each time its State or Meta changes. When the
+// Events delivers a member each time its State or Meta changes, or the
+// liveness check's verdict on it (see Cluster.Down). When the
 // reader falls behind the oldest events are dropped; Members has the
 // current view. The channel is closed when gossip shuts down.
 func (g *Gossip) Events() <-chan Member { return g.events }
@@ -464,6 +466,21 @@ func (g *Gossip) observe(n *memberlist.Node, state string) {
 	} else {
 		g.log.Debug("member meta changed", "member", n.Name, "meta", meta)
 	}
+	g.emit(m)
+}
+
+// touch delivers the named member as an event again: something else
+// about it changed (the liveness check's verdict).
+func (g *Gossip) touch(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m, ok := g.members[name]; ok && !g.closed {
+		g.emit(m)
+	}
+}
+
+// emit delivers an event without blocking. The caller holds g.mu.
+func (g *Gossip) emit(m Member) {
 	for {
 		select {
 		case g.events <- m:

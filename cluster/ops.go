@@ -22,8 +22,12 @@ type MemberStatus struct {
 	IPv4, IPv6 string
 	Role       string // voter, learner, client
 	Gossip     string // alive, dead, left, stopped
-	Since      time.Time
-	Version    string
+	// Reach is the liveness check's verdict on an alive host: "up",
+	// "down" (silent while others were heard), or "" (no verdict: this
+	// host, a host without the check, or the check turned off).
+	Reach   string
+	Since   time.Time
+	Version string
 }
 
 // Members lists the hosts that gossip knows of, with their etcd role.
@@ -38,7 +42,7 @@ func (c *Cluster) Members(ctx context.Context) ([]MemberStatus, error) {
 	var out []MemberStatus
 	for _, m := range c.gossip.Members() {
 		out = append(out, MemberStatus{Name: m.Name, IPv4: m.IPv4, IPv6: m.IPv6, Role: roleOf(list.Members, m.Name),
-			Gossip: m.State, Since: m.Since, Version: m.Version})
+			Gossip: m.State, Since: m.Since, Version: m.Version, Reach: c.reach(m)})
 	}
 	return out, nil
 }
@@ -224,20 +228,72 @@ var (
 	ErrAlive = errors.New("it is alive: run `calico leave` on it")
 )
 
-// Down reports whether addr is an address of a host that gossip has
-// declared dead or that has left.
+// Down reports whether addr is an address of a host that has left, that
+// gossip has declared dead and the liveness check has not heard from
+// lately, or that gossip still thinks alive but the liveness check found
+// unreachable (sooner than gossip can). A host stopped to start again is
+// not down.
 func (c *Cluster) Down(addr netip.Addr) bool {
 	if c.gossip == nil {
 		return false
 	}
 	s := addr.String()
 	for _, m := range c.gossip.Members() {
-		if (m.IPv4 == s || m.IPv6 == s) && (m.State == "dead" || m.State == "left") {
+		if m.IPv4 != s && m.IPv6 != s {
+			continue
+		}
+		switch m.State {
+		case "left":
 			return true
+		case "dead":
+			// Heartbeats heard directly outweigh gossip's verdict,
+			// which a lossy link can make wrongly (memberlist's own
+			// probes, seen from one host).
+			return c.live == nil || !c.live.Heard(m.Name)
+		case "alive":
+			return c.live != nil && c.live.Down(m.Name)
 		}
 	}
 	return false
 }
+
+// reach is the liveness check's verdict on m (see MemberStatus.Reach).
+func (c *Cluster) reach(m Member) string {
+	if c.live == nil || m.State != "alive" || m.LivePort == 0 || m.Name == c.id.Name {
+		return ""
+	}
+	if c.live.Down(m.Name) {
+		return "down"
+	}
+	return "up"
+}
+
+// livePeers are the hosts the liveness check watches: the other members
+// that run one, at their IPv4 address (IPv6 without one); those gossip
+// calls dead or stopped only for a minute after, so that a wrong "dead"
+// from this host's gossip does not silence it towards that host (which
+// would then find this one unreachable) and can be outweighed (Down).
+func (c *Cluster) livePeers() map[string]netip.AddrPort {
+	out := map[string]netip.AddrPort{}
+	for _, m := range c.gossip.Members() {
+		if m.LivePort == 0 || m.Name == c.id.Name || m.State == "left" ||
+			(m.State != "alive" && time.Since(m.Since) > livenessAfterDead) {
+			continue
+		}
+		a, err := netip.ParseAddr(m.IPv4)
+		if err != nil {
+			if a, err = netip.ParseAddr(m.IPv6); err != nil {
+				continue
+			}
+		}
+		out[m.Name] = netip.AddrPortFrom(a, uint16(m.LivePort))
+	}
+	return out
+}
+
+// liveChanged tells gossip's readers (the node's agent) that a host's
+// reachability changed.
+func (c *Cluster) liveChanged(name string) { c.gossip.touch(name) }
 
 // GossipEvents delivers a member whenever its state or meta changes; it
 // is closed when the cluster closes.

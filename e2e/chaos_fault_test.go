@@ -93,7 +93,7 @@ func (c *chaos) cut(h string, rng *mrand.Rand, hold time.Duration, during func()
 		heal = func() error { return fabric("ip", "link", "set", link, "up") }
 	} else {
 		how = "100% loss"
-		c.must(c.dropOn(link, 100))
+		c.must(dropPackets(link, 100))
 		heal = func() error { return fabric("nft", "delete", "table", "netdev", "chaos-"+link) }
 	}
 	at := time.Now()
@@ -104,9 +104,9 @@ func (c *chaos) cut(h string, rng *mrand.Rand, hold time.Duration, during func()
 	return fmt.Sprintf("cut %s off the fabric (%s on %s; %s), healed", h, how, link, wrote)
 }
 
-// dropOn drops percent of the packets both ways through a host's link,
-// in the fabric (an nftables table chaos-LINK).
-func (c *chaos) dropOn(link string, percent int) error {
+// dropPackets drops percent of the packets both ways through a host's
+// link, in the fabric (an nftables table chaos-LINK).
+func dropPackets(link string, percent int) error {
 	rule := fmt.Sprintf("numgen random mod 100 < %d drop", percent)
 	if percent >= 100 {
 		rule = "drop"
@@ -137,7 +137,7 @@ func (c *chaos) lossy(h string, rng *mrand.Rand, hold time.Duration, during func
 		how = fmt.Sprintf("netem: %d ms delay, %d%% loss each way", delay, loss)
 	} else {
 		q := []string{"root", "tbf", "rate", "1mbit", "burst", "4kb", "latency", fmt.Sprintf("%dms", delay)}
-		c.must(c.dropOn(link, loss))
+		c.must(dropPackets(link, loss))
 		c.must(fabric(append([]string{"tc", "qdisc", "replace", "dev", link}, q...)...))
 		c.must(inHost(h, append([]string{"tc", "qdisc", "replace", "dev", "eth0"}, q...)...))
 		how = fmt.Sprintf("%d%% dropped each way, a 1 Mbit/s limit queueing up to %d ms", loss, delay)

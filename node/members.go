@@ -68,7 +68,7 @@ func (m *members) Nodes(ctx context.Context) ([]api.Node, error) {
 			out = &api.Node{Name: c.Name, IPv4: c.IPv4, IPv6: c.IPv6}
 			byName[c.Name] = out
 		}
-		out.Role, out.Gossip, out.Since, out.Version = c.Role, c.Gossip, c.Since, c.Version
+		out.Role, out.Gossip, out.Since, out.Version, out.Reach = c.Role, c.Gossip, c.Since, c.Version, c.Reach
 	}
 	res := make([]api.Node, 0, len(byName))
 	for _, n := range byName {

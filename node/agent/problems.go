@@ -192,9 +192,10 @@ func (a *Agent) Problems() []Problem { return a.problems.all() }
 func (a *Agent) ProblemsReported() map[string]uint64 { return a.problems.counts() }
 
 // needsFailsafe are the ports the cluster itself needs open while host
-// endpoints are under policy: BGP, etcd, gossip and the join API.
+// endpoints are under policy: BGP, etcd, gossip, the join API and the
+// liveness check.
 var needsFailsafe = []nft.ProtoPort{{Protocol: 6, Port: 179}, {Protocol: 6, Port: 2379}, {Protocol: 6, Port: 2380},
-	{Protocol: 6, Port: 7946}, {Protocol: 17, Port: 7946}, {Protocol: 6, Port: 7947}}
+	{Protocol: 6, Port: 7946}, {Protocol: 17, Port: 7946}, {Protocol: 6, Port: 7947}, {Protocol: 17, Port: 7948}}
 
 // failsafeProblems reports a failsafe override that leaves out a port
 // the cluster needs: a host endpoint policy may then cut this host off

@@ -339,11 +339,15 @@ type Error struct {
 
 // Node is one node of the cluster as `calico node list` shows it.
 type Node struct {
-	Name    string    `json:"name"`
-	IPv4    string    `json:"ipv4,omitempty"`
-	IPv6    string    `json:"ipv6,omitempty"`
-	Role    string    `json:"role"`   // voter, learner, client
-	Gossip  string    `json:"gossip"` // alive, suspect, dead, left, unknown
+	Name   string `json:"name"`
+	IPv4   string `json:"ipv4,omitempty"`
+	IPv6   string `json:"ipv6,omitempty"`
+	Role   string `json:"role"`   // voter, learner, client
+	Gossip string `json:"gossip"` // alive, suspect, dead, left, unknown
+	// Reach is the direct liveness check's verdict on an alive host: up,
+	// down (silent while others were heard: its routes are withdrawn),
+	// or empty (no verdict).
+	Reach   string    `json:"reach,omitempty"`
 	Since   time.Time `json:"since,omitzero"`
 	Version string    `json:"version,omitempty"`
 }

@@ -111,21 +111,23 @@ func (c *calculation) denyPath() nft.Path {
 	return nft.Path{Tiers: []nft.Tier{{Name: "unenforceable", Policies: []string{denyChain}}}}
 }
 
-// Failsafe ports: Calico's defaults, plus gossip (7946 tcp and udp) and
-// the join API (7947), so that no host endpoint policy can cut a host off
-// from its cluster.
+// Failsafe ports: Calico's defaults, plus gossip (7946 tcp and udp), the
+// join API (7947) and the liveness check (7948 udp), so that no host
+// endpoint policy can cut a host off from its cluster.
 var (
 	DefaultFailsafeIn = []store.ProtoPort{
 		{Protocol: "tcp", Port: 22}, {Protocol: "udp", Port: 68}, {Protocol: "tcp", Port: 179},
 		{Protocol: "tcp", Port: 2379}, {Protocol: "tcp", Port: 2380}, {Protocol: "tcp", Port: 5473},
 		{Protocol: "tcp", Port: 6443}, {Protocol: "tcp", Port: 6666}, {Protocol: "tcp", Port: 6667},
 		{Protocol: "tcp", Port: 7946}, {Protocol: "udp", Port: 7946}, {Protocol: "tcp", Port: 7947},
+		{Protocol: "udp", Port: 7948},
 	}
 	DefaultFailsafeOut = []store.ProtoPort{
 		{Protocol: "udp", Port: 53}, {Protocol: "udp", Port: 67}, {Protocol: "tcp", Port: 179},
 		{Protocol: "tcp", Port: 2379}, {Protocol: "tcp", Port: 2380}, {Protocol: "tcp", Port: 5473},
 		{Protocol: "tcp", Port: 6443}, {Protocol: "tcp", Port: 6666}, {Protocol: "tcp", Port: 6667},
 		{Protocol: "tcp", Port: 7946}, {Protocol: "udp", Port: 7946}, {Protocol: "tcp", Port: 7947},
+		{Protocol: "udp", Port: 7948},
 	}
 )
 

@@ -62,7 +62,7 @@ type Port struct {
 // health addresses when they are set.
 func NodePorts(metricsAddr, healthAddr string) []Port {
 	ps := []Port{{179, "tcp", "BGP"}, {2379, "tcp", "etcd clients"}, {2380, "tcp", "etcd peers"},
-		{7946, "tcp", "gossip"}, {7946, "udp", "gossip"}, {7947, "tcp", "the join API"}}
+		{7946, "tcp", "gossip"}, {7946, "udp", "gossip"}, {7947, "tcp", "the join API"}, {7948, "udp", "the liveness check"}}
 	for _, a := range []struct{ addr, what string }{{metricsAddr, "metrics"}, {healthAddr, "health checks"}} {
 		if _, p, err := net.SplitHostPort(a.addr); err == nil {
 			if n, err := strconv.Atoi(p); err == nil {

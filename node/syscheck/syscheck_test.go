@@ -27,10 +27,10 @@ func TestPortTaken(t *testing.T) {
 
 func TestNodePorts(t *testing.T) {
 	ps := NodePorts(":9091", "127.0.0.1:9099")
-	if len(ps) != 8 || ps[6].Number != 9091 || ps[7].Number != 9099 {
+	if len(ps) != 9 || ps[7].Number != 9091 || ps[8].Number != 9099 {
 		t.Errorf("%+v", ps)
 	}
-	if ps := NodePorts("", ""); len(ps) != 6 {
+	if ps := NodePorts("", ""); len(ps) != 7 {
 		t.Errorf("without metrics and health: %+v", ps)
 	}
 }
