@@ -17,6 +17,21 @@ for w in host1:cw-a1:a host1:cw-a2:a host1:cw-b1:b host2:cw-a3:a host3:cw-b2:b; 
 	printf '%s on %s (profile %s): ' "$name" "$host" "$profile"
 	$LAB calico "$host" workload add "$name" --profile "$profile"
 done
+# The hosts' BGP sessions come up within seconds, and are made again once
+# as host2 and host3 become etcd voters (the voters reflect routes):
+# wait for them, so that the pings below answer at once.
+printf 'waiting for the BGP sessions between the hosts'
+for _ in $(seq 60); do
+	down=0
+	for h in host1 host2 host3; do
+		n=$($LAB calico "$h" status | awk '$3 == "mesh" && $5 != "established"' | wc -l)
+		down=$((down + n))
+	done
+	[ "$down" -gt 0 ] || break
+	printf .
+	sleep 1
+done
+if [ "$down" -gt 0 ]; then echo " $down not up yet ($LAB calico host1 status shows them)"; else echo " up"; fi
 addr() { $LAB calico "$1" workload list -o json | sed -n "/\"name\": \"$2\"/,/]/p" | grep -m1 -o '10\.65\.[0-9.]*'; }
 a1=$(addr host1 cw-a1); a2=$(addr host1 cw-a2); a3=$(addr host2 cw-a3)
 cat <<MSG
