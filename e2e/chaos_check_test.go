@@ -22,6 +22,7 @@ func (c *chaos) check(healed time.Time) {
 	c.checkRunning()
 	c.checkAddrs()
 	c.settle()
+	c.checkRoutes()
 	c.checkIPAM()
 	if bad := c.waitReach(healed, chaosReach); len(bad) > 0 {
 		c.violation("within %s of the step's end, these allowed cells still do not answer:\n%s", chaosReach, capLines(bad, 20))

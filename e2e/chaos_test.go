@@ -31,7 +31,9 @@ import (
 //     chaosSettle every host's datastore healthy and in sync, its
 //     dataplane at a fence's revision without error and with the
 //     endpoints the test made there, no data dir full, five hosts alive,
-//     three voters and two clients; within chaosReach every workload
+//     three voters and two clients, and then every host's kernel
+//     routing every workload as the datastore says (its own to its
+//     interface, the others' via their host); within chaosReach every workload
 //     answering every peer of its profile (TCP and ping, IPv4 and IPv6).
 //
 // A broken invariant fails the test with the step, its kind and the seed.
