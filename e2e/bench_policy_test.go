@@ -88,7 +88,7 @@ func policyLab(t *testing.T, hosts []string, perHost int, extra ...string) (lab 
 		profiles = append(profiles, profileDoc(fmt.Sprintf("p%d", p)))
 	}
 	profiles = append(profiles, profileDoc("probe"))
-	calicoApply(t, lab, "host1", listDoc(profiles))
+	setupApply(t, lab, "host1", listDoc(profiles))
 	var wg sync.WaitGroup
 	for _, h := range hosts {
 		wg.Go(func() {
@@ -116,8 +116,8 @@ func policyLab(t *testing.T, hosts []string, perHost int, extra ...string) (lab 
 		clients[h] = lab.AddWorkload(h, fmt.Sprintf("pc-%d", i+1), "--profile", "probe", "--label", "role=probe-client")
 	}
 	// 500 policies, then the policy the changes toggle.
-	calicoApply(t, lab, "host1", listDoc(benchPolicies()))
-	calicoApply(t, lab, "host1", toggleDoc("Allow"))
+	setupApply(t, lab, "host1", listDoc(benchPolicies()))
+	setupApply(t, lab, "host1", toggleDoc("Allow"))
 	for _, h := range hosts {
 		loaded = waitProgrammed(t, lab, h, perHost, 500, 3*time.Minute)
 	}

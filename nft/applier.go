@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 )
 
@@ -265,28 +264,22 @@ func nextGen(g uint32) uint32 {
 	return g + 1
 }
 
-// send queues ops on a fresh connection and flushes them as one batch.
+// send marshals ops and commits them as one batch on a fresh connection.
 func (a *Applier) send(ctx context.Context, ops []op, deadline time.Time) error {
-	c, err := nftables.New(nftables.WithNetNSFd(a.netns), nftables.WithSockOptions(sockOptions(deadline)))
-	if err != nil {
-		return fmt.Errorf("opening nftables connection: %w", err)
-	}
 	if a.failSends > 0 {
 		a.failSends--
 		return errors.New("injected failure")
 	}
-	b := &builder{c: c, table: calicoTable, ids: &a.setID}
-	debug := a.log.Enabled(ctx, slog.LevelDebug)
-	for _, o := range ops {
-		b.add(o)
-		if debug {
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		for _, o := range ops {
 			a.log.Debug("nftables change", "op", o.kind.String(), "name", o.name, "elements", len(o.elems))
 		}
 	}
-	if b.err != nil {
-		return b.err
+	msgs, err := marshal(ops, &a.setID)
+	if err != nil {
+		return err
 	}
-	return c.Flush()
+	return commit(a.netns, msgs, deadline)
 }
 
 // Counters reads the counters of every policy rule in the kernel: one

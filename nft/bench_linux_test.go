@@ -172,3 +172,29 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRenderChange is the Go side of an Apply for a change of one
+// policy: the rendering with its memory of the last one.
+func BenchmarkRenderChange(b *testing.B) {
+	base := big(1000, 500)
+	for i := range base.Policies {
+		base.Policies[i].Version = "1"
+	}
+	changed := base
+	changed.Policies = slices.Clone(base.Policies)
+	changed.Policies[3].Version = "2"
+	changed.Policies[3].Ingress = slices.Clone(base.Policies[3].Ingress)
+	changed.Policies[3].Ingress[0].Dst.Ports = []PortRange{{8080, 8080}}
+	var r renderer
+	i := 0
+	for b.Loop() {
+		rs := base
+		if i%2 == 1 {
+			rs = changed
+		}
+		if _, err := r.render(rs); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

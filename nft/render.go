@@ -188,7 +188,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		c := r.group(s, d, p)
 		if _, ok := groups[c.Name]; !ok {
 			groups[c.Name] = c
-			for _, n := range p.Names() {
+			for n := range all(p) {
 				used[policyDir{n, d}] = true
 			}
 		}
@@ -229,14 +229,15 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 func workloadSets(eps []Endpoint, group func(stage, Direction, Path) string) []TableSet {
 	var from, to, src4, src6 []Element
 	for _, ep := range eps {
-		to = append(to, Element{Key: ifaceKey(ep.Iface), Goto: group(stageNormal, Ingress, ep.Ingress)})
-		from = append(from, Element{Key: ifaceKey(ep.Iface), Goto: group(stageNormal, Egress, ep.Egress)})
+		key := ifaceKey(ep.Iface)
+		to = append(to, Element{Key: key, Goto: group(stageNormal, Ingress, ep.Ingress)})
+		from = append(from, Element{Key: key, Goto: group(stageNormal, Egress, ep.Egress)})
 		for _, a := range ep.Addrs {
 			a = a.Unmap().WithZone("")
 			if a.Is4() {
-				src4 = append(src4, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
+				src4 = append(src4, Element{Key: key + string(a.AsSlice())})
 			} else {
-				src6 = append(src6, Element{Key: ifaceKey(ep.Iface) + string(a.AsSlice())})
+				src6 = append(src6, Element{Key: key + string(a.AsSlice())})
 			}
 		}
 	}

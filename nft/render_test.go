@@ -295,3 +295,26 @@ func TestNetElems(t *testing.T) {
 		}
 	}
 }
+
+// TestPathNamesAll: all yields what Names lists, path after path, and
+// stops when asked.
+func TestPathNamesAll(t *testing.T) {
+	a := Path{Tiers: []Tier{{Name: "t1", Policies: []string{"p1", "p2"}}, {Name: "t2", Policies: []string{"p3"}}}, Profiles: []string{"pro"}}
+	b := Path{Profiles: []string{"x", "y"}}
+	if got, want := slices.Collect(all(a, b)), append(a.Names(), b.Names()...); !slices.Equal(got, want) {
+		t.Errorf("all = %v, want %v", got, want)
+	}
+	var first []string
+	for n := range all(a, b) {
+		first = append(first, n)
+		if len(first) == 2 {
+			break
+		}
+	}
+	if !slices.Equal(first, []string{"p1", "p2"}) {
+		t.Errorf("stopped early: %v", first)
+	}
+	if a.key() == b.key() || a.key() != (Path{Tiers: a.Tiers, Profiles: a.Profiles}).key() {
+		t.Errorf("keys: %q %q", a.key(), b.key())
+	}
+}

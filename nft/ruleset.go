@@ -5,6 +5,7 @@
 package nft
 
 import (
+	"iter"
 	"net"
 	"net/netip"
 	"strconv"
@@ -140,21 +141,56 @@ func (p Path) Names() []string {
 
 // key identifies the path's content.
 func (p Path) key() string {
-	var b strings.Builder
+	n := 1
 	for _, t := range p.Tiers {
-		b.WriteString("\x02" + t.Name)
+		n += 2 + len(t.Name)
+		for _, name := range t.Policies {
+			n += 1 + len(name)
+		}
+	}
+	for _, name := range p.Profiles {
+		n += 1 + len(name)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, t := range p.Tiers {
+		b.WriteByte('\x02')
+		b.WriteString(t.Name)
 		if t.DefaultPass {
-			b.WriteString("\x03")
+			b.WriteByte('\x03')
 		}
 		for _, n := range t.Policies {
-			b.WriteString("\x00" + n)
+			b.WriteByte(0)
+			b.WriteString(n)
 		}
 	}
-	b.WriteString("\x01")
+	b.WriteByte('\x01')
 	for _, n := range p.Profiles {
-		b.WriteString("\x00" + n)
+		b.WriteByte(0)
+		b.WriteString(n)
 	}
 	return b.String()
+}
+
+// all yields the names of the policies and profiles of paths, in order,
+// without collecting them.
+func all(paths ...Path) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, p := range paths {
+			for _, t := range p.Tiers {
+				for _, n := range t.Policies {
+					if !yield(n) {
+						return
+					}
+				}
+			}
+			for _, n := range p.Profiles {
+				if !yield(n) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // Policy is a named policy or profile: ordered rules for each direction.

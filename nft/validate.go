@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -132,7 +133,7 @@ func (v *validation) workloads(eps []Endpoint, policies map[string]bool) {
 				v.add("endpoint %s: invalid address", ep.Iface)
 			}
 		}
-		v.known("endpoint", ep.Iface, pathNames(ep.Ingress, ep.Egress), policies)
+		v.known("endpoint", ep.Iface, all(ep.Ingress, ep.Egress), policies)
 	}
 }
 
@@ -154,26 +155,18 @@ func (v *validation) hostEndpoints(hs []HostEndpoint, policies map[string]bool) 
 			v.add("host endpoint %s: duplicate interface", h.Iface)
 		}
 		seen[h.Iface] = true
-		v.known("host endpoint", h.Iface, pathNames(h.Ingress, h.Egress, h.ForwardIngress, h.ForwardEgress,
+		v.known("host endpoint", h.Iface, all(h.Ingress, h.Egress, h.ForwardIngress, h.ForwardEgress,
 			h.PreDNAT, h.UntrackedIngress, h.UntrackedEgress), policies)
 	}
 }
 
 // known checks that an endpoint's paths name only known policies.
-func (v *validation) known(what, iface string, names []string, policies map[string]bool) {
-	for _, n := range names {
+func (v *validation) known(what, iface string, names iter.Seq[string], policies map[string]bool) {
+	for n := range names {
 		if !policies[n] {
 			v.add("%s %s: unknown policy %s", what, iface, n)
 		}
 	}
-}
-
-func pathNames(ps ...Path) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.Names()...)
-	}
-	return out
 }
 
 func validName(s string) bool {

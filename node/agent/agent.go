@@ -374,7 +374,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	if a.cfg.Interfaces != nil {
+	if a.cfg.Interfaces != nil && calc.NeedsInterfaces(in) {
 		in.HostInterfaces = a.cfg.Interfaces()
 	}
 	if a.cfg.Voters != nil {

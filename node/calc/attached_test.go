@@ -2,6 +2,7 @@ package calc
 
 import (
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -84,5 +85,55 @@ func checkDown(t *testing.T, in Input) {
 	}
 	if _, err := nft.Render(d.Ruleset); err != nil {
 		t.Errorf("the ruleset does not render: %v", err)
+	}
+}
+
+// TestNeedsInterfaces: the calculation reads the host's interfaces only
+// for this host's attached endpoints and host endpoints by expectedIPs;
+// for any other input its result does not depend on them, so the agent
+// may skip listing them.
+func TestNeedsInterfaces(t *testing.T) {
+	heps := func(node, iface string) string {
+		spec := `node: ` + node + `, expectedIPs: [192.0.2.10]`
+		if iface != "" {
+			spec += `, interfaceName: ` + iface
+		}
+		return `---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: hep-` + node + iface + `, labels: {role: edge}}
+spec: {` + spec + `}
+`
+	}
+	plain := classic + wep("h1", "default", "c1", "cali1", "", "a", "10.65.0.1/32") + wep("h2", "default", "c2", "cali2", "", "a", "10.65.0.2/32") +
+		gnp("edge", "selector: role == 'edge', ingress: [{action: Allow}]")
+	for _, c := range []struct {
+		name, y string
+		want    bool
+	}{
+		{"workloads of its own", plain, false},
+		{"an attached endpoint here", plain + attachedWEP("vm1", "vnet3", "", "10.65.0.70/32"), true},
+		{"a host endpoint by expectedIPs here", plain + heps("h1", ""), true},
+		{"a host endpoint by name here", plain + heps("h1", "eth1"), false},
+		{"a host endpoint by expectedIPs elsewhere", plain + heps("h2", ""), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := decode(t, "h1", c.y)
+			if got := NeedsInterfaces(in); got != c.want {
+				t.Fatalf("NeedsInterfaces = %v, want %v", got, c.want)
+			}
+			if c.want {
+				return
+			}
+			// Not needed: the same result without them, with none and
+			// with some.
+			without := Compute(in)
+			for _, ifs := range []map[string][]netip.Addr{{}, {"cali1": nil, "vnet3": nil, "eth0": {netip.MustParseAddr("192.0.2.10")}, "eth1": nil}} {
+				in.HostInterfaces = ifs
+				if got := Compute(in); !reflect.DeepEqual(got, without) {
+					t.Errorf("with interfaces %v the result differs:\n%s\nroutes %v\nwithout:\n%s\nroutes %v", ifs, got, got.Routes, without, without.Routes)
+				}
+			}
+		})
 	}
 }

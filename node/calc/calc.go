@@ -701,8 +701,10 @@ func (c *calculation) path(w *store.WorkloadEndpoint, dir string) nft.Path {
 			p = c.pathOf(wd.labels, w.Metadata.Namespace, w.Spec.Profiles, dir, workloadEP)
 		}
 		c.paths[key] = p
+		// Once per distinct path: its policies are then compiled for
+		// every endpoint that shares it.
+		c.use(p)
 	}
-	c.use(p)
 	return p
 }
 
