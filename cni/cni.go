@@ -166,7 +166,7 @@ func (p *plugin) load(stdin []byte) (*netConf, error) {
 		}
 	}
 	if t := conf.IPAM.Type; !p.ipam && t != "" && t != IPAMName {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("ipam type %q is not supported with type calico: use %q (or give none)", t, IPAMName), "")
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("ipam type %q is not supported with type calico: use %q (or give none)", quote.Clip(t), IPAMName), "")
 	}
 	if conf.MTU < 0 || conf.MTU == 1 || (conf.MTU > 0 && conf.MTU < 68) || conf.MTU > 65535 {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("mtu %d is not between 68 and 65535", conf.MTU), "")
