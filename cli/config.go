@@ -153,7 +153,27 @@ func (s settings) label(name string) string {
 // resolve reads the config files and the environment and merges them
 // with the command line's flags.
 func resolve(c *ucli.Command) (settings, error) {
-	files, err := configFiles(c.String("config"), c.IsSet("config"))
+	s, err := unflagged(c.String("config"), c.IsSet("config"))
+	if err != nil {
+		return settings{}, err
+	}
+	for _, st := range upSettings {
+		if c.IsSet(st.name) {
+			vals := []string{c.String(st.name)}
+			if st.list {
+				vals = c.StringSlice(st.name)
+			}
+			s.vals[st.name] = value{vals: vals, from: origin{kind: "flag", name: st.name}, set: true}
+		}
+	}
+	return s, nil
+}
+
+// unflagged are the settings of the defaults, the config file (given:
+// named by the user) with its drop-ins, and the environment, each over
+// the one before.
+func unflagged(file string, given bool) (settings, error) {
+	files, err := configFiles(file, given)
 	if err != nil {
 		return settings{}, err
 	}
@@ -171,13 +191,6 @@ func resolve(c *ucli.Command) (settings, error) {
 	for _, st := range upSettings {
 		if v := os.Getenv(st.env); st.env != "" && v != "" {
 			s.vals[st.name] = value{vals: []string{v}, from: origin{kind: "env", name: st.env}, set: true}
-		}
-		if c.IsSet(st.name) {
-			vals := []string{c.String(st.name)}
-			if st.list {
-				vals = c.StringSlice(st.name)
-			}
-			s.vals[st.name] = value{vals: vals, from: origin{kind: "flag", name: st.name}, set: true}
 		}
 	}
 	return s, nil

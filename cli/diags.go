@@ -60,25 +60,5 @@ func fileSettings() (settings, error) {
 	if !given {
 		file = DefaultConfigFile
 	}
-	files, err := configFiles(file, given)
-	if err != nil {
-		return settings{}, err
-	}
-	s := settings{vals: map[string]value{}, files: files}
-	for _, st := range upSettings {
-		if st.def != "" {
-			s.vals[st.name] = value{vals: []string{st.def}, from: origin{kind: "default"}}
-		}
-	}
-	for _, f := range files {
-		if err := s.readFile(f); err != nil {
-			return settings{}, err
-		}
-	}
-	for _, st := range upSettings {
-		if v := os.Getenv(st.env); st.env != "" && v != "" {
-			s.vals[st.name] = value{vals: []string{v}, from: origin{kind: "env", name: st.env}, set: true}
-		}
-	}
-	return s, nil
+	return unflagged(file, given)
 }
