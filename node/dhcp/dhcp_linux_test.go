@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,5 +210,30 @@ func dhclient6(t *testing.T, run func(...string) (string, error), dir, script st
 	}
 	if out, err := run("ping", "-6", "-c", "1", "-W", "2", "fd99::1"); err != nil {
 		t.Errorf("the guest does not reach the host over IPv6: %v\n%s", err, out)
+	}
+}
+
+// TestSocketsCloseAtOnce closes the sockets from many goroutines at
+// once, as the server does when its context ends while it is stopping
+// (a double close of the done channel once panicked a stopping node):
+// every call returns, none panics, and reads see the close. Pipes stand
+// in for the packet sockets.
+func TestSocketsCloseAtOnce(t *testing.T) {
+	for range 2000 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &sockets{v4: r, v6: w, frames: make(chan frameIn), done: make(chan struct{})}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() { <-start; c.close() })
+		}
+		close(start)
+		wg.Wait()
+		if _, _, err := c.read(make([]byte, 64)); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("a read after close: %v, want net.ErrClosed", err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,8 @@ type sockets struct {
 	v4, v6 *os.File
 	frames chan frameIn
 	done   chan struct{}
+	once   sync.Once // close may be called from two goroutines at once
+	closed error
 }
 
 type frameIn struct {
@@ -171,13 +174,11 @@ func (s *sockets) write(ifindex int, frame []byte) error {
 }
 
 func (s *sockets) close() error {
-	select {
-	case <-s.done:
-		return nil
-	default:
-	}
-	close(s.done)
-	return errors.Join(s.v4.Close(), s.v6.Close())
+	s.once.Do(func() {
+		close(s.done)
+		s.closed = errors.Join(s.v4.Close(), s.v6.Close())
+	})
+	return s.closed
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
