@@ -28,6 +28,11 @@ import (
 const (
 	reflectorSet    = "calico-reflectors"
 	reflectorPolicy = "calico-no-reflected-routes-to-reflectors"
+	// noNeighbor is always in reflectorSet and is no peer's address:
+	// GoBGP's neighbour condition matches every peer when its set is
+	// empty, and a reflector whose other reflectors all went would
+	// reflect nothing.
+	noNeighbor = "0.0.0.0/32"
 )
 
 // setReflectors makes the neighbour set of the policy above exactly the
@@ -100,7 +105,7 @@ func (s *Speaker) setReflectors(ctx context.Context, peers map[netip.Addr]Peer) 
 func (s *Speaker) addReflectorPolicy(ctx context.Context) error {
 	err := do(ctx, func() error {
 		return s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
-			DefinedType: api.DefinedType_NEIGHBOR, Name: reflectorSet,
+			DefinedType: api.DefinedType_NEIGHBOR, Name: reflectorSet, List: []string{noNeighbor},
 		}})
 	})
 	if err != nil {

@@ -109,3 +109,36 @@ func hasRoute(rs []Route, dst string) bool {
 	}
 	return false
 }
+
+// TestReflectorSetEmptied: reflector B reflects between A and C; while A
+// is marked Reflector, B sends A no reflected route. When the mark goes
+// (A no longer a reflector: B's set of them is empty), B still reflects
+// both ways: a route A advertises then reaches C, and one C advertises
+// then reaches A. (GoBGP's neighbour condition matches every peer when
+// its set is empty: B reflected nothing at all then.)
+func TestReflectorSetEmptied(t *testing.T) {
+	addrA, addrB, addrC := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	port := freePort(t, addrA, addrB, addrC)
+	a, b, c := start(t, addrA, port, false), start(t, addrB, port, false), start(t, addrC, port, false)
+	fromB := func(remote netip.Addr, reflector bool) Peer {
+		p := meshPeer(addrB, remote, port)
+		p.ReflectorClient, p.ClusterID, p.Reflector = true, netip.MustParseAddr("244.0.0.1"), reflector
+		return p
+	}
+	setPeers(t, a, meshPeer(addrA, addrB, port))
+	setPeers(t, c, meshPeer(addrC, addrB, port))
+	setPeers(t, b, fromB(addrA, true), fromB(addrC, false))
+	advertise(t, a, "10.65.1.0/26")
+	advertise(t, c, "10.65.3.0/26")
+	waitLearned(t, c, route("10.65.1.0/26", "127.0.0.1"))
+	waitLearned(t, b, route("10.65.1.0/26", "127.0.0.1"), route("10.65.3.0/26", "127.0.0.3"))
+	if got := a.Learned(); len(got) != 0 {
+		t.Fatalf("B sent A, a peer marked Reflector, reflected routes: %v", got)
+	}
+
+	setPeers(t, b, fromB(addrA, false), fromB(addrC, false))
+	advertise(t, a, "10.65.1.0/26", "10.65.11.0/26")
+	advertise(t, c, "10.65.3.0/26", "10.65.13.0/26")
+	waitLearned(t, c, route("10.65.1.0/26", "127.0.0.1"), route("10.65.11.0/26", "127.0.0.1"))
+	waitLearned(t, a, route("10.65.3.0/26", "127.0.0.3"), route("10.65.13.0/26", "127.0.0.3"))
+}

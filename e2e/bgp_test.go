@@ -74,6 +74,66 @@ func bgpCluster(t *testing.T, lab *Lab, hosts []string, extra ...string) {
 		return alive == len(hosts), fmt.Sprintf("%+v", nodes)
 	})
 	t.Logf("cluster of %d hosts up in %s", len(hosts), time.Since(start).Round(time.Millisecond))
+	bgpSettled(t, lab, hosts)
+}
+
+// bgpSettled waits, in a cluster of three hosts or more, until the first
+// three are the etcd voters and so the automatic route reflectors on
+// every host, and every host's BGP sessions are up. A host promoted to
+// voter makes its sessions again (GoBGP takes a route-reflector-client
+// mark only when it makes a session), and its peers lose its routes for
+// a second or more meanwhile: a test that starts flows before that would
+// see them stall.
+func bgpSettled(t *testing.T, lab *Lab, hosts []string) {
+	t.Helper()
+	if len(hosts) < 3 {
+		return
+	}
+	start := time.Now()
+	want := "automatic reflectors: " + strings.Join(hosts[:3], ", ") + ")"
+	// For a second in a row: a host logs its topology just before it
+	// makes its sessions again.
+	var since time.Time
+	bgpWaitFor(t, 60*time.Second, 100*time.Millisecond, "the voters reflecting and every BGP session up on every host, for a second", func() (bool, string) {
+		ok, seen := bgpAllUp(lab, hosts, want)
+		if !ok {
+			since = time.Time{}
+			return false, seen
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) >= time.Second, ""
+	})
+	t.Logf("BGP settled (voters reflecting, every session up) %s later", time.Since(start).Round(time.Millisecond))
+}
+
+// bgpAllUp says whether every host's last topology has reflectors as
+// want says and all its sessions to the other hosts are up.
+func bgpAllUp(lab *Lab, hosts []string, want string) (bool, string) {
+	for _, h := range hosts {
+		log := lab.Log(h)
+		i := strings.LastIndex(log, `msg="BGP topology"`)
+		line, _, _ := strings.Cut(log[max(i, 0):], "\n")
+		if i < 0 || !strings.Contains(line, want) {
+			return false, h + ": " + line
+		}
+		ss, err := sessions(lab, h)
+		if err != nil {
+			return false, err.Error()
+		}
+		for node, states := range ss {
+			for _, st := range states {
+				if st != "established" {
+					return false, fmt.Sprintf("%s's session to %s: %s", h, node, st)
+				}
+			}
+		}
+		if len(ss) != len(hosts)-1 {
+			return false, fmt.Sprintf("%s's sessions: %v", h, ss)
+		}
+	}
+	return true, ""
 }
 
 // bgpWaitFor polls check every interval until it holds or within passes,
