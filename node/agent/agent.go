@@ -115,6 +115,10 @@ type Routes interface {
 type Datastore interface {
 	Sync(ctx context.Context, fn func(store.SyncEvent)) error
 	HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error)
+	// BlockClaims counts the address blocks this host's IPAM claimed
+	// (ipam.IPAM.Claims): after it changed, a pass reads this host's
+	// blocks first.
+	BlockClaims() uint64
 }
 
 // Agent keeps this host's dataplane equal to what the datastore says.
@@ -134,14 +138,18 @@ type Agent struct {
 	stale      []route.Route
 	staleUntil time.Time
 
-	// kick wakes the loop for a local change (a workload added here:
-	// this host's address blocks may have changed too); changed for a
-	// change in the datastore.
+	// kick wakes the loop for a local change; changed for a change in
+	// the datastore.
 	kick, changed chan struct{}
-	// blocksStale asks the next pass to read this host's blocks;
-	// blocksRead is when they were last read.
+	// blocksStale asks the next pass to read this host's blocks (the
+	// last read failed); blocksRead is when they were last read, and
+	// claimsRead BlockClaims then.
 	blocksStale atomic.Bool
 	blocksRead  time.Time
+	claimsRead  uint64
+	// appliedGen is the cache's generation the last pass that succeeded
+	// computed from (used by the loop alone).
+	appliedGen uint64
 	// calc remembers the last calculation (used by the loop alone).
 	calc calc.Calculator
 	// programmed is closed after the first apply that programmed this
@@ -287,11 +295,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer timer.Stop()
 	backoff := time.Duration(0)
 	for {
-		// Reading this host's blocks costs a round trip to etcd: not on
-		// the path of a datastore change, which cannot move them, unless
-		// this host's own IPAM may have (BlocksMayHaveChanged) or the
-		// last read is older than a resync period.
-		blocks := true
+		// Reading this host's blocks costs a round trip to etcd: only
+		// when this host's own IPAM may have claimed one, the last read
+		// failed or is older than a resync period, and on the resync.
+		blocks := false
 		select {
 		case <-ctx.Done():
 			// With graceful restart the peers keep our routes while we
@@ -303,14 +310,19 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.bgp.changed:
 		case <-a.changed:
-			blocks = a.blocksStale.Load() || time.Since(a.blocksRead) > a.cfg.Resync
+			if a.cache.generation() == a.appliedGen && !a.blocksDue() {
+				// A pass since took in this change (a workload's add
+				// waited for it): nothing new to program.
+				continue
+			}
 		case <-a.kick:
 		case <-timer.C:
+			blocks = true
 		case reply := <-a.ping:
 			close(reply)
 			continue
 		}
-		if blocks {
+		if blocks || a.blocksDue() {
 			a.refreshBlocks(ctx)
 		}
 		err := a.apply(ctx)
@@ -329,9 +341,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// BlocksMayHaveChanged makes the next pass read this host's address
-// blocks: an IPAM call here may have claimed one.
-func (a *Agent) BlocksMayHaveChanged() { a.blocksStale.Store(true) }
+// blocksDue says whether this host's address blocks are to be read
+// before the next pass: this host's IPAM claimed one since the last
+// read (or there is no count of that), the last read failed, or it is
+// older than a resync period.
+func (a *Agent) blocksDue() bool {
+	a.mu.Lock()
+	ds := a.ds
+	a.mu.Unlock()
+	return ds != nil && (ds.BlockClaims() != a.claimsRead || a.blocksStale.Load() || time.Since(a.blocksRead) > a.cfg.Resync)
+}
 
 // Alive waits until the agent's loop answers a probe: it is not stuck in
 // a pass (a hung kernel or BGP call). It fails when ctx ends first.
@@ -370,6 +389,7 @@ func (a *Agent) jitter() time.Duration {
 // nothing until the cache holds a complete state: no driver may delete
 // what it owns on the strength of a partial view.
 func (a *Agent) apply(ctx context.Context) error {
+	gen := a.cache.generation() // before the input: a change meanwhile makes another pass
 	in, rev, ok := a.cache.input(a.cfg.Name)
 	if !ok {
 		return nil
@@ -433,6 +453,9 @@ func (a *Agent) apply(ctx context.Context) error {
 	a.advertised, a.installed = want.Advertise, learned
 	if ownOK && rev > a.applied {
 		a.applied = rev
+	}
+	if err == nil {
+		a.appliedGen = gen
 	}
 	if ownOK {
 		a.programmedOnce.Do(func() { a.firstProgram = res; close(a.programmed) })
@@ -585,6 +608,7 @@ func (a *Agent) refreshBlocks(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	a.blocksStale.Store(false)
+	a.claimsRead = ds.BlockClaims() // before the read: a claim meanwhile is read again next time
 	blocks, err := ds.HostBlocks(ctx, a.cfg.Name)
 	if err != nil {
 		a.blocksStale.Store(true) // try again on the next pass
@@ -676,6 +700,8 @@ type storeDatastore struct {
 func (d storeDatastore) HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error) {
 	return d.ipam.HostBlocks(ctx, host)
 }
+
+func (d storeDatastore) BlockClaims() uint64 { return d.ipam.Claims() }
 
 // forgetMoved forgets the tracked connections of every address that left
 // the workload interface it was on (the workload went, or the address

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,4 +152,38 @@ func TestAgentSurvivesACorruptCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	open(dir2)
+}
+
+// TestAgentReadsBlocksAfterAClaim: a pass for a workload change does not
+// read this host's blocks (a round trip to etcd) unless this host's IPAM
+// claimed one since they were last read; then the block's blackhole
+// route comes with the workload that took the block's first address.
+func TestAgentReadsBlocksAfterAClaim(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s, m := store.New(cli), ipam.New(cli)
+	a, _, routes := agenttest.Run(t, t.TempDir(), agent.FromStore(s, m))
+	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {
+		t.Fatal(err)
+	}
+	pool := ipam.Pool{CIDR: netip.MustParsePrefix("10.65.0.0/16"), BlockSize: 26}
+	want := ""
+	for i := range 2 {
+		addr, err := m.AutoAssign(t.Context(), fmt.Sprint("h", i), agenttest.Node, []ipam.Pool{pool}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			block, _ := addr.Prefix(26)
+			want = "blackhole " + block.String() + "\n"
+		}
+		want += fmt.Sprintf("%s/32 dev cali%d\n", addr, i)
+		w := agenttest.Workload(fmt.Sprint("w", i), fmt.Sprint("cali", i), addr.String())
+		if err := s.Create(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		agenttest.WaitApplied(t, a, w)
+		if got := routes.String(); got != want {
+			t.Errorf("routes after workload %d = %q; want %q", i, got, want)
+		}
+	}
 }

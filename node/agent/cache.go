@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"calico/node/calc"
@@ -28,6 +29,8 @@ type cache struct {
 	items  map[string]store.Resource // by etcd key
 	blocks []netip.Prefix
 	rev    int64
+	// gen counts the changes to items and blocks (see generation).
+	gen atomic.Uint64
 	// loaded: items is a complete state (from disk or from etcd).
 	loaded bool
 	// live: items follows etcd right now.
@@ -133,6 +136,18 @@ func (c *cache) close() error { return c.db.Close() }
 
 // update applies one sync event; it reports whether anything changed.
 func (c *cache) update(ev store.SyncEvent) bool {
+	changed := c.apply(ev)
+	if changed {
+		c.gen.Add(1)
+	}
+	return changed
+}
+
+// generation counts the changes to the calculation's input: the
+// resources and this host's blocks.
+func (c *cache) generation() uint64 { return c.gen.Load() }
+
+func (c *cache) apply(ev store.SyncEvent) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ev.Err != nil {
@@ -173,7 +188,10 @@ func (c *cache) update(ev store.SyncEvent) bool {
 func (c *cache) setBlocks(b []netip.Prefix) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.blocks = b
+	if !slices.Equal(c.blocks, b) {
+		c.blocks = b
+		c.gen.Add(1)
+	}
 }
 
 // input is the calculation's input at the cache's current state.

@@ -199,5 +199,4 @@ func (h *harness) must(socket, path string, in, out any) {
 type nowDataplane struct{}
 
 func (nowDataplane) WaitApplied(context.Context, int64) error { return nil }
-func (nowDataplane) BlocksMayHaveChanged()                    {}
 func (nowDataplane) Applied() int64                           { return 1 << 62 }

@@ -30,9 +30,6 @@ type Dataplane interface {
 	// WaitApplied waits until the dataplane is programmed from a state at
 	// least as new as datastore revision rev.
 	WaitApplied(ctx context.Context, rev int64) error
-	// BlocksMayHaveChanged says that this host's IPAM blocks may have
-	// changed (an allocation here may have claimed one).
-	BlocksMayHaveChanged()
 	// Applied is the datastore revision the dataplane was last programmed
 	// from.
 	Applied() int64
@@ -159,7 +156,6 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 	}
 	ph.mark("veth")
 
-	s.Dataplane.BlocksMayHaveChanged() // before the endpoint's event can start a pass
 	if err := s.Store.Create(ctx, w); err != nil {
 		return nil, err
 	}

@@ -23,7 +23,6 @@ import (
 type nowDataplane struct{}
 
 func (nowDataplane) WaitApplied(context.Context, int64) error { return nil }
-func (nowDataplane) BlocksMayHaveChanged()                    {}
 func (nowDataplane) Applied() int64                           { return 1 << 62 }
 
 // newService is a workload service of node n1 over a test etcd with one

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"calico/store"
@@ -98,6 +99,8 @@ type Handle struct {
 // IPAM allocates addresses in etcd.
 type IPAM struct {
 	cli *clientv3.Client
+	// claims counts the changes that claimed a block (see Claims).
+	claims atomic.Uint64
 	// timeout bounds each etcd call (a shorter deadline on ctx wins).
 	timeout time.Duration
 	// attempts bounds the transactions one change tries before giving up.
@@ -284,8 +287,9 @@ func decodeHandle(id string, kv *mvccpb.KeyValue) (*handle, error) {
 
 // change is one transaction: the revisions it requires and what it writes.
 type change struct {
-	cmps []clientv3.Cmp
-	ops  []clientv3.Op
+	cmps    []clientv3.Cmp
+	ops     []clientv3.Op
+	claimed bool // it claims a block for a host
 }
 
 // guard requires key to be still at rev (0: still absent).
@@ -329,6 +333,7 @@ func (c *change) saveHandle(h *handle) {
 func (c *change) claim(host string, cidr netip.Prefix) {
 	out, _ := json.Marshal(affinityValue{State: confirmed})
 	c.put(affinityKey(host, cidr), string(out))
+	c.claimed = true
 }
 
 // commit applies c, or reports errConflict if a guard failed.
@@ -336,6 +341,9 @@ func (m *IPAM) commit(ctx context.Context, c *change) error {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
 	ok, _, err := store.Commit(ctx, m.cli, c.cmps, c.ops)
+	if c.claimed && (ok || err != nil) { // an error may hide a commit
+		m.claims.Add(1)
+	}
 	if err != nil {
 		return err
 	}
@@ -344,6 +352,11 @@ func (m *IPAM) commit(ctx context.Context, c *change) error {
 	}
 	return nil
 }
+
+// Claims counts the changes through m that claimed an address block for
+// a host (or may have: one whose commit failed without an answer), since
+// m was made. A change of it is when a host's blocks may have changed.
+func (m *IPAM) Claims() uint64 { return m.claims.Load() }
 
 func comparePrefix(a, b netip.Prefix) int {
 	if c := a.Addr().Compare(b.Addr()); c != 0 {

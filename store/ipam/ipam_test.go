@@ -131,6 +131,12 @@ func TestBlockExhaustion(t *testing.T) {
 			t.Fatalf("%s handed out twice", a)
 		}
 		seen[a] = true
+		// Claims counts the blocks claimed: the first address and the
+		// 65th claimed one each (the agent reads the host's blocks
+		// again when it changes).
+		if want := map[bool]uint64{true: 1, false: 2}[i < 64]; m.Claims() != want {
+			t.Fatalf("after %d allocations Claims() = %d; want %d", i+1, m.Claims(), want)
+		}
 	}
 	blocks := mustHostBlocks(t, m, "host1")
 	if len(blocks) != 2 {
