@@ -148,7 +148,7 @@ func requestJoin(ctx context.Context, seed string, tok Token, req joinRequest) (
 	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the CA is checked against the token below
 	}}
-	caPEM, err := get(ctx, insecure, base+"/v1/ca")
+	caPEM, err := firstContact(ctx, insecure, base+"/v1/ca")
 	if err != nil {
 		return fail(fmt.Errorf("cannot reach its join API: %w", err))
 	}
@@ -194,6 +194,28 @@ func requestJoin(ctx context.Context, seed string, tok Token, req joinRequest) (
 		return fail(errJoinCA)
 	}
 	return jr, nil
+}
+
+// joinRetryFor is how long the first contact with a seed is tried again:
+// a seed whose node is still starting, or the first packets of a host
+// that just came up (an ARP unanswered), fail a moment and then work.
+const joinRetryFor = 5 * time.Second
+
+// firstContact gets url, trying again every half second while
+// joinRetryFor has not passed since the first try.
+func firstContact(ctx context.Context, c *http.Client, url string) ([]byte, error) {
+	start := time.Now()
+	for {
+		b, err := get(ctx, c, url)
+		if err == nil || time.Since(start) >= joinRetryFor {
+			return b, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func get(ctx context.Context, c *http.Client, url string) ([]byte, error) {

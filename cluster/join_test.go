@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -85,8 +86,13 @@ func TestJoin(t *testing.T) {
 	}
 
 	// The second host waits as a learner: two voters would tolerate no
-	// failure at all.
-	n2, err := Start(t.Context(), joinConfig(t, "n2", n1, tok.String()))
+	// failure at all. It joins through a seed address that answers only
+	// a second after the join began (a seed still starting): the join
+	// tries again.
+	late := lateForwarder(t, fmt.Sprintf("127.0.0.1:%d", n1.cfg.JoinPort), time.Second)
+	cfg2 := joinConfig(t, "n2", n1, tok.String())
+	cfg2.Join = late
+	n2, err := Start(t.Context(), cfg2)
 	if err != nil {
 		t.Fatalf("joining n2: %v", err)
 	}
@@ -226,4 +232,41 @@ func TestSeatTakeFailsJoinGoesOn(t *testing.T) {
 	// A lone learner beside a lone voter waits for a second one to be
 	// promoted with it (members.go), so n2 stays a learner here.
 	waitFor(t, 60*time.Second, "n2 a member after all", func() bool { return roles(t, n1)["n2"] == "learner" && n2.embedded() != nil })
+}
+
+// lateForwarder listens on a free port of 127.0.0.1 after delay (refusing
+// connections until then) and forwards what it accepts to target; it
+// returns its address.
+func lateForwarder(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		select {
+		case <-time.After(delay):
+		case <-done:
+			return
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("the late forwarder: %v", err)
+			return
+		}
+		go func() { <-done; ln.Close() }()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return addr
 }
