@@ -458,6 +458,9 @@ func TestGracefulRestart(t *testing.T) {
 	setPeers(t, a, meshPeer(addrA, addrB, port))
 	setPeers(t, b, meshPeer(addrB, addrA, port))
 	waitLearned(t, b, route("10.65.8.0/26", "127.0.0.1"))
+	// A session older than reviveFresh, which the reviver looks at when
+	// it goes down: it must leave alone one that holds stale routes.
+	time.Sleep(reviveFresh)
 
 	a.Stop()
 	waitState(t, b, addrA, "established", true)
@@ -476,8 +479,9 @@ func TestGracefulRestart(t *testing.T) {
 		}
 		return false, "no path"
 	})
-	// Read the RIB again now, as the learner does after a session goes
-	// down: the route stays.
+	// Read the RIB again now (and after the reviver's look), as the
+	// learner does after a session goes down: the route stays.
+	time.Sleep(4 * reviveAfter)
 	if _, err := b.readAll(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,7 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse, up map[string]bool) {
 			delete(up, addr)
 			s.log.Info("BGP session down", "peer", addr,
 				"state", pe.GetPeer().GetState().GetSessionState().String())
+			s.sessionDown(addr)
 		}
 		s.markDirty(nil, true)
 	case *api.WatchEventResponse_Table:

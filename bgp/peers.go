@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 )
@@ -228,6 +229,9 @@ func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 	if err != nil {
 		return fmt.Errorf("adding BGP peer %s: %w", p.Addr, err)
 	}
+	s.pmu.Lock()
+	s.made[p.Addr] = time.Now()
+	s.pmu.Unlock()
 	return nil
 }
 

@@ -126,8 +126,9 @@ type Speaker struct {
 	reflectors map[netip.Addr]bool
 
 	pmu     sync.Mutex
-	peers   map[netip.Addr]Peer    // the sessions as configured in GoBGP
-	refused map[netip.Addr]refusal // sessions left out for their password files
+	peers   map[netip.Addr]Peer      // the sessions as configured in GoBGP
+	made    map[netip.Addr]time.Time // when each was configured (see revive)
+	refused map[netip.Addr]refusal   // sessions left out for their password files
 
 	lmu     sync.Mutex
 	learned map[netip.Prefix][]netip.Addr
@@ -135,6 +136,7 @@ type Speaker struct {
 	resync  bool                  // re-read everything
 	poke    chan struct{}         // wakes the learner; capacity 1
 	changes chan struct{}         // capacity 1, see Changes
+	downs   chan down             // sessions that went down, for the reviver
 }
 
 // Start starts the speaker: a GoBGP server with no gRPC listener, serving
@@ -165,10 +167,12 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 		log:     log,
 		own:     map[netip.Addr]bool{},
 		peers:   map[netip.Addr]Peer{},
+		made:    map[netip.Addr]time.Time{},
 		learned: map[netip.Prefix][]netip.Addr{},
 		dirty:   map[netip.Prefix]bool{},
 		poke:    make(chan struct{}, 1),
 		changes: make(chan struct{}, 1),
+		downs:   make(chan down, 64),
 	}
 	if port > 0 {
 		s.port = port
@@ -209,6 +213,7 @@ func Start(ctx context.Context, cfg Config) (*Speaker, error) {
 		return nil, fmt.Errorf("watching BGP events: %w", err)
 	}
 	s.wg.Go(func() { s.learn(wctx) })
+	s.wg.Go(func() { s.reviver(wctx) })
 	log.Info("BGP speaker started", "as", cfg.AS, "router_id", cfg.RouterID, "port", port,
 		"graceful_restart", cfg.GracefulRestart)
 	return s, nil
