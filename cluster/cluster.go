@@ -735,12 +735,19 @@ func (c *Cluster) tick(ctx context.Context) error {
 	c.mu.Lock()
 	roleBefore := roleOf(c.members, c.id.Name)
 	c.members = list.Members
-	changed := !slices.Equal(k.Endpoints, c.known.Endpoints) || !slices.Equal(k.Seeds, c.known.Seeds)
+	votersChanged := !slices.Equal(k.Endpoints, c.known.Endpoints)
+	changed := votersChanged || !slices.Equal(k.Seeds, c.known.Seeds)
 	if changed && len(k.Endpoints) > 0 {
 		c.known = k
 	}
 	c.mu.Unlock()
 	if changed && len(k.Endpoints) > 0 {
+		if votersChanged {
+			// The voters are the automatic BGP route reflectors: the
+			// node hears of it (GossipEvents) and takes them in at once,
+			// not at its next resync.
+			c.gossip.touch(c.id.Name)
+		}
 		if err := k.save(c.cfg.DataDir); err != nil {
 			return err
 		}

@@ -295,8 +295,9 @@ func (c *Cluster) livePeers() map[string]netip.AddrPort {
 // reachability changed.
 func (c *Cluster) liveChanged(name string) { c.gossip.touch(name) }
 
-// GossipEvents delivers a member whenever its state or meta changes; it
-// is closed when the cluster closes.
+// GossipEvents delivers a member whenever its state or meta changes, and
+// this host's own when the voters (Voters) change; it is closed when the
+// cluster closes.
 func (c *Cluster) GossipEvents() <-chan Member { return c.gossip.Events() }
 
 // gossipSeeds are the gossip addresses of every node gossip knows of,
