@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -52,6 +54,7 @@ func TestCNILibcni(t *testing.T) {
 	t.Run("ipam-under-ptp", func(t *testing.T) { cniPTP(t, e, cni) })
 	t.Run("bad-input", func(t *testing.T) { cniBadInput(t, e) })
 	t.Run("kill-mid-add", func(t *testing.T) { cniKillMidAdd(t, e) })
+	t.Run("del-netns-gone", func(t *testing.T) { cniDelNetNSGone(t, e) })
 	ipamClean(t, lab, "host1")
 }
 
@@ -276,6 +279,33 @@ func cniPTP(t *testing.T, e *cniEnv, cni *libcni.CNIConfig) {
 	if out, err := e.lab.Exec("host1", "ping", "-c", "1", "-W", "2", addr); err != nil {
 		t.Errorf("ping from the host to the ptp container %s: %v\n%s", addr, err, out)
 	}
+	// calico-ipam's GC, run as the main plugin runs it: an address
+	// whose attachment the runtime no longer has (its ADD's result was
+	// lost) is released, the valid attachment's stays.
+	ipamConf := map[string]any{"type": "ptp", "ipam": map[string]any{"type": "calico-ipam", "data_dir": e.lab.DataDir("host1")}}
+	var lost string
+	e.in(t, "host1", func() error {
+		out, cerr := e.run(pluginRun{Plugin: "calico-ipam", Command: "ADD", ContainerID: "ptp-lost", NetNS: e.container(), Stdin: pluginConf("ptpnet", "1.1.0", ipamConf)})
+		if cerr != nil {
+			return cerr
+		}
+		var lr current.Result
+		if err := json.Unmarshal(out, &lr); err != nil || len(lr.IPs) == 0 {
+			return fmt.Errorf("calico-ipam ADD printed %s: %v", out, err)
+		}
+		lost = lr.IPs[0].Address.IP.String()
+		gc := maps.Clone(ipamConf)
+		gc["cni.dev/valid-attachments"] = []map[string]string{{"containerID": "ptp-1", "ifname": "eth0"}}
+		if _, cerr := e.run(pluginRun{Plugin: "calico-ipam", Command: "GC", Stdin: pluginConf("ptpnet", "1.1.0", gc)}); cerr != nil {
+			return cerr
+		}
+		return nil
+	})
+	for ip, want := range map[string]string{lost: "not allocated", addr: "handle ptpnet.ptp-1"} {
+		if out := e.lab.MustCalico("host1", "ipam", "show", "--ip", ip); !strings.Contains(out, want) {
+			t.Errorf("after calico-ipam GC, ipam show --ip %s: %s (want %q)", ip, out, want)
+		}
+	}
 	e.in(t, "host1", func() error {
 		ctx, cancel := ctx10()
 		defer cancel()
@@ -368,4 +398,33 @@ func cniKillMidAdd(t *testing.T, e *cniEnv) {
 	if w := endpoints(t, e.lab, "host1"); len(w) != 0 {
 		t.Errorf("endpoints left after kill -9 and DEL: %+v", w)
 	}
+}
+
+// cniDelNetNSGone: the runtime removed the container's network namespace
+// before its DEL (the spec allows it): DEL still succeeds, and removes
+// the endpoint and releases the addresses; a second DEL succeeds too.
+func cniDelNetNSGone(t *testing.T, e *cniEnv) {
+	netns := e.container()
+	stdin := pluginConf("gonenet", "1.1.0", e.calicoConf("host1", nil))
+	e.in(t, "host1", func() error {
+		if _, cerr := e.run(pluginRun{Command: "ADD", ContainerID: "gone-1", NetNS: netns, Stdin: stdin}); cerr != nil {
+			return cerr
+		}
+		return nil
+	})
+	if out, err := exec.Command("ip", "netns", "del", filepath.Base(netns)).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del: %v %s", err, out)
+	}
+	for round := range 2 {
+		e.in(t, "host1", func() error {
+			if _, cerr := e.run(pluginRun{Command: "DEL", ContainerID: "gone-1", NetNS: netns, Stdin: stdin}); cerr != nil {
+				t.Errorf("DEL %d with the netns gone: %+v", round+1, cerr)
+			}
+			return nil
+		})
+	}
+	if w := endpoints(t, e.lab, "host1"); len(w) != 0 {
+		t.Errorf("after DEL with the netns gone, endpoints are left: %+v", w)
+	}
+	ipamClean(t, e.lab, "host1")
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
 )
 
 const countPolicy = `apiVersion: projectcalico.org/v3
@@ -136,6 +138,20 @@ func readinessWithoutQuorum(t *testing.T, lab *Lab, prom *Prometheus, mark func(
 	if out := lab.MustCalico("host1", "status"); !strings.Contains(out, "NOT READY (the datastore is not in sync") {
 		t.Errorf("calico status does not show the verdict:\n%s", out)
 	}
+	// The CNI plugin's STATUS says so too: 51, the node runs but cannot
+	// add containers now.
+	e := newCNIEnv(t, lab)
+	status := func() *types.Error {
+		var cerr *types.Error
+		e.in(t, "host1", func() error {
+			_, cerr = e.run(pluginRun{Command: "STATUS", Stdin: pluginConf("statusnet", "1.1.0", e.calicoConf("host1", nil))})
+			return nil
+		})
+		return cerr
+	}
+	if cerr := status(); cerr == nil || cerr.Code != 51 || !strings.Contains(cerr.Msg, "cannot reach its datastore") {
+		t.Errorf("CNI STATUS without quorum: %+v; want code 51 saying the datastore cannot be reached", cerr)
+	}
 	if code, body, _ := get(h1, "http://127.0.0.1:9099/liveness"); code != 200 {
 		t.Errorf("host1 /liveness without quorum: %d %q (the node is alive)", code, body)
 	}
@@ -147,6 +163,9 @@ func readinessWithoutQuorum(t *testing.T, lab *Lab, prom *Prometheus, mark func(
 		code, _ := ready()
 		return code == 200
 	})
+	if cerr := status(); cerr != nil {
+		t.Errorf("CNI STATUS with quorum back: %+v", cerr)
+	}
 	prom.Eventually(t, 60*time.Second, `min(calico_ready)`, "every node ready", func(v float64) bool { return v == 1 })
 	prom.Eventually(t, 90*time.Second, `min(calico_bgp_sessions{state="established"})`, "BGP back", func(v float64) bool { return v == 4 })
 }
