@@ -22,6 +22,11 @@ func FuzzHandler(f *testing.F) {
 		{"POST", "/v1/resources"}, {"GET", "/v1/resources/"}, {"DELETE", "/v1/resources/"},
 		{"GET", "/v1/ipam/address"}, {"POST", "/v1/ipam/release"}, {"POST", "/v1/policy/trace"},
 		{"GET", "/v1/policy/stats"}, {"GET", "/v1/status"}, {"GET", "/v1/ipam/check"}, {"GET", "/v1/pools"},
+		{"GET", "/v1/version"}, {"GET", "/v1/workloads"}, {"POST", "/v1/ipam/allocate"}, {"POST", "/v1/ipam/release-handle"},
+		{"POST", "/v1/ipam/gc"}, {"GET", "/v1/ipam/blocks"}, {"GET", "/v1/bgp/routes"},
+		// Not the routes that wire or unwire interfaces (workload add
+		// and remove, attachments): an input that makes sense would
+		// change this machine's own network namespace.
 	}
 	for _, seed := range []struct {
 		route       uint8
@@ -35,6 +40,12 @@ func FuzzHandler(f *testing.F) {
 		{3, "", "ip=10.65.0.1", ""}, {4, "", "ip=nope", ""},
 		{5, "", "", `{"from": {"name": "a"}, "to": {"name": "b"}, "port": 80}`}, {5, "", "", `{"protocol": "icmp", "port": 0}`},
 		{6, "", "name=x", ""}, {7, "", "", ""}, {8, "", "", ""}, {9, "", "", ""},
+		{10, "", "", ""}, {11, "", "", ""},
+		{12, "", "", `{"network": "net1", "containerID": "c1", "families": [4]}`},
+		{12, "", "", `{"network": "net1", "containerID": "c2", "ips": ["10.65.0.9"], "node": "other"}`},
+		{12, "", "", `{"network": "", "containerID": "Bad ID", "families": [5]}`},
+		{13, "", "", `{"network": "net1", "containerID": "c1"}`}, {14, "", "", `{"network": "net1", "valid": ["c2"]}`},
+		{14, "", "", `{"network": "net1", "valid": null}`}, {15, "", "", ""}, {16, "", "", ""},
 	} {
 		f.Add(seed.route, seed.tail, seed.query, []byte(seed.body))
 	}
