@@ -264,30 +264,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.cache.close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() {
-		select {
-		case ds := <-a.dsc:
-			a.mu.Lock()
-			a.ds = ds
-			a.mu.Unlock()
-			ds.Sync(ctx, func(ev store.SyncEvent) {
-				if ev.Err != nil {
-					a.log.Warn("datastore unreachable; enforcing the last state", "err", ev.Err)
-				}
-				switch {
-				case !a.cache.update(ev):
-				case ev.Snapshot:
-					a.trigger() // a whole new state: read the blocks too
-				default:
-					select {
-					case a.changed <- struct{}{}:
-					default:
-					}
-				}
-			})
-		case <-ctx.Done():
-		}
-	})
+	wg.Go(func() { a.follow(ctx) })
 
 	a.keepStaleRoutes()
 	a.trigger() // program from the disk cache at once, if it has a state
@@ -338,6 +315,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := a.cache.persist(false, time.Second); err != nil {
 			a.log.Warn("saving the state cache", "err", err)
 		}
+	}
+}
+
+// follow keeps the cache in step with the datastore, once one is
+// connected, until ctx ends, and wakes the loop on every change.
+func (a *Agent) follow(ctx context.Context) {
+	select {
+	case ds := <-a.dsc:
+		a.mu.Lock()
+		a.ds = ds
+		a.mu.Unlock()
+		ds.Sync(ctx, func(ev store.SyncEvent) {
+			if ev.Err != nil {
+				a.log.Warn("datastore unreachable; enforcing the last state", "err", ev.Err)
+			}
+			switch {
+			case !a.cache.update(ev):
+			case ev.Snapshot:
+				a.trigger() // a whole new state: read the blocks too
+			default:
+				select {
+				case a.changed <- struct{}{}:
+				default:
+				}
+			}
+		})
+	case <-ctx.Done():
 	}
 }
 
