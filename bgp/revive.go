@@ -106,9 +106,14 @@ func (s *Speaker) revive(ctx context.Context, addr netip.Addr, downAt time.Time)
 		return false
 	}
 	if err := s.addPeer(ctx, p); err != nil {
-		// SetPeers adds it again: it reads GoBGP's neighbours first.
+		// The next SetPeers adds it again (it reads GoBGP's neighbours
+		// first); wake the agent so that one comes now.
 		s.forget(addr)
 		s.log.Warn("reviving a BGP session", "peer", addr, "err", err)
+		select {
+		case s.changes <- struct{}{}:
+		default:
+		}
 		return false
 	}
 	s.log.Info("BGP session made again at once after it went down", "peer", addr)

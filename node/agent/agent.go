@@ -289,7 +289,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.changed:
 			if a.cache.generation() == a.appliedGen && !a.blocksDue() {
 				// A pass since took in this change (a workload's add
-				// waited for it): nothing new to program.
+				// waited for it): nothing new to program, but the
+				// change is still to be saved.
+				if err := a.cache.persist(false, time.Second); err != nil {
+					a.log.Warn("saving the state cache", "err", err)
+				}
 				continue
 			}
 		case <-a.kick:
@@ -333,7 +337,7 @@ func (a *Agent) follow(ctx context.Context) {
 			switch {
 			case !a.cache.update(ev):
 			case ev.Snapshot:
-				a.trigger() // a whole new state: read the blocks too
+				a.trigger() // a whole new state: a pass whatever the generation
 			default:
 				select {
 				case a.changed <- struct{}{}:
