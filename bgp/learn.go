@@ -89,6 +89,14 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse, up map[string]bool) {
 	}
 }
 
+// signalChanges wakes whoever waits on Changes; it never blocks.
+func (s *Speaker) signalChanges() {
+	select {
+	case s.changes <- struct{}{}:
+	default:
+	}
+}
+
 func (s *Speaker) markDirty(prefixes []netip.Prefix, full bool) {
 	if len(prefixes) == 0 && !full {
 		return
@@ -146,10 +154,7 @@ func (s *Speaker) learn(ctx context.Context) {
 			s.log.Warn("reading learned BGP routes", "err", err)
 		}
 		if changed {
-			select {
-			case s.changes <- struct{}{}:
-			default:
-			}
+			s.signalChanges()
 		}
 	}
 }

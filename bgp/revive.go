@@ -110,10 +110,7 @@ func (s *Speaker) revive(ctx context.Context, addr netip.Addr, downAt time.Time)
 		// first); wake the agent so that one comes now.
 		s.forget(addr)
 		s.log.Warn("reviving a BGP session", "peer", addr, "err", err)
-		select {
-		case s.changes <- struct{}{}:
-		default:
-		}
+		s.signalChanges()
 		return false
 	}
 	s.log.Info("BGP session made again at once after it went down", "peer", addr)

@@ -351,8 +351,7 @@ func (a *Agent) follow(ctx context.Context) {
 
 // blocksDue says whether this host's address blocks are to be read
 // before the next pass: this host's IPAM claimed one since the last
-// read (or there is no count of that), the last read failed, or it is
-// older than a resync period.
+// read, the last read failed, or it is older than a resync period.
 func (a *Agent) blocksDue() bool {
 	a.mu.Lock()
 	ds := a.ds

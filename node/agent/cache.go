@@ -136,7 +136,7 @@ func (c *cache) close() error { return c.db.Close() }
 
 // update applies one sync event; it reports whether anything changed.
 func (c *cache) update(ev store.SyncEvent) bool {
-	changed := c.apply(ev)
+	changed := c.applyEvent(ev)
 	if changed {
 		c.gen.Add(1)
 	}
@@ -147,7 +147,7 @@ func (c *cache) update(ev store.SyncEvent) bool {
 // resources and this host's blocks.
 func (c *cache) generation() uint64 { return c.gen.Load() }
 
-func (c *cache) apply(ev store.SyncEvent) bool {
+func (c *cache) applyEvent(ev store.SyncEvent) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ev.Err != nil {
