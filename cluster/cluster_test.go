@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -12,15 +13,21 @@ import (
 	"testing"
 )
 
-// freePort asks the kernel for a port nobody uses right now.
+// freePort is a TCP port of 127.0.0.1 free now, below Linux's ephemeral
+// range (32768 up by default): a port the kernel picked for a listener
+// could be handed to another test's outgoing connection before the test
+// binds it ("address already in use", seen in CI).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			ln.Close()
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port between 20000 and 32000")
+	return 0
 }
 
 func testConfig(t testing.TB, dir string) Config {
