@@ -16,11 +16,23 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for target in store:FuzzDecodeValidate store/selector:FuzzParse node/localapi:FuzzHandler cluster:FuzzJoinAPI \
 	cni:FuzzConfig node/docker:FuzzPluginCall node/dhcp:FuzzHandle; do
-	if ! go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-15s}" "./${target%%:*}" >"$out" 2>&1; then
+	for try in 1 2; do
+		if go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-15s}" "./${target%%:*}" >"$out" 2>&1; then
+			tail -1 "$out"
+			break
+		fi
+		# Go 1.26's fuzz coordinator can fail a target with a bare
+		# "context deadline exceeded" as -fuzztime ends, nothing found
+		# (golang/go#75804, fixed in Go 1.27): that alone is run again,
+		# once. Anything else, or a second time, fails.
+		if [ "$try" = 1 ] && grep -q '^    context deadline exceeded$' "$out" &&
+			! grep -q -E 'Failing input written|^panic:|_test\.go:[0-9]+:' "$out"; then
+			echo "${target}: the Go fuzz coordinator's deadline race (golang/go#75804), nothing found; running it again"
+			continue
+		fi
 		grep -v '^{' "$out"
 		exit 1
-	fi
-	tail -1 "$out"
+	done
 done
 if [ "$(id -u)" != 0 ]; then
 	echo "== privileged: SKIP (needs root: sudo make test)"
