@@ -12,6 +12,7 @@ import (
 	"calico/node/api"
 	"calico/node/localapi"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -20,8 +21,8 @@ import (
 func startNode(t *testing.T, dir string, rs ...store.Resource) {
 	t.Helper()
 	cli := testutil.StartEtcd(t)
-	s, im := store.New(cli), ipam.New(cli)
-	if err := store.EnsureInitialized(t.Context(), s); err != nil {
+	s, im := etcdv3.New(cli), ipam.New(cli)
+	if err := etcdv3.EnsureInitialized(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
 	a, _, _ := agenttest.Run(t, t.TempDir(), agent.FromStore(s, im))

@@ -76,7 +76,7 @@ func (m etcdMember) start(ctx context.Context, timeout time.Duration) (*embed.Et
 	// Two learners may wait at once, so that the cluster can go from one
 	// voter to three without resting at two (members.go).
 	cfg.MaxLearners = maxLearners
-	// One `calico apply` is one transaction (store.MaxBatch resources, a
+	// One `calico apply` is one transaction (etcdv3.MaxBatch resources, a
 	// put and a guard each) of at most the API's 2 MiB of input.
 	cfg.MaxTxnOps = 1024
 	cfg.MaxRequestBytes = 4 << 20

@@ -9,6 +9,7 @@ import (
 
 	"calico/internal/testutil"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 func TestExternalEtcd(t *testing.T) {
@@ -42,10 +43,10 @@ func TestExternalEtcd(t *testing.T) {
 	}
 	p := store.KindProfile.New()
 	p.Meta().Name = "from-n2"
-	if err := store.New(n2.Client()).Create(t.Context(), p); err != nil {
+	if err := etcdv3.New(n2.Client()).Create(t.Context(), p); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.GetOf[*store.Profile](t.Context(), store.New(ext), "", "from-n2"); err != nil {
+	if _, err := etcdv3.GetOf[*store.Profile](t.Context(), etcdv3.New(ext), "", "from-n2"); err != nil {
 		t.Errorf("n2's write in the external etcd: %v", err)
 	}
 	// Restarted, a node finds the external etcd again.
@@ -57,7 +58,7 @@ func TestExternalEtcd(t *testing.T) {
 		t.Fatalf("restarting n2: %v", err)
 	}
 	defer n2.Close()
-	if _, err := store.GetOf[*store.Profile](t.Context(), store.New(n2.Client()), "", "from-n2"); err != nil {
+	if _, err := etcdv3.GetOf[*store.Profile](t.Context(), etcdv3.New(n2.Client()), "", "from-n2"); err != nil {
 		t.Errorf("reading after a restart: %v", err)
 	}
 }

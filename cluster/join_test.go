@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"calico/store"
+	"calico/store/etcdv3"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -134,10 +135,10 @@ func TestJoin(t *testing.T) {
 	// A client writes through the voters.
 	p := store.KindProfile.New()
 	p.Meta().Name = "from-n4"
-	if err := store.New(n4.Client()).Create(t.Context(), p); err != nil {
+	if err := etcdv3.New(n4.Client()).Create(t.Context(), p); err != nil {
 		t.Errorf("writing from the client: %v", err)
 	}
-	if _, err := store.GetOf[*store.Profile](t.Context(), store.New(n1.Client()), "", "from-n4"); err != nil {
+	if _, err := etcdv3.GetOf[*store.Profile](t.Context(), etcdv3.New(n1.Client()), "", "from-n4"); err != nil {
 		t.Errorf("reading n4's write on n1: %v", err)
 	}
 	ns, _ := n1.Members(t.Context())

@@ -22,7 +22,7 @@ import (
 
 	"calico/internal/testutil"
 	"calico/node/api"
-	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 
 	"github.com/google/nftables"
@@ -160,9 +160,9 @@ func addBulkEndpoints(t *testing.T, lab *Lab, cli *clientv3.Client, host string,
 	}
 	ipBatch(t, hostNS(host), links)
 	ipBatch(t, fill, peers)
-	// One apply is one transaction of at most store.MaxBatch resources.
+	// One apply is one transaction of at most etcdv3.MaxBatch resources.
 	for len(items) > 0 {
-		n := min(len(items), store.MaxBatch)
+		n := min(len(items), etcdv3.MaxBatch)
 		setupApply(t, lab, host, "{\"apiVersion\":\"projectcalico.org/v3\",\"kind\":\"List\",\"items\":[\n"+strings.Join(items[:n], ",\n")+"]}\n")
 		items = items[n:]
 	}

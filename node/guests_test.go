@@ -10,6 +10,7 @@ import (
 	"calico/node/dhcp"
 	"calico/node/route"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // fakeGuests records what the node asked of the guests' parts.
@@ -78,7 +79,7 @@ func TestGuestsFollowLinks(t *testing.T) {
 	w.Metadata.Annotations = map[string]string{store.AnnotationAttached: "tuntap"}
 	w.Spec = store.WorkloadEndpointSpec{Node: "n1", Orchestrator: "calico", Workload: "vm1", Endpoint: "eth0", InterfaceName: "vnet3",
 		MAC: "52:54:00:12:34:56", IPNetworks: []string{"10.65.0.70/32"}, Profiles: []string{"default"}}
-	if err := store.New(fc.cli).Create(t.Context(), w); err != nil {
+	if err := etcdv3.New(fc.cli).Create(t.Context(), w); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the DHCP lease of vnet3", func() bool {

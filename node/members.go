@@ -12,6 +12,7 @@ import (
 	"calico/node/api"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -20,7 +21,7 @@ import (
 // (its Node, workloads, addresses and blocks).
 type members struct {
 	cluster   clusterPart
-	store     *store.Store
+	store     *etcdv3.Store
 	ipam      *ipam.IPAM
 	workloads *workload.Service
 	name      string
@@ -43,7 +44,7 @@ func (m *members) Unanswered() string {
 // Nodes lists every node the datastore or gossip knows of; a host that
 // gossip alone remembers is listed only while it is alive.
 func (m *members) Nodes(ctx context.Context) ([]api.Node, error) {
-	nodes, err := store.ListOf[*store.Node](ctx, m.store, "")
+	nodes, err := etcdv3.ListOf[*store.Node](ctx, m.store, "")
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +109,7 @@ func (m *members) Leave(ctx context.Context, force bool) error {
 // would have: its etcd member, its workload endpoints and their
 // addresses, its blocks and its Node. A live host is refused.
 func (m *members) RemoveNode(ctx context.Context, name string) error {
-	n, err := store.GetOf[*store.Node](ctx, m.store, "", name)
+	n, err := etcdv3.GetOf[*store.Node](ctx, m.store, "", name)
 	if errors.Is(err, store.ErrNotFound) {
 		return api.Errorf(api.NotFound, "no node %s", name)
 	} else if err != nil {
@@ -137,7 +138,7 @@ func (m *members) RemoveNode(ctx context.Context, name string) error {
 // forget removes what the datastore holds of a host: its workload
 // endpoints and their addresses, its blocks and its Node.
 func (m *members) forget(ctx context.Context, name string) error {
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, m.store, "")
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, m.store, "")
 	if err != nil {
 		return err
 	}

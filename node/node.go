@@ -27,6 +27,7 @@ import (
 	"calico/node/veth"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -195,7 +196,7 @@ type node struct {
 	agent     *agent.Agent
 	agentStop func()
 	cluster   atomic.Pointer[clusterPart]
-	store     *store.Store
+	store     *etcdv3.Store
 	ipam      *ipam.IPAM
 	workloads *workload.Service
 
@@ -294,7 +295,7 @@ func (n *node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	n.store, n.ipam = store.New(cl.Client()), ipam.New(cl.Client())
+	n.store, n.ipam = etcdv3.New(cl.Client()), ipam.New(cl.Client())
 	n.workloads = &workload.Service{Node: id.Name, DataDir: n.cfg.DataDir, Store: n.store, IPAM: n.ipam, Dataplane: n.agent, MTU: n.cfg.MTU, Log: n.log}
 	n.agent.Connect(agent.FromStore(n.store, n.ipam))
 	n.startBackground(ctx, cl, id)
@@ -420,13 +421,13 @@ func (n *node) registerLoop(ctx context.Context, id cluster.Identity) {
 }
 
 func (n *node) register(ctx context.Context, id cluster.Identity) error {
-	if err := store.EnsureInitialized(ctx, n.store); err != nil {
+	if err := etcdv3.EnsureInitialized(ctx, n.store); err != nil {
 		return err
 	}
-	if err := store.EnsurePools(ctx, n.store, n.cfg.Pools); err != nil {
+	if err := etcdv3.EnsurePools(ctx, n.store, n.cfg.Pools); err != nil {
 		return err
 	}
-	return store.RegisterNode(ctx, n.store, id.Name, id.IPv4, id.IPv6, n.cfg.ASNumber)
+	return etcdv3.RegisterNode(ctx, n.store, id.Name, id.IPv4, id.IPv6, n.cfg.ASNumber)
 }
 
 // serve opens the local API.

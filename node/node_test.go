@@ -22,6 +22,7 @@ import (
 	"calico/node/api"
 	"calico/node/route"
 	"calico/store"
+	"calico/store/etcdv3"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -249,10 +250,10 @@ func TestRunStartsAndStops(t *testing.T) {
 		t.Errorf("status = %+v, %v", st, err)
 	}
 	// The node registers itself and its pools.
-	s := store.New(fc.cli)
+	s := etcdv3.New(fc.cli)
 	waitFor(t, "the node's Node and pool", func() bool {
-		n, err := store.GetOf[*store.Node](t.Context(), s, "", "n1")
-		pools, _ := store.ListOf[*store.IPPool](t.Context(), s, "")
+		n, err := etcdv3.GetOf[*store.Node](t.Context(), s, "", "n1")
+		pools, _ := etcdv3.ListOf[*store.IPPool](t.Context(), s, "")
 		return err == nil && n.Spec.BGP.IPv4Address == "10.0.0.1/24" && len(pools) == 1
 	})
 	var nodes []api.Node

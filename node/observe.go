@@ -15,6 +15,7 @@ import (
 	"calico/node/metrics"
 	"calico/node/syscheck"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,7 +26,7 @@ import (
 type observed struct {
 	agent   *agent.Agent
 	cluster clusterPart
-	store   *store.Store
+	store   *etcdv3.Store
 	ipam    *ipam.IPAM
 	name    string
 }
@@ -42,7 +43,7 @@ type observers struct {
 	table atomic.Pointer[metrics.Table]
 	// ds is the datastore's health when the node last looked (every 5 s,
 	// with metrics on); leader is the leader it saw then.
-	ds     atomic.Pointer[store.Health]
+	ds     atomic.Pointer[etcdv3.Health]
 	leader string
 	lag    atomic.Int64
 	// pools are the pools' use when the node last looked: a scrape does
@@ -339,7 +340,7 @@ func (n *node) clusterState(ctx context.Context, o *observed, s *metrics.State) 
 func poolUse(ctx context.Context, o *observed) ([]metrics.Pool, error) {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	pools, err := store.ListOf[*store.IPPool](pctx, o.store, "")
+	pools, err := etcdv3.ListOf[*store.IPPool](pctx, o.store, "")
 	if err != nil {
 		return nil, err
 	}

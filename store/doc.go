@@ -1,7 +1,9 @@
-// Package store is the datastore: Calico's v3 resources as typed values,
-// their validation, their key layout in etcd, create/update/delete guarded
-// by revision, and a list-and-watch that survives compaction. IPAM lives in
-// store/ipam and the selector language in store/selector.
+// Package store is the datastore's data model: Calico's v3 resources as
+// typed values, their validation, their encoding and their key layout in
+// etcd. It imports no etcd client, so that the command line and the CNI
+// plugin, which only talk to the node's API, start fast (docs/bench.md,
+// process start). Reading and writing etcd is store/etcdv3's; IPAM lives
+// in store/ipam and the selector language in store/selector.
 //
 // Resources are kept where Calico's etcdv3 datastore keeps them:
 //

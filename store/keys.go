@@ -18,9 +18,9 @@ func Key(id ID) string {
 	return ResourcePrefix + id.Kind.Plural + "/" + id.Name
 }
 
-// kindPrefix is the prefix of every resource of kind (in namespace ns, if
+// KindPrefix is the prefix of every resource of kind (in namespace ns, if
 // given).
-func kindPrefix(k *Kind, ns string) string {
+func KindPrefix(k *Kind, ns string) string {
 	if k.Namespaced && ns != "" {
 		return ResourcePrefix + k.Plural + "/" + ns + "/"
 	}

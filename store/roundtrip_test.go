@@ -41,7 +41,7 @@ func TestCalicoValuesRoundTrip(t *testing.T) {
 		if want == "" && len(fields) > 0 || want != "" && (len(fields) != 1 || !strings.HasPrefix(fields[0], want)) {
 			t.Errorf("%s: problems %q", key, fields)
 		}
-		out, err := encodeValue(r)
+		out, err := EncodeStored(r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +59,7 @@ func TestCalicoValuesRoundTrip(t *testing.T) {
 			continue
 		}
 		// YAML sorts the keys of what we keep as it came: the same value.
-		j, _ := encodeValue(back[0])
+		j, _ := EncodeStored(back[0])
 		var orig, again any
 		json.Unmarshal([]byte(val), &orig)
 		json.Unmarshal([]byte(j), &again)

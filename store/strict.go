@@ -12,6 +12,19 @@ import (
 	"calico/internal/quote"
 )
 
+// EncodeStored is the stored form of r: its JSON without resourceVersion.
+func EncodeStored(r Resource) (string, error) {
+	m := r.Meta()
+	rv := m.ResourceVersion
+	m.ResourceVersion = ""
+	b, err := json.Marshal(r)
+	m.ResourceVersion = rv
+	if err != nil {
+		return "", fmt.Errorf("encoding %s: %w", IDOf(r), err)
+	}
+	return string(b), nil
+}
+
 // DecodeStored reads a value from the datastore as another Calico client
 // may have written it. It never fails: what cannot be used exactly as
 // written is listed in the result's Metadata.Problems, each naming the

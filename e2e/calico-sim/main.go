@@ -42,7 +42,7 @@ import (
 	"time"
 
 	"calico/e2e/sim"
-	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 
 	"github.com/vishvananda/netlink"
@@ -131,7 +131,7 @@ func run(ctx context.Context, log *slog.Logger, socket string, endpoints []strin
 		}
 	}
 	s, err := sim.New(ctx, sim.Config{
-		Clients: clients, Store: store.New(clients[0]), IPAM: ipam.New(clients[0]), Subnet: sn,
+		Clients: clients, Store: etcdv3.New(clients[0]), IPAM: ipam.New(clients[0]), Subnet: sn,
 		AddAddr: addr(true), DelAddr: addr(false), BGPPort: port, Log: log,
 	})
 	if err != nil {

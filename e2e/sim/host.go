@@ -16,6 +16,7 @@ import (
 
 	"calico/node/calc"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -44,7 +45,7 @@ var errNoWorkload = errors.New("no workload")
 
 // register writes the host's Node, as a node registers itself.
 func (h *Host) register(ctx context.Context) error {
-	return store.RegisterNode(ctx, h.sim.cfg.Store, h.Name, netip.PrefixFrom(h.Addr, h.sim.cfg.Subnet.Bits()), netip.Prefix{}, nil)
+	return etcdv3.RegisterNode(ctx, h.sim.cfg.Store, h.Name, netip.PrefixFrom(h.Addr, h.sim.cfg.Subnet.Bits()), netip.Prefix{}, nil)
 }
 
 // AddWorkload adds a workload as the node's workload service does (its
@@ -70,7 +71,7 @@ func (h *Host) addWorkload(ctx context.Context, labels map[string]string, profil
 	name := fmt.Sprintf("w%d", h.seq)
 	h.mu.Unlock()
 	epName := store.WorkloadEndpointName(h.Name, "calico", name, "eth0")
-	if _, err := store.GetOf[*store.WorkloadEndpoint](ctx, s, Namespace, epName); !errors.Is(err, store.ErrNotFound) {
+	if _, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s, Namespace, epName); !errors.Is(err, store.ErrNotFound) {
 		return nil, time.Time{}, fmt.Errorf("workload %s on %s: %v", name, h.Name, err)
 	}
 	pools, err := h.pools(ctx)
@@ -175,12 +176,12 @@ func (h *Host) endpoint(name, cid string, labels map[string]string, profile stri
 // pools are the IPv4 pools automatic assignment takes for this host
 // (ipam.PoolsFor over the pools and the Node's labels).
 func (h *Host) pools(ctx context.Context) ([]ipam.Pool, error) {
-	all, err := store.ListOf[*store.IPPool](ctx, h.sim.cfg.Store, "")
+	all, err := etcdv3.ListOf[*store.IPPool](ctx, h.sim.cfg.Store, "")
 	if err != nil {
 		return nil, err
 	}
 	var labels map[string]string
-	if n, err := store.GetOf[*store.Node](ctx, h.sim.cfg.Store, "", h.Name); err == nil {
+	if n, err := etcdv3.GetOf[*store.Node](ctx, h.sim.cfg.Store, "", h.Name); err == nil {
 		labels = n.Metadata.Labels
 	}
 	ps, _ := ipam.PoolsFor(all, labels)
@@ -201,7 +202,7 @@ func (h *Host) RemoveWorkload(ctx context.Context, name string) error {
 		return fmt.Errorf("%w %s on %s", errNoWorkload, name, h.Name)
 	}
 	s := h.sim.cfg.Store
-	if _, err := store.GetOf[*store.WorkloadEndpoint](ctx, s, Namespace, w.Metadata.Name); err != nil {
+	if _, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s, Namespace, w.Metadata.Name); err != nil {
 		return err
 	}
 	if _, err := s.Delete(ctx, store.IDOf(w), ""); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -296,8 +297,8 @@ func (h *Host) reconcile() {
 	h.sp.SetAdvertised(out.Advertise)
 }
 
-func ensureProfile(ctx context.Context, s *store.Store, name string) error {
-	_, err := store.GetOf[*store.Profile](ctx, s, "", name)
+func ensureProfile(ctx context.Context, s *etcdv3.Store, name string) error {
+	_, err := etcdv3.GetOf[*store.Profile](ctx, s, "", name)
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"calico/cluster"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,7 +26,7 @@ type Config struct {
 	// Clients are etcd clients; the first holds the store and IPAM, and
 	// the emulated node load is spread over all of them.
 	Clients []*clientv3.Client
-	Store   *store.Store
+	Store   *etcdv3.Store
 	IPAM    *ipam.IPAM
 	// Subnet holds the hosts' addresses: host i has its (i+1)th address.
 	// It must sort below the real nodes' addresses, which then only

@@ -18,7 +18,7 @@ import (
 	"calico/nft"
 	"calico/node/calc"
 	"calico/node/route"
-	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 
 	"github.com/vishvananda/netlink"
@@ -113,7 +113,7 @@ type Routes interface {
 
 // Datastore is what the agent reads: the resources and the host's blocks.
 type Datastore interface {
-	Sync(ctx context.Context, fn func(store.SyncEvent)) error
+	Sync(ctx context.Context, fn func(etcdv3.SyncEvent)) error
 	HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error)
 	// BlockClaims counts the address blocks this host's IPAM claimed
 	// (ipam.IPAM.Claims): after it changed, a pass reads this host's
@@ -330,7 +330,7 @@ func (a *Agent) follow(ctx context.Context) {
 		a.mu.Lock()
 		a.ds = ds
 		a.mu.Unlock()
-		ds.Sync(ctx, func(ev store.SyncEvent) {
+		ds.Sync(ctx, func(ev etcdv3.SyncEvent) {
 			if ev.Err != nil {
 				a.log.Warn("datastore unreachable; enforcing the last state", "err", ev.Err)
 			}
@@ -697,10 +697,10 @@ func (a *Agent) View() (in calc.Input, rev int64, ok bool) { return a.cache.inpu
 
 // FromStore is the Datastore of a cluster: its resources from s, this
 // host's blocks from im.
-func FromStore(s *store.Store, im *ipam.IPAM) Datastore { return storeDatastore{s, im} }
+func FromStore(s *etcdv3.Store, im *ipam.IPAM) Datastore { return storeDatastore{s, im} }
 
 type storeDatastore struct {
-	*store.Store
+	*etcdv3.Store
 	ipam *ipam.IPAM
 }
 

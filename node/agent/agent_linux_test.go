@@ -21,6 +21,7 @@ import (
 	"calico/node/route"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 
 	"github.com/vishvananda/netlink"
@@ -34,7 +35,7 @@ func TestPrivilegedAgentRestartKeepsFlow(t *testing.T) {
 	testutil.Privileged(t)
 	host := testutil.NewNetNS(t)
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
+	s := etcdv3.New(cli)
 	ds := agent.FromStore(s, ipam.New(cli))
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx := t.Context()

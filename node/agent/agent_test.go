@@ -18,12 +18,13 @@ import (
 	"calico/node/agent/agenttest"
 	"calico/node/route"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
 func TestAgentProgramsAndRemembers(t *testing.T) {
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
+	s := etcdv3.New(cli)
 	dir := t.TempDir()
 	a, rules, routes := agenttest.Run(t, dir, agent.FromStore(s, ipam.New(cli)))
 	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {
@@ -57,7 +58,7 @@ func TestAgentProgramsAndRemembers(t *testing.T) {
 
 func TestAgentRestartsFromItsCacheWithoutDatastore(t *testing.T) {
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
+	s := etcdv3.New(cli)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
 	a, err := agent.New(agent.Config{Name: "n1", DataDir: dir, Log: slog.New(slog.DiscardHandler)}, nft.NewFake(), route.NewFake())
@@ -126,7 +127,7 @@ func TestAgentSurvivesACorruptCache(t *testing.T) {
 	// A real cache, then pages in the middle overwritten.
 	dir = t.TempDir()
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
+	s := etcdv3.New(cli)
 	a, _, _ := agenttest.Run(t, dir, agent.FromStore(s, ipam.New(cli)))
 	s.Create(t.Context(), store.ClassicProfile("a"))
 	for i := range 50 {
@@ -160,7 +161,7 @@ func TestAgentSurvivesACorruptCache(t *testing.T) {
 // route comes with the workload that took the block's first address.
 func TestAgentReadsBlocksAfterAClaim(t *testing.T) {
 	cli := testutil.StartEtcd(t)
-	s, m := store.New(cli), ipam.New(cli)
+	s, m := etcdv3.New(cli), ipam.New(cli)
 	a, _, routes := agenttest.Run(t, t.TempDir(), agent.FromStore(s, m))
 	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {
 		t.Fatal(err)

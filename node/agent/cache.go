@@ -16,6 +16,7 @@ import (
 
 	"calico/node/calc"
 	"calico/store"
+	"calico/store/etcdv3"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -135,7 +136,7 @@ func readCache(db *bolt.DB) (*cache, error) {
 func (c *cache) close() error { return c.db.Close() }
 
 // update applies one sync event; it reports whether anything changed.
-func (c *cache) update(ev store.SyncEvent) bool {
+func (c *cache) update(ev etcdv3.SyncEvent) bool {
 	changed := c.applyEvent(ev)
 	if changed {
 		c.gen.Add(1)
@@ -147,7 +148,7 @@ func (c *cache) update(ev store.SyncEvent) bool {
 // resources and this host's blocks.
 func (c *cache) generation() uint64 { return c.gen.Load() }
 
-func (c *cache) applyEvent(ev store.SyncEvent) bool {
+func (c *cache) applyEvent(ev etcdv3.SyncEvent) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ev.Err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // A cache told the datastore is out of reach is live again once the
@@ -22,15 +23,15 @@ func TestCacheLiveAgainWhenTheWatchResumes(t *testing.T) {
 	}
 	defer c.close()
 	live := func() bool { _, l, _, _ := c.state(); return l }
-	c.update(store.SyncEvent{Snapshot: true, Revision: 5})
+	c.update(etcdv3.SyncEvent{Snapshot: true, Revision: 5})
 	if !live() {
 		t.Fatal("not live after a snapshot")
 	}
-	c.update(store.SyncEvent{Err: errors.New("watching resources: etcdserver: no leader"), Revision: 5})
+	c.update(etcdv3.SyncEvent{Err: errors.New("watching resources: etcdserver: no leader"), Revision: 5})
 	if live() {
 		t.Fatal("live after an error")
 	}
-	c.update(store.SyncEvent{Revision: 5}) // the watch is up again
+	c.update(etcdv3.SyncEvent{Revision: 5}) // the watch is up again
 	if !live() {
 		t.Error("not live once the watch resumed")
 	}
@@ -52,9 +53,9 @@ func TestCacheCutShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := store.SyncEvent{Snapshot: true, Revision: 9}
+	ev := etcdv3.SyncEvent{Snapshot: true, Revision: 9}
 	for i := range 300 {
-		ev.Updates = append(ev.Updates, store.Update{ID: store.ID{Kind: store.KindProfile, Name: fmt.Sprintf("p%03d", i)}, Resource: store.ClassicProfile(fmt.Sprintf("p%03d", i))})
+		ev.Updates = append(ev.Updates, etcdv3.Update{ID: store.ID{Kind: store.KindProfile, Name: fmt.Sprintf("p%03d", i)}, Resource: store.ClassicProfile(fmt.Sprintf("p%03d", i))})
 	}
 	c.update(ev)
 	if err := c.persist(true, 0); err != nil {

@@ -13,6 +13,7 @@ import (
 	"calico/node/agent/agenttest"
 	"calico/node/route"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -21,7 +22,7 @@ import (
 // level is what the node started with.
 func TestAgentLogLevel(t *testing.T) {
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
+	s := etcdv3.New(cli)
 	lv := new(slog.LevelVar)
 	lv.Set(slog.LevelInfo)
 	a, err := agent.New(agent.Config{
@@ -51,7 +52,7 @@ func TestAgentLogLevel(t *testing.T) {
 	}
 	remove := func(name string) {
 		t.Helper()
-		f, err := store.GetOf[*store.FelixConfiguration](t.Context(), s, "", name)
+		f, err := etcdv3.GetOf[*store.FelixConfiguration](t.Context(), s, "", name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"calico/nft"
 	"calico/node/route"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -19,7 +20,7 @@ import (
 // arrives) sets off no second pass; a change with something new does.
 func TestSkipsPassWithNothingNew(t *testing.T) {
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
+	s := etcdv3.New(cli)
 	var passes atomic.Int32
 	a, err := New(Config{Name: "n1", DataDir: t.TempDir(), Log: slog.New(slog.DiscardHandler),
 		Observe: func(Applied) { passes.Add(1) }}, nft.NewFake(), route.NewFake())

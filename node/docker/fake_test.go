@@ -20,6 +20,7 @@ import (
 	"calico/node/api"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -69,7 +70,7 @@ func (f *fakeEngine) put(n EngineNetwork) {
 // fakeWorkloads is a workload service that writes endpoints without
 // wiring anything, and lists the store's pools.
 type fakeWorkloads struct {
-	store *store.Store
+	store *etcdv3.Store
 	node  string
 
 	mu      sync.Mutex
@@ -110,7 +111,7 @@ func (f *fakeWorkloads) RemoveAttachment(ctx context.Context, a api.Attachment) 
 }
 
 func (f *fakeWorkloads) Pools(ctx context.Context) ([]ipam.Pool, error) {
-	pools, err := store.ListOf[*store.IPPool](ctx, f.store, "")
+	pools, err := etcdv3.ListOf[*store.IPPool](ctx, f.store, "")
 	var out []ipam.Pool
 	for _, p := range pools {
 		cidr, _ := store.ParseCIDR(p.Spec.CIDR)
@@ -132,7 +133,7 @@ type harness struct {
 
 func newHarness(t testing.TB, wl Workloads) *harness {
 	cli := testutil.StartEtcd(t)
-	st := store.New(cli)
+	st := etcdv3.New(cli)
 	for _, p := range []string{"10.65.0.0/16", "fd00:65::/48"} {
 		cidr := netip.MustParsePrefix(p)
 		if err := st.Create(t.Context(), store.NewPool(store.PoolName(cidr), cidr)); err != nil {

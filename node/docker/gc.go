@@ -12,6 +12,7 @@ import (
 	"calico/node/api"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // The garbage collector removes what Docker removed while the node could
@@ -84,7 +85,7 @@ func (s *Server) collect(ctx context.Context) error {
 // collectEndpoints removes this node's Docker endpoints that Docker does
 // not have.
 func (s *Server) collectEndpoints(ctx context.Context, keep map[string]bool) error {
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, workload.OrchestratorLibnetwork)
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, workload.OrchestratorLibnetwork)
 	if err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func (s *Server) collectAddresses(ctx context.Context, keep map[netip.Addr]bool)
 // off their profiles (deleting a profile with its last network, as
 // deleteNetwork does).
 func (s *Server) collectProfiles(ctx context.Context, keep map[string]bool) error {
-	profiles, err := store.ListOf[*store.Profile](ctx, s.Store, "")
+	profiles, err := etcdv3.ListOf[*store.Profile](ctx, s.Store, "")
 	if err != nil {
 		return err
 	}

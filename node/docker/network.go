@@ -16,6 +16,7 @@ import (
 	"calico/node/veth"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // Docker's option keys that the driver reads.
@@ -318,7 +319,7 @@ func (s *Server) join(ctx context.Context, req join) (joined, error) {
 // families are the IP versions of an endpoint's addresses.
 func (s *Server) families(ctx context.Context, endpointID string) (map[int]bool, error) {
 	name := store.WorkloadEndpointName(s.Node, workload.OrchestratorLibnetwork, workload.OrchestratorLibnetwork, endpointID)
-	w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, workload.OrchestratorLibnetwork, name)
+	w, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, workload.OrchestratorLibnetwork, name)
 	if err != nil {
 		return nil, fmt.Errorf("reading endpoint %s: %w", short(endpointID), err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // A Docker network is the profile of its name: the same name on every
@@ -31,7 +32,7 @@ const attempts = 5
 func (s *Server) ensureProfile(ctx context.Context, n *network) error {
 	entry := s.Node + "/" + n.ID
 	for range attempts {
-		p, err := store.GetOf[*store.Profile](ctx, s.Store, "", n.Name)
+		p, err := etcdv3.GetOf[*store.Profile](ctx, s.Store, "", n.Name)
 		if errors.Is(err, store.ErrNotFound) {
 			p = store.ClassicProfile(n.Name)
 			maps.Copy(p.Spec.LabelsToApply, n.Labels)
@@ -78,7 +79,7 @@ func (s *Server) ensureProfile(ctx context.Context, n *network) error {
 func (s *Server) releaseProfile(ctx context.Context, name, id string) error {
 	entry := s.Node + "/" + id
 	for range attempts {
-		p, err := store.GetOf[*store.Profile](ctx, s.Store, "", name)
+		p, err := etcdv3.GetOf[*store.Profile](ctx, s.Store, "", name)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"calico/node/api"
-	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -66,7 +66,7 @@ type Server struct {
 	Config
 	Node      string
 	Workloads Workloads
-	Store     *store.Store
+	Store     *etcdv3.Store
 	IPAM      *ipam.IPAM
 	Engine    Engine
 	Log       *slog.Logger

@@ -12,6 +12,7 @@ import (
 
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -184,7 +185,7 @@ func TestNetworks(t *testing.T) {
 	var p *store.Profile
 	eventually(t, "the network's profile", func() bool {
 		var err error
-		p, err = store.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web")
+		p, err = etcdv3.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web")
 		return err == nil
 	})
 	if p.Spec.LabelsToApply["role"] != "web" || p.Metadata.Annotations[annotationNetworks] != "n1/"+netA || p.Metadata.Annotations[annotationMadeFor] != "docker" {
@@ -224,17 +225,17 @@ func TestNetworks(t *testing.T) {
 	// Deleting the last network while an endpoint uses the profile
 	// leaves it; with none, the profile goes.
 	h.must(NetworkSocket, "/NetworkDriver.DeleteNetwork", networkID{NetworkID: netA}, nil)
-	if p, err := store.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web"); err != nil || p.Metadata.Annotations[annotationNetworks] != "" {
+	if p, err := etcdv3.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web"); err != nil || p.Metadata.Annotations[annotationNetworks] != "" {
 		t.Errorf("the profile in use after its network went: %+v, %v", p, err)
 	}
 	h.must(NetworkSocket, "/NetworkDriver.DeleteEndpoint", endpointID{NetworkID: netA, EndpointID: epA}, nil)
 	h.must(NetworkSocket, "/NetworkDriver.CreateNetwork", createNetwork{NetworkID: netA, IPv4Data: ours}, nil)
 	eventually(t, "the profile listing the network again", func() bool {
-		p, err := store.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web")
+		p, err := etcdv3.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web")
 		return err == nil && p.Metadata.Annotations[annotationNetworks] != ""
 	})
 	h.must(NetworkSocket, "/NetworkDriver.DeleteNetwork", networkID{NetworkID: netA}, nil)
-	if _, err := store.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := etcdv3.GetOf[*store.Profile](t.Context(), h.s.Store, "", "web"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the profile after its last network went: %v", err)
 	}
 
@@ -252,11 +253,11 @@ func TestUserProfile(t *testing.T) {
 	h.engine.put(EngineNetwork{ID: netC, Name: "mine", Labels: map[string]string{"tier": "1"}})
 	h.must(NetworkSocket, "/NetworkDriver.CreateNetwork", createNetwork{NetworkID: netC, IPv4Data: ours}, nil)
 	eventually(t, "the user's profile with the network's labels", func() bool {
-		p, err := store.GetOf[*store.Profile](t.Context(), h.s.Store, "", "mine")
+		p, err := etcdv3.GetOf[*store.Profile](t.Context(), h.s.Store, "", "mine")
 		return err == nil && p.Spec.LabelsToApply["tier"] == "1"
 	})
 	h.must(NetworkSocket, "/NetworkDriver.DeleteNetwork", networkID{NetworkID: netC}, nil)
-	if _, err := store.GetOf[*store.Profile](t.Context(), h.s.Store, "", "mine"); err != nil {
+	if _, err := etcdv3.GetOf[*store.Profile](t.Context(), h.s.Store, "", "mine"); err != nil {
 		t.Errorf("the user's profile after its network went: %v", err)
 	}
 }
@@ -316,7 +317,7 @@ func TestGarbage(t *testing.T) {
 	if err := h.s.collect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.GetOf[*store.Profile](ctx, h.s.Store, "", "web"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := etcdv3.GetOf[*store.Profile](ctx, h.s.Store, "", "web"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the profile of a network Docker no longer has: %v", err)
 	}
 }

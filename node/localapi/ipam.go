@@ -8,6 +8,7 @@ import (
 
 	"calico/node/api"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -38,7 +39,7 @@ func (s *Server) ipamAddress(ctx context.Context, ip string) (*api.IPAMAddress, 
 		return nil, err
 	}
 	out.Allocated, out.Block, out.Affinity, out.Handle, out.Attrs = true, al.Block.String(), al.Host, al.Handle, al.Attrs
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func (s *Server) ipamCheck(ctx context.Context) (*api.IPAMReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +113,7 @@ func (s *Server) ipamRelease(ctx context.Context, ip string) error {
 	if err != nil {
 		return api.Errorf(api.BadRequest, "%q is not an address", ip)
 	}
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"calico/node/api"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -138,7 +139,7 @@ func (s *Server) deleteResource(ctx context.Context, kindName, ns, name string) 
 func (s *Server) checkDelete(ctx context.Context, id store.ID) error {
 	switch id.Kind {
 	case store.KindWorkloadEndpoint:
-		w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.Namespace, id.Name)
+		w, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.Namespace, id.Name)
 		if err != nil {
 			return err
 		}
@@ -201,11 +202,11 @@ func (s *Server) checkEndpoints(ctx context.Context, rs []store.Resource) error 
 	if len(weps) == 0 {
 		return nil
 	}
-	all, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	all, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return err
 	}
-	pools, err := store.ListOf[*store.IPPool](ctx, s.Store, "")
+	pools, err := etcdv3.ListOf[*store.IPPool](ctx, s.Store, "")
 	if err != nil {
 		return err
 	}

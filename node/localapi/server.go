@@ -24,6 +24,7 @@ import (
 	"calico/node/route"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -31,7 +32,7 @@ import (
 // into this host.
 type Server struct {
 	Info      Info
-	Store     *store.Store
+	Store     *etcdv3.Store
 	IPAM      *ipam.IPAM
 	Agent     Agent
 	Workloads *workload.Service
@@ -277,7 +278,7 @@ func classify(err error) api.Class {
 		return api.Conflict
 	case errors.As(err, &invalid):
 		return api.BadRequest
-	case store.IsUnavailable(err):
+	case etcdv3.IsUnavailable(err):
 		return api.Unavailable
 	}
 	return api.Internal
@@ -376,7 +377,7 @@ func (s *Server) bgpRoutes(context.Context) (api.BGPRoutes, error) {
 }
 
 func (s *Server) listPools(ctx context.Context) ([]api.Pool, error) {
-	pools, err := store.ListOf[*store.IPPool](ctx, s.Store, "")
+	pools, err := etcdv3.ListOf[*store.IPPool](ctx, s.Store, "")
 	if err != nil {
 		return nil, err
 	}

@@ -18,13 +18,14 @@ import (
 	"calico/node/calc"
 	"calico/node/workload"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
-func newServer(t testing.TB) (*Server, *store.Store, *ipam.IPAM) {
+func newServer(t testing.TB) (*Server, *etcdv3.Store, *ipam.IPAM) {
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
-	if err := store.EnsureInitialized(t.Context(), s); err != nil {
+	s := etcdv3.New(cli)
+	if err := etcdv3.EnsureInitialized(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
 	im := ipam.New(cli)
@@ -62,7 +63,7 @@ spec: {cidr: 10.65.1.0/24}
 	if _, err := srv.applyData(ctx, []byte(doc), "apply"); err == nil || !strings.Contains(err.Error(), "in the same input") {
 		t.Fatalf("applyData of overlapping pools = %v", err)
 	}
-	if pools, _ := store.ListOf[*store.IPPool](ctx, s, ""); len(pools) != 0 {
+	if pools, _ := etcdv3.ListOf[*store.IPPool](ctx, s, ""); len(pools) != 0 {
 		t.Errorf("refused input wrote %v", pools)
 	}
 	good := strings.SplitN(doc, "---\napiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: overlapping}", 2)[0]
@@ -153,7 +154,7 @@ func TestAPIOverHTTP(t *testing.T) {
 
 func TestPolicyStats(t *testing.T) {
 	cli := testutil.StartEtcd(t)
-	s := store.New(cli)
+	s := etcdv3.New(cli)
 	a, rules, _ := agenttest.Run(t, t.TempDir(), agent.FromStore(s, ipam.New(cli)))
 	srv := &Server{Info: Info{Name: agenttest.Node, DataDir: t.TempDir()}, Store: s, Agent: a}
 	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {

@@ -11,6 +11,7 @@ import (
 	"calico/node/api"
 	"calico/node/calc"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 func (s *Server) statsRoutes(mux *http.ServeMux) {
@@ -61,15 +62,15 @@ func (s *Server) policyStats(ctx context.Context, name string) ([]api.RuleStats,
 func (s *Server) policyRules(ctx context.Context, kind, ns, name string) [2][]store.Rule {
 	switch kind {
 	case store.KindGlobalNetworkPolicy.Name:
-		if p, err := store.GetOf[*store.GlobalNetworkPolicy](ctx, s.Store, "", name); err == nil {
+		if p, err := etcdv3.GetOf[*store.GlobalNetworkPolicy](ctx, s.Store, "", name); err == nil {
 			return [2][]store.Rule{p.Spec.Ingress, p.Spec.Egress}
 		}
 	case store.KindNetworkPolicy.Name:
-		if p, err := store.GetOf[*store.NetworkPolicy](ctx, s.Store, ns, name); err == nil {
+		if p, err := etcdv3.GetOf[*store.NetworkPolicy](ctx, s.Store, ns, name); err == nil {
 			return [2][]store.Rule{p.Spec.Ingress, p.Spec.Egress}
 		}
 	case store.KindProfile.Name:
-		if p, err := store.GetOf[*store.Profile](ctx, s.Store, "", name); err == nil {
+		if p, err := etcdv3.GetOf[*store.Profile](ctx, s.Store, "", name); err == nil {
 			return [2][]store.Rule{p.Spec.Ingress, p.Spec.Egress}
 		}
 	}

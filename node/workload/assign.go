@@ -10,6 +10,7 @@ import (
 	"calico/internal/quote"
 	"calico/node/api"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -168,12 +169,12 @@ func choosePools(names []string, all []*store.IPPool, flag string) ([]pool, erro
 // node (ipam.PoolsFor: enabled, Automatic, for workloads, selecting the
 // node), in name order, and every pool.
 func (s *Service) eligiblePools(ctx context.Context) (auto []pool, all []*store.IPPool, err error) {
-	all, err = store.ListOf[*store.IPPool](ctx, s.Store, "")
+	all, err = etcdv3.ListOf[*store.IPPool](ctx, s.Store, "")
 	if err != nil {
 		return nil, nil, err
 	}
 	var labels map[string]string
-	if n, err := store.GetOf[*store.Node](ctx, s.Store, "", s.Node); err == nil {
+	if n, err := etcdv3.GetOf[*store.Node](ctx, s.Store, "", s.Node); err == nil {
 		labels = n.Metadata.Labels
 	}
 	ps, _ := ipam.PoolsFor(all, labels) // the problems are the agent's to report
@@ -188,7 +189,7 @@ func (s *Service) eligiblePools(ctx context.Context) (auto []pool, all []*store.
 // here is removed again if the workload add fails (unless another
 // workload uses it by then); made says whether it made one.
 func (s *Service) ensureProfile(ctx context.Context, name string, u *undo) (made bool, err error) {
-	_, err = store.GetOf[*store.Profile](ctx, s.Store, "", name)
+	_, err = etcdv3.GetOf[*store.Profile](ctx, s.Store, "", name)
 	if !errors.Is(err, store.ErrNotFound) {
 		return false, err
 	}

@@ -12,6 +12,7 @@ import (
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // This file holds what the CNI plugin needs beyond Add: the removal,
@@ -23,14 +24,14 @@ import (
 // request names or, when the runtime's arguments changed since the add,
 // in any namespace. nil when there is none.
 func (s *Service) findEndpoint(ctx context.Context, id *ident) (*store.WorkloadEndpoint, error) {
-	w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.namespace, id.endpoint)
+	w, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.namespace, id.endpoint)
 	if err == nil {
 		return w, nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	all, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	all, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +144,7 @@ func (s *Service) GC(ctx context.Context, req api.GC) (*api.GCResult, error) {
 		valid[v.ContainerID+"/"+v.Interface] = true
 		cids = append(cids, v.ContainerID)
 	}
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return nil, err
 	}

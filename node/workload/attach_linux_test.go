@@ -12,6 +12,7 @@ import (
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -41,7 +42,7 @@ func TestPrivilegedCNIAttachment(t *testing.T) {
 		if al, err := s.IPAM.Lookup(ctx, w.Addresses[0]); err != nil || al.Handle != "net1.ctr-1" || al.Attrs["network"] != "net1" {
 			t.Errorf("IPAM holds %s as %+v, %v", w.Addresses[0], al, err)
 		}
-		if _, err := store.GetOf[*store.Profile](ctx, s.Store, "", "net1"); err != nil {
+		if _, err := etcdv3.GetOf[*store.Profile](ctx, s.Store, "", "net1"); err != nil {
 			t.Errorf("the network's profile: %v", err)
 		}
 		ref := api.Attachment{ContainerID: "ctr-1", Interface: "eth0", Network: "net1", NetNS: ctr.Path(), Addresses: w.Addresses}

@@ -12,6 +12,7 @@ import (
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -72,7 +73,7 @@ func checkDockerWorkload(t *testing.T, s *Service, w *api.Workload, a netip.Addr
 	if !veth.Exists("cali4a3f0e6b2c9") || !veth.Exists("temp4a3f0e6b2c9") {
 		t.Errorf("the handed-over pair is not in the host's namespace")
 	}
-	wep, err := store.GetOf[*store.WorkloadEndpoint](t.Context(), s.Store, "libnetwork", w.Endpoint)
+	wep, err := etcdv3.GetOf[*store.WorkloadEndpoint](t.Context(), s.Store, "libnetwork", w.Endpoint)
 	if err != nil || !slices.Equal(wep.Spec.Profiles, []string{"web"}) || wep.Metadata.Labels[store.OrchestratorLabel] != "libnetwork" || HandleOf(wep) != "" {
 		t.Errorf("endpoint %+v, %v", wep, err)
 	}
@@ -134,7 +135,7 @@ func dockerCutShort(t *testing.T, s *Service, add api.WorkloadAdd, a netip.Addr)
 	}
 	host, _ := DockerInterfaces(dockerEP)
 	ep := store.WorkloadEndpointName("n1", OrchestratorLibnetwork, OrchestratorLibnetwork, dockerEP)
-	old, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, "libnetwork", ep)
+	old, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, "libnetwork", ep)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // A workload may come with an interface that something else made and
@@ -71,7 +72,7 @@ func (s *Service) checkAttach(ctx context.Context, req api.WorkloadAdd, id *iden
 	if req.MAC != "" && !link.Ethernet {
 		return api.FieldErrorf(api.BadRequest, "mac", "interface %s carries no Ethernet frames (a tun, not a tap): it has no MAC to check", id.hostIface)
 	}
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return err
 	}

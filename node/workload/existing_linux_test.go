@@ -11,6 +11,7 @@ import (
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 
 	"github.com/vishvananda/netlink"
 )
@@ -42,7 +43,7 @@ func TestPrivilegedAttachExisting(t *testing.T) {
 		if w.Interface != "vnet3" || w.Attached != "tuntap" || w.MAC != "52:54:00:12:34:56" || len(w.Addresses) != 1 || w.NetNS != "" {
 			t.Errorf("added %+v", w)
 		}
-		ep, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, "default", w.Endpoint)
+		ep, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, "default", w.Endpoint)
 		if err != nil || ep.Metadata.Annotations[store.AnnotationAttached] != "tuntap" || ep.Spec.InterfaceName != "vnet3" || ep.Spec.MAC != "52:54:00:12:34:56" {
 			t.Errorf("endpoint %+v, %v", ep, err)
 		}
@@ -99,7 +100,7 @@ func checkRefusals(t *testing.T, s *Service) {
 			t.Errorf("add %+v: %v; want a %s error saying %q", tc.req, err, tc.field, tc.want)
 		}
 	}
-	ws, _ := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	ws, _ := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	hs, _ := s.IPAM.HandlesOf(ctx, map[string]string{"node": "n1", "workload": "vm2"})
 	if ins, _ := s.intents(); len(ws) != 1 || len(hs) != 0 || len(ins) != 0 {
 		t.Errorf("after the refusals: %d endpoints, handles %v, intents %v; want vm1's endpoint alone", len(ws), hs, ins)

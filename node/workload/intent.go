@@ -13,6 +13,7 @@ import (
 
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 )
 
 // An intent records, before any side effect, what a change to a workload
@@ -110,7 +111,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 
 func (s *Service) reconcile(ctx context.Context, in *intent) error {
 	defer s.lock(in.Endpoint)()
-	w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, in.Namespace, in.Endpoint)
+	w, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, in.Namespace, in.Endpoint)
 	switch {
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return err

@@ -22,6 +22,7 @@ import (
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -40,7 +41,7 @@ type Dataplane interface {
 type Service struct {
 	Node      string
 	DataDir   string
-	Store     *store.Store
+	Store     *etcdv3.Store
 	IPAM      *ipam.IPAM
 	Dataplane Dataplane
 	// MTU is the MTU of the interfaces the service makes or attaches
@@ -109,7 +110,7 @@ func (s *Service) Add(ctx context.Context, req api.WorkloadAdd) (*api.Workload, 
 		s.Log.Debug("workload add", "workload", id.workload, "endpoint", id.endpoint, "phases", ph.String())
 	}()
 
-	if old, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.namespace, id.endpoint); err == nil {
+	if old, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, id.namespace, id.endpoint); err == nil {
 		return s.again(ctx, req, id, old)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
@@ -412,7 +413,7 @@ func (s *Service) Remove(ctx context.Context, ns, name string) error {
 	if err := s.settle(ctx, ns, weName); err != nil {
 		return err
 	}
-	w, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, ns, weName)
+	w, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, ns, weName)
 	if errors.Is(err, store.ErrNotFound) {
 		return s.removeRemains(ctx, ns, name)
 	}
@@ -465,7 +466,7 @@ func (s *Service) removeRemains(ctx context.Context, ns, name string) error {
 // List lists the workloads of every node. Programmed is set for this
 // host's workloads.
 func (s *Service) List(ctx context.Context) ([]api.Workload, error) {
-	weps, err := store.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
+	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, s.Store, "")
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"calico/node/api"
 	"calico/node/veth"
 	"calico/store"
+	"calico/store/etcdv3"
 	"calico/store/ipam"
 )
 
@@ -29,7 +30,7 @@ func (nowDataplane) Applied() int64                           { return 1 << 62 }
 // pool, to be used inside host.
 func newService(t *testing.T) *Service {
 	cli := testutil.StartEtcd(t)
-	s := &Service{Node: "n1", DataDir: t.TempDir(), Store: store.New(cli), IPAM: ipam.New(cli), Dataplane: nowDataplane{},
+	s := &Service{Node: "n1", DataDir: t.TempDir(), Store: etcdv3.New(cli), IPAM: ipam.New(cli), Dataplane: nowDataplane{},
 		Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
 	if err := s.Store.Create(t.Context(), store.NewPool("p", netip.MustParsePrefix("10.65.0.0/16"))); err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestPrivilegedAddCutShort(t *testing.T) {
 		// As if killed before the endpoint was written: no endpoint, and
 		// the add's intent on disk.
 		ep := store.WorkloadEndpointName("n1", Orchestrator, name, "eth0")
-		old, err := store.GetOf[*store.WorkloadEndpoint](ctx, s.Store, "default", ep)
+		old, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s.Store, "default", ep)
 		if err != nil {
 			return err
 		}
@@ -89,7 +90,7 @@ func TestPrivilegedAddCutShort(t *testing.T) {
 		if iface, netns, hs := remains(t, s, name); iface || netns || len(hs) > 0 {
 			t.Errorf("after reconciling an add cut short: interface %v, namespace %v, handles %v; want nothing left", iface, netns, hs)
 		}
-		if _, err := store.GetOf[*store.Profile](ctx, s.Store, "", "cut"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := etcdv3.GetOf[*store.Profile](ctx, s.Store, "", "cut"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("the profile the cut-short add made is still there: %v", err)
 		}
 		if ins, _ := s.intents(); len(ins) > 0 {

@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"calico/store/etcdv3"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -12,8 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"calico/store"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -340,7 +339,7 @@ func (c *change) claim(host string, cidr netip.Prefix) {
 func (m *IPAM) commit(ctx context.Context, c *change) error {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	ok, _, err := store.Commit(ctx, m.cli, c.cmps, c.ops)
+	ok, _, err := etcdv3.Commit(ctx, m.cli, c.cmps, c.ops)
 	if c.claimed && (ok || err != nil) { // an error may hide a commit
 		m.claims.Add(1)
 	}

@@ -1,4 +1,4 @@
-package store
+package etcdv3
 
 import (
 	"context"
@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"calico/internal/testutil"
+	"calico/store"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-func pool(name, cidr string) *IPPool {
-	p := KindIPPool.New().(*IPPool)
+func pool(name, cidr string) *store.IPPool {
+	p := store.KindIPPool.New().(*store.IPPool)
 	p.Metadata.Name = name
 	p.Spec.CIDR = cidr
 	return p
@@ -31,10 +32,10 @@ func TestCRUD(t *testing.T) {
 	if p.Metadata.ResourceVersion == "" || p.Metadata.UID == "" || p.Spec.BlockSize != 26 {
 		t.Errorf("Create did not fill in metadata and defaults: %+v", p)
 	}
-	if err := s.Create(ctx, pool("p1", "10.66.0.0/16")); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), `IPPool "p1" already exists`) {
-		t.Errorf("second Create = %v; want ErrExists", err)
+	if err := s.Create(ctx, pool("p1", "10.66.0.0/16")); !errors.Is(err, store.ErrExists) || !strings.Contains(err.Error(), `IPPool "p1" already exists`) {
+		t.Errorf("second Create = %v; want store.ErrExists", err)
 	}
-	got, err := GetOf[*IPPool](ctx, s, "", "p1")
+	got, err := GetOf[*store.IPPool](ctx, s, "", "p1")
 	if err != nil || got.Spec.CIDR != "10.65.0.0/16" || got.Metadata.ResourceVersion != p.Metadata.ResourceVersion {
 		t.Fatalf("GetOf = %+v, %v", got, err)
 	}
@@ -45,23 +46,23 @@ func TestCRUD(t *testing.T) {
 		t.Fatalf("Update: %v", err)
 	}
 	b.Spec.Disabled = true
-	if err := s.Update(ctx, &b); !errors.Is(err, ErrConflict) {
-		t.Errorf("stale Update = %v; want ErrConflict", err)
+	if err := s.Update(ctx, &b); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("stale Update = %v; want store.ErrConflict", err)
 	}
 	c := a
 	c.Spec.CIDR = "10.99.0.0/16"
 	if err := s.Update(ctx, &c); err == nil || !strings.Contains(err.Error(), "spec.cidr: cannot change") {
 		t.Errorf("Update changing the CIDR = %v; want refused", err)
 	}
-	if _, err := s.Delete(ctx, IDOf(&a), got.Metadata.ResourceVersion); !errors.Is(err, ErrConflict) {
-		t.Errorf("Delete of a stale version = %v; want ErrConflict", err)
+	if _, err := s.Delete(ctx, store.IDOf(&a), got.Metadata.ResourceVersion); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Delete of a stale version = %v; want store.ErrConflict", err)
 	}
-	old, err := s.Delete(ctx, IDOf(&a), a.Metadata.ResourceVersion)
-	if err != nil || !old.(*IPPool).Spec.NATOutgoing {
+	old, err := s.Delete(ctx, store.IDOf(&a), a.Metadata.ResourceVersion)
+	if err != nil || !old.(*store.IPPool).Spec.NATOutgoing {
 		t.Fatalf("Delete = %v, %v", old, err)
 	}
-	if _, err := s.Get(ctx, IDOf(&a)); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get after Delete = %v; want ErrNotFound", err)
+	if _, err := s.Get(ctx, store.IDOf(&a)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get after Delete = %v; want store.ErrNotFound", err)
 	}
 }
 
@@ -118,7 +119,7 @@ func TestApply(t *testing.T) {
 	if err != nil || created {
 		t.Fatalf("second Apply = %v, %v; want updated", created, err)
 	}
-	got, _ := GetOf[*IPPool](ctx, s, "", "p1")
+	got, _ := GetOf[*store.IPPool](ctx, s, "", "p1")
 	if !got.Spec.NATOutgoing {
 		t.Errorf("Apply did not update: %+v", got.Spec)
 	}
@@ -131,17 +132,17 @@ func TestListNamespaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []struct{ ns, name string }{{"a", "x"}, {"b", "x"}, {"a", "y"}} {
-		np := KindNetworkPolicy.New().(*NetworkPolicy)
+		np := store.KindNetworkPolicy.New().(*store.NetworkPolicy)
 		np.Metadata.Namespace, np.Metadata.Name = id.ns, id.name
 		if err := s.Create(ctx, np); err != nil {
 			t.Fatal(err)
 		}
 	}
-	all, err := ListOf[*NetworkPolicy](ctx, s, "")
+	all, err := ListOf[*store.NetworkPolicy](ctx, s, "")
 	if err != nil || len(all) != 3 {
 		t.Fatalf("ListOf all = %d, %v; want 3", len(all), err)
 	}
-	inA, _ := ListOf[*NetworkPolicy](ctx, s, "a")
+	inA, _ := ListOf[*store.NetworkPolicy](ctx, s, "a")
 	if len(inA) != 2 || inA[0].Metadata.Name != "x" || inA[1].Metadata.Name != "y" {
 		t.Errorf("ListOf a = %v", inA)
 	}
@@ -150,7 +151,7 @@ func TestListNamespaced(t *testing.T) {
 // syncRecorder keeps the state Sync delivers.
 type syncRecorder struct {
 	mu        sync.Mutex
-	state     map[string]Resource
+	state     map[string]store.Resource
 	snapshots int
 	changed   chan struct{}
 }
@@ -163,13 +164,13 @@ func (r *syncRecorder) on(ev SyncEvent) {
 	}
 	if ev.Snapshot {
 		r.snapshots++
-		r.state = map[string]Resource{}
+		r.state = map[string]store.Resource{}
 	}
 	for _, u := range ev.Updates {
 		if u.Resource == nil {
-			delete(r.state, Key(u.ID))
+			delete(r.state, store.Key(u.ID))
 		} else {
-			r.state[Key(u.ID)] = u.Resource
+			r.state[store.Key(u.ID)] = u.Resource
 		}
 	}
 	select {
@@ -178,7 +179,7 @@ func (r *syncRecorder) on(ev SyncEvent) {
 	}
 }
 
-func (r *syncRecorder) waitFor(t *testing.T, what string, cond func(map[string]Resource, int) bool) {
+func (r *syncRecorder) waitFor(t *testing.T, what string, cond func(map[string]store.Resource, int) bool) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
@@ -207,24 +208,24 @@ func TestSync(t *testing.T) {
 	rec := &syncRecorder{changed: make(chan struct{}, 1)}
 	done := make(chan error)
 	go func() { done <- s.Sync(ctx, rec.on) }()
-	rec.waitFor(t, "the snapshot", func(st map[string]Resource, _ int) bool { return len(st) == 1 })
+	rec.waitFor(t, "the snapshot", func(st map[string]store.Resource, _ int) bool { return len(st) == 1 })
 
 	p := pool("after", "10.2.0.0/16")
 	if err := s.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, "the created pool", func(st map[string]Resource, _ int) bool { return len(st) == 2 })
-	if _, err := s.Delete(ctx, IDOf(p), ""); err != nil {
+	rec.waitFor(t, "the created pool", func(st map[string]store.Resource, _ int) bool { return len(st) == 2 })
+	if _, err := s.Delete(ctx, store.IDOf(p), ""); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, "the deletion", func(st map[string]Resource, _ int) bool { return len(st) == 1 })
+	rec.waitFor(t, "the deletion", func(st map[string]store.Resource, _ int) bool { return len(st) == 1 })
 
 	// A bad value under the prefix is skipped, not fatal.
-	cli.Put(ctx, ResourcePrefix+"ippools/garbage", "{not json")
+	cli.Put(ctx, store.ResourcePrefix+"ippools/garbage", "{not json")
 	if err := s.Create(ctx, pool("third", "10.3.0.0/16")); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, "the third pool", func(st map[string]Resource, _ int) bool { return st[ResourcePrefix+"ippools/third"] != nil })
+	rec.waitFor(t, "the third pool", func(st map[string]store.Resource, _ int) bool { return st[store.ResourcePrefix+"ippools/third"] != nil })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Sync returned %v; want context.Canceled", err)
@@ -249,7 +250,7 @@ func TestSyncRecoversFromCompaction(t *testing.T) {
 		}
 		rec.on(ev)
 	})
-	rec.waitFor(t, "the first snapshot", func(_ map[string]Resource, n int) bool { return n == 1 })
+	rec.waitFor(t, "the first snapshot", func(_ map[string]store.Resource, n int) bool { return n == 1 })
 	var last int64
 	for i := range 5 {
 		if err := s.Create(ctx, pool(fmt.Sprintf("p%d", i), fmt.Sprintf("10.%d.0.0/16", i))); err != nil {
@@ -262,7 +263,7 @@ func TestSyncRecoversFromCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(stall)
-	rec.waitFor(t, "a second snapshot with all five pools", func(st map[string]Resource, n int) bool { return n == 2 && len(st) == 5 })
+	rec.waitFor(t, "a second snapshot with all five pools", func(st map[string]store.Resource, n int) bool { return n == 2 && len(st) == 5 })
 }
 
 // brokenWatch fails the first watch it is asked for at once (as a watch

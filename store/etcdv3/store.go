@@ -1,9 +1,9 @@
-package store
+package etcdv3
 
 import (
 	"calico/internal/quote"
+	"calico/store"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,35 +14,6 @@ import (
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-// Errors that callers branch on. The errors returned wrap them with the
-// resource's identity.
-var (
-	ErrNotFound = errors.New("not found")
-	ErrExists   = errors.New("already exists")
-	ErrConflict = errors.New("changed concurrently")
-	// ErrInUse: a resource cannot be deleted while others refer to it.
-	ErrInUse = errors.New("in use")
-)
-
-type idError struct {
-	id  ID
-	err error
-	rev string
-}
-
-func (e *idError) Error() string {
-	switch e.err {
-	case ErrNotFound:
-		return e.id.String() + " does not exist"
-	case ErrExists:
-		return e.id.String() + " already exists"
-	default:
-		return fmt.Sprintf("%s was changed by someone else since resourceVersion %s: read it again", e.id, e.rev)
-	}
-}
-
-func (e *idError) Unwrap() error { return e.err }
 
 // Store reads and writes resources in etcd.
 type Store struct {
@@ -68,59 +39,59 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // Get reads one resource.
-func (s *Store) Get(ctx context.Context, id ID) (Resource, error) {
-	if IsBuiltin(id) {
-		return DefaultAllow(), nil
+func (s *Store) Get(ctx context.Context, id store.ID) (store.Resource, error) {
+	if store.IsBuiltin(id) {
+		return store.DefaultAllow(), nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.kv.Get(ctx, Key(id))
+	resp, err := s.kv.Get(ctx, store.Key(id))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", id, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, &idError{id: id, err: ErrNotFound}
+		return nil, &store.IDError{ID: id, Err: store.ErrNotFound}
 	}
-	return DecodeStored(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision), nil
+	return store.DecodeStored(id, resp.Kvs[0].Value, resp.Kvs[0].ModRevision), nil
 }
 
 // List reads every resource of kind, in namespace ns if the kind is
 // namespaced and ns is not empty, sorted by namespace and name. It also
 // returns the revision it read at.
-func (s *Store) List(ctx context.Context, kind *Kind, ns string) ([]Resource, int64, error) {
+func (s *Store) List(ctx context.Context, kind *store.Kind, ns string) ([]store.Resource, int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.kv.Get(ctx, kindPrefix(kind, ns), clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, store.KindPrefix(kind, ns), clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, fmt.Errorf("listing %s: %w", kind.Plural, err)
 	}
-	out := make([]Resource, 0, len(resp.Kvs))
+	out := make([]store.Resource, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		id, ok := ParseKey(string(kv.Key))
+		id, ok := store.ParseKey(string(kv.Key))
 		if !ok || id.Kind != kind {
 			continue
 		}
-		if !IsBuiltin(id) {
-			out = append(out, DecodeStored(id, kv.Value, kv.ModRevision))
+		if !store.IsBuiltin(id) {
+			out = append(out, store.DecodeStored(id, kv.Value, kv.ModRevision))
 		}
 	}
-	if kind == KindProfile {
-		out = append(out, DefaultAllow())
-		slices.SortStableFunc(out, func(a, b Resource) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
+	if kind == store.KindProfile {
+		out = append(out, store.DefaultAllow())
+		slices.SortStableFunc(out, func(a, b store.Resource) int { return strings.Compare(a.Meta().Name, b.Meta().Name) })
 	}
 	return out, resp.Header.Revision, nil
 }
 
 // Create writes a new resource after validating it. It fills in r's
 // defaults, uid, creationTimestamp and resourceVersion. It fails with
-// ErrExists if the resource is already there.
-func (s *Store) Create(ctx context.Context, r Resource) error {
-	if err := Validate(r); err != nil {
+// store.ErrExists if the resource is already there.
+func (s *Store) Create(ctx context.Context, r store.Resource) error {
+	if err := store.Validate(r); err != nil {
 		return err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	id := IDOf(r)
+	id := store.IDOf(r)
 	guards, err := s.guards(ctx, r)
 	if err != nil {
 		return err
@@ -128,41 +99,41 @@ func (s *Store) Create(ctx context.Context, r Resource) error {
 	m := r.Meta()
 	m.UID = uuid.NewString()
 	m.CreationTimestamp = time.Now().UTC().Format(time.RFC3339)
-	val, err := encodeValue(r)
+	val, err := store.EncodeStored(r)
 	if err != nil {
 		return err
 	}
-	cmps := append(guards, clientv3.Compare(clientv3.CreateRevision(Key(id)), "=", 0))
-	ok, rev, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpPut(Key(id), val)})
+	cmps := append(guards, clientv3.Compare(clientv3.CreateRevision(store.Key(id)), "=", 0))
+	ok, rev, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpPut(store.Key(id), val)})
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", id, err)
 	}
 	if !ok {
 		if len(guards) > 0 {
-			if _, err := s.Get(ctx, id); errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("creating %s: %w", id, &idError{id: id, err: ErrConflict, rev: "0"})
+			if _, err := s.Get(ctx, id); errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("creating %s: %w", id, &store.IDError{ID: id, Err: store.ErrConflict, Rev: "0"})
 			}
 		}
-		return &idError{id: id, err: ErrExists}
+		return &store.IDError{ID: id, Err: store.ErrExists}
 	}
 	m.ResourceVersion = strconv.FormatInt(rev, 10)
 	return nil
 }
 
 // Update replaces a resource, provided it has not changed since r's
-// resourceVersion (ErrConflict otherwise). It validates r and fills in its
+// resourceVersion (store.ErrConflict otherwise). It validates r and fills in its
 // defaults and new resourceVersion.
-func (s *Store) Update(ctx context.Context, r Resource) error {
-	if err := Validate(r); err != nil {
+func (s *Store) Update(ctx context.Context, r store.Resource) error {
+	if err := store.Validate(r); err != nil {
 		return err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	id := IDOf(r)
+	id := store.IDOf(r)
 	m := r.Meta()
 	rev, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
 	if err != nil || rev <= 0 {
-		return &InvalidError{ID: id, Fields: []FieldError{{"metadata.resourceVersion", "is required to update"}}}
+		return &store.InvalidError{ID: id, Fields: []store.FieldError{{Field: "metadata.resourceVersion", Msg: "is required to update"}}}
 	}
 	old, err := s.Get(ctx, id)
 	if err != nil {
@@ -176,17 +147,17 @@ func (s *Store) Update(ctx context.Context, r Resource) error {
 		return err
 	}
 	m.UID, m.CreationTimestamp = old.Meta().UID, old.Meta().CreationTimestamp
-	val, err := encodeValue(r)
+	val, err := store.EncodeStored(r)
 	if err != nil {
 		return err
 	}
-	cmps := append(guards, clientv3.Compare(clientv3.ModRevision(Key(id)), "=", rev))
-	ok, newRev, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpPut(Key(id), val)})
+	cmps := append(guards, clientv3.Compare(clientv3.ModRevision(store.Key(id)), "=", rev))
+	ok, newRev, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpPut(store.Key(id), val)})
 	if err != nil {
 		return fmt.Errorf("updating %s: %w", id, err)
 	}
 	if !ok {
-		return &idError{id: id, err: ErrConflict, rev: m.ResourceVersion}
+		return &store.IDError{ID: id, Err: store.ErrConflict, Rev: m.ResourceVersion}
 	}
 	m.ResourceVersion = strconv.FormatInt(newRev, 10)
 	return nil
@@ -195,15 +166,15 @@ func (s *Store) Update(ctx context.Context, r Resource) error {
 // Apply creates r, or replaces what is there. Without a resourceVersion it
 // replaces whatever version is current (last write wins, as calicoctl
 // apply); with one it is an Update.
-func (s *Store) Apply(ctx context.Context, r Resource) (created bool, err error) {
+func (s *Store) Apply(ctx context.Context, r store.Resource) (created bool, err error) {
 	if r.Meta().ResourceVersion != "" {
 		return false, s.Update(ctx, r)
 	}
 	for attempt := 0; ; attempt++ {
-		cur, err := s.Get(ctx, IDOf(r))
-		if errors.Is(err, ErrNotFound) {
+		cur, err := s.Get(ctx, store.IDOf(r))
+		if errors.Is(err, store.ErrNotFound) {
 			err = s.Create(ctx, r)
-			if errors.Is(err, ErrExists) && attempt < 3 {
+			if errors.Is(err, store.ErrExists) && attempt < 3 {
 				continue
 			}
 			return err == nil, err
@@ -213,7 +184,7 @@ func (s *Store) Apply(ctx context.Context, r Resource) (created bool, err error)
 		}
 		r.Meta().ResourceVersion = cur.Meta().ResourceVersion
 		err = s.Update(ctx, r)
-		if (errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound)) && attempt < 3 {
+		if (errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound)) && attempt < 3 {
 			r.Meta().ResourceVersion = ""
 			continue
 		}
@@ -222,11 +193,11 @@ func (s *Store) Apply(ctx context.Context, r Resource) (created bool, err error)
 }
 
 // Delete removes a resource and returns what it held. With a non-empty
-// rev it deletes only that version (ErrConflict otherwise). A resource
+// rev it deletes only that version (store.ErrConflict otherwise). A resource
 // that others still refer to (a pool with addresses in use, a profile an
-// endpoint uses) is refused with an *InUseError, checked in the same
+// endpoint uses) is refused with an *store.InUseError, checked in the same
 // transaction as the delete.
-func (s *Store) Delete(ctx context.Context, id ID, rev string) (Resource, error) {
+func (s *Store) Delete(ctx context.Context, id store.ID, rev string) (store.Resource, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
@@ -235,15 +206,15 @@ func (s *Store) Delete(ctx context.Context, id ID, rev string) (Resource, error)
 			return nil, err
 		}
 		if rev != "" && rev != old.Meta().ResourceVersion {
-			return nil, &idError{id: id, err: ErrConflict, rev: rev}
+			return nil, &store.IDError{ID: id, Err: store.ErrConflict, Rev: rev}
 		}
 		guards, err := s.references(ctx, old, nil)
 		if err != nil {
 			return nil, err
 		}
 		cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
-		cmps := append(guards, clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur))
-		ok, _, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpDelete(Key(id))})
+		cmps := append(guards, clientv3.Compare(clientv3.ModRevision(store.Key(id)), "=", cur))
+		ok, _, err := Commit(ctx, s.kv, cmps, []clientv3.Op{clientv3.OpDelete(store.Key(id))})
 		if err != nil {
 			return nil, fmt.Errorf("deleting %s: %w", id, err)
 		}
@@ -252,15 +223,15 @@ func (s *Store) Delete(ctx context.Context, id ID, rev string) (Resource, error)
 		}
 		// The resource or what refers to it changed meanwhile: look again.
 		if attempt == 5 {
-			return nil, &idError{id: id, err: ErrConflict, rev: old.Meta().ResourceVersion}
+			return nil, &store.IDError{ID: id, Err: store.ErrConflict, Rev: old.Meta().ResourceVersion}
 		}
 	}
 }
 
 // GetOf reads one resource of type T.
-func GetOf[T Resource](ctx context.Context, s *Store, namespace, name string) (T, error) {
+func GetOf[T store.Resource](ctx context.Context, s *Store, namespace, name string) (T, error) {
 	var zero T
-	r, err := s.Get(ctx, ID{Kind: zero.kind(), Namespace: namespace, Name: name})
+	r, err := s.Get(ctx, store.ID{Kind: store.KindOf(zero), Namespace: namespace, Name: name})
 	if err != nil {
 		return zero, err
 	}
@@ -268,9 +239,9 @@ func GetOf[T Resource](ctx context.Context, s *Store, namespace, name string) (T
 }
 
 // ListOf reads every resource of type T (in namespace, if given).
-func ListOf[T Resource](ctx context.Context, s *Store, namespace string) ([]T, error) {
+func ListOf[T store.Resource](ctx context.Context, s *Store, namespace string) ([]T, error) {
 	var zero T
-	rs, _, err := s.List(ctx, zero.kind(), namespace)
+	rs, _, err := s.List(ctx, store.KindOf(zero), namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -283,74 +254,60 @@ func ListOf[T Resource](ctx context.Context, s *Store, namespace string) ([]T, e
 
 // guards checks r against the resources it must agree with and returns
 // the comparisons that keep that check true until the write commits.
-func (s *Store) guards(ctx context.Context, r Resource) ([]clientv3.Cmp, error) {
+func (s *Store) guards(ctx context.Context, r store.Resource) ([]clientv3.Cmp, error) {
 	if tier := policyTier(r); tier != "" {
 		return s.tierGuard(ctx, r, tier)
 	}
-	pool, ok := r.(*IPPool)
+	pool, ok := r.(*store.IPPool)
 	if !ok {
 		return nil, nil
 	}
-	cidr, _ := ParseCIDR(pool.Spec.CIDR) // validated
-	prefix := kindPrefix(KindIPPool, "")
+	cidr, _ := store.ParseCIDR(pool.Spec.CIDR) // validated
+	prefix := store.KindPrefix(store.KindIPPool, "")
 	resp, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("listing ippools: %w", err)
 	}
 	for _, kv := range resp.Kvs {
-		id, ok := ParseKey(string(kv.Key))
+		id, ok := store.ParseKey(string(kv.Key))
 		if !ok || id.Name == pool.Metadata.Name {
 			continue
 		}
-		other := DecodeStored(id, kv.Value, kv.ModRevision)
-		oc, err := ParseCIDR(other.(*IPPool).Spec.CIDR)
+		other := store.DecodeStored(id, kv.Value, kv.ModRevision)
+		oc, err := store.ParseCIDR(other.(*store.IPPool).Spec.CIDR)
 		if err == nil && oc.Overlaps(cidr) {
-			return nil, &InvalidError{ID: IDOf(r), Fields: []FieldError{{"spec.cidr",
-				fmt.Sprintf("%s overlaps IPPool %q (%s)", cidr, quote.Clip(id.Name), oc)}}}
+			return nil, &store.InvalidError{ID: store.IDOf(r), Fields: []store.FieldError{{Field: "spec.cidr", Msg: fmt.Sprintf("%s overlaps IPPool %q (%s)", cidr, quote.Clip(id.Name), oc)}}}
 		}
 	}
 	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(prefix).WithPrefix(), "<", resp.Header.Revision+1)}, nil
 }
 
 // immutable refuses changes to fields that cannot change once written.
-func immutable(old, r Resource) error {
-	o, ok := old.(*IPPool)
+func immutable(old, r store.Resource) error {
+	o, ok := old.(*store.IPPool)
 	if !ok {
 		return nil
 	}
-	n := r.(*IPPool)
-	var errs []FieldError
+	n := r.(*store.IPPool)
+	var errs []store.FieldError
 	if o.Spec.CIDR != n.Spec.CIDR {
-		errs = append(errs, FieldError{"spec.cidr", fmt.Sprintf("cannot change from %s: create a new pool and delete this one", o.Spec.CIDR)})
+		errs = append(errs, store.FieldError{Field: "spec.cidr", Msg: fmt.Sprintf("cannot change from %s: create a new pool and delete this one", o.Spec.CIDR)})
 	}
 	if o.Spec.BlockSize != n.Spec.BlockSize {
-		errs = append(errs, FieldError{"spec.blockSize", fmt.Sprintf("cannot change from %d", o.Spec.BlockSize)})
+		errs = append(errs, store.FieldError{Field: "spec.blockSize", Msg: fmt.Sprintf("cannot change from %d", o.Spec.BlockSize)})
 	}
 	if errs != nil {
-		return &InvalidError{ID: IDOf(r), Fields: errs}
+		return &store.InvalidError{ID: store.IDOf(r), Fields: errs}
 	}
 	return nil
 }
 
-// encodeValue is the stored form of r: its JSON without resourceVersion.
-func encodeValue(r Resource) (string, error) {
-	m := r.Meta()
-	rv := m.ResourceVersion
-	m.ResourceVersion = ""
-	b, err := json.Marshal(r)
-	m.ResourceVersion = rv
-	if err != nil {
-		return "", fmt.Errorf("encoding %s: %w", IDOf(r), err)
-	}
-	return string(b), nil
-}
-
 // policyTier is the tier of a policy ("" for other kinds).
-func policyTier(r Resource) string {
+func policyTier(r store.Resource) string {
 	switch r := r.(type) {
-	case *GlobalNetworkPolicy:
+	case *store.GlobalNetworkPolicy:
 		return r.Spec.Tier
-	case *NetworkPolicy:
+	case *store.NetworkPolicy:
 		return r.Spec.Tier
 	}
 	return ""
@@ -358,14 +315,14 @@ func policyTier(r Resource) string {
 
 // tierGuard refuses a policy in a tier that does not exist, as Calico's
 // client does, and keeps the tier there until the write commits.
-func (s *Store) tierGuard(ctx context.Context, r Resource, tier string) ([]clientv3.Cmp, error) {
-	key := Key(ID{Kind: KindTier, Name: tier})
+func (s *Store) tierGuard(ctx context.Context, r store.Resource, tier string) ([]clientv3.Cmp, error) {
+	key := store.Key(store.ID{Kind: store.KindTier, Name: tier})
 	resp, err := s.kv.Get(ctx, key, clientv3.WithCountOnly())
 	if err != nil {
 		return nil, fmt.Errorf("reading tier %s: %w", tier, err)
 	}
 	if resp.Count == 0 {
-		return nil, &InvalidError{ID: IDOf(r), Fields: []FieldError{{"spec.tier", fmt.Sprintf("tier %q does not exist: create it first (calico apply a Tier)", quote.Clip(tier))}}}
+		return nil, &store.InvalidError{ID: store.IDOf(r), Fields: []store.FieldError{{Field: "spec.tier", Msg: fmt.Sprintf("tier %q does not exist: create it first (calico apply a Tier)", quote.Clip(tier))}}}
 	}
 	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), ">", 0)}, nil
 }

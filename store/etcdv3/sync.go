@@ -1,6 +1,7 @@
-package store
+package etcdv3
 
 import (
+	"calico/store"
 	"context"
 	"errors"
 	"fmt"
@@ -24,14 +25,14 @@ type SyncEvent struct {
 	Revision int64
 	// Err is set when the datastore could not be read; Sync keeps trying.
 	// Values that cannot be used as written are not errors: they come as
-	// resources with Problems (DecodeStored).
+	// resources with Problems (store.DecodeStored).
 	Err error
 }
 
-// Update is one resource as it now is, or its deletion (Resource nil).
+// Update is one resource as it now is, or its deletion (store.Resource nil).
 type Update struct {
-	ID       ID
-	Resource Resource
+	ID       store.ID
+	Resource store.Resource
 }
 
 // Sync lists every resource and then watches for changes, calling fn for
@@ -71,7 +72,7 @@ func (s *Store) Sync(ctx context.Context, fn func(SyncEvent)) error {
 func (s *Store) snapshot(ctx context.Context) (SyncEvent, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.kv.Get(ctx, ResourcePrefix, clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, store.ResourcePrefix, clientv3.WithPrefix())
 	if err != nil {
 		return SyncEvent{}, fmt.Errorf("listing resources: %w", err)
 	}
@@ -83,7 +84,7 @@ func (s *Store) snapshot(ctx context.Context) (SyncEvent, error) {
 }
 
 func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
-	id, ok := ParseKey(key)
+	id, ok := store.ParseKey(key)
 	if !ok {
 		return // not a resource kind we know
 	}
@@ -91,7 +92,7 @@ func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
 		ev.Updates = append(ev.Updates, Update{ID: id})
 		return
 	}
-	ev.Updates = append(ev.Updates, Update{ID: id, Resource: DecodeStored(id, val, rev)})
+	ev.Updates = append(ev.Updates, Update{ID: id, Resource: store.DecodeStored(id, val, rev)})
 }
 
 // watch delivers changes after rev until the watch breaks, and returns the
@@ -99,7 +100,7 @@ func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
 func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *backoff) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for wr := range s.kv.Watch(wctx, ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify()) {
+	for wr := range s.kv.Watch(wctx, store.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify()) {
 		if err := wr.Err(); err != nil {
 			if wr.CompactRevision != 0 {
 				return rev, rpctypes.ErrCompacted

@@ -1,4 +1,4 @@
-package store
+package etcdv3
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"calico/internal/testutil"
+	"calico/store"
 )
 
 // TestDeleteChecksReferences: a pool with addresses in use and a profile
@@ -16,42 +17,42 @@ func TestDeleteChecksReferences(t *testing.T) {
 	cli := testutil.StartEtcd(t)
 	s := New(cli)
 	ctx := t.Context()
-	pool := NewPool("p", netip.MustParsePrefix("10.65.0.0/16"))
+	pool := store.NewPool("p", netip.MustParsePrefix("10.65.0.0/16"))
 	if err := s.Create(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	block := IPAMBlocksPrefix(netip.MustParseAddr("10.65.0.0")) + "10.65.0.0-26"
+	block := store.IPAMBlocksPrefix(netip.MustParseAddr("10.65.0.0")) + "10.65.0.0-26"
 	if _, err := cli.Put(ctx, block, `{"cidr":"10.65.0.0/26","allocations":[0,null,null]}`); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Delete(ctx, IDOf(pool), "")
-	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "has 1 addresses in use") {
+	_, err := s.Delete(ctx, store.IDOf(pool), "")
+	if !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "has 1 addresses in use") {
 		t.Errorf("deleting a pool in use = %v", err)
 	}
 	if _, err := cli.Put(ctx, block, `{"cidr":"10.65.0.0/26","allocations":[null,null,null]}`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Delete(ctx, IDOf(pool), ""); err != nil {
+	if _, err := s.Delete(ctx, store.IDOf(pool), ""); err != nil {
 		t.Errorf("deleting a pool no longer in use: %v", err)
 	}
 
-	if err := s.Create(ctx, ClassicProfile("web")); err != nil {
+	if err := s.Create(ctx, store.ClassicProfile("web")); err != nil {
 		t.Fatal(err)
 	}
-	h := KindHostEndpoint.New().(*HostEndpoint)
+	h := store.KindHostEndpoint.New().(*store.HostEndpoint)
 	h.Metadata.Name = "h1"
-	h.Spec = HostEndpointSpec{Node: "n1", InterfaceName: "eth0", Profiles: []string{"web"}}
+	h.Spec = store.HostEndpointSpec{Node: "n1", InterfaceName: "eth0", Profiles: []string{"web"}}
 	if err := s.Create(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Delete(ctx, ID{Kind: KindProfile, Name: "web"}, "")
-	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "in use by host endpoint h1") {
+	_, err = s.Delete(ctx, store.ID{Kind: store.KindProfile, Name: "web"}, "")
+	if !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "in use by host endpoint h1") {
 		t.Errorf("deleting a profile in use = %v", err)
 	}
-	if _, err := s.Delete(ctx, IDOf(h), ""); err != nil {
+	if _, err := s.Delete(ctx, store.IDOf(h), ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Delete(ctx, ID{Kind: KindProfile, Name: "web"}, ""); err != nil {
+	if _, err := s.Delete(ctx, store.ID{Kind: store.KindProfile, Name: "web"}, ""); err != nil {
 		t.Errorf("deleting a profile no longer in use: %v", err)
 	}
 }
@@ -62,16 +63,16 @@ func TestDeleteChecksReferences(t *testing.T) {
 func TestApplyAllIsAllOrNothing(t *testing.T) {
 	s := New(testutil.StartEtcd(t))
 	ctx := t.Context()
-	if err := s.Create(ctx, ClassicProfile("taken")); err != nil {
+	if err := s.Create(ctx, store.ClassicProfile("taken")); err != nil {
 		t.Fatal(err)
 	}
-	batch := func() []Resource {
-		return []Resource{ClassicProfile("a"), NewPool("p", netip.MustParsePrefix("10.65.0.0/16")), ClassicProfile("taken")}
+	batch := func() []store.Resource {
+		return []store.Resource{store.ClassicProfile("a"), store.NewPool("p", netip.MustParsePrefix("10.65.0.0/16")), store.ClassicProfile("taken")}
 	}
-	if _, err := s.ApplyAll(ctx, batch(), true); !errors.Is(err, ErrExists) {
+	if _, err := s.ApplyAll(ctx, batch(), true); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("creating a batch with one that exists = %v", err)
 	}
-	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 2 {
+	if ps, _ := ListOf[*store.Profile](ctx, s, ""); len(ps) != 2 {
 		t.Errorf("a refused batch wrote %d profiles; want only the one there before (and the built-in default-allow)", len(ps))
 	}
 	rs := batch()
@@ -85,23 +86,23 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 	if rs[0].Meta().ResourceVersion != rs[2].Meta().ResourceVersion || rs[0].Meta().UID == "" {
 		t.Errorf("a batch's resources have versions %s and %s and uid %q; want one revision and a uid", rs[0].Meta().ResourceVersion, rs[2].Meta().ResourceVersion, rs[0].Meta().UID)
 	}
-	if _, err := s.ApplyAll(ctx, []Resource{ClassicProfile("x"), ClassicProfile("x")}, false); err == nil || !strings.Contains(err.Error(), "appears twice") {
+	if _, err := s.ApplyAll(ctx, []store.Resource{store.ClassicProfile("x"), store.ClassicProfile("x")}, false); err == nil || !strings.Contains(err.Error(), "appears twice") {
 		t.Errorf("a batch naming a resource twice = %v", err)
 	}
 	// Deleting a profile and the host endpoint that uses it, together.
-	h := KindHostEndpoint.New().(*HostEndpoint)
+	h := store.KindHostEndpoint.New().(*store.HostEndpoint)
 	h.Metadata.Name = "h1"
-	h.Spec = HostEndpointSpec{Node: "n1", InterfaceName: "eth0", Profiles: []string{"a"}}
+	h.Spec = store.HostEndpointSpec{Node: "n1", InterfaceName: "eth0", Profiles: []string{"a"}}
 	if err := s.Create(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindProfile, Name: "a"}, {Kind: KindProfile, Name: "taken"}}); !errors.Is(err, ErrInUse) {
+	if _, err := s.DeleteAll(ctx, []store.ID{{Kind: store.KindProfile, Name: "a"}, {Kind: store.KindProfile, Name: "taken"}}); !errors.Is(err, store.ErrInUse) {
 		t.Errorf("deleting a used profile in a batch = %v", err)
 	}
-	if ps, _ := ListOf[*Profile](ctx, s, ""); len(ps) != 3 {
+	if ps, _ := ListOf[*store.Profile](ctx, s, ""); len(ps) != 3 {
 		t.Errorf("a refused delete batch deleted something: %d profiles left (want 2 and the built-in one)", len(ps))
 	}
-	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindProfile, Name: "a"}, IDOf(h)}); err != nil {
+	if _, err := s.DeleteAll(ctx, []store.ID{{Kind: store.KindProfile, Name: "a"}, store.IDOf(h)}); err != nil {
 		t.Errorf("deleting a profile with the host endpoint that uses it: %v", err)
 	}
 }
@@ -112,8 +113,8 @@ func TestTiers(t *testing.T) {
 	if err := EnsureInitialized(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	gnp := func(name, tier string) *GlobalNetworkPolicy {
-		p := KindGlobalNetworkPolicy.New().(*GlobalNetworkPolicy)
+	gnp := func(name, tier string) *store.GlobalNetworkPolicy {
+		p := store.KindGlobalNetworkPolicy.New().(*store.GlobalNetworkPolicy)
 		p.Metadata.Name, p.Spec.Tier = name, tier
 		return p
 	}
@@ -121,21 +122,21 @@ func TestTiers(t *testing.T) {
 		t.Errorf("a policy in a missing tier: %v", err)
 	}
 	// A tier and its policies in one apply.
-	if _, err := s.ApplyAll(ctx, []Resource{gnp("b", "security"), NewTier("security", 100, "Deny")}, false); err != nil {
+	if _, err := s.ApplyAll(ctx, []store.Resource{gnp("b", "security"), store.NewTier("security", 100, "Deny")}, false); err != nil {
 		t.Fatalf("applying a tier with its policy: %v", err)
 	}
-	if _, err := s.Delete(ctx, ID{Kind: KindTier, Name: "security"}, ""); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "has 1 policies") {
+	if _, err := s.Delete(ctx, store.ID{Kind: store.KindTier, Name: "security"}, ""); !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "has 1 policies") {
 		t.Errorf("deleting a tier with a policy: %v", err)
 	}
-	if _, err := s.DeleteAll(ctx, []ID{{Kind: KindGlobalNetworkPolicy, Name: "b"}, {Kind: KindTier, Name: "security"}}); err != nil {
+	if _, err := s.DeleteAll(ctx, []store.ID{{Kind: store.KindGlobalNetworkPolicy, Name: "b"}, {Kind: store.KindTier, Name: "security"}}); err != nil {
 		t.Errorf("deleting a tier with its policies: %v", err)
 	}
 	for _, name := range []string{"default", "kube-admin", "kube-baseline"} {
-		if _, err := s.Delete(ctx, ID{Kind: KindTier, Name: name}, ""); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "is built in") {
+		if _, err := s.Delete(ctx, store.ID{Kind: store.KindTier, Name: name}, ""); !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "is built in") {
 			t.Errorf("deleting the %s tier: %v", name, err)
 		}
 	}
-	ci, err := GetOf[*ClusterInformation](ctx, s, "", "default")
+	ci, err := GetOf[*store.ClusterInformation](ctx, s, "", "default")
 	if err != nil || len(ci.Spec.ClusterGUID) != 32 || ci.Spec.DatastoreReady == nil || !*ci.Spec.DatastoreReady {
 		t.Errorf("ClusterInformation/default = %+v, %v", ci, err)
 	}
@@ -143,7 +144,7 @@ func TestTiers(t *testing.T) {
 	if err := EnsureInitialized(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if ci, _ := GetOf[*ClusterInformation](ctx, s, "", "default"); ci.Spec.ClusterGUID != guid {
+	if ci, _ := GetOf[*store.ClusterInformation](ctx, s, "", "default"); ci.Spec.ClusterGUID != guid {
 		t.Errorf("a second EnsureInitialized changed the cluster GUID")
 	}
 }

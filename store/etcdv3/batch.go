@@ -1,7 +1,8 @@
-package store
+package etcdv3
 
 import (
 	"calico/internal/quote"
+	"calico/store"
 	"context"
 	"errors"
 	"fmt"
@@ -19,18 +20,18 @@ import (
 const MaxBatch = 500
 
 // ApplyAll writes rs in one transaction: all of them or none. With
-// create, none may exist yet (ErrExists names the first that does);
+// create, none may exist yet (store.ErrExists names the first that does);
 // otherwise each is created, or replaces what is there (only the version
-// its resourceVersion names, if it has one: ErrConflict otherwise). Each
+// its resourceVersion names, if it has one: store.ErrConflict otherwise). Each
 // resource is validated and gets its defaults, uid, creationTimestamp and
 // new resourceVersion. It reports which resources were created.
-func (s *Store) ApplyAll(ctx context.Context, rs []Resource, create bool) ([]bool, error) {
+func (s *Store) ApplyAll(ctx context.Context, rs []store.Resource, create bool) ([]bool, error) {
 	if err := checkBatch(rs); err != nil {
 		return nil, err
 	}
 	var errs []error
 	for _, r := range rs {
-		if err := Validate(r); err != nil {
+		if err := store.Validate(r); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -58,44 +59,44 @@ func (s *Store) ApplyAll(ctx context.Context, rs []Resource, create bool) ([]boo
 			return created, nil
 		}
 		if attempt == 5 {
-			return nil, fmt.Errorf("applying %d resources: %w: they kept changing; try again", len(rs), ErrConflict)
+			return nil, fmt.Errorf("applying %d resources: %w: they kept changing; try again", len(rs), store.ErrConflict)
 		}
 	}
 }
 
 // planApply reads what rs would replace and makes the guarded writes.
-func (s *Store) planApply(ctx context.Context, rs []Resource, create bool) (created []bool, cmps []clientv3.Cmp, ops []clientv3.Op, err error) {
+func (s *Store) planApply(ctx context.Context, rs []store.Resource, create bool) (created []bool, cmps []clientv3.Cmp, ops []clientv3.Op, err error) {
 	olds, err := s.getAll(ctx, rs)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	for i, r := range rs {
-		id, old, m := IDOf(r), olds[i], r.Meta()
+		id, old, m := store.IDOf(r), olds[i], r.Meta()
 		switch {
 		case old == nil && m.ResourceVersion != "":
-			return nil, nil, nil, &idError{id: id, err: ErrNotFound}
+			return nil, nil, nil, &store.IDError{ID: id, Err: store.ErrNotFound}
 		case old == nil:
 			m.UID, m.CreationTimestamp = uuid.NewString(), now
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(Key(id)), "=", 0))
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(store.Key(id)), "=", 0))
 		case create:
-			return nil, nil, nil, &idError{id: id, err: ErrExists}
+			return nil, nil, nil, &store.IDError{ID: id, Err: store.ErrExists}
 		default:
 			if m.ResourceVersion != "" && m.ResourceVersion != old.Meta().ResourceVersion {
-				return nil, nil, nil, &idError{id: id, err: ErrConflict, rev: m.ResourceVersion}
+				return nil, nil, nil, &store.IDError{ID: id, Err: store.ErrConflict, Rev: m.ResourceVersion}
 			}
 			if err := immutable(old, r); err != nil {
 				return nil, nil, nil, err
 			}
 			m.UID, m.CreationTimestamp = old.Meta().UID, old.Meta().CreationTimestamp
 			cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(store.Key(id)), "=", cur))
 		}
-		val, err := encodeValue(r)
+		val, err := store.EncodeStored(r)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		ops = append(ops, clientv3.OpPut(Key(id), val))
+		ops = append(ops, clientv3.OpPut(store.Key(id), val))
 		created = append(created, old == nil)
 	}
 	guards, err := s.batchGuards(ctx, rs)
@@ -104,12 +105,12 @@ func (s *Store) planApply(ctx context.Context, rs []Resource, create bool) (crea
 
 // getAll reads the current version of each resource's key; nil where
 // there is none.
-func (s *Store) getAll(ctx context.Context, rs []Resource) ([]Resource, error) {
-	out := make([]Resource, len(rs))
+func (s *Store) getAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
+	out := make([]store.Resource, len(rs))
 	for i, r := range rs {
-		old, err := s.Get(ctx, IDOf(r))
+		old, err := s.Get(ctx, store.IDOf(r))
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			return nil, err
 		default:
@@ -122,10 +123,10 @@ func (s *Store) getAll(ctx context.Context, rs []Resource) ([]Resource, error) {
 // batchGuards checks rs against the datastore (pools against pools,
 // policies against their tiers, unless the tier comes with them) and
 // returns the comparisons that keep those checks true.
-func (s *Store) batchGuards(ctx context.Context, rs []Resource) ([]clientv3.Cmp, error) {
+func (s *Store) batchGuards(ctx context.Context, rs []store.Resource) ([]clientv3.Cmp, error) {
 	tiers := map[string]bool{}
 	for _, r := range rs {
-		if t, ok := r.(*Tier); ok {
+		if t, ok := r.(*store.Tier); ok {
 			tiers[t.Metadata.Name] = true
 		}
 	}
@@ -139,7 +140,7 @@ func (s *Store) batchGuards(ctx context.Context, rs []Resource) ([]clientv3.Cmp,
 		if err != nil {
 			return nil, err
 		}
-		if _, pool := r.(*IPPool); pool {
+		if _, pool := r.(*store.IPPool); pool {
 			if pools {
 				continue // every pool's guard is the same
 			}
@@ -153,7 +154,7 @@ func (s *Store) batchGuards(ctx context.Context, rs []Resource) ([]clientv3.Cmp,
 // DeleteAll deletes the resources with these ids in one transaction: all
 // of them or none. A resource that others still refer to is refused, as
 // by Delete.
-func (s *Store) DeleteAll(ctx context.Context, ids []ID) ([]Resource, error) {
+func (s *Store) DeleteAll(ctx context.Context, ids []store.ID) ([]store.Resource, error) {
 	if len(ids) > MaxBatch {
 		return nil, fmt.Errorf("%d resources are more than one transaction takes (%d): split the input", len(ids), MaxBatch)
 	}
@@ -161,10 +162,10 @@ func (s *Store) DeleteAll(ctx context.Context, ids []ID) ([]Resource, error) {
 	defer cancel()
 	going := map[string]bool{}
 	for _, id := range ids {
-		going[Key(id)] = true
+		going[store.Key(id)] = true
 	}
 	for attempt := 1; ; attempt++ {
-		var olds []Resource
+		var olds []store.Resource
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
 		for _, id := range ids {
@@ -177,8 +178,8 @@ func (s *Store) DeleteAll(ctx context.Context, ids []ID) ([]Resource, error) {
 				return nil, err
 			}
 			cur, _ := strconv.ParseInt(old.Meta().ResourceVersion, 10, 64)
-			cmps = append(append(cmps, guards...), clientv3.Compare(clientv3.ModRevision(Key(id)), "=", cur))
-			ops = append(ops, clientv3.OpDelete(Key(id)))
+			cmps = append(append(cmps, guards...), clientv3.Compare(clientv3.ModRevision(store.Key(id)), "=", cur))
+			ops = append(ops, clientv3.OpDelete(store.Key(id)))
 			olds = append(olds, old)
 		}
 		ok, _, err := Commit(ctx, s.kv, cmps, ops)
@@ -189,22 +190,22 @@ func (s *Store) DeleteAll(ctx context.Context, ids []ID) ([]Resource, error) {
 			return olds, nil
 		}
 		if attempt == 5 {
-			return nil, fmt.Errorf("deleting %d resources: %w: they kept changing; try again", len(ids), ErrConflict)
+			return nil, fmt.Errorf("deleting %d resources: %w: they kept changing; try again", len(ids), store.ErrConflict)
 		}
 	}
 }
 
 // checkBatch refuses a batch too large for one transaction, or one that
 // names a resource twice.
-func checkBatch(rs []Resource) error {
+func checkBatch(rs []store.Resource) error {
 	if len(rs) > MaxBatch {
 		return fmt.Errorf("%d resources are more than one transaction takes (%d): split the input", len(rs), MaxBatch)
 	}
 	seen := map[string]bool{}
 	for _, r := range rs {
-		k := Key(IDOf(r))
+		k := store.Key(store.IDOf(r))
 		if seen[k] {
-			return &InvalidError{ID: IDOf(r), Fields: []FieldError{{"metadata.name", "appears twice in the input"}}}
+			return &store.InvalidError{ID: store.IDOf(r), Fields: []store.FieldError{{Field: "metadata.name", Msg: "appears twice in the input"}}}
 		}
 		seen[k] = true
 	}
@@ -224,19 +225,19 @@ func batchError(err error) error {
 }
 
 // overlappingPools refuses input whose pools overlap each other.
-func overlappingPools(rs []Resource) error {
-	var pools []*IPPool
+func overlappingPools(rs []store.Resource) error {
+	var pools []*store.IPPool
 	for _, r := range rs {
-		if p, ok := r.(*IPPool); ok {
+		if p, ok := r.(*store.IPPool); ok {
 			pools = append(pools, p)
 		}
 	}
 	for i, a := range pools {
-		ca, _ := ParseCIDR(a.Spec.CIDR)
+		ca, _ := store.ParseCIDR(a.Spec.CIDR)
 		for _, b := range pools[i+1:] {
-			cb, _ := ParseCIDR(b.Spec.CIDR)
+			cb, _ := store.ParseCIDR(b.Spec.CIDR)
 			if ca.Overlaps(cb) {
-				return &InvalidError{ID: IDOf(b), Fields: []FieldError{{"spec.cidr", fmt.Sprintf("%s overlaps IPPool %q (%s) in the same input", cb, quote.Clip(a.Metadata.Name), ca)}}}
+				return &store.InvalidError{ID: store.IDOf(b), Fields: []store.FieldError{{Field: "spec.cidr", Msg: fmt.Sprintf("%s overlaps IPPool %q (%s) in the same input", cb, quote.Clip(a.Metadata.Name), ca)}}}
 			}
 		}
 	}

@@ -1,6 +1,7 @@
-package store
+package etcdv3
 
 import (
+	"calico/store"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,30 +11,21 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// InUseError refuses to delete a resource that others still refer to.
-type InUseError struct {
-	ID  ID
-	Msg string
-}
-
-func (e *InUseError) Error() string { return e.ID.String() + " " + e.Msg }
-func (e *InUseError) Unwrap() error { return ErrInUse }
-
 // references checks that nothing refers to r any more, as of one
 // revision, and returns the comparisons that keep that true until the
 // delete commits: whoever deletes through the store, the answer is the
 // same, and nothing can start referring to r in between.
 // Endpoints in going (by key) are being deleted with r and do not count.
-func (s *Store) references(ctx context.Context, r Resource, going map[string]bool) ([]clientv3.Cmp, error) {
-	if IsBuiltin(IDOf(r)) {
-		return nil, &InUseError{IDOf(r), "is built in: it cannot be deleted"}
+func (s *Store) references(ctx context.Context, r store.Resource, going map[string]bool) ([]clientv3.Cmp, error) {
+	if store.IsBuiltin(store.IDOf(r)) {
+		return nil, &store.InUseError{ID: store.IDOf(r), Msg: "is built in: it cannot be deleted"}
 	}
 	switch r := r.(type) {
-	case *IPPool:
+	case *store.IPPool:
 		return s.poolReferences(ctx, r)
-	case *Profile:
+	case *store.Profile:
 		return s.profileReferences(ctx, r, going)
-	case *Tier:
+	case *store.Tier:
 		return s.tierReferences(ctx, r, going)
 	}
 	return nil, nil
@@ -41,13 +33,13 @@ func (s *Store) references(ctx context.Context, r Resource, going map[string]boo
 
 // tierReferences refuses a built-in tier, and a tier that policies are
 // in (unless they go with it).
-func (s *Store) tierReferences(ctx context.Context, t *Tier, going map[string]bool) ([]clientv3.Cmp, error) {
-	for _, b := range BuiltinTiers {
+func (s *Store) tierReferences(ctx context.Context, t *store.Tier, going map[string]bool) ([]clientv3.Cmp, error) {
+	for _, b := range store.BuiltinTiers {
 		if t.Metadata.Name == b.Name {
-			return nil, &InUseError{IDOf(t), "is built in: Calico's tools expect it"}
+			return nil, &store.InUseError{ID: store.IDOf(t), Msg: "is built in: Calico's tools expect it"}
 		}
 	}
-	prefixes := []string{kindPrefix(KindGlobalNetworkPolicy, ""), kindPrefix(KindNetworkPolicy, "")}
+	prefixes := []string{store.KindPrefix(store.KindGlobalNetworkPolicy, ""), store.KindPrefix(store.KindNetworkPolicy, "")}
 	resp, err := s.kv.Txn(ctx).Then(clientv3.OpGet(prefixes[0], clientv3.WithPrefix()), clientv3.OpGet(prefixes[1], clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("reading the policies: %w", err)
@@ -55,17 +47,17 @@ func (s *Store) tierReferences(ctx context.Context, t *Tier, going map[string]bo
 	var users []string
 	for _, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
-			id, ok := ParseKey(string(kv.Key))
+			id, ok := store.ParseKey(string(kv.Key))
 			if !ok || going[string(kv.Key)] {
 				continue
 			}
-			if p := DecodeStored(id, kv.Value, kv.ModRevision); policyTier(p) == t.Metadata.Name {
+			if p := store.DecodeStored(id, kv.Value, kv.ModRevision); policyTier(p) == t.Metadata.Name {
 				users = append(users, id.String())
 			}
 		}
 	}
 	if len(users) > 0 {
-		return nil, &InUseError{IDOf(t), fmt.Sprintf("has %d policies: delete or move them first (%s)", len(users), clipList(users))}
+		return nil, &store.InUseError{ID: store.IDOf(t), Msg: fmt.Sprintf("has %d policies: delete or move them first (%s)", len(users), clipList(users))}
 	}
 	rev := resp.Header.Revision + 1
 	return []clientv3.Cmp{
@@ -75,19 +67,19 @@ func (s *Store) tierReferences(ctx context.Context, t *Tier, going map[string]bo
 }
 
 // poolReferences refuses a pool with addresses in use.
-func (s *Store) poolReferences(ctx context.Context, p *IPPool) ([]clientv3.Cmp, error) {
-	cidr, err := ParseCIDR(p.Spec.CIDR)
+func (s *Store) poolReferences(ctx context.Context, p *store.IPPool) ([]clientv3.Cmp, error) {
+	cidr, err := store.ParseCIDR(p.Spec.CIDR)
 	if err != nil {
 		return nil, nil // a pool that holds no valid CIDR holds no address
 	}
-	prefix := IPAMBlocksPrefix(cidr.Addr())
+	prefix := store.IPAMBlocksPrefix(cidr.Addr())
 	resp, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("reading the pool's blocks: %w", err)
 	}
 	n := 0
 	for _, kv := range resp.Kvs {
-		block, ok := ParseIPAMBlockKey(string(kv.Key))
+		block, ok := store.ParseIPAMBlockKey(string(kv.Key))
 		if !ok || !cidr.Overlaps(block) {
 			continue
 		}
@@ -104,14 +96,14 @@ func (s *Store) poolReferences(ctx context.Context, p *IPPool) ([]clientv3.Cmp, 
 		}
 	}
 	if n > 0 {
-		return nil, &InUseError{IDOf(p), fmt.Sprintf("(%s) has %d addresses in use: remove those workloads first (set disabled: true to stop new allocations from it)", cidr, n)}
+		return nil, &store.InUseError{ID: store.IDOf(p), Msg: fmt.Sprintf("(%s) has %d addresses in use: remove those workloads first (set disabled: true to stop new allocations from it)", cidr, n)}
 	}
 	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(prefix).WithPrefix(), "<", resp.Header.Revision+1)}, nil
 }
 
 // profileReferences refuses a profile that an endpoint uses.
-func (s *Store) profileReferences(ctx context.Context, p *Profile, going map[string]bool) ([]clientv3.Cmp, error) {
-	prefixes := []string{kindPrefix(KindWorkloadEndpoint, ""), kindPrefix(KindHostEndpoint, "")}
+func (s *Store) profileReferences(ctx context.Context, p *store.Profile, going map[string]bool) ([]clientv3.Cmp, error) {
+	prefixes := []string{store.KindPrefix(store.KindWorkloadEndpoint, ""), store.KindPrefix(store.KindHostEndpoint, "")}
 	resp, err := s.kv.Txn(ctx).Then(clientv3.OpGet(prefixes[0], clientv3.WithPrefix()), clientv3.OpGet(prefixes[1], clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("reading the endpoints: %w", err)
@@ -119,16 +111,16 @@ func (s *Store) profileReferences(ctx context.Context, p *Profile, going map[str
 	var users []string
 	for _, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
-			id, ok := ParseKey(string(kv.Key))
+			id, ok := store.ParseKey(string(kv.Key))
 			if !ok || going[string(kv.Key)] {
 				continue
 			}
-			switch e := DecodeStored(id, kv.Value, kv.ModRevision).(type) {
-			case *WorkloadEndpoint:
+			switch e := store.DecodeStored(id, kv.Value, kv.ModRevision).(type) {
+			case *store.WorkloadEndpoint:
 				if slices.Contains(e.Spec.Profiles, p.Metadata.Name) {
 					users = append(users, "workload "+e.Metadata.Namespace+"/"+e.Spec.Workload)
 				}
-			case *HostEndpoint:
+			case *store.HostEndpoint:
 				if slices.Contains(e.Spec.Profiles, p.Metadata.Name) {
 					users = append(users, "host endpoint "+e.Metadata.Name)
 				}
@@ -136,7 +128,7 @@ func (s *Store) profileReferences(ctx context.Context, p *Profile, going map[str
 		}
 	}
 	if len(users) > 0 {
-		return nil, &InUseError{IDOf(p), "is in use by " + clipList(users)}
+		return nil, &store.InUseError{ID: store.IDOf(p), Msg: "is in use by " + clipList(users)}
 	}
 	var cmps []clientv3.Cmp
 	for _, prefix := range prefixes {

@@ -1,4 +1,4 @@
-package store
+package etcdv3
 
 import (
 	"context"
