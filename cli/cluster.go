@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"calico/cluster"
+	"calico/cluster/token"
 	"calico/node/api"
 
 	ucli "github.com/urfave/cli/v3"
@@ -23,7 +23,7 @@ func tokenCommand() *ucli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			tok, err := cluster.LoadToken(c.String("data-dir"))
+			tok, err := token.Load(c.String("data-dir"))
 			if err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"calico/cluster"
+	"calico/cluster/token"
 	"calico/node"
 	"calico/node/docker"
 	"calico/node/systemd"
@@ -75,7 +76,7 @@ func clusterSettings(s settings, cfg *node.Config) error {
 		return usagef("%s needs a token (--token, CALICO_TOKEN or token in the config file): `calico token` on a member prints it", s.label("join"))
 	}
 	if cfg.Join != "" {
-		if _, err := cluster.ParseToken(cfg.Token); err != nil {
+		if _, err := token.Parse(cfg.Token); err != nil {
 			return usagef("%s: %v", s.label("token"), err)
 		}
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"calico/cluster/token"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -95,7 +96,7 @@ type Cluster struct {
 	log       *slog.Logger
 	pki       pki
 	caPEM     []byte
-	token     Token
+	token     token.Token
 	gossipKey []byte
 	client    *clientv3.Client
 	gossip    *Gossip
@@ -215,7 +216,7 @@ func (c *Cluster) found(ctx context.Context) error {
 	if err := c.pki.issueNode(c.id.Name, c.id.addrs()); err != nil {
 		return fmt.Errorf("issuing the node certificate: %w", err)
 	}
-	tok := Token{Secret: randomHex(16)}
+	tok := token.Token{Secret: randomHex(16)}
 	if err := c.loadSecrets(&tok, randomBytes(32)); err != nil {
 		return err
 	}
@@ -297,7 +298,7 @@ func (c *Cluster) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := ParseToken(c.cfg.Token)
+	tok, err := token.Parse(c.cfg.Token)
 	if err != nil {
 		return fmt.Errorf("--token: %w", err)
 	}
@@ -401,7 +402,7 @@ func (c *Cluster) resume(ctx context.Context, id Identity) error {
 // saveAdmission writes what the join API gave: the cluster CA, this
 // node's certificate, the token and gossip key, and an external etcd's
 // credentials.
-func (c *Cluster) saveAdmission(resp joinResponse, key *ecdsa.PrivateKey, tok Token) error {
+func (c *Cluster) saveAdmission(resp joinResponse, key *ecdsa.PrivateKey, tok token.Token) error {
 	if err := os.MkdirAll(c.pki.dir, 0o700); err != nil {
 		return err
 	}
@@ -603,22 +604,22 @@ func (c *Cluster) removeSelf(ctx context.Context) {
 
 // loadSecrets saves (when given) or reads the token and the gossip key,
 // and reads the CA certificate.
-func (c *Cluster) loadSecrets(tok *Token, gossipKey []byte) error {
+func (c *Cluster) loadSecrets(tok *token.Token, gossipKey []byte) error {
 	var err error
 	if c.caPEM, err = os.ReadFile(c.pki.caCert()); err != nil {
 		return err
 	}
 	keyPath := filepath.Join(c.pki.dir, "gossip.key")
 	if tok != nil {
-		tok.CAHash = hashCA(c.caPEM)
-		if err := tok.save(c.cfg.DataDir); err != nil {
+		tok.CAHash = token.HashCA(c.caPEM)
+		if err := saveToken(*tok, c.cfg.DataDir); err != nil {
 			return err
 		}
 		if err := writeFileAtomic(keyPath, gossipKey, 0o600); err != nil {
 			return err
 		}
 	}
-	if c.token, err = LoadToken(c.cfg.DataDir); err != nil {
+	if c.token, err = token.Load(c.cfg.DataDir); err != nil {
 		return err
 	}
 	if c.gossipKey, err = os.ReadFile(keyPath); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"calico/cluster/token"
 	"calico/internal/testutil"
 	"calico/store"
 	"calico/store/etcdv3"
@@ -32,7 +33,7 @@ func TestExternalEtcd(t *testing.T) {
 		t.Errorf("the founder's write in the external etcd: %v, %v", resp, err)
 	}
 	// A joiner gets the datastore from the cluster.
-	tok, _ := LoadToken(cfg.DataDir)
+	tok, _ := token.Load(cfg.DataDir)
 	n2, err := Start(t.Context(), joinConfig(t, "n2", n1, tok.String()))
 	if err != nil {
 		t.Fatalf("joining: %v", err)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"calico/cluster/token"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,4 +93,9 @@ func (id Identity) fits(cfg Config) error {
 		return fmt.Errorf("node %s was started with --ip6 %s before, not %s", id.Name, id.IPv6.Addr(), cfg.IPv6.Addr())
 	}
 	return nil
+}
+
+// saveToken keeps the cluster's join token where token.Load finds it.
+func saveToken(t token.Token, dataDir string) error {
+	return writeFileAtomic(token.Path(dataDir), []byte(t.String()+"\n"), 0o600)
 }

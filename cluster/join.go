@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"calico/cluster/token"
 	"calico/store"
 )
 
@@ -72,7 +73,7 @@ func (c *Cluster) joinHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
 		secret, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !c.token.matches(secret) {
+		if !c.token.Matches(secret) {
 			c.log.Warn("refused a join with a wrong token", "from", r.RemoteAddr)
 			http.Error(w, "wrong token", http.StatusForbidden)
 			return
@@ -139,7 +140,7 @@ func (c *Cluster) admit(ctx context.Context, req joinRequest) (joinResponse, int
 
 // requestJoin asks the member at seed to admit this node. It checks the
 // member's CA against the token before it sends the secret.
-func requestJoin(ctx context.Context, seed string, tok Token, req joinRequest) (joinResponse, error) {
+func requestJoin(ctx context.Context, seed string, tok token.Token, req joinRequest) (joinResponse, error) {
 	fail := func(err error) (joinResponse, error) {
 		return joinResponse{}, fmt.Errorf("joining through %s: %w", seed, err)
 	}
@@ -152,7 +153,7 @@ func requestJoin(ctx context.Context, seed string, tok Token, req joinRequest) (
 	if err != nil {
 		return fail(fmt.Errorf("cannot reach its join API: %w", err))
 	}
-	if hashCA(caPEM) != tok.CAHash {
+	if token.HashCA(caPEM) != tok.CAHash {
 		return fail(errJoinCA)
 	}
 	pool := x509.NewCertPool()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"calico/cluster/token"
 	"calico/store"
 	"calico/store/etcdv3"
 
@@ -58,14 +59,14 @@ func TestJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n1.Close()
-	tok, err := LoadToken(n1.cfg.DataDir)
+	tok, err := token.Load(n1.cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Refusals leave the joiner's data dir as it was.
-	other := Token{CAHash: strings.Repeat("ab", 32), Secret: tok.Secret}
-	wrong := Token{CAHash: tok.CAHash, Secret: strings.Repeat("0", 32)}
+	other := token.Token{CAHash: strings.Repeat("ab", 32), Secret: tok.Secret}
+	wrong := token.Token{CAHash: tok.CAHash, Secret: strings.Repeat("0", 32)}
 	for _, tc := range []struct {
 		name, token, join, want string
 	}{
@@ -172,7 +173,7 @@ func TestConcurrentJoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n1.Close()
-	tok, _ := LoadToken(n1.cfg.DataDir)
+	tok, _ := token.Load(n1.cfg.DataDir)
 	cfgs := []Config{joinConfig(t, "n2", n1, tok.String()), joinConfig(t, "n3", n1, tok.String()), joinConfig(t, "n4", n1, tok.String())}
 	cs := make([]*Cluster, len(cfgs))
 	errs := make([]error, len(cfgs))
@@ -211,7 +212,7 @@ func TestSeatTakeFailsJoinGoesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n1.Close()
-	tok, _ := LoadToken(n1.cfg.DataDir)
+	tok, _ := token.Load(n1.cfg.DataDir)
 	cfg := joinConfig(t, "n2", n1, tok.String())
 	taken, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.EtcdPeerPort))
 	if err != nil {

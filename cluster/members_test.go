@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"calico/cluster/token"
 	"context"
 	"errors"
 	"fmt"
@@ -25,7 +26,7 @@ func startFour(t *testing.T, tune func(*Config)) (cs []*Cluster, cfgs []Config) 
 	}
 	t.Cleanup(n1.Close)
 	cs, cfgs = []*Cluster{n1}, []Config{cfg}
-	tok, _ := LoadToken(cfg.DataDir)
+	tok, _ := token.Load(cfg.DataDir)
 	for i := 2; i <= 4; i++ {
 		cfg := joinConfig(t, fmt.Sprintf("n%d", i), n1, tok.String())
 		tune(&cfg)
@@ -200,7 +201,7 @@ func TestDeadLearnerFreesItsSeat(t *testing.T) {
 	if _, err := n1.client.MemberAddAsLearner(t.Context(), []string{"https://127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := LoadToken(cfg.DataDir)
+	tok, _ := token.Load(cfg.DataDir)
 	for _, name := range []string{"n2", "n3"} {
 		c, err := Start(t.Context(), joinConfig(t, name, n1, tok.String()))
 		if err != nil {

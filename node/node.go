@@ -1,6 +1,7 @@
 package node
 
 import (
+	"calico/cluster/token"
 	"calico/node/conntrack"
 	"context"
 	"errors"
@@ -475,7 +476,7 @@ func (n *node) banner(cl clusterPart, id cluster.Identity) {
 	}
 	tok := "$(calico token)"
 	if isTerminal(n.cfg.Out) {
-		if t, err := cluster.LoadToken(n.cfg.DataDir); err == nil {
+		if t, err := token.Load(n.cfg.DataDir); err == nil {
 			tok = t.String()
 		}
 	}

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"calico/cluster"
+	"calico/cluster/token"
 	"calico/node/api"
 	"calico/node/syscheck"
 )
@@ -176,7 +176,7 @@ func metrics(ctx context.Context, c *api.Client, b *bundle) {
 // base64), for Config.Secrets.
 func Secrets(dataDir string) []string {
 	var out []string
-	if t, err := cluster.LoadToken(dataDir); err == nil {
+	if t, err := token.Load(dataDir); err == nil {
 		out = append(out, t.String(), t.Secret)
 	}
 	if k, err := os.ReadFile(filepath.Join(dataDir, "pki", "gossip.key")); err == nil && len(k) > 0 {

@@ -1,4 +1,7 @@
-package cluster
+// Package token is a cluster's join token: its form, and where a member
+// keeps it. It is apart from cluster so that `calico token` need not link
+// the cluster's machinery.
+package token
 
 import (
 	"crypto/sha256"
@@ -24,8 +27,8 @@ const tokenPrefix = "K1"
 
 func (t Token) String() string { return tokenPrefix + t.CAHash + "::" + t.Secret }
 
-// ParseToken reads a join token and says what is wrong with a bad one.
-func ParseToken(s string) (Token, error) {
+// Parse reads a join token and says what is wrong with a bad one.
+func Parse(s string) (Token, error) {
 	s = strings.TrimSpace(s)
 	rest, ok := strings.CutPrefix(s, tokenPrefix)
 	hash, secret, found := strings.Cut(rest, "::")
@@ -44,32 +47,29 @@ func ParseToken(s string) (Token, error) {
 	return Token{CAHash: strings.ToLower(hash), Secret: secret}, nil
 }
 
-// hashCA is the token's hash of a CA certificate in PEM.
-func hashCA(pem []byte) string {
+// HashCA is the token's hash of a CA certificate in PEM.
+func HashCA(pem []byte) string {
 	h := sha256.Sum256(pem)
 	return hex.EncodeToString(h[:])
 }
 
-// matches reports whether a presented secret is this token's, in constant
+// Matches reports whether a presented secret is this token's, in constant
 // time.
-func (t Token) matches(secret string) bool {
+func (t Token) Matches(secret string) bool {
 	return subtle.ConstantTimeCompare([]byte(t.Secret), []byte(secret)) == 1
 }
 
-func tokenPath(dataDir string) string { return filepath.Join(dataDir, "pki", "token") }
+// Path is where a member keeps the token.
+func Path(dataDir string) string { return filepath.Join(dataDir, "pki", "token") }
 
-// LoadToken reads the join token of the cluster this data dir belongs to.
-func LoadToken(dataDir string) (Token, error) {
-	b, err := os.ReadFile(tokenPath(dataDir))
+// Load reads the join token of the cluster this data dir belongs to.
+func Load(dataDir string) (Token, error) {
+	b, err := os.ReadFile(Path(dataDir))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return Token{}, fmt.Errorf("%s holds no cluster (no join token): is this the node's --data-dir?", dataDir)
 		}
 		return Token{}, err
 	}
-	return ParseToken(string(b))
-}
-
-func (t Token) save(dataDir string) error {
-	return writeFileAtomic(tokenPath(dataDir), []byte(t.String()+"\n"), 0o600)
+	return Parse(string(b))
 }
