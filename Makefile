@@ -25,8 +25,15 @@ DIST ?= dist
 
 all: calico
 
+# The binary is built twice: the full one (every command in-process),
+# then the command line with the split tag, which embeds the full one and
+# runs it for the commands that run the node (internal/nodebin).
+NODEBIN := internal/nodebin/calico-node
+
 calico:
-	go build -trimpath -ldflags '$(LDFLAGS)' -o calico .
+	go build -trimpath -ldflags '$(LDFLAGS)' -o $(NODEBIN) .
+	sha256sum $(NODEBIN) | cut -c1-64 > $(NODEBIN).sha256
+	go build -trimpath -tags split -ldflags '$(LDFLAGS)' -o calico .
 
 test: calico
 	scripts/test.sh
@@ -53,6 +60,9 @@ release:
 	rm -rf '$(DIST)' && mkdir -p '$(DIST)'
 	for arch in $(RELEASE_ARCHES); do \
 		GOOS=linux GOARCH=$$arch go build -trimpath -buildvcs=false -ldflags '$(RELEASE_LDFLAGS)' \
+			-o $(NODEBIN) . || exit 1; \
+		sha256sum $(NODEBIN) | cut -c1-64 > $(NODEBIN).sha256; \
+		GOOS=linux GOARCH=$$arch go build -trimpath -buildvcs=false -tags split -ldflags '$(RELEASE_LDFLAGS)' \
 			-o '$(DIST)'/calico-linux-$$arch . || exit 1; \
 	done
 	cp scripts/install.sh '$(DIST)'/install.sh

@@ -55,3 +55,28 @@ func TestImports(t *testing.T) {
 		t.Errorf("go list showed %d of the %d packages the test knows: update the test with the house", seen, len(forbidden))
 	}
 }
+
+// TestSplitLinksNoNode: the command line of the split build (`make
+// calico`), which every CLI command and CNI call starts, links none of
+// the node's heavy modules, whose package initialisation would cost each
+// of them about 10 ms (docs/bench.md, process start). `calico up` and
+// `calico diags` run the full binary embedded in it.
+func TestSplitLinksNoNode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-tags", "split", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v: %s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "calico/cli") || !slices.Contains(deps, "calico/cni") || !slices.Contains(deps, "calico/internal/nodebin") {
+		t.Fatalf("go list -tags split -deps . lists no calico/cli, calico/cni or calico/internal/nodebin: %v", deps)
+	}
+	heavy := []string{"go.etcd.io/", "github.com/osrg/gobgp", "google.golang.org/grpc", "google.golang.org/protobuf",
+		"github.com/prometheus/", "github.com/hashicorp/memberlist", "go.opentelemetry.io/", "calico/node/agent", "calico/cluster"}
+	for _, d := range deps {
+		for _, h := range heavy {
+			if strings.HasPrefix(d, h) && d != "calico/cluster/token" {
+				t.Errorf("the split build's command line links %s", d)
+			}
+		}
+	}
+}

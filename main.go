@@ -12,11 +12,10 @@ import (
 
 	"calico/cli"
 	"calico/cni"
-	"calico/internal/promdefault"
 )
 
 func main() {
-	promdefault.Started() // registrations on Prometheus's default registry go through from now on
+	started()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var code int
 	if cni.Invoked(os.Args) { // a container runtime runs the binary as a CNI plugin

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"calico/node/docker"
-
 	ucli "github.com/urfave/cli/v3"
 	"go.yaml.in/yaml/v3"
 )
@@ -20,6 +18,11 @@ import (
 // DefaultConfigFile is the config file `calico up` reads unless told
 // otherwise; the *.yaml files of DefaultConfigFile + ".d" follow it.
 const DefaultConfigFile = "/etc/calico/config.yaml"
+
+// dockerEngineSocket is docker.DefaultEngineSocket, which this file
+// cannot name: package docker is the node's, which the command line of
+// a split build does not link (TestDockerSocketDefault keeps them equal).
+const dockerEngineSocket = "/var/run/docker.sock"
 
 // A setting is one of `calico up`'s settings: a flag, the key of the same
 // name in the config files and perhaps an environment variable.
@@ -57,7 +60,7 @@ var upSettings = []setting{
 	{name: "metrics-addr", usage: "serve Prometheus metrics on `ADDR` (HOST:PORT; :9091 is Felix's port, on every address)", defText: "no metrics"},
 	{name: "health-addr", def: "127.0.0.1:9099", usage: "serve /liveness and /readiness on `ADDR` (HOST:PORT; '' for none)"},
 	{name: "docker-plugins", env: "CALICO_DOCKER_PLUGINS", def: "true", usage: "serve Docker's network and IPAM plugins (calico, calico-ipam) on sockets in /run/docker/plugins: true or false"},
-	{name: "docker-socket", def: docker.DefaultEngineSocket, usage: "the Docker Engine API's unix socket `PATH`, which the plugins ask for networks' names, labels and endpoints"},
+	{name: "docker-socket", def: dockerEngineSocket, usage: "the Docker Engine API's unix socket `PATH`, which the plugins ask for networks' names, labels and endpoints"},
 	{name: "mtu", usage: "the `MTU` of the workload interfaces the node makes or attaches (a VM's tap), which DHCP and router advertisements tell the guests", defText: "the kernel's for veths; a tap keeps its own"},
 	{name: "dns-server", list: true, usage: "a DNS server `ADDR` that DHCP hands the VMs of attached interfaces (repeatable; IPv4 by DHCPv4, IPv6 by DHCPv6 and router advertisements)", defText: "none"},
 	{name: "dns-domain", usage: "the DNS `DOMAIN` that DHCP hands the VMs (domain name and search list)", defText: "none"},

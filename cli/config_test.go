@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"calico/node/docker"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,5 +267,11 @@ func TestDockerSettings(t *testing.T) {
 		"voter-replace-after": {vals: []string{"5m"}}, "log-level": {vals: []string{"info"}}}})
 	if err != nil || cfg.Docker.PluginDir != "" {
 		t.Errorf("docker-plugins false: %+v, %v", cfg.Docker, err)
+	}
+}
+
+func TestDockerSocketDefault(t *testing.T) {
+	if dockerEngineSocket != docker.DefaultEngineSocket {
+		t.Errorf("--docker-socket's default %q is not docker.DefaultEngineSocket %q", dockerEngineSocket, docker.DefaultEngineSocket)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build !split
+
 package cli
 
 import (
@@ -25,20 +27,6 @@ import (
 
 	ucli "github.com/urfave/cli/v3"
 )
-
-func upCommand() *ucli.Command {
-	flags := append(settingFlags(),
-		&ucli.StringFlag{Name: "config", Value: DefaultConfigFile, Sources: ucli.EnvVars("CALICO_CONFIG_FILE"),
-			Usage: "read settings from this YAML `FILE` and FILE.d/*.yaml (keys: the flags without --); '' reads none"},
-		&ucli.BoolFlag{Name: "print-config", Usage: "print the settings from flags, environment, config files and defaults, and exit"},
-	)
-	return &ucli.Command{
-		Name:   "up",
-		Usage:  "run this host's node in the foreground (founds a cluster, or resumes the one in --data-dir)",
-		Flags:  flags,
-		Action: up,
-	}
-}
 
 // upConfig checks `calico up`'s settings and makes the node's config of
 // them.

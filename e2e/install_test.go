@@ -586,6 +586,30 @@ echo 'hello' > /var/lib/calico/identity
 	}
 }
 
+// TestInstallUninstallKeepsData: without --purge the uninstaller keeps the
+// data dir (the cluster's state) but removes the node's binary that calico
+// up unpacked into it (bin/): program, not data.
+func TestInstallUninstallKeepsData(t *testing.T) {
+	s := newSandbox(t)
+	s.must([]string{"CALICO_DOWNLOAD_URL=" + makeDist(t, calicoBin), "INSTALL_CALICO_SKIP_START=true", "SCRIPT=" + installScript},
+		`sh "$SCRIPT"`)
+	s.must(nil, `set -e
+mkdir -p /var/lib/calico/bin
+echo state > /var/lib/calico/identity
+echo binary > /var/lib/calico/bin/calico-0123456789abcdef
+`)
+	out := s.must(nil, "/usr/local/bin/calico-uninstall.sh")
+	if !s.exists("/var/lib/calico/identity") {
+		t.Errorf("calico-uninstall.sh without --purge removed the data dir's state:\n%s", out)
+	}
+	if s.exists("/var/lib/calico/bin") {
+		t.Errorf("calico-uninstall.sh left the unpacked node binary in /var/lib/calico/bin:\n%s", out)
+	}
+	if s.exists("/usr/local/bin/calico") {
+		t.Errorf("calico-uninstall.sh left /usr/local/bin/calico")
+	}
+}
+
 // TestInstallScriptsLint parses install.sh and the calico-uninstall.sh it
 // writes with dash (POSIX sh) and, where installed, checks both with
 // shellcheck.

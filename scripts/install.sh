@@ -490,6 +490,10 @@ main() {
 	if [ -e "$BIN" ]; then
 		rm -f "$BIN" && info "removed $BIN"
 	fi
+	# The node's binary, which calico up unpacks from $BIN: program, not data.
+	if [ -d "$DATA_DIR/bin" ]; then
+		rm -rf "${DATA_DIR:?}/bin" && info "removed $DATA_DIR/bin"
+	fi
 	rm -rf "$CONFIG_DIR/config.yaml" "$CONFIG_DIR/config.yaml.d"
 	rmdir "$CONFIG_DIR" 2>/dev/null
 	[ -d "$CONFIG_DIR" ] && info "kept $CONFIG_DIR: it holds files install.sh did not write"

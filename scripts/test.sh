@@ -11,6 +11,8 @@ echo "== unit"
 # The e2e package runs in its own tier below (it would only skip here).
 # shellcheck disable=SC2046 # the package list is meant to split
 go test -count=1 $(go list ./... | grep -v '^calico/e2e$')
+# The split build's own code (make calico built the binary it embeds).
+go test -count=1 -tags split ./internal/nodebin
 echo "== fuzz (15 s per target, from the seed corpus; FUZZTIME to change)"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
