@@ -526,6 +526,9 @@ func (n *node) stop() error {
 		errs = append(errs, n.apiStop())
 	}
 	n.stopDocker()
+	if n.workloads != nil {
+		n.workloads.Wait() // interfaces of removed CNI attachments
+	}
 	if n.bgCancel != nil {
 		n.bgCancel()
 		n.background.Wait()

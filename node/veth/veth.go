@@ -244,11 +244,27 @@ func hostSysctls(name string) error {
 // Remove deletes the host side of a veth pair, which takes the workload
 // side with it. A missing interface is not an error.
 func Remove(hostIface string) error {
-	h, err := netlink.NewHandle()
+	remove, err := RemoveLater(hostIface)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	return remove()
+}
+
+// RemoveLater opens what Remove needs in the calling thread's network
+// namespace and returns Remove, to be called once, from any goroutine.
+func RemoveLater(hostIface string) (func() error, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		defer h.Close()
+		return remove(h, hostIface)
+	}, nil
+}
+
+func remove(h *netlink.Handle, hostIface string) error {
 	link, err := h.LinkByName(hostIface)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {

@@ -44,24 +44,40 @@ func (s *Service) findEndpoint(ctx context.Context, id *ident) (*store.WorkloadE
 // RemoveAttachment undoes the Add of a CNI attachment: its endpoint, its
 // interface and the addresses of its handle. It is idempotent: an
 // attachment never seen, or whose namespace is gone, is removed all the
-// same (its addresses are released), and succeeds.
+// same (its addresses are released), and succeeds. A CNI attachment's
+// interface goes just after it returns (unwireLater); a Docker
+// endpoint's before.
 func (s *Service) RemoveAttachment(ctx context.Context, a api.Attachment) error {
 	id, err := s.attachment(a)
 	if err != nil {
 		return err
 	}
-	defer s.lock(id.endpoint)()
-	return s.removeAttachment(ctx, id)
+	unlock := s.lock(id.endpoint)
+	in, err := s.removeAttachment(ctx, id)
+	if err != nil || id.orchestrator == OrchestratorLibnetwork {
+		unlock()
+		return err
+	}
+	remove, err := veth.RemoveLater(in.HostIface)
+	if err != nil {
+		unlock()
+		return err // the intent stays: the next remove or start finishes it
+	}
+	s.unwireLater(in, remove, unlock)
+	return nil
 }
 
-// removeAttachment is RemoveAttachment under the attachment's lock.
-func (s *Service) removeAttachment(ctx context.Context, id *ident) error {
+// removeAttachment is RemoveAttachment under the attachment's lock. For
+// a CNI attachment it stops short of the interface: the endpoint is
+// deleted and the addresses released, and it returns the intent for
+// unwireLater to finish.
+func (s *Service) removeAttachment(ctx context.Context, id *ident) (*intent, error) {
 	if err := s.settle(ctx, id.namespace, id.endpoint); err != nil {
-		return err
+		return nil, err
 	}
 	w, err := s.findEndpoint(ctx, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	in := &intent{Op: "remove", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
 		HostIface: id.hostIface, Handle: id.handle, Started: time.Now().UTC()}
@@ -69,14 +85,45 @@ func (s *Service) removeAttachment(ctx context.Context, id *ident) error {
 		in.Namespace, in.Workload = w.Metadata.Namespace, w.Spec.Workload
 	}
 	if err := s.record(in); err != nil {
-		return err
+		return nil, err
+	}
+	if id.orchestrator != OrchestratorLibnetwork {
+		// the intent stays on failure: the next remove or start finishes it
+		return in, s.removeRecords(ctx, in, w)
 	}
 	if err := s.finishRemove(ctx, in, w); err != nil {
-		return err // the intent stays: the next remove or start finishes it
+		return nil, err // the intent stays: the next remove or start finishes it
 	}
 	s.forget(in.Namespace, in.Endpoint)
-	return nil
+	return in, nil
 }
+
+// unwireLater removes a removed CNI attachment's interface (a veth pair:
+// remove is veth.RemoveLater's) in the background, then forgets the removal's intent and unlocks the
+// attachment. The kernel takes tens of milliseconds to delete a veth
+// pair (about as long as the rest of a DEL), which the runtime need not
+// wait for: the endpoint and the addresses are gone already, the
+// dataplane drops whatever an interface without an endpoint sends, and
+// the runtime deletes the container's namespace next, which takes the
+// pair with it. A new change to the attachment waits for the lock; a
+// node stopped first finishes the removal at its next start (the intent
+// stays until then).
+func (s *Service) unwireLater(in *intent, remove func() error, unlock func()) {
+	s.unwiring.Add(1)
+	go func() {
+		defer s.unwiring.Done()
+		defer unlock()
+		if err := remove(); err != nil {
+			s.Log.Warn("removing a removed attachment's interface; the next change to it or the next start tries again",
+				"endpoint", in.Endpoint, "interface", in.HostIface, "err", err)
+			return
+		}
+		s.forget(in.Namespace, in.Endpoint)
+	}()
+}
+
+// Wait waits until the interfaces of removed attachments are gone.
+func (s *Service) Wait() { s.unwiring.Wait() }
 
 // Check verifies what Add made for a CNI attachment: the endpoint (in
 // the namespace given, with the addresses given), each address reserved

@@ -99,6 +99,25 @@ func TestPrivilegedCNIAttachment(t *testing.T) {
 		if err := s.Check(ctx, ref); err == nil {
 			t.Error("check after DEL succeeded")
 		}
+		// ADD, DEL and at once ADD again: the interface the DEL left to
+		// remove after it returned goes before the second ADD makes it
+		// anew (the attachment stays locked until then).
+		for i := range 3 {
+			w, err := s.Add(ctx, add)
+			if err != nil || !veth.Exists(w.Interface) {
+				t.Fatalf("add %d after a DEL = %+v, %v", i, w, err)
+			}
+			if err := s.RemoveAttachment(ctx, ref); err != nil {
+				t.Fatalf("remove %d = %v", i, err)
+			}
+		}
+		s.Wait()
+		if veth.Exists(w.Interface) {
+			t.Errorf("%s is left after the last DEL", w.Interface)
+		}
+		if hs, _ := s.IPAM.HandlesOf(ctx, map[string]string{"containerID": "ctr-1"}); len(hs) > 0 {
+			t.Errorf("the last DEL left addresses of %v", hs)
+		}
 
 		// GC: a kept attachment stays; a leaked handle (an ADD of
 		// calico-ipam whose DEL never came) and an attachment not in

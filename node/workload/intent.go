@@ -148,14 +148,30 @@ func (s *Service) undoAdd(ctx context.Context, in *intent) error {
 // finishRemove takes away what an unfinished remove left; w is the
 // endpoint when it is still there.
 func (s *Service) finishRemove(ctx context.Context, in *intent, w *store.WorkloadEndpoint) error {
-	if w != nil {
-		if _, err := s.Store.Delete(ctx, store.IDOf(w), ""); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
+	if err := s.deleteEndpoint(ctx, w); err != nil {
+		return err
 	}
-	errs := []error{unwire(in.HostIface, in.Attached), s.releaseHandle(ctx, in.Handle)}
-	errs = append(errs, s.removeNetNS(in.NetNS, in.Namespace))
-	return errors.Join(errs...)
+	return errors.Join(unwire(in.HostIface, in.Attached), s.releaseHandle(ctx, in.Handle), s.removeNetNS(in.NetNS, in.Namespace))
+}
+
+// removeRecords is finishRemove's datastore part: the endpoint (w, if
+// any) and the addresses of the intent's handle.
+func (s *Service) removeRecords(ctx context.Context, in *intent, w *store.WorkloadEndpoint) error {
+	if err := s.deleteEndpoint(ctx, w); err != nil {
+		return err
+	}
+	return s.releaseHandle(ctx, in.Handle)
+}
+
+// deleteEndpoint deletes w, if any and if still there.
+func (s *Service) deleteEndpoint(ctx context.Context, w *store.WorkloadEndpoint) error {
+	if w == nil {
+		return nil
+	}
+	if _, err := s.Store.Delete(ctx, store.IDOf(w), ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // releaseHandle frees the addresses of a workload's handle; "" is a

@@ -50,8 +50,9 @@ type Service struct {
 	MTU int
 	Log *slog.Logger
 
-	mu    sync.Mutex
-	locks map[string]*lock
+	mu       sync.Mutex
+	locks    map[string]*lock
+	unwiring sync.WaitGroup // unwireLater's
 }
 
 type lock struct {
