@@ -8,10 +8,10 @@
 // process (the same PID, so systemd and sd_notify see no difference).
 //
 // The binary is unpacked into the node's data dir (bin/calico-<hash>,
-// checked against its hash at every start), so that the running node's
-// code is ordinary page cache, shared and evictable. When it is only to
-// print (--print-config, an error) it runs from memory (memfd), leaving
-// nothing on disk.
+// written whole and renamed into place, then kept while its size is
+// right), so that the running node's code is ordinary page cache, shared
+// and evictable. When it is only to print (--print-config, an error) it
+// runs from memory (memfd), leaving nothing on disk.
 //
 // Without the split tag (go build, go test) the package is empty and the
 // binary is the full one, which runs every command itself.

@@ -9,9 +9,8 @@ import (
 )
 
 // TestUnpack: the binary is written whole, mode 0700, under its hash's
-// name; an intact copy is kept as it is; one that differs (same size,
-// one byte changed) is written again; other builds' binaries and
-// unfinished unpacks go.
+// name; an intact copy is kept as it is; one cut short is written again;
+// other builds' binaries and unfinished unpacks go.
 func TestUnpack(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bin")
 	stale, tmp := filepath.Join(dir, "calico-0000000000000000"), filepath.Join(dir, ".calico-123")
@@ -56,16 +55,13 @@ func TestUnpack(t *testing.T) {
 		t.Error("an intact binary was written again")
 	}
 
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
+	// Cut short (as by a full disk before the rename existed): written
+	// again.
+	if err := os.Truncate(path, int64(len(binary)/2)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte{binary[1000] ^ 0xff}, 1000); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	if intact(path) {
-		t.Fatal("a binary with a byte changed counts as intact")
+		t.Fatal("a binary cut short counts as intact")
 	}
 	if _, err := unpack(dir); err != nil {
 		t.Fatal(err)
