@@ -118,7 +118,7 @@ func NewLab(t *testing.T, hosts, racks int) *Lab {
 				t.Errorf("host%d's node found its memoised calculation or rendering stale (CALICO_VERIFY):\n%s", i, grepLines(string(b), "memo check:"))
 			}
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("CALICO_E2E_KEEP_LOGS") == "1" {
 			// Keep the whole logs: the lab dir goes with the lab.
 			keep := filepath.Join(os.TempDir(), "calico-e2e-logs", filepath.Base(l.dir))
 			os.RemoveAll(keep)
