@@ -256,6 +256,11 @@ func (a *Applier) vouch(known, ours, until uint32, deadline time.Time) bool {
 // closed while it commits.
 const quietOps = 1000
 
+// listedOps is how many changes of a transaction the debug log lists:
+// a full load has tens of thousands, whose lines took longer to write
+// than the kernel took to commit them.
+const listedOps = 200
+
 // nextGen is the generation after g; the kernel skips 0.
 func nextGen(g uint32) uint32 {
 	if g+1 == 0 {
@@ -271,7 +276,10 @@ func (a *Applier) send(ctx context.Context, ops []op, deadline time.Time) error 
 		return errors.New("injected failure")
 	}
 	if a.log.Enabled(ctx, slog.LevelDebug) {
-		for _, o := range ops {
+		if len(ops) > listedOps {
+			a.log.Debug("nftables changes: only the first are listed (applied nftables counts them all)", "changes", len(ops), "listed", listedOps)
+		}
+		for _, o := range ops[:min(len(ops), listedOps)] {
 			a.log.Debug("nftables change", "op", o.kind.String(), "name", o.name, "elements", len(o.elems))
 		}
 	}
