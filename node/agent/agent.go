@@ -213,10 +213,12 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 	if cfg.Resync == 0 {
 		cfg.Resync = 5 * time.Second
 	}
+	opened := time.Now()
 	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"), cfg.Log)
 	if err != nil {
 		return nil, err
 	}
+	cfg.Log.Debug("state cache opened", "component", "agent", "resources", len(c.items), "took", time.Since(opened))
 	var startLevel slog.Level
 	if cfg.LogLevel != nil {
 		startLevel = cfg.LogLevel.Level()
@@ -266,7 +268,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { a.follow(ctx) })
 
+	stale := time.Now()
 	a.keepStaleRoutes()
+	a.log.Debug("routes of the last run listed", "kept", len(a.stale), "took", time.Since(stale))
 	a.trigger() // program from the disk cache at once, if it has a state
 	timer := time.NewTimer(a.jitter())
 	defer timer.Stop()
@@ -396,6 +400,7 @@ func (a *Agent) jitter() time.Duration {
 // nothing until the cache holds a complete state: no driver may delete
 // what it owns on the strength of a partial view.
 func (a *Agent) apply(ctx context.Context) error {
+	inputStart := time.Now()
 	gen := a.cache.generation() // before the input: a change meanwhile makes another pass
 	in, rev, ok := a.cache.input(a.cfg.Name)
 	if !ok {
@@ -440,7 +445,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	// The host's own state is in place unless one of its own routes
 	// failed: a learned route that cannot be programmed (its next hop is
 	// unreachable) does not hold up the workloads waiting for it.
-	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(bgpDone))
+	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(bgpDone), "input", start.Sub(inputStart))
 	_, _, fromDisk, _ := a.cache.state()
 	res := Applied{
 		At: time.Now(), Took: time.Since(start), Revision: rev, Err: err, OwnOK: ownOK,
