@@ -336,7 +336,7 @@ func (n *node) startAgentFromCache(ctx context.Context) error {
 
 func (n *node) startAgent(name string) error {
 	a, err := agent.New(agent.Config{
-		Name: name, DataDir: n.cfg.DataDir, Log: n.log, LogLevel: n.cfg.LogLevel, Verify: verify(),
+		Name: name, DataDir: n.cfg.DataDir, Version: n.cfg.Version, Log: n.log, LogLevel: n.cfg.LogLevel, Verify: verify(),
 		Speaker: n.parts.speaker(n.log),
 		Down: func(addr netip.Addr) bool {
 			c := n.cluster.Load()

@@ -29,6 +29,9 @@ type Config struct {
 	// Name is this node's name.
 	Name    string
 	DataDir string
+	// Version is the binary's: the state cache a release wrote whole is
+	// loaded by the same release without checking its values again.
+	Version string
 	// Resync is how often the agent re-reads the kernel and repairs drift
 	// even when nothing changed (default 5s, jittered).
 	Resync time.Duration
@@ -214,7 +217,7 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 		cfg.Resync = 5 * time.Second
 	}
 	opened := time.Now()
-	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"), cfg.Log)
+	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"), cfg.Version, cfg.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,10 @@ type cache struct {
 	syncErr   error
 
 	db *bolt.DB
+	// writer is this binary's version, recorded with a whole rewrite:
+	// a cache this version wrote whole is loaded without checking its
+	// values again (the checks' results are stored with them).
+	writer string
 	// dirty keys to write; all: rewrite everything.
 	dirty     map[string]bool
 	all       bool
@@ -53,14 +58,15 @@ var (
 	bucketMeta      = []byte("meta")
 	keyRevision     = []byte("revision")
 	keyBlocks       = []byte("blocks")
+	keyWriter       = []byte("writer")
 )
 
 // openCache opens (or creates) the cache file and loads what it holds. A
 // file that cannot be read (bbolt refuses it, or it is corrupt inside) is
 // only a cache: it is moved aside with a warning, and the agent starts
 // empty and fills it from the datastore.
-func openCache(path string, log *slog.Logger) (*cache, error) {
-	c, err := loadCache(path)
+func openCache(path, writer string, log *slog.Logger) (*cache, error) {
+	c, err := loadCache(path, writer)
 	if err == nil {
 		return c, nil
 	}
@@ -69,14 +75,14 @@ func openCache(path string, log *slog.Logger) (*cache, error) {
 		return nil, errors.Join(err, fmt.Errorf("moving the state cache aside: %w", rerr))
 	}
 	log.Warn("the state cache cannot be read; it is moved aside and rebuilt from the datastore", "err", err, "aside", aside)
-	return loadCache(path)
+	return loadCache(path, writer)
 }
 
 // loadCache opens the cache file and loads what it holds; a panic of
 // bbolt's on a corrupt page is an error, and so is a fault reading its
 // memory map (a file cut short: its pages past the end fault with SIGBUS,
 // which would crash the node, at every start, without SetPanicOnFault).
-func loadCache(path string) (c *cache, err error) {
+func loadCache(path, writer string) (c *cache, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	var db *bolt.DB
 	defer func() {
@@ -91,7 +97,7 @@ func loadCache(path string) (c *cache, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the state cache %s: %w", path, err)
 	}
-	c, err = readCache(db)
+	c, err = readCache(db, writer)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("reading the state cache %s: %w", path, err)
@@ -99,9 +105,12 @@ func loadCache(path string) (c *cache, err error) {
 	return c, nil
 }
 
-// readCache loads what an open cache file holds.
-func readCache(db *bolt.DB) (*cache, error) {
-	c := &cache{db: db, items: map[string]store.Resource{}, dirty: map[string]bool{}}
+// readCache loads what an open cache file holds. Its values are checked
+// as the datastore's are, unless this version wrote the whole cache
+// (trusted: see loadCached); a release's version is needed for that, not
+// "dev" or none.
+func readCache(db *bolt.DB, writer string) (*cache, error) {
+	c := &cache{db: db, writer: writer, items: map[string]store.Resource{}, dirty: map[string]bool{}}
 	err := db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		res := tx.Bucket(bucketResources)
@@ -116,12 +125,13 @@ func readCache(db *bolt.DB) (*cache, error) {
 				return err
 			}
 		}
+		trusted := writer != "" && writer != "dev" && string(meta.Get(keyWriter)) == writer
 		err := res.ForEach(func(k, v []byte) error {
 			id, ok := store.ParseKey(string(k))
 			if !ok {
 				return nil
 			}
-			c.items[string(k)] = loadCached(id, v)
+			c.items[string(k)] = loadCached(id, v, trusted)
 			return nil
 		})
 		c.loaded, c.fromDisk = c.rev > 0, c.rev > 0
@@ -276,6 +286,11 @@ func (c *cache) persist(force bool, interval time.Duration) error {
 		if err := meta.Put(keyRevision, rev); err != nil {
 			return err
 		}
+		if c.all {
+			if err := meta.Put(keyWriter, []byte(c.writer)); err != nil {
+				return err
+			}
+		}
 		blocks, err := json.Marshal(c.blocks)
 		if err != nil {
 			return err
@@ -303,8 +318,16 @@ func cachedValue(r store.Resource) ([]byte, error) {
 }
 
 // loadCached reads what cachedValue wrote (or an older cache's plain
-// JSON) as the datastore's values are read.
-func loadCached(id store.ID, v []byte) store.Resource {
+// JSON) as the datastore's values are read. A trusted value (this
+// version wrote it, with the problems its checks found) is only decoded:
+// checking it again would find the same, at about 45 µs a resource
+// (160 ms of a restart with 3,500).
+func loadCached(id store.ID, v []byte, trusted bool) store.Resource {
+	if trusted {
+		if r, ok := loadTrusted(id, v); ok {
+			return r
+		}
+	}
 	var wrapped struct {
 		Resource json.RawMessage    `json:"resource"`
 		Problems []store.FieldError `json:"problems"`
@@ -320,4 +343,31 @@ func loadCached(id store.ID, v []byte) store.Resource {
 		}
 	}
 	return r
+}
+
+// loadTrusted decodes a value cachedValue wrote: the resource's JSON, or
+// that wrapped with its problems. Anything else is not ok.
+func loadTrusted(id store.ID, v []byte) (store.Resource, bool) {
+	r := id.Kind.New()
+	raw := v
+	var problems []store.FieldError
+	if bytes.HasPrefix(v, []byte(`{"resource":`)) {
+		var wrapped struct {
+			Resource json.RawMessage    `json:"resource"`
+			Problems []store.FieldError `json:"problems"`
+		}
+		if json.Unmarshal(v, &wrapped) != nil || wrapped.Resource == nil {
+			return nil, false
+		}
+		raw, problems = wrapped.Resource, wrapped.Problems
+	}
+	if json.Unmarshal(raw, r) != nil || store.KindOf(r) == nil {
+		return nil, false
+	}
+	m := r.Meta()
+	if m.Name != id.Name || m.Namespace != id.Namespace {
+		return nil, false
+	}
+	m.Problems = problems
+	return r, true
 }

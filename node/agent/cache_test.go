@@ -17,7 +17,7 @@ import (
 // `calico status` said "in sync: false" for good after a host was cut
 // off for a few seconds (the chaos test, seed 109320).
 func TestCacheLiveAgainWhenTheWatchResumes(t *testing.T) {
-	c, err := openCache(filepath.Join(t.TempDir(), "state.db"), slog.New(slog.DiscardHandler))
+	c, err := openCache(filepath.Join(t.TempDir(), "state.db"), "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestCacheCutShort(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.db")
-	c, err := openCache(path, log)
+	c, err := openCache(path, "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestCacheCutShort(t *testing.T) {
 		if err := os.WriteFile(cut, whole[:size], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c, err := openCache(cut, log)
+		c, err := openCache(cut, "", log)
 		if err != nil {
 			t.Fatalf("cut to %d of %d bytes: %v", size, len(whole), err)
 		}
