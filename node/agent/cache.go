@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -126,14 +127,35 @@ func readCache(db *bolt.DB, writer string) (*cache, error) {
 			}
 		}
 		trusted := writer != "" && writer != "dev" && string(meta.Get(keyWriter)) == writer
+		type entry struct {
+			key string
+			id  store.ID
+			val []byte
+			r   store.Resource
+		}
+		var entries []entry
 		err := res.ForEach(func(k, v []byte) error {
-			id, ok := store.ParseKey(string(k))
-			if !ok {
-				return nil
+			if id, ok := store.ParseKey(string(k)); ok {
+				// A copy, read here: a fault reading a file cut short
+				// is an error on this goroutine only (loadCache).
+				entries = append(entries, entry{key: string(k), id: id, val: bytes.Clone(v)})
 			}
-			c.items[string(k)] = loadCached(id, v, trusted)
 			return nil
 		})
+		// Decoded on every core: a restart waits for it.
+		var wg sync.WaitGroup
+		workers := runtime.GOMAXPROCS(0)
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < len(entries); i += workers {
+					entries[i].r = loadCached(entries[i].id, entries[i].val, trusted)
+				}
+			})
+		}
+		wg.Wait()
+		for _, e := range entries {
+			c.items[e.key] = e.r
+		}
 		c.loaded, c.fromDisk = c.rev > 0, c.rev > 0
 		return err
 	})
