@@ -32,7 +32,7 @@ NODEBIN := internal/nodebin/calico-node
 
 calico:
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(NODEBIN) .
-	sha256sum $(NODEBIN) | cut -c1-64 > $(NODEBIN).sha256
+	sha256sum $(NODEBIN) > $(NODEBIN).sha256
 	go build -trimpath -tags split -ldflags '$(LDFLAGS)' -o calico .
 
 test: calico
@@ -61,7 +61,7 @@ release:
 	for arch in $(RELEASE_ARCHES); do \
 		GOOS=linux GOARCH=$$arch go build -trimpath -buildvcs=false -ldflags '$(RELEASE_LDFLAGS)' \
 			-o $(NODEBIN) . || exit 1; \
-		sha256sum $(NODEBIN) | cut -c1-64 > $(NODEBIN).sha256; \
+		sha256sum $(NODEBIN) > $(NODEBIN).sha256 || exit 1; \
 		GOOS=linux GOARCH=$$arch go build -trimpath -buildvcs=false -tags split -ldflags '$(RELEASE_LDFLAGS)' \
 			-o '$(DIST)'/calico-linux-$$arch . || exit 1; \
 	done
@@ -80,5 +80,5 @@ release-check:
 	fi
 
 clean:
-	rm -f calico
+	rm -f calico $(NODEBIN) $(NODEBIN).sha256
 	rm -rf dist

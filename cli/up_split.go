@@ -4,8 +4,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"calico/internal/nodebin"
 
@@ -15,16 +18,28 @@ import (
 // up runs `calico up` in the full binary embedded in this one, unpacked
 // into the node's data dir (bin/), in place of this process. When the
 // full binary is only to print the settings or an error (--print-config,
-// not root, a data dir that is not absolute), it runs from memory and
-// leaves nothing on disk.
-func up(_ context.Context, c *ucli.Command) error {
+// arguments, not root), it runs from memory and leaves nothing on disk.
+// A stop asked for while the binary is unpacked (SIGTERM, Ctrl-C) stops
+// it before it runs.
+func up(ctx context.Context, c *ucli.Command) error {
 	s, err := resolve(c)
 	if err != nil {
 		return err
 	}
-	dir := s.get("data-dir")
-	if c.Bool("print-config") || c.NArg() > 0 || os.Geteuid() != 0 || !filepath.IsAbs(dir) {
+	if c.Bool("print-config") || c.NArg() > 0 || os.Geteuid() != 0 {
 		return nodebin.ExecInMemory(os.Args)
 	}
-	return nodebin.Exec(filepath.Join(dir, "bin"), os.Args)
+	dir, err := filepath.Abs(s.get("data-dir"))
+	if err != nil {
+		return err
+	}
+	return nodebin.Exec(filepath.Join(dir, "bin"), os.Args, func() error {
+		// From here a signal has its default effect, as it will have
+		// until the node sets up its own handling.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		if ctx.Err() != nil {
+			return errors.New("stopped by a signal before the node started")
+		}
+		return nil
+	})
 }

@@ -588,7 +588,9 @@ echo 'hello' > /var/lib/calico/identity
 
 // TestInstallUninstallKeepsData: without --purge the uninstaller keeps the
 // data dir (the cluster's state) but removes the node's binary that calico
-// up unpacked into it (bin/): program, not data.
+// up unpacked into it (bin/calico-<16 hex digits>, and an unpack cut
+// short): program, not data. Anything else in bin/ stays, and so does
+// bin/ then (a data dir may be set to a directory with a bin/ of its own).
 func TestInstallUninstallKeepsData(t *testing.T) {
 	s := newSandbox(t)
 	s.must([]string{"CALICO_DOWNLOAD_URL=" + makeDist(t, calicoBin), "INSTALL_CALICO_SKIP_START=true", "SCRIPT=" + installScript},
@@ -597,16 +599,20 @@ func TestInstallUninstallKeepsData(t *testing.T) {
 mkdir -p /var/lib/calico/bin
 echo state > /var/lib/calico/identity
 echo binary > /var/lib/calico/bin/calico-0123456789abcdef
+echo unfinished > /var/lib/calico/bin/.calico-123
+echo theirs > /var/lib/calico/bin/calico-tool
 `)
 	out := s.must(nil, "/usr/local/bin/calico-uninstall.sh")
 	if !s.exists("/var/lib/calico/identity") {
 		t.Errorf("calico-uninstall.sh without --purge removed the data dir's state:\n%s", out)
 	}
-	if s.exists("/var/lib/calico/bin") {
-		t.Errorf("calico-uninstall.sh left the unpacked node binary in /var/lib/calico/bin:\n%s", out)
+	for _, p := range []string{"/var/lib/calico/bin/calico-0123456789abcdef", "/var/lib/calico/bin/.calico-123", "/usr/local/bin/calico"} {
+		if s.exists(p) {
+			t.Errorf("calico-uninstall.sh left %s:\n%s", p, out)
+		}
 	}
-	if s.exists("/usr/local/bin/calico") {
-		t.Errorf("calico-uninstall.sh left /usr/local/bin/calico")
+	if !s.exists("/var/lib/calico/bin/calico-tool") {
+		t.Errorf("calico-uninstall.sh removed /var/lib/calico/bin/calico-tool, which is not calico's:\n%s", out)
 	}
 }
 

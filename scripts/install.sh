@@ -490,9 +490,14 @@ main() {
 	if [ -e "$BIN" ]; then
 		rm -f "$BIN" && info "removed $BIN"
 	fi
-	# The node's binary, which calico up unpacks from $BIN: program, not data.
+	# The node's binary, which calico up unpacks from $BIN: program, not
+	# data. Only its own files (calico- and 16 hex digits, and unfinished
+	# .calico-* unpacks), then the directory if that leaves it empty.
 	if [ -d "$DATA_DIR/bin" ]; then
-		rm -rf "${DATA_DIR:?}/bin" && info "removed $DATA_DIR/bin"
+		for f in "$DATA_DIR"/bin/calico-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f] "$DATA_DIR"/bin/.calico-*; do
+			if [ -f "$f" ]; then rm -f "$f" && info "removed $f"; fi
+		done
+		rmdir "$DATA_DIR/bin" 2>/dev/null || true
 	fi
 	rm -rf "$CONFIG_DIR/config.yaml" "$CONFIG_DIR/config.yaml.d"
 	rmdir "$CONFIG_DIR" 2>/dev/null

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +60,10 @@ var (
 	bucketMeta      = []byte("meta")
 	keyRevision     = []byte("revision")
 	keyBlocks       = []byte("blocks")
-	keyWriter       = []byte("writer")
+	// keyWriter is kept among the resources (no resource's key), so that
+	// any version's whole rewrite, which replaces that bucket, removes
+	// it: a version before it knows nothing of it.
+	keyWriter = []byte("writer")
 )
 
 // openCache opens (or creates) the cache file and loads what it holds. A
@@ -108,8 +112,7 @@ func loadCache(path, writer string) (c *cache, err error) {
 
 // readCache loads what an open cache file holds. Its values are checked
 // as the datastore's are, unless this version wrote the whole cache
-// (trusted: see loadCached); a release's version is needed for that, not
-// "dev" or none.
+// (trusted: see loadCached) and is trustable.
 func readCache(db *bolt.DB, writer string) (*cache, error) {
 	c := &cache{db: db, writer: writer, items: map[string]store.Resource{}, dirty: map[string]bool{}}
 	err := db.View(func(tx *bolt.Tx) error {
@@ -126,7 +129,7 @@ func readCache(db *bolt.DB, writer string) (*cache, error) {
 				return err
 			}
 		}
-		trusted := writer != "" && writer != "dev" && string(meta.Get(keyWriter)) == writer
+		trusted := trustable(writer) && string(res.Get(keyWriter)) == writer
 		type entry struct {
 			key string
 			id  store.ID
@@ -145,14 +148,21 @@ func readCache(db *bolt.DB, writer string) (*cache, error) {
 		// Decoded on every core: a restart waits for it.
 		var wg sync.WaitGroup
 		workers := runtime.GOMAXPROCS(0)
+		panics := make([]any, workers)
 		for w := range workers {
 			wg.Go(func() {
+				defer func() { panics[w] = recover() }()
 				for i := w; i < len(entries); i += workers {
 					entries[i].r = loadCached(entries[i].id, entries[i].val, trusted)
 				}
 			})
 		}
 		wg.Wait()
+		for _, p := range panics {
+			if p != nil {
+				panic(p) // loadCache's recover makes it an error
+			}
+		}
 		for _, e := range entries {
 			c.items[e.key] = e.r
 		}
@@ -308,8 +318,8 @@ func (c *cache) persist(force bool, interval time.Duration) error {
 		if err := meta.Put(keyRevision, rev); err != nil {
 			return err
 		}
-		if c.all {
-			if err := meta.Put(keyWriter, []byte(c.writer)); err != nil {
+		if c.all && trustable(c.writer) {
+			if err := res.Put(keyWriter, []byte(c.writer)); err != nil {
 				return err
 			}
 		}
@@ -392,4 +402,11 @@ func loadTrusted(id store.ID, v []byte) (store.Resource, bool) {
 	}
 	m.Problems = problems
 	return r, true
+}
+
+// trustable says whether a version names one build: a release's or a
+// commit's, not "dev", none, or a build of uncommitted changes (two of
+// those may share a name and check differently).
+func trustable(version string) bool {
+	return version != "" && version != "dev" && !strings.HasSuffix(version, "-dirty")
 }

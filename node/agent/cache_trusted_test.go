@@ -42,7 +42,7 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 	for _, tc := range []struct {
 		wrote, reads string
 		trusted      bool
-	}{{"v1.2.3", "v1.2.3", true}, {"v1.2.3", "v1.2.4", false}, {"dev", "dev", false}, {"", "", false}} {
+	}{{"v1.2.3", "v1.2.3", true}, {"v1.2.3", "v1.2.4", false}, {"dev", "dev", false}, {"", "", false}, {"abc1234-dirty", "abc1234-dirty", false}} {
 		path := filepath.Join(t.TempDir(), "state.db")
 		c, err := openCache(path, tc.wrote, slog.New(slog.DiscardHandler))
 		if err != nil {
@@ -107,6 +107,35 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 		}
 		c.close()
 	}
+
+	// A version before the writer mark rewrites the whole cache (it
+	// replaces the resources bucket): the mark goes with it, and the
+	// version that had written it checks what it reads.
+	c, err = openCache(path, "v1.2.3", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketResources); err != nil {
+			return err
+		}
+		res, err := tx.CreateBucket(bucketResources)
+		if err != nil {
+			return err
+		}
+		return res.Put([]byte(tier), []byte(`{"kind":"Tier","apiVersion":"projectcalico.org/v3","metadata":{"name":"security"},"spec":{"order":100,"defaultAction":"Deny","extra":1}}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	c, err = openCache(path, "v1.2.3", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.items[tier].Meta().Problems); got != 1 {
+		t.Errorf("after another version's whole rewrite: the changed tier has %d problems; want 1 (checked)", got)
+	}
+	c.close()
 
 	// A trusted value that is not what cachedValue writes is checked as
 	// the datastore's are.

@@ -45,39 +45,35 @@ func (s *Service) findEndpoint(ctx context.Context, id *ident) (*store.WorkloadE
 // interface and the addresses of its handle. It is idempotent: an
 // attachment never seen, or whose namespace is gone, is removed all the
 // same (its addresses are released), and succeeds. A CNI attachment's
-// interface goes just after it returns (unwireLater); a Docker
-// endpoint's before.
+// interface is set down first and deleted just after it returns
+// (unwireLater); a Docker endpoint's is deleted before.
 func (s *Service) RemoveAttachment(ctx context.Context, a api.Attachment) error {
 	id, err := s.attachment(a)
 	if err != nil {
 		return err
 	}
 	unlock := s.lock(id.endpoint)
-	in, err := s.removeAttachment(ctx, id)
-	if err != nil || id.orchestrator == OrchestratorLibnetwork {
+	in, remove, err := s.removeAttachment(ctx, id)
+	if err != nil || remove == nil {
 		unlock()
 		return err
-	}
-	remove, err := veth.RemoveLater(in.HostIface)
-	if err != nil {
-		unlock()
-		return err // the intent stays: the next remove or start finishes it
 	}
 	s.unwireLater(in, remove, unlock)
 	return nil
 }
 
 // removeAttachment is RemoveAttachment under the attachment's lock. For
-// a CNI attachment it stops short of the interface: the endpoint is
-// deleted and the addresses released, and it returns the intent for
-// unwireLater to finish.
-func (s *Service) removeAttachment(ctx context.Context, id *ident) (*intent, error) {
+// a CNI attachment it sets the interface down (nothing passes it from
+// then on, so its addresses may go to another container at once),
+// deletes the endpoint and releases the addresses, and returns the
+// intent and the interface's deletion for unwireLater.
+func (s *Service) removeAttachment(ctx context.Context, id *ident) (*intent, func() error, error) {
 	if err := s.settle(ctx, id.namespace, id.endpoint); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w, err := s.findEndpoint(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	in := &intent{Op: "remove", Namespace: id.namespace, Endpoint: id.endpoint, Workload: id.workload,
 		HostIface: id.hostIface, Handle: id.handle, Started: time.Now().UTC()}
@@ -85,29 +81,36 @@ func (s *Service) removeAttachment(ctx context.Context, id *ident) (*intent, err
 		in.Namespace, in.Workload = w.Metadata.Namespace, w.Spec.Workload
 	}
 	if err := s.record(in); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if id.orchestrator != OrchestratorLibnetwork {
-		// the intent stays on failure: the next remove or start finishes it
-		return in, s.removeRecords(ctx, in, w)
+	// On failure the intent stays: the next remove or start finishes it.
+	if id.orchestrator == OrchestratorLibnetwork || s.isStopping() {
+		if err := s.finishRemove(ctx, in, w); err != nil {
+			return nil, nil, err
+		}
+		s.forget(in.Namespace, in.Endpoint)
+		return in, nil, nil
 	}
-	if err := s.finishRemove(ctx, in, w); err != nil {
-		return nil, err // the intent stays: the next remove or start finishes it
+	remove, err := veth.RemoveLater(in.HostIface)
+	if err != nil {
+		return nil, nil, err
 	}
-	s.forget(in.Namespace, in.Endpoint)
-	return in, nil
+	if err := s.removeRecords(ctx, in, w); err != nil {
+		remove()
+		return nil, nil, err
+	}
+	return in, remove, nil
 }
 
-// unwireLater removes a removed CNI attachment's interface (a veth pair:
-// remove is veth.RemoveLater's) in the background, then forgets the removal's intent and unlocks the
-// attachment. The kernel takes tens of milliseconds to delete a veth
-// pair (about as long as the rest of a DEL), which the runtime need not
-// wait for: the endpoint and the addresses are gone already, the
-// dataplane drops whatever an interface without an endpoint sends, and
-// the runtime deletes the container's namespace next, which takes the
-// pair with it. A new change to the attachment waits for the lock; a
-// node stopped first finishes the removal at its next start (the intent
-// stays until then).
+// unwireLater deletes a removed CNI attachment's interface (a veth pair,
+// already down: remove is veth.RemoveLater's) in the background, then
+// forgets the removal's intent and unlocks the attachment. The kernel
+// takes 20-30 ms to delete a veth pair (about as long as the rest of a
+// DEL), which the runtime need not wait for: the endpoint and the
+// addresses are gone already, and the runtime deletes the container's
+// namespace next, which takes the pair with it. A new change to the
+// attachment waits for the lock; a node stopped first finishes the
+// removal at its next start (the intent stays until then).
 func (s *Service) unwireLater(in *intent, remove func() error, unlock func()) {
 	s.unwiring.Add(1)
 	go func() {
@@ -122,8 +125,21 @@ func (s *Service) unwireLater(in *intent, remove func() error, unlock func()) {
 	}()
 }
 
-// Wait waits until the interfaces of removed attachments are gone.
-func (s *Service) Wait() { s.unwiring.Wait() }
+// Wait waits until the interfaces of removed attachments are gone; from
+// then on removals delete their interface before they return (a request
+// the API still serves while the node stops).
+func (s *Service) Wait() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.unwiring.Wait()
+}
+
+func (s *Service) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
 
 // Check verifies what Add made for a CNI attachment: the endpoint (in
 // the namespace given, with the addresses given), each address reserved

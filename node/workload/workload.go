@@ -52,6 +52,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	locks    map[string]*lock
+	stopping bool           // Wait was called
 	unwiring sync.WaitGroup // unwireLater's
 }
 
