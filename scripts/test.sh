@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 echo "== vet"
 go vet ./...
+# The split build's own files (make calico wrote the binary they embed).
+go vet -tags split . ./cli ./internal/nodebin
 echo "== unit"
 # The e2e package runs in its own tier below (it would only skip here).
 # shellcheck disable=SC2046 # the package list is meant to split
