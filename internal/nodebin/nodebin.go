@@ -94,7 +94,7 @@ func unpack(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	if err := private(dir, true); err != nil {
+	if _, err := private(dir, true); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, name())
@@ -131,22 +131,23 @@ func unpack(dir string) (string, error) {
 }
 
 // private checks that path (not a link) is this user's and writable by no
-// one else: a directory when dir, else a regular file of mode 0700.
-func private(path string, dir bool) error {
+// one else: a directory when dir, else a regular file of mode 0700. It
+// returns what it read of path.
+func private(path string, dir bool) (os.FileInfo, error) {
 	st, err := os.Lstat(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sys, ok := st.Sys().(*syscall.Stat_t)
 	switch {
 	case dir && !st.IsDir(), !dir && !st.Mode().IsRegular():
-		return fmt.Errorf("%s is not a plain %s", path, map[bool]string{true: "directory", false: "file"}[dir])
+		return nil, fmt.Errorf("%s is not a plain %s", path, map[bool]string{true: "directory", false: "file"}[dir])
 	case !ok || int(sys.Uid) != os.Geteuid():
-		return fmt.Errorf("%s is not owned by this user (uid %d)", path, os.Geteuid())
+		return nil, fmt.Errorf("%s is not owned by this user (uid %d)", path, os.Geteuid())
 	case st.Mode().Perm()&0o022 != 0, !dir && st.Mode().Perm() != 0o700:
-		return fmt.Errorf("%s has mode %v: others may write it", path, st.Mode().Perm())
+		return nil, fmt.Errorf("%s has mode %v: others may write it", path, st.Mode().Perm())
 	}
-	return nil
+	return st, nil
 }
 
 // intact reports whether path holds the embedded binary: this user's
@@ -155,8 +156,8 @@ func private(path string, dir bool) error {
 // only this user may write; hashing it at every start would cost about
 // 30 ms of each node start.
 func intact(path string) bool {
-	st, err := os.Lstat(path)
-	return err == nil && private(path, false) == nil && st.Size() == int64(len(binary))
+	st, err := private(path, false)
+	return err == nil && st.Size() == int64(len(binary))
 }
 
 // removeOthers removes what earlier unpacks left in dir: other builds'

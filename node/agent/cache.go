@@ -349,6 +349,13 @@ func cachedValue(r store.Resource) ([]byte, error) {
 	}{r, r.Meta().Problems})
 }
 
+// wrappedValue is cachedValue's wrapping of a resource with problems, as
+// read back.
+type wrappedValue struct {
+	Resource json.RawMessage    `json:"resource"`
+	Problems []store.FieldError `json:"problems"`
+}
+
 // loadCached reads what cachedValue wrote (or an older cache's plain
 // JSON) as the datastore's values are read. A trusted value (this
 // version wrote it, with the problems its checks found) is only decoded:
@@ -360,10 +367,7 @@ func loadCached(id store.ID, v []byte, trusted bool) store.Resource {
 			return r
 		}
 	}
-	var wrapped struct {
-		Resource json.RawMessage    `json:"resource"`
-		Problems []store.FieldError `json:"problems"`
-	}
+	var wrapped wrappedValue
 	if json.Unmarshal(v, &wrapped) != nil || wrapped.Resource == nil {
 		return store.DecodeStored(id, v, 0)
 	}
@@ -384,10 +388,7 @@ func loadTrusted(id store.ID, v []byte) (store.Resource, bool) {
 	raw := v
 	var problems []store.FieldError
 	if bytes.HasPrefix(v, []byte(`{"resource":`)) {
-		var wrapped struct {
-			Resource json.RawMessage    `json:"resource"`
-			Problems []store.FieldError `json:"problems"`
-		}
+		var wrapped wrappedValue
 		if json.Unmarshal(v, &wrapped) != nil || wrapped.Resource == nil {
 			return nil, false
 		}
