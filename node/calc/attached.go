@@ -34,8 +34,8 @@ func Policed(w *store.WorkloadEndpoint) bool {
 // reportUnpoliced reports this host's endpoints whose interface the node
 // does not police.
 func (c *calculation) reportUnpoliced() {
-	for _, w := range c.in.Workloads {
-		if w.Spec.Node == c.in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && !Policed(w) {
+	for w := range c.idx.local {
+		if w.Spec.InterfaceName != "" && !store.Broken(w) && !Policed(w) {
 			c.problems = append(c.problems, fmt.Sprintf("%s: interface %s is not a workload interface (the node's own start with %s; others are attached with `calico workload add --iface`): it is neither policed nor routed as the workload's",
 				store.IDOf(w), w.Spec.InterfaceName, nft.IfacePrefix))
 		}

@@ -30,7 +30,7 @@ func benchInputSized(hosts, n, policies int) Input {
 	for h := range hosts {
 		node := fmt.Sprintf("host%d", h+1)
 		for i := range n {
-			a4 := netip.AddrFrom4([4]byte{10, 65, byte(h*4 + i>>8), byte(i)})
+			a4 := netip.AddrFrom4([4]byte{10, byte(65 + h/64), byte(h%64*4 + i>>8), byte(i)}) // unique up to 1,024 per host
 			in.Add(&store.WorkloadEndpoint{
 				Metadata: store.ObjectMeta{Name: fmt.Sprintf("%s-w%d", node, i), Namespace: fmt.Sprintf("ns-%d", i%4), ResourceVersion: "1",
 					Labels: map[string]string{"app": fmt.Sprintf("a%d", i%50), "role": fmt.Sprintf("r%d", i%100), "tier": fmt.Sprintf("t%d", i%5)}},
@@ -118,6 +118,26 @@ func BenchmarkCalculatorPolicyChange(b *testing.B) {
 	for b.Loop() {
 		i++
 		in.GlobalPolicies[0] = versions[i%2]
+		k.Compute(in)
+	}
+}
+
+// BenchmarkCalculatorEndpointChange is what the agent computes when one
+// remote workload's labels change among 100 hosts of 1,000 workloads (the
+// fleet-scale shape: most endpoints are other hosts'), with 50 policies.
+func BenchmarkCalculatorEndpointChange(b *testing.B) {
+	in := benchInputSized(100, 1000, 25)
+	w0 := in.Workloads[len(in.Workloads)-1]
+	w1 := *w0
+	w1.Metadata.ResourceVersion = "2"
+	w1.Metadata.Labels = map[string]string{"app": "a7", "role": "r7", "tier": "t2"}
+	versions := []*store.WorkloadEndpoint{w0, &w1}
+	var k Calculator
+	k.Compute(in)
+	i := 0
+	for b.Loop() {
+		i++
+		in.Workloads[len(in.Workloads)-1] = versions[i%2]
 		k.Compute(in)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -102,18 +101,6 @@ const (
 	namespaceNameLabel = "projectcalico.org/name"
 )
 
-// group is the endpoints and network sets, local or not, that selectors
-// cannot tell apart: the same labels in the same namespace. Selectors are
-// evaluated once per group, not once per endpoint: replicas share their
-// labels.
-type group struct {
-	labels map[string]string
-	ns     string // "" for host endpoints and global network sets
-	addrs  []netip.Addr
-	nets   []netip.Prefix             // of network sets
-	ports  map[string][]nft.NamedPort // named ports, by name
-}
-
 // workload is what the calculation derives from a WorkloadEndpoint.
 type workload struct {
 	labels map[string]string
@@ -144,17 +131,13 @@ func groupKey(ns string, labels map[string]string) string {
 type calculation struct {
 	in         Input
 	profiles   map[string]*store.Profile
-	groups     map[string]*group
-	workloads  map[*store.WorkloadEndpoint]workload
+	idx        *index
 	paths      map[string]nft.Path // by direction, profiles and group
 	prevPaths  map[string]nft.Path // prev's, when still valid
 	ordered    []policy            // in evaluation order (indexPolicies)
 	tierOf     map[string]tier     // by name, the tiers policies name
 	portSets   map[string]*portSetSpec
-	brokenNet  []*group // network sets that cannot be used as written
-	endProbs   []string // problems found filing endpoints and network sets
 	conflicted map[*store.WorkloadEndpoint]bool
-	sorted     []*group              // sortedGroups, once computed
 	policies   map[string]nft.Policy // by chain name, those referenced
 	sets       map[string]*setSpec   // by set name, those referenced
 	specs      map[string]*setSpec   // every set a rule compiled here named
@@ -166,16 +149,11 @@ type calculation struct {
 	// the resources it came from (version); remember says to keep them.
 	remember    bool
 	prev        *calculation
-	byChain     map[string]policy     // policies and profiles by chain
-	selection   string                // what paths depend on besides groups and profiles
-	compiled    map[string]compiled   // by the version of the resource compiled
-	memberOf    map[string]setMembers // set members by set name
-	setVersion  map[string]string     // the version of each set's members
-	sameEnds    bool                  // the groups are prev's
-	selErrs     map[string]string     // why a selector did not parse
-	profileVers map[string]string     // the version of each profile, by name
-	byVersion   map[string]workload   // what each workload's version gave
-	endpoints   map[string]bool       // the versions of every endpoint
+	byChain     map[string]policy   // policies and profiles by chain
+	selection   string              // what paths depend on besides groups and profiles
+	compiled    map[string]compiled // by the version of the resource compiled
+	selErrs     map[string]string   // why a selector did not parse
+	profileVers map[string]string   // the version of each profile, by name
 }
 
 // compiled is a policy or profile turned into rules, with the sets its
@@ -256,15 +234,9 @@ func (s *portSetSpec) key() string {
 	return fmt.Sprintf("%s|ports:%s|proto:%d", s.setSpec.key(), strings.Join(s.names, ","), s.proto)
 }
 
-// setMembers are a set's content.
-type setMembers struct {
-	addrs []netip.Addr
-	nets  []netip.Prefix
-}
-
 // newCalculation indexes in: profiles by name and every endpoint that
-// selectors can pick, reusing what prev (if any) derived from the same
-// resources.
+// selectors can pick, updating prev's index (if any) when it was built
+// from the same profiles, host endpoints and network sets.
 func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 	c := &calculation{
 		in:          in,
@@ -275,16 +247,10 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 		portSpecs:   map[string]*portSetSpec{},
 		selectors:   map[string]*selector.Selector{},
 		selErrs:     map[string]string{},
-		groups:      map[string]*group{},
-		workloads:   make(map[*store.WorkloadEndpoint]workload, len(in.Workloads)),
 		paths:       map[string]nft.Path{},
 		compiled:    map[string]compiled{},
-		memberOf:    map[string]setMembers{},
 		portSets:    map[string]*portSetSpec{},
-		setVersion:  map[string]string{},
 		profileVers: map[string]string{},
-		byVersion:   make(map[string]workload, len(in.Workloads)),
-		endpoints:   make(map[string]bool, len(in.Workloads)+len(in.HostEndpoints)),
 		prev:        prev,
 		remember:    remember,
 	}
@@ -292,121 +258,31 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 	for _, p := range in.Profiles {
 		c.profiles[p.Metadata.Name] = p
 	}
-	if !remember {
-		c.addEndpoints(in, false)
-		c.indexPolicies()
-		return c
-	}
-	for _, p := range in.Profiles {
-		c.profileVers[p.Metadata.Name] = version(p)
-	}
-	for _, w := range in.Workloads {
-		c.endpoints[version(w)] = true
-	}
-	for _, h := range in.HostEndpoints {
-		c.endpoints[version(h)] = true
-	}
-	for _, n := range in.NetworkSets {
-		c.endpoints[version(n)] = true
-	}
-	for _, n := range in.GlobalSets {
-		c.endpoints[version(n)] = true
-	}
-	sameProfiles := prev != nil && maps.Equal(prev.profileVers, c.profileVers)
-	if sameProfiles && maps.Equal(prev.endpoints, c.endpoints) {
-		c.groups, c.sorted, c.byVersion, c.sameEnds = prev.groups, prev.sorted, prev.byVersion, true
-		c.brokenNet, c.endProbs = prev.brokenNet, prev.endProbs
-		for _, w := range in.Workloads {
-			c.workloads[w] = c.byVersion[version(w)]
+	base := ""
+	if remember {
+		for _, p := range in.Profiles {
+			c.profileVers[p.Metadata.Name] = version(p)
 		}
-	} else {
-		c.addEndpoints(in, sameProfiles)
+		base = baseOf(in, c.profileVers)
 	}
+	if prev != nil && prev.idx != nil && base != "" && prev.idx.base == base {
+		c.idx = prev.idx
+	} else {
+		c.idx = newIndex(c, in, base)
+	}
+	c.idx.update(c, in, remember)
 	c.indexPolicies()
-	if sameProfiles && c.selection == prev.selection {
+	if prev != nil && maps.Equal(prev.profileVers, c.profileVers) && c.selection == prev.selection {
 		c.prevPaths = prev.paths
 	}
 	return c
-}
-
-// addEndpoints files every endpoint and network set under its group;
-// with the profiles unchanged, a workload prev knew keeps its labels,
-// addresses and ports.
-func (c *calculation) addEndpoints(in Input, sameProfiles bool) {
-	for _, w := range in.Workloads {
-		var v string
-		if c.remember {
-			v = version(w)
-		}
-		d, ok := workload{}, false
-		if sameProfiles {
-			d, ok = c.prev.byVersion[v]
-		}
-		if !ok {
-			d = workload{labels: c.workloadLabels(w), addrs: workloadAddrs(w)}
-			d.ports = namedPorts(d.addrs, w.Spec.NamedPorts())
-		}
-		d.group = c.addToGroup(w.Metadata.Namespace, d.labels, d.addrs, d.ports)
-		c.workloads[w] = d
-		if c.remember {
-			c.byVersion[v] = d
-		}
-	}
-	for _, h := range in.HostEndpoints {
-		var addrs []netip.Addr
-		for _, ip := range h.Spec.ExpectedIPs {
-			if a, err := netip.ParseAddr(ip); err == nil {
-				addrs = append(addrs, a.Unmap())
-			}
-		}
-		c.addToGroup("", c.hostLabels(h), addrs, namedPorts(addrs, h.Spec.Ports))
-	}
-	for _, n := range in.GlobalSets {
-		c.addNetSet(n, "", n.Metadata.Labels, n.Spec.Nets)
-	}
-	for _, n := range in.NetworkSets {
-		ns := n.Metadata.Namespace
-		labels := map[string]string{}
-		if p := c.profiles["kns."+ns]; p != nil {
-			maps.Copy(labels, p.Spec.LabelsToApply)
-		}
-		maps.Copy(labels, n.Metadata.Labels)
-		labels[namespaceLabel] = ns
-		c.addNetSet(n, ns, labels, n.Spec.Nets)
-	}
-}
-
-// addNetSet files a network set's nets under its group. One the node
-// cannot use as written is kept aside: rules that select it fail closed.
-func (c *calculation) addNetSet(r store.Resource, ns string, labels map[string]string, nets []string) {
-	var ps []netip.Prefix
-	bad := len(problemsOf(r).policy) > 0
-	for _, n := range nets {
-		p, ok := parseNet(n)
-		bad = bad || !ok
-		if ok {
-			ps = append(ps, p)
-		}
-	}
-	if bad {
-		c.brokenNet = append(c.brokenNet, &group{labels: labels, ns: ns})
-		c.endProbs = append(c.endProbs, store.IDOf(r).String()+" cannot be used as written: rules that select it fail closed")
-		return
-	}
-	key := groupKey(ns, labels)
-	g := c.groups[key]
-	if g == nil {
-		g = &group{labels: labels, ns: ns}
-		c.groups[key] = g
-	}
-	g.nets = append(g.nets, ps...)
 }
 
 // brokenKey names the network sets the node cannot use, by their labels
 // and namespaces.
 func (c *calculation) brokenKey() string {
 	var b strings.Builder
-	for _, g := range c.brokenNet {
+	for _, g := range c.idx.broken {
 		b.WriteString(groupKey(g.ns, g.labels) + "\x03")
 	}
 	return b.String()
@@ -415,7 +291,7 @@ func (c *calculation) brokenKey() string {
 // brokenNetSet names a network set the node cannot use that spec picks,
 // or "".
 func (c *calculation) brokenNetSet(spec *setSpec) string {
-	for _, g := range c.brokenNet {
+	for _, g := range c.idx.broken {
 		if spec.picks(g) {
 			if g.ns != "" {
 				return "a NetworkSet of namespace " + g.ns
@@ -440,24 +316,8 @@ func namedPorts(addrs []netip.Addr, ports []store.EndpointPort) map[string][]nft
 	return out
 }
 
-// addToGroup files an endpoint's addresses under its group and returns
-// the group's key.
-func (c *calculation) addToGroup(ns string, labels map[string]string, addrs []netip.Addr, ports map[string][]nft.NamedPort) string {
-	key := groupKey(ns, labels)
-	g := c.groups[key]
-	if g == nil {
-		g = &group{labels: labels, ns: ns}
-		c.groups[key] = g
-	}
-	g.addrs = append(g.addrs, addrs...)
-	for name, ps := range ports {
-		if g.ports == nil {
-			g.ports = map[string][]nft.NamedPort{}
-		}
-		g.ports[name] = append(g.ports[name], ps...)
-	}
-	return key
-}
+// workload is what the calculation derived from w.
+func (c *calculation) workload(w *store.WorkloadEndpoint) workload { return c.idx.entries[w].workload }
 
 // Compute is the dataplane for in.
 func Compute(in Input) Desired { return newCalculation(in, nil, false).compute() }
@@ -465,9 +325,9 @@ func Compute(in Input) Desired { return newCalculation(in, nil, false).compute()
 func (c *calculation) compute() Desired {
 	in := c.in
 	var d Desired
-	c.problems = append(c.problems, c.endProbs...)
+	c.problems = append(c.problems, c.idx.problems...)
 	for _, w := range c.localEndpoints() {
-		wd := c.workloads[w]
+		wd := c.workload(w)
 		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs, MAC: sourceMAC(w)}
 		if c.conflicted[w] {
 			ep.Addrs = nil // it may send nothing, and its paths drop
@@ -512,7 +372,7 @@ func (c *calculation) compute() Desired {
 // datastore as the node reads it.
 func (c *calculation) dataProblems() {
 	in := c.in
-	reportData(c, in.Workloads)
+	reportData(c, slices.Collect(maps.Keys(c.idx.flawed)))
 	reportData(c, in.HostEndpoints)
 	reportData(c, in.Profiles)
 	reportData(c, in.GlobalPolicies)
@@ -551,27 +411,23 @@ func (c *calculation) enforceable(w *store.WorkloadEndpoint) bool {
 }
 
 // fillSets gives every set and port set a rule refers to its members,
-// reusing the previous calculation's when no endpoint or network set
-// changed.
+// bringing the index's up to date.
 func (c *calculation) fillSets(rs *nft.Ruleset) {
+	x := c.idx
+	used := make(map[string]*members, len(c.sets)+len(c.portSets))
 	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
-		m, ok := c.memberOf[name]
-		v := c.setVersion[name]
-		if !ok && c.sameEnds {
-			m, ok = c.prev.memberOf[name]
-			v = c.prev.setVersion[name]
-		}
-		if !ok {
-			m = c.members(c.sets[name])
-			v = addrsVersion(m.addrs, m.nets)
-		}
-		c.memberOf[name], c.setVersion[name] = m, v
-		rs.Sets = append(rs.Sets, nft.Set{Name: name, Members: m.addrs, Nets: m.nets, Version: v})
+		m := x.members(name, c.sets[name], nil)
+		used[name] = m
+		rs.Sets = append(rs.Sets, nft.Set{Name: name, Members: m.addrs, Nets: m.nets, Version: m.version})
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.portSets)) {
-		m := c.portMembers(c.portSets[name])
-		rs.PortSets = append(rs.PortSets, nft.PortSet{Name: name, Members: m})
+		ps := c.portSets[name]
+		m := x.members(name, &ps.setSpec, ps)
+		used[name] = m
+		rs.PortSets = append(rs.PortSets, nft.PortSet{Name: name, Members: m.ports, Version: m.version})
 	}
+	x.sets = used
+	clear(x.dirty)
 }
 
 // localWorkloads are this host's workload endpoints with an interface
@@ -586,15 +442,20 @@ func localWorkloads(in Input) []*store.WorkloadEndpoint {
 	return out
 }
 
-// localEndpoints are this host's workload endpoints with an interface,
-// sorted by interface name. Two endpoints that claim one interface, or
+// localEndpoints are this host's workload endpoints with an interface
+// the node polices, sorted by interface name. Two endpoints that claim one interface, or
 // one address, cannot both be right: the interface (or both interfaces)
 // is kept with no endpoint's policy, which drops everything, and the
 // conflict is reported.
 func (c *calculation) localEndpoints() []*store.WorkloadEndpoint {
-	out := localWorkloads(c.in)
+	var out []*store.WorkloadEndpoint
+	for w := range c.idx.local {
+		if w.Spec.InterfaceName != "" && !store.Broken(w) && Policed(w) {
+			out = append(out, w)
+		}
+	}
 	slices.SortFunc(out, func(a, b *store.WorkloadEndpoint) int {
-		return cmp.Or(cmp.Compare(a.Spec.InterfaceName, b.Spec.InterfaceName), cmp.Compare(a.Metadata.Namespace+"/"+a.Metadata.Name, b.Metadata.Namespace+"/"+b.Metadata.Name))
+		return cmp.Or(cmp.Compare(a.Spec.InterfaceName, b.Spec.InterfaceName), cmp.Compare(a.Metadata.Namespace, b.Metadata.Namespace), cmp.Compare(a.Metadata.Name, b.Metadata.Name))
 	})
 	return c.conflicts(out)
 }
@@ -608,22 +469,17 @@ func (c *calculation) localEndpoints() []*store.WorkloadEndpoint {
 func (c *calculation) conflicts(ws []*store.WorkloadEndpoint) []*store.WorkloadEndpoint {
 	owner := map[netip.Addr]*store.WorkloadEndpoint{}
 	for _, w := range ws {
-		for _, a := range c.workloads[w].addrs {
+		for _, a := range c.workload(w).addrs {
 			if o, dup := owner[a]; dup && o != w {
 				c.conflict(o, w, "address "+a.String())
 			}
 			owner[a] = w
 		}
 	}
-	if len(owner) > 0 {
-		for _, w := range c.in.Workloads {
-			if w.Spec.Node == c.in.Node {
-				continue
-			}
-			for _, a := range c.workloads[w].addrs {
-				if o, dup := owner[a]; dup {
-					c.conflict(o, w, "address "+a.String())
-				}
+	for _, a := range slices.SortedFunc(maps.Keys(owner), netip.Addr.Compare) {
+		for _, w := range c.idx.byAddr[a] {
+			if w.Spec.Node != c.in.Node {
+				c.conflict(owner[a], w, "address "+a.String())
 			}
 		}
 	}
@@ -693,7 +549,7 @@ func namespaceLabels(ns string) map[string]string {
 // path is the tiers of policies and the profiles that apply to a
 // workload in one direction (types "Ingress" or "Egress").
 func (c *calculation) path(w *store.WorkloadEndpoint, dir string) nft.Path {
-	wd := c.workloads[w]
+	wd := c.workload(w)
 	key := dir + "\x02" + strings.Join(w.Spec.Profiles, "\x00") + "\x02" + wd.group
 	p, ok := c.paths[key]
 	if !ok {
@@ -844,47 +700,16 @@ func (c *calculation) nothing() string {
 	return name
 }
 
-func (c *calculation) members(s *setSpec) setMembers {
-	var out setMembers
-	if s == nil {
-		return out
-	}
-	for _, g := range c.sortedGroups() {
-		if s.picks(g) {
-			out.addrs = append(out.addrs, g.addrs...)
-			out.nets = append(out.nets, g.nets...)
-		}
-	}
-	return out // in the order of the groups; nft sorts and removes repeats
+// members are the content of the set named name, computed from every
+// group (Trace's: a Compute keeps them in its index).
+func (c *calculation) members(name string) *members {
+	return newMembers(c.idx, c.sets[name], nil)
 }
 
 // portMembers are the named ports of the endpoints a port set picks.
-func (c *calculation) portMembers(s *portSetSpec) []nft.NamedPort {
-	var out []nft.NamedPort
-	for _, g := range c.sortedGroups() {
-		if len(g.ports) == 0 || !s.picks(g) {
-			continue
-		}
-		for _, name := range s.names {
-			for _, p := range g.ports[name] {
-				if s.proto == 0 || p.Protocol == s.proto {
-					out = append(out, p)
-				}
-			}
-		}
-	}
-	return out
-}
-
-// sortedGroups are the groups in the order of their keys, so that a set's
-// members come out in the same order every time.
-func (c *calculation) sortedGroups() []*group {
-	if c.sorted == nil {
-		for _, k := range slices.Sorted(maps.Keys(c.groups)) {
-			c.sorted = append(c.sorted, c.groups[k])
-		}
-	}
-	return c.sorted
+func (c *calculation) portMembers(name string) []nft.NamedPort {
+	ps := c.portSets[name]
+	return newMembers(c.idx, &ps.setSpec, ps).ports
 }
 
 // parseNet reads a CIDR or an address leniently, as data written by other
@@ -1001,18 +826,4 @@ func version(r store.Resource) string {
 	p, _ := json.Marshal(r.Meta().Problems)
 	sum := sha256.Sum256(append(b, p...))
 	return store.Key(store.IDOf(r)) + "#" + hex.EncodeToString(sum[:12])
-}
-
-// addrsVersion names a set's content.
-func addrsVersion(addrs []netip.Addr, nets []netip.Prefix) string {
-	h := fnv.New128a()
-	for _, a := range addrs {
-		b := a.As16()
-		h.Write(b[:])
-	}
-	for _, n := range nets {
-		b := n.Addr().As16()
-		h.Write(append(b[:], byte(n.Bits()), 0xff))
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

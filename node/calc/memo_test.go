@@ -75,6 +75,34 @@ func TestCalculatorEqualsCompute(t *testing.T) {
 			in.Workloads = append(in.Workloads, &w)
 		}},
 		{"a workload removed", func() { in.Workloads = slices.Delete(in.Workloads, 9, 10) }},
+		{"a workload alone in its group moves to a new one, emptying the old", func() {
+			w := *in.Workloads[11]
+			w.Metadata.Labels = map[string]string{"app": "a-only", "role": "r5"}
+			replace(in.Workloads, 11, &w)
+		}},
+		{"it moves back", func() {
+			w := *in.Workloads[11]
+			w.Metadata.Labels = map[string]string{"app": "a1", "role": "r5"}
+			replace(in.Workloads, 11, &w)
+		}},
+		{"a remote workload claims a local one's address", func() {
+			w := *in.Workloads[70] // host2's
+			w.Spec.IPNetworks = slices.Clone(in.Workloads[12].Spec.IPNetworks)
+			replace(in.Workloads, 70, &w)
+		}},
+		{"the conflict resolved", func() {
+			w := *in.Workloads[70]
+			w.Spec.IPNetworks = []string{"10.98.0.70/32"}
+			replace(in.Workloads, 70, &w)
+		}},
+		{"a workload changed in place under a new revision", func() {
+			w := in.Workloads[13]
+			w.Metadata.Labels = map[string]string{"app": "a2", "role": "r1"}
+			rev++
+			w.Metadata.ResourceVersion = fmt.Sprint(rev)
+		}},
+		{"the workloads listed twice", func() { in.Workloads = append(in.Workloads, in.Workloads...) }},
+		{"and once again", func() { in.Workloads = slices.Clone(in.Workloads[:len(in.Workloads)/2]) }},
 		{"a profile's labels", func() {
 			p := *in.Profiles[1]
 			p.Spec.LabelsToApply = map[string]string{"p1": "", "extra": "yes"}

@@ -123,7 +123,7 @@ func Trace(in Input, from, to *store.WorkloadEndpoint, pkt Packet) (Result, erro
 	}
 	c := newCalculation(in, nil, false)
 	c.localEndpoints() // finds the conflicts
-	t := &tracer{c: c, fam: version, src: src, dst: dst, pkt: pkt, members: map[string]setMembers{}, sources: c.sources()}
+	t := &tracer{c: c, fam: version, src: src, dst: dst, pkt: pkt, members: map[string]*members{}, sources: c.sources()}
 	r := Result{IPVersion: version, Src: src, Dst: dst}
 	r.Egress = t.path(from, nft.Egress)
 	r.Ingress = t.path(to, nft.Ingress)
@@ -243,7 +243,7 @@ type tracer struct {
 	fam      int
 	src, dst netip.Addr
 	pkt      Packet
-	members  map[string]setMembers // by set name
+	members  map[string]*members // by set name
 	sources  map[string]source
 }
 
@@ -443,7 +443,7 @@ func (t *tracer) matchPorts(m nft.Match, a netip.Addr, port uint16) bool {
 		if !HasPorts(t.pkt.Protocol) {
 			return false
 		}
-		return slices.Contains(t.c.portMembers(t.c.portSets[name]), nft.NamedPort{Addr: a, Protocol: t.pkt.Protocol, Port: port})
+		return slices.Contains(t.c.portMembers(name), nft.NamedPort{Addr: a, Protocol: t.pkt.Protocol, Port: port})
 	}
 	pos := len(m.Ports) == 0 || inPorts(m.Ports, port)
 	switch {
@@ -487,7 +487,7 @@ func matchICMP(r nft.Rule, p Packet) bool {
 func (t *tracer) inSet(name string, a netip.Addr) bool {
 	m, ok := t.members[name]
 	if !ok {
-		m = t.c.members(t.c.sets[name])
+		m = t.c.members(name) // fresh slices: changed in place below
 		for i := range m.addrs {
 			m.addrs[i] = m.addrs[i].Unmap().WithZone("")
 		}
