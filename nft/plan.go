@@ -230,6 +230,9 @@ func sameRules(a, b []ChainRule) bool {
 // want or with a new target or end, repoint the old versions of the
 // latter (to delete first), del the elements only in have.
 func elemDiff(have, want []Element) (add, repoint, del []Element) {
+	if len(have) == len(want) && (len(have) == 0 || &have[0] == &want[0]) {
+		return nil, nil, nil // the same slice: a set the renderer remembered
+	}
 	if slices.Equal(have, want) {
 		return nil, nil, nil
 	}

@@ -221,7 +221,7 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Log.Debug("state cache opened", "component", "agent", "resources", len(c.items), "took", time.Since(opened))
+	cfg.Log.Debug("state cache opened", "component", "agent", "resources", c.items.len(), "took", time.Since(opened))
 	var startLevel slog.Level
 	if cfg.LogLevel != nil {
 		startLevel = cfg.LogLevel.Level()

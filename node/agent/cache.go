@@ -30,7 +30,7 @@ import (
 // same dataplane as before.
 type cache struct {
 	mu     sync.Mutex
-	items  map[string]store.Resource // by etcd key
+	items  *resources // by etcd key, in a stable order
 	blocks []netip.Prefix
 	rev    int64
 	// gen counts the changes to items and blocks (see generation).
@@ -114,7 +114,7 @@ func loadCache(path, writer string) (c *cache, err error) {
 // as the datastore's are, unless this version wrote the whole cache
 // (trusted: see loadCached) and is trustable.
 func readCache(db *bolt.DB, writer string) (*cache, error) {
-	c := &cache{db: db, writer: writer, items: map[string]store.Resource{}, dirty: map[string]bool{}}
+	c := &cache{db: db, writer: writer, items: newResources(0), dirty: map[string]bool{}}
 	err := db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		res := tx.Bucket(bucketResources)
@@ -164,7 +164,7 @@ func readCache(db *bolt.DB, writer string) (*cache, error) {
 			}
 		}
 		for _, e := range entries {
-			c.items[e.key] = e.r
+			c.items.set(e.key, e.r)
 		}
 		c.loaded, c.fromDisk = c.rev > 0, c.rev > 0
 		return err
@@ -204,16 +204,16 @@ func (c *cache) applyEvent(ev etcdv3.SyncEvent) bool {
 		c.live = true
 	}
 	if ev.Snapshot {
-		c.items = map[string]store.Resource{}
+		c.items = newResources(len(ev.Updates))
 		c.all = true
 		c.loaded, c.live, c.fromDisk = true, true, false
 	}
 	for _, u := range ev.Updates {
 		k := store.Key(u.ID)
 		if u.Resource == nil {
-			delete(c.items, k)
+			c.items.del(k)
 		} else {
-			c.items[k] = u.Resource
+			c.items.set(k, u.Resource)
 		}
 		c.dirty[k] = true
 	}
@@ -246,7 +246,7 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 	}
 	in.Node = node
 	in.HostBlocks = c.blocks
-	for _, r := range c.items {
+	for _, r := range c.items.vals {
 		in.Add(r)
 	}
 	return in, c.rev, true
@@ -293,12 +293,12 @@ func (c *cache) persist(force bool, interval time.Duration) error {
 		keys := c.dirty
 		if c.all {
 			keys = map[string]bool{}
-			for k := range c.items {
+			for _, k := range c.items.keys {
 				keys[k] = true
 			}
 		}
 		for k := range keys {
-			r, ok := c.items[k]
+			r, ok := c.items.get(k)
 			if !ok {
 				if err := res.Delete([]byte(k)); err != nil {
 					return err

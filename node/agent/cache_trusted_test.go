@@ -58,12 +58,12 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k, w := range want {
-			if got := c.items[k]; !reflect.DeepEqual(got, w) {
+			if got, _ := c.items.get(k); !reflect.DeepEqual(got, w) {
 				t.Errorf("written by %q, read by %q: %s = %#v; want %#v", tc.wrote, tc.reads, k, got, w)
 			}
 		}
-		if len(c.items) != len(want) {
-			t.Errorf("written by %q, read by %q: %d resources; want %d", tc.wrote, tc.reads, len(c.items), len(want))
+		if c.items.len() != len(want) {
+			t.Errorf("written by %q, read by %q: %d resources; want %d", tc.wrote, tc.reads, c.items.len(), len(want))
 		}
 		c.close()
 	}
@@ -102,7 +102,7 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := len(c.items[tier].Meta().Problems); got != problems {
+		if got := len(get(c, tier).Meta().Problems); got != problems {
 			t.Errorf("read by %s: the changed tier has %d problems; want %d", version, got, problems)
 		}
 		c.close()
@@ -132,7 +132,7 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(c.items[tier].Meta().Problems); got != 1 {
+	if got := len(get(c, tier).Meta().Problems); got != 1 {
 		t.Errorf("after another version's whole rewrite: the changed tier has %d problems; want 1 (checked)", got)
 	}
 	c.close()
@@ -146,4 +146,10 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 	if _, ok := loadTrusted(id, []byte(values[store.ID{Kind: store.KindNetworkPolicy, Namespace: "ns1", Name: "wrong-name"}])); ok {
 		t.Error("loadTrusted took a value whose name is not the key's")
 	}
+}
+
+// get is the cached resource of key k, or nil.
+func get(c *cache, k string) store.Resource {
+	r, _ := c.items.get(k)
+	return r
 }

@@ -77,3 +77,40 @@ func BenchmarkPrivilegedPolicyChange(b *testing.B) {
 	b.ReportMetric(float64(calcTook.Microseconds())/float64(b.N)/1000, "calc-ms/op")
 	b.ReportMetric(float64(nftTook.Microseconds())/float64(b.N)/1000, "nft-ms/op")
 }
+
+// BenchmarkPrivilegedEndpointChange is what a node does when one remote
+// workload's labels change among 100 hosts of 1,000 workloads (the
+// fleet-scale shape): the calculation with its memory, then one Apply.
+func BenchmarkPrivilegedEndpointChange(b *testing.B) {
+	testutil.Privileged(b)
+	in := benchInputSized(100, 1000, 25)
+	ns := testutil.NewNetNS(b)
+	a := nft.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nft.WithNetNS(int(ns.Handle())))
+	b.Cleanup(func() { a.Close() })
+	w0 := in.Workloads[len(in.Workloads)-1]
+	w1 := *w0
+	w1.Metadata.ResourceVersion = "2"
+	w1.Metadata.Labels = map[string]string{"app": "a7", "role": "r7", "tier": "t2"}
+	versions := []*store.WorkloadEndpoint{w0, &w1}
+	var k Calculator
+	ctx := context.Background()
+	if err := a.Apply(ctx, k.Compute(in).Ruleset); err != nil {
+		b.Fatal(err)
+	}
+	var calcTook, nftTook time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		in.Workloads[len(in.Workloads)-1] = versions[i%2]
+		start := time.Now()
+		d := k.Compute(in)
+		computed := time.Now()
+		if err := a.Apply(ctx, d.Ruleset); err != nil {
+			b.Fatal(err)
+		}
+		calcTook += computed.Sub(start)
+		nftTook += time.Since(computed)
+	}
+	b.ReportMetric(float64(calcTook.Microseconds())/float64(b.N)/1000, "calc-ms/op")
+	b.ReportMetric(float64(nftTook.Microseconds())/float64(b.N)/1000, "nft-ms/op")
+}

@@ -40,6 +40,8 @@ type index struct {
 	sets  map[string]*members
 	dirty map[string]bool
 	pass  uint64
+	// last is the last call's list of workloads (a copy).
+	last []*store.WorkloadEndpoint
 }
 
 // entry is a workload in the index.
@@ -64,7 +66,8 @@ type group struct {
 	// eps are its workloads, in the order they came (a removed one's
 	// place taken by the last), so that a set's members come out in the
 	// same order for the same input.
-	eps []*entry
+	eps       []*entry
+	addrCount int // of addrs and eps
 }
 
 // members are a set's or port set's content.
@@ -98,6 +101,7 @@ func newIndex(c *calculation, in Input, base string) *index {
 		}
 		g := x.group("", c.hostLabels(h))
 		g.addrs = append(g.addrs, addrs...)
+		g.addrCount += len(addrs)
 		for name, ps := range namedPorts(addrs, h.Spec.Ports) {
 			if g.ports == nil {
 				g.ports = map[string][]nft.NamedPort{}
@@ -172,11 +176,57 @@ func (x *index) addNetSet(r store.Resource, ns string, labels map[string]string,
 
 // update makes the index's workloads in's: those it holds at the same
 // revision stay as they are; the others are removed or (re)filed, and
-// their groups marked dirty.
+// their groups marked dirty. A list in the same order as the last call's
+// but for what changed (the agent's cache keeps its order) is compared
+// place by place; only the places that differ are looked up. A workload
+// changed in place, the same value at the same place, is not seen: a
+// change is a new value, as the agent's cache makes it (CALICO_VERIFY
+// checks).
 func (x *index) update(c *calculation, in Input, remember bool) {
 	x.pass++
+	ws := in.Workloads
+	if remember && x.last != nil {
+		n := min(len(ws), len(x.last))
+		var now, was []*store.WorkloadEndpoint
+		for i := range n {
+			if ws[i] != x.last[i] {
+				now, was = append(now, ws[i]), append(was, x.last[i])
+			}
+		}
+		now, was = append(now, ws[n:]...), append(was, x.last[n:]...)
+		if len(now)+len(was) < len(ws)/2 {
+			x.file(c, now, true)
+			listed := make(map[*store.WorkloadEndpoint]bool, len(now))
+			for _, w := range now {
+				listed[w] = true
+			}
+			for _, w := range was {
+				if e := x.entries[w]; e != nil && !listed[w] {
+					x.remove(w, e)
+				}
+			}
+			x.last = append(x.last[:0], ws...)
+			return
+		}
+	}
+	if x.file(c, ws, remember) != len(x.entries) {
+		for w, e := range x.entries {
+			if e.pass != x.pass {
+				x.remove(w, e)
+			}
+		}
+	}
+	if remember {
+		x.last = append(x.last[:0], ws...)
+	}
+}
+
+// file files the workloads ws that the index does not hold at the same
+// revision, and marks all of ws found in this call; it returns how many
+// distinct workloads ws holds.
+func (x *index) file(c *calculation, ws []*store.WorkloadEndpoint, remember bool) int {
 	found := 0
-	for _, w := range in.Workloads {
+	for _, w := range ws {
 		rv := ""
 		if remember {
 			if rv = w.Metadata.ResourceVersion; rv == "" {
@@ -197,14 +247,7 @@ func (x *index) update(c *calculation, in Input, remember bool) {
 		x.add(c, w, rv)
 		found++
 	}
-	if found == len(x.entries) {
-		return
-	}
-	for w, e := range x.entries {
-		if e.pass != x.pass {
-			x.remove(w, e)
-		}
-	}
+	return found
 }
 
 // add files a workload under its group and its addresses.
@@ -221,6 +264,7 @@ func (x *index) add(c *calculation, w *store.WorkloadEndpoint, rv string) {
 	}
 	e.pos = len(g.eps)
 	g.eps = append(g.eps, e)
+	g.addrCount += len(e.addrs)
 	x.dirty[e.group] = true
 	for _, a := range e.addrs {
 		x.byAddr[a] = append(x.byAddr[a], w)
@@ -237,6 +281,7 @@ func (x *index) add(c *calculation, w *store.WorkloadEndpoint, rv string) {
 // remove takes a workload out of its group and its addresses.
 func (x *index) remove(w *store.WorkloadEndpoint, e *entry) {
 	if g := x.groups[e.group]; g != nil {
+		g.addrCount -= len(e.addrs)
 		last := g.eps[len(g.eps)-1]
 		g.eps[e.pos], last.pos = last, e.pos
 		g.eps[len(g.eps)-1] = nil
@@ -302,10 +347,18 @@ func newMembers(x *index, spec *setSpec, port *portSetSpec) *members {
 // of their keys and then of their workloads: the same for the same input,
 // but not sorted (nftables sorts and removes repeats).
 func (m *members) fill(x *index, port *portSetSpec) {
+	keys := slices.Sorted(maps.Keys(m.picked))
 	var addrs []netip.Addr
 	var nets []netip.Prefix
 	var ports []nft.NamedPort
-	for _, k := range slices.Sorted(maps.Keys(m.picked)) {
+	if port == nil {
+		n := 0
+		for _, k := range keys {
+			n += x.groups[k].addrCount
+		}
+		addrs = make([]netip.Addr, 0, n)
+	}
+	for _, k := range keys {
 		g := x.groups[k]
 		if port != nil {
 			ports = g.appendPorts(ports, port)
