@@ -372,7 +372,9 @@ func (c *calculation) compute() Desired {
 // datastore as the node reads it.
 func (c *calculation) dataProblems() {
 	in := c.in
-	reportData(c, slices.Collect(maps.Keys(c.idx.flawed)))
+	reportData(c, slices.SortedFunc(maps.Keys(c.idx.flawed), func(a, b *store.WorkloadEndpoint) int {
+		return cmp.Or(cmp.Compare(a.Metadata.Namespace, b.Metadata.Namespace), cmp.Compare(a.Metadata.Name, b.Metadata.Name))
+	}))
 	reportData(c, in.HostEndpoints)
 	reportData(c, in.Profiles)
 	reportData(c, in.GlobalPolicies)
