@@ -170,13 +170,13 @@ type compiled struct {
 }
 
 // Calculator is Compute with a memory: it keeps what it derived from the
-// resources of its previous call (labels and groups of endpoints, paths,
-// compiled policies, set members) and reuses it where the resources it
-// came from did not change, as their versions tell: a resource's key and
+// resources of its previous call (the index of endpoints and set members,
+// paths, compiled policies) and reuses it where the resources it came
+// from did not change, as their versions tell: a resource's key and
 // resourceVersion (its etcd revision: a resource at a revision never
-// changes), or, for one without a revision, a hash of its content. Its
-// result is always Compute's; the agent can check that on every change
-// (CALICO_VERIFY).
+// changes), or, for one without a revision, a hash of its content; a
+// workload is known by its value (see index.update). Its result is always
+// Compute's; the agent can check that on every change (CALICO_VERIFY).
 type Calculator struct{ last *calculation }
 
 // Compute is the dataplane for in.
