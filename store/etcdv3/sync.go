@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -76,11 +79,39 @@ func (s *Store) snapshot(ctx context.Context) (SyncEvent, error) {
 	if err != nil {
 		return SyncEvent{}, fmt.Errorf("listing resources: %w", err)
 	}
-	ev := SyncEvent{Snapshot: true, Revision: resp.Header.Revision}
-	for _, kv := range resp.Kvs {
-		s.decodeInto(&ev, string(kv.Key), kv.Value, kv.ModRevision)
+	return SyncEvent{Snapshot: true, Revision: resp.Header.Revision, Updates: decodeAll(resp.Kvs)}, nil
+}
+
+// decodeAll decodes a listing's resources on every core, in the
+// listing's order; keys of kinds we do not know are left out. Decoding
+// is most of a snapshot's cost (about 20 µs a WorkloadEndpoint: a
+// fresh node of a 300-host cluster decodes 30,000).
+func decodeAll(kvs []*mvccpb.KeyValue) []Update {
+	out := make([]Update, len(kvs))
+	known := make([]bool, len(kvs))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), max(len(kvs)/256, 1))
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(kvs); i += workers {
+				id, ok := store.ParseKey(string(kvs[i].Key))
+				if !ok {
+					continue // not a resource kind we know
+				}
+				out[i], known[i] = Update{ID: id, Resource: store.DecodeStored(id, kvs[i].Value, kvs[i].ModRevision)}, true
+			}
+		})
 	}
-	return ev, nil
+	wg.Wait()
+	n := 0
+	for i := range out {
+		if known[i] {
+			out[n] = out[i]
+			n++
+		}
+	}
+	clear(out[n:])
+	return out[:n]
 }
 
 func (s *Store) decodeInto(ev *SyncEvent, key string, val []byte, rev int64) {
