@@ -73,7 +73,7 @@ type group struct {
 // members are a set's or port set's content.
 type members struct {
 	picked  map[string]bool // the keys of the groups the set picks
-	addrs   []netip.Addr    // sorted, without repeats
+	addrs   []netip.Addr    // in the order fill gives, repeats kept
 	nets    []netip.Prefix
 	ports   []nft.NamedPort
 	version string
