@@ -238,7 +238,6 @@ func run(ctx context.Context, cfg Config, p parts) (err error) {
 	if err := cfg.check(); err != nil {
 		return api.Errorf(api.BadRequest, "%w", err)
 	}
-	tuneGC()
 	n := &node{cfg: cfg, parts: p, log: cfg.Log, stopping: make(chan struct{}), apiErr: make(chan error, 1)}
 	n.svc = startService(cfg.Notify, cfg.Log)
 	defer func() {

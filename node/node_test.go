@@ -379,22 +379,3 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 func (c *fakeCluster) DiskFull() string { return "" }
-
-// TestGCPercent: small live heaps get headroom, large ones Go's default.
-func TestGCPercent(t *testing.T) {
-	for _, c := range []struct {
-		live uint64
-		want int
-	}{
-		{0, 1000},
-		{1 << 20, 1000},
-		{64 << 20, 400},
-		{128 << 20, 200},
-		{256 << 20, 100},
-		{4 << 30, 100},
-	} {
-		if got := gcPercent(c.live); got != c.want {
-			t.Errorf("gcPercent(%d MiB) = %d, want %d", c.live>>20, got, c.want)
-		}
-	}
-}
