@@ -151,8 +151,11 @@ func (l *simLab) checkRoutesWithout(host string, dead ...string) map[netip.Prefi
 			return want
 		}
 		if time.Now().After(deadline) {
-			l.t.Fatalf("%s's routes differ from the datastore (%d blocks): err %v, %d differences: %s", host, len(want), err, len(diff),
-				strings.Join(diff[:min(5, len(diff))], "; "))
+			// The BGP sessions the host holds, to tell which peer still
+			// carries a route the datastore no longer has.
+			ss, _ := l.Exec(host, "ss", "-tn", "( sport = :179 or dport = :179 )")
+			l.t.Fatalf("%s's routes differ from the datastore (%d blocks): err %v, %d differences: %s\n%s's BGP connections:\n%s", host, len(want), err, len(diff),
+				strings.Join(diff[:min(5, len(diff))], "; "), host, ss)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
