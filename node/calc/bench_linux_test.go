@@ -48,34 +48,11 @@ func BenchmarkPrivilegedFullLoad(b *testing.B) {
 func BenchmarkPrivilegedPolicyChange(b *testing.B) {
 	testutil.Privileged(b)
 	in := benchInput()
-	ns := testutil.NewNetNS(b)
-	a := nft.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nft.WithNetNS(int(ns.Handle())))
-	b.Cleanup(func() { a.Close() })
 	deny := *in.GlobalPolicies[0]
 	deny.Metadata.ResourceVersion = "2"
 	deny.Spec.Ingress = append([]store.Rule{{Action: "Deny"}}, deny.Spec.Ingress...)
 	versions := []*store.GlobalNetworkPolicy{in.GlobalPolicies[0], &deny}
-	var k Calculator
-	ctx := context.Background()
-	if err := a.Apply(ctx, k.Compute(in).Ruleset); err != nil {
-		b.Fatal(err)
-	}
-	var calcTook, nftTook time.Duration
-	i := 0
-	for b.Loop() {
-		i++
-		in.GlobalPolicies[0] = versions[i%2]
-		start := time.Now()
-		d := k.Compute(in)
-		computed := time.Now()
-		if err := a.Apply(ctx, d.Ruleset); err != nil {
-			b.Fatal(err)
-		}
-		calcTook += computed.Sub(start)
-		nftTook += time.Since(computed)
-	}
-	b.ReportMetric(float64(calcTook.Microseconds())/float64(b.N)/1000, "calc-ms/op")
-	b.ReportMetric(float64(nftTook.Microseconds())/float64(b.N)/1000, "nft-ms/op")
+	benchApplyChanges(b, &in, func(i int) { in.GlobalPolicies[0] = versions[i%2] })
 }
 
 // BenchmarkPrivilegedEndpointChange is what a node does when one remote
@@ -84,26 +61,28 @@ func BenchmarkPrivilegedPolicyChange(b *testing.B) {
 func BenchmarkPrivilegedEndpointChange(b *testing.B) {
 	testutil.Privileged(b)
 	in := benchInputSized(100, 1000, 25)
+	benchApplyChanges(b, &in, toggleLastWorkload(in))
+}
+
+// benchApplyChanges programs in into a fresh network namespace, then
+// times each change (change(i) alters *in) through the Calculator and one
+// Apply, reporting both parts.
+func benchApplyChanges(b *testing.B, in *Input, change func(i int)) {
 	ns := testutil.NewNetNS(b)
 	a := nft.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nft.WithNetNS(int(ns.Handle())))
 	b.Cleanup(func() { a.Close() })
-	w0 := in.Workloads[len(in.Workloads)-1]
-	w1 := *w0
-	w1.Metadata.ResourceVersion = "2"
-	w1.Metadata.Labels = map[string]string{"app": "a7", "role": "r7", "tier": "t2"}
-	versions := []*store.WorkloadEndpoint{w0, &w1}
 	var k Calculator
 	ctx := context.Background()
-	if err := a.Apply(ctx, k.Compute(in).Ruleset); err != nil {
+	if err := a.Apply(ctx, k.Compute(*in).Ruleset); err != nil {
 		b.Fatal(err)
 	}
 	var calcTook, nftTook time.Duration
 	i := 0
 	for b.Loop() {
 		i++
-		in.Workloads[len(in.Workloads)-1] = versions[i%2]
+		change(i)
 		start := time.Now()
-		d := k.Compute(in)
+		d := k.Compute(*in)
 		computed := time.Now()
 		if err := a.Apply(ctx, d.Ruleset); err != nil {
 			b.Fatal(err)

@@ -127,17 +127,26 @@ func BenchmarkCalculatorPolicyChange(b *testing.B) {
 // fleet-scale shape: most endpoints are other hosts'), with 50 policies.
 func BenchmarkCalculatorEndpointChange(b *testing.B) {
 	in := benchInputSized(100, 1000, 25)
-	w0 := in.Workloads[len(in.Workloads)-1]
-	w1 := *w0
-	w1.Metadata.ResourceVersion = "2"
-	w1.Metadata.Labels = map[string]string{"app": "a7", "role": "r7", "tier": "t2"}
-	versions := []*store.WorkloadEndpoint{w0, &w1}
+	change := toggleLastWorkload(in)
 	var k Calculator
 	k.Compute(in)
 	i := 0
 	for b.Loop() {
 		i++
-		in.Workloads[len(in.Workloads)-1] = versions[i%2]
+		change(i)
 		k.Compute(in)
 	}
+}
+
+// toggleLastWorkload changes the labels of in's last workload (a remote
+// one) to new ones at odd i and back at even i, each a new value at a new
+// revision as the agent's cache makes it.
+func toggleLastWorkload(in Input) func(i int) {
+	last := len(in.Workloads) - 1
+	w0 := in.Workloads[last]
+	w1 := *w0
+	w1.Metadata.ResourceVersion = "2"
+	w1.Metadata.Labels = map[string]string{"app": "a7", "role": "r7", "tier": "t2"}
+	versions := []*store.WorkloadEndpoint{w0, &w1}
+	return func(i int) { in.Workloads[last] = versions[i%2] }
 }
