@@ -1,9 +1,12 @@
 package bgp
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -575,4 +578,95 @@ func TestStartErrors(t *testing.T) {
 		s.Stop()
 		t.Error("Start on a port in use: no error")
 	}
+}
+
+// TestRecordFollowsGoBGP: SetAdvertised and SetPeers work from what
+// their last calls left instead of reading GoBGP back each time. Calls
+// given up on (their context ended: GoBGP may still make the change,
+// later) are mixed in at random; once those have ended, every call that
+// succeeds leaves GoBGP's own paths and neighbours exactly what it was
+// asked for.
+func TestRecordFollowsGoBGP(t *testing.T) {
+	s := start(t, addrA, -1, false)
+	port := freePort(t, addrA)
+	var prefixes []netip.Prefix
+	var peers []Peer
+	for i := range 8 {
+		prefixes = append(prefixes, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 65, byte(i), 0}), 26))
+		// Nothing listens there: the sessions stay down, which is all
+		// this test needs.
+		peers = append(peers, meshPeer(addrA, netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}), port))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(n int) []int {
+		var out []int
+		for i := range n {
+			if rng.IntN(2) == 0 {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	choose := func() ([]netip.Prefix, []Peer) {
+		var ps []netip.Prefix
+		for _, i := range pick(len(prefixes)) {
+			ps = append(ps, prefixes[i])
+		}
+		var pe []Peer
+		for _, i := range pick(len(peers)) {
+			pe = append(pe, peers[i])
+		}
+		return ps, pe
+	}
+	for step := range 60 {
+		ps, pe := choose()
+		if step%3 == 1 {
+			// Given up on: the change may be made or not, now or
+			// after the calls that follow at once.
+			s.SetAdvertised(cancelled, ps)
+			s.SetPeers(cancelled, pe)
+			ps, pe = choose()
+			s.SetAdvertised(t.Context(), ps)
+			s.SetPeers(t.Context(), pe)
+			eventually(t, "the changes given up on to end", func() (bool, string) {
+				n := s.abandoned.Load()
+				return n == 0, fmt.Sprint(n, " not ended")
+			})
+			continue
+		}
+		if err := s.SetAdvertised(t.Context(), ps); err != nil {
+			t.Fatalf("step %d: SetAdvertised: %v", step, err)
+		}
+		if err := s.SetPeers(t.Context(), pe); err != nil {
+			t.Fatalf("step %d: SetPeers: %v", step, err)
+		}
+		have, err := s.localPaths(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := setOf(ps); !maps.Equal(have, want) {
+			t.Fatalf("step %d: GoBGP advertises %v, want %v", step, slices.Collect(maps.Keys(have)), ps)
+		}
+		nbrs, err := s.readNeighbors(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantN []netip.Addr
+		for _, p := range pe {
+			wantN = append(wantN, p.Addr)
+		}
+		if !maps.Equal(nbrs, setOf(wantN)) {
+			t.Fatalf("step %d: GoBGP's neighbours %v, want %v", step, slices.Collect(maps.Keys(nbrs)), wantN)
+		}
+	}
+}
+
+func setOf[T comparable](xs []T) map[T]bool {
+	m := map[T]bool{}
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
 }

@@ -15,8 +15,9 @@ import (
 
 // SetAdvertised makes the paths this node originates exactly prefixes:
 // IPv4 ones with NextHop4, IPv6 ones with NextHop6 (in MP_REACH_NLRI),
-// origin IGP. It reads the local paths back from GoBGP, adds the missing
-// ones and withdraws the rest. Idempotent.
+// origin IGP. It adds the missing ones and withdraws the rest, from what
+// the last call left (read back from GoBGP when that is not known: at
+// the first call and after a failed one). Idempotent.
 func (s *Speaker) SetAdvertised(ctx context.Context, prefixes []netip.Prefix) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -30,24 +31,35 @@ func (s *Speaker) SetAdvertised(ctx context.Context, prefixes []netip.Prefix) er
 		}
 		want[p.Masked()] = true
 	}
-	have, err := s.localPaths(ctx)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("listing advertised paths: %w", err))...)
+	s.distrustRecords()
+	have := s.local
+	if have == nil {
+		var err error
+		if have, err = s.localPaths(ctx); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("listing advertised paths: %w", err))...)
+		}
 	}
+	if maps.Equal(have, want) {
+		s.local = have
+		return errors.Join(errs...)
+	}
+	s.local = nil // unknown until every call below has succeeded
 
 	var added, withdrawn int
+	failed := false
 	for _, p := range slices.SortedFunc(maps.Keys(want), comparePrefix) {
 		if have[p] {
 			continue
 		}
 		path, err := s.localPath(p)
 		if err == nil {
-			_, err = call(ctx, func() (*api.AddPathResponse, error) {
-				return s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
+			err = s.change(ctx, func() error {
+				_, err := s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
+				return err
 			})
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("advertising %s: %w", p, err))
+			errs, failed = append(errs, fmt.Errorf("advertising %s: %w", p, err)), true
 			continue
 		}
 		added++
@@ -61,16 +73,19 @@ func (s *Speaker) SetAdvertised(ctx context.Context, prefixes []netip.Prefix) er
 		// local paths by prefix and (empty) source.
 		path, err := s.localPath(p)
 		if err == nil {
-			err = do(ctx, func() error {
+			err = s.change(ctx, func() error {
 				return s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Path: path})
 			})
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("withdrawing %s: %w", p, err))
+			errs, failed = append(errs, fmt.Errorf("withdrawing %s: %w", p, err)), true
 			continue
 		}
 		withdrawn++
 		s.log.Debug("withdrawing prefix", "prefix", p)
+	}
+	if !failed {
+		s.local = want
 	}
 	if added+withdrawn > 0 {
 		s.log.Info("BGP advertisements updated", "added", added, "withdrawn", withdrawn, "advertised", len(want))

@@ -17,7 +17,8 @@ import (
 // missing ones, re-creates (delete, then add) those whose session
 // settings changed and deletes those no longer wanted. A change of Type
 // or Name only is taken without touching the session. It reads GoBGP's
-// neighbours back first, so an earlier call that was given up on is
+// neighbours back when it does not know them (at the first call and
+// after a call that failed), so an earlier call that was given up on is
 // repaired. There is at most one session per address; a second entry for
 // an address with different settings is an error, and the first one
 // stays. Idempotent. Password files are read afresh on every call: a
@@ -34,10 +35,17 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 
 	want, errs := s.wanted(peers)
 
-	have, err := s.neighbors(ctx)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("listing BGP peers: %w", err))...)
+	s.distrustRecords()
+	have := s.neighbors
+	if have == nil {
+		var err error
+		if have, err = s.readNeighbors(ctx); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("listing BGP peers: %w", err))...)
+		}
 	}
+	s.neighbors = nil // unknown until every call below has succeeded
+	failed := false
+	now := maps.Clone(have)
 	s.pmu.Lock()
 	applied := maps.Clone(s.peers)
 	s.pmu.Unlock()
@@ -54,19 +62,21 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		}
 		if have[addr] {
 			if err := s.deletePeer(ctx, addr); err != nil {
-				errs = append(errs, err)
+				errs, failed = append(errs, err), true
 				continue
 			}
 			s.forget(addr)
+			delete(now, addr)
 			replaced++
 		} else {
 			added++
 		}
 		if err := s.addPeer(ctx, p); err != nil {
-			errs = append(errs, err)
+			errs, failed = append(errs, err), true
 			continue
 		}
 		s.record(p)
+		now[addr] = true
 		s.log.Debug("BGP peer configured", "peer", p.Addr, "as", p.AS, "type", p.Type, "name", p.Name)
 	}
 	for _, addr := range slices.SortedFunc(maps.Keys(have), netip.Addr.Compare) {
@@ -74,12 +84,16 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		if err := s.deletePeer(ctx, addr); err != nil {
-			errs = append(errs, err)
+			errs, failed = append(errs, err), true
 			continue
 		}
 		s.forget(addr)
+		delete(now, addr)
 		deleted++
 		s.log.Debug("BGP peer removed", "peer", addr)
+	}
+	if !failed {
+		s.neighbors = now
 	}
 	if err := s.setReflectors(ctx, want); err != nil {
 		errs = append(errs, err)
@@ -223,7 +237,7 @@ func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 		s.log.Warn("TCP MD5 password cannot be set on the BGP listener, which Go made a multipath TCP socket: "+
 			"the peer's connections to us will fail; set GODEBUG=multipathtcp=0", "peer", p.Addr)
 	}
-	err := do(ctx, func() error {
+	err := s.change(ctx, func() error {
 		return s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)})
 	})
 	if err != nil {
@@ -236,7 +250,7 @@ func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 }
 
 func (s *Speaker) deletePeer(ctx context.Context, addr netip.Addr) error {
-	err := do(ctx, func() error {
+	err := s.change(ctx, func() error {
 		return s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()})
 	})
 	if err != nil {
@@ -254,8 +268,8 @@ func (s *Speaker) listPeers(ctx context.Context) ([]*api.Peer, error) {
 	})
 }
 
-// neighbors is the set of addresses GoBGP has a neighbour for.
-func (s *Speaker) neighbors(ctx context.Context) (map[netip.Addr]bool, error) {
+// readNeighbors is the set of addresses GoBGP has a neighbour for.
+func (s *Speaker) readNeighbors(ctx context.Context) (map[netip.Addr]bool, error) {
 	l, err := s.listPeers(ctx)
 	if err != nil {
 		return nil, err

@@ -102,12 +102,15 @@ func (s *Speaker) revive(ctx context.Context, addr netip.Addr, downAt time.Time)
 		}
 	}
 	if err := s.deletePeer(ctx, addr); err != nil {
+		s.neighbors = nil // read back at the next SetPeers
 		s.log.Debug("reviving a BGP session", "peer", addr, "err", err)
 		return false
 	}
 	if err := s.addPeer(ctx, p); err != nil {
 		// The next SetPeers adds it again (it reads GoBGP's neighbours
-		// first); wake the agent so that one comes now.
+		// back, now that they are not known); wake the agent so that
+		// one comes now.
+		s.neighbors = nil
 		s.forget(addr)
 		s.log.Warn("reviving a BGP session", "peer", addr, "err", err)
 		s.signalChanges()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -124,6 +125,19 @@ type Speaker struct {
 	// reflectors are the addresses in the reflectors' neighbour set (nil
 	// until the set is made); under mu.
 	reflectors map[netip.Addr]bool
+	// local and neighbors are what GoBGP holds of our own paths and its
+	// neighbours' addresses, as our last calls left them; nil when not
+	// known (before the first call, and after a call to GoBGP failed, so
+	// that the next one reads them back). Only this package changes
+	// either, so a pass that changes nothing asks GoBGP nothing: reading
+	// them back costs O(routes) and O(peers) of GoBGP's own loop, which
+	// on a reflector of hundreds of hosts is most of its work. Under mu.
+	local     map[netip.Prefix]bool
+	neighbors map[netip.Addr]bool
+	// lateChange is set when a change given up on was made after all;
+	// abandoned counts those given up on that have not ended (for tests).
+	lateChange atomic.Bool
+	abandoned  atomic.Int64
 
 	pmu     sync.Mutex
 	peers   map[netip.Addr]Peer      // the sessions as configured in GoBGP
@@ -289,24 +303,49 @@ func (s *Speaker) sessionSocket(local, remote netip.AddrPort) bool {
 // call runs f, one GoBGP call, and gives up when ctx ends (or after
 // opTimeout if ctx has no deadline). GoBGP v3 takes a context on every
 // call but ignores it: each call is a message to its one event loop. A
-// call given up on may still complete later; callers read state back
-// rather than trust their own record of it.
+// call given up on may still complete later; see change.
 func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	return callThen(ctx, f, nil)
+}
+
+// callThen is call that, when it gives up on f, calls abandon, and then
+// what abandon returned once f has ended after all. A call whose f has
+// ended by the time ctx ends returns f's result.
+func callThen[T any](ctx context.Context, f func() (T, error), abandon func() (late func())) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	type result struct {
 		v   T
 		err error
 	}
+	var mu sync.Mutex
+	var ended bool
+	var late func()
 	done := make(chan result, 1)
 	go func() {
 		v, err := f()
+		mu.Lock()
+		ended = true
+		l := late
+		mu.Unlock()
 		done <- result{v, err}
+		if l != nil {
+			l()
+		}
 	}()
 	select {
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		if ended {
+			r := <-done
+			return r.v, r.err
+		}
+		if abandon != nil {
+			late = abandon()
+		}
 		var zero T
 		return zero, ctx.Err()
 	}
@@ -316,6 +355,30 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 func do(ctx context.Context, f func() error) error {
 	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, f() })
 	return err
+}
+
+// change is do for a change to GoBGP's own paths or its neighbours,
+// which SetAdvertised and SetPeers keep a record of. One given up on may
+// still be made later: when it is, both records are dropped (the next
+// call reads GoBGP back) and the agent is woken for that call.
+func (s *Speaker) change(ctx context.Context, f func() error) error {
+	_, err := callThen(ctx, func() (struct{}, error) { return struct{}{}, f() }, func() func() {
+		s.abandoned.Add(1)
+		return func() {
+			s.lateChange.Store(true)
+			s.abandoned.Add(-1)
+			s.signalChanges()
+		}
+	})
+	return err
+}
+
+// distrustRecords drops the records of our own paths and neighbours if
+// a change given up on has been made since. Under mu.
+func (s *Speaker) distrustRecords() {
+	if s.lateChange.Swap(false) {
+		s.local, s.neighbors = nil, nil
+	}
 }
 
 // mptcpListen tells whether Go makes listening sockets multipath TCP:
