@@ -40,7 +40,8 @@ const (
 	wantVoters  = 3
 	maxLearners = 2
 	lockPrefix  = "/calico/cluster/v1/membership-lock"
-	leavingKey  = "/calico/cluster/v1/leaving/"
+	// LeavingPrefix holds a key for each host handing over its seat.
+	LeavingPrefix = "/calico/cluster/v1/leaving/"
 	// deadLearnerAfter is how long a learner's host may be dead before its
 	// seat is freed.
 	deadLearnerAfter = 30 * time.Second
@@ -61,14 +62,14 @@ func isRetryable(err error) bool {
 }
 
 // leaving lists the hosts that are handing over their seat.
-func leaving(ctx context.Context, cli *clientv3.Client) (map[string]bool, error) {
-	resp, err := cli.Get(ctx, leavingKey, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+func leaving(ctx context.Context, cli *clientv3.Client, opts ...clientv3.OpOption) (map[string]bool, error) {
+	resp, err := cli.Get(ctx, LeavingPrefix, append(opts, clientv3.WithPrefix(), clientv3.WithKeysOnly())...)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
 	for _, kv := range resp.Kvs {
-		out[strings.TrimPrefix(string(kv.Key), leavingKey)] = true
+		out[strings.TrimPrefix(string(kv.Key), LeavingPrefix)] = true
 	}
 	return out, nil
 }
@@ -215,7 +216,9 @@ func clientEndpoints(voters []string, own string, down func(url string) bool) []
 
 // followLoop keeps the etcd client's endpoints in step with the voters,
 // every second, on its own so that nothing slower (a client waiting for
-// a seat) holds it up.
+// a seat) holds it up. The list is the one the member asked holds
+// (serializable): no round of the voters for each host every second, and
+// a member that is behind is caught up with at the next tick.
 func (c *Cluster) followLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -226,7 +229,7 @@ func (c *Cluster) followLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-		list, err := c.client.MemberList(ctx)
+		list, err := c.client.MemberList(ctx, clientv3.WithSerializable())
 		cancel()
 		if err != nil {
 			c.followVoters(nil)

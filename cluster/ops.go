@@ -62,7 +62,7 @@ func (c *Cluster) HandOver(ctx context.Context) error {
 // afterwards.
 func (c *Cluster) Depart(ctx context.Context) error {
 	name := c.id.Name
-	c.client.Delete(ctx, leavingKey+name)
+	c.client.Delete(ctx, LeavingPrefix+name)
 	if err := c.gossip.Leave(3 * time.Second); err != nil {
 		c.log.Warn("leaving gossip", "err", err)
 	}
@@ -83,7 +83,7 @@ func (c *Cluster) Depart(ctx context.Context) error {
 // (up to a minute) for a client host to take the seat and be promoted,
 // then removes its own member.
 func (c *Cluster) handOver(ctx context.Context) error {
-	if _, err := c.client.Put(ctx, leavingKey+c.id.Name, time.Now().UTC().Format(time.RFC3339)); err != nil {
+	if _, err := c.client.Put(ctx, LeavingPrefix+c.id.Name, time.Now().UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
 	if err := c.waitForSuccessor(ctx, time.Now().Add(time.Minute)); err != nil {
@@ -199,7 +199,7 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string, addr netip.Addr
 			return fmt.Errorf("removing node %s's etcd member: %w", name, err)
 		}
 	}
-	c.client.Delete(ctx, leavingKey+name, clientv3.WithPrefix())
+	c.client.Delete(ctx, LeavingPrefix+name, clientv3.WithPrefix())
 	c.log.Info("removed node from the cluster", "node", name)
 	return nil
 }

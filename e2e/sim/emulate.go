@@ -7,17 +7,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"calico/cluster"
 	"calico/store"
 	"calico/store/ipam"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// emulation puts on etcd, for each live simulated host, the load a node
-// puts on it besides its writes: a watch of every resource (the agent's
-// Sync), the member list twice a second (the cluster's membership loop
-// and its endpoint follower) and its blocks every 5 s (the agent's
-// resync). The watches start at the current revision: a node that starts
+// emulation puts on etcd, for each live simulated host, the load a
+// client node puts on it besides its writes: a watch of every resource
+// (the agent's Sync), every second the member list twice and the hosts
+// handing over their seats (the cluster's membership loop and its
+// endpoint follower; serializable, as a client host reads them) and its
+// blocks every 5 s (the agent's resync). The watches start at the current revision: a node that starts
 // lists every resource first, which a thousand emulated nodes starting at
 // once would turn into a benchmark of their own start. It is off until
 // turned on, so that growing the simulation does not pay for it.
@@ -105,10 +107,14 @@ func (e *emulation) poll(ctx context.Context, cli *clientv3.Client, host string)
 		}
 		for range 2 {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := cli.MemberList(rctx)
+			_, err := cli.MemberList(rctx, clientv3.WithSerializable())
 			cancel()
 			e.count(err)
 		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := cli.Get(rctx, cluster.LeavingPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
+		cancel()
+		e.count(err)
 		if n%5 == 0 {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := im.HostBlocks(rctx, host)
