@@ -32,6 +32,10 @@ type Host struct {
 	blocks    []netip.Prefix
 	seq       int
 	dead      bool
+	// adding counts the workload adds under way: leave waits for them,
+	// so that none writes an endpoint or takes a block after the host
+	// has released its blocks.
+	adding sync.WaitGroup
 	// peers and meshed are what the last reconcile made of the topology.
 	peers      []netip.Addr
 	reflectors []string
@@ -69,6 +73,8 @@ func (h *Host) addWorkload(ctx context.Context, labels map[string]string, profil
 	}
 	h.seq++
 	name := fmt.Sprintf("w%d", h.seq)
+	h.adding.Add(1)
+	defer h.adding.Done()
 	h.mu.Unlock()
 	epName := store.WorkloadEndpointName(h.Name, "calico", name, "eth0")
 	if _, err := etcdv3.GetOf[*store.WorkloadEndpoint](ctx, s, Namespace, epName); !errors.Is(err, store.ErrNotFound) {
@@ -232,6 +238,7 @@ func (h *Host) leave(ctx context.Context) error {
 	h.mu.Lock()
 	h.dead = true // no more changes from the churn
 	h.mu.Unlock()
+	h.adding.Wait()
 	for _, name := range h.Workloads() {
 		if err := h.RemoveWorkload(ctx, name); err != nil && !errors.Is(err, errNoWorkload) {
 			return err
