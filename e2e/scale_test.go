@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -151,14 +152,63 @@ func (l *simLab) checkRoutesWithout(host string, dead ...string) map[netip.Prefi
 			return want
 		}
 		if time.Now().After(deadline) {
-			// The BGP sessions the host holds, to tell which peer still
-			// carries a route the datastore no longer has.
+			// The BGP sessions the host holds, and the simulated hosts
+			// that have or advertise a differing block or are its next
+			// hop, to tell which peer still carries a route the
+			// datastore no longer has.
 			ss, _ := l.Exec(host, "ss", "-tn", "( sport = :179 or dport = :179 )")
-			l.t.Fatalf("%s's routes differ from the datastore (%d blocks): err %v, %d differences: %s\n%s's BGP connections:\n%s", host, len(want), err, len(diff),
-				strings.Join(diff[:min(5, len(diff))], "; "), host, ss)
+			l.t.Fatalf("%s's routes differ from the datastore (%d blocks): err %v, %d differences: %s\n%s's BGP connections:\n%s\nsimulated hosts concerned:\n%s",
+				host, len(want), err, len(diff), strings.Join(diff[:min(5, len(diff))], "; "), host, ss, l.simHostsConcerned(want, host))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// simHostsConcerned describes the simulated hosts that hold, advertise
+// or are the next hop of a block on which host's routes and want differ.
+func (l *simLab) simHostsConcerned(want map[netip.Prefix]netip.Addr, host string) string {
+	have, err := l.kernelRoutes(host)
+	if err != nil {
+		return err.Error()
+	}
+	var hosts []sim.HostInfo
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.sim.Do(ctx, "GET", "/hosts", nil, &hosts); err != nil {
+		return err.Error()
+	}
+	differs := map[netip.Prefix]bool{}
+	hops := map[netip.Addr]bool{}
+	for dst, via := range want {
+		if !slices.Equal(have[dst], []netip.Addr{via}) {
+			differs[dst] = true
+			for _, a := range have[dst] {
+				hops[a] = true
+			}
+		}
+	}
+	for dst, via := range have {
+		if _, ok := want[dst]; !ok && netip.MustParsePrefix(simPool).Contains(dst.Addr()) && dst.Bits() < 32 {
+			differs[dst] = true
+			for _, a := range via {
+				hops[a] = true
+			}
+		}
+	}
+	var out []string
+	for _, h := range hosts {
+		concerned := hops[h.Addr]
+		for _, p := range append(slices.Clone(h.Blocks), h.Advertised...) {
+			concerned = concerned || differs[p]
+		}
+		if concerned {
+			out = append(out, fmt.Sprintf("%s %s dead=%v blocks=%v advertised=%v peers=%v up=%d", h.Name, h.Addr, h.Dead, h.Blocks, h.Advertised, h.Peers, h.Up))
+		}
+	}
+	if len(out) == 0 {
+		return "none (no live simulated host has those blocks or addresses)"
+	}
+	return strings.Join(out, "\n")
 }
 
 // checkSets waits until one of host's sets holds exactly the addresses of

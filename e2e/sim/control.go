@@ -69,6 +69,7 @@ type HostInfo struct {
 	Addr       netip.Addr
 	Dead       bool
 	Blocks     []netip.Prefix
+	Advertised []netip.Prefix        // what its speaker advertises
 	Workloads  map[string]netip.Addr // by name
 	Peers      []netip.Addr          // its sessions' peers
 	Up         int                   // sessions established
@@ -286,6 +287,7 @@ func (h *Host) info(workloads bool) HostInfo {
 			hi.Workloads[name] = p.Addr()
 		}
 	}
+	hi.Advertised = slices.SortedFunc(slices.Values(h.sp.advertised()), netip.Prefix.Compare)
 	hi.Peers = h.sp.Peers()
 	hi.Up, _ = h.sp.Established()
 	return hi
