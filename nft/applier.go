@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +31,14 @@ type Applier struct {
 	// mon follows nftables events so that a commit elsewhere in the
 	// namespace need not cost a read-back; nil until first used or after
 	// it lost events.
-	mon    *monitor
+	mon *monitor
+	// conn is the NETLINK_NETFILTER socket Apply reads and commits on,
+	// kept open between Applies: the kernel makes the close of a socket
+	// wait until the objects its last transaction replaced are freed, an
+	// RCU grace period (10-20 ms, longer on a busy host), and a socket per
+	// Apply paid that on every change. nil until first used and after a
+	// failure (what it still holds to be read is then unknown).
+	conn   *netlink.Conn
 	owners map[string]policyDir
 	// render remembers the last rendering by the versions of policies and
 	// sets; verify renders every Ruleset afresh too and compares.
@@ -71,8 +80,8 @@ func New(log *slog.Logger, opts ...Option) *Applier {
 	return a
 }
 
-// Close releases the Applier's event socket. The Applier may be used
-// again afterwards; it then reads the table back once.
+// Close releases the Applier's sockets. The Applier may be used again
+// afterwards; it then reads the table back once.
 func (a *Applier) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -80,8 +89,41 @@ func (a *Applier) Close() error {
 		a.mon.close()
 		a.mon = nil
 	}
+	a.dropSocket()
 	return nil
 }
+
+// socket is conn, opened if need be, with deadline set.
+func (a *Applier) socket(deadline time.Time) (*netlink.Conn, error) {
+	if a.conn == nil {
+		c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: a.netns})
+		if err != nil {
+			return nil, fmt.Errorf("opening netfilter socket: %w", err)
+		}
+		if err := sockOptions(deadline)(c); err != nil {
+			closeLater(c)
+			return nil, err
+		}
+		a.conn = c
+	}
+	if err := a.conn.SetDeadline(deadline); err != nil {
+		a.dropSocket()
+		return nil, fmt.Errorf("setting netfilter socket deadline: %w", err)
+	}
+	return a.conn, nil
+}
+
+// dropSocket closes conn, in the background (see conn).
+func (a *Applier) dropSocket() {
+	if a.conn != nil {
+		closeLater(a.conn)
+		a.conn = nil
+	}
+}
+
+// closeLater closes a netfilter socket without waiting for the kernel
+// to free what the last transaction replaced (see Applier.conn).
+func closeLater(c io.Closer) { go c.Close() }
 
 // result describes one attempt.
 type result struct {
@@ -161,16 +203,21 @@ func (a *Applier) deadline(ctx context.Context) time.Time {
 // sync makes one attempt: learn what the kernel holds, compute the
 // changes, send them as one transaction. recreate rebuilds the table
 // whatever it holds.
-func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (result, error) {
+func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (res result, err error) {
 	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
 	deadline := a.deadline(ctx)
-	r, err := dialReader(a.netns, deadline)
+	c, err := a.socket(deadline)
 	if err != nil {
 		return result{}, err
 	}
-	defer r.close()
+	defer func() {
+		if err != nil {
+			a.dropSocket()
+		}
+	}()
+	r := &reader{c: c}
 	fresh := false
 	if a.mon == nil {
 		// Subscribe before reading the generation: the socket then holds
@@ -190,7 +237,7 @@ func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (resu
 		a.mon.from = gen
 	}
 	var ops []op
-	res := result{source: "recreate"}
+	res = result{source: "recreate"}
 	switch {
 	case recreateAll:
 		ops = recreate(want)
@@ -223,7 +270,7 @@ func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (resu
 		a.mon.close()
 		a.mon = nil
 	}
-	if err := a.send(ctx, ops, deadline); err != nil {
+	if err := a.send(ctx, ops, c); err != nil {
 		res.rejected = true
 		return res, fmt.Errorf("committing nftables transaction of %d changes (state from %s): %w", len(ops), res.source, err)
 	}
@@ -269,8 +316,8 @@ func nextGen(g uint32) uint32 {
 	return g + 1
 }
 
-// send marshals ops and commits them as one batch on a fresh connection.
-func (a *Applier) send(ctx context.Context, ops []op, deadline time.Time) error {
+// send marshals ops and commits them as one batch on c.
+func (a *Applier) send(ctx context.Context, ops []op, c *netlink.Conn) error {
 	if a.failSends > 0 {
 		a.failSends--
 		return errors.New("injected failure")
@@ -287,7 +334,7 @@ func (a *Applier) send(ctx context.Context, ops []op, deadline time.Time) error 
 	if err != nil {
 		return err
 	}
-	return commit(a.netns, msgs, deadline)
+	return commit(c, msgs)
 }
 
 // Counters reads the counters of every policy rule in the kernel: one
@@ -302,11 +349,12 @@ func (a *Applier) Counters(ctx context.Context) ([]Counter, error) {
 	owners := a.owners
 	deadline := a.deadline(ctx)
 	a.mu.Unlock()
+	// A socket of its own: Counters runs beside Apply.
 	r, err := dialReader(a.netns, deadline)
 	if err != nil {
 		return nil, err
 	}
-	defer r.close()
+	defer closeLater(r.c)
 	rows, err := r.readRules()
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
@@ -323,7 +371,13 @@ func (a *Applier) Remove(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.mem = nil
-	if err := a.send(ctx, []op{{kind: opAddTable}, {kind: opDelTable}}, a.deadline(ctx)); err != nil {
+	c, err := a.socket(a.deadline(ctx))
+	if err == nil {
+		if err = a.send(ctx, []op{{kind: opAddTable}, {kind: opDelTable}}, c); err != nil {
+			a.dropSocket()
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("removing table inet calico: %w", err)
 	}
 	return nil

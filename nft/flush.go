@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -72,16 +71,8 @@ func quiet(msgs []netlink.Message) int {
 // commit sends a batch as one transaction and waits for its outcome: the
 // first error the kernel reports, or the acknowledgement of the last
 // message.
-func commit(netns int, msgs []netlink.Message, deadline time.Time) error {
+func commit(c *netlink.Conn, msgs []netlink.Message) error {
 	last := quiet(msgs)
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
-	if err != nil {
-		return fmt.Errorf("opening netfilter socket: %w", err)
-	}
-	defer c.Close()
-	if err := sockOptions(deadline)(c); err != nil {
-		return err
-	}
 	sent, err := c.SendMessages(msgs)
 	if err != nil {
 		return fmt.Errorf("sending nftables batch: %w", err)

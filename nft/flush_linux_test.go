@@ -48,7 +48,13 @@ func TestPrivilegedCommitOutcome(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = commit(int(ns.Handle()), msgs, time.Now().Add(10*time.Second))
+			a := New(testLogger(t), WithNetNS(int(ns.Handle())))
+			defer a.Close()
+			c, err := a.socket(time.Now().Add(10 * time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = commit(c, msgs)
 			table, after := readBack(t, ns)
 			switch {
 			case tt.want == nil && err != nil:

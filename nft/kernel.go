@@ -35,7 +35,7 @@ func dialReader(netns int, deadline time.Time) (*reader, error) {
 	return &reader{c: c}, nil
 }
 
-func (r *reader) close() { r.c.Close() }
+func (r *reader) close() { closeLater(r.c) }
 
 // request sends one nf_tables request and returns the replies; dump asks
 // for all objects that match attrs.
