@@ -141,6 +141,7 @@ type renderer struct {
 }
 
 type memo struct {
+	checked  map[versionKey]checkedPolicy // see Ruleset.validate
 	policies map[policyKey]policyMemo
 	groups   map[pathKey]Chain
 	sets     map[setKey][2][]Element
@@ -171,10 +172,11 @@ type setKey struct {
 }
 
 func (r *renderer) render(rs Ruleset) (*Table, error) {
-	if err := rs.Validate(); err != nil {
+	r.next = memo{checked: map[versionKey]checkedPolicy{}, policies: map[policyKey]policyMemo{}, groups: map[pathKey]Chain{}, sets: map[setKey][2][]Element{}}
+	if err := rs.validate(r.last.checked, r.next.checked); err != nil {
+		r.next = memo{} // a ruleset refused leaves the memory as it was
 		return nil, err
 	}
-	r.next = memo{policies: map[policyKey]policyMemo{}, groups: map[pathKey]Chain{}, sets: map[setKey][2][]Element{}}
 	defer func() { r.last, r.next = r.next, memo{} }()
 	t := &Table{owners: map[string]policyDir{}}
 	kinds := kindsOf(rs.Sets)
@@ -182,9 +184,22 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 
 	groups := map[string]Chain{}
 	used := map[policyDir]bool{}
+	// named are the group chains' names by path identity (pathID):
+	// endpoints that share a path share its slices, so a path's names
+	// are read once per pass, not once per endpoint.
+	type groupID struct {
+		s  stage
+		d  Direction
+		id pathID
+	}
+	named := map[groupID]string{}
 	// group names the chain that evaluates p in direction d at stage s,
 	// adding it and marking its policies used the first time.
 	group := func(s stage, d Direction, p Path) string {
+		gid := groupID{s, d, idOf(p)}
+		if name, ok := named[gid]; ok {
+			return name
+		}
 		c := r.group(s, d, p)
 		if _, ok := groups[c.Name]; !ok {
 			groups[c.Name] = c
@@ -192,6 +207,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 				used[policyDir{n, d}] = true
 			}
 		}
+		named[gid] = c.Name
 		return c.Name
 	}
 	t.Sets = append(t.Sets, workloadSets(rs.Workloads, group)...)

@@ -20,8 +20,14 @@ const maxListLen = 500
 // lists longer than 500 entries, named ports of other protocols than
 // TCP, UDP and SCTP, untracked paths for all interfaces and profiles in
 // pre-DNAT or untracked paths. The errors are joined.
-func (rs Ruleset) Validate() error {
-	var v validation
+func (rs Ruleset) Validate() error { return rs.validate(nil, nil) }
+
+// validate is Validate that, given the checked policies of the previous
+// call (last), checks the rules of a policy version found there only for
+// the sets they name, and records in next the versions whose rules are
+// valid.
+func (rs Ruleset) validate(last, next map[versionKey]checkedPolicy) error {
+	v := validation{last: last, next: next}
 	names := setNames{addrs: v.sets(rs.Sets), ports: v.portSets(rs.PortSets)}
 	policies := v.policies(rs.Policies, names)
 	v.workloads(rs.Workloads, policies)
@@ -46,7 +52,42 @@ func (rs Ruleset) Validate() error {
 }
 
 // validation collects what Validate finds.
-type validation struct{ errs []error }
+type validation struct {
+	errs       []error
+	last, next map[versionKey]checkedPolicy
+	// paths are the endpoint paths whose policies are known, by their
+	// slices: the calculation gives endpoints that share a path the same
+	// slices, and nothing changes them while Validate runs.
+	paths map[pathID]bool
+}
+
+// versionKey is one version of a policy (Policy.Version).
+type versionKey struct{ name, version string }
+
+// checkedPolicy is a policy version whose rules are valid wherever the
+// sets and port sets they name exist.
+type checkedPolicy struct{ sets, portSets []string }
+
+// pathID identifies a Path by its slices' first elements and lengths:
+// within one pass over a Ruleset, which nothing changes meanwhile, paths
+// with the same id are the same path.
+type pathID struct {
+	tiers     *Tier
+	nTiers    int
+	profiles  *string
+	nProfiles int
+}
+
+func idOf(p Path) pathID {
+	id := pathID{nTiers: len(p.Tiers), nProfiles: len(p.Profiles)}
+	if len(p.Tiers) > 0 {
+		id.tiers = &p.Tiers[0]
+	}
+	if len(p.Profiles) > 0 {
+		id.profiles = &p.Profiles[0]
+	}
+	return id
+}
 
 func (v *validation) add(format string, args ...any) {
 	v.errs = append(v.errs, fmt.Errorf(format, args...))
@@ -97,9 +138,15 @@ func (v *validation) portSets(sets []PortSet) map[string]bool {
 }
 
 func (v *validation) policies(ps []Policy, sets setNames) map[string]bool {
-	names := map[string]bool{}
+	names := make(map[string]bool, len(ps))
 	for _, p := range ps {
 		v.unique("policy", p.Name, names)
+		k := versionKey{p.Name, p.Version}
+		if c, ok := v.last[k]; ok && p.Version != "" && c.valid(sets) {
+			v.next[k] = c
+			continue
+		}
+		failed := false
 		for _, d := range []Direction{Ingress, Egress} {
 			rules := p.Ingress
 			if d == Egress {
@@ -108,11 +155,50 @@ func (v *validation) policies(ps []Policy, sets setNames) map[string]bool {
 			for i, r := range rules {
 				if err := validateRule(r, sets); err != nil {
 					v.add("policy %s: %s rule %d: %w", p.Name, d, i, err)
+					failed = true
+				}
+			}
+		}
+		if v.next != nil && p.Version != "" && !failed {
+			v.next[k] = checked(p)
+		}
+	}
+	return names
+}
+
+// checked records the sets a valid policy's rules name.
+func checked(p Policy) checkedPolicy {
+	var c checkedPolicy
+	for _, r := range slices.Concat(p.Ingress, p.Egress) {
+		for _, m := range []Match{r.Src, r.Dst} {
+			for _, s := range []string{m.Set, m.NotSet} {
+				if s != "" {
+					c.sets = append(c.sets, s)
+				}
+			}
+			for _, s := range []string{m.PortSet, m.NotPortSet} {
+				if s != "" {
+					c.portSets = append(c.portSets, s)
 				}
 			}
 		}
 	}
-	return names
+	return c
+}
+
+// valid tells whether every set the policy names exists.
+func (c checkedPolicy) valid(sets setNames) bool {
+	for _, s := range c.sets {
+		if !sets.addrs[s] {
+			return false
+		}
+	}
+	for _, s := range c.portSets {
+		if !sets.ports[s] {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validation) workloads(eps []Endpoint, policies map[string]bool) {
@@ -133,7 +219,18 @@ func (v *validation) workloads(eps []Endpoint, policies map[string]bool) {
 				v.add("endpoint %s: invalid address", ep.Iface)
 			}
 		}
-		v.known("endpoint", ep.Iface, all(ep.Ingress, ep.Egress), policies)
+		for _, p := range []Path{ep.Ingress, ep.Egress} {
+			id := idOf(p)
+			if v.paths[id] {
+				continue
+			}
+			if v.known("endpoint", ep.Iface, all(p), policies) {
+				if v.paths == nil {
+					v.paths = map[pathID]bool{}
+				}
+				v.paths[id] = true
+			}
+		}
 	}
 }
 
@@ -160,13 +257,17 @@ func (v *validation) hostEndpoints(hs []HostEndpoint, policies map[string]bool) 
 	}
 }
 
-// known checks that an endpoint's paths name only known policies.
-func (v *validation) known(what, iface string, names iter.Seq[string], policies map[string]bool) {
+// known checks that an endpoint's paths name only known policies, and
+// says whether they do.
+func (v *validation) known(what, iface string, names iter.Seq[string], policies map[string]bool) bool {
+	ok := true
 	for n := range names {
 		if !policies[n] {
 			v.add("%s %s: unknown policy %s", what, iface, n)
+			ok = false
 		}
 	}
+	return ok
 }
 
 func validName(s string) bool {
