@@ -201,6 +201,42 @@ func TestRendererRemembers(t *testing.T) {
 	}
 }
 
+// TestRendererValidatesWithMemory: what the renderer remembers of a
+// valid policy version never lets an invalid ruleset through: a set the
+// version names that is gone, an invalid version rendered twice, a path
+// shared by endpoints that names an unknown policy.
+func TestRendererValidatesWithMemory(t *testing.T) {
+	var r renderer
+	shared := tierPath("p")
+	valid := Ruleset{
+		Sets:      []Set{{Name: "s", Version: "1"}},
+		Policies:  []Policy{{Name: "p", Version: "1", Ingress: []Rule{{Action: Allow, Src: Match{Set: "s"}}}}},
+		Workloads: []Endpoint{{Iface: "cali1", Ingress: shared}, {Iface: "cali2", Ingress: shared}},
+	}
+	noSet := valid
+	noSet.Sets = nil
+	badPolicy := valid
+	badPolicy.Policies = []Policy{{Name: "p", Version: "2", Ingress: []Rule{{Action: Allow, Dst: Match{Ports: []PortRange{{1, 1}}}}}}}
+	unknown := valid
+	nope := tierPath("nope")
+	unknown.Workloads = []Endpoint{{Iface: "cali1", Ingress: nope}, {Iface: "cali2", Ingress: nope}}
+	for i, step := range []struct {
+		rs   Ruleset
+		want string // "" for valid, else a substring of the error
+	}{
+		{valid, ""}, {noSet, "unknown set s"}, {valid, ""}, {badPolicy, "ports need protocol"}, {badPolicy, "ports need protocol"},
+		{valid, ""}, {unknown, "cali1: unknown policy nope"}, {unknown, "cali2: unknown policy nope"}, {valid, ""},
+	} {
+		_, err := r.render(step.rs)
+		switch {
+		case step.want == "" && err != nil:
+			t.Errorf("step %d: %v", i, err)
+		case step.want != "" && (err == nil || !strings.Contains(err.Error(), step.want)):
+			t.Errorf("step %d: render error %v, want one containing %q", i, err, step.want)
+		}
+	}
+}
+
 // TestRendererSetKinds checks that a remembered policy is rendered anew
 // when a Set it refers to changes kind (gains or loses nets) though the
 // policy's version stays.
