@@ -337,9 +337,14 @@ func (a *Agent) follow(ctx context.Context) {
 		a.mu.Lock()
 		a.ds = ds
 		a.mu.Unlock()
+		connected := time.Now()
 		ds.Sync(ctx, func(ev etcdv3.SyncEvent) {
 			if ev.Err != nil {
 				a.log.Warn("datastore unreachable; enforcing the last state", "err", ev.Err)
+			}
+			if ev.Snapshot {
+				a.log.Info("datastore listed", "resources", len(ev.Updates), "revision", ev.Revision,
+					"took", ev.Listed.Round(time.Millisecond), "since_connected", time.Since(connected).Round(time.Millisecond))
 			}
 			switch {
 			case !a.cache.update(ev):

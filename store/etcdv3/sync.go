@@ -26,6 +26,8 @@ type SyncEvent struct {
 	Updates  []Update
 	// Revision is the datastore revision the state is at.
 	Revision int64
+	// Listed is how long a snapshot took to list and decode.
+	Listed time.Duration
 	// Err is set when the datastore could not be read; Sync keeps trying.
 	// Values that cannot be used as written are not errors: they come as
 	// resources with Problems (store.DecodeStored).
@@ -73,13 +75,15 @@ func (s *Store) Sync(ctx context.Context, fn func(SyncEvent)) error {
 }
 
 func (s *Store) snapshot(ctx context.Context) (SyncEvent, error) {
+	start := time.Now()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	resp, err := s.kv.Get(ctx, store.ResourcePrefix, clientv3.WithPrefix())
 	if err != nil {
-		return SyncEvent{}, fmt.Errorf("listing resources: %w", err)
+		return SyncEvent{}, fmt.Errorf("listing resources (for %v): %w", time.Since(start).Round(time.Millisecond), err)
 	}
-	return SyncEvent{Snapshot: true, Revision: resp.Header.Revision, Updates: decodeAll(resp.Kvs)}, nil
+	ups := decodeAll(resp.Kvs)
+	return SyncEvent{Snapshot: true, Revision: resp.Header.Revision, Updates: ups, Listed: time.Since(start)}, nil
 }
 
 // decodeAll decodes a listing's resources on every core, in the
