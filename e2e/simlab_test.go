@@ -227,10 +227,16 @@ func (l *simLab) startSim() {
 	l.sim = sim.NewClient(sock)
 }
 
-// simDo calls the simulation's control API.
+// simDo calls the simulation's control API, for up to 30 minutes or
+// until a minute before the test's deadline, whichever is later (a grow
+// to 1,000 hosts takes longer than 30 minutes here).
 func (l *simLab) simDo(method, path string, in, out any) {
 	l.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	bound := 30 * time.Minute
+	if d, ok := l.t.Deadline(); ok {
+		bound = max(bound, time.Until(d)-time.Minute)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	if err := l.sim.Do(ctx, method, path, in, out); err != nil {
 		l.t.Fatal(err)
