@@ -370,9 +370,15 @@ func TestSetPeers(t *testing.T) {
 
 	// A sends C its own prefix only: what it learned from B over iBGP
 	// goes to no other iBGP peer.
+	for _, to := range []netip.Addr{addrB, addrC} {
+		eventually(t, "the routes A advertises to "+to.String(), func() (bool, string) {
+			n, err := a.Advertised(t.Context(), to)
+			return err == nil && n == 1, fmt.Sprint(n, err)
+		})
+	}
 	want := []PeerStatus{
-		{Peer: toB, State: "established", Received: 2, Advertised: 1},
-		{Peer: toC, State: "established", Received: 0, Advertised: 1},
+		{Peer: toB, State: "established", Received: 2},
+		{Peer: toC, State: "established", Received: 0},
 	}
 	var before []PeerStatus
 	eventually(t, "A's peer status", func() (bool, string) {

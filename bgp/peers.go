@@ -284,6 +284,10 @@ func (s *Speaker) readNeighbors(ctx context.Context) (map[netip.Addr]bool, error
 }
 
 // Peers is the state of every configured session, sorted by address.
+// Advertised is left 0: counting it costs a walk of the RIB per session
+// (Advertised), which on a reflector of N hosts is O(N²) and held
+// GoBGP's loop for seconds at 300 hosts; Peers is read every few
+// seconds (problems, metrics).
 func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 	l, err := s.listPeers(ctx)
 	if err != nil {
@@ -294,7 +298,6 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 	s.pmu.Unlock()
 
 	var out []PeerStatus
-	var errs []error
 	for _, ap := range l {
 		addr, err := netip.ParseAddr(ap.GetConf().GetNeighborAddress())
 		if err != nil {
@@ -318,25 +321,17 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 		for _, af := range ap.GetAfiSafis() {
 			st.Received += int(af.GetState().GetAccepted())
 		}
-		if state == api.PeerState_ESTABLISHED {
-			// Counted from the Adj-RIB-Out: GoBGP's own count
-			// (ListPeer's EnableAdvertised) includes the End-of-RIB
-			// marker when graceful restart is on.
-			n, err := s.advertisedTo(ctx, addr)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			st.Advertised = n
-		}
 		out = append(out, st)
 	}
 	out = append(out, s.refusedStatus()...)
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Addr.Compare(b.Addr) })
-	return out, errors.Join(errs...)
+	return out, nil
 }
 
-// advertisedTo counts the paths GoBGP sends to the peer at addr.
-func (s *Speaker) advertisedTo(ctx context.Context, addr netip.Addr) (int, error) {
+// Advertised counts the paths GoBGP sends to the peer at addr, from its
+// Adj-RIB-Out (GoBGP's own count, ListPeer's EnableAdvertised, includes
+// the End-of-RIB marker when graceful restart is on): O(routes).
+func (s *Speaker) Advertised(ctx context.Context, addr netip.Addr) (int, error) {
 	n, err := call(ctx, func() (int, error) {
 		n := 0
 		err := s.srv.ListPath(ctx, &api.ListPathRequest{

@@ -147,7 +147,11 @@ func bgpTable(w io.Writer, sessions []api.BGPSession) error {
 		if !s.Since.IsZero() {
 			since = time.Since(s.Since).Round(time.Second).String()
 		}
-		rows = append(rows, []string{s.Peer, fmt.Sprint(s.AS), s.Type, orDash(s.Node), s.State, since, fmt.Sprint(s.Received), fmt.Sprint(s.Advertised)})
+		adv := fmt.Sprint(s.Advertised)
+		if s.Advertised < 0 {
+			adv = "-" // not counted on a node of many sessions
+		}
+		rows = append(rows, []string{s.Peer, fmt.Sprint(s.AS), s.Type, orDash(s.Node), s.State, since, fmt.Sprint(s.Received), adv})
 	}
 	return table(w, rows)
 }

@@ -616,6 +616,12 @@ func (a *Agent) Counters(ctx context.Context) ([]nft.Counter, error) { return a.
 // BGPPeers reports the BGP sessions.
 func (a *Agent) BGPPeers(ctx context.Context) ([]bgp.PeerStatus, error) { return a.bgp.peers(ctx) }
 
+// BGPAdvertised counts the routes sent to one BGP peer (O(routes); see
+// bgp.Speaker.Advertised).
+func (a *Agent) BGPAdvertised(ctx context.Context, addr netip.Addr) (int, error) {
+	return a.bgp.advertised(ctx, addr)
+}
+
 // refreshBlocks reads this host's address blocks; on failure the cache
 // keeps the last ones it knew.
 func (a *Agent) refreshBlocks(ctx context.Context) {

@@ -22,6 +22,7 @@ type Speaker interface {
 	Learned() []bgp.Route
 	Changes() <-chan struct{}
 	Peers(ctx context.Context) ([]bgp.PeerStatus, error)
+	Advertised(ctx context.Context, addr netip.Addr) (int, error)
 	Stop()
 }
 
@@ -193,6 +194,20 @@ func (d *bgpDriver) peers(ctx context.Context) ([]bgp.PeerStatus, error) {
 	ps, err := sp.Peers(ctx)
 	slices.SortFunc(ps, func(a, b bgp.PeerStatus) int { return a.Addr.Compare(b.Addr) })
 	return ps, err
+}
+
+// advertised counts the paths sent to one peer.
+func (d *bgpDriver) advertised(ctx context.Context, addr netip.Addr) (int, error) {
+	if d == nil {
+		return 0, nil
+	}
+	d.mu.Lock()
+	sp := d.sp
+	d.mu.Unlock()
+	if sp == nil {
+		return 0, nil
+	}
+	return sp.Advertised(ctx, addr)
 }
 
 func (d *bgpDriver) stop() {

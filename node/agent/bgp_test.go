@@ -25,6 +25,7 @@ func (f *fakeSpeaker) SetAdvertised(context.Context, []netip.Prefix) error { ret
 func (f *fakeSpeaker) Learned() []bgp.Route                                { return nil }
 func (f *fakeSpeaker) Changes() <-chan struct{}                            { return f.changes }
 func (f *fakeSpeaker) Peers(context.Context) ([]bgp.PeerStatus, error)     { return nil, nil }
+func (f *fakeSpeaker) Advertised(context.Context, netip.Addr) (int, error) { return 0, nil }
 func (f *fakeSpeaker) Stop()                                               {}
 
 type syncBuffer struct {

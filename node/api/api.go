@@ -354,14 +354,17 @@ type Node struct {
 
 // BGPSession is one BGP session as `calico status` shows it.
 type BGPSession struct {
-	Peer       string    `json:"peer"`
-	AS         uint32    `json:"as"`
-	Type       string    `json:"type"` // mesh, global, node, reflector
-	Node       string    `json:"node,omitempty"`
-	State      string    `json:"state"`
-	Since      time.Time `json:"since,omitzero"`
-	Received   int       `json:"received"`
-	Advertised int       `json:"advertised"`
+	Peer     string    `json:"peer"`
+	AS       uint32    `json:"as"`
+	Type     string    `json:"type"` // mesh, global, node, reflector
+	Node     string    `json:"node,omitempty"`
+	State    string    `json:"state"`
+	Since    time.Time `json:"since,omitzero"`
+	Received int       `json:"received"`
+	// Advertised is -1 when not counted: on a node with more than 64
+	// established sessions (a route reflector), where counting costs
+	// a walk of the routes for each.
+	Advertised int `json:"advertised"`
 }
 
 // BGPRoutes is what `calico bgp routes` shows.

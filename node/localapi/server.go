@@ -75,6 +75,7 @@ type Agent interface {
 	View() (in calc.Input, rev int64, ok bool)
 	Counters(ctx context.Context) ([]nft.Counter, error)
 	BGPPeers(ctx context.Context) ([]bgp.PeerStatus, error)
+	BGPAdvertised(ctx context.Context, addr netip.Addr) (int, error)
 	BGPRoutes() (advertised []netip.Prefix, installed []route.Route)
 	Problems() []agent.Problem
 }
@@ -348,16 +349,41 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 	return st, nil
 }
 
+// countAdvertisedMax is how many established sessions a status counts
+// the advertised routes of: each count walks the routes sent to that
+// peer, so a route reflector of hundreds of hosts would spend seconds
+// of its BGP speaker's time on one status; beyond it the counts read -1.
+const countAdvertisedMax = 64
+
 func (s *Server) bgpSessions(ctx context.Context) ([]api.BGPSession, error) {
 	ps, err := s.Agent.BGPPeers(ctx)
-	out := make([]api.BGPSession, 0, len(ps))
+	up := 0
 	for _, p := range ps {
-		out = append(out, api.BGPSession{
-			Peer: p.Addr.String(), AS: p.AS, Type: p.Type, Node: p.Name, State: p.State, Since: p.Since,
-			Received: p.Received, Advertised: p.Advertised,
-		})
+		if p.State == "established" {
+			up++
+		}
 	}
-	return out, err
+	out := make([]api.BGPSession, 0, len(ps))
+	var errs []error
+	for _, p := range ps {
+		b := api.BGPSession{
+			Peer: p.Addr.String(), AS: p.AS, Type: p.Type, Node: p.Name, State: p.State, Since: p.Since,
+			Received: p.Received,
+		}
+		switch {
+		case p.State != "established":
+		case up > countAdvertisedMax:
+			b.Advertised = -1
+		default:
+			n, err := s.Agent.BGPAdvertised(ctx, p.Addr)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			b.Advertised = n
+		}
+		out = append(out, b)
+	}
+	return out, errors.Join(append([]error{err}, errs...)...)
 }
 
 func (s *Server) bgpRoutes(context.Context) (api.BGPRoutes, error) {

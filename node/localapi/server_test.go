@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"calico/bgp"
 	"calico/internal/testutil"
 	"calico/nft"
 	"calico/node/agent"
@@ -239,5 +240,44 @@ func TestApplyEndpointsHoldTheirAddresses(t *testing.T) {
 	}
 	if err := apply(endpoint("w5", "192.0.2.5")); err != nil {
 		t.Errorf("an endpoint with an address outside every pool: %v", err)
+	}
+}
+
+// peersAgent answers the BGP questions of a status; nothing else of it
+// is used.
+type peersAgent struct {
+	Agent
+	peers   []bgp.PeerStatus
+	counted int
+}
+
+func (p *peersAgent) BGPPeers(context.Context) ([]bgp.PeerStatus, error) { return p.peers, nil }
+func (p *peersAgent) BGPAdvertised(context.Context, netip.Addr) (int, error) {
+	p.counted++
+	return 7, nil
+}
+
+// TestBGPSessionsCounted: a status counts the routes advertised on each
+// established session, unless there are more than countAdvertisedMax
+// of them (a reflector), where the counts read -1 and none is made.
+func TestBGPSessionsCounted(t *testing.T) {
+	for _, up := range []int{3, countAdvertisedMax + 1} {
+		a := &peersAgent{peers: []bgp.PeerStatus{{Peer: bgp.Peer{Addr: netip.MustParseAddr("10.0.0.1")}, State: "active"}}}
+		for i := range up {
+			a.peers = append(a.peers, bgp.PeerStatus{Peer: bgp.Peer{Addr: netip.AddrFrom4([4]byte{10, 1, byte(i / 256), byte(i)})}, State: "established"})
+		}
+		s := &Server{Agent: a}
+		out, err := s.bgpSessions(t.Context())
+		if err != nil || len(out) != up+1 {
+			t.Fatalf("%d sessions up: %d sessions, %v", up, len(out), err)
+		}
+		want, calls := 7, up
+		if up > countAdvertisedMax {
+			want, calls = -1, 0
+		}
+		if out[0].Advertised != 0 || out[1].Advertised != want || out[up].Advertised != want || a.counted != calls {
+			t.Errorf("%d sessions up: advertised %d (down), %d, %d; %d counts made; want 0, %d, %d; %d", up,
+				out[0].Advertised, out[1].Advertised, out[up].Advertised, a.counted, want, want, calls)
+		}
 	}
 }
