@@ -343,7 +343,7 @@ func (n *node) startAgent(name string) error {
 			return c != nil && (*c).Down(addr)
 		},
 		Interfaces: upInterfaces,
-		Forget:     conntrack.Forget,
+		Forget:     new(conntrack.Table).Forget, // its socket lives as long as the process
 		Observe:    n.observePass,
 		Voters: func() []netip.Addr {
 			if c := n.cluster.Load(); c != nil {
