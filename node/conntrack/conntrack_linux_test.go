@@ -76,4 +76,19 @@ func TestPrivilegedForget(t *testing.T) {
 	if n1, n2 := flows(); n1 != 0 || n2 == 0 {
 		t.Errorf("after Forget(10.65.0.1): %d flows to it, %d to 10.65.0.2; want 0 and the other kept", n1, n2)
 	}
+
+	// A Table keeps the socket its first use opened, in that thread's
+	// namespace: used again from this goroutine (the machine's own
+	// namespace), it still forgets in the test's.
+	var tbl Table
+	defer tbl.Close()
+	if err := ns.Do(func() error { return tbl.Forget([]netip.Addr{netip.MustParseAddr("10.65.0.9")}) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Forget([]netip.Addr{netip.MustParseAddr("10.65.0.2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, n2 := flows(); n2 != 0 {
+		t.Errorf("after the Table forgot 10.65.0.2: %d flows to it", n2)
+	}
 }
