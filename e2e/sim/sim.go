@@ -334,11 +334,12 @@ func (s *Sim) Grow(ctx context.Context, n, perHost, parallel int, label func(hos
 
 // growTries is how often Grow tries a host's step (its Node, its
 // workloads) before giving up: on a loaded machine an etcd call of the
-// simulation's can outlast the store's timeout (10 s) now and then.
-const growTries = 4
+// simulation's can outlast the store's timeout (10 s) now and then, and
+// near 1,000 hosts on two cores three tries in a row did (2026-12-05).
+const growTries = 8
 
 // growHost adds one host with perHost workloads, trying again (after 1,
-// 2, 3 s) a step that failed, for the workloads still missing. A write
+// 2, ... 7 s) a step that failed, for the workloads still missing. A write
 // that timed out but was done leaves an endpoint the host does not know
 // of: growing is set-up, and the datastore (which the checks read) still
 // says what there is.
