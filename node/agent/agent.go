@@ -179,6 +179,9 @@ type Agent struct {
 	installed  []route.Route
 	// startLevel is cfg.LogLevel's level when the agent started.
 	startLevel slog.Level
+	// listedAt is when the datastore's last listing arrived, until a
+	// pass has programmed it (and logged how long that took).
+	listedAt time.Time
 }
 
 // Applied is the outcome of the agent's last programming of the host.
@@ -345,6 +348,9 @@ func (a *Agent) follow(ctx context.Context) {
 			if ev.Snapshot {
 				a.log.Info("datastore listed", "resources", len(ev.Updates), "revision", ev.Revision,
 					"took", ev.Listed.Round(time.Millisecond), "since_connected", time.Since(connected).Round(time.Millisecond))
+				a.mu.Lock()
+				a.listedAt = time.Now()
+				a.mu.Unlock()
 			}
 			switch {
 			case !a.cache.update(ev):
@@ -469,6 +475,12 @@ func (a *Agent) apply(ctx context.Context) error {
 		a.cfg.Observe(res)
 	}
 	a.mu.Lock()
+	listedAt := a.listedAt
+	if listedAt.After(inputStart) || !ownOK || fromDisk {
+		listedAt = time.Time{} // a listing this pass did not program
+	} else {
+		a.listedAt = time.Time{}
+	}
 	a.last = res
 	a.advertised, a.installed = want.Advertise, learned
 	if ownOK && rev > a.applied {
@@ -483,6 +495,15 @@ func (a *Agent) apply(ctx context.Context) error {
 	close(a.progress)
 	a.progress = make(chan struct{})
 	a.mu.Unlock()
+	if !listedAt.IsZero() {
+		// What a fresh node or a re-listing spends between the listing
+		// and the dataplane: the wait for the loop (a pass under way,
+		// this host's blocks read) and the pass's parts.
+		a.log.Info("programmed the datastore's listing", "since_listed", time.Since(listedAt).Round(time.Millisecond),
+			"waited", inputStart.Sub(listedAt).Round(time.Millisecond), "input", start.Sub(inputStart).Round(time.Millisecond),
+			"calc", res.CalcTook.Round(time.Millisecond), "nft", res.NftTook.Round(time.Millisecond),
+			"bgp", res.BGPTook.Round(time.Millisecond), "routes", res.RoutesTook.Round(time.Millisecond))
+	}
 	return err
 }
 
