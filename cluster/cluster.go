@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,6 +102,9 @@ type Cluster struct {
 	client    *clientv3.Client
 	gossip    *Gossip
 	live      *Liveness // nil when turned off
+	// liveScope are the addresses of the hosts the liveness check is
+	// to watch (SetLivenessScope); nil: every member.
+	liveScope atomic.Pointer[map[netip.Addr]bool]
 	joinLn    net.Listener
 
 	mu      sync.Mutex

@@ -81,6 +81,12 @@ type Liveness struct {
 	mu     sync.Mutex
 	peers  map[string]*livePeer
 	byAddr map[netip.AddrPort]string // the peers' names by address
+	// farewell are the addresses of peers no longer watched, told until
+	// the time given that this host is stopping (to them), so that
+	// they give no verdict on it: a peer stops being watched when it
+	// stops being a BGP neighbour, which the two hosts may learn a pass
+	// apart. Each interval until then, against loss.
+	farewell map[netip.AddrPort]time.Time
 }
 
 type livePeer struct {
@@ -117,7 +123,7 @@ func StartLiveness(cfg LivenessConfig) (*Liveness, error) {
 	}
 	mac := hmac.New(sha256.New, cfg.Key)
 	mac.Write([]byte("calico liveness"))
-	return &Liveness{cfg: cfg, conn: conn, key: mac.Sum(nil), log: cfg.Log.With("component", "liveness"), peers: map[string]*livePeer{}, byAddr: map[netip.AddrPort]string{}}, nil
+	return &Liveness{cfg: cfg, conn: conn, key: mac.Sum(nil), log: cfg.Log.With("component", "liveness"), peers: map[string]*livePeer{}, byAddr: map[netip.AddrPort]string{}, farewell: map[netip.AddrPort]time.Time{}}, nil
 }
 
 // Port is the UDP port the check listens on.
@@ -177,6 +183,14 @@ func (l *Liveness) Down(name string) bool {
 	return ok && p.down
 }
 
+// Watched says whether the check watches the named host.
+func (l *Liveness) Watched(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.peers[name]
+	return ok
+}
+
 // Heard says whether the named host was heard within the detect time.
 func (l *Liveness) Heard(name string) bool {
 	l.mu.Lock()
@@ -186,20 +200,29 @@ func (l *Liveness) Heard(name string) bool {
 }
 
 // sync makes the peer set match want, keeping what was heard of peers
-// that stay at the same address.
+// that stay at the same address; a peer no longer wanted gets farewells
+// for twice the detect time.
 func (l *Liveness) sync(want map[string]netip.AddrPort) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
 	for name, p := range l.peers {
 		if a, ok := want[name]; !ok || a != p.addr {
 			delete(l.peers, name)
 			delete(l.byAddr, p.addr)
+			l.farewell[p.addr] = now.Add(2 * l.cfg.Detect)
 		}
 	}
 	for name, a := range want {
 		if _, ok := l.peers[name]; !ok && name != l.cfg.Name && a.IsValid() {
 			l.peers[name] = &livePeer{addr: a}
 			l.byAddr[a] = name
+		}
+		delete(l.farewell, a)
+	}
+	for a, until := range l.farewell {
+		if now.After(until) {
+			delete(l.farewell, a)
 		}
 	}
 }
@@ -210,8 +233,19 @@ func (l *Liveness) send(kind byte) {
 	for _, p := range l.peers {
 		addrs = append(addrs, p.addr)
 	}
+	var bye []netip.AddrPort
+	if kind == livenessAlive {
+		for a := range l.farewell {
+			bye = append(bye, a)
+		}
+	}
 	l.mu.Unlock()
-	b := l.heartbeat(kind, time.Now())
+	now := time.Now()
+	l.sendTo(addrs, l.heartbeat(kind, now))
+	l.sendTo(bye, l.heartbeat(livenessStopping, now))
+}
+
+func (l *Liveness) sendTo(addrs []netip.AddrPort, b []byte) {
 	for _, a := range addrs {
 		// A lost heartbeat is what the check is for; a send error
 		// (no route yet) is one too.

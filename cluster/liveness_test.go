@@ -17,17 +17,28 @@ type liveLab struct {
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex
-	changed map[string][]string // by watcher: peers whose verdict changed
+	changed map[string][]string        // by watcher: peers whose verdict changed
+	ignored map[string]map[string]bool // by watcher: peers it does not watch
 }
 
 func newLiveLab(t *testing.T, key []byte, names ...string) *liveLab {
-	l := &liveLab{t: t, checks: map[string]*Liveness{}, cancels: map[string]context.CancelFunc{}, changed: map[string][]string{}}
+	l := &liveLab{t: t, checks: map[string]*Liveness{}, cancels: map[string]context.CancelFunc{}, changed: map[string][]string{}, ignored: map[string]map[string]bool{}}
 	addrs := map[string]netip.AddrPort{}
 	for _, n := range names {
 		c, err := StartLiveness(LivenessConfig{
 			Name: n, Bind: netip.MustParseAddr("127.0.0.1"), Port: -1, Key: key,
 			Interval: 20 * time.Millisecond, Detect: 400 * time.Millisecond,
-			Peers: func() map[string]netip.AddrPort { return addrs },
+			Peers: func() map[string]netip.AddrPort {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				out := map[string]netip.AddrPort{}
+				for p, a := range addrs {
+					if !l.ignored[n][p] {
+						out[p] = a
+					}
+				}
+				return out
+			},
 			Changed: func(peer string) {
 				l.mu.Lock()
 				l.changed[n] = append(l.changed[n], peer)
@@ -123,6 +134,42 @@ func TestLivenessStoppingIsNotDown(t *testing.T) {
 	}
 }
 
+// ignore makes watcher stop watching peer (or watch it again).
+func (l *liveLab) ignore(watcher, peer string, ignored bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ignored[watcher] == nil {
+		l.ignored[watcher] = map[string]bool{}
+	}
+	l.ignored[watcher][peer] = ignored
+}
+
+// A host that stops watching another (it is no longer a BGP neighbour)
+// stops heartbeating it too, and says so first: the other, which may
+// still watch it for a while, gives no verdict on it. Watched again, it
+// is judged again.
+func TestLivenessFarewellToUnwatched(t *testing.T) {
+	l := newLiveLab(t, make([]byte, 32), "a", "b", "c")
+	l.settle()
+	l.ignore("c", "a", true)
+	l.eventually("c no longer watching a", func() bool { return !l.checks["c"].Watched("a") })
+	time.Sleep(time.Second) // well past the detect time; c's farewells have ended
+	if l.checks["a"].Down("c") {
+		t.Error("a finds c down after c stopped watching it (no farewell heard)")
+	}
+	if l.checks["c"].Down("a") || l.checks["b"].Down("c") || l.checks["c"].Down("b") {
+		t.Error("a live host found down")
+	}
+	if !l.checks["a"].Watched("c") || !l.checks["c"].Watched("b") {
+		t.Error("a host's watching changed without its peers changing")
+	}
+	l.ignore("c", "a", false)
+	l.eventually("c watching a again", func() bool { return l.checks["c"].Watched("a") })
+	l.settle() // a hears c's heartbeats, not only its farewells
+	l.cancels["c"]()
+	l.eventually("a finds c, watching it again, down once it is gone", func() bool { return l.checks["a"].Down("c") })
+}
+
 // With no other host to compare with, silence is no evidence.
 func TestLivenessTwoHostsNoVerdict(t *testing.T) {
 	l := newLiveLab(t, make([]byte, 32), "a", "b")
@@ -157,5 +204,25 @@ func TestHeartbeatSigned(t *testing.T) {
 		if _, err := parseHeartbeat(key, short); err == nil {
 			t.Errorf("%q accepted", short)
 		}
+	}
+}
+
+func TestLivenessScope(t *testing.T) {
+	c := &Cluster{}
+	v4, v6 := Member{Meta: Meta{IPv4: "172.31.1.12"}}, Member{Meta: Meta{IPv4: "172.31.1.13", IPv6: "fd00::13"}}
+	if !c.inLiveScope(v4) || !c.inLiveScope(v6) {
+		t.Error("with no scope set, every member is watched")
+	}
+	c.SetLivenessScope([]netip.Addr{netip.MustParseAddr("fd00::13"), netip.MustParseAddr("10.9.9.9")})
+	if c.inLiveScope(v4) || !c.inLiveScope(v6) {
+		t.Errorf("scope of fd00::13: 172.31.1.12 watched %v (want false), 172.31.1.13/fd00::13 %v (want true)", c.inLiveScope(v4), c.inLiveScope(v6))
+	}
+	c.SetLivenessScope([]netip.Addr{})
+	if c.inLiveScope(v6) {
+		t.Error("an empty scope watches a member")
+	}
+	c.SetLivenessScope(nil)
+	if !c.inLiveScope(v4) {
+		t.Error("a nil scope does not watch every member")
 	}
 }

@@ -24,7 +24,8 @@ type MemberStatus struct {
 	Gossip     string // alive, dead, left, stopped
 	// Reach is the liveness check's verdict on an alive host: "up",
 	// "down" (silent while others were heard), or "" (no verdict: this
-	// host, a host without the check, or the check turned off).
+	// host, a host without the check, one it does not watch (not a BGP
+	// neighbour), or the check turned off).
 	Reach   string
 	Since   time.Time
 	Version string
@@ -259,7 +260,7 @@ func (c *Cluster) Down(addr netip.Addr) bool {
 
 // reach is the liveness check's verdict on m (see MemberStatus.Reach).
 func (c *Cluster) reach(m Member) string {
-	if c.live == nil || m.State != "alive" || m.LivePort == 0 || m.Name == c.id.Name {
+	if c.live == nil || m.State != "alive" || m.LivePort == 0 || m.Name == c.id.Name || !c.live.Watched(m.Name) {
 		return ""
 	}
 	if c.live.Down(m.Name) {
@@ -268,16 +269,50 @@ func (c *Cluster) reach(m Member) string {
 	return "up"
 }
 
+// SetLivenessScope makes the liveness check watch only the members with
+// one of addrs (the node's BGP neighbours: the hosts whose verdict
+// decides a session or a route of this host's), instead of every member
+// (nil). Past the mesh's size a client host then heartbeats its route
+// reflectors only, and each reflector its clients: O(1) datagrams per
+// client host instead of O(N). A host the check stops watching is told
+// so (Liveness's farewell), so that it gives no verdict on this one.
+func (c *Cluster) SetLivenessScope(addrs []netip.Addr) {
+	if addrs == nil {
+		c.liveScope.Store(nil)
+		return
+	}
+	m := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		m[a.Unmap()] = true
+	}
+	c.liveScope.Store(&m)
+}
+
+// inLiveScope says whether the liveness check is to watch m.
+func (c *Cluster) inLiveScope(m Member) bool {
+	scope := c.liveScope.Load()
+	if scope == nil {
+		return true
+	}
+	for _, s := range []string{m.IPv4, m.IPv6} {
+		if a, err := netip.ParseAddr(s); err == nil && (*scope)[a.Unmap()] {
+			return true
+		}
+	}
+	return false
+}
+
 // livePeers are the hosts the liveness check watches: the other members
-// that run one, at their IPv4 address (IPv6 without one); those gossip
-// calls dead or stopped only for a minute after, so that a wrong "dead"
-// from this host's gossip does not silence it towards that host (which
-// would then find this one unreachable) and can be outweighed (Down).
+// in its scope that run one, at their IPv4 address (IPv6 without one);
+// those gossip calls dead or stopped only for a minute after, so that a
+// wrong "dead" from this host's gossip does not silence it towards that
+// host (which would then find this one unreachable) and can be
+// outweighed (Down).
 func (c *Cluster) livePeers() map[string]netip.AddrPort {
 	out := map[string]netip.AddrPort{}
 	for _, m := range c.gossip.Members() {
 		if m.LivePort == 0 || m.Name == c.id.Name || m.State == "left" ||
-			(m.State != "alive" && time.Since(m.Since) > livenessAfterDead) {
+			(m.State != "alive" && time.Since(m.Since) > livenessAfterDead) || !c.inLiveScope(m) {
 			continue
 		}
 		a, err := netip.ParseAddr(m.IPv4)

@@ -389,6 +389,7 @@ type NodeInfo struct {
 	IPv6    string    `json:"ipv6"`
 	Role    string    `json:"role"`
 	Gossip  string    `json:"gossip"`
+	Reach   string    `json:"reach"`
 	Since   time.Time `json:"since"`
 	Version string    `json:"version"`
 }

@@ -15,10 +15,10 @@ import (
 	"calico/node/api"
 )
 
-// TestScaleSim runs four real nodes (host1-3 the etcd voters, host4 the
-// node under test) among 20 simulated hosts, with the mesh limited to 10
-// nodes so that the voters are route reflectors, and checks what is
-// correct, never how fast:
+// TestScaleSim runs five real nodes (host1-3 the etcd voters, host4 the
+// node under test, host5 another client) among 20 simulated hosts, with
+// the mesh limited to 10 nodes so that the voters are route reflectors,
+// and checks what is correct, never how fast:
 //
 //   - the reflectors are the voters: host4 and every simulated host peer
 //     with host1-3 only, and the voters with every node;
@@ -31,11 +31,16 @@ import (
 //     cluster, so every node peers with every other, then lowered again;
 //     then a reflector killed), no route host4 had is ever missing;
 //   - after churn (workloads added and removed, a host joining, one
-//     leaving) routes and sets match the datastore again.
+//     leaving) routes and sets match the datastore again;
+//   - the liveness check runs between BGP neighbours only: host4 watches
+//     its reflectors, not host5, which the reflectors watch; host5
+//     killed, the reflectors find it unreachable, host4 gives no verdict
+//     of its own and still loses its route via host5.
 func TestScaleSim(t *testing.T) {
 	const hosts, perHost = 20, 4
-	l := newSimLab(t, 4, 0, 10)
+	l := newSimLab(t, 5, 0, 10)
 	l.MustCalico("host4", "workload", "add", "db1", "--label", "role=db")
+	l.MustCalico("host5", "workload", "add", "w5")
 	l.apply(`apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: db-from-app-1}
@@ -87,6 +92,66 @@ spec:
 	l.checkSets("host4", "app-1")
 	t.Logf("after churn (%d adds, %d removes, %d joins, %d leaves) host4's %d routes and its set match the datastore",
 		res.Adds, res.Removes, res.Joins, res.Leaves, len(after))
+	l.checkLivenessScope(after)
+}
+
+// checkLivenessScope: host4 (a client) watches its live reflectors and
+// not host5 (another client); host1 (a reflector) watches both. host5
+// killed, host1 and host3 find it unreachable, host4 does not judge it,
+// and host4's route to host5's block goes all the same (the reflectors
+// withdraw it).
+func (l *simLab) checkLivenessScope(routes map[netip.Prefix]netip.Addr) {
+	l.t.Helper()
+	reach := func(host string) map[string]string {
+		nodes, err := l.Nodes(host)
+		if err != nil {
+			return nil
+		}
+		out := map[string]string{}
+		for _, n := range nodes {
+			out[n.Name] = n.Reach
+		}
+		return out
+	}
+	waitFor(l.t, 30*time.Second, "host4 watching host1 and host3 only, host1 watching host4 and host5", func() (bool, string) {
+		r4, r1 := reach("host4"), reach("host1")
+		ok := r4["host1"] == "up" && r4["host3"] == "up" && r4["host5"] == "" && r1["host4"] == "up" && r1["host5"] == "up"
+		return ok, fmt.Sprintf("host4 finds %v; host1 finds %v", r4, r1)
+	})
+	five := netip.MustParseAddr(l.Addr("host5"))
+	var block netip.Prefix
+	for p, via := range routes {
+		if via == five {
+			block = p
+		}
+	}
+	if !block.IsValid() {
+		l.t.Fatalf("host4 has no route via host5 (%s) to kill: %v", five, routes)
+	}
+	logFrom := map[string]int{}
+	for _, h := range []string{"host1", "host3", "host4"} {
+		logFrom[h] = len(l.Log(h))
+	}
+	l.KillNow("host5")
+	waitFor(l.t, 60*time.Second, "host4 to drop its route to host5's block "+block.String(), func() (bool, string) {
+		rs, err := l.kernelRoutes("host4")
+		if err != nil {
+			return false, err.Error()
+		}
+		_, ok := rs[block]
+		return !ok, fmt.Sprintf("%s via %v", block, rs[block])
+	})
+	unreachable := func(h string) bool {
+		log := l.Log(h)
+		return strings.Contains(log[min(logFrom[h], len(log)):], `msg="host unreachable" component=liveness peer=host5 `)
+	}
+	waitFor(l.t, 30*time.Second, "host1 and host3 to find host5 unreachable", func() (bool, string) {
+		return unreachable("host1") && unreachable("host3"), ""
+	})
+	if unreachable("host4") {
+		l.t.Error("host4 judged host5, which is not its BGP neighbour")
+	}
+	l.Kill("host5")
 }
 
 func countUp(ss []api.BGPSession, typ string) int {
@@ -123,7 +188,7 @@ func (l *simLab) checkReflectors(voters []string, hosts int) {
 	})
 	waitFor(l.t, 60*time.Second, "host1 to peer with every node", func() (bool, string) {
 		ss, err := l.sessions("host1")
-		return err == nil && countUp(ss, "reflector") == hosts+3+3, fmt.Sprint(ss, err) // IPv4 to all, IPv6 to host2-4
+		return err == nil && countUp(ss, "reflector") == hosts+4+4, fmt.Sprint(ss, err) // IPv4 to all, IPv6 to host2-5
 	})
 }
 

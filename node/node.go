@@ -141,6 +141,9 @@ type clusterPart interface {
 	Role() string
 	Members(ctx context.Context) ([]cluster.MemberStatus, error)
 	Down(addr netip.Addr) bool
+	// SetLivenessScope names the hosts the liveness check watches (nil:
+	// every member).
+	SetLivenessScope(addrs []netip.Addr)
 	// Voters are the etcd voters' addresses, or none with an external
 	// etcd.
 	Voters() []netip.Addr
@@ -341,6 +344,11 @@ func (n *node) startAgent(name string) error {
 		Down: func(addr netip.Addr) bool {
 			c := n.cluster.Load()
 			return c != nil && (*c).Down(addr)
+		},
+		Watch: func(addrs []netip.Addr) {
+			if c := n.cluster.Load(); c != nil {
+				(*c).SetLivenessScope(addrs)
+			}
 		},
 		Interfaces: upInterfaces,
 		Forget:     new(conntrack.Table).Forget, // its socket lives as long as the process

@@ -120,6 +120,7 @@ func (c *fakeCluster) Members(context.Context) ([]cluster.MemberStatus, error) {
 }
 func (c *fakeCluster) Down(netip.Addr) bool                                   { return false }
 func (c *fakeCluster) Voters() []netip.Addr                                   { return nil }
+func (c *fakeCluster) SetLivenessScope([]netip.Addr)                          {}
 func (c *fakeCluster) GossipEvents() <-chan cluster.Member                    { return c.gossip }
 func (c *fakeCluster) Err() <-chan error                                      { return c.errc }
 func (c *fakeCluster) HandOver(context.Context) error                         { c.ev.add("seat handed over"); return nil }

@@ -40,6 +40,10 @@ type Config struct {
 	// Down reports whether a host address belongs to a host that gossip
 	// has declared dead: routes via it are dropped at once.
 	Down func(netip.Addr) bool
+	// Watch, when set, is told after every pass the addresses of the
+	// hosts whose Down verdict this host's sessions and routes depend
+	// on (livenessScope), nil while BGP is not running.
+	Watch func([]netip.Addr)
 	// Verify computes every pass afresh as well as with the calculation's
 	// memory, and logs an error and uses the fresh result when the two
 	// differ (a check for tests; CALICO_VERIFY=1).
@@ -445,7 +449,14 @@ func (a *Agent) apply(ctx context.Context) error {
 	programmed := time.Now()
 	want := calc.ComputeBGP(in)
 	bgpErr := a.bgp.apply(actx, want, a.cfg.Down)
-	learned := a.learned(actx)
+	hops := map[netip.Addr]bool{}
+	learned := a.learned(actx, func(v netip.Addr) bool {
+		hops[v] = true
+		return a.cfg.Down != nil && a.cfg.Down(v)
+	})
+	if a.cfg.Watch != nil {
+		a.cfg.Watch(livenessScope(want, hops))
+	}
 	bgpDone := time.Now()
 	local := len(d.Routes)
 	d.Routes = withLearned(d.Routes, learned)
@@ -593,8 +604,8 @@ const staleRouteTimeout = 120 * time.Second
 // run until every session has been up a few seconds (the peers have sent
 // their tables) or the restart time has passed; then stale routes that BGP
 // did not confirm are swept.
-func (a *Agent) learned(ctx context.Context) []route.Route {
-	routes := a.bgp.learned(a.cfg.Down)
+func (a *Agent) learned(ctx context.Context, down func(netip.Addr) bool) []route.Route {
+	routes := a.bgp.learned(down)
 	if a.stale == nil {
 		return routes
 	}
@@ -615,12 +626,35 @@ func (a *Agent) learned(ctx context.Context) []route.Route {
 		return routes
 	}
 	for _, r := range a.stale {
-		r.Via = slices.DeleteFunc(slices.Clone(r.Via), func(v netip.Addr) bool { return a.cfg.Down != nil && a.cfg.Down(v) })
+		r.Via = slices.DeleteFunc(slices.Clone(r.Via), down)
 		if len(r.Via) > 0 {
 			routes = withLearned(routes, []route.Route{r})
 		}
 	}
 	return routes
+}
+
+// livenessScope are the hosts whose liveness verdict decides a session or
+// a route of this host's: its BGP peers, and the next hops (hops) of the
+// routes it learned, except on a client of the automatic route
+// reflectors past the mesh's size: those are nodes too, each judges its
+// clients and drops the session to one that went silent, which withdraws
+// its routes everywhere. So a client watches its reflectors only, and
+// a reflector every host. Nil while BGP is not running (watch everyone).
+func livenessScope(want calc.BGP, hops map[netip.Addr]bool) []netip.Addr {
+	if !want.Enabled {
+		return nil
+	}
+	out := make([]netip.Addr, 0, len(want.Peers)+len(hops))
+	for _, p := range want.Peers {
+		out = append(out, p.Addr)
+	}
+	if want.Meshed || len(want.Reflectors) == 0 {
+		for h := range hops {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // BGPRoutes are what the last apply advertised and installed from BGP.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -117,5 +118,33 @@ func TestBGPDriverLeavesOutDownPeers(t *testing.T) {
 	}
 	if len(sp.peers) != 2 {
 		t.Errorf("peers %v; want both again", sp.peers)
+	}
+}
+
+// The hosts the liveness check watches: every peer and next hop in a
+// mesh; on a client of the automatic reflectors past the mesh's size,
+// its reflectors only (they judge the other hosts and withdraw their
+// routes); everyone while BGP is not running.
+func TestLivenessScope(t *testing.T) {
+	a := netip.MustParseAddr
+	peers := []bgp.Peer{{Addr: a("10.0.0.1")}, {Addr: a("10.0.0.2")}}
+	hops := map[netip.Addr]bool{a("10.0.0.1"): true, a("10.0.0.9"): true}
+	for _, c := range []struct {
+		name string
+		want calc.BGP
+		out  []netip.Addr
+	}{
+		{"not running", calc.BGP{Peers: peers}, nil},
+		{"mesh", calc.BGP{Enabled: true, Meshed: true, Reflectors: []string{"h1"}, Peers: peers},
+			[]netip.Addr{a("10.0.0.1"), a("10.0.0.2"), a("10.0.0.9")}},
+		{"peers by hand", calc.BGP{Enabled: true, Peers: peers}, []netip.Addr{a("10.0.0.1"), a("10.0.0.2"), a("10.0.0.9")}},
+		{"client of automatic reflectors", calc.BGP{Enabled: true, Reflectors: []string{"h1", "h2"}, Peers: peers},
+			[]netip.Addr{a("10.0.0.1"), a("10.0.0.2")}},
+	} {
+		got := livenessScope(c.want, hops)
+		slices.SortFunc(got, netip.Addr.Compare)
+		if got := slices.Compact(got); !slices.Equal(got, c.out) || (got == nil) != (c.out == nil) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.out)
+		}
 	}
 }
