@@ -339,9 +339,16 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 	var all []time.Duration
 	perHost := map[string][]time.Duration{}
 	var cliTook, toAgent, calc, nft, toPacket []time.Duration
+	// The slowest samples, each with its parts: what the tail is made of.
+	type sample struct {
+		host                         string
+		change                       int
+		total, agent, calc, nft, pkt time.Duration
+	}
+	var samples []sample
 	for _, h := range hosts {
 		applies := appliedLines(t, lab, h, logFrom[h])
-		for _, c := range done {
+		for k, c := range done {
 			d := c.seen[h].Sub(c.start)
 			all = append(all, d)
 			perHost[h] = append(perHost[h], d)
@@ -355,7 +362,13 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 			calc = append(calc, a.Calc)
 			nft = append(nft, a.NFT)
 			toPacket = append(toPacket, c.seen[h].Sub(a.Start().Add(a.Calc)))
+			samples = append(samples, sample{h, k, d, a.Start().Sub(c.start), a.Calc, a.NFT, c.seen[h].Sub(a.Start().Add(a.Calc))})
 		}
+	}
+	slices.SortFunc(samples, func(a, b sample) int { return int(b.total - a.total) })
+	var slowest []string
+	for _, s := range samples[:min(4, len(samples))] {
+		slowest = append(slowest, fmt.Sprintf("%s (%s, change %d: %s + %s + %s; %s)", ms(s.total), s.host, s.change+1, ms(s.agent), ms(s.calc), ms(s.nft), ms(s.pkt)))
 	}
 	for _, c := range done {
 		cliTook = append(cliTook, c.applied.Sub(c.start))
@@ -386,6 +399,7 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 		fmt.Sprintf("| the nftables apply (render, diff, one transaction) | %s |", ms(medianOf(nft))),
 		fmt.Sprintf("| end of the calculation to the first packet with the new outcome | %s |", ms(medianOf(toPacket))),
 		fmt.Sprintf("| calculation, p99 / nftables apply, p99 | %s / %s |", ms(percentile(slices.Sorted(slices.Values(calc)), 0.99)), ms(percentile(slices.Sorted(slices.Values(nft)), 0.99))),
+		fmt.Sprintf("| the slowest samples: latency (host, change: start to the agent's apply + calculation + nftables apply; end of the calculation to the packet) | %s |", strings.Join(slowest, "; ")),
 		"",
 	)
 	return out
