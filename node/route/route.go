@@ -58,8 +58,15 @@ func (r Route) equal(o Route) bool {
 // Table programs routes through netlink in the network namespace its
 // handle was opened in.
 type Table struct {
-	h   *netlink.Handle
-	log *slog.Logger
+	h *netlink.Handle
+	// dump reads the routes back, with strict checking: the kernel
+	// itself keeps to the table and protocol asked for; without it a
+	// read-back got every route of the host (each interface's IPv6
+	// link-local ones too) for the library to drop. Kernels before 4.20
+	// do not have it and filtering stays the library's.
+	dump  *netlink.Handle
+	links *linkNamer
+	log   *slog.Logger
 	// ReadBack is how long Apply may trust its memory of what it
 	// programmed before reading the kernel again; a route someone else
 	// removed comes back within about that long.
@@ -98,11 +105,27 @@ func New(log *slog.Logger) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Table{h: h, log: log.With("component", "routes"), ReadBack: 5 * time.Second}, nil
+	dump, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	_ = dump.SetStrictCheck(true)
+	links, err := newLinkNamer()
+	if err != nil {
+		h.Close()
+		dump.Close()
+		return nil, err
+	}
+	return &Table{h: h, dump: dump, links: links, log: log.With("component", "routes"), ReadBack: 5 * time.Second}, nil
 }
 
-// Close releases the netlink socket.
-func (t *Table) Close() { t.h.Close() }
+// Close releases the netlink sockets.
+func (t *Table) Close() {
+	t.h.Close()
+	t.dump.Close()
+	t.links.close()
+}
 
 // Apply makes our routes in the kernel equal to want: it adds or replaces
 // what differs and deletes ours that are not wanted. It may be called again
@@ -312,26 +335,32 @@ func (t *Table) list() (map[netip.Prefix]Route, error) {
 		t.lists.Add(1)
 		t.listNanos.Add(int64(time.Since(start)))
 	}()
-	links, err := t.h.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
-	}
-	names := make(map[int]string, len(links))
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	out := map[netip.Prefix]Route{}
+	var all []netlink.Route
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := t.h.RouteListFiltered(family, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
+		rs, err := t.dump.RouteListFiltered(family, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
 			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+		if errors.Is(err, unix.ENOENT) {
+			continue // strict checking: the family has no main table yet, so no routes
+		}
 		if err != nil {
 			return nil, fmt.Errorf("listing routes: %w", err)
 		}
-		for _, nr := range rs {
-			r, ok := fromNetlink(nr, names)
-			if ok {
-				out[r.Dst] = r
-			}
+		all = append(all, rs...)
+	}
+	var indexes []int
+	for _, nr := range all {
+		if nr.LinkIndex > 0 && nr.Type != unix.RTN_BLACKHOLE && nr.Gw == nil && len(nr.MultiPath) == 0 {
+			indexes = append(indexes, nr.LinkIndex)
+		}
+	}
+	names, err := t.links.names(indexes)
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	out := make(map[netip.Prefix]Route, len(all))
+	for _, nr := range all {
+		if r, ok := fromNetlink(nr, names); ok {
+			out[r.Dst] = r
 		}
 	}
 	return out, nil
@@ -353,6 +382,7 @@ func (t *Table) toNetlink(r Route) (*netlink.Route, error) {
 		}
 		nr.LinkIndex = link.Attrs().Index
 		nr.Scope = netlink.SCOPE_LINK
+		t.links.learn(nr.LinkIndex, r.Iface)
 	case len(r.Via) == 1:
 		nr.Gw = r.Via[0].AsSlice()
 	default:

@@ -98,6 +98,66 @@ func TestPrivilegedDriftAndOwnership(t *testing.T) {
 	}
 }
 
+// Reading the routes back names their interfaces from memory: learned
+// from the routes programmed, else from one link dump, which a route
+// through an interface not known and a minute's age bring.
+func TestPrivilegedReadBackNames(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, ns := newKernelTable(t)
+	want := []Route{{Dst: p("10.65.0.1/32"), Iface: "cali1"}, {Dst: p("10.65.9.0/26"), Blackhole: true}}
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	read := func() string {
+		t.Helper()
+		m, err := tbl.list()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs []Route
+		for _, r := range m {
+			rs = append(rs, r)
+		}
+		return Dump(normalize(rs))
+	}
+	if got := read(); got != Dump(want) || tbl.links.dumps != 0 {
+		t.Errorf("read back after programming: %d link dumps (want 0), routes\n%s\nwant\n%s", tbl.links.dumps, got, Dump(want))
+	}
+	// Another Table (a node started again) knows no name: one dump.
+	var fresh *Table
+	if err := ns.Do(func() (err error) { fresh, err = New(slog.New(slog.DiscardHandler)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	for range 2 {
+		if got, err := fresh.Current(); err != nil || Dump(got) != Dump(want) || fresh.links.dumps != 1 {
+			t.Errorf("a new table read back %d link dumps (want 1), routes\n%s\nwant\n%s (err %v)", fresh.links.dumps, Dump(got), Dump(want), err)
+		}
+	}
+	// A route of ours through an interface this table never programmed.
+	c2, err := tbl.h.LinkByName("cali2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.h.RouteAdd(&netlink.Route{Dst: ipNet(p("10.65.0.2/32")), LinkIndex: c2.Attrs().Index, Scope: netlink.SCOPE_LINK, Protocol: Protocol}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, Route{Dst: p("10.65.0.2/32"), Iface: "cali2"})
+	if got := read(); got != Dump(normalize(want)) || tbl.links.dumps != 1 {
+		t.Errorf("read back with an interface not known: %d link dumps (want 1), routes\n%s\nwant\n%s", tbl.links.dumps, got, Dump(normalize(want)))
+	}
+	// Names a minute old are read again (an interface renamed keeps its
+	// index).
+	if err := tbl.h.LinkSetName(c2, "cali2b"); err != nil {
+		t.Fatal(err)
+	}
+	tbl.links.dumped = tbl.links.dumped.Add(-namesMaxAge)
+	want[len(want)-1].Iface = "cali2b"
+	if got := read(); got != Dump(normalize(want)) || tbl.links.dumps != 2 {
+		t.Errorf("read back a minute later: %d link dumps (want 2), routes\n%s\nwant\n%s", tbl.links.dumps, got, Dump(normalize(want)))
+	}
+}
+
 // A next hop in another subnet (a route reflector passes those on) is
 // installed through the gateway the kernel uses to reach it, and applying
 // the same routes again changes nothing.
