@@ -55,11 +55,25 @@ type bgpDriver struct {
 	warned  map[string]bool
 	topo    string // the mesh's layout, as last logged
 
+	// mu is held through an apply or a stop, which may take long (a
+	// route reflector adding a thousand peers); sp and accept are
+	// changed under spMu too, and readers from other goroutines (the
+	// API's status, the metrics) take spMu alone, so that they never
+	// wait for an apply.
 	mu     sync.Mutex
+	spMu   sync.Mutex
 	sp     Speaker
 	key    string
 	cancel context.CancelFunc
 	accept []netip.Prefix
+}
+
+// speaker is the running speaker (nil when none) and the prefixes routes
+// may be learned for.
+func (d *bgpDriver) speaker() (Speaker, []netip.Prefix) {
+	d.spMu.Lock()
+	defer d.spMu.Unlock()
+	return d.sp, d.accept
 }
 
 func newBGPDriver(start StartSpeaker, log *slog.Logger) *bgpDriver {
@@ -110,7 +124,9 @@ func (d *bgpDriver) apply(ctx context.Context, want calc.BGP, down func(netip.Ad
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.note(want)
+	d.spMu.Lock()
 	d.accept = want.Accept
+	d.spMu.Unlock()
 	key := fmt.Sprint(want.Enabled, want.AS, want.RouterID, want.IPv4, want.IPv6, want.ListenPort)
 	if key != d.key {
 		d.stopLocked()
@@ -132,7 +148,9 @@ func (d *bgpDriver) apply(ctx context.Context, want calc.BGP, down func(netip.Ad
 			cancel()
 			return fmt.Errorf("starting the BGP speaker: %w", err)
 		}
+		d.spMu.Lock()
 		d.sp, d.key, d.cancel = sp, key, cancel
+		d.spMu.Unlock()
 		go d.relay(sctx, sp)
 		d.log.Info("BGP speaker started", "as", want.AS, "router_id", want.RouterID, "port", want.ListenPort)
 	}
@@ -171,9 +189,7 @@ func (d *bgpDriver) learned(down func(netip.Addr) bool) []route.Route {
 	if d == nil {
 		return nil
 	}
-	d.mu.Lock()
-	sp, accept := d.sp, d.accept
-	d.mu.Unlock()
+	sp, accept := d.speaker()
 	if sp == nil {
 		return nil
 	}
@@ -185,9 +201,7 @@ func (d *bgpDriver) peers(ctx context.Context) ([]bgp.PeerStatus, error) {
 	if d == nil {
 		return nil, nil
 	}
-	d.mu.Lock()
-	sp := d.sp
-	d.mu.Unlock()
+	sp, _ := d.speaker()
 	if sp == nil {
 		return nil, nil
 	}
@@ -201,9 +215,7 @@ func (d *bgpDriver) advertised(ctx context.Context, addr netip.Addr) (int, error
 	if d == nil {
 		return 0, nil
 	}
-	d.mu.Lock()
-	sp := d.sp
-	d.mu.Unlock()
+	sp, _ := d.speaker()
 	if sp == nil {
 		return 0, nil
 	}
@@ -221,8 +233,11 @@ func (d *bgpDriver) stop() {
 
 func (d *bgpDriver) stopLocked() {
 	if d.sp != nil {
-		d.sp.Stop()
-		d.cancel()
+		d.spMu.Lock()
+		sp := d.sp
 		d.sp, d.key = nil, ""
+		d.spMu.Unlock()
+		sp.Stop()
+		d.cancel()
 	}
 }

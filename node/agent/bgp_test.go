@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"calico/bgp"
 	"calico/node/calc"
@@ -146,5 +147,46 @@ func TestLivenessScope(t *testing.T) {
 		if got := slices.Compact(got); !slices.Equal(got, c.out) || (got == nil) != (c.out == nil) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.out)
 		}
+	}
+}
+
+// slowSpeaker's SetPeers waits until release is closed, as GoBGP adding
+// a thousand peers on a route reflector does.
+type slowSpeaker struct {
+	fakeSpeaker
+	entered, release chan struct{}
+}
+
+func (s *slowSpeaker) SetPeers(ctx context.Context, p []bgp.Peer) error {
+	close(s.entered)
+	<-s.release
+	return nil
+}
+
+// The sessions are readable (the API's status, the metrics) while an
+// apply waits on the speaker.
+func TestBGPDriverPeersDuringApply(t *testing.T) {
+	sp := &slowSpeaker{fakeSpeaker: fakeSpeaker{changes: make(chan struct{})}, entered: make(chan struct{}), release: make(chan struct{})}
+	d := newBGPDriver(func(context.Context, bgp.Config) (Speaker, error) { return sp, nil }, slog.New(slog.DiscardHandler))
+	t.Cleanup(d.stop)
+	want := calc.BGP{Enabled: true, AS: 64512, RouterID: netip.MustParseAddr("10.0.0.1"), IPv4: netip.MustParseAddr("10.0.0.1"), ListenPort: 179}
+	applied := make(chan error, 1)
+	go func() { applied <- d.apply(t.Context(), want, nil) }()
+	<-sp.entered
+	read := make(chan struct{})
+	go func() {
+		d.peers(t.Context())
+		d.advertised(t.Context(), netip.MustParseAddr("10.0.0.2"))
+		d.learned(nil)
+		close(read)
+	}()
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Error("reading the sessions waited for the apply")
+	}
+	close(sp.release)
+	if err := <-applied; err != nil {
+		t.Fatal(err)
 	}
 }
