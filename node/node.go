@@ -242,6 +242,7 @@ func run(ctx context.Context, cfg Config, p parts) (err error) {
 		return api.Errorf(api.BadRequest, "%w", err)
 	}
 	n := &node{cfg: cfg, parts: p, log: cfg.Log, stopping: make(chan struct{}), apiErr: make(chan error, 1)}
+	servePprof(cfg.Log)
 	n.svc = startService(cfg.Notify, cfg.Log)
 	defer func() {
 		if serr := n.stop(); serr != nil {
