@@ -291,3 +291,32 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// Frames that are no request (which the sockets' filters should keep
+// out, but a socket sees before its filter is attached) cost no lookup
+// of the interface or the leases: each lookup lists every interface.
+func TestNoLookupForWhatIsNoRequest(t *testing.T) {
+	s := testServer(t)
+	lookups := 0
+	iface, leases := s.iface, s.cfg.Leases
+	s.iface = func(i int, name string) (ifaceInfo, error) { lookups++; return iface(i, name) }
+	s.cfg.Leases = func() map[string]Lease { lookups++; return leases() }
+	v4, v6 := netip.MustParseAddr("10.65.7.70"), netip.MustParseAddr("fd00:65:0:70fa::46")
+	echo := []byte{128, 0, 0, 0, 0, 1, 0, 1}
+	for name, f := range map[string][]byte{
+		"UDP to port 53":             udpFrame(tapMAC, guestMAC, v4, netip.MustParseAddr("10.0.0.53"), 40000, 53, []byte("query")),
+		"UDP from the DHCPv4 server": udpFrame(guestMAC, tapMAC, v4, netip.MustParseAddr("10.65.7.1"), 67, 68, []byte("offer")),
+		"UDP over IPv6 to port 8080": udpFrame(tapMAC, guestMAC, v6, netip.MustParseAddr("fd00::1"), 40000, 8080, []byte("x")),
+		"an ICMPv6 echo request":     icmpFrame(tapMAC, guestMAC, v6, netip.MustParseAddr("fd00::1"), echo),
+	} {
+		if out := s.handle(3, f); len(out) != 0 {
+			t.Errorf("%s was answered", name)
+		}
+	}
+	if lookups != 0 {
+		t.Errorf("%d lookups of interfaces or leases for frames that are no request", lookups)
+	}
+	if out := s.handle(3, discover(t, guestMAC)); len(out) != 1 || lookups == 0 {
+		t.Errorf("a discover: %d answers, %d lookups", len(out), lookups)
+	}
+}

@@ -99,6 +99,20 @@ func (p *packet) parseIPv6(b []byte) error {
 	return errors.New("neither UDP nor ICMPv6")
 }
 
+// request says whether p is what the server answers: DHCPv4 or DHCPv6
+// to the server's port, or an ICMPv6 router solicitation.
+func (p *packet) request() bool {
+	switch {
+	case p.src.Is4() && p.proto == protoUDP:
+		return p.dstPort == portDHCP4Server
+	case p.src.Is6() && p.proto == protoUDP:
+		return p.dstPort == portDHCP6Server
+	case p.src.Is6() && p.proto == protoICMP:
+		return len(p.payload) > 0 && p.payload[0] == icmpRouterSolicit
+	}
+	return false
+}
+
 func (p *packet) parseUDP(b []byte) error {
 	if len(b) < 8 {
 		return errShort
