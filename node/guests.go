@@ -47,6 +47,12 @@ type guests struct {
 	// the host side's treatment, and whether it had a carrier; only the
 	// loop touches it.
 	seen map[string]seenLink
+	// leased caches leases() by the agent's generation: the DHCP server
+	// reads them for every request, and each derivation walks the
+	// datastore's copy.
+	leaseMu  sync.Mutex
+	leaseGen uint64
+	leased   map[string]dhcp.Lease
 }
 
 type seenLink struct {
@@ -170,11 +176,18 @@ func (g *guests) resync() {
 
 // leases are the DHCP leases of this host's workload interfaces.
 func (g *guests) leases() map[string]dhcp.Lease {
+	gen := g.n.agent.Generation()
+	g.leaseMu.Lock()
+	defer g.leaseMu.Unlock()
+	if g.leased != nil && gen == g.leaseGen {
+		return g.leased
+	}
 	in, _, ok := g.n.agent.View()
 	if !ok {
 		return nil
 	}
-	return dhcp.LeasesOf(g.name, in.Workloads)
+	g.leased, g.leaseGen = dhcp.LeasesOf(g.name, in.Workloads), gen
+	return g.leased
 }
 
 // watchLinks calls fn with the kernel's link events (of the calling

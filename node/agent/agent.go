@@ -769,6 +769,10 @@ func (a *Agent) Sync() SyncState {
 // with its revision; ok is false until the copy holds a whole state.
 func (a *Agent) View() (in calc.Input, rev int64, ok bool) { return a.cache.input(a.cfg.Name) }
 
+// Generation counts the changes to what View returns: a reader that
+// derives something from View need not derive it again while it stays.
+func (a *Agent) Generation() uint64 { return a.cache.generation() }
+
 // FromStore is the Datastore of a cluster: its resources from s, this
 // host's blocks from im.
 func FromStore(s *etcdv3.Store, im *ipam.IPAM) Datastore { return storeDatastore{s, im} }

@@ -77,10 +77,43 @@ type Server struct {
 	// iface describes an interface by index, or by name when index is
 	// 0 (tests replace it).
 	iface func(index int, name string) (ifaceInfo, error)
+	// known remembers interfaces by index for ifaceTTL (only the read
+	// loop touches it): a lookup lists every interface, and a host with
+	// a thousand workloads hears their router solicitations, which the
+	// kernel repeats with back-off until an advertisement it takes
+	// comes, by the hundred.
+	known map[int]knownIface
 
 	mu       sync.Mutex
 	sock     conn
 	announce chan string
+}
+
+type knownIface struct {
+	info ifaceInfo
+	at   time.Time
+}
+
+// ifaceTTL is how long the read loop trusts what it looked up of an
+// interface (its MAC, MTU and link-local address may change; an index
+// names one interface only, the kernel does not reuse them).
+const ifaceTTL = 30 * time.Second
+
+// ifaceOf describes the interface of index, from memory when it is fresh.
+func (s *Server) ifaceOf(index int, now time.Time) (ifaceInfo, error) {
+	if k, ok := s.known[index]; ok && now.Sub(k.at) < ifaceTTL {
+		return k.info, nil
+	}
+	in, err := s.iface(index, "")
+	if err != nil {
+		delete(s.known, index)
+		return in, err
+	}
+	if len(s.known) >= 4096 {
+		clear(s.known) // bounded: most are looked up again at once
+	}
+	s.known[index] = knownIface{in, now}
+	return in, nil
 }
 
 // ifaceInfo is what replies need of the interface a request came in on.
@@ -117,6 +150,7 @@ func New(cfg Config) *Server {
 		cfg: cfg, log: cfg.Log.With("component", "dhcp"),
 		duid:     &dhcpv6.DUIDUUID{UUID: [16]byte(sum[:16])},
 		iface:    lookupIface,
+		known:    map[int]knownIface{},
 		announce: make(chan string, 64),
 	}
 }
@@ -198,7 +232,7 @@ func (s *Server) handle(ifindex int, frame []byte) [][]byte {
 		// while frames that are no request went by.
 		return nil
 	}
-	in, err := s.iface(ifindex, "")
+	in, err := s.ifaceOf(ifindex, time.Now())
 	if err != nil {
 		return nil
 	}

@@ -319,4 +319,10 @@ func TestNoLookupForWhatIsNoRequest(t *testing.T) {
 	if out := s.handle(3, discover(t, guestMAC)); len(out) != 1 || lookups == 0 {
 		t.Errorf("a discover: %d answers, %d lookups", len(out), lookups)
 	}
+	// The interface is remembered: a second request looks up the
+	// leases only.
+	lookups = 0
+	if out := s.handle(3, discover(t, guestMAC)); len(out) != 1 || lookups != 1 {
+		t.Errorf("a second discover: %d answers, %d lookups (want 1, the leases)", len(out), lookups)
+	}
 }
