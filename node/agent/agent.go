@@ -486,12 +486,7 @@ func (a *Agent) apply(ctx context.Context) error {
 		a.cfg.Observe(res)
 	}
 	a.mu.Lock()
-	listedAt := a.listedAt
-	if listedAt.After(inputStart) || !ownOK || fromDisk {
-		listedAt = time.Time{} // a listing this pass did not program
-	} else {
-		a.listedAt = time.Time{}
-	}
+	listedAt := a.takeListing(inputStart, ownOK && !fromDisk)
 	a.last = res
 	a.advertised, a.installed = want.Advertise, learned
 	if ownOK && rev > a.applied {
@@ -506,16 +501,33 @@ func (a *Agent) apply(ctx context.Context) error {
 	close(a.progress)
 	a.progress = make(chan struct{})
 	a.mu.Unlock()
-	if !listedAt.IsZero() {
-		// What a fresh node or a re-listing spends between the listing
-		// and the dataplane: the wait for the loop (a pass under way,
-		// this host's blocks read) and the pass's parts.
-		a.log.Info("programmed the datastore's listing", "since_listed", time.Since(listedAt).Round(time.Millisecond),
-			"waited", inputStart.Sub(listedAt).Round(time.Millisecond), "input", start.Sub(inputStart).Round(time.Millisecond),
-			"calc", res.CalcTook.Round(time.Millisecond), "nft", res.NftTook.Round(time.Millisecond),
-			"bgp", res.BGPTook.Round(time.Millisecond), "routes", res.RoutesTook.Round(time.Millisecond))
-	}
+	a.logListing(listedAt, inputStart, start, res)
 	return err
+}
+
+// takeListing returns when the listing this pass programmed arrived
+// (zero: none, or the pass did not program it from the datastore) and
+// forgets it. The caller holds a.mu.
+func (a *Agent) takeListing(inputStart time.Time, programmed bool) time.Time {
+	at := a.listedAt
+	if at.IsZero() || at.After(inputStart) || !programmed {
+		return time.Time{}
+	}
+	a.listedAt = time.Time{}
+	return at
+}
+
+// logListing logs what a fresh node or a re-listing spent between the
+// listing (at) and the dataplane: the wait for the loop (a pass under
+// way, this host's blocks read) and the pass's parts.
+func (a *Agent) logListing(at, inputStart, start time.Time, res Applied) {
+	if at.IsZero() {
+		return
+	}
+	a.log.Info("programmed the datastore's listing", "since_listed", time.Since(at).Round(time.Millisecond),
+		"waited", inputStart.Sub(at).Round(time.Millisecond), "input", start.Sub(inputStart).Round(time.Millisecond),
+		"calc", res.CalcTook.Round(time.Millisecond), "nft", res.NftTook.Round(time.Millisecond),
+		"bgp", res.BGPTook.Round(time.Millisecond), "routes", res.RoutesTook.Round(time.Millisecond))
 }
 
 // setLogLevel makes the node's log level what FelixConfiguration says

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +187,55 @@ func TestAgentReadsBlocksAfterAClaim(t *testing.T) {
 		if got := routes.String(); got != want {
 			t.Errorf("routes after workload %d = %q; want %q", i, got, want)
 		}
+	}
+}
+
+// lockedBuffer is a log sink safe for the agent's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The pass that programs the datastore's listing says how long that
+// took and where, once per listing: not for the passes after it.
+func TestAgentLogsTheListingProgrammed(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := etcdv3.New(cli)
+	s.Create(t.Context(), store.ClassicProfile("a"))
+	w := agenttest.Workload("w1", "cali1", "10.65.0.1")
+	if err := s.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	var out lockedBuffer
+	a, err := agent.New(agent.Config{Name: agenttest.Node, DataDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&out, nil))}, nft.NewFake(), route.NewFake())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	a.Connect(agent.FromStore(s, ipam.New(cli)))
+	agenttest.WaitApplied(t, a, w)
+	w2 := agenttest.Workload("w2", "cali2", "10.65.0.2")
+	if err := s.Create(t.Context(), w2); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WaitApplied(t, a, w2)
+	log := out.String()
+	if n := strings.Count(log, `msg="programmed the datastore's listing"`); n != 1 || !strings.Contains(log, "since_listed=") || !strings.Contains(log, " calc=") {
+		t.Errorf("%d lines saying the listing was programmed, want 1 with its parts:\n%s", n, log)
 	}
 }
