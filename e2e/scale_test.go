@@ -222,11 +222,40 @@ func (l *simLab) checkRoutesWithout(host string, dead ...string) map[netip.Prefi
 			// hop, to tell which peer still carries a route the
 			// datastore no longer has.
 			ss, _ := l.Exec(host, "ss", "-tn", "( sport = :179 or dport = :179 )")
-			l.t.Fatalf("%s's routes differ from the datastore (%d blocks): err %v, %d differences: %s\n%s's BGP connections:\n%s\nsimulated hosts concerned:\n%s",
-				host, len(want), err, len(diff), strings.Join(diff[:min(5, len(diff))], "; "), host, ss, l.simHostsConcerned(want, host))
+			l.t.Fatalf("%s's routes differ from the datastore (%d blocks): err %v, %d differences: %s\n%s's BGP connections:\n%s\nsimulated hosts concerned:\n%s\nroutes the agents last installed from BGP for those blocks:\n%s",
+				host, len(want), err, len(diff), strings.Join(diff[:min(5, len(diff))], "; "), host, ss, l.simHostsConcerned(want, host), l.installedFor(diff))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// installedFor says, for the blocks the differences name, what each real
+// node's agent last installed from BGP: whether the host's own speaker
+// still held a path (a withdrawal that never came) or its routes were
+// not brought in line with it.
+func (l *simLab) installedFor(diff []string) string {
+	var b strings.Builder
+	for i := 1; i <= l.real; i++ {
+		h := fmt.Sprintf("host%d", i)
+		var rs api.BGPRoutes
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := api.NewClient(l.DataDir(h)).Do(ctx, "GET", "/v1/bgp/routes", nil, nil, &rs)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", h, err)
+			continue
+		}
+		var found []string
+		for _, r := range rs.Installed {
+			for _, d := range diff {
+				if strings.HasPrefix(d, r.Dst+" ") {
+					found = append(found, fmt.Sprintf("%s via %v", r.Dst, r.Via))
+				}
+			}
+		}
+		fmt.Fprintf(&b, "%s: %d installed, of those blocks: %v\n", h, len(rs.Installed), found)
+	}
+	return b.String()
 }
 
 // simHostsConcerned describes the simulated hosts that hold, advertise
