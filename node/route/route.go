@@ -111,12 +111,7 @@ func New(log *slog.Logger) (*Table, error) {
 		return nil, err
 	}
 	_ = dump.SetStrictCheck(true)
-	links, err := newLinkNamer()
-	if err != nil {
-		h.Close()
-		dump.Close()
-		return nil, err
-	}
+	links := newLinkNamer(h)
 	return &Table{h: h, dump: dump, links: links, log: log.With("component", "routes"), ReadBack: 5 * time.Second}, nil
 }
 
@@ -124,7 +119,6 @@ func New(log *slog.Logger) (*Table, error) {
 func (t *Table) Close() {
 	t.h.Close()
 	t.dump.Close()
-	t.links.close()
 }
 
 // Apply makes our routes in the kernel equal to want: it adds or replaces
