@@ -109,6 +109,8 @@ type fakeCluster struct {
 	ev     *events
 	gossip chan cluster.Member
 	errc   chan error
+	// members, when set, are what GossipMembers says.
+	members []cluster.Member
 }
 
 func (c *fakeCluster) Identity() cluster.Identity { return c.id }
@@ -132,6 +134,9 @@ func (c *fakeCluster) ClockSkew(context.Context, cluster.Member) (time.Duration,
 	return 0, nil
 }
 func (c *fakeCluster) GossipMembers() []cluster.Member {
+	if c.members != nil {
+		return c.members
+	}
 	return []cluster.Member{{Meta: cluster.Meta{Name: c.id.Name}, State: "alive"}}
 }
 

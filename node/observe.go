@@ -6,19 +6,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
 
 	"calico/node/agent"
 	"calico/node/api"
+	"calico/node/calc"
 	"calico/node/metrics"
 	"calico/node/syscheck"
 	"calico/store"
 	"calico/store/etcdv3"
 	"calico/store/ipam"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // observed are the parts the metrics and health endpoints read, once the
@@ -242,20 +242,15 @@ func (n *node) bgpProblems(ctx context.Context, o *observed) {
 }
 
 // lookAtDatastore records the datastore's health and counts leader
-// changes; more (every 30 s: it reads every resource's key and the IPAM
-// blocks) also measures the watch's lag and the pools' use.
+// changes; more (every 30 s) also measures the watch's lag and the
+// pools' use (which reads every IPAM block on PoolCounters hosts only).
 func (n *node) lookAtDatastore(ctx context.Context, o *observed, more bool) {
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	h := o.store.Health(hctx)
 	if more {
-		// The newest resource's revision, against the node's copy: etcd's
-		// own revision also counts writes outside the resources (IPAM,
-		// leases).
-		resp, err := o.cluster.Client().Get(hctx, store.ResourcePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
-		if err == nil && len(resp.Kvs) == 1 {
-			n.obs.lag.Store(max(resp.Kvs[0].ModRevision-o.agent.Sync().Revision, 0))
+		if lag, ok := watchLag(hctx, o, h.Revision); ok {
+			n.obs.lag.Store(lag)
 		}
 		if pools, err := poolUse(ctx, o); err == nil {
 			n.obs.pools.Store(&pools)
@@ -336,6 +331,38 @@ func (n *node) clusterState(ctx context.Context, o *observed, s *metrics.State) 
 	s.Role = o.cluster.Role()
 }
 
+// watchLag is how many revisions etcd (all its writes, not only the
+// resources') is ahead of the node's copy of the datastore: it asks the
+// watch for progress (etcdv3.Store.RequestProgress) and gives the copy up
+// to 2 s to reach rev, etcd's revision just read. It costs the same at
+// any size of cluster (reading the newest resource's revision did not:
+// etcd sorts every key to answer that, and every host asked).
+func watchLag(ctx context.Context, o *observed, rev int64) (int64, bool) {
+	if rev == 0 || !o.agent.Sync().Live {
+		return 0, false
+	}
+	if err := o.store.RequestProgress(ctx); err != nil {
+		return 0, false
+	}
+	wait := time.NewTimer(2 * time.Second)
+	defer wait.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		at := o.agent.Sync().Revision
+		if at >= rev {
+			return 0, true
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false
+		case <-wait.C:
+			return rev - at, true
+		case <-tick.C:
+		}
+	}
+}
+
 // poolUse reads each pool's use from the datastore.
 func poolUse(ctx context.Context, o *observed) ([]metrics.Pool, error) {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -345,17 +372,19 @@ func poolUse(ctx context.Context, o *observed) ([]metrics.Pool, error) {
 		return nil, err
 	}
 	blocks, _ := o.ipam.HostBlocks(pctx, o.name)
+	count := countsPools(o)
 	var out []metrics.Pool
 	for _, p := range pools {
 		cidr, err := store.ParseCIDR(p.Spec.CIDR)
 		if err != nil {
 			continue
 		}
-		inUse, err := o.ipam.InUse(pctx, cidr)
-		if err != nil {
-			return nil, err
+		mp := metrics.Pool{Name: p.Metadata.Name, CIDR: cidr.String(), Counted: count}
+		if count {
+			if mp.InUse, err = o.ipam.InUse(pctx, cidr); err != nil {
+				return nil, err
+			}
 		}
-		mp := metrics.Pool{Name: p.Metadata.Name, CIDR: cidr.String(), InUse: inUse}
 		mp.Size = float64(uint64(1) << min(cidr.Addr().BitLen()-cidr.Bits(), 63))
 		for _, b := range blocks {
 			if cidr.Overlaps(b) {
@@ -366,6 +395,20 @@ func poolUse(ctx context.Context, o *observed) ([]metrics.Pool, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// countsPools says whether this host is one of the metrics.PoolCounters
+// that count the pools' addresses in use, picked among the live members
+// by a hash of their names: every host that sees the same members picks
+// the same ones, and a host that dies hands its turn on.
+func countsPools(o *observed) bool {
+	names := []string{o.name}
+	for _, m := range o.cluster.GossipMembers() {
+		if m.State == "alive" && m.Name != o.name {
+			names = append(names, m.Name)
+		}
+	}
+	return slices.Contains(calc.PickByHash(names, metrics.PoolCounters), o.name)
 }
 
 // logSystemChecks runs `calico checksystem`'s checks (but the ports,

@@ -112,19 +112,27 @@ func (pl *bgpPlan) meshMaxNodes(in Input) int {
 	return n
 }
 
-// hashPick picks k of the nodes that have an address, by a hash of their
-// names: a node joining or leaving changes the pick only when it is
-// picked itself.
+// hashPick picks k of the nodes that have an address (PickByHash).
 func hashPick(nodes map[string]bgpNode, k int) []string {
+	var names []string
+	for name, n := range nodes {
+		if n.ipv4.IsValid() || n.ipv6.IsValid() {
+			names = append(names, name)
+		}
+	}
+	return PickByHash(names, k)
+}
+
+// PickByHash picks k of names by a hash of each: a name added or taken
+// away changes the pick only when it is picked itself, and every host
+// that knows the same names picks the same ones.
+func PickByHash(names []string, k int) []string {
 	type scored struct {
 		name string
 		hash uint64
 	}
-	var all []scored
-	for name, n := range nodes {
-		if !n.ipv4.IsValid() && !n.ipv6.IsValid() {
-			continue
-		}
+	all := make([]scored, 0, len(names))
+	for _, name := range names {
 		h := fnv.New64a()
 		h.Write([]byte(name))
 		all = append(all, scored{name, h.Sum64()})

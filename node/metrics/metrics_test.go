@@ -26,7 +26,7 @@ func sample(context.Context) State {
 		BGPSessions: map[string]int{"established": 2, "weird": 1}, BGPAdvertised: 1, BGPLearned: 2,
 		Members: map[string]int{"alive": 3}, Role: "voter",
 		Datastore: Datastore{Known: true, Healthy: true, Revision: 40, Applied: 38, Cached: 38, Members: 3, LastEvent: time.Now()},
-		Pools:     []Pool{{Name: "p", CIDR: "10.65.0.0/16", Size: 65536, InUse: 9, Blocks: 1}},
+		Pools:     []Pool{{Name: "p", CIDR: "10.65.0.0/16", Size: 65536, InUse: 9, Blocks: 1, Counted: true}, {Name: "q", CIDR: "10.66.0.0/16", Size: 65536, Blocks: 2}},
 		Problems:  map[string]uint64{"data": 1}, ProblemsReported: map[string]uint64{"data": 2, "other": 1},
 		RouteLists: 4, RouteListTime: 10 * time.Millisecond,
 	}
@@ -79,6 +79,13 @@ felix_route_table_list_seconds_count 4
 	got, err := testutil.GatherAndCount(m.Registry(), "calico_problems")
 	if err != nil || got != 8 { // the seven kinds and "other"
 		t.Errorf("calico_problems: %d series (%v), want 8", got, err)
+	}
+	// Pool q was not counted by this host: its use is not exported
+	// (as 0 it would pull a sum or min over hosts down).
+	for name, want := range map[string]int{"calico_ipam_pool_addresses": 2, "calico_ipam_blocks": 2, "calico_ipam_addresses_in_use": 1} {
+		if got, err := testutil.GatherAndCount(m.Registry(), name); err != nil || got != want {
+			t.Errorf("%s: %d series (%v), want %d", name, got, err, want)
+		}
 	}
 }
 

@@ -89,10 +89,18 @@ type Pool struct {
 	Name, CIDR string
 	// Size is the number of addresses in the pool.
 	Size float64
-	// InUse counts the addresses allocated in the whole cluster;
-	// Blocks the blocks affine to this host.
+	// InUse counts the addresses allocated in the whole cluster, when
+	// Counted (by a few hosts only: see PoolCounters); Blocks the
+	// blocks affine to this host.
 	InUse, Blocks int
+	Counted       bool
 }
+
+// PoolCounters is how many hosts of a cluster count the addresses in use
+// in every pool: counting reads every block of the cluster, which every
+// host doing every 30 s would make the datastore's load grow with the
+// square of the cluster's size.
+const PoolCounters = 3
 
 type collector struct {
 	state func(ctx context.Context) State
@@ -128,11 +136,11 @@ var (
 	dDSHealthy  = desc("calico_datastore_healthy", "1 when the datastore had a leader when the node last looked.")
 	dDSRev      = desc("calico_datastore_revision", "The datastore's revision when the node last looked.")
 	dDSApplied  = desc("calico_dataplane_revision", "The datastore revision this host's dataplane was last programmed from.")
-	dDSLag      = desc("calico_datastore_watch_lag_revisions", "How many revisions the newest resource in etcd was ahead of the node's copy of the datastore when the node last looked (every 30 s; 0 when the watch keeps up).")
+	dDSLag      = desc("calico_datastore_watch_lag_revisions", "How many revisions etcd (all its writes) was ahead of the node's copy of the datastore when the node last looked (every 30 s; 0 when the watch keeps up: it caught up within 2 s).")
 	dDSMembers  = desc("calico_datastore_members", "etcd members (voters and learners).")
 	dEventAge   = desc("felix_watch_last_event_age_seconds", "Seconds since the node's copy of the datastore last changed.")
 	dPoolSize   = desc("calico_ipam_pool_addresses", "Addresses in an IP pool.", "pool", "cidr")
-	dPoolUse    = desc("calico_ipam_addresses_in_use", "Addresses allocated in an IP pool, in the whole cluster (read every 30 s).", "pool", "cidr")
+	dPoolUse    = desc("calico_ipam_addresses_in_use", "Addresses allocated in an IP pool, in the whole cluster (read every 30 s by three hosts picked by a hash of their names; take the max over hosts).", "pool", "cidr")
 	dPoolBlocks = desc("calico_ipam_blocks", "Address blocks of an IP pool affine to this host.", "pool", "cidr")
 	dProblems   = desc("calico_problems", "Problems the node has now (data it cannot use as written, routes that wait or were refused, BGP sessions that do not establish, …), by kind; `calico status` lists them.", "kind")
 	dReported   = desc("calico_problems_reported_total", "Problems that appeared since the node started, by kind.", "kind")
@@ -237,7 +245,9 @@ func (c *collector) collectCluster(ch chan<- prometheus.Metric, s State) {
 	}
 	for _, p := range s.Pools {
 		gauge(ch, dPoolSize, p.Size, p.Name, p.CIDR)
-		gauge(ch, dPoolUse, float64(p.InUse), p.Name, p.CIDR)
+		if p.Counted {
+			gauge(ch, dPoolUse, float64(p.InUse), p.Name, p.CIDR)
+		}
 		gauge(ch, dPoolBlocks, float64(p.Blocks), p.Name, p.CIDR)
 	}
 }

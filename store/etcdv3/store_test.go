@@ -325,3 +325,56 @@ func TestSyncSaysWhenItFollowsAgain(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSyncProgress: asked for progress, Sync delivers an event with no
+// updates at etcd's revision, moved on by writes outside the resources
+// that the watch never sees.
+func TestSyncProgress(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := New(cli)
+	ctx := t.Context()
+	var mu sync.Mutex
+	var revs []int64
+	go s.Sync(ctx, func(ev SyncEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(ev.Updates) == 0 && ev.Err == nil {
+			revs = append(revs, ev.Revision)
+		}
+	})
+	last := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(revs) == 0 {
+			return 0
+		}
+		return revs[len(revs)-1]
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for last() == 0 { // the snapshot of an empty store, then the watch's start
+		if time.Now().After(deadline) {
+			t.Fatal("Sync delivered no event")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var want int64
+	for range 3 {
+		resp, err := cli.Put(ctx, "/calico/ipam/v2/not-a-resource", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = resp.Header.Revision
+	}
+	if got := last(); got >= want {
+		t.Fatalf("Sync is at revision %d before progress was asked for; want below %d", got, want)
+	}
+	for last() < want {
+		if err := s.RequestProgress(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Sync is at revision %d, want %d after RequestProgress", last(), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -18,7 +18,8 @@ import (
 // changes to it, or a report that the datastore cannot be read right now.
 // A watch (re)established after the snapshot is an event with neither
 // updates nor an error: from then on the caller follows the datastore
-// live again, the changes it missed coming next.
+// live again, the changes it missed coming next. So is the answer to
+// RequestProgress: the state is at its Revision.
 type SyncEvent struct {
 	// Snapshot marks Updates as the complete state, replacing everything
 	// delivered before.
@@ -149,6 +150,13 @@ func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *bac
 			fn(SyncEvent{Revision: rev})
 			continue
 		}
+		if wr.IsProgressNotify() {
+			// Asked for by RequestProgress: every event up to the
+			// header's revision has come, so the state is at it.
+			rev = max(rev, wr.Header.Revision)
+			fn(SyncEvent{Revision: rev})
+			continue
+		}
 		if len(wr.Events) == 0 {
 			continue
 		}
@@ -169,6 +177,18 @@ func (s *Store) watch(ctx context.Context, rev int64, fn func(SyncEvent), b *bac
 		rev = last
 	}
 	return rev, errors.New("watch closed")
+}
+
+// RequestProgress asks etcd to tell Sync's watch the store's revision
+// once the watch has had every event up to it. Sync then delivers an
+// event with no updates at that revision: the revision a caller sees
+// moves on while no resource changes (other writes move etcd's), so the
+// caller can tell how far behind its copy is without reading the
+// resources again. Call it only while Sync watches (it would open a
+// watch stream of its own otherwise).
+func (s *Store) RequestProgress(ctx context.Context) error {
+	// The watch's stream is the one of its context's metadata.
+	return s.kv.RequestProgress(clientv3.WithRequireLeader(ctx))
 }
 
 // backoff is a capped exponential delay.
