@@ -15,8 +15,9 @@ import (
 
 // SetPeers makes the speaker's sessions exactly peers: it adds the
 // missing ones, re-creates (delete, then add) those whose session
-// settings changed and deletes those no longer wanted. A change of Type
-// or Name only is taken without touching the session. It reads GoBGP's
+// settings changed (or that are newly marked Reflector: markedReflector)
+// and deletes those no longer wanted. A change of Type or Name only, or
+// a Reflector mark taken away, is taken without touching the session. It reads GoBGP's
 // neighbours back when it does not know them (at the first call and
 // after a call that failed), so an earlier call that was given up on is
 // repaired. There is at most one session per address; a second entry for
@@ -54,7 +55,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	for _, addr := range slices.SortedFunc(maps.Keys(want), netip.Addr.Compare) {
 		p := want[addr]
 		old, known := applied[addr]
-		if have[addr] && known && sameSession(old, p) {
+		if have[addr] && known && sameSession(old, p) && !markedReflector(old, p) {
 			if old != p {
 				s.record(p)
 			}
@@ -161,6 +162,16 @@ func sameSession(a, b Peer) bool {
 	a.Port, b.Port = peerPort(a), peerPort(b)
 	return a == b
 }
+
+// markedReflector: p is marked Reflector and was not. Its session is
+// made again: while it was not marked, this node may have reflected
+// routes to it, which the export policy now filters, and GoBGP withdraws
+// neither those (a soft reset out sends only what passes) nor, later,
+// one whose best path changes to another that the policy filters too.
+// The peer would keep such a route for as long as the session lasted,
+// its next hop perhaps gone (TestReflectorMarkedLater). Unmarking needs
+// no new session: the soft reset out sends what the policy now lets by.
+func markedReflector(old, p Peer) bool { return p.Reflector && !old.Reflector }
 
 func (s *Speaker) record(p Peer) {
 	s.pmu.Lock()

@@ -161,3 +161,36 @@ func TestReflectorSetEmptied(t *testing.T) {
 	waitLearned(t, c, route("10.65.1.0/26", "127.0.0.1"), route("10.65.11.0/26", "127.0.0.1"))
 	waitLearned(t, a, route("10.65.3.0/26", "127.0.0.3"), route("10.65.13.0/26", "127.0.0.3"))
 }
+
+// TestReflectorMarkedLater: reflector B reflects C's route to A while A
+// is a client only (B does not know yet that A reflects too, as when A's
+// promotion to voter reaches B late). Then B marks A Reflector: a soft
+// reset out, which sends A nothing for the routes it now filters. When
+// C withdraws its route and D still has the same prefix, B's best path
+// changes to D's, which it does not send A either: A must still lose
+// C's copy.
+func TestReflectorMarkedLater(t *testing.T) {
+	addrA, addrB, addrC, addrD := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")
+	port := freePort(t, addrA, addrB, addrC, addrD)
+	a, b, c, d := start(t, addrA, port, false), start(t, addrB, port, false), start(t, addrC, port, false), start(t, addrD, port, false)
+	fromB := func(remote netip.Addr, reflector bool) Peer {
+		p := meshPeer(addrB, remote, port)
+		p.ReflectorClient, p.ClusterID, p.Reflector = true, netip.MustParseAddr("244.0.0.1"), reflector
+		return p
+	}
+	setPeers(t, a, meshPeer(addrA, addrB, port))
+	setPeers(t, c, meshPeer(addrC, addrB, port))
+	setPeers(t, d, meshPeer(addrD, addrB, port))
+	setPeers(t, b, fromB(addrA, false), fromB(addrC, false), fromB(addrD, false))
+	advertise(t, a, "10.65.1.0/26")
+	advertise(t, c, "10.65.3.0/26", "10.65.99.0/26")
+	waitLearned(t, a, route("10.65.3.0/26", "127.0.0.3"), route("10.65.99.0/26", "127.0.0.3"))
+	advertise(t, d, "10.65.99.0/26")
+	waitLearned(t, b, route("10.65.1.0/26", "127.0.0.1"), route("10.65.3.0/26", "127.0.0.3"), route("10.65.99.0/26", "127.0.0.3", "127.0.0.4"))
+
+	setPeers(t, b, fromB(addrA, true), fromB(addrC, false), fromB(addrD, false))
+	waitState(t, b, addrA, "established", false)
+	advertise(t, c)
+	waitLearned(t, b, route("10.65.1.0/26", "127.0.0.1"), route("10.65.99.0/26", "127.0.0.4"))
+	waitLearned(t, a)
+}
