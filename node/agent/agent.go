@@ -470,7 +470,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	// The host's own state is in place unless one of its own routes
 	// failed: a learned route that cannot be programmed (its next hop is
 	// unreachable) does not hold up the workloads waiting for it.
-	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "routes", time.Since(bgpDone), "input", start.Sub(inputStart))
+	a.log.Debug("applied", "revision", rev, "calc", computed.Sub(start), "nft", programmed.Sub(computed), "bgp", bgpDone.Sub(programmed), "routes", time.Since(bgpDone), "input", start.Sub(inputStart))
 	_, _, fromDisk, _ := a.cache.state()
 	res := Applied{
 		At: time.Now(), Took: time.Since(start), Revision: rev, Err: err, OwnOK: ownOK,
