@@ -25,7 +25,9 @@ trap 'rm -f "$out" "$out.merged"' EXIT
 skip=
 [ -n "$pattern" ] || skip='^TestBenchScale$'
 rc=0
-CALICO_E2E=1 CALICO_BENCH=1 CALICO_BENCH_OUT="$out" CALICO="$PWD/calico" \
+# The lab hosts' logs are kept (/tmp/calico-e2e-logs/<lab>-<test>/): a
+# figure that surprises can only be explained from them afterwards.
+CALICO_E2E_KEEP_LOGS=${CALICO_E2E_KEEP_LOGS:-1} CALICO_E2E=1 CALICO_BENCH=1 CALICO_BENCH_OUT="$out" CALICO="$PWD/calico" \
 	go test -count=1 -p 1 -timeout "${CALICO_BENCH_TIMEOUT:-30m}" -run "^TestBench${pattern:+.*($pattern)}" ${skip:+-skip "$skip"} ./e2e/ || rc=$?
 # A full run that failed writes nothing; a run by pattern keeps the
 # sections its benchmarks wrote before failing (the fleet-scale one writes
