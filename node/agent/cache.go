@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"runtime"
@@ -290,14 +291,20 @@ func (c *cache) persist(force bool, interval time.Duration) error {
 		if err != nil {
 			return err
 		}
-		keys := c.dirty
+		// In key order: bbolt keeps a bucket's keys of one write in a
+		// sorted slice until the commit, so keys put in random order
+		// cost a copy of that slice each, O(n²): 24 s of memmove for the
+		// 101,000 resources of a 1,000-host cluster (a fresh node's first
+		// pass and a restarted reflector waited for it). In order, each
+		// is appended.
+		var keys []string
 		if c.all {
-			keys = map[string]bool{}
-			for _, k := range c.items.keys {
-				keys[k] = true
-			}
+			keys = slices.Clone(c.items.keys)
+		} else {
+			keys = slices.Collect(maps.Keys(c.dirty))
 		}
-		for k := range keys {
+		slices.Sort(keys)
+		for _, k := range keys {
 			r, ok := c.items.get(k)
 			if !ok {
 				if err := res.Delete([]byte(k)); err != nil {
