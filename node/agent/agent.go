@@ -295,9 +295,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			// With graceful restart the peers keep our routes while we
 			// are away, and the kernel keeps theirs.
 			a.bgp.stop()
-			if err := a.cache.persist(true, 0); err != nil {
-				a.log.Warn("saving the state cache", "err", err)
-			}
+			a.persist(true, 0)
 			return nil
 		case <-a.bgp.changed:
 		case <-a.changed:
@@ -305,9 +303,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				// A pass since took in this change (a workload's add
 				// waited for it): nothing new to program, but the
 				// change is still to be saved.
-				if err := a.cache.persist(false, time.Second); err != nil {
-					a.log.Warn("saving the state cache", "err", err)
-				}
+				a.persist(false, time.Second)
 				continue
 			}
 		case <-a.kick:
@@ -330,9 +326,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = 0
 			timer.Reset(a.jitter())
 		}
-		if err := a.cache.persist(false, time.Second); err != nil {
-			a.log.Warn("saving the state cache", "err", err)
-		}
+		a.persist(false, time.Second)
 	}
 }
 
@@ -409,6 +403,18 @@ func (a *Agent) FirstProgram() Applied {
 // FirstPass is closed once the agent has made its first attempt to
 // program the dataplane: from its state cache, when it has one.
 func (a *Agent) FirstPass() <-chan struct{} { return a.first }
+
+// persist saves the state cache (cache.persist), and says so when that
+// held the loop up (and the cache's lock) for over half a second.
+func (a *Agent) persist(force bool, interval time.Duration) {
+	start := time.Now()
+	if err := a.cache.persist(force, interval); err != nil {
+		a.log.Warn("saving the state cache", "err", err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		a.log.Info("saved the state cache", "resources", a.cache.size(), "took", took.Round(time.Millisecond))
+	}
+}
 
 func (a *Agent) jitter() time.Duration {
 	return a.cfg.Resync + rand.N(a.cfg.Resync/5+1)

@@ -253,6 +253,13 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 	return in, c.rev, true
 }
 
+// size is how many resources the copy holds.
+func (c *cache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.items.len()
+}
+
 // changedAt is when the datastore last changed the copy.
 func (c *cache) changedAt() time.Time {
 	c.mu.Lock()
