@@ -1,14 +1,13 @@
 package bgp
 
 import (
-	"bytes"
+	"calico/internal/testutil"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -86,30 +85,12 @@ func TestPasswordNeverPrinted(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a logger's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestPasswordFileRefused: a session whose password file cannot be used
 // is not configured, Peers says why, and the problem is logged once
 // however often peers are set; once the file is fixed the session is
 // configured at the next SetPeers.
 func TestPasswordFileRefused(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	s, err := Start(t.Context(), Config{
 		RouterID: addrA, AS: testAS, ListenPort: -1,
 		Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

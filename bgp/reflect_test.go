@@ -139,11 +139,7 @@ func TestReflectorSetEmptied(t *testing.T) {
 	addrA, addrB, addrC := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
 	port := freePort(t, addrA, addrB, addrC)
 	a, b, c := start(t, addrA, port, false), start(t, addrB, port, false), start(t, addrC, port, false)
-	fromB := func(remote netip.Addr, reflector bool) Peer {
-		p := meshPeer(addrB, remote, port)
-		p.ReflectorClient, p.ClusterID, p.Reflector = true, netip.MustParseAddr("244.0.0.1"), reflector
-		return p
-	}
+	fromB := func(remote netip.Addr, reflector bool) Peer { return autoReflectorPeer(addrB, remote, port, reflector) }
 	setPeers(t, a, meshPeer(addrA, addrB, port))
 	setPeers(t, c, meshPeer(addrC, addrB, port))
 	setPeers(t, b, fromB(addrA, true), fromB(addrC, false))
@@ -173,11 +169,7 @@ func TestReflectorMarkedLater(t *testing.T) {
 	addrA, addrB, addrC, addrD := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")
 	port := freePort(t, addrA, addrB, addrC, addrD)
 	a, b, c, d := start(t, addrA, port, false), start(t, addrB, port, false), start(t, addrC, port, false), start(t, addrD, port, false)
-	fromB := func(remote netip.Addr, reflector bool) Peer {
-		p := meshPeer(addrB, remote, port)
-		p.ReflectorClient, p.ClusterID, p.Reflector = true, netip.MustParseAddr("244.0.0.1"), reflector
-		return p
-	}
+	fromB := func(remote netip.Addr, reflector bool) Peer { return autoReflectorPeer(addrB, remote, port, reflector) }
 	setPeers(t, a, meshPeer(addrA, addrB, port))
 	setPeers(t, c, meshPeer(addrC, addrB, port))
 	setPeers(t, d, meshPeer(addrD, addrB, port))
@@ -193,4 +185,12 @@ func TestReflectorMarkedLater(t *testing.T) {
 	advertise(t, c)
 	waitLearned(t, b, route("10.65.1.0/26", "127.0.0.1"), route("10.65.99.0/26", "127.0.0.4"))
 	waitLearned(t, a)
+}
+
+// autoReflectorPeer is the session an automatic reflector at local has
+// to remote: a client session, marked Reflector when remote reflects too.
+func autoReflectorPeer(local, remote netip.Addr, port int, reflector bool) Peer {
+	p := meshPeer(local, remote, port)
+	p.ReflectorClient, p.ClusterID, p.Reflector = true, netip.MustParseAddr("244.0.0.1"), reflector
+	return p
 }

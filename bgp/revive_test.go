@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"calico/internal/testutil"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -16,7 +17,7 @@ import (
 func TestReviveAfterPeerRemade(t *testing.T) {
 	addrA, addrB := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	port := freePort(t, addrA, addrB)
-	logA := &lockedBuffer{}
+	logA := &testutil.SyncBuffer{}
 	a, err := Start(t.Context(), Config{RouterID: addrA, AS: testAS, ListenAddr: []netip.Addr{addrA}, ListenPort: port, NextHop4: addrA,
 		Log: slog.New(slog.NewTextHandler(logA, nil))})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -190,24 +189,6 @@ func TestAgentReadsBlocksAfterAClaim(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for the agent's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The pass that programs the datastore's listing says how long that
 // took and where, once per listing: not for the passes after it.
 func TestAgentLogsTheListingProgrammed(t *testing.T) {
@@ -218,7 +199,7 @@ func TestAgentLogsTheListingProgrammed(t *testing.T) {
 	if err := s.Create(t.Context(), w); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	a, err := agent.New(agent.Config{Name: agenttest.Node, DataDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&out, nil))}, nft.NewFake(), route.NewFake())
 	if err != nil {
 		t.Fatal(err)

@@ -1,17 +1,16 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"calico/bgp"
+	"calico/internal/testutil"
 	"calico/node/calc"
 )
 
@@ -30,28 +29,11 @@ func (f *fakeSpeaker) Peers(context.Context) ([]bgp.PeerStatus, error)     { ret
 func (f *fakeSpeaker) Advertised(context.Context, netip.Addr) (int, error) { return 0, nil }
 func (f *fakeSpeaker) Stop()                                               {}
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestBGPDriverLogLevelAndWarnings: the speaker logs at BGPConfiguration's
 // level whatever the node's, and as the node does without one; warnings
 // are logged once while they last.
 func TestBGPDriverLogLevelAndWarnings(t *testing.T) {
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	nodeLevel := new(slog.LevelVar) // Info
 	base := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: nodeLevel}))
 	sp := &fakeSpeaker{changes: make(chan struct{})}
