@@ -148,6 +148,8 @@ type Agent struct {
 	// kick wakes the loop for a local change; changed for a change in
 	// the datastore.
 	kick, changed chan struct{}
+	// save asks the saver for a save of the state cache.
+	save chan struct{}
 	// blocksStale asks the next pass to read this host's blocks (the
 	// last read failed); blocksRead is when they were last read, and
 	// claimsRead BlockClaims then.
@@ -244,6 +246,7 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 		bgp:        newBGPDriver(cfg.Speaker, cfg.Log),
 		kick:       make(chan struct{}, 1),
 		changed:    make(chan struct{}, 1),
+		save:       make(chan struct{}, 1),
 		progress:   make(chan struct{}),
 		first:      make(chan struct{}),
 
@@ -277,6 +280,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { a.follow(ctx) })
+	saverCtx, stopSaver := context.WithCancel(context.Background())
+	var saver sync.WaitGroup
+	saver.Go(func() { a.saver(saverCtx) })
+	defer saver.Wait()
+	defer stopSaver()
 
 	stale := time.Now()
 	a.keepStaleRoutes()
@@ -295,7 +303,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			// With graceful restart the peers keep our routes while we
 			// are away, and the kernel keeps theirs.
 			a.bgp.stop()
-			a.persist(true, 0)
+			stopSaver()
+			saver.Wait()
+			a.persist()
 			return nil
 		case <-a.bgp.changed:
 		case <-a.changed:
@@ -303,7 +313,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				// A pass since took in this change (a workload's add
 				// waited for it): nothing new to program, but the
 				// change is still to be saved.
-				a.persist(false, time.Second)
+				a.requestSave()
 				continue
 			}
 		case <-a.kick:
@@ -326,7 +336,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = 0
 			timer.Reset(a.jitter())
 		}
-		a.persist(false, time.Second)
+		a.requestSave()
 	}
 }
 
@@ -404,11 +414,37 @@ func (a *Agent) FirstProgram() Applied {
 // program the dataplane: from its state cache, when it has one.
 func (a *Agent) FirstPass() <-chan struct{} { return a.first }
 
-// persist saves the state cache (cache.persist), and says so when that
-// held the loop up (and the cache's lock) for over half a second.
-func (a *Agent) persist(force bool, interval time.Duration) {
+// requestSave asks the saver to save the state cache; it never blocks.
+func (a *Agent) requestSave() {
+	select {
+	case a.save <- struct{}{}:
+	default:
+	}
+}
+
+// saver saves the state cache when asked, beside the loop, at most once
+// a second, until ctx ends (Run then saves once more, last).
+func (a *Agent) saver(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.save:
+		}
+		a.persist()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// persist saves the state cache (cache.persist), and says so when the
+// save took over half a second (a disk or a machine that slow).
+func (a *Agent) persist() {
 	start := time.Now()
-	if err := a.cache.persist(force, interval); err != nil {
+	if err := a.cache.persist(); err != nil {
 		a.log.Warn("saving the state cache", "err", err)
 	}
 	if took := time.Since(start); took > 500*time.Millisecond {

@@ -49,7 +49,7 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.update(etcdv3.SyncEvent{Snapshot: true, Revision: 7, Updates: updates})
-		if err := c.persist(true, 0); err != nil {
+		if err := c.persist(); err != nil {
 			t.Fatal(err)
 		}
 		c.close()
@@ -87,7 +87,7 @@ func TestTrustedCacheLoadsTheSame(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.update(etcdv3.SyncEvent{Snapshot: true, Revision: 7, Updates: updates})
-	if err := c.persist(true, 0); err != nil {
+	if err := c.persist(); err != nil {
 		t.Fatal(err)
 	}
 	tier := store.Key(store.ID{Kind: store.KindTier, Name: "security"})
