@@ -359,6 +359,9 @@ func (b *scaleBench) churn(p *scalePoint) {
 	p.PutChurn, p.PutChurnP99 = quantileF(lat.Put, 0.5), quantileF(lat.Put, 0.99)
 	calcs, nfts, routes := agentTimings(l.Lab, "host4", offset)
 	p.Passes = len(calcs)
+	if p.Passes == 0 {
+		b.t.Errorf("%d hosts: host4 logged no pass under churn at Debug (has the agent's line changed? appliedRE)", p.Hosts)
+	}
 	p.Calc, p.CalcP99, p.Nft, p.Routes = quantile(calcs, 0.5), quantile(calcs, 0.99), quantile(nfts, 0.5), quantile(routes, 0.5)
 }
 

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,8 +150,6 @@ func (m *monitor) since(t time.Time) []string {
 	return out
 }
 
-var agentPassRE = regexp.MustCompile(`msg=applied .*calc=(\S+) nft=(\S+) routes=(\S+)`)
-
 // agentTimings are the agent's passes that host's log shows (at Debug)
 // from offset on: how long each took to compute and to program nftables
 // and routes.
@@ -162,13 +159,13 @@ func agentTimings(l *Lab, host string, offset int) (calc, nft, routes []time.Dur
 		return nil, nil, nil
 	}
 	for _, line := range strings.Split(log[offset:], "\n") {
-		m := agentPassRE.FindStringSubmatch(line)
+		m := appliedRE.FindStringSubmatch(line)
 		if m == nil {
 			continue
 		}
-		c, err1 := time.ParseDuration(m[1])
-		n, err2 := time.ParseDuration(m[2])
-		r, err3 := time.ParseDuration(m[3])
+		c, err1 := time.ParseDuration(m[3])
+		n, err2 := time.ParseDuration(m[4])
+		r, err3 := time.ParseDuration(m[6])
 		if err1 == nil && err2 == nil && err3 == nil {
 			calc, nft, routes = append(calc, c), append(nft, n), append(routes, r)
 		}
