@@ -109,7 +109,11 @@ func poolByCIDR(ctx context.Context, c *ucli.Command, cidr string) (string, erro
 func poolTable(w io.Writer, pools []api.Pool) error {
 	rows := [][]string{{"NAME", "CIDR", "BLOCKSIZE", "IN USE", "NAT", "DISABLED"}}
 	for _, p := range pools {
-		rows = append(rows, []string{p.Name, p.CIDR, fmt.Sprint(p.BlockSize), fmt.Sprint(p.InUse), fmt.Sprint(p.NAT), fmt.Sprint(p.Disabled)})
+		inUse := fmt.Sprint(p.InUse)
+		if p.InUse < 0 {
+			inUse = "unknown" // not counted in time (calico status says why)
+		}
+		rows = append(rows, []string{p.Name, p.CIDR, fmt.Sprint(p.BlockSize), inUse, fmt.Sprint(p.NAT), fmt.Sprint(p.Disabled)})
 	}
 	return table(w, rows)
 }

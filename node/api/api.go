@@ -286,9 +286,11 @@ type Pool struct {
 	Name      string `json:"name"`
 	CIDR      string `json:"cidr"`
 	BlockSize int    `json:"blockSize"`
-	InUse     int    `json:"inUse"`
-	Disabled  bool   `json:"disabled,omitempty"`
-	NAT       bool   `json:"natOutgoing,omitempty"`
+	// InUse is how many of its addresses are allocated; -1: not
+	// counted (calico status reports why among its problems).
+	InUse    int  `json:"inUse"`
+	Disabled bool `json:"disabled,omitempty"`
+	NAT      bool `json:"natOutgoing,omitempty"`
 }
 
 // IPAMBlock is one block as `calico ipam show` prints it.

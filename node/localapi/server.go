@@ -335,18 +335,41 @@ func (s *Server) status(ctx context.Context) (api.Status, error) {
 		st.Dataplane.Error = strings.TrimPrefix(st.Dataplane.Error+"; ", "; ") + "BGP: " + err.Error()
 	}
 	if h.Healthy {
-		pools, err := s.listPools(hctx)
-		if err != nil {
-			return st, err
-		}
-		st.Pools = pools
-		if s.Members != nil {
-			if st.Nodes, err = s.Members.Nodes(hctx); err != nil {
-				return st, err
-			}
-		}
+		s.readPoolsAndNodes(ctx, &st)
 	}
 	return st, nil
+}
+
+// statusReadTimeout bounds each of the status's reads of the datastore
+// beyond its health: the pools (with every IPAM block, to count their
+// use) and the member list.
+const statusReadTimeout = 3 * time.Second
+
+// readPoolsAndNodes adds the pools and the member list to a status. What
+// cannot be read in time (a busy etcd of a thousand hosts) is a problem
+// the status reports, not a failed status: a person or a script asking
+// how the node is gets the rest.
+func (s *Server) readPoolsAndNodes(ctx context.Context, st *api.Status) {
+	pctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
+	defer cancel()
+	pools, uncounted, err := s.readPools(pctx)
+	switch {
+	case err != nil:
+		st.Problems = append(st.Problems, "the IP pools could not be read: "+err.Error())
+	case uncounted != nil:
+		st.Problems = append(st.Problems, "the IP pools' addresses in use could not be counted (shown as unknown): "+uncounted.Error())
+		fallthrough
+	default:
+		st.Pools = pools
+	}
+	if s.Members == nil {
+		return
+	}
+	nctx, ncancel := context.WithTimeout(ctx, statusReadTimeout)
+	defer ncancel()
+	if st.Nodes, err = s.Members.Nodes(nctx); err != nil {
+		st.Problems = append(st.Problems, "the cluster's nodes could not be read: "+err.Error())
+	}
 }
 
 // countAdvertisedMax is how many established sessions a status counts
@@ -403,16 +426,30 @@ func (s *Server) bgpRoutes(context.Context) (api.BGPRoutes, error) {
 }
 
 func (s *Server) listPools(ctx context.Context) ([]api.Pool, error) {
+	out, uncounted, err := s.readPools(ctx)
+	if err == nil && uncounted != nil {
+		err = fmt.Errorf("counting the IP pools' addresses in use: %w", uncounted)
+	}
+	return out, err
+}
+
+// readPools reads the pools and counts each one's addresses in use; a
+// pool whose count fails reads InUse -1 (unknown), never a wrong count,
+// and uncounted says why.
+func (s *Server) readPools(ctx context.Context) (out []api.Pool, uncounted, err error) {
 	pools, err := etcdv3.ListOf[*store.IPPool](ctx, s.Store, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := []api.Pool{}
+	out = []api.Pool{}
 	for _, p := range pools {
 		cidr, _ := store.ParseCIDR(p.Spec.CIDR)
-		n, _ := s.IPAM.InUse(ctx, cidr)
+		n, cerr := s.IPAM.InUse(ctx, cidr)
+		if cerr != nil {
+			n, uncounted = -1, cerr
+		}
 		out = append(out, api.Pool{Name: p.Metadata.Name, CIDR: p.Spec.CIDR, BlockSize: p.Spec.BlockSize,
 			InUse: n, Disabled: p.Spec.Disabled, NAT: p.Spec.NATOutgoing})
 	}
-	return out, nil
+	return out, uncounted, nil
 }

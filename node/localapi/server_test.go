@@ -3,10 +3,12 @@ package localapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -279,5 +281,39 @@ func TestBGPSessionsCounted(t *testing.T) {
 			t.Errorf("%d sessions up: advertised %d (down), %d, %d; %d counts made; want 0, %d, %d; %d", up,
 				out[0].Advertised, out[1].Advertised, out[up].Advertised, a.counted, want, want, calls)
 		}
+	}
+}
+
+// failingMembers is a cluster whose member list cannot be read.
+type failingMembers struct{ Membership }
+
+func (failingMembers) Role() string     { return "voter" }
+func (failingMembers) DiskFull() string { return "" }
+func (failingMembers) Nodes(context.Context) ([]api.Node, error) {
+	return nil, errors.New("context deadline exceeded")
+}
+
+// A status whose member list (or pools) cannot be read in time still
+// answers, with the pools it read and the failure among its problems: a
+// busy etcd of a thousand hosts made the whole status fail, and the
+// lab's start, which polls it, waited on.
+func TestStatusAnswersWhatItCouldNotRead(t *testing.T) {
+	srv, st, _ := newServer(t)
+	pool := store.KindIPPool.New().(*store.IPPool)
+	pool.Metadata.Name = "p1"
+	pool.Spec.CIDR, pool.Spec.BlockSize = "10.70.0.0/16", 26
+	if err := st.Create(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	srv.Members = failingMembers{}
+	status, err := srv.status(t.Context())
+	if err != nil {
+		t.Fatalf("the status failed: %v", err)
+	}
+	if len(status.Pools) != 1 || status.Pools[0].InUse != 0 {
+		t.Errorf("pools %+v, want p1 with 0 in use", status.Pools)
+	}
+	if !slices.ContainsFunc(status.Problems, func(p string) bool { return strings.Contains(p, "nodes could not be read: context deadline exceeded") }) {
+		t.Errorf("problems %q do not say the nodes could not be read", status.Problems)
 	}
 }
