@@ -13,6 +13,7 @@ import (
 	"calico/internal/testutil"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -484,11 +485,12 @@ func TestPrivilegedIntervalDriftRepair(t *testing.T) {
 	ctx := context.Background()
 	rs := stagesBase()
 	for _, tc := range []struct {
-		name string
-		elem nftables.SetElement
+		name       string
+		elem       nftables.SetElement
+		recreateOK bool
 	}{
-		{"start deleted", nftables.SetElement{Key: addr("10.2.0.0").AsSlice()}},
-		{"end deleted", nftables.SetElement{Key: addr("10.2.1.0").AsSlice(), IntervalEnd: true}},
+		{"start deleted", nftables.SetElement{Key: addr("10.2.0.0").AsSlice()}, true},
+		{"end deleted", nftables.SetElement{Key: addr("10.2.1.0").AsSlice(), IntervalEnd: true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, ns := newKernelApplier(t)
@@ -508,9 +510,27 @@ func TestPrivilegedIntervalDriftRepair(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkKernel(t, ns, rs, "after repair")
-			if want := (Stats{ElemsAdded: 1, ElemsDeleted: 1}); a.lastSource != "read-back" || a.last != want {
+			want := Stats{ElemsAdded: 1, ElemsDeleted: 1}
+			if tc.recreateOK && a.lastSource == "recreate" && a.last.Recreated {
+				// Linux 6.18 refuses (ENOENT) the deletion of the end
+				// the read-back found alone after its start was deleted;
+				// the applier then recreates the table, which
+				// checkKernel has found right (docs/notes.md).
+				t.Logf("the kernel (%s) refused the read-back's repair; the table was recreated", kernelRelease(t))
+				return
+			}
+			if a.lastSource != "read-back" || a.last != want {
 				t.Errorf("repair from %s changed %+v, want %+v", a.lastSource, a.last, want)
 			}
 		})
 	}
+}
+
+// kernelRelease is the running kernel's release (uname -r).
+func kernelRelease(t *testing.T) string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
