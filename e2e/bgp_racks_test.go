@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -11,10 +10,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"calico/internal/testutil"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -26,28 +26,11 @@ import (
 type bgpTor struct {
 	ns  string
 	cmd *exec.Cmd
-	log *bytes.Buffer
-	mu  *sync.Mutex
+	// log is the tor's stderr, read while it writes.
+	log *testutil.SyncBuffer
 }
 
-// bgpLockedBuffer is a bytes.Buffer the tor's stderr writes to while the
-// test reads it.
-type bgpLockedBuffer struct {
-	mu  *sync.Mutex
-	buf *bytes.Buffer
-}
-
-func (b bgpLockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (r *bgpTor) logText() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.log.String()
-}
+func (r *bgpTor) logText() string { return r.log.String() }
 
 // bgpBuildTor builds e2e/tor for the test.
 func bgpBuildTor(t *testing.T) string {
@@ -97,9 +80,9 @@ func bgpTorRouter(t *testing.T, racks int) string {
 // the test ends or stop is called.
 func bgpStartTor(t *testing.T, bin, ns string, args ...string) *bgpTor {
 	t.Helper()
-	r := &bgpTor{ns: ns, log: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	r := &bgpTor{ns: ns, log: &testutil.SyncBuffer{}}
 	r.cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, bin}, args...)...)
-	r.cmd.Stderr = bgpLockedBuffer{r.mu, r.log}
+	r.cmd.Stderr = r.log
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

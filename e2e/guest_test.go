@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"calico/internal/testutil"
 )
 
 // A guest is the VM side of a tap on a lab host, for the VM tests: a
@@ -398,19 +400,7 @@ func staticProbe() string {
 type standIn struct {
 	ns, dir string
 	bridge  *exec.Cmd
-	dhcp    *syncBuffer // the bridge's DHCP lines
-}
-
-// syncBuffer is a bytes.Buffer for one writer and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
+	dhcp    *testutil.SyncBuffer // the bridge's DHCP lines
 }
 
 func (s *standIn) Kind() string {
@@ -432,7 +422,7 @@ var standIns int
 func startStandIn(t *testing.T, host, tap, mac string) guest {
 	t.Helper()
 	standIns++
-	s := &standIn{ns: fmt.Sprintf("%s-guest%d", labName(), standIns), dir: t.TempDir(), dhcp: &syncBuffer{}}
+	s := &standIn{ns: fmt.Sprintf("%s-guest%d", labName(), standIns), dir: t.TempDir(), dhcp: &testutil.SyncBuffer{}}
 	exec.Command("ip", "netns", "delete", s.ns).Run()
 	for _, args := range [][]string{
 		{"netns", "add", s.ns},
