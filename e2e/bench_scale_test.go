@@ -145,7 +145,8 @@ type scalePoint struct {
 	PutChurnP99                       float64
 	ChurnAdds, ChurnErrors            int
 	FailoverDropped, FailoverChecked  int
-	ReflectorBack                     time.Duration // the killed reflector started again to its API answering
+	ReflectorReady                    time.Duration // the killed reflector started again to its node's "ready" (its log)
+	ReflectorBack                     time.Duration // the killed reflector started again to `calico status` answering
 	Load                              []float64
 }
 
@@ -455,6 +456,7 @@ func (b *scaleBench) failover(p *scalePoint) {
 		}
 	}
 	l.Kill("host2")
+	from := logSize(l.Lab, "host2")
 	back := time.Now()
 	if err := l.StartErr("host2"); err != nil {
 		// lab.sh waits 90 s; a reflector of a thousand hosts may take
@@ -467,6 +469,11 @@ func (b *scaleBench) failover(p *scalePoint) {
 		})
 	}
 	p.ReflectorBack = time.Since(back)
+	ready, err := readyLine(l.Lab, "host2", from)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	p.ReflectorReady = ready.Sub(back)
 	b.converged("host4", 10*time.Minute)
 }
 
@@ -522,11 +529,11 @@ func (b *scaleBench) report(ps []*scalePoint) {
 			}
 			return fmt.Sprintf("%d of %d", p.FailoverDropped, p.FailoverChecked)
 		}},
-		{"the killed reflector started again: its API answering", func(p *scalePoint) string {
+		{"the killed reflector started again: its node ready (its log) / `calico status` answering", func(p *scalePoint) string {
 			if p.ReflectorBack == 0 {
 				return "-"
 			}
-			return d(p.ReflectorBack)
+			return d(p.ReflectorReady) + " / " + d(p.ReflectorBack)
 		}},
 		{"the simulation's CPU idle (cores) / RSS", func(p *scalePoint) string { return cores(p.SimIdle) + " / " + mib(p.SimIdle) }},
 		{"machine load average (1 min) during the size's run", func(p *scalePoint) string {

@@ -405,6 +405,34 @@ func logSize(lab *Lab, host string) int64 {
 	return fi.Size()
 }
 
+// readyLine is when host's node logged that it was ready (the API
+// answers and the dataplane is programmed), the first time from byte
+// offset from of its log on.
+func readyLine(lab *Lab, host string, from int64) (time.Time, error) {
+	f, err := os.Open(filepath.Join(lab.dir, host+".log"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, 0); err != nil {
+		return time.Time{}, err
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		m := readyRE.FindStringSubmatch(sc.Text())
+		if m != nil {
+			return time.Parse(time.RFC3339Nano, m[1])
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return time.Time{}, err
+	}
+	return time.Time{}, fmt.Errorf("%s's log logs no %q after byte %d", host, readyRE, from)
+}
+
+var readyRE = regexp.MustCompile(`^time=(\S+) level=INFO msg="ready: the API answers`)
+
 // percentile of sorted durations (nearest rank below).
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
