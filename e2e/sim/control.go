@@ -84,6 +84,10 @@ type Stats struct {
 	// established; Received the updates sent to the hosts.
 	Sessions, Up int
 	Received     int64
+	// HostRoutes counts the single-address prefixes (borrowed
+	// addresses) the hosts ever advertised: none while every
+	// workload's address is in a block of its host's.
+	HostRoutes int64
 	// PeerSets counts the hosts by the set of peers they have (as
 	// "a,b,c"): the topology seen from the simulated side.
 	PeerSets map[string]int
@@ -253,6 +257,7 @@ func (s *Sim) Stats() Stats {
 		st.Sessions += all
 		st.Up += up
 		st.Received += h.sp.Received()
+		st.HostRoutes += h.sp.HostRoutes()
 		key := ""
 		for i, p := range h.sp.Peers() {
 			if i > 0 {

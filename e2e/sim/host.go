@@ -137,6 +137,20 @@ func (h *Host) addWorkloads(ctx context.Context, n int, label func(i int) map[st
 		}
 		ws = append(ws, h.endpoint(name, cid, label(i), profile, addr))
 	}
+	// The host's blocks before its endpoints: a reconcile (any Node's
+	// change runs one on every host) that saw endpoints outside the
+	// blocks it knows would advertise each as a borrowed /32 and withdraw
+	// it when the blocks came, a burst the reflectors send to every
+	// client: O(N) updates per workload added, O(N³) to grow to N hosts
+	// (most of what growing to 1,000 cost before). A real node's watch
+	// has the block (written by its IPAM) before the endpoint.
+	blocks, err := h.sim.cfg.IPAM.HostBlocks(ctx, h.Name)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.blocks = blocks
+	h.mu.Unlock()
 	// A batch reads each of its resources first, all within the store's
 	// timeout: small batches finish on a loaded machine, and each one
 	// done counts, so that trying again writes only what is missing.
@@ -154,12 +168,6 @@ func (h *Host) addWorkloads(ctx context.Context, n int, label func(i int) map[st
 		}
 		h.mu.Unlock()
 	}
-	blocks, err := h.sim.cfg.IPAM.HostBlocks(ctx, h.Name)
-	h.mu.Lock()
-	if err == nil {
-		h.blocks = blocks
-	}
-	h.mu.Unlock()
 	h.reconcile()
 	return nil
 }

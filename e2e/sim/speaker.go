@@ -39,6 +39,9 @@ type Speaker struct {
 
 	// Received counts UPDATE messages from every peer.
 	received atomic.Int64
+	// hostRoutes counts the single-address prefixes (a borrowed
+	// address's /32) ever advertised.
+	hostRoutes atomic.Int64
 }
 
 // holdTime is what the speaker offers (GoBGP's sessions here offer 9 s).
@@ -84,6 +87,9 @@ func (s *Speaker) SetAdvertised(prefixes []netip.Prefix) {
 	for p := range next {
 		if !s.prefixes[p] {
 			add = append(add, p)
+			if p.IsSingleIP() {
+				s.hostRoutes.Add(1)
+			}
 		}
 	}
 	for p := range s.prefixes {
@@ -134,6 +140,9 @@ func (s *Speaker) Peers() []netip.Addr {
 
 // Received counts the UPDATE messages received so far.
 func (s *Speaker) Received() int64 { return s.received.Load() }
+
+// HostRoutes counts the single-address prefixes advertised so far.
+func (s *Speaker) HostRoutes() int64 { return s.hostRoutes.Load() }
 
 // advertised is what the speaker advertises now.
 func (s *Speaker) advertised() []netip.Prefix {
