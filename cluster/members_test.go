@@ -89,8 +89,18 @@ func TestLeave(t *testing.T) {
 	if err := cs[1].HandOver(t.Context()); err != nil {
 		t.Fatalf("n2 handing over its seat: %v", err)
 	}
+	// The agent's copy of the datastore, which the cluster package
+	// does not write, goes aside too.
+	if err := os.WriteFile(filepath.Join(cs[1].cfg.DataDir, "state.db"), []byte("cache"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := cs[1].Depart(t.Context()); err != nil {
 		t.Fatalf("n2 departing: %v", err)
+	}
+	for _, f := range []string{"node.json", "state.db"} {
+		if aside, _ := filepath.Glob(filepath.Join(cs[1].cfg.DataDir, "left-*", f)); len(aside) != 1 {
+			t.Errorf("n2's %s moved aside to %v, want one left-* dir", f, aside)
+		}
 	}
 	waitFor(t, 60*time.Second, "n4 to take n2's seat", func() bool { return voters(t, cs[0]) == "n1 n3 n4" })
 	waitFor(t, 10*time.Second, "n2 to be seen leaving", func() bool {

@@ -59,8 +59,11 @@ func (c *Cluster) HandOver(ctx context.Context) error {
 
 // Depart ends this host's membership once the datastore no longer holds
 // it: it leaves gossip and moves its cluster state in the data dir aside,
-// so that the next `calico up` starts afresh. The caller stops the node
-// afterwards.
+// so that the next `calico up` starts afresh. That includes the agent's
+// copy of the datastore (state.db): loaded by the next `calico up`, it
+// would program this cluster's policy, and the blocks this host just
+// released, until the new listing came (a file the agent still has open
+// keeps its writes where it went). The caller stops the node afterwards.
 func (c *Cluster) Depart(ctx context.Context) error {
 	name := c.id.Name
 	c.client.Delete(ctx, LeavingPrefix+name)
@@ -71,7 +74,7 @@ func (c *Cluster) Depart(ctx context.Context) error {
 	if err := os.MkdirAll(aside, 0o700); err != nil {
 		return err
 	}
-	for _, f := range []string{"node.json", "pki", "etcd", "members.json"} {
+	for _, f := range []string{"node.json", "pki", "etcd", "members.json", "state.db"} {
 		if err := os.Rename(filepath.Join(c.cfg.DataDir, f), filepath.Join(aside, f)); err != nil && !os.IsNotExist(err) {
 			return err
 		}

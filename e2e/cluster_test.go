@@ -617,8 +617,15 @@ func TestClusterLeave(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(lab.DataDir(client), "node.json")); !os.IsNotExist(err) {
 		t.Errorf("%s's data dir still has node.json after it left (%v)", client, err)
 	}
-	if aside, _ := filepath.Glob(filepath.Join(lab.DataDir(client), "left-*", "node.json")); len(aside) != 1 {
-		t.Errorf("%s's data dir has %v; want its old state moved aside into one left-* dir", client, aside)
+	for _, f := range []string{"node.json", "state.db"} {
+		if aside, _ := filepath.Glob(filepath.Join(lab.DataDir(client), "left-*", f)); len(aside) != 1 {
+			t.Errorf("%s's data dir has %v; want its old %s moved aside into one left-* dir", client, aside, f)
+		}
+	}
+	// A state cache left behind would program the old cluster's policy
+	// and this host's released blocks at the next `calico up`.
+	if _, err := os.Stat(filepath.Join(lab.DataDir(client), "state.db")); !os.IsNotExist(err) {
+		t.Errorf("%s's data dir still has state.db after it left (%v)", client, err)
 	}
 	rest := slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return h == client })
 	waitFor(t, 30*time.Second, "the others to see "+client+" gone", func() (bool, string) { return settled(lab, rest, []string{client}) })
