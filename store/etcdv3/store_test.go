@@ -378,3 +378,70 @@ func TestSyncProgress(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestListPaged: a listing longer than a page comes whole, in order,
+// and as of one revision, though writes go on between its pages.
+func TestListPaged(t *testing.T) {
+	defer func(n int64) { listPage = n }(listPage)
+	listPage = 3
+	s := New(testutil.StartEtcd(t))
+	ctx := t.Context()
+	if err := EnsureInitialized(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var created []int64 // the revisions of the creates, in order
+	create := func(i int) {
+		np := store.KindNetworkPolicy.New().(*store.NetworkPolicy)
+		np.Metadata.Namespace, np.Metadata.Name = fmt.Sprintf("ns%d", i%3), fmt.Sprintf("p%03d", i)
+		if err := s.Create(ctx, np); err != nil {
+			t.Error(err)
+			return
+		}
+		rev, _ := store.ParseRevision(np.Metadata.ResourceVersion)
+		mu.Lock()
+		created = append(created, rev)
+		mu.Unlock()
+	}
+	for i := range 10 {
+		create(i)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 10; i < 60; i++ {
+			create(i)
+		}
+	})
+	for range 30 {
+		all, rev, err := s.List(ctx, store.KindNetworkPolicy, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		want := 0
+		for _, r := range created {
+			if r <= rev {
+				want++
+			}
+		}
+		mu.Unlock()
+		// A create with its revision at or below rev may not have been
+		// recorded yet; one above it must not be listed.
+		if len(all) < want {
+			t.Fatalf("listed %d policies at revision %d, want at least the %d created by then", len(all), rev, want)
+		}
+		for i, r := range all {
+			if got, _ := store.ParseRevision(r.Meta().ResourceVersion); got > rev {
+				t.Fatalf("listed %s of revision %d in a listing at revision %d", r.Meta().Name, got, rev)
+			}
+			if i > 0 && store.Key(store.IDOf(all[i-1])) >= store.Key(store.IDOf(r)) {
+				t.Fatalf("listing out of order at %d: %s after %s", i, store.IDOf(r), store.IDOf(all[i-1]))
+			}
+		}
+	}
+	wg.Wait()
+	all, _, err := s.List(ctx, store.KindNetworkPolicy, "")
+	if err != nil || len(all) != 60 {
+		t.Fatalf("listed %d policies (%v), want 60", len(all), err)
+	}
+}

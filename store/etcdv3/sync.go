@@ -77,14 +77,12 @@ func (s *Store) Sync(ctx context.Context, fn func(SyncEvent)) error {
 
 func (s *Store) snapshot(ctx context.Context) (SyncEvent, error) {
 	start := time.Now()
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.kv.Get(ctx, store.ResourcePrefix, clientv3.WithPrefix())
+	kvs, rev, err := s.rangePrefix(ctx, store.ResourcePrefix)
 	if err != nil {
 		return SyncEvent{}, fmt.Errorf("listing resources (for %v): %w", time.Since(start).Round(time.Millisecond), err)
 	}
-	ups := decodeAll(resp.Kvs)
-	return SyncEvent{Snapshot: true, Revision: resp.Header.Revision, Updates: ups, Listed: time.Since(start)}, nil
+	ups := decodeAll(kvs)
+	return SyncEvent{Snapshot: true, Revision: rev, Updates: ups, Listed: time.Since(start)}, nil
 }
 
 // decodeAll decodes a listing's resources on every core, in the
