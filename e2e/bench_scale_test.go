@@ -469,10 +469,15 @@ func (b *scaleBench) failover(p *scalePoint) {
 		})
 	}
 	p.ReflectorBack = time.Since(back)
-	ready, err := readyLine(l.Lab, "host2", from)
-	if err != nil {
-		b.t.Fatal(err)
-	}
+	// The API answers before the node is ready (its dataplane
+	// programmed) when the state cache takes long to load: at 1,000
+	// hosts the line came after `calico status` answered.
+	var ready time.Time
+	waitFor(b.t, 10*time.Minute, "host2's node to log that it is ready", func() (bool, string) {
+		var err error
+		ready, err = readyLine(l.Lab, "host2", from)
+		return err == nil, fmt.Sprint(err)
+	})
 	p.ReflectorReady = ready.Sub(back)
 	b.converged("host4", 10*time.Minute)
 }
