@@ -150,3 +150,19 @@ func toggleLastWorkload(in Input) func(i int) {
 	versions := []*store.WorkloadEndpoint{w0, &w1}
 	return func(i int) { in.Workloads[last] = versions[i%2] }
 }
+
+// BenchmarkComputeFleet is a fresh node's first calculation among 300
+// and 1,000 hosts of 100 endpoints each (the scale benchmark's shape),
+// to show that it grows with the resources, not faster.
+func BenchmarkComputeFleet(b *testing.B) {
+	for _, hosts := range []int{300, 1000} {
+		b.Run(fmt.Sprintf("hosts=%d", hosts), func(b *testing.B) {
+			in := benchInputSized(hosts, 100, 10)
+			for b.Loop() {
+				var k Calculator
+				k.Compute(in)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(hosts*100), "ns/endpoint")
+		})
+	}
+}
