@@ -362,21 +362,11 @@ var appliedRE = regexp.MustCompile(`^time=(\S+) level=DEBUG msg=applied componen
 // with --log-level debug), from byte offset from on.
 func appliedLines(t *testing.T, lab *Lab, host string, from int64) []appliedLine {
 	t.Helper()
-	f, err := os.Open(filepath.Join(lab.dir, host+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(from, 0); err != nil {
-		t.Fatal(err)
-	}
 	var out []appliedLine
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		m := appliedRE.FindStringSubmatch(sc.Text())
+	err := scanLog(lab, host, from, func(line string) bool {
+		m := appliedRE.FindStringSubmatch(line)
 		if m == nil {
-			continue
+			return true
 		}
 		var a appliedLine
 		var errs [6]error
@@ -389,11 +379,33 @@ func appliedLines(t *testing.T, lab *Lab, host string, from int64) []appliedLine
 		}
 		a.Routes, errs[5] = time.ParseDuration(m[6])
 		if slices.ContainsFunc(errs[:], func(e error) bool { return e != nil }) {
-			t.Fatalf("reading %q: %v", sc.Text(), errs)
+			t.Fatalf("reading %q: %v", line, errs)
 		}
 		out = append(out, a)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
+}
+
+// scanLog calls fn with each line of host's log from byte offset from
+// on, until fn returns false.
+func scanLog(lab *Lab, host string, from int64, fn func(line string) bool) error {
+	f, err := os.Open(filepath.Join(lab.dir, host+".log"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, 0); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() && fn(sc.Text()) {
+	}
+	return sc.Err()
 }
 
 // logSize is how far host's log has grown.
@@ -409,26 +421,18 @@ func logSize(lab *Lab, host string) int64 {
 // answers and the dataplane is programmed), the first time from byte
 // offset from of its log on.
 func readyLine(lab *Lab, host string, from int64) (time.Time, error) {
-	f, err := os.Open(filepath.Join(lab.dir, host+".log"))
-	if err != nil {
+	var m []string
+	err := scanLog(lab, host, from, func(line string) bool {
+		m = readyRE.FindStringSubmatch(line)
+		return m == nil
+	})
+	switch {
+	case err != nil:
 		return time.Time{}, err
+	case m == nil:
+		return time.Time{}, fmt.Errorf("%s's log logs no %q after byte %d", host, readyRE, from)
 	}
-	defer f.Close()
-	if _, err := f.Seek(from, 0); err != nil {
-		return time.Time{}, err
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		m := readyRE.FindStringSubmatch(sc.Text())
-		if m != nil {
-			return time.Parse(time.RFC3339Nano, m[1])
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return time.Time{}, err
-	}
-	return time.Time{}, fmt.Errorf("%s's log logs no %q after byte %d", host, readyRE, from)
+	return time.Parse(time.RFC3339Nano, m[1])
 }
 
 var readyRE = regexp.MustCompile(`^time=(\S+) level=INFO msg="ready: the API answers`)
