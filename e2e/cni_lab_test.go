@@ -204,6 +204,7 @@ type wep struct {
 		Labels    map[string]string `json:"labels"`
 	} `json:"metadata"`
 	Spec struct {
+		Node          string   `json:"node"`
 		Orchestrator  string   `json:"orchestrator"`
 		Workload      string   `json:"workload"`
 		ContainerID   string   `json:"containerID"`

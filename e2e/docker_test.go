@@ -163,7 +163,7 @@ func dockerEndpoints(t *testing.T, lab *Lab, host string) []wep {
 // a container on host1 reaches one on host2 by plain routed IP (the
 // fabric carries the containers' own addresses), another network is
 // refused; calico lists the containers; a restart of host1's node keeps
-// a flow between them going.
+// a flow between them going; host2 leaves with its containers running.
 func TestDockerTwoHosts(t *testing.T) {
 	lab, hosts := newDockerLab(t, 2)
 	d1, d2 := hosts[0], hosts[1]
@@ -212,6 +212,25 @@ func TestDockerTwoHosts(t *testing.T) {
 	t.Logf("the flow across host1's restart: %d messages, longest gap %s", n, gap.Round(time.Millisecond))
 	if eps := dockerEndpoints(t, lab, "host1"); len(eps) != 3 {
 		t.Errorf("endpoints after the restart: %+v", eps)
+	}
+
+	// host2 leaves with its containers running: --force removes its
+	// Docker endpoints (their pairs included) and releases the addresses
+	// Docker's IPAM driver held, and nothing of it stays behind.
+	if out, errs, err := lab.CalicoWithin(90*time.Second, "host2", "leave", "--force"); err != nil {
+		t.Fatalf("calico leave --force on host2 with Docker containers: %v\n%s%s", err, out, errs)
+	}
+	exited(t, lab, "host2")
+	if eps := dockerEndpoints(t, lab, "host1"); len(eps) != 1 || eps[0].Spec.Node != "host1" {
+		t.Errorf("endpoints after host2 left: %+v; want host1's w1 alone", eps)
+	}
+	for _, w := range []Workload{c2, o2} {
+		if out := lab.MustCalico("host1", "ipam", "show", "--ip", w.v4()); !strings.Contains(out, "is not allocated") {
+			t.Errorf("after host2 left, ipam show --ip %s says %q", w.v4(), out)
+		}
+	}
+	if out, errs, err := lab.Calico("host1", "ipam", "check"); err != nil {
+		t.Errorf("ipam check after host2 left: %v\n%s%s", err, out, errs)
 	}
 }
 

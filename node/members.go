@@ -81,19 +81,27 @@ func (m *members) Nodes(ctx context.Context) ([]api.Node, error) {
 
 // Leave removes this host's workloads (only with force while any remain)
 // and takes the host out of the cluster: a voter hands over its seat, the
-// host's blocks are released and its Node deleted, then it departs.
+// host's blocks are released and its Node deleted, then it departs. The
+// workloads the node made (the CLI's, CNI's, Docker's) are removed as
+// their front end would, interfaces and namespaces included; forget then
+// deletes the rest of the host's endpoints and whatever was added
+// meanwhile.
 func (m *members) Leave(ctx context.Context, force bool) error {
-	all, err := m.workloads.List(ctx)
+	all, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, m.store, "")
 	if err != nil {
 		return err
 	}
-	ws := slices.DeleteFunc(all, func(w api.Workload) bool { return w.Node != m.name })
-	if len(ws) > 0 && !force {
-		return api.Errorf(api.Conflict, "%d workload(s) remain on this host (%s…): remove them first, or leave with --force to remove them", len(ws), ws[0].Name)
+	own := slices.DeleteFunc(all, func(w *store.WorkloadEndpoint) bool { return w.Spec.Node != m.name })
+	if len(own) > 0 && !force {
+		return api.Errorf(api.Conflict, "%d workload(s) remain on this host (%s/%s…): remove them first, or leave with --force to remove them",
+			len(own), own[0].Metadata.Namespace, own[0].Spec.Workload)
 	}
-	for _, w := range ws {
-		if err := m.workloads.Remove(ctx, w.Namespace, w.Name); err != nil {
-			return fmt.Errorf("removing workload %s: %w", w.Name, err)
+	for _, w := range own {
+		if !m.workloads.MadeHere(w) {
+			continue
+		}
+		if err := m.workloads.RemoveEndpoint(ctx, w); err != nil {
+			return fmt.Errorf("removing workload %s/%s: %w", w.Metadata.Namespace, w.Spec.Workload, err)
 		}
 	}
 	if err := m.cluster.HandOver(ctx); err != nil {
@@ -136,7 +144,8 @@ func (m *members) RemoveNode(ctx context.Context, name string) error {
 }
 
 // forget removes what the datastore holds of a host: its workload
-// endpoints and their addresses, its blocks and its Node.
+// endpoints and their addresses, the other addresses allocated to it,
+// its blocks and its Node.
 func (m *members) forget(ctx context.Context, name string) error {
 	weps, err := etcdv3.ListOf[*store.WorkloadEndpoint](ctx, m.store, "")
 	if err != nil {
@@ -155,6 +164,17 @@ func (m *members) forget(ctx context.Context, name string) error {
 		}
 		if _, err := m.store.Delete(ctx, store.IDOf(w), ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
+		}
+	}
+	// Addresses of the host no endpoint names: a Docker endpoint's (its
+	// IPAM driver holds them), an add cut short.
+	handles, err := m.ipam.HandlesOf(ctx, map[string]string{"node": name})
+	if err != nil {
+		return err
+	}
+	for _, h := range handles {
+		if _, err := m.ipam.ReleaseByHandle(ctx, h); err != nil {
+			return fmt.Errorf("releasing %s's addresses of handle %s: %w", name, h, err)
 		}
 	}
 	if err := m.ipam.ReleaseHost(ctx, name); err != nil {

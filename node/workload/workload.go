@@ -403,6 +403,36 @@ func (s *Service) settle(ctx context.Context, ns, endpoint string) error {
 	return nil
 }
 
+// RemoveEndpoint removes one of this host's endpoints as its front end
+// would: a workload of `calico workload add` as Remove does, a CNI
+// attachment or a Docker endpoint as their DEL does (RemoveAttachment:
+// the interface, the endpoint and the addresses of the service's
+// handle; a Docker endpoint's addresses are its IPAM driver's). An
+// endpoint the node did not make (MadeHere) is refused.
+func (s *Service) RemoveEndpoint(ctx context.Context, w *store.WorkloadEndpoint) error {
+	if !s.MadeHere(w) {
+		return fmt.Errorf("endpoint %s/%s (node %s, orchestrator %q) was not made by this host's node", w.Metadata.Namespace, w.Metadata.Name, w.Spec.Node, w.Spec.Orchestrator)
+	}
+	switch w.Spec.Orchestrator {
+	case OrchestratorCNI:
+		return s.RemoveAttachment(ctx, api.Attachment{ContainerID: w.Spec.ContainerID, Interface: w.Spec.Endpoint,
+			Network: w.Metadata.Annotations[annotationNetwork], Namespace: w.Metadata.Namespace})
+	case OrchestratorLibnetwork:
+		return s.RemoveAttachment(ctx, api.Attachment{Orchestrator: OrchestratorLibnetwork, ContainerID: w.Spec.Endpoint})
+	}
+	return s.Remove(ctx, w.Metadata.Namespace, w.Spec.Workload)
+}
+
+// MadeHere says whether the node of this host made w (through `calico
+// workload add`, CNI or Docker), rather than `calico apply`.
+func (s *Service) MadeHere(w *store.WorkloadEndpoint) bool {
+	switch w.Spec.Orchestrator {
+	case Orchestrator, OrchestratorCNI, OrchestratorLibnetwork:
+		return w.Spec.Node == s.Node
+	}
+	return false
+}
+
 // Remove undoes Add. A workload whose endpoint is gone already (deleted
 // by another tool, or an add cut short) still has what is left of it
 // removed: its interface, the namespace the node made, its addresses.
