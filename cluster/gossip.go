@@ -71,6 +71,9 @@ type Gossip struct {
 	meta    []byte // own node meta as gossiped
 	members map[string]Member
 	closed  bool
+	// voterKicks are told (without blocking) when a voter or learner
+	// comes, goes or changes role (VoterChanges).
+	voterKicks []chan struct{}
 }
 
 // gossipMeta is Meta as it travels. Exit is set just before a node goes
@@ -467,7 +470,34 @@ func (g *Gossip) observe(n *memberlist.Node, state string) {
 		g.log.Debug("member meta changed", "member", n.Name, "meta", meta)
 	}
 	g.emit(m)
+	if isSeat(m.Role) || seen && isSeat(old.Role) {
+		if !seen || old.State != m.State || old.Role != m.Role {
+			for _, k := range g.voterKicks {
+				select {
+				case k <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
 }
+
+func isSeat(role string) bool { return role == "voter" || role == "learner" }
+
+// VoterChanges is told when gossip hears that a host with an etcd member
+// (a voter or learner) came, went or changed role, or a host took such a
+// role: a client host, which reads the member list seldom in a large
+// cluster (ClientPeriod), reads it again at once.
+func (g *Gossip) VoterChanges() <-chan struct{} {
+	k := make(chan struct{}, 1)
+	g.mu.Lock()
+	g.voterKicks = append(g.voterKicks, k)
+	g.mu.Unlock()
+	return k
+}
+
+// Alive is how many hosts gossip holds alive, this one included.
+func (g *Gossip) Alive() int { return g.ml.NumMembers() }
 
 // touch delivers the named member as an event again: something else
 // about it changed (the liveness check's verdict).

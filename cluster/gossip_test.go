@@ -326,3 +326,59 @@ func TestGossipAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestGossipVoterChanges: a client host hears at once when another host
+// takes or leaves a seat (its role) or a voter dies, and not when a
+// client's meta changes otherwise.
+func TestGossipVoterChanges(t *testing.T) {
+	t.Parallel()
+	gs := startGossips(t, 3)
+	for _, n := range []string{"n0", "n2"} {
+		eventually(t, 10*time.Second, func() string { return stateIs(gs[1], n, "alive") })
+	}
+	client := testMeta("n2", "c1")
+	client.Role = "client"
+	if err := gs[2].SetMeta(client); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if m, _ := gs[1].Member("n2"); m.Role != "client" {
+			return "n1 has not heard that n2 is a client"
+		}
+		return ""
+	})
+	kicks := gs[1].VoterChanges()
+	kicked := func(within time.Duration) bool {
+		select {
+		case <-kicks:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	client.Version = "v2"
+	if err := gs[2].SetMeta(client); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if m, _ := gs[1].Member("n2"); m.Version != "v2" {
+			return "n1 has not heard n2's new version"
+		}
+		return ""
+	})
+	if kicked(time.Second) {
+		t.Error("a client's new version told of a change of the voters")
+	}
+	learner := client
+	learner.Role = "learner"
+	if err := gs[2].SetMeta(learner); err != nil {
+		t.Fatal(err)
+	}
+	if !kicked(10 * time.Second) {
+		t.Error("a client that became a learner told nothing")
+	}
+	gs[0].Close()
+	if !kicked(30 * time.Second) {
+		t.Error("a voter's death told nothing")
+	}
+}

@@ -215,18 +215,20 @@ func clientEndpoints(voters []string, own string, down func(url string) bool) []
 }
 
 // followLoop keeps the etcd client's endpoints in step with the voters,
-// every second, on its own so that nothing slower (a client waiting for
-// a seat) holds it up. The list is the one the member asked holds
-// (serializable): no round of the voters for each host every second, and
-// a member that is behind is caught up with at the next tick.
+// every second (every period on a client host of a large cluster, and at
+// once when gossip hears of a change of the voters), on its own so that
+// nothing slower (a client waiting for a seat) holds it up. The list is
+// the one the member asked holds (serializable): no round of the voters
+// for each host every second, and a member that is behind is caught up
+// with at the next tick.
 func (c *Cluster) followLoop() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	kicks := c.gossip.VoterChanges()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(c.period()):
+		case <-kicks:
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 		list, err := c.client.MemberList(ctx, clientv3.WithSerializable())

@@ -255,3 +255,21 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("writing after the member started again: %v", err)
 	}
 }
+
+// TestClientPeriod: a client host reads the membership every second up
+// to 50 hosts, then less often, so that the fleet's reads stay about 150
+// a second (three reads a tick) however many hosts there are.
+func TestClientPeriod(t *testing.T) {
+	for _, tc := range []struct {
+		hosts int
+		want  time.Duration
+	}{{1, time.Second}, {50, time.Second}, {100, 2 * time.Second}, {1000, 20 * time.Second}, {10000, 200 * time.Second}} {
+		p := ClientPeriod(tc.hosts)
+		if p != tc.want {
+			t.Errorf("ClientPeriod(%d) = %v, want %v", tc.hosts, p, tc.want)
+		}
+		if reads := 3 * float64(tc.hosts) / p.Seconds(); tc.hosts >= 50 && reads > 150 {
+			t.Errorf("at %d hosts the clients read %.0f times a second", tc.hosts, reads)
+		}
+	}
+}

@@ -16,10 +16,11 @@ import (
 
 // emulation puts on etcd, for each live simulated host, the load a
 // client node puts on it besides its writes: a watch of every resource
-// (the agent's Sync), every second the member list twice and the hosts
-// handing over their seats (the cluster's membership loop and its
-// endpoint follower; serializable, as a client host reads them) and its
-// blocks every 5 s (the agent's resync). The watches start at the current revision: a node that starts
+// (the agent's Sync), the member list twice and the hosts handing over
+// their seats once (the cluster's membership loop and its endpoint
+// follower; serializable, as a client host reads them) every
+// cluster.ClientPeriod of the simulation's size (a second up to 50 hosts,
+// 20 s at 1,000), and its blocks every 5 s (the agent's resync). The watches start at the current revision: a node that starts
 // lists every resource first, which a thousand emulated nodes starting at
 // once would turn into a benchmark of their own start. It is off until
 // turned on, so that growing the simulation does not pay for it.
@@ -69,7 +70,8 @@ func (e *emulation) start(s *Sim, h *Host) {
 	e.cancels[h.Name] = cancel
 	cli := s.cfg.Clients[int(e.rr.Add(1))%len(s.cfg.Clients)]
 	go e.watch(ctx, cli)
-	go e.poll(ctx, cli, h.Name)
+	go e.pollMembers(ctx, s, cli)
+	go e.pollBlocks(ctx, cli, h.Name)
 }
 
 func (e *emulation) stop(h *Host) {
@@ -89,21 +91,20 @@ func (e *emulation) watch(ctx context.Context, cli *clientv3.Client) {
 	}
 }
 
-func (e *emulation) poll(ctx context.Context, cli *clientv3.Client, host string) {
-	im := ipam.New(cli)
-	// Spread the hosts' ticks over the second.
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(rand.N(time.Second)):
-	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for n := 0; ; n++ {
+// pollMembers reads what a client host's membership tick and endpoint
+// follower read, at their pace for the simulation's size (in the node
+// each waits its own random time around the period; here together).
+func (e *emulation) pollMembers(ctx context.Context, s *Sim, cli *clientv3.Client) {
+	wait := rand.N(cluster.ClientPeriod(s.size())) // spread the hosts' ticks
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
+		}
+		wait = cluster.ClientPeriod(s.size())
+		if wait > time.Second {
+			wait = wait/2 + rand.N(wait)
 		}
 		for range 2 {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -115,11 +116,28 @@ func (e *emulation) poll(ctx context.Context, cli *clientv3.Client, host string)
 		_, err := cli.Get(rctx, cluster.LeavingPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
 		cancel()
 		e.count(err)
-		if n%5 == 0 {
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := im.HostBlocks(rctx, host)
-			cancel()
-			e.count(err)
+	}
+}
+
+// pollBlocks reads the host's blocks every 5 s, as the agent's resync.
+func (e *emulation) pollBlocks(ctx context.Context, cli *clientv3.Client, host string) {
+	im := ipam.New(cli)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(rand.N(5 * time.Second)):
+	}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := im.HostBlocks(rctx, host)
+		cancel()
+		e.count(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

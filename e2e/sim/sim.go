@@ -208,6 +208,13 @@ func (s *Sim) Hosts() []*Host {
 	return out
 }
 
+// size is how many simulated hosts there are.
+func (s *Sim) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.hosts)
+}
+
 // Host is the host of that name, or nil.
 func (s *Sim) Host(name string) *Host {
 	s.mu.Lock()
