@@ -173,6 +173,9 @@ func (m *members) forget(ctx context.Context, name string) error {
 		return err
 	}
 	for _, h := range handles {
+		if h == "" {
+			continue // an allocation without a handle (none of ours)
+		}
 		if _, err := m.ipam.ReleaseByHandle(ctx, h); err != nil {
 			return fmt.Errorf("releasing %s's addresses of handle %s: %w", name, h, err)
 		}
