@@ -13,20 +13,12 @@ import (
 // clients and peer with each other (as the automatic reflectors do) each
 // reflect every client's route, so a client has one copy from each; when
 // one reflector stops (with a Cease: its copies go at once), the client
-// never misses the route. Without the reflectors marked, GoBGP's best
-// path at the reflectors is another reflector's copy, and fewer copies
-// reach the clients.
+// never misses the route. Without the reflectors marked (Peer.Reflector),
+// GoBGP's best path at a reflector may be another reflector's copy, and
+// fewer copies, at times none, reach the clients; but whether they do
+// depends on the order the routes arrive in (CI saw none, and once all
+// three), so that case is not a test.
 func TestSiblingReflectors(t *testing.T) {
-	for _, marked := range []bool{true, false} {
-		name := "marked"
-		if !marked {
-			name = "unmarked"
-		}
-		t.Run(name, func(t *testing.T) { siblingReflectors(t, marked) })
-	}
-}
-
-func siblingReflectors(t *testing.T, marked bool) {
 	addrD, addrE := netip.MustParseAddr("127.0.0.4"), netip.MustParseAddr("127.0.0.5")
 	reflectors, clients := []netip.Addr{addrA, addrB, addrC}, []netip.Addr{addrD, addrE}
 	port := freePort(t, addrA, addrB, addrC, addrD, addrE)
@@ -41,7 +33,7 @@ func siblingReflectors(t *testing.T, marked bool) {
 				p.ReflectorClient, p.ClusterID = true, netip.MustParseAddr("244.0.0.1")
 			}
 			if r == remote {
-				p.Reflector = marked
+				p.Reflector = true
 			}
 		}
 		return p
@@ -72,25 +64,6 @@ func siblingReflectors(t *testing.T, marked bool) {
 		}
 		return n
 	}
-	if !marked {
-		// Unmarked, the reflectors' best paths for E's route may be each
-		// other's copies, and the client gets fewer copies than there are
-		// reflectors, at times none at all (seen once in CI: D never
-		// learned E's route). Once every reflector holds E's route and D
-		// holds A's (the sessions work), D must not hold three copies for
-		// two seconds. If it does, GoBGP has changed, and the marks may
-		// no longer be needed.
-		waitLearnedSome(t, sp[addrD], "10.65.1.0/26")
-		for _, r := range reflectors {
-			waitLearnedSome(t, sp[r], "10.65.5.0/26")
-		}
-		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-			if n := copies(); n >= 3 {
-				t.Fatalf("unmarked reflectors sent the client %d copies of E's route", n)
-			}
-		}
-		return
-	}
 	waitLearned(t, sp[addrD], route("10.65.1.0/26", "127.0.0.1"), route("10.65.5.0/26", "127.0.0.5"))
 	eventually(t, "the client has a copy of E's route from each reflector", func() (bool, string) {
 		n := copies()
@@ -109,15 +82,6 @@ func siblingReflectors(t *testing.T, marked bool) {
 	}
 	<-stopped
 	waitLearned(t, sp[addrD], route("10.65.5.0/26", "127.0.0.5"))
-}
-
-// waitLearnedSome waits until s has learned a route to dst.
-func waitLearnedSome(t *testing.T, s *Speaker, dst string) {
-	t.Helper()
-	eventually(t, "a route to "+dst+" learned", func() (bool, string) {
-		got := s.Learned()
-		return hasRoute(got, dst), fmt.Sprint(got)
-	})
 }
 
 func hasRoute(rs []Route, dst string) bool {
