@@ -33,6 +33,11 @@ type ChurnResult struct {
 	// AddTimes and RemoveTimes are the workload changes' durations, as
 	// the datastore took them (ms).
 	AddTimes, RemoveTimes []float64
+	// Span is from the churn's start to the end of its last workload
+	// change (ms): the time the Adds and Removes took, without the joins
+	// and leaves still going on after (a leave removes a host's
+	// workloads one by one).
+	Span float64
 }
 
 // Churn runs c until its duration passes or ctx ends.
@@ -75,7 +80,9 @@ func (s *Sim) churn(ctx context.Context, c Churn, mu *sync.Mutex, wg *sync.WaitG
 			add := ops%2 == 0
 			wg.Go(func() {
 				defer func() { <-sem }()
-				s.churnWorkload(ctx, add, c.Apps, record, fail)
+				s.churnWorkload(ctx, add, c.Apps, func(f func(*ChurnResult)) {
+					record(func(r *ChurnResult) { f(r); r.Span = max(r.Span, ms(time.Since(start))) })
+				}, fail)
 			})
 		}
 		for ; due(c.JoinsPerMinute/60, joins); joins++ {
