@@ -1,9 +1,11 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -54,15 +56,12 @@ func marshal(ops []op, ids *uint32) ([]netlink.Message, error) {
 }
 
 // quiet clears the requests for echoes and acknowledgements in a batch
-// but on its last message before the end, and lets the sending
-// connection number the messages afresh. It returns the index of the
+// but on its last message before the end. It returns the index of the
 // message whose acknowledgement ends the transaction.
 func quiet(msgs []netlink.Message) int {
 	last := len(msgs) - 2 // msgs[len-1] is the batch end
 	for i := range msgs {
-		h := &msgs[i].Header
-		h.Flags &^= netlink.Acknowledge | unix.NLM_F_ECHO
-		h.Sequence, h.PID, h.Length = 0, 0, 0
+		msgs[i].Header.Flags &^= netlink.Acknowledge | unix.NLM_F_ECHO
 	}
 	msgs[last].Header.Flags |= netlink.Acknowledge
 	return last
@@ -73,11 +72,12 @@ func quiet(msgs []netlink.Message) int {
 // message.
 func commit(c *netlink.Conn, msgs []netlink.Message) error {
 	last := quiet(msgs)
-	sent, err := c.SendMessages(msgs)
-	if err != nil {
+	n := uint32(len(msgs))
+	first := batchSeq.Add(n) - n + 1
+	if err := sendBatch(c, msgs, first); err != nil {
 		return fmt.Errorf("sending nftables batch: %w", err)
 	}
-	want := sent[last].Header.Sequence
+	want := first + uint32(last)
 	for {
 		replies, err := c.Receive()
 		if err != nil {
@@ -90,3 +90,51 @@ func commit(c *netlink.Conn, msgs []netlink.Message) error {
 		}
 	}
 }
+
+// batchSeq numbers the batches' messages (the kernel answers with the
+// number of the message it answers), apart from the numbers the
+// connection gives its own requests.
+var batchSeq atomic.Uint32
+
+func init() { batchSeq.Store(1 << 31) }
+
+// sendBatch writes msgs, numbered from first, in one sendmsg from a
+// buffer of the batch's exact size. netlink.Conn.SendMessages copies
+// each message into a buffer of its own and appends that to a buffer
+// that grows by a quarter at a time: for a whole table (13,000 messages,
+// 6 MB) about 29 MB of allocation and copying, 20% of a full load's
+// allocations and, with the collection they cause, much of its time
+// (BenchmarkPrivilegedFullLoad).
+func sendBatch(c *netlink.Conn, msgs []netlink.Message, first uint32) error {
+	size := 0
+	for _, m := range msgs {
+		size += nlmsgLen(m)
+	}
+	buf := make([]byte, size)
+	off := 0
+	for i, m := range msgs {
+		l := nlmsgLen(m)
+		b := buf[off : off+l]
+		binary.NativeEndian.PutUint32(b[0:4], uint32(l))
+		binary.NativeEndian.PutUint16(b[4:6], uint16(m.Header.Type))
+		binary.NativeEndian.PutUint16(b[6:8], uint16(m.Header.Flags))
+		binary.NativeEndian.PutUint32(b[8:12], first+uint32(i))
+		binary.NativeEndian.PutUint32(b[12:16], 0) // the kernel's port id is 0; ours it knows
+		copy(b[16:], m.Data)
+		off += l
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), buf, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
+		return serr != unix.EAGAIN
+	})
+	return errors.Join(err, serr)
+}
+
+// nlmsgLen is a message's length with its header, padded to 4 bytes (as
+// netlink.Conn sets it).
+func nlmsgLen(m netlink.Message) int { return (unix.NLMSG_HDRLEN + len(m.Data) + 3) &^ 3 }
