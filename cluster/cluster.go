@@ -749,19 +749,25 @@ func ClientPeriod(hosts int) time.Duration {
 	return max(time.Second, time.Duration(hosts)*time.Second/clientTicks)
 }
 
-// period is the wait before this host's next membership tick: a second
-// on a host with an etcd member (the leader's duties act on its ticks),
-// and on a client a random wait around ClientPeriod, so that the
-// clients' ticks spread out.
-func (c *Cluster) period() time.Duration {
-	if c.embedded() != nil {
-		return time.Second
-	}
-	p := ClientPeriod(c.gossip.Alive())
+// ClientWait is a random wait around ClientPeriod(hosts), between half
+// and one and a half times it, so that the clients' ticks spread out; a
+// second up to clientTicks hosts.
+func ClientWait(hosts int) time.Duration {
+	p := ClientPeriod(hosts)
 	if p == time.Second {
 		return p
 	}
 	return p/2 + mrand.N(p)
+}
+
+// period is the wait before this host's next membership tick: a second
+// on a host with an etcd member (the leader's duties act on its ticks),
+// ClientWait on a client.
+func (c *Cluster) period() time.Duration {
+	if c.embedded() != nil {
+		return time.Second
+	}
+	return ClientWait(c.gossip.Alive())
 }
 
 func (c *Cluster) tick(ctx context.Context) error {

@@ -341,12 +341,16 @@ func TestGossipVoterChanges(t *testing.T) {
 	if err := gs[2].SetMeta(client); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() string {
-		if m, _ := gs[1].Member("n2"); m.Role != "client" {
-			return "n1 has not heard that n2 is a client"
-		}
-		return ""
-	})
+	heard := func(want Meta) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			if m, _ := gs[1].Member("n2"); m.Meta != want {
+				return fmt.Sprintf("n1 sees n2 as %+v, want %+v", m.Meta, want)
+			}
+			return ""
+		})
+	}
+	heard(client)
 	kicks := gs[1].VoterChanges()
 	kicked := func(within time.Duration) bool {
 		select {
@@ -360,12 +364,7 @@ func TestGossipVoterChanges(t *testing.T) {
 	if err := gs[2].SetMeta(client); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() string {
-		if m, _ := gs[1].Member("n2"); m.Version != "v2" {
-			return "n1 has not heard n2's new version"
-		}
-		return ""
-	})
+	heard(client)
 	if kicked(time.Second) {
 		t.Error("a client's new version told of a change of the voters")
 	}

@@ -102,10 +102,7 @@ func (e *emulation) pollMembers(ctx context.Context, s *Sim, cli *clientv3.Clien
 			return
 		case <-time.After(wait):
 		}
-		wait = cluster.ClientPeriod(s.size())
-		if wait > time.Second {
-			wait = wait/2 + rand.N(wait)
-		}
+		wait = cluster.ClientWait(s.size())
 		for range 2 {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := cli.MemberList(rctx, clientv3.WithSerializable())
