@@ -90,7 +90,7 @@ func (s ifaceSet) appendText(b []byte) []byte {
 	return append(b, n+" @"+s.set...)
 }
 
-func (s ifaceSet) exprs(*builder) []expr.Any {
+func (s ifaceSet) exprs(anonSets) []expr.Any {
 	_, k := ifnameKey(s.out)
 	return []expr.Any{
 		&expr.Meta{Key: k, Register: reg1},
@@ -105,7 +105,7 @@ func (s ifaceMACSet) appendText(b []byte) []byte {
 	return append(b, "iifname . ether saddr != @"+s.set...)
 }
 
-func (s ifaceMACSet) exprs(*builder) []expr.Any {
+func (s ifaceMACSet) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		// The source MAC: 6 bytes at offset 6 of the link-layer header.

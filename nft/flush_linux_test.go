@@ -71,27 +71,3 @@ func TestPrivilegedCommitOutcome(t *testing.T) {
 		})
 	}
 }
-
-// TestMarshalQuiet: the batch asks for one acknowledgement, of its last
-// message, and for no echo.
-func TestMarshalQuiet(t *testing.T) {
-	r := newRule("", vAccept)
-	var ids uint32
-	msgs, err := marshal([]op{{kind: opAddTable}, {kind: opAddChain, name: "a"}, {kind: opAddRule, name: "a", rule: &r}, {kind: opAddRule, name: "a", rule: &r}}, &ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(msgs) != 6 || msgs[0].Header.Type != unix.NFNL_MSG_BATCH_BEGIN || msgs[5].Header.Type != unix.NFNL_MSG_BATCH_END {
-		t.Fatalf("batch of %d messages: %+v", len(msgs), msgs)
-	}
-	last := quiet(msgs)
-	if last != 4 {
-		t.Fatalf("last = %d", last)
-	}
-	for i, m := range msgs {
-		acked := m.Header.Flags&unix.NLM_F_ACK != 0
-		if acked != (i == last) || m.Header.Flags&unix.NLM_F_ECHO != 0 {
-			t.Errorf("message %d: flags %v", i, m.Header.Flags)
-		}
-	}
-}

@@ -17,7 +17,7 @@ import (
 // expressions.
 type stmt interface {
 	appendText(b []byte) []byte
-	exprs(b *builder) []expr.Any
+	exprs(b anonSets) []expr.Any
 }
 
 // Mark bits, inside Felix's default mask 0xffff0000. Only these three
@@ -95,7 +95,7 @@ func (s nfproto) appendText(b []byte) []byte {
 	return append(b, "meta nfproto ipv4"...)
 }
 
-func (s nfproto) exprs(*builder) []expr.Any {
+func (s nfproto) exprs(anonSets) []expr.Any {
 	p := byte(unix.NFPROTO_IPV4)
 	if s.fam == 6 {
 		p = unix.NFPROTO_IPV6
@@ -125,7 +125,7 @@ func (s l4proto) appendText(b []byte) []byte {
 	return append(append(append(b, "meta l4proto "...), neg(s.neg)...), protoName(s.proto)...)
 }
 
-func (s l4proto) exprs(*builder) []expr.Any {
+func (s l4proto) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
 		&expr.Cmp{Op: cmpOp(s.neg), Register: reg1, Data: []byte{s.proto}},
@@ -164,7 +164,7 @@ func (s ifacePrefix) appendText(b []byte) []byte {
 	return strconv.AppendQuote(append(b, n+" "...), s.prefix+"*")
 }
 
-func (s ifacePrefix) exprs(*builder) []expr.Any {
+func (s ifacePrefix) exprs(anonSets) []expr.Any {
 	_, k := ifnameKey(s.out)
 	// cmp compares only len(Data) bytes: a prefix match, as nft does for
 	// a trailing wildcard.
@@ -185,7 +185,7 @@ func (s ifaceName) appendText(b []byte) []byte {
 	return strconv.AppendQuote(append(b, n+" "...), s.name)
 }
 
-func (s ifaceName) exprs(*builder) []expr.Any {
+func (s ifaceName) exprs(anonSets) []expr.Any {
 	_, k := ifnameKey(s.out)
 	return []expr.Any{
 		&expr.Meta{Key: k, Register: reg1},
@@ -207,7 +207,7 @@ var (
 
 func (s ctState) appendText(b []byte) []byte { return append(append(b, "ct state "...), s.names...) }
 
-func (s ctState) exprs(*builder) []expr.Any {
+func (s ctState) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: reg1},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native(s.bits), Xor: native(0)},
@@ -245,7 +245,7 @@ func (s addrNets) appendText(b []byte) []byte {
 	return append(b, " }"...)
 }
 
-func (s addrNets) exprs(b *builder) []expr.Any {
+func (s addrNets) exprs(b anonSets) []expr.Any {
 	load := &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: s.fam.addrOffset(s.dst), Len: s.fam.addrLen()}
 	if len(s.cidrs) == 1 {
 		p := s.cidrs[0]
@@ -312,7 +312,7 @@ func (s addrSet) appendText(b []byte) []byte {
 	return append(append(b, '@'), s.set...)
 }
 
-func (s addrSet) exprs(*builder) []expr.Any {
+func (s addrSet) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: s.fam.addrOffset(s.dst), Len: s.fam.addrLen()},
 		&expr.Lookup{SourceRegister: reg1, SetName: s.set, Invert: s.neg},
@@ -329,7 +329,7 @@ func (s ifaceAddrSet) appendText(b []byte) []byte {
 	return append(b, "iifname . "+s.fam.l3()+" saddr != @"+s.set...)
 }
 
-func (s ifaceAddrSet) exprs(*builder) []expr.Any {
+func (s ifaceAddrSet) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Payload{DestRegister: regConcat, Base: expr.PayloadBaseNetworkHeader, Offset: s.fam.addrOffset(false), Len: s.fam.addrLen()},
@@ -357,7 +357,7 @@ func (s addrPortSet) appendText(b []byte) []byte {
 	return append(append(b, neg(s.neg)...), "@"+s.set...)
 }
 
-func (s addrPortSet) exprs(*builder) []expr.Any {
+func (s addrPortSet) exprs(anonSets) []expr.Any {
 	var off uint32
 	if s.dst {
 		off = 2
@@ -378,7 +378,7 @@ type notrack struct{}
 
 func (notrack) appendText(b []byte) []byte { return append(b, "notrack"...) }
 
-func (notrack) exprs(*builder) []expr.Any { return []expr.Any{&expr.Notrack{}} }
+func (notrack) exprs(anonSets) []expr.Any { return []expr.Any{&expr.Notrack{}} }
 
 // vmap: iifname|oifname vmap @map.
 type vmap struct {
@@ -391,7 +391,7 @@ func (s vmap) appendText(b []byte) []byte {
 	return append(b, n+" vmap @"+s.set...)
 }
 
-func (s vmap) exprs(*builder) []expr.Any {
+func (s vmap) exprs(anonSets) []expr.Any {
 	_, k := ifnameKey(s.out)
 	return []expr.Any{
 		&expr.Meta{Key: k, Register: reg1},
@@ -436,7 +436,7 @@ func (s ports) appendText(b []byte) []byte {
 
 func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
 
-func (s ports) exprs(b *builder) []expr.Any {
+func (s ports) exprs(b anonSets) []expr.Any {
 	var off uint32
 	if s.dst {
 		off = 2
@@ -498,7 +498,7 @@ func (s icmp) appendText(b []byte) []byte {
 	return fmt.Appendf(b, "%s type %d %s code %d", p, s.typ, p, *s.code)
 }
 
-func (s icmp) exprs(*builder) []expr.Any {
+func (s icmp) exprs(anonSets) []expr.Any {
 	typ := &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}
 	switch {
 	case s.code == nil:
@@ -531,7 +531,7 @@ func (s icmpRange) appendText(b []byte) []byte {
 	return fmt.Appendf(b, "%s type %d-%d", p, s.from, s.to)
 }
 
-func (s icmpRange) exprs(*builder) []expr.Any {
+func (s icmpRange) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
 		&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{s.from}, ToData: []byte{s.to}},
@@ -558,7 +558,7 @@ func appendHex(b []byte, v uint32, sep ...string) []byte {
 	return b
 }
 
-func (s markTest) exprs(*builder) []expr.Any {
+func (s markTest) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native(s.mask), Xor: native(0)},
@@ -576,7 +576,7 @@ func (s markSet) appendText(b []byte) []byte {
 	return appendHex(append(b, "meta mark set meta mark | "...), s.set)
 }
 
-func (s markSet) exprs(*builder) []expr.Any {
+func (s markSet) exprs(anonSets) []expr.Any {
 	mask := ^(s.clear | s.set)
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
@@ -590,7 +590,7 @@ type counter struct{}
 
 func (counter) appendText(b []byte) []byte { return append(b, "counter"...) }
 
-func (counter) exprs(*builder) []expr.Any { return []expr.Any{&expr.Counter{}} }
+func (counter) exprs(anonSets) []expr.Any { return []expr.Any{&expr.Counter{}} }
 
 // logLimit: limit rate 10/second log prefix "calico-packet: ".
 type logLimit struct{}
@@ -602,7 +602,7 @@ func (logLimit) appendText(b []byte) []byte {
 	return strconv.AppendQuote(append(b, "limit rate 10/second log prefix "...), LogPrefix)
 }
 
-func (logLimit) exprs(*builder) []expr.Any {
+func (logLimit) exprs(anonSets) []expr.Any {
 	return []expr.Any{
 		&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeSecond, Burst: 5},
 		&expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(LogPrefix)},
@@ -614,7 +614,7 @@ type masquerade struct{}
 
 func (masquerade) appendText(b []byte) []byte { return append(b, "masquerade"...) }
 
-func (masquerade) exprs(*builder) []expr.Any { return []expr.Any{&expr.Masq{}} }
+func (masquerade) exprs(anonSets) []expr.Any { return []expr.Any{&expr.Masq{}} }
 
 // verdict: accept, drop, return, jump C, goto C.
 type verdict struct {
@@ -646,7 +646,7 @@ func (s verdict) appendText(b []byte) []byte {
 	return fmt.Appendf(b, "verdict %d", s.kind)
 }
 
-func (s verdict) exprs(*builder) []expr.Any {
+func (s verdict) exprs(anonSets) []expr.Any {
 	return []expr.Any{&expr.Verdict{Kind: s.kind, Chain: s.chain}}
 }
 
