@@ -20,6 +20,10 @@ set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (sudo make bench)" >&2; exit 1; }
 pattern=${1:-}
+# The machine as the run starts: a section run alone says what it ran on
+# (these machines differ from day to day and are shared).
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 out=$(mktemp)
 trap 'rm -f "$out" "$out.merged"' EXIT
 skip=
@@ -40,7 +44,7 @@ if [ -n "$pattern" ] && [ -f docs/bench.md ]; then
 	[ -s "$out" ] || { echo "bench.sh: no benchmark matched '$pattern' or none wrote its section" >&2; exit 1; }
 	# Each new section replaces the old one of the same title, with a
 	# line saying when it ran.
-	awk -v newf="$out" -v note="_Run alone on $(date -u +%Y-%m-%dT%H:%MZ), commit $commit (\`scripts/bench.sh '$pattern'\`); the Machine section is of the last full run._" '
+	awk -v newf="$out" -v note="_Run alone on $(date -u +%Y-%m-%dT%H:%MZ), commit $commit (\`scripts/bench.sh '$pattern'\`), on $cpu, kernel $(uname -r), load average $load at the start; the Machine section is of the last full run._" '
 	BEGIN {
 		while ((getline line < newf) > 0) {
 			if (line ~ /^## /) { title = line; order[++n] = title; text[title] = line "\n\n" note "\n"; continue }
@@ -64,7 +68,8 @@ fi
 	echo
 	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
 	echo "- kernel: $(uname -r)"
-	echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores"
+	echo "- CPU: $cpu"
+	echo "- load average at the start: $load"
 	echo "- memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- Go: $(go env GOVERSION)"
 	echo

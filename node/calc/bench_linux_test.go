@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
 	"calico/internal/testutil"
 	"calico/nft"
 	"calico/store"
@@ -16,8 +19,29 @@ import (
 // that found its table gone, at the lab benchmark's scale: the
 // calculation, then the read-back and the load of the whole table in one
 // transaction, each time into a fresh network namespace.
-func BenchmarkPrivilegedFullLoad(b *testing.B) {
+func BenchmarkPrivilegedFullLoad(b *testing.B) { benchFullLoad(b, false) }
+
+// BenchmarkPrivilegedFullLoadListened is the same with a socket
+// subscribed to nftables events in another network namespace, as every
+// lab host's node keeps one (nft.monitor) and `nft monitor` is one: the
+// kernel then builds an event for every rule and element of every
+// transaction in every namespace (netlink_has_listeners is not per
+// namespace), and throws away those nobody in the namespace reads.
+func BenchmarkPrivilegedFullLoadListened(b *testing.B) { benchFullLoad(b, true) }
+
+func benchFullLoad(b *testing.B, listened bool) {
 	testutil.Privileged(b)
+	if listened {
+		ns := testutil.NewNetNS(b)
+		c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns.Handle())})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+			b.Fatal(err)
+		}
+	}
 	in := benchInput()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var calcTook, nftTook time.Duration
