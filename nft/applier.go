@@ -29,9 +29,17 @@ type Applier struct {
 	mem    *Table
 	memGen uint32
 	// mon follows nftables events so that a commit elsewhere in the
-	// namespace need not cost a read-back; nil until first used or after
-	// it lost events.
-	mon *monitor
+	// namespace need not cost a read-back. It is open only while others
+	// commit here: from the first commit elsewhere that Apply sees until
+	// eventsHold passes without one (eventsUntil), and not after it lost
+	// events. A subscriber anywhere on the machine makes the kernel build
+	// an event for every object of every transaction in every namespace
+	// (its listener check is not per namespace), and most hosts have
+	// nobody else committing: a third of a restarted lab host's full load
+	// went to events for its neighbours' subscriptions.
+	mon         *monitor
+	eventsUntil time.Time
+	eventsHold  time.Duration
 	// conn is the NETLINK_NETFILTER socket Apply reads and commits on,
 	// kept open between Applies: the kernel makes the close of a socket
 	// wait until the objects its last transaction replaced are freed, an
@@ -73,7 +81,7 @@ func WithVerify() Option { return func(a *Applier) { a.verify = true } }
 // New returns an Applier. It opens no socket until it is used; Close
 // releases the one it keeps.
 func New(log *slog.Logger, opts ...Option) *Applier {
-	a := &Applier{log: log.With("component", "nft"), timeout: 30 * time.Second}
+	a := &Applier{log: log.With("component", "nft"), timeout: 30 * time.Second, eventsHold: 10 * time.Minute}
 	for _, o := range opts {
 		o(a)
 	}
@@ -218,23 +226,32 @@ func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (res 
 		}
 	}()
 	r := &reader{c: c}
-	fresh := false
-	if a.mon == nil {
-		// Subscribe before reading the generation: the socket then holds
-		// every transaction after it.
-		m, err := openMonitor(a.netns)
-		if err != nil {
-			a.log.Debug("no nftables events, commits elsewhere will cost read-backs", "err", err)
-		} else {
-			a.mon, fresh = m, true
-		}
+	events := time.Now().Before(a.eventsUntil)
+	if !events && a.mon != nil {
+		a.log.Debug("no commits elsewhere for a while: nftables events unsubscribed", "for", a.eventsHold)
+		a.mon.close()
+		a.mon = nil
 	}
+	// Subscribe before reading the generation: the socket then holds
+	// every transaction after it.
+	fresh := events && a.mon == nil && a.subscribe()
 	gen, err := r.genID()
 	if err != nil {
 		return result{}, err
 	}
 	if fresh {
 		a.mon.from = gen
+	}
+	if a.mem != nil && gen != a.memGen {
+		// Someone else committed here since our last transaction: follow
+		// the events from now on, so that the next such commit need not
+		// cost a read-back.
+		a.eventsUntil = time.Now().Add(a.eventsHold)
+		if a.mon == nil && a.subscribe() {
+			if a.mon.from, err = r.genID(); err != nil {
+				return result{}, err
+			}
+		}
 	}
 	var ops []op
 	res = result{source: "recreate"}
@@ -266,7 +283,8 @@ func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (res 
 	if len(ops) > quietOps && a.mon != nil {
 		// Unsubscribed, the kernel need not copy every change of a large
 		// transaction to the socket (nor we drain it). The generation
-		// still vouches for memory; the next attempt subscribes again.
+		// still vouches for memory; the next attempt subscribes again
+		// while others commit here.
 		a.mon.close()
 		a.mon = nil
 	}
@@ -281,6 +299,17 @@ func (a *Applier) sync(ctx context.Context, want *Table, recreateAll bool) (res 
 		a.vouch(gen, next, next, deadline)
 	}
 	return res, nil
+}
+
+// subscribe opens the event socket; it reports whether it did.
+func (a *Applier) subscribe() bool {
+	m, err := openMonitor(a.netns)
+	if err != nil {
+		a.log.Debug("no nftables events, commits elsewhere will cost read-backs", "err", err)
+		return false
+	}
+	a.mon = m
+	return true
 }
 
 // vouch asks the event socket whether the transactions after generation

@@ -302,10 +302,22 @@ func TestPrivilegedForeignTransaction(t *testing.T) {
 		}
 	}
 
-	// Two commits in another table, then a change of ours.
+	// Nobody else has committed: no event socket, the generation alone
+	// vouches.
+	if a.mon != nil {
+		t.Error("subscribed to nftables events before anyone else committed")
+	}
+	// A commit in another table costs one read-back, and subscribes;
+	// then two more, and a change of ours.
+	commitElsewhere("zero")
+	step(states[2].rs, "read-back")
+	if a.mon == nil {
+		t.Error("not subscribed to nftables events after a commit elsewhere")
+	}
 	commitElsewhere("one")
 	commitElsewhere("two")
-	step(states[2].rs, "memory+events")
+	step(states[1].rs, "memory+events")
+	step(states[2].rs, "memory")
 
 	// A commit that touches our table.
 	commitElsewhere("three")
@@ -329,11 +341,53 @@ func TestPrivilegedForeignTransaction(t *testing.T) {
 	commitElsewhere("six")
 	step(states[1].rs, "memory+events")
 
-	for _, name := range []string{"one", "two", "three", "four", "five", "six"} {
+	for _, name := range []string{"zero", "one", "two", "three", "four", "five", "six"} {
 		if _, err := c.ListChain(other, name); err != nil {
 			t.Errorf("the other table lost chain %s: %v", name, err)
 		}
 	}
+}
+
+// TestPrivilegedEventsExpire: the event socket stays open while others
+// commit in the namespace and closes once they have not for eventsHold;
+// a commit elsewhere after that costs one read-back again.
+func TestPrivilegedEventsExpire(t *testing.T) {
+	testutil.Privileged(t)
+	ctx := context.Background()
+	a, ns := newKernelApplier(t)
+	a.eventsHold = 300 * time.Millisecond
+	c := nftConn(t, ns)
+	other := &nftables.Table{Name: "other", Family: nftables.TableFamilyINet}
+	chains := 0
+	commitElsewhere := func() {
+		t.Helper()
+		chains++
+		c.AddTable(other)
+		c.AddChain(&nftables.Chain{Table: other, Name: fmt.Sprint("c", chains)})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(rs Ruleset, source string, subscribed bool) {
+		t.Helper()
+		if err := a.Apply(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		checkKernel(t, ns, rs, "after "+source)
+		if a.lastSource != source || (a.mon != nil) != subscribed {
+			t.Errorf("state from %s, subscribed %v; want %s, %v", a.lastSource, a.mon != nil, source, subscribed)
+		}
+	}
+	step(states[1].rs, "read-back", false)
+	step(states[2].rs, "memory", false)
+	commitElsewhere()
+	step(states[1].rs, "read-back", true)
+	commitElsewhere()
+	step(states[2].rs, "memory+events", true)
+	time.Sleep(a.eventsHold)
+	step(states[1].rs, "memory", false)
+	commitElsewhere()
+	step(states[2].rs, "read-back", true)
 }
 
 // TestPrivilegedFailedTransactions walks the fallbacks: after a failure
