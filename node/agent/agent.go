@@ -141,9 +141,12 @@ type Agent struct {
 	dsc    chan Datastore
 	bgp    *bgpDriver
 	// stale are the learned routes the kernel held when the agent started,
-	// kept until the speaker has caught up (restart without a gap).
+	// kept until the speaker has caught up (restart without a gap);
+	// listed is the listing of the kernel's routes New starts, beside the
+	// state cache's load (both are on a restart's way to its first pass).
 	stale      []route.Route
 	staleUntil time.Time
+	listed     chan []route.Route
 
 	// kick wakes the loop for a local change; changed for a change in
 	// the datastore.
@@ -225,9 +228,19 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 	if cfg.Resync == 0 {
 		cfg.Resync = 5 * time.Second
 	}
+	listed := make(chan []route.Route, 1)
+	go func() {
+		var rs []route.Route
+		if cfg.Speaker != nil {
+			rs, _ = routes.Current() // none kept on an error
+		}
+		listed <- rs
+		close(listed) // a second Run finds none
+	}()
 	opened := time.Now()
 	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"), cfg.Version, cfg.Log)
 	if err != nil {
+		<-listed
 		return nil, err
 	}
 	cfg.Log.Debug("state cache opened", "component", "agent", "resources", c.items.len(), "took", time.Since(opened))
@@ -242,6 +255,7 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 		cache:      c,
 		nft:        rules,
 		routes:     routes,
+		listed:     listed,
 		dsc:        make(chan Datastore, 1),
 		bgp:        newBGPDriver(cfg.Speaker, cfg.Log),
 		kick:       make(chan struct{}, 1),
@@ -286,9 +300,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer saver.Wait()
 	defer stopSaver()
 
-	stale := time.Now()
+	waited := time.Now()
 	a.keepStaleRoutes()
-	a.log.Debug("routes of the last run listed", "kept", len(a.stale), "took", time.Since(stale))
+	a.log.Debug("routes of the last run listed", "kept", len(a.stale), "waited", time.Since(waited))
 	a.trigger() // program from the disk cache at once, if it has a state
 	timer := time.NewTimer(a.jitter())
 	defer timer.Stop()
@@ -635,14 +649,7 @@ func withLearned(own, learned []route.Route) []route.Route {
 // run installed: they are kept until BGP has caught up, so a restart
 // leaves no gap in forwarding.
 func (a *Agent) keepStaleRoutes() {
-	if a.cfg.Speaker == nil {
-		return
-	}
-	rs, err := a.routes.Current()
-	if err != nil {
-		return
-	}
-	for _, r := range rs {
+	for _, r := range <-a.listed {
 		if len(r.Via) > 0 {
 			a.stale = append(a.stale, r)
 		}
