@@ -45,7 +45,7 @@ type anonSets interface {
 // anonSet writes a constant anonymous interval set, bound to the rule
 // that follows it in the batch.
 func (b *builder) anonSet(keyType nftables.SetDatatype, elems []nftables.SetElement) *nftables.Set {
-	s := &nftables.Set{Table: b.table(), ID: b.nextID(), Name: "__set%d", Anonymous: true, Constant: true, Interval: true, KeyType: keyType}
+	s := &nftables.Set{Table: calicoTable, ID: b.nextID(), Name: "__set%d", Anonymous: true, Constant: true, Interval: true, KeyType: keyType}
 	if err := b.newSet(s, len(elems)); err != nil {
 		b.fail(fmt.Errorf("adding anonymous set: %w", err))
 		return s
@@ -61,8 +61,6 @@ func (b *builder) anonSet(keyType nftables.SetDatatype, elems []nftables.SetElem
 	return s
 }
 
-func (b *builder) table() *nftables.Table { return calicoTable }
-
 // add writes one op.
 func (b *builder) add(o op) {
 	w := b.b
@@ -77,28 +75,19 @@ func (b *builder) add(o op) {
 		w.u32(unix.NFTA_TABLE_FLAGS, 0)
 		w.endMsg(m)
 	case opAddSet:
-		s := kernelSet(o.set.Type, b.table())
+		s := kernelSet(o.set.Type, calicoTable)
 		s.Name, s.ID = o.name, b.nextID()
 		if err := b.newSet(s, 0); err != nil {
 			b.fail(fmt.Errorf("adding set %s: %w", o.name, err))
 		}
 	case opDelSet:
-		m := w.nftMsg(unix.NFT_MSG_DELSET, 0)
-		w.str(unix.NFTA_SET_TABLE, TableName)
-		w.str(unix.NFTA_SET_NAME, o.name)
-		w.endMsg(m)
+		w.named(unix.NFT_MSG_DELSET, unix.NFTA_SET_TABLE, unix.NFTA_SET_NAME, o.name)
 	case opAddChain:
 		b.newChain(o)
 	case opFlushChain:
-		m := w.nftMsg(unix.NFT_MSG_DELRULE, 0)
-		w.str(unix.NFTA_RULE_TABLE, TableName)
-		w.str(unix.NFTA_RULE_CHAIN, o.name)
-		w.endMsg(m)
+		w.named(unix.NFT_MSG_DELRULE, unix.NFTA_RULE_TABLE, unix.NFTA_RULE_CHAIN, o.name)
 	case opDelChain:
-		m := w.nftMsg(unix.NFT_MSG_DELCHAIN, 0)
-		w.str(unix.NFTA_CHAIN_TABLE, TableName)
-		w.str(unix.NFTA_CHAIN_NAME, o.name)
-		w.endMsg(m)
+		w.named(unix.NFT_MSG_DELCHAIN, unix.NFTA_CHAIN_TABLE, unix.NFTA_CHAIN_NAME, o.name)
 	case opAddRule:
 		b.newRule(o)
 	case opAddElems, opDelElems:

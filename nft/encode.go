@@ -69,6 +69,15 @@ func (b *batch) nftMsg(typ, flags uint16) int {
 	return start
 }
 
+// named writes a message that only names an object of table inet calico
+// (the deletion of a set or chain, the flush of a chain).
+func (b *batch) named(typ, tableAttr, nameAttr uint16, name string) {
+	m := b.nftMsg(typ, 0)
+	b.str(tableAttr, TableName)
+	b.str(nameAttr, name)
+	b.endMsg(m)
+}
+
 // msg starts a message: its header (length and number written later) and
 // nfnetlink's.
 func (b *batch) msg(typ, flags uint16, family uint8, resID uint16) int {

@@ -175,7 +175,7 @@ func googleMarshal(ops []op, ids *uint32) ([]netlink.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &googleBuilder{c: c, table: calicoTable, ids: ids}
+	b := &googleBuilder{builder: builder{ids: ids}, c: c, table: calicoTable}
 	for _, o := range ops {
 		b.add(o)
 	}
@@ -188,25 +188,12 @@ func googleMarshal(ops []op, ids *uint32) ([]netlink.Message, error) {
 	return msgs, nil
 }
 
+// googleBuilder queues ops on a google/nftables connection; it shares
+// builder's set IDs and first error.
 type googleBuilder struct {
+	builder
 	c     *nftables.Conn
 	table *nftables.Table
-	ids   *uint32
-	err   error
-}
-
-func (b *googleBuilder) nextID() uint32 {
-	*b.ids++
-	if *b.ids == 0 {
-		*b.ids = 1
-	}
-	return *b.ids
-}
-
-func (b *googleBuilder) fail(err error) {
-	if b.err == nil {
-		b.err = err
-	}
 }
 
 func (b *googleBuilder) anonSet(keyType nftables.SetDatatype, elems []nftables.SetElement) *nftables.Set {
