@@ -12,6 +12,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"calico/internal/testutil"
 )
 
 // freePort is a TCP port of 127.0.0.1 free now, below Linux's ephemeral
@@ -161,3 +165,31 @@ func TestLockDataDir(t *testing.T) {
 	}
 	unlock2()
 }
+
+// TestEtcdQuietRequests: etcd logs a request's stats only when it is
+// slow. With embed's zero default it logged every request, formatting
+// the request as text; a node at debug level (etcd at info) wrote a
+// warning line for each.
+func TestEtcdQuietRequests(t *testing.T) {
+	var buf testutil.SyncBuffer
+	cfg := testConfig(t, t.TempDir())
+	cfg.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	cfg.EtcdLogLevel = "info"
+	c, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 20 {
+		if _, err := c.Client().Put(t.Context(), fmt.Sprintf("/test/%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Client().Get(t.Context(), "/test/", clientv3.WithPrefix()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(buf.String(), `msg="request stats"`); n > 2 {
+		t.Errorf("etcd logged the stats of %d of 40 quick requests; want at most the odd slow one", n)
+	}
+}
+

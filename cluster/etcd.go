@@ -80,6 +80,11 @@ func (m etcdMember) start(ctx context.Context, timeout time.Duration) (*embed.Et
 	// put and a guard each) of at most the API's 2 MiB of input.
 	cfg.MaxTxnOps = 1024
 	cfg.MaxRequestBytes = 4 << 20
+	// embed.NewConfig leaves this 0, which etcd's own binary never does
+	// (it defaults to 300 ms): every unary request is then "expensive",
+	// formatted as text and logged at warning level ("request stats"),
+	// and at the node's debug level (etcd's info) written too.
+	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	cfg.LogLevel = m.logLevel
 	if m.log != nil {
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLogger(m.log, m.logLevel))
