@@ -154,6 +154,26 @@ type calculation struct {
 	compiled    map[string]compiled // by the version of the resource compiled
 	selErrs     map[string]string   // why a selector did not parse
 	profileVers map[string]string   // the version of each profile, by name
+	pathsValid  bool                // prevPaths holds (prev's paths still hold)
+	locals      *locals
+}
+
+// locals is what a calculation derived from this host's endpoints. The
+// next one reuses it whole while its index is the same and has had no
+// change that touches them (index.localGen), and its paths still hold:
+// then a change elsewhere (a policy's rules, a remote workload) costs no
+// pass over this host's endpoints beyond compiling their paths' policies.
+type locals struct {
+	x          *index
+	gen        uint64
+	ws         []*store.WorkloadEndpoint // localEndpoints' list
+	conflicted map[*store.WorkloadEndpoint]bool
+	conflicts  []string // the problems the conflicts reported
+	// eps are the endpoints of ws, in order (shared with the Rulesets
+	// given out: never changed); first marks each one whose ingress (1)
+	// or egress (2) path was its path's first use in the pass.
+	eps   []nft.Endpoint
+	first []uint8
 }
 
 // compiled is a policy or profile turned into rules, with the sets its
@@ -273,7 +293,7 @@ func newCalculation(in Input, prev *calculation, remember bool) *calculation {
 	c.idx.update(c, in, remember)
 	c.indexPolicies()
 	if prev != nil && maps.Equal(prev.profileVers, c.profileVers) && c.selection == prev.selection {
-		c.prevPaths = prev.paths
+		c.prevPaths, c.pathsValid = prev.paths, true
 	}
 	return c
 }
@@ -326,19 +346,14 @@ func (c *calculation) compute() Desired {
 	in := c.in
 	var d Desired
 	c.problems = append(c.problems, c.idx.problems...)
-	for _, w := range c.localEndpoints() {
-		wd := c.workload(w)
-		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: wd.addrs, MAC: sourceMAC(w)}
-		if c.conflicted[w] {
-			ep.Addrs = nil // it may send nothing, and its paths drop
-		} else if c.enforceable(w) {
-			ep.Ingress = c.path(w, "Ingress")
-			ep.Egress = c.path(w, "Egress")
-		}
-		d.Ruleset.Workloads = append(d.Ruleset.Workloads, ep)
+	ws := c.localEndpoints()
+	d.Ruleset.Workloads = c.endpoints(ws)
+	d.Routes = make([]route.Route, 0, 2*len(ws)+len(in.HostBlocks))
+	for i, w := range ws {
 		if down(in, w) {
 			continue // routed again once the kernel reports the interface
 		}
+		ep := &d.Ruleset.Workloads[i]
 		for _, a := range ep.Addrs {
 			d.Routes = append(d.Routes, route.Route{Dst: netip.PrefixFrom(a, a.BitLen()), Iface: ep.Iface})
 		}
@@ -401,6 +416,61 @@ func reportData[R store.Resource](c *calculation, rs []R) {
 	}
 }
 
+// endpoints are the endpoints of the local workloads ws, with their paths
+// (whose policies it compiles): prev's when it listed the same ws and the
+// paths still hold (see locals).
+func (c *calculation) endpoints(ws []*store.WorkloadEndpoint) []nft.Endpoint {
+	if m := c.prev.reusableLocals(c); m != nil && c.pathsValid {
+		for i, w := range ws {
+			if c.conflicted[w] || !c.enforceable(w) {
+				continue
+			}
+			if m.first[i]&1 != 0 {
+				c.use(m.eps[i].Ingress)
+			}
+			if m.first[i]&2 != 0 {
+				c.use(m.eps[i].Egress)
+			}
+		}
+		c.paths = c.prevPaths
+		c.locals.eps, c.locals.first = m.eps, m.first
+		return m.eps
+	}
+	eps := make([]nft.Endpoint, 0, len(ws))
+	first := make([]uint8, len(ws))
+	for i, w := range ws {
+		ep := nft.Endpoint{Iface: w.Spec.InterfaceName, Addrs: c.workload(w).addrs, MAC: sourceMAC(w)}
+		if c.conflicted[w] {
+			ep.Addrs = nil // it may send nothing, and its paths drop
+		} else if c.enforceable(w) {
+			n := len(c.paths)
+			ep.Ingress = c.path(w, "Ingress")
+			if len(c.paths) > n {
+				first[i] |= 1
+			}
+			n = len(c.paths)
+			ep.Egress = c.path(w, "Egress")
+			if len(c.paths) > n {
+				first[i] |= 2
+			}
+		}
+		eps = append(eps, ep)
+	}
+	if c.locals != nil {
+		c.locals.eps, c.locals.first = eps, first
+	}
+	return eps
+}
+
+// reusableLocals is c's locals (c the previous calculation) when next
+// may reuse them: the same index, unchanged for them since.
+func (c *calculation) reusableLocals(next *calculation) *locals {
+	if c == nil || c.locals == nil || c.locals.eps == nil || c.locals.x != next.idx || c.locals.gen != next.idx.localGen {
+		return nil
+	}
+	return c.locals
+}
+
 // enforceable reports whether the node can enforce a local workload's
 // endpoint as written; one it cannot (another tool wrote what it cannot
 // use) gets empty paths, which drop everything, and is reported.
@@ -450,6 +520,12 @@ func localWorkloads(in Input) []*store.WorkloadEndpoint {
 // is kept with no endpoint's policy, which drops everything, and the
 // conflict is reported.
 func (c *calculation) localEndpoints() []*store.WorkloadEndpoint {
+	if m := c.prev.reusableLocals(c); m != nil {
+		c.conflicted = m.conflicted
+		c.problems = append(c.problems, m.conflicts...)
+		c.locals = &locals{x: m.x, gen: m.gen, ws: m.ws, conflicted: m.conflicted, conflicts: m.conflicts}
+		return m.ws
+	}
 	var out []*store.WorkloadEndpoint
 	for w := range c.idx.local {
 		if w.Spec.InterfaceName != "" && !store.Broken(w) && Policed(w) {
@@ -459,7 +535,12 @@ func (c *calculation) localEndpoints() []*store.WorkloadEndpoint {
 	slices.SortFunc(out, func(a, b *store.WorkloadEndpoint) int {
 		return cmp.Or(cmp.Compare(a.Spec.InterfaceName, b.Spec.InterfaceName), cmp.Compare(a.Metadata.Namespace, b.Metadata.Namespace), cmp.Compare(a.Metadata.Name, b.Metadata.Name))
 	})
-	return c.conflicts(out)
+	before := len(c.problems)
+	out = c.conflicts(out)
+	if c.remember {
+		c.locals = &locals{x: c.idx, gen: c.idx.localGen, ws: out, conflicted: c.conflicted, conflicts: slices.Clone(c.problems[before:])}
+	}
+	return out
 }
 
 // conflicts keeps one endpoint per interface and marks the endpoints

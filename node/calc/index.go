@@ -42,6 +42,10 @@ type index struct {
 	pass  uint64
 	// last is the last call's list of workloads (a copy).
 	last []*store.WorkloadEndpoint
+	// localGen counts the changes that can change this host's endpoints
+	// as the calculation lists them: a local workload filed or removed,
+	// or one that claims an address a local one claims (a conflict).
+	localGen uint64
 }
 
 // entry is a workload in the index.
@@ -272,6 +276,7 @@ func (x *index) add(c *calculation, w *store.WorkloadEndpoint, rv string) {
 	if w.Spec.Node == c.in.Node {
 		x.local[w] = true
 	}
+	x.touch(w, e)
 	if len(w.Metadata.Problems) > 0 {
 		x.flawed[w] = true
 	}
@@ -291,6 +296,7 @@ func (x *index) remove(w *store.WorkloadEndpoint, e *entry) {
 		}
 	}
 	x.dirty[e.group] = true
+	x.touch(w, e)
 	for _, a := range e.addrs {
 		ws := slices.DeleteFunc(x.byAddr[a], func(o *store.WorkloadEndpoint) bool { return o == w })
 		if len(ws) == 0 {
@@ -302,6 +308,21 @@ func (x *index) remove(w *store.WorkloadEndpoint, e *entry) {
 	delete(x.local, w)
 	delete(x.flawed, w)
 	delete(x.entries, w)
+}
+
+// touch counts a change of w (filed as e, and still in byAddr) in
+// localGen when it is local or shares an address with a local workload.
+func (x *index) touch(w *store.WorkloadEndpoint, e *entry) {
+	if x.local[w] {
+		x.localGen++
+		return
+	}
+	for _, a := range e.addrs {
+		if slices.ContainsFunc(x.byAddr[a], func(o *store.WorkloadEndpoint) bool { return x.local[o] }) {
+			x.localGen++
+			return
+		}
+	}
 }
 
 // members are the content of the set (or, with port, the port set) of

@@ -65,6 +65,11 @@ func TestCalculatorEqualsCompute(t *testing.T) {
 			w.Metadata.Labels = map[string]string{"app": "a3", "role": "r9"}
 			replace(in.Workloads, 7, &w)
 		}},
+		{"a remote workload's labels", func() {
+			w := *in.Workloads[65] // host2's
+			w.Metadata.Labels = map[string]string{"app": "a4", "role": "r2"}
+			replace(in.Workloads, 65, &w)
+		}},
 		{"a workload added", func() {
 			w := *in.Workloads[8]
 			w.Metadata.Name += "-new"
@@ -175,6 +180,63 @@ func TestCalculatorEqualsCompute(t *testing.T) {
 }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// TestCalculatorReusesLocals: a change that leaves this host's endpoints
+// and their paths as they were (a policy's rules, a remote workload's
+// labels) reuses the last pass's endpoints whole; one to a local
+// workload, or to a policy's selector, lists them again.
+func TestCalculatorReusesLocals(t *testing.T) {
+	in := benchInputSized(2, 60, 30)
+	var k Calculator
+	last := k.Compute(in).Ruleset.Workloads
+	steps := []struct {
+		name   string
+		reused bool
+		change func()
+	}{
+		{"a rule of a policy", true, func() {
+			g := *in.GlobalPolicies[3]
+			g.Metadata.ResourceVersion = "2"
+			g.Spec.Ingress = append([]store.Rule{{Action: "Deny"}}, g.Spec.Ingress...)
+			in.GlobalPolicies[3] = &g
+		}},
+		{"a remote workload's labels", true, func() {
+			w := *in.Workloads[65]
+			w.Metadata.ResourceVersion = "3"
+			w.Metadata.Labels = map[string]string{"app": "a4"}
+			in.Workloads[65] = &w
+		}},
+		{"a local workload's labels", false, func() {
+			w := *in.Workloads[5]
+			w.Metadata.ResourceVersion = "4"
+			w.Metadata.Labels = map[string]string{"app": "a4"}
+			in.Workloads[5] = &w
+		}},
+		{"a policy's selector", false, func() {
+			g := *in.GlobalPolicies[4]
+			g.Metadata.ResourceVersion = "5"
+			g.Spec.Selector = "app == 'a4'"
+			in.GlobalPolicies[4] = &g
+		}},
+		{"a remote workload taking a local one's address", false, func() {
+			w := *in.Workloads[66]
+			w.Metadata.ResourceVersion = "6"
+			w.Spec.IPNetworks = slices.Clone(in.Workloads[6].Spec.IPNetworks)
+			in.Workloads[66] = &w
+		}},
+	}
+	for _, s := range steps {
+		s.change()
+		d := k.Compute(in)
+		if got := &d.Ruleset.Workloads[0] == &last[0]; got != s.reused {
+			t.Errorf("after %s: endpoints reused %v, want %v", s.name, got, s.reused)
+		}
+		if g, w := d.String(), Compute(in).String(); g != w {
+			t.Fatalf("after %s: the Calculator's result differs from Compute's:\n%s\nwant:\n%s", s.name, g, w)
+		}
+		last = d.Ruleset.Workloads
+	}
+}
 
 // TestCalculatorTrustsVersions shows the contract the Calculator relies
 // on, and what CALICO_VERIFY checks: a resource changed without a new

@@ -152,7 +152,7 @@ func (c *calculation) indexPolicies() {
 		c.ordered = append(c.ordered, p.p)
 		c.byChain[p.p.chain] = p.p
 		t := c.tierOf[p.p.tier]
-		fmt.Fprintf(&sel, "%s\x00%s\x00%v\x00%s\x00%s\x00%d%v%v%v%v\n", p.p.chain, p.p.types, p.p.sel, p.p.nsSel, t.name, t.rank, t.defaultPass, p.p.doNotTrack, p.p.preDNAT, p.p.applyOnForward)
+		writeSelection(&sel, p.p, t)
 	}
 	c.selection = sel.String()
 	for name, p := range c.profiles {
@@ -160,6 +160,22 @@ func (c *calculation) indexPolicies() {
 		c.byChain[chain] = policy{version: c.profileVers[name], id: store.IDOf(p).String(), chain: chain,
 			ingress: p.Spec.Ingress, egress: p.Spec.Egress, problems: problemsOf(p), sel: nil}
 	}
+}
+
+// writeSelection writes down what of p (in tier t) decides which
+// endpoints' paths it is on, and where: a line of the key of what paths
+// depend on (calculation.selection).
+func writeSelection(b *strings.Builder, p policy, t tier) {
+	nsSel := "-" // none: not the same as all()
+	if p.nsSel != nil {
+		nsSel = p.nsSel.String()
+	}
+	for _, f := range []string{p.chain, strings.Join(p.types, ","), p.sel.String(), nsSel, t.name} {
+		b.WriteString(f)
+		b.WriteByte(0)
+	}
+	b.WriteString(strconv.Itoa(t.rank))
+	b.WriteString(strconv.FormatBool(t.defaultPass) + strconv.FormatBool(p.doNotTrack) + strconv.FormatBool(p.preDNAT) + strconv.FormatBool(p.applyOnForward) + "\n")
 }
 
 // tierName is a policy's tier: "" is the default tier.
