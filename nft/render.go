@@ -141,10 +141,31 @@ type renderer struct {
 }
 
 type memo struct {
-	checked  map[versionKey]checkedPolicy // see Ruleset.validate
-	policies map[policyKey]policyMemo
-	groups   map[pathKey]Chain
-	sets     map[setKey][2][]Element
+	checked   map[versionKey]checkedPolicy // see Ruleset.validate
+	policies  map[policyKey]policyMemo
+	groups    map[pathKey]Chain
+	sets      map[setKey][2][]Element
+	workloads workloadsMemo
+}
+
+// workloadsMemo is the rendering of a Ruleset's Workloads (the slice eps
+// itself, see Ruleset.Workloads): their dispatch maps and anti-spoofing
+// sets, and the distinct paths they go to, in the order first used.
+type workloadsMemo struct {
+	eps   []Endpoint
+	sets  []TableSet
+	paths []pathUse
+}
+
+type pathUse struct {
+	s stage
+	d Direction
+	p Path
+}
+
+// sameWorkloads reports whether eps is the slice m rendered.
+func (m workloadsMemo) sameWorkloads(eps []Endpoint) bool {
+	return len(eps) > 0 && len(eps) == len(m.eps) && &eps[0] == &m.eps[0]
 }
 
 type policyKey struct {
@@ -172,8 +193,17 @@ type setKey struct {
 }
 
 func (r *renderer) render(rs Ruleset) (*Table, error) {
-	r.next = memo{checked: map[versionKey]checkedPolicy{}, policies: map[policyKey]policyMemo{}, groups: map[pathKey]Chain{}, sets: map[setKey][2][]Element{}}
-	if err := rs.validate(r.last.checked, r.next.checked); err != nil {
+	r.next = memo{
+		checked:  make(map[versionKey]checkedPolicy, len(r.last.checked)),
+		policies: make(map[policyKey]policyMemo, len(r.last.policies)),
+		groups:   make(map[pathKey]Chain, len(r.last.groups)),
+		sets:     make(map[setKey][2][]Element, len(r.last.sets)),
+	}
+	var validated []pathUse // the paths of Workloads validated before, if they were
+	if r.last.workloads.sameWorkloads(rs.Workloads) {
+		validated = r.last.workloads.paths
+	}
+	if err := rs.validate(r.last.checked, r.next.checked, validated); err != nil {
 		r.next = memo{} // a ruleset refused leaves the memory as it was
 		return nil, err
 	}
@@ -192,7 +222,8 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		d  Direction
 		id pathID
 	}
-	named := map[groupID]string{}
+	named := make(map[groupID]string, len(r.last.groups))
+	var uses []pathUse
 	// group names the chain that evaluates p in direction d at stage s,
 	// adding it and marking its policies used the first time.
 	group := func(s stage, d Direction, p Path) string {
@@ -200,6 +231,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		if name, ok := named[gid]; ok {
 			return name
 		}
+		uses = append(uses, pathUse{s, d, p})
 		c := r.group(s, d, p)
 		if _, ok := groups[c.Name]; !ok {
 			groups[c.Name] = c
@@ -210,7 +242,16 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		named[gid] = c.Name
 		return c.Name
 	}
-	t.Sets = append(t.Sets, workloadSets(rs.Workloads, group)...)
+	if m := r.last.workloads; m.sameWorkloads(rs.Workloads) {
+		for _, u := range m.paths {
+			group(u.s, u.d, u.p)
+		}
+		r.next.workloads = m
+	} else {
+		sets := workloadSets(rs.Workloads, group)
+		r.next.workloads = workloadsMemo{eps: rs.Workloads, sets: sets, paths: slices.Clip(uses)}
+	}
+	t.Sets = append(t.Sets, r.next.workloads.sets...)
 	t.Chains = append(t.Chains, fixedChains(rs.EndpointToHost)...)
 	if len(rs.HostEndpoints) > 0 {
 		t.Sets, t.Chains = renderHost(rs, t.Sets, t.Chains, group)

@@ -143,6 +143,60 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestRendererRemembersWorkloads: given the same Workloads slice again,
+// the renderer reuses their dispatch maps and anti-spoofing sets; it still
+// refuses them when a policy their paths name is gone, naming the
+// endpoint; a new slice is rendered anew.
+func TestRendererRemembersWorkloads(t *testing.T) {
+	var r renderer
+	rs := big(20, 10)
+	setOf := func(tbl *Table, name string) []Element {
+		for _, s := range tbl.Sets {
+			if s.Name == name {
+				return s.Elems
+			}
+		}
+		t.Fatalf("no set %s", name)
+		return nil
+	}
+	first, err := r.render(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := rs
+	changed.Policies = slices.Clone(rs.Policies)
+	changed.Policies[3].Ingress = []Rule{{Action: Deny}}
+	again, err := r.render(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := Render(changed); again.String() != want.String() {
+		t.Fatalf("the renderer's table differs from Render's:\n%s", lineDiff(want.String(), again.String()))
+	}
+	for _, name := range []string{mapTo, mapFrom, setSrc4} {
+		if unsafe.SliceData(setOf(first, name)) != unsafe.SliceData(setOf(again, name)) {
+			t.Errorf("set %s of the same workloads was rendered again instead of reused", name)
+		}
+	}
+
+	gone := rs
+	gone.Policies = slices.DeleteFunc(slices.Clone(rs.Policies), func(p Policy) bool { return p.Name == "policy-3" })
+	if _, err := r.render(gone); err == nil || !strings.Contains(err.Error(), "unknown policy policy-3") || !strings.Contains(err.Error(), "endpoint cali") {
+		t.Errorf("the same workloads with a policy of theirs gone: %v, want the endpoint's unknown policy", err)
+	}
+
+	moved := rs
+	moved.Workloads = slices.Clone(rs.Workloads)
+	moved.Workloads[0].Addrs = addrs("10.99.0.1")
+	got, err := r.render(moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := Render(moved); got.String() != want.String() || !strings.Contains(got.String(), "10.99.0.1") {
+		t.Errorf("new workloads were not rendered anew:\n%s", lineDiff(want.String(), got.String()))
+	}
+}
+
 // TestRendererRemembers checks that the Applier's renderer gives Render's
 // table whatever it renders before, reuses what it rendered of the same
 // policy version, and renders anew a new version or one without a version.

@@ -15,7 +15,9 @@ import (
 // Ruleset is the whole desired content of the table.
 type Ruleset struct {
 	// Workloads are this host's workload endpoints, one per host-side
-	// interface.
+	// interface. An Applier remembers the rendering of the last slice it
+	// was given: given the same slice again (the same array and length),
+	// it takes it as unchanged, so a caller never changes a slice it gave.
 	Workloads []Endpoint
 	// Policies holds every policy and profile that an endpoint refers to,
 	// by name. A policy that no endpoint refers to need not be rendered.

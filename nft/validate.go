@@ -20,17 +20,22 @@ const maxListLen = 500
 // lists longer than 500 entries, named ports of other protocols than
 // TCP, UDP and SCTP, untracked paths for all interfaces and profiles in
 // pre-DNAT or untracked paths. The errors are joined.
-func (rs Ruleset) Validate() error { return rs.validate(nil, nil) }
+func (rs Ruleset) Validate() error { return rs.validate(nil, nil, nil) }
 
 // validate is Validate that, given the checked policies of the previous
 // call (last), checks the rules of a policy version found there only for
 // the sets they name, and records in next the versions whose rules are
-// valid.
-func (rs Ruleset) validate(last, next map[versionKey]checkedPolicy) error {
+// valid; given validated, the paths of the same Workloads when last
+// found valid, it checks only that their policies are still there.
+func (rs Ruleset) validate(last, next map[versionKey]checkedPolicy, validated []pathUse) error {
 	v := validation{last: last, next: next}
 	names := setNames{addrs: v.sets(rs.Sets), ports: v.portSets(rs.PortSets)}
 	policies := v.policies(rs.Policies, names)
-	v.workloads(rs.Workloads, policies)
+	// The same Workloads as last time need only their paths' policies
+	// checked; when one is missing, the whole check names the endpoints.
+	if validated == nil || slices.ContainsFunc(validated, func(u pathUse) bool { return !allIn(all(u.p), policies) }) {
+		v.workloads(rs.Workloads, policies)
+	}
 	v.hostEndpoints(rs.HostEndpoints, policies)
 	for _, pp := range slices.Concat(rs.FailsafeIn, rs.FailsafeOut) {
 		if pp.Protocol != 6 && pp.Protocol != 17 && pp.Protocol != 132 {
@@ -259,6 +264,16 @@ func (v *validation) hostEndpoints(hs []HostEndpoint, policies map[string]bool) 
 
 // known checks that an endpoint's paths name only known policies, and
 // says whether they do.
+// allIn reports whether every name is in set.
+func allIn(names iter.Seq[string], set map[string]bool) bool {
+	for n := range names {
+		if !set[n] {
+			return false
+		}
+	}
+	return true
+}
+
 func (v *validation) known(what, iface string, names iter.Seq[string], policies map[string]bool) bool {
 	ok := true
 	for n := range names {
