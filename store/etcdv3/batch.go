@@ -104,17 +104,21 @@ func (s *Store) planApply(ctx context.Context, rs []store.Resource, create bool)
 }
 
 // getAll reads the current version of each resource's key; nil where
-// there is none.
+// there is none. The reads go in one read-only transaction: one round
+// trip for the batch, not one per resource.
 func (s *Store) getAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
-	out := make([]store.Resource, len(rs))
+	ops := make([]clientv3.Op, len(rs))
 	for i, r := range rs {
-		old, err := s.Get(ctx, store.IDOf(r))
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return nil, err
-		default:
-			out[i] = old
+		ops[i] = clientv3.OpGet(store.Key(store.IDOf(r)))
+	}
+	resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("reading %d resources: %w", len(ops), err)
+	}
+	out := make([]store.Resource, len(rs))
+	for i, r := range resp.Responses {
+		if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+			out[i] = store.DecodeStored(store.IDOf(rs[i]), kvs[0].Value, kvs[0].ModRevision)
 		}
 	}
 	return out, nil
@@ -134,7 +138,7 @@ func (s *Store) batchGuards(ctx context.Context, rs []store.Resource) ([]clientv
 	pools := false
 	for _, r := range rs {
 		if tiers[policyTier(r)] {
-			continue // the tier is written with its policies
+			continue // the tier is written with its policies, or checked
 		}
 		g, err := s.guards(ctx, r)
 		if err != nil {
@@ -145,6 +149,9 @@ func (s *Store) batchGuards(ctx context.Context, rs []store.Resource) ([]clientv
 				continue // every pool's guard is the same
 			}
 			pools = true
+		}
+		if t := policyTier(r); t != "" {
+			tiers[t] = true // one check per tier
 		}
 		out = append(out, g...)
 	}

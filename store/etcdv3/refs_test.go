@@ -1,7 +1,9 @@
 package etcdv3
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -9,6 +11,8 @@ import (
 
 	"calico/internal/testutil"
 	"calico/store"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestDeleteChecksReferences: a pool with addresses in use and a profile
@@ -147,4 +151,56 @@ func TestTiers(t *testing.T) {
 	if ci, _ := GetOf[*store.ClusterInformation](ctx, s, "", "default"); ci.Spec.ClusterGUID != guid {
 		t.Errorf("a second EnsureInitialized changed the cluster GUID")
 	}
+}
+
+// TestApplyAllReadsOnce: a batch reads what it replaces in one round trip
+// (a read-only transaction), not one per resource, and policies of one
+// tier check the tier once; what it reports is as before.
+func TestApplyAllReadsOnce(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	var calls countingKV
+	calls.KV, cli.KV = cli.KV, &calls
+	s, ctx := New(cli), t.Context()
+	if err := s.Create(ctx, store.NewTier("t1", 10, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, store.ClassicProfile("p5")); err != nil {
+		t.Fatal(err)
+	}
+	var rs []store.Resource
+	for i := range 60 { // the test's etcd takes 128 operations a transaction
+		rs = append(rs, store.ClassicProfile(fmt.Sprintf("p%d", i)))
+		g := store.KindGlobalNetworkPolicy.New().(*store.GlobalNetworkPolicy)
+		g.Metadata.Name, g.Spec.Tier = fmt.Sprintf("t1.g%d", i), "t1"
+		rs = append(rs, g)
+	}
+	calls.gets, calls.txns = 0, 0
+	created, err := s.ApplyAll(ctx, rs, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.gets > 1 || calls.txns != 2 {
+		t.Errorf("applying 120 resources took %d reads and %d transactions; want the tier's read and two transactions (the reads, the write)", calls.gets, calls.txns)
+	}
+	for i, c := range created {
+		if want := i != 10; c != want { // p5 was there
+			t.Errorf("%s: created %v, want %v", store.IDOf(rs[i]), c, want)
+		}
+	}
+}
+
+// countingKV counts a client's Get and Txn calls.
+type countingKV struct {
+	clientv3.KV
+	gets, txns int
+}
+
+func (c *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	c.gets++
+	return c.KV.Get(ctx, key, opts...)
+}
+
+func (c *countingKV) Txn(ctx context.Context) clientv3.Txn {
+	c.txns++
+	return c.KV.Txn(ctx)
 }
