@@ -44,7 +44,16 @@ func (s *Store) ApplyAll(ctx context.Context, rs []store.Resource, create bool) 
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		created, cmps, ops, err := s.planApply(ctx, rs, create)
+		// The first attempt reads from the member the client asks, as
+		// that member has it (serializable: no round trip through the
+		// leader). The write's guards catch a read gone stale, and a
+		// refusal made on the strength of it is read again, with the
+		// leader, before it is given.
+		first := attempt == 1
+		created, cmps, ops, err := s.planApply(ctx, rs, create, first)
+		if err != nil && first {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -64,9 +73,10 @@ func (s *Store) ApplyAll(ctx context.Context, rs []store.Resource, create bool) 
 	}
 }
 
-// planApply reads what rs would replace and makes the guarded writes.
-func (s *Store) planApply(ctx context.Context, rs []store.Resource, create bool) (created []bool, cmps []clientv3.Cmp, ops []clientv3.Op, err error) {
-	olds, err := s.getAll(ctx, rs)
+// planApply reads what rs would replace (serializable: see ApplyAll) and
+// makes the guarded writes.
+func (s *Store) planApply(ctx context.Context, rs []store.Resource, create, serializable bool) (created []bool, cmps []clientv3.Cmp, ops []clientv3.Op, err error) {
+	olds, err := s.getAll(ctx, rs, serializable)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -105,11 +115,16 @@ func (s *Store) planApply(ctx context.Context, rs []store.Resource, create bool)
 
 // getAll reads the current version of each resource's key; nil where
 // there is none. The reads go in one read-only transaction: one round
-// trip for the batch, not one per resource.
-func (s *Store) getAll(ctx context.Context, rs []store.Resource) ([]store.Resource, error) {
+// trip for the batch, not one per resource. A serializable one reads
+// what the member asked has, which may be behind.
+func (s *Store) getAll(ctx context.Context, rs []store.Resource, serializable bool) ([]store.Resource, error) {
+	var opts []clientv3.OpOption
+	if serializable {
+		opts = append(opts, clientv3.WithSerializable())
+	}
 	ops := make([]clientv3.Op, len(rs))
 	for i, r := range rs {
-		ops[i] = clientv3.OpGet(store.Key(store.IDOf(r)))
+		ops[i] = clientv3.OpGet(store.Key(store.IDOf(r)), opts...)
 	}
 	resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
