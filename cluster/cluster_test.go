@@ -192,4 +192,3 @@ func TestEtcdQuietRequests(t *testing.T) {
 		t.Errorf("etcd logged the stats of %d of 40 quick requests; want at most the odd slow one", n)
 	}
 }
-

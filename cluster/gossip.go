@@ -70,7 +70,10 @@ type Gossip struct {
 	mu      sync.Mutex
 	meta    []byte // own node meta as gossiped
 	members map[string]Member
-	closed  bool
+	// exits are the exit intents members told straight (noteExit), until
+	// they are seen alive without one.
+	exits  map[string]string
+	closed bool
 	// voterKicks are told (without blocking) when a voter or learner
 	// comes, goes or changes role (VoterChanges).
 	voterKicks []chan struct{}
@@ -385,7 +388,14 @@ func (g *Gossip) announce(exit string, timeout time.Duration) error {
 	g.mu.Lock()
 	g.meta = b
 	g.mu.Unlock()
-	if err := g.ml.UpdateNode(timeout); err != nil {
+	deadline := time.Now().Add(timeout)
+	told := g.tellExit(exit)
+	err = g.ml.UpdateNode(timeout)
+	select {
+	case <-told:
+	case <-time.After(time.Until(deadline)):
+	}
+	if err != nil {
 		return fmt.Errorf("announcing that this node is %s: %w", exit, err)
 	}
 	return nil
@@ -439,12 +449,6 @@ func (g *Gossip) observe(n *memberlist.Node, state string) {
 	if err != nil {
 		meta = Meta{Name: n.Name} // the alive filter keeps these out
 	}
-	switch {
-	case state == "dead" && exit == "leaving":
-		state = "left"
-	case state == "dead" && exit == "stopping":
-		state = "stopped"
-	}
 	var addr netip.AddrPort
 	if ip, ok := netip.AddrFromSlice(n.Addr); ok {
 		addr = netip.AddrPortFrom(ip.Unmap(), n.Port)
@@ -455,19 +459,43 @@ func (g *Gossip) observe(n *memberlist.Node, state string) {
 	if g.closed {
 		return
 	}
-	old, seen := g.members[n.Name]
-	m := Member{Meta: meta, Addr: addr, State: state, Since: time.Now()}
-	if seen && old.State == state {
+	switch {
+	case state == "alive" && exit == "":
+		delete(g.exits, n.Name) // back, or never went
+	case state == "dead" && exit == "":
+		exit = g.exits[n.Name] // told straight, before its meta came
+	}
+	g.record(Member{Meta: meta, Addr: addr, State: exitState(state, exit)})
+}
+
+// exitState is the state of a node memberlist says is in state, whose
+// exit intent is exit: one that went away on purpose did not die.
+func exitState(state, exit string) string {
+	switch {
+	case state == "dead" && exit == "leaving":
+		return "left"
+	case state == "dead" && exit == "stopping":
+		return "stopped"
+	}
+	return state
+}
+
+// record keeps m as the member's state and tells of a change. g.mu is
+// held.
+func (g *Gossip) record(m Member) {
+	m.Since = time.Now()
+	old, seen := g.members[m.Name]
+	if seen && old.State == m.State {
 		m.Since = old.Since
 	}
-	g.members[n.Name] = m
+	g.members[m.Name] = m
 	if seen && old == m {
 		return
 	}
-	if !seen || old.State != state {
-		g.log.Info("member "+state, "member", n.Name, "addr", addr)
+	if !seen || old.State != m.State {
+		g.log.Info("member "+m.State, "member", m.Name, "addr", m.Addr)
 	} else {
-		g.log.Debug("member meta changed", "member", n.Name, "meta", meta)
+		g.log.Debug("member meta changed", "member", m.Name, "meta", m.Meta)
 	}
 	g.emit(m)
 	if isSeat(m.Role) || seen && isSeat(old.Role) {
@@ -479,6 +507,65 @@ func (g *Gossip) observe(n *memberlist.Node, state string) {
 				}
 			}
 		}
+	}
+}
+
+// exitMsg starts the message a node sends straight to every member as
+// it goes away on purpose: the exit intent, then its name.
+const exitMsg = "calico-exit\x00"
+
+// tellExit sends this node's exit intent straight to every other member
+// (over TCP), beside the meta that gossip spreads: gossip hands each
+// broadcast to a few members at random at a time, so a member may hear of
+// this node's death before its meta, and take a leave for a crash. The
+// channel closes once every send is done.
+func (g *Gossip) tellExit(exit string) <-chan struct{} {
+	msg := []byte(exitMsg + exit + "\x00" + g.meta0.Name)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, n := range g.ml.Members() {
+		if n.Name == g.meta0.Name {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := g.ml.SendReliable(n, msg); err != nil {
+				g.log.Debug("telling a member this node goes", "member", n.Name, "exit", exit, "err", err)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done
+}
+
+// noteExit takes a member's exit intent told straight (tellExit); a
+// member already found dead went on purpose after all.
+func (g *Gossip) noteExit(b []byte) {
+	rest, ok := strings.CutPrefix(string(b), exitMsg)
+	if !ok {
+		return
+	}
+	exit, name, _ := strings.Cut(rest, "\x00")
+	if exit != "leaving" && exit != "stopping" || name == "" || name == g.meta0.Name {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	if g.exits == nil {
+		g.exits = map[string]string{}
+	}
+	g.exits[name] = exit
+	if m, ok := g.members[name]; ok && m.State == "dead" {
+		m.State = exitState("dead", exit)
+		g.record(m)
 	}
 }
 
@@ -553,7 +640,7 @@ func (h gossipHooks) NodeMeta(int) []byte {
 	return slices.Clone(h.g.meta)
 }
 
-func (gossipHooks) NotifyMsg([]byte)                {}
+func (h gossipHooks) NotifyMsg(b []byte)            { h.g.noteExit(b) }
 func (gossipHooks) GetBroadcasts(int, int) [][]byte { return nil }
 func (gossipHooks) LocalState(bool) []byte          { return nil }
 func (gossipHooks) MergeRemoteState([]byte, bool)   {}

@@ -141,6 +141,55 @@ func TestGossipJoin(t *testing.T) {
 	})
 }
 
+// TestGossipExitToldStraight: a member that hears of a node's death
+// before its gossiped meta (which says it is leaving) still knows it left:
+// the node told it straight. Here the meta is never gossiped at all.
+func TestGossipExitToldStraight(t *testing.T) {
+	t.Parallel()
+	gs := startGossips(t, 3)
+	eventually(t, 10*time.Second, func() string {
+		for _, g := range gs {
+			for _, o := range gs {
+				if msg := stateIs(g, o.meta0.Name, "alive"); msg != "" {
+					return msg
+				}
+			}
+		}
+		return ""
+	})
+	select {
+	case <-gs[2].tellExit("leaving"):
+	case <-time.After(10 * time.Second):
+		t.Fatal("telling the exit took over 10s")
+	}
+	gs[2].life.Lock()
+	if err := gs[2].ml.Leave(5 * time.Second); err != nil { // no meta gossiped first
+		t.Errorf("leaving: %v", err)
+	}
+	gs[2].shutdown()
+	gs[2].life.Unlock()
+	eventually(t, 10*time.Second, func() string {
+		for _, g := range gs[:2] {
+			if msg := stateIs(g, "n2", "left"); msg != "" {
+				return msg
+			}
+		}
+		return ""
+	})
+
+	// Told after the death was heard, the member takes it back.
+	gs[1].Close()
+	eventually(t, 10*time.Second, func() string { return stateIs(gs[0], "n1", "dead") })
+	gs[0].noteExit([]byte(exitMsg + "stopping\x00n1"))
+	if msg := stateIs(gs[0], "n1", "stopped"); msg != "" {
+		t.Error(msg)
+	}
+	gs[0].noteExit([]byte(exitMsg + "vanishing\x00n0"))
+	if msg := stateIs(gs[0], "n0", "alive"); msg != "" {
+		t.Errorf("a malformed exit message: %s", msg)
+	}
+}
+
 func TestGossipDeadAndLeft(t *testing.T) {
 	t.Parallel()
 	gs := startGossips(t, 4)
