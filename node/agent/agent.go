@@ -491,7 +491,7 @@ func (a *Agent) apply(ctx context.Context) error {
 	d := a.calc.Compute(in)
 	computed := time.Now()
 	if a.cfg.Verify {
-		if fresh := calc.Compute(in); fresh.String() != d.String() {
+		if fresh := calc.Compute(in); fresh.String() != d.String() || !calc.SameRules(fresh, d) {
 			a.log.Error("memo check: the remembered calculation differs from a fresh one; using the fresh one")
 			d = fresh
 		}

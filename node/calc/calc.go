@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -835,6 +836,15 @@ var hashEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPa
 func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hashEncoding.EncodeToString(sum[:10])
+}
+
+// SameRules reports whether a and b hold the same policies with the same
+// rules (String counts the rules only; the versions may differ: a fresh
+// Compute gives none).
+func SameRules(a, b Desired) bool {
+	return slices.EqualFunc(a.Ruleset.Policies, b.Ruleset.Policies, func(x, y nft.Policy) bool {
+		return x.Name == y.Name && reflect.DeepEqual(x.Ingress, y.Ingress) && reflect.DeepEqual(x.Egress, y.Egress)
+	})
 }
 
 // String renders a Desired for golden tests.

@@ -150,6 +150,16 @@ func TestCalculatorEqualsCompute(t *testing.T) {
 			g.Spec.Tier = "t1"
 			replace(in.GlobalPolicies, 2, &g)
 		}},
+		{"the tier becomes unusable (its policy denies, at the same version)", func() {
+			tr := *in.Tiers[len(in.Tiers)-1]
+			tr.Metadata.Problems = []store.FieldError{{Field: "spec.order", Msg: "broken"}}
+			in.Tiers = append(slices.Clone(in.Tiers[:len(in.Tiers)-1]), &tr)
+		}},
+		{"and usable again", func() {
+			tr := *in.Tiers[len(in.Tiers)-1]
+			tr.Metadata.Problems = nil
+			in.Tiers = append(slices.Clone(in.Tiers[:len(in.Tiers)-1]), &tr)
+		}},
 		{"a named port", func() {
 			w := *in.Workloads[3]
 			w.Spec.Ports = []store.WorkloadEndpointPort{{EndpointPort: store.EndpointPort{Name: "http", Protocol: store.Protocol{Name: "TCP", Num: 6}, Port: 8080}}}
@@ -167,6 +177,9 @@ func TestCalculatorEqualsCompute(t *testing.T) {
 		got, want := k.Compute(in), Compute(in)
 		if g, w := got.String(), want.String(); g != w {
 			t.Fatalf("after %s: the Calculator's result differs from Compute's:\n%s\nwant:\n%s", s.name, g, w)
+		}
+		if !SameRules(got, want) {
+			t.Fatalf("after %s: the Calculator's rules differ from Compute's", s.name)
 		}
 		if g, w := fmt.Sprint(sorted(got.Problems)), fmt.Sprint(sorted(want.Problems)); g != w {
 			t.Errorf("after %s: problems %s, want %s", s.name, g, w)

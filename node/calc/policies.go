@@ -233,6 +233,12 @@ func (c *calculation) settle(p policy) policy {
 	p.types = []string{"Ingress", "Egress"}
 	p.ingress, p.egress = denyAll, denyAll
 	p.problems = problems{}
+	if p.version != "" {
+		// Its rules are no longer the resource's: a tier's problem can
+		// make it deny at the same version, and a memory of its rules by
+		// that version would allow what it must deny.
+		p.version += "\x00denies"
+	}
 	return p
 }
 
