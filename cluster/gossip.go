@@ -70,10 +70,12 @@ type Gossip struct {
 	mu      sync.Mutex
 	meta    []byte // own node meta as gossiped
 	members map[string]Member
-	// exits are the exit intents members told straight (noteExit), until
-	// they are seen alive without one.
-	exits  map[string]string
-	closed bool
+	// exits are the exit intents members told straight (noteExit): each
+	// stands for the death that follows within exitHold, once, and is
+	// forgotten when the member is seen alive without one.
+	exits    map[string]toldExit
+	exitHold time.Duration // defaultExitHold; tests shorten it
+	closed   bool
 	// voterKicks are told (without blocking) when a voter or learner
 	// comes, goes or changes role (VoterChanges).
 	voterKicks []chan struct{}
@@ -117,12 +119,13 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		return nil, fmt.Errorf("making gossip keyring: %w", err)
 	}
 	g := &Gossip{
-		port:    cfg.Port,
-		meta0:   cfg.Meta,
-		log:     cfg.Log.With("component", "gossip"),
-		events:  make(chan Member, gossipEventBuffer),
-		meta:    meta,
-		members: make(map[string]Member),
+		port:     cfg.Port,
+		meta0:    cfg.Meta,
+		log:      cfg.Log.With("component", "gossip"),
+		events:   make(chan Member, gossipEventBuffer),
+		meta:     meta,
+		members:  make(map[string]Member),
+		exitHold: defaultExitHold,
 	}
 	hooks := gossipHooks{g}
 	mc := memberlistConfig(cfg)
@@ -463,7 +466,7 @@ func (g *Gossip) observe(n *memberlist.Node, state string) {
 	case state == "alive" && exit == "":
 		delete(g.exits, n.Name) // back, or never went
 	case state == "dead" && exit == "":
-		exit = g.exits[n.Name] // told straight, before its meta came
+		exit = g.toldExit(n.Name) // told straight, before its meta came
 	}
 	g.record(Member{Meta: meta, Addr: addr, State: exitState(state, exit)})
 }
@@ -510,6 +513,30 @@ func (g *Gossip) record(m Member) {
 	}
 }
 
+// toldExit is an exit intent a member told straight, and when.
+type toldExit struct {
+	exit string
+	at   time.Time
+}
+
+// defaultExitHold is how long a told exit intent stands for the member's death:
+// longer than a leave's or a stop's death takes to be heard (the leave's
+// broadcast, or the failure detector's probes and suspicion, a few
+// seconds), short enough that a crash long after a stop the others never
+// saw is still a crash.
+const defaultExitHold = 30 * time.Second
+
+// toldExit takes the exit intent name told straight, if it stands (see
+// exits): it serves one death. g.mu is held.
+func (g *Gossip) toldExit(name string) string {
+	t, ok := g.exits[name]
+	delete(g.exits, name)
+	if !ok || time.Since(t.at) > g.exitHold {
+		return ""
+	}
+	return t.exit
+}
+
 // exitMsg starts the message a node sends straight to every member as
 // it goes away on purpose: the exit intent, then its name.
 const exitMsg = "calico-exit\x00"
@@ -521,12 +548,19 @@ const exitMsg = "calico-exit\x00"
 // channel closes once every send is done.
 func (g *Gossip) tellExit(exit string) <-chan struct{} {
 	msg := []byte(exitMsg + exit + "\x00" + g.meta0.Name)
+	// The members as this node sees them (memberlist's own Nodes change
+	// under its lock, which a send does not hold).
+	var to []*memberlist.Node
+	g.mu.Lock()
+	for _, m := range g.members {
+		if m.State == "alive" && m.Name != g.meta0.Name && m.Addr.IsValid() {
+			to = append(to, &memberlist.Node{Name: m.Name, Addr: m.Addr.Addr().AsSlice(), Port: m.Addr.Port()})
+		}
+	}
+	g.mu.Unlock()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for _, n := range g.ml.Members() {
-		if n.Name == g.meta0.Name {
-			continue
-		}
+	for _, n := range to {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -560,11 +594,11 @@ func (g *Gossip) noteExit(b []byte) {
 		return
 	}
 	if g.exits == nil {
-		g.exits = map[string]string{}
+		g.exits = map[string]toldExit{}
 	}
-	g.exits[name] = exit
-	if m, ok := g.members[name]; ok && m.State == "dead" {
-		m.State = exitState("dead", exit)
+	g.exits[name] = toldExit{exit, time.Now()}
+	if m, ok := g.members[name]; ok && m.State == "dead" && time.Since(m.Since) < g.exitHold {
+		m.State = exitState("dead", g.toldExit(name))
 		g.record(m)
 	}
 }

@@ -190,6 +190,22 @@ func TestGossipExitToldStraight(t *testing.T) {
 	}
 }
 
+// TestGossipToldExitExpires: an exit intent told straight stands only for
+// a death soon after; a crash long after (the node came back unseen, say)
+// is a crash.
+func TestGossipToldExitExpires(t *testing.T) {
+	t.Parallel()
+	gs := startGossips(t, 3)
+	eventually(t, 10*time.Second, func() string { return stateIs(gs[0], "n2", "alive") })
+	gs[0].mu.Lock()
+	gs[0].exitHold = 200 * time.Millisecond
+	gs[0].mu.Unlock()
+	gs[0].noteExit([]byte(exitMsg + "stopping\x00n2"))
+	time.Sleep(300 * time.Millisecond)
+	gs[2].Close()
+	eventually(t, 10*time.Second, func() string { return stateIs(gs[0], "n2", "dead") })
+}
+
 func TestGossipDeadAndLeft(t *testing.T) {
 	t.Parallel()
 	gs := startGossips(t, 4)

@@ -55,7 +55,7 @@ func (s *Store) ApplyAll(ctx context.Context, rs []store.Resource, create bool) 
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, batchError(err)
 		}
 		ok, rev, err := Commit(ctx, s.kv, cmps, ops)
 		if err != nil {

@@ -281,3 +281,20 @@ func (t *staleTxn) Then(ops ...clientv3.Op) clientv3.Txn {
 	t.Txn = t.Txn.Then(out...)
 	return t
 }
+
+// TestApplyAllTooManyForTheDatastore: a batch larger than the datastore
+// takes in one transaction (the test's etcd: 128 operations) is refused
+// with what to do, and nothing is written.
+func TestApplyAllTooManyForTheDatastore(t *testing.T) {
+	s, ctx := New(testutil.StartEtcd(t)), t.Context()
+	var rs []store.Resource
+	for i := range 200 {
+		rs = append(rs, store.ClassicProfile(fmt.Sprintf("p%d", i)))
+	}
+	if _, err := s.ApplyAll(ctx, rs, false); err == nil || !strings.Contains(err.Error(), "apply fewer resources at once; nothing was written") {
+		t.Errorf("applying 200 resources to an etcd that takes 128 operations = %v", err)
+	}
+	if ps, _ := ListOf[*store.Profile](ctx, s, ""); len(ps) != 1 {
+		t.Errorf("%d profiles after the refused batch; want only the built-in one", len(ps))
+	}
+}
