@@ -3,6 +3,7 @@ package calc
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"calico/nft"
@@ -32,14 +33,17 @@ func Policed(w *store.WorkloadEndpoint) bool {
 }
 
 // reportUnpoliced reports this host's endpoints whose interface the node
-// does not police.
+// does not police, in the order of their names.
 func (c *calculation) reportUnpoliced() {
+	var ps []string
 	for w := range c.idx.local {
 		if w.Spec.InterfaceName != "" && !store.Broken(w) && !Policed(w) {
-			c.problems = append(c.problems, fmt.Sprintf("%s: interface %s is not a workload interface (the node's own start with %s; others are attached with `calico workload add --iface`): it is neither policed nor routed as the workload's",
+			ps = append(ps, fmt.Sprintf("%s: interface %s is not a workload interface (the node's own start with %s; others are attached with `calico workload add --iface`): it is neither policed nor routed as the workload's",
 				store.IDOf(w), w.Spec.InterfaceName, nft.IfacePrefix))
 		}
 	}
+	slices.Sort(ps)
+	c.problems = append(c.problems, ps...)
 }
 
 // sourceMAC is the only source MAC an attached endpoint may send from:

@@ -1,6 +1,7 @@
 package calc
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -135,5 +136,25 @@ spec: {` + spec + `}
 				}
 			}
 		})
+	}
+}
+
+// TestUnpolicedInOrder: the problems of endpoints on interfaces the node
+// does not police come in the same order every time (a map's order made
+// the agent's problems change from pass to pass).
+func TestUnpolicedInOrder(t *testing.T) {
+	y := classic
+	for _, name := range []string{"e", "d", "c", "b", "a"} {
+		y += wep("h1", "default", name, "eth-"+name, "", "a", "10.65.0."+fmt.Sprint(int(name[0]))+"/32")
+	}
+	in := decode(t, "h1", y)
+	first := Compute(in).Problems
+	if len(first) != 5 {
+		t.Fatalf("problems %q, want one for each of 5 endpoints", first)
+	}
+	for range 20 {
+		if got := Compute(in).Problems; !slices.Equal(got, first) {
+			t.Fatalf("problems in another order:\n%q\nthen\n%q", first, got)
+		}
 	}
 }
