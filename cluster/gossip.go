@@ -125,6 +125,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		events:   make(chan Member, gossipEventBuffer),
 		meta:     meta,
 		members:  make(map[string]Member),
+		exits:    make(map[string]toldExit),
 		exitHold: defaultExitHold,
 	}
 	hooks := gossipHooks{g}
@@ -593,14 +594,12 @@ func (g *Gossip) noteExit(b []byte) {
 	if g.closed {
 		return
 	}
-	if g.exits == nil {
-		g.exits = map[string]toldExit{}
+	if m, ok := g.members[name]; ok && m.State == "dead" && time.Since(m.Since) < g.exitHold {
+		m.State = exitState("dead", exit) // the death it stands for
+		g.record(m)
+		return
 	}
 	g.exits[name] = toldExit{exit, time.Now()}
-	if m, ok := g.members[name]; ok && m.State == "dead" && time.Since(m.Since) < g.exitHold {
-		m.State = exitState("dead", g.toldExit(name))
-		g.record(m)
-	}
 }
 
 func isSeat(role string) bool { return role == "voter" || role == "learner" }

@@ -118,6 +118,20 @@ func stateIs(g *Gossip, name, state string) string {
 	return ""
 }
 
+// allAlive says how a member's view differs from every member alive.
+func allAlive(gs []*Gossip) func() string {
+	return func() string {
+		for _, g := range gs {
+			for _, o := range gs {
+				if msg := stateIs(g, o.meta0.Name, "alive"); msg != "" {
+					return msg
+				}
+			}
+		}
+		return ""
+	}
+}
+
 func TestGossipJoin(t *testing.T) {
 	t.Parallel()
 	gs := startGossips(t, 3)
@@ -147,16 +161,7 @@ func TestGossipJoin(t *testing.T) {
 func TestGossipExitToldStraight(t *testing.T) {
 	t.Parallel()
 	gs := startGossips(t, 3)
-	eventually(t, 10*time.Second, func() string {
-		for _, g := range gs {
-			for _, o := range gs {
-				if msg := stateIs(g, o.meta0.Name, "alive"); msg != "" {
-					return msg
-				}
-			}
-		}
-		return ""
-	})
+	eventually(t, 10*time.Second, allAlive(gs))
 	select {
 	case <-gs[2].tellExit("leaving"):
 	case <-time.After(10 * time.Second):
@@ -209,16 +214,7 @@ func TestGossipToldExitExpires(t *testing.T) {
 func TestGossipDeadAndLeft(t *testing.T) {
 	t.Parallel()
 	gs := startGossips(t, 4)
-	eventually(t, 10*time.Second, func() string {
-		for _, g := range gs {
-			for _, o := range gs {
-				if msg := stateIs(g, o.meta0.Name, "alive"); msg != "" {
-					return msg
-				}
-			}
-		}
-		return ""
-	})
+	eventually(t, 10*time.Second, allAlive(gs))
 
 	closed := time.Now()
 	gs[3].Close()

@@ -199,8 +199,9 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		groups:   make(map[pathKey]Chain, len(r.last.groups)),
 		sets:     make(map[setKey][2][]Element, len(r.last.sets)),
 	}
+	same := r.last.workloads.sameWorkloads(rs.Workloads)
 	var validated []pathUse // the paths of Workloads validated before, if they were
-	if r.last.workloads.sameWorkloads(rs.Workloads) {
+	if same {
 		validated = r.last.workloads.paths
 	}
 	if err := rs.validate(r.last.checked, r.next.checked, validated); err != nil {
@@ -242,11 +243,11 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		named[gid] = c.Name
 		return c.Name
 	}
-	if m := r.last.workloads; m.sameWorkloads(rs.Workloads) {
-		for _, u := range m.paths {
+	if same {
+		for _, u := range r.last.workloads.paths {
 			group(u.s, u.d, u.p)
 		}
-		r.next.workloads = m
+		r.next.workloads = r.last.workloads
 	} else {
 		sets := workloadSets(rs.Workloads, group)
 		r.next.workloads = workloadsMemo{eps: rs.Workloads, sets: sets, paths: slices.Clip(uses)}

@@ -262,8 +262,6 @@ func (v *validation) hostEndpoints(hs []HostEndpoint, policies map[string]bool) 
 	}
 }
 
-// known checks that an endpoint's paths name only known policies, and
-// says whether they do.
 // allIn reports whether every name is in set.
 func allIn(names iter.Seq[string], set map[string]bool) bool {
 	for n := range names {
@@ -274,6 +272,8 @@ func allIn(names iter.Seq[string], set map[string]bool) bool {
 	return true
 }
 
+// known checks that an endpoint's paths name only known policies, and
+// says whether they do.
 func (v *validation) known(what, iface string, names iter.Seq[string], policies map[string]bool) bool {
 	ok := true
 	for n := range names {
