@@ -23,6 +23,7 @@ package dhcp
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,7 +34,9 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
+	nl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Gateway is the guest's IPv4 gateway and the server's IPv4 identity:
@@ -239,11 +242,11 @@ func (s *Server) handle(ifindex int, frame []byte) [][]byte {
 	}
 	lease, ok := s.cfg.Leases()[in.Name]
 	if !ok {
-		s.log.Debug("ignoring a request on an interface that is no workload's", "iface", in.Name, "from", p.srcMAC)
+		s.log.Debug("ignoring a request on an interface that is no workload's", "iface", in.Name, "from", p.srcMAC.String())
 		return nil
 	}
 	if lease.MAC != nil && p.srcMAC.String() != lease.MAC.String() {
-		s.log.Debug("ignoring a request from an unknown MAC", "iface", in.Name, "from", p.srcMAC, "workload", lease.Workload)
+		s.log.Debug("ignoring a request from an unknown MAC", "iface", in.Name, "from", p.srcMAC.String(), "workload", lease.Workload)
 		return nil
 	}
 	var reply []byte
@@ -281,7 +284,7 @@ func (s *Server) advertise(c conn, pick func(Lease) bool) {
 }
 
 // lookupIface describes an interface of this host by index or name: one
-// request for the link and a listing of the IPv6 addresses. Go's
+// request for the link and one for its IPv6 link-local address. Go's
 // net.InterfaceByIndex lists every interface with all its attributes,
 // about a megabyte on a host with a thousand workloads, for each
 // router solicitation.
@@ -298,12 +301,47 @@ func lookupIface(index int, name string) (ifaceInfo, error) {
 	}
 	a := l.Attrs()
 	in := ifaceInfo{Name: a.Name, Index: a.Index, MAC: a.HardwareAddr, MTU: a.MTU}
-	addrs, _ := netlink.AddrList(l, netlink.FAMILY_V6)
-	for _, ad := range addrs {
-		if ip, ok := netip.AddrFromSlice(ad.IP); ok && ip.Is6() && ip.IsLinkLocalUnicast() {
-			in.LinkLocal = ip
-			break
+	in.LinkLocal, _ = linkLocal(a.Index)
+	return in, nil
+}
+
+// linkLocal is the first IPv6 link-local address of the interface of
+// index, invalid when it has none. The kernel filters the listing to that
+// interface (strict checking, Linux 4.20 and later): netlink.AddrList
+// lists every address of every interface and filters here, which on a
+// host of a thousand workloads, each soliciting routers as it comes up,
+// made a thousand listings of two thousand addresses. A kernel that does
+// not filter still lists everything, and the index is checked here too.
+func linkLocal(index int) (netip.Addr, error) {
+	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	_ = c.SetOption(nl.GetStrictCheck, true) // without it, the whole listing
+	req := make([]byte, unix.SizeofIfAddrmsg)
+	req[0] = unix.AF_INET6
+	binary.NativeEndian.PutUint32(req[4:], uint32(index))
+	msgs, err := c.Execute(nl.Message{Header: nl.Header{Type: unix.RTM_GETADDR, Flags: nl.Request | nl.Dump}, Data: req})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, m := range msgs {
+		if len(m.Data) < unix.SizeofIfAddrmsg || m.Data[0] != unix.AF_INET6 || binary.NativeEndian.Uint32(m.Data[4:]) != uint32(index) {
+			continue
+		}
+		ad, err := nl.NewAttributeDecoder(m.Data[unix.SizeofIfAddrmsg:])
+		if err != nil {
+			continue
+		}
+		for ad.Next() {
+			if ad.Type() != unix.IFA_ADDRESS {
+				continue
+			}
+			if ip, ok := netip.AddrFromSlice(ad.Bytes()); ok && ip.Is6() && ip.IsLinkLocalUnicast() {
+				return ip, nil
+			}
 		}
 	}
-	return in, nil
+	return netip.Addr{}, nil
 }

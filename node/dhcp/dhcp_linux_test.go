@@ -3,12 +3,14 @@ package dhcp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,5 +237,94 @@ func TestSocketsCloseAtOnce(t *testing.T) {
 		if _, _, err := c.read(make([]byte, 64)); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("a read after close: %v, want net.ErrClosed", err)
 		}
+	}
+}
+
+// linkLocalLab makes n interfaces (bridges: no dummy module here) d0… in ns, up, each with the
+// link-local fe80::1:i and a global address (d0 has no link-local), and
+// returns their indexes.
+func linkLocalLab(t testing.TB, ns *testutil.NetNS, n int) []int {
+	t.Helper()
+	var idx []int
+	err := ns.Do(func() error {
+		// No link-local address of the kernel's own making: only ours.
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/default/addr_gen_mode", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		for i := range n {
+			d := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "d" + strconv.Itoa(i)}}
+			if err := netlink.LinkAdd(d); err != nil {
+				return err
+			}
+			if err := netlink.LinkSetUp(d); err != nil {
+				return err
+			}
+			addrs := []string{fmt.Sprintf("2001:db8::%x/64", i+1)}
+			if i > 0 {
+				addrs = append(addrs, fmt.Sprintf("fe80::1:%x/64", i))
+			}
+			for _, a := range addrs {
+				ad, _ := netlink.ParseAddr(a)
+				ad.Flags = unix.IFA_F_NODAD
+				if err := netlink.AddrAdd(d, ad); err != nil {
+					return fmt.Errorf("%s on %s: %w", a, d.Name, err)
+				}
+			}
+			idx = append(idx, d.Attrs().Index)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+// TestPrivilegedLinkLocal: the link-local address is the asked
+// interface's, among others with theirs, and none for one without.
+func TestPrivilegedLinkLocal(t *testing.T) {
+	testutil.Privileged(t)
+	ns := testutil.NewNetNS(t)
+	idx := linkLocalLab(t, ns, 4)
+	for i, index := range idx {
+		var got netip.Addr
+		if err := ns.Do(func() (err error) { got, err = linkLocal(index); return err }); err != nil {
+			t.Fatal(err)
+		}
+		want := netip.Addr{}
+		if i > 0 {
+			want = netip.MustParseAddr(fmt.Sprintf("fe80::1:%x", i))
+		}
+		if got != want {
+			t.Errorf("d%d's link-local: got %v, want %v", i, got, want)
+		}
+	}
+	var in ifaceInfo
+	if err := ns.Do(func() (err error) { in, err = lookupIface(idx[2], ""); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if in.Name != "d2" || in.LinkLocal != netip.MustParseAddr("fe80::1:2") {
+		t.Errorf("lookupIface(d2) = %+v", in)
+	}
+}
+
+// BenchmarkPrivilegedLinkLocal looks up one interface's link-local
+// address on a host of 1,000 interfaces: it must not cost a listing of
+// them all.
+func BenchmarkPrivilegedLinkLocal(b *testing.B) {
+	testutil.Privileged(b)
+	ns := testutil.NewNetNS(b)
+	idx := linkLocalLab(b, ns, 1000)
+	b.ResetTimer()
+	err := ns.Do(func() error {
+		for i := 0; b.Loop(); i++ {
+			if _, err := linkLocal(idx[i%len(idx)]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }
