@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -415,6 +416,20 @@ func logSize(lab *Lab, host string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// labLaunched is when lab.sh last launched host's node process.
+func labLaunched(t *testing.T, lab *Lab, host string) time.Time {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(lab.dir, host+".launched"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s.launched: %v", host, err)
+	}
+	return time.Unix(0, ns)
 }
 
 // readyLine is when host's node logged that it was ready (the API
