@@ -311,9 +311,9 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 	}
 	// Two changes first, untimed: the first passes after the setup's
 	// load of 500 policies build the calculation's memory, and etcd and
-	// the nodes still digest that load (the slowest samples of earlier
-	// runs were these two, on every host at once). The figures are of
-	// the steady state.
+	// the nodes still digest that load (the second was among the slowest
+	// samples of earlier runs, on two or three hosts at once). The
+	// figures are of the steady state.
 	for i := range warmup + changes {
 		allow := i%2 == 1
 		action := map[bool]string{true: "Allow", false: "Deny"}[allow]
