@@ -307,22 +307,27 @@ func lookupIface(index int, name string) (ifaceInfo, error) {
 
 // linkLocal is the first IPv6 link-local address of the interface of
 // index, invalid when it has none. The kernel filters the listing to that
-// interface (strict checking, Linux 4.20 and later): netlink.AddrList
+// interface (strict checking, Linux 5.0 and later): netlink.AddrList
 // lists every address of every interface and filters here, which on a
 // host of a thousand workloads, each soliciting routers as it comes up,
 // made a thousand listings of two thousand addresses. A kernel that does
-// not filter still lists everything, and the index is checked here too.
+// not filter still lists everything (one that refuses the filtered
+// request is asked again without it), and the index is checked here too.
 func linkLocal(index int) (netip.Addr, error) {
 	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	defer c.Close()
-	_ = c.SetOption(nl.GetStrictCheck, true) // without it, the whole listing
-	req := make([]byte, unix.SizeofIfAddrmsg)
-	req[0] = unix.AF_INET6
-	binary.NativeEndian.PutUint32(req[4:], uint32(index))
-	msgs, err := c.Execute(nl.Message{Header: nl.Header{Type: unix.RTM_GETADDR, Flags: nl.Request | nl.Dump}, Data: req})
+	strict := c.SetOption(nl.GetStrictCheck, true) == nil
+	data := make([]byte, unix.SizeofIfAddrmsg)
+	data[0] = unix.AF_INET6
+	binary.NativeEndian.PutUint32(data[4:], uint32(index))
+	req := nl.Message{Header: nl.Header{Type: unix.RTM_GETADDR, Flags: nl.Request | nl.Dump}, Data: data}
+	msgs, err := c.Execute(req)
+	if err != nil && strict && c.SetOption(nl.GetStrictCheck, false) == nil {
+		msgs, err = c.Execute(req)
+	}
 	if err != nil {
 		return netip.Addr{}, err
 	}
