@@ -16,8 +16,9 @@
 # in the namespace calico-lab-fabric. Host N of rack R has 172.31.R.(10+N)/24
 # and fd00:31:R::(10+N)/64 and a default route to the rack's gateway, .1 in
 # the fabric, which forwards nothing. State lives under $CALICO_LAB_DIR
-# (default /tmp/calico-lab): each host's data dir, log, pid and config
-# file (HOST.yaml, which `calico up` reads instead of /etc/calico).
+# (default /tmp/calico-lab): each host's data dir, log, pid, config
+# file (HOST.yaml, which `calico up` reads instead of /etc/calico) and
+# the time its node was last launched (HOST.launched, for benchmarks).
 # CALICO_LAB_NAME (default calico-lab) prefixes the namespaces' names.
 # CALICO_LAB_TMPFS=SIZE (say 384m) gives every host's data dir a tmpfs of
 # that size, a disk that can be filled for real; `down` unmounts them.
