@@ -240,9 +240,9 @@ func TestSocketsCloseAtOnce(t *testing.T) {
 	}
 }
 
-// linkLocalLab makes n interfaces (bridges: no dummy module here) d0… in ns, up, each with the
-// link-local fe80::1:i and a global address (d0 has no link-local), and
-// returns their indexes.
+// linkLocalLab makes n interfaces d0… in ns (bridges: this kernel has no
+// dummy module), up, each with the link-local fe80::1:i and a global
+// address (d0 has no link-local), and returns their indexes.
 func linkLocalLab(t testing.TB, ns *testutil.NetNS, n int) []int {
 	t.Helper()
 	var idx []int
