@@ -273,3 +273,81 @@ func TestClientPeriod(t *testing.T) {
 		}
 	}
 }
+
+// TestVoterResumesThroughTheOthers: a voter restarting while the other
+// voters serve uses the datastore through them at once and starts its
+// own member in the background (startLater); one closed while its member
+// starts leaves no member running.
+func TestVoterResumesThroughTheOthers(t *testing.T) {
+	cs, cfgs := startFour(t, func(*Config) {})
+	hold := make(chan struct{})
+	laterHook = func(ctx context.Context) {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
+	t.Cleanup(func() { laterHook = nil })
+
+	cs[1].Close()
+	n2, err := Start(t.Context(), cfgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n2.Close)
+	if n2.embedded() != nil || !n2.memberStarting() {
+		t.Fatalf("Start returned with the member running %v, starting %v; want it held back", n2.embedded() != nil, n2.memberStarting())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := n2.client.Put(ctx, "/test/resumed", "n2"); err != nil {
+		t.Fatalf("writing through the other voters while n2's member waits: %v", err)
+	}
+	close(hold)
+	waitFor(t, 30*time.Second, "n2's member to start", func() bool { return n2.embedded() != nil && !n2.memberStarting() })
+	select {
+	case <-n2.embedded().Server.ReadyNotify():
+	case <-ctx.Done():
+		t.Fatal("n2's member started but does not serve")
+	}
+	own, err := newClient([]string{n2.member.clientURL()}, n2.pki, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if resp, err := own.Get(ctx, "/test/resumed"); err != nil || len(resp.Kvs) != 1 {
+		t.Errorf("reading from n2's own member: %v, %v", resp, err)
+	}
+	waitFor(t, 10*time.Second, "n1 to hear n2's etcd port", func() bool {
+		m, ok := cs[0].gossip.Member("n2")
+		return ok && m.EtcdPort == cfgs[1].EtcdClientPort
+	})
+
+	// n3, closed while its member waits to start: the start that comes
+	// after the close stops the member, which frees its ports for the
+	// next run.
+	laterHook = func(ctx context.Context) { <-ctx.Done() }
+	cs[2].Close()
+	n3, err := Start(t.Context(), cfgs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n3.Close()
+	if n3.embedded() != nil {
+		t.Error("n3 closed with its member running")
+	}
+	laterHook = nil
+	n3, err = Start(t.Context(), cfgs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n3.Close)
+	waitFor(t, 30*time.Second, "n3's member to start again", func() bool { return n3.embedded() != nil })
+	select {
+	case <-n3.embedded().Server.ReadyNotify():
+	case err := <-n3.Err():
+		t.Fatalf("n3's member failed: %v", err)
+	case <-ctx.Done():
+		t.Fatal("n3's member does not serve")
+	}
+}

@@ -51,6 +51,13 @@ func (c *Cluster) Members(ctx context.Context) ([]MemberStatus, error) {
 // HandOver gives up this host's etcd seat, when it has one, before it
 // leaves the cluster for good.
 func (c *Cluster) HandOver(ctx context.Context) error {
+	for c.memberStarting() { // startLater: a seat to hand over soon
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	if c.embedded() == nil {
 		return nil
 	}

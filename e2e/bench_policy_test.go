@@ -515,7 +515,7 @@ func measureResyncs(t *testing.T, lab *Lab, hosts []string) []string {
 		"",
 		"A node stopped (SIGTERM), its table `inet calico` deleted, and the node started again with",
 		"the datastore full (1,000 local endpoints, 500 policies), once with its state cache",
-		"(`state.db`, what a restart has) and once without (the agent must wait for etcd). Times from",
+		"(`state.db`, what a restart has) and once without (the agent lists the datastore from the other voters while its own etcd member starts). Times from",
 		"the launch of `calico up` (lab.sh writes the time just before it starts nsenter; \"lab.sh\" is",
 		"its own work before that, which a start by hand or by systemd does not pay); \"programmed\" is the end of the first apply, taken from",
 		"the node's log (millisecond clock) with its parts; \"in sync\" is when the API first reports",
