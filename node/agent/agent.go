@@ -143,9 +143,11 @@ type Agent struct {
 	// stale are the learned routes the kernel held when the agent started,
 	// kept until the speaker has caught up (restart without a gap);
 	// listed is the listing of the kernel's routes New starts, beside the
-	// state cache's load (both are on a restart's way to its first pass).
+	// state cache's load; the first pass takes it when it comes to the
+	// routes.
 	stale      []route.Route
 	staleUntil time.Time
+	staleTaken bool // the listing is taken (keepStaleRoutes)
 	listed     chan []route.Route
 
 	// kick wakes the loop for a local change; changed for a change in
@@ -300,9 +302,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer saver.Wait()
 	defer stopSaver()
 
-	waited := time.Now()
-	a.keepStaleRoutes()
-	a.log.Debug("routes of the last run listed", "kept", len(a.stale), "waited", time.Since(waited))
 	a.trigger() // program from the disk cache at once, if it has a state
 	timer := time.NewTimer(a.jitter())
 	defer timer.Stop()
@@ -648,13 +647,19 @@ func withLearned(own, learned []route.Route) []route.Route {
 // keepStaleRoutes remembers the routes via other hosts that an earlier
 // run installed: they are kept until BGP has caught up, so a restart
 // leaves no gap in forwarding.
+// The first pass takes the listing only when it comes to the routes:
+// it is made meanwhile, beside the cache's load, the calculation and the
+// firewall.
 func (a *Agent) keepStaleRoutes() {
+	waited := time.Now()
 	for _, r := range <-a.listed {
 		if len(r.Via) > 0 {
 			a.stale = append(a.stale, r)
 		}
 	}
 	a.staleUntil = time.Now().Add(staleRouteTimeout)
+	a.staleTaken = true
+	a.log.Debug("routes of the last run listed", "kept", len(a.stale), "waited", time.Since(waited))
 }
 
 // staleRouteTimeout bounds how long routes of an earlier run are kept
@@ -666,6 +671,9 @@ const staleRouteTimeout = 120 * time.Second
 // their tables) or the restart time has passed; then stale routes that BGP
 // did not confirm are swept.
 func (a *Agent) learned(ctx context.Context, down func(netip.Addr) bool) []route.Route {
+	if !a.staleTaken {
+		a.keepStaleRoutes()
+	}
 	routes := a.bgp.learned(down)
 	if a.stale == nil {
 		return routes

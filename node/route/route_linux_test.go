@@ -99,8 +99,8 @@ func TestPrivilegedDriftAndOwnership(t *testing.T) {
 }
 
 // Reading the routes back names their interfaces from memory: learned
-// from the routes programmed, else from one link dump, which a route
-// through an interface not known and a minute's age bring.
+// from the routes programmed, else asked of the kernel, one index at a
+// time, for an interface not known and for all once a minute old.
 func TestPrivilegedReadBackNames(t *testing.T) {
 	testutil.Privileged(t)
 	tbl, ns := newKernelTable(t)
@@ -120,18 +120,19 @@ func TestPrivilegedReadBackNames(t *testing.T) {
 		}
 		return Dump(normalize(rs))
 	}
-	if got := read(); got != Dump(want) || tbl.links.dumps != 0 {
-		t.Errorf("read back after programming: %d link dumps (want 0), routes\n%s\nwant\n%s", tbl.links.dumps, got, Dump(want))
+	if got := read(); got != Dump(want) || tbl.links.lookup != 0 {
+		t.Errorf("read back after programming: %d names asked (want 0), routes\n%s\nwant\n%s", tbl.links.lookup, got, Dump(want))
 	}
-	// Another Table (a node started again) knows no name: one dump.
+	// Another Table (a node started again) knows no name: it asks for
+	// cali1's once.
 	var fresh *Table
 	if err := ns.Do(func() (err error) { fresh, err = New(slog.New(slog.DiscardHandler)); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer fresh.Close()
 	for range 2 {
-		if got, err := fresh.Current(); err != nil || Dump(got) != Dump(want) || fresh.links.dumps != 1 {
-			t.Errorf("a new table read back %d link dumps (want 1), routes\n%s\nwant\n%s (err %v)", fresh.links.dumps, Dump(got), Dump(want), err)
+		if got, err := fresh.Current(); err != nil || Dump(got) != Dump(want) || fresh.links.lookup != 1 {
+			t.Errorf("a new table read back with %d names asked (want 1), routes\n%s\nwant\n%s (err %v)", fresh.links.lookup, Dump(got), Dump(want), err)
 		}
 	}
 	// A route of ours through an interface this table never programmed.
@@ -143,18 +144,23 @@ func TestPrivilegedReadBackNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, Route{Dst: p("10.65.0.2/32"), Iface: "cali2"})
-	if got := read(); got != Dump(normalize(want)) || tbl.links.dumps != 1 {
-		t.Errorf("read back with an interface not known: %d link dumps (want 1), routes\n%s\nwant\n%s", tbl.links.dumps, got, Dump(normalize(want)))
+	if got := read(); got != Dump(normalize(want)) || tbl.links.lookup != 1 {
+		t.Errorf("read back with an interface not known: %d names asked (want 1), routes\n%s\nwant\n%s", tbl.links.lookup, got, Dump(normalize(want)))
 	}
 	// Names a minute old are read again (an interface renamed keeps its
 	// index).
 	if err := tbl.h.LinkSetName(c2, "cali2b"); err != nil {
 		t.Fatal(err)
 	}
-	tbl.links.dumped = tbl.links.dumped.Add(-namesMaxAge)
+	tbl.links.asked = tbl.links.asked.Add(-namesMaxAge)
 	want[len(want)-1].Iface = "cali2b"
-	if got := read(); got != Dump(normalize(want)) || tbl.links.dumps != 2 {
-		t.Errorf("read back a minute later: %d link dumps (want 2), routes\n%s\nwant\n%s", tbl.links.dumps, got, Dump(normalize(want)))
+	if got := read(); got != Dump(normalize(want)) || tbl.links.lookup != 3 {
+		t.Errorf("read back a minute later: %d names asked (want 3: both again), routes\n%s\nwant\n%s", tbl.links.lookup, got, Dump(normalize(want)))
+	}
+	// A route's interface gone between the routes' listing and its name.
+	names, err := tbl.links.names([]int{c2.Attrs().Index, 1 << 30})
+	if err != nil || len(names) != 2 || names[c2.Attrs().Index] != "cali2b" {
+		t.Errorf("names of cali2b and of an index without an interface: %v, %v; want cali1's and cali2b's only", names, err)
 	}
 }
 
