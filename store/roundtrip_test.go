@@ -113,3 +113,32 @@ func TestEveryCalicoField(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeStoredUnknownFields: every member of a stored value that our
+// API has no field for is reported by its path, wherever it is; a value
+// with anything after it cannot be read.
+func TestDecodeStoredUnknownFields(t *testing.T) {
+	id := ID{Kind: KindWorkloadEndpoint, Namespace: "ns", Name: "h-k8s-p-eth0"}
+	head := `{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"h-k8s-p-eth0","namespace":"ns"`
+	spec := `"spec":{"node":"h","orchestrator":"k8s","workload":"p","endpoint":"eth0","interfaceName":"cali1","ipNetworks":["10.65.0.1/32"]`
+	for _, c := range []struct {
+		val  string
+		want []string // the problems, as field: message
+	}{
+		{head + `},` + spec + `}}`, nil},
+		{head + `},` + strings.ToUpper(spec[:7]) + spec[7:] + `}}`, nil}, // matched as encoding/json does: any case
+		{head + `,"colour":"red"},` + spec + `,"ports":[{"name":"web","port":80,"protocol":"TCP","weight":3}]},"extra":1}`,
+			[]string{"extra: is not a field of Calico's API", "metadata.colour: is not a field of Calico's API", "spec.ports[0].weight: is not a field of Calico's API"}},
+		{head + `},` + spec + `}} {}`, []string{": cannot be read: invalid character '{' after top-level value"}},
+		{head + `,"colour":"red"},` + spec + `}} x`, []string{": cannot be read: invalid character 'x' after top-level value"}},
+	} {
+		r := DecodeStored(id, []byte(c.val), 0)
+		var got []string
+		for _, p := range r.Meta().Problems {
+			got = append(got, p.Field+": "+p.Msg)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("DecodeStored(%s)\nproblems %q\nwant     %q", c.val, got, c.want)
+		}
+	}
+}

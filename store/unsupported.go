@@ -6,12 +6,58 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 )
+
+// taggedTypes caches tagged's answers, by reflect.Type.
+var taggedTypes sync.Map
+
+// tagged reports whether unsupported can find a field with a calico tag
+// in a value of type t: its walk costs reflection and a path string per
+// field and element (a fifth of decoding a stored WorkloadEndpoint), and
+// most of a resource has no such field below it.
+func tagged(t reflect.Type) bool {
+	if v, ok := taggedTypes.Load(t); ok {
+		return v.(bool)
+	}
+	b := taggedIn(t, map[reflect.Type]bool{})
+	taggedTypes.Store(t, b)
+	return b
+}
+
+// taggedIn is tagged without the cache; seen are the types on the way
+// (a type met again is searched where it was first met).
+func taggedIn(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Interface:
+		return true // any type may be in it
+	case reflect.Pointer, reflect.Slice:
+		return taggedIn(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if _, ok := f.Tag.Lookup("calico"); ok || taggedIn(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // unsupported reports, for every field of v tagged calico:"unsupported"
 // (at any depth) that is set to anything but a zero value or Calico's
 // default, that it is not supported here.
 func (c *checker) unsupported(path string, v reflect.Value) {
+	if v.Kind() != reflect.Interface && !tagged(v.Type()) {
+		return // nothing tagged below: most of a resource
+	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
