@@ -1,6 +1,7 @@
 package store
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -163,4 +164,42 @@ func TestErrorsQuoteLittle(t *testing.T) {
 	if err == nil || len(err.Error()) > 500 || !strings.Contains(err.Error(), "(10485761 bytes)") {
 		t.Errorf("validating a 10 MB label value gave an error of %d bytes; want a short one that says how long the value was", len(err.Error()))
 	}
+}
+
+// TestNameShapes: the hand-written checks of names accept exactly what
+// the regular expressions in their comments do, over every string of up
+// to four symbols from an alphabet of each kind of character, and at the
+// interface name's length limit.
+func TestNameShapes(t *testing.T) {
+	shapes := []struct {
+		name  string
+		check func(string) bool
+		re    *regexp.Regexp
+	}{
+		{"dnsLabelShape", dnsLabelShape, regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)},
+		{"dnsSubdomainShape", dnsSubdomainShape, regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)},
+		{"ifaceShape", ifaceShape, regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)},
+	}
+	alphabet := []string{"a", "z", "A", "Z", "0", "9", "-", ".", "_", ":", "é", "\n", " ", "/"}
+	words := []string{""}
+	for n := 1; n <= 4; n++ {
+		for _, w := range words {
+			if len([]rune(w)) == n-1 {
+				for _, a := range alphabet {
+					words = append(words, w+a)
+				}
+			}
+		}
+	}
+	for _, n := range []int{14, 15, 16} {
+		words = append(words, strings.Repeat("a", n), strings.Repeat("a", n-1)+"-", "-"+strings.Repeat("a", n-1))
+	}
+	for _, s := range shapes {
+		for _, w := range words {
+			if got, want := s.check(w), s.re.MatchString(w); got != want {
+				t.Errorf("%s(%q) = %v; the expression says %v", s.name, w, got, want)
+			}
+		}
+	}
+	t.Logf("%d strings", len(words))
 }
