@@ -71,24 +71,54 @@ func (c *checker) unsupported(path string, v reflect.Value) {
 			c.unsupported(fmt.Sprintf("%s[%d]", path, i), v.Index(i))
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		for _, f := range fieldsOf(v.Type()) {
 			field := path
-			if name != "" && name != "-" {
-				field = strings.TrimPrefix(path+"."+name, ".")
+			if f.name != "" {
+				field = strings.TrimPrefix(path+"."+f.name, ".")
 			}
-			if tag, ok := f.Tag.Lookup("calico"); ok {
-				c.unsupportedField(field, tag, v.Field(i))
+			if f.tagged {
+				c.unsupportedField(field, f.tag, v.Field(f.index))
 				continue
 			}
-			c.unsupported(field, v.Field(i))
+			c.unsupported(field, v.Field(f.index))
 		}
 	}
+}
+
+// walkField is a field unsupported looks at: one with a calico tag, or
+// with such a field below it.
+type walkField struct {
+	index  int
+	name   string // in JSON; "" for none
+	tag    string // calico's
+	tagged bool   // it has a calico tag
+}
+
+// walkFields caches fieldsOf's answers, by struct type.
+var walkFields sync.Map
+
+// fieldsOf are the fields of struct type t that unsupported looks at.
+func fieldsOf(t reflect.Type) []walkField {
+	if v, ok := walkFields.Load(t); ok {
+		return v.([]walkField)
+	}
+	var out []walkField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			name = ""
+		}
+		tag, ok := f.Tag.Lookup("calico")
+		if ok || tagged(f.Type) {
+			out = append(out, walkField{index: i, name: name, tag: tag, tagged: ok})
+		}
+	}
+	walkFields.Store(t, out)
+	return out
 }
 
 func (c *checker) unsupportedField(field, tag string, v reflect.Value) {
