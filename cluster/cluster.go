@@ -402,6 +402,11 @@ func (c *Cluster) resume(ctx context.Context, id Identity) error {
 		return err
 	}
 	c.log.Info("resumed", "cluster", id.ClusterID, "node", id.Name, "role", c.id.Role, "etcd", endpoints)
+	if later {
+		c.mu.Lock()
+		c.starting = true // before the background's ticks
+		c.mu.Unlock()
+	}
 	if err := c.background(c.known.Seeds); err != nil {
 		return err
 	}
@@ -422,20 +427,23 @@ var laterHook func(context.Context)
 // that before its first listing. A member that cannot start stops the
 // node (Err), as it would have stopped Start.
 func (c *Cluster) startLater() {
-	c.mu.Lock()
-	c.starting = true
-	c.mu.Unlock()
 	c.wg.Go(func() {
 		if laterHook != nil {
 			laterHook(c.ctx)
 		}
-		started, err := c.startOrWait(c.ctx)
+		var started bool
+		var err error
+		if c.ctx.Err() == nil { // not closed meanwhile
+			started, err = c.startOrWait(c.ctx)
+		}
 		c.mu.Lock()
 		c.starting = false
 		c.mu.Unlock()
 		switch {
-		case err != nil && !c.closing():
-			c.fail(err)
+		case err != nil:
+			if !c.closing() {
+				c.fail(err)
+			}
 		case started:
 			c.gossip.SetMeta(c.meta()) // its etcd port
 		}
@@ -873,6 +881,11 @@ func (c *Cluster) periodicRead() []clientv3.OpOption {
 // seek takes a free seat for this client host: it becomes a learner,
 // starts its member, and the leader promotes it.
 func (c *Cluster) seek(ctx context.Context) error {
+	if c.id.Role == "voter" {
+		// Its member is stopped for lack of room, or failed to start
+		// (the node stops): its seat is its own, not one to claim.
+		return nil
+	}
 	gone, err := leaving(ctx, c.client, c.periodicRead()...)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -349,5 +350,32 @@ func TestVoterResumesThroughTheOthers(t *testing.T) {
 		t.Fatalf("n3's member failed: %v", err)
 	case <-ctx.Done():
 		t.Fatal("n3's member does not serve")
+	}
+
+	// n2 again, its member's peer port taken: Start returns, the member
+	// fails in the background, and Err says so; the member's data stays.
+	n2.Close()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfgs[1].EtcdPeerPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	n2, err = Start(t.Context(), cfgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n2.Close)
+	failCtx, cancelFail := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancelFail()
+	select {
+	case err := <-n2.Err():
+		if !strings.Contains(err.Error(), "starting etcd member n2") {
+			t.Errorf("n2's Err = %v; want its member's failure to start", err)
+		}
+	case <-failCtx.Done():
+		t.Fatal("n2's member could not start, and Err did not say so")
+	}
+	if !etcdHasData(n2.member.dataDir) {
+		t.Errorf("n2's etcd data is gone from %s", n2.member.dataDir)
 	}
 }

@@ -129,6 +129,9 @@ func TestDecodeStoredUnknownFields(t *testing.T) {
 		{head + `},` + strings.ToUpper(spec[:7]) + spec[7:] + `}}`, nil}, // matched as encoding/json does: any case
 		{head + `,"colour":"red"},` + spec + `,"ports":[{"name":"web","port":80,"protocol":"TCP","weight":3}]},"extra":1}`,
 			[]string{"extra: is not a field of Calico's API", "metadata.colour: is not a field of Calico's API", "spec.ports[0].weight: is not a field of Calico's API"}},
+		// encoding/json folds "ſ" to "s": the value decodes into spec,
+		// but a member spelt so is not one of our API's names.
+		{head + `},` + strings.Replace(spec, `"spec"`, `"ſpec"`, 1) + `}}`, []string{"ſpec: is not a field of Calico's API"}},
 		{head + `},` + spec + `}} {}`, []string{": cannot be read: invalid character '{' after top-level value"}},
 		{head + `,"colour":"red"},` + spec + `}} x`, []string{": cannot be read: invalid character 'x' after top-level value"}},
 	} {

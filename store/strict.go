@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"calico/internal/quote"
 )
@@ -76,7 +77,15 @@ func DecodeStored(id ID, val []byte, rev int64) Resource {
 // decoding to look for such members (that was a third of a fresh node's
 // decoding of the datastore). Any error sends the caller the slow way,
 // which reports every unknown member, or the error as Unmarshal words it.
+// So does a value with any byte beyond ASCII: encoding/json matches
+// names with Unicode's case folding ("ſpec" is spec), which unknownFields
+// does not, and reports such a member.
 func decodeKnown(id ID, val []byte) (Resource, error) {
+	for _, b := range val {
+		if b >= utf8.RuneSelf {
+			return nil, errors.New("not ASCII")
+		}
+	}
 	r := id.Kind.New()
 	dec := json.NewDecoder(bytes.NewReader(val))
 	dec.DisallowUnknownFields()

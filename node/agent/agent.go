@@ -293,6 +293,11 @@ func (a *Agent) trigger() {
 // keep working while the agent is down.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.cache.close()
+	defer func() {
+		if !a.staleTaken {
+			<-a.listed // New's listing of the routes, not to outlive Run
+		}
+	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { a.follow(ctx) })

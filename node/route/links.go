@@ -34,7 +34,7 @@ const namesMaxAge = time.Minute
 
 // newLinkNamer asks for names through an AF_UNIX socket of the calling
 // thread's network namespace (the socket's namespace is the one asked
-// about); close releases it.
+// about); close releases it (once, however often it is called).
 func newLinkNamer() (n *linkNamer, close func(), err error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -52,7 +52,8 @@ func newLinkNamer() (n *linkNamer, close func(), err error) {
 		return ifr.Name(), nil
 	}
 	// Nothing known is nothing stale: the minute runs from now.
-	return &linkNamer{name: name, byIdx: map[int]string{}, asked: time.Now()}, func() { unix.Close(fd) }, nil
+	var once sync.Once
+	return &linkNamer{name: name, byIdx: map[int]string{}, asked: time.Now()}, func() { once.Do(func() { unix.Close(fd) }) }, nil
 }
 
 // learn remembers the name of an interface a route was programmed through.
