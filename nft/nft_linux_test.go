@@ -588,3 +588,58 @@ func kernelRelease(t *testing.T) string {
 	}
 	return unix.ByteSliceToString(u.Release[:])
 }
+
+// TestPrivilegedPrime: an Applier primed with the kernel's table (a node
+// restarted) applies the same ruleset from memory, sending nothing; one
+// primed before a commit elsewhere reads the table back; a namespace
+// without our table primes nothing.
+func TestPrivilegedPrime(t *testing.T) {
+	testutil.Privileged(t)
+	ctx := context.Background()
+	a, ns := newKernelApplier(t)
+	if err := a.Apply(ctx, states[1].rs); err != nil {
+		t.Fatal(err)
+	}
+	restarted := func() *Applier {
+		b := New(testLogger(t), WithNetNS(int(ns.Handle())))
+		t.Cleanup(func() { b.Close() })
+		if err := b.Prime(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	b := restarted()
+	if b.mem == nil {
+		t.Fatal("primed with nothing, though the table is there")
+	}
+	_, gen := readBack(t, ns)
+	if err := b.Apply(ctx, states[1].rs); err != nil {
+		t.Fatal(err)
+	}
+	if _, again := readBack(t, ns); again != gen || b.lastSource != "memory" || b.last.changed() {
+		t.Errorf("the same ruleset after priming: generation %d -> %d, state from %s, changed %+v; want nothing sent, from memory", gen, again, b.lastSource, b.last)
+	}
+	checkKernel(t, ns, states[1].rs, "after priming")
+
+	c := restarted()
+	conn := nftConn(t, ns)
+	conn.AddTable(&nftables.Table{Name: "other", Family: nftables.TableFamilyINet})
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, states[2].rs); err != nil {
+		t.Fatal(err)
+	}
+	if c.lastSource != "read-back" {
+		t.Errorf("a commit elsewhere after priming: state from %s, want read-back", c.lastSource)
+	}
+	checkKernel(t, ns, states[2].rs, "a commit elsewhere after priming")
+
+	if err := a.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := restarted(); d.mem != nil {
+		t.Error("primed with a table that is not there")
+	}
+}

@@ -149,6 +149,8 @@ type Agent struct {
 	staleUntil time.Time
 	staleTaken bool // the listing is taken (keepStaleRoutes)
 	listed     chan []route.Route
+	// primed is closed when New's read of the kernel's table is done.
+	primed chan struct{}
 
 	// kick wakes the loop for a local change; changed for a change in
 	// the datastore.
@@ -239,10 +241,21 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 		listed <- rs
 		close(listed) // a second Run finds none
 	}()
+	primed := make(chan struct{})
+	go func() {
+		defer close(primed)
+		// The kernel's table too, beside the cache's load: a restart's
+		// first pass then need not read it back. An error only leaves
+		// that to the first pass.
+		if p, ok := rules.(interface{ Prime(context.Context) error }); ok {
+			p.Prime(context.Background())
+		}
+	}()
 	opened := time.Now()
 	c, err := openCache(filepath.Join(cfg.DataDir, "state.db"), cfg.Version, cfg.Log)
 	if err != nil {
 		<-listed
+		<-primed
 		return nil, err
 	}
 	cfg.Log.Debug("state cache opened", "component", "agent", "resources", c.items.len(), "took", time.Since(opened))
@@ -258,6 +271,7 @@ func New(cfg Config, rules Firewall, routes Routes) (*Agent, error) {
 		nft:        rules,
 		routes:     routes,
 		listed:     listed,
+		primed:     primed,
 		dsc:        make(chan Datastore, 1),
 		bgp:        newBGPDriver(cfg.Speaker, cfg.Log),
 		kick:       make(chan struct{}, 1),
@@ -297,6 +311,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if !a.staleTaken {
 			<-a.listed // New's listing of the routes, not to outlive Run
 		}
+		<-a.primed
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
