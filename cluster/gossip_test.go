@@ -86,6 +86,17 @@ func startGossips(t *testing.T, n int) []*Gossip {
 			}
 		}
 	}
+	// A join returns once the joiner has n0's state; n0 merges the
+	// joiner's just after it answered (memberlist's push/pull), so a
+	// test that looked at once saw n0 alone (seen in CI).
+	eventually(t, 10*time.Second, func() string {
+		for _, g := range gs {
+			if ms := g.Members(); len(ms) != n {
+				return fmt.Sprintf("%s sees %d members, want %d", g.meta0.Name, len(ms), n)
+			}
+		}
+		return ""
+	})
 	return gs
 }
 
