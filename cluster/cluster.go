@@ -422,8 +422,8 @@ var laterHook func(context.Context)
 
 // startLater starts a resuming voter's member in the background while
 // the node reads the datastore from the other voters: the member first
-// replays its log (half a second of a core, and 80 MB of allocation, at
-// 1,000 endpoints a host), and a node without its state cache waited for
+// replays its log (half a second of a core, and tens of MB of
+// allocation, at 1,000 endpoints a host), and a node without its state cache waited for
 // that before its first listing. A member that cannot start stops the
 // node (Err), as it would have stopped Start.
 func (c *Cluster) startLater() {

@@ -22,11 +22,12 @@ import (
 // index only once (cyclically, over 2^31), so a name remembered for an
 // index is stale only after a rename, which the minute catches.
 type linkNamer struct {
-	name   func(index int) (string, error)
-	mu     sync.Mutex
-	byIdx  map[int]string
-	asked  time.Time // when the names were last all forgotten
-	lookup int       // names asked of the kernel, for tests
+	fd        int // an AF_UNIX socket of the table's namespace, for SIOCGIFNAME
+	closeOnce sync.Once
+	mu        sync.Mutex
+	byIdx     map[int]string
+	asked     time.Time // when the names were last all forgotten
+	lookup    int       // names asked of the kernel, for tests
 }
 
 // namesMaxAge is how long linkNamer trusts a name without asking again.
@@ -34,26 +35,30 @@ const namesMaxAge = time.Minute
 
 // newLinkNamer asks for names through an AF_UNIX socket of the calling
 // thread's network namespace (the socket's namespace is the one asked
-// about); close releases it (once, however often it is called).
-func newLinkNamer() (n *linkNamer, close func(), err error) {
+// about); close releases it.
+func newLinkNamer() (*linkNamer, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening a socket for interface names: %w", err)
-	}
-	name := func(index int) (string, error) {
-		ifr, err := unix.NewIfreq("")
-		if err != nil {
-			return "", err
-		}
-		ifr.SetUint32(uint32(index))
-		if err := unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr); err != nil {
-			return "", err
-		}
-		return ifr.Name(), nil
+		return nil, fmt.Errorf("opening a socket for interface names: %w", err)
 	}
 	// Nothing known is nothing stale: the minute runs from now.
-	var once sync.Once
-	return &linkNamer{name: name, byIdx: map[int]string{}, asked: time.Now()}, func() { once.Do(func() { unix.Close(fd) }) }, nil
+	return &linkNamer{fd: fd, byIdx: map[int]string{}, asked: time.Now()}, nil
+}
+
+// close releases the socket, once however often it is called.
+func (n *linkNamer) close() { n.closeOnce.Do(func() { unix.Close(n.fd) }) }
+
+// name asks the kernel for the name of the interface with index.
+func (n *linkNamer) name(index int) (string, error) {
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return "", err
+	}
+	ifr.SetUint32(uint32(index))
+	if err := unix.IoctlIfreq(n.fd, unix.SIOCGIFNAME, ifr); err != nil {
+		return "", err
+	}
+	return ifr.Name(), nil
 }
 
 // learn remembers the name of an interface a route was programmed through.

@@ -64,10 +64,9 @@ type Table struct {
 	// read-back got every route of the host (each interface's IPv6
 	// link-local ones too) for the library to drop. Kernels before 4.20
 	// do not have it and filtering stays the library's.
-	dump       *netlink.Handle
-	links      *linkNamer
-	closeLinks func()
-	log        *slog.Logger
+	dump  *netlink.Handle
+	links *linkNamer
+	log   *slog.Logger
 	// ReadBack is how long Apply may trust its memory of what it
 	// programmed before reading the kernel again; a route someone else
 	// removed comes back within about that long.
@@ -112,20 +111,20 @@ func New(log *slog.Logger) (*Table, error) {
 		return nil, err
 	}
 	_ = dump.SetStrictCheck(true)
-	links, closeLinks, err := newLinkNamer()
+	links, err := newLinkNamer()
 	if err != nil {
 		h.Close()
 		dump.Close()
 		return nil, err
 	}
-	return &Table{h: h, dump: dump, links: links, closeLinks: closeLinks, log: log.With("component", "routes"), ReadBack: 5 * time.Second}, nil
+	return &Table{h: h, dump: dump, links: links, log: log.With("component", "routes"), ReadBack: 5 * time.Second}, nil
 }
 
 // Close releases the sockets.
 func (t *Table) Close() {
 	t.h.Close()
 	t.dump.Close()
-	t.closeLinks()
+	t.links.close()
 }
 
 // Apply makes our routes in the kernel equal to want: it adds or replaces
