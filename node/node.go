@@ -93,12 +93,16 @@ func (cfg Config) check() error {
 // the node's own background work first, then the agent, then the cluster,
 // then the drivers; the dataplane stays as it is (unless the node left).
 //
-// For its first minute the node's heap asks for transparent huge pages
+// For its first seconds the node's heap asks for transparent huge pages
 // (internal/startheap): the start builds most of it at once, and a huge
-// page is one page fault where 512 small ones would be 512.
+// page takes one page fault where 4 KiB pages take 512.
 func Run(ctx context.Context, cfg Config) error {
 	heap := startheap.Advise(startHeap)
-	defer time.AfterFunc(startHeapFor, heap.End).Stop()
+	t := time.AfterFunc(startHeapFor, heap.End)
+	defer func() {
+		t.Stop()
+		heap.End()
+	}()
 	if cfg.Log != nil {
 		cfg.Log.Debug("heap for the start advised for huge pages", "bytes", heap.Size(), "took", heap.Took)
 	}
@@ -106,12 +110,13 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // startHeap is how much heap the start may build on huge pages, and
-// startHeapFor how long: a node of 1,000 workloads and 500 policies takes
-// about 150 MB (its etcd member's included) and a few seconds; a fresh
-// node of a thousand hosts, 40 s.
+// startHeapFor how long: a restart of a node of 1,000 workloads and 500
+// policies takes about 150 MB (its etcd member's included) within two
+// seconds. Longer would let the kernel's khugepaged fill pages the
+// runtime has returned.
 const (
 	startHeap    = 256 << 20
-	startHeapFor = time.Minute
+	startHeapFor = 15 * time.Second
 )
 
 // parts are what a node is made of beyond its own code; tests replace

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,9 +18,14 @@ import (
 func TestAdvise(t *testing.T) {
 	needMadvise(t)
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64)) // GOMEMLIMIT turns it off
+	gc := debug.SetGCPercent(150)
+	defer debug.SetGCPercent(gc)
 	r := Advise(64 << 20)
 	if r.Size() == 0 {
 		t.Fatal("nothing advised")
+	}
+	if got := debug.SetGCPercent(150); got != 150 {
+		t.Errorf("GOGC %d after Advise, want 150 as before", got)
 	}
 	var keep [][]byte
 	in := 0
@@ -27,12 +33,13 @@ func TestAdvise(t *testing.T) {
 		b := make([]byte, 1024)
 		b[0] = 1
 		keep = append(keep, b)
-		if a := uintptr(unsafe.Pointer(&b[0])); a >= r.beg && a < r.end {
+		a := uintptr(unsafe.Pointer(&b[0]))
+		if slices.ContainsFunc(r.spans, func(sp span) bool { return a >= sp.beg && a < sp.end }) {
 			in++
 		}
 	}
 	if in < len(keep)/2 {
-		t.Errorf("%d of %d new objects in the advised space %#x-%#x", in, len(keep), r.beg, r.end)
+		t.Errorf("%d of %d new objects in the advised space %#x", in, len(keep), r.spans)
 	}
 	flags, huge := vmas(t, r)
 	if !strings.Contains(flags, " hg") {
@@ -50,6 +57,9 @@ func needMadvise(t *testing.T) {
 	if hugePageSize() == 0 || thpMode() != "madvise" {
 		t.Skipf("the kernel's transparent huge pages are %q, not madvise: nothing to advise", thpMode())
 	}
+	if disabled(os.Getenv("GODEBUG")) {
+		t.Skip("GODEBUG has disablethp=1: nothing to advise")
+	}
 }
 
 // vmas reads the mappings that hold the region from /proc/self/smaps:
@@ -66,7 +76,7 @@ func vmas(t *testing.T, r *Region) (flags string, hugeKB int) {
 			lo, hi, _ := strings.Cut(f[0], "-")
 			a, _ := strconv.ParseUint(lo, 16, 64)
 			z, _ := strconv.ParseUint(hi, 16, 64)
-			inside = uintptr(a) < r.end && uintptr(z) > r.beg
+			inside = slices.ContainsFunc(r.spans, func(sp span) bool { return uintptr(a) < sp.end && uintptr(z) > sp.beg })
 			continue
 		}
 		if !inside || len(f) < 2 {
@@ -81,7 +91,7 @@ func vmas(t *testing.T, r *Region) (flags string, hugeKB int) {
 		}
 	}
 	if flags == "" {
-		t.Fatalf("no mapping holds %#x-%#x", r.beg, r.end)
+		t.Fatalf("no mapping holds %#x", r.spans)
 	}
 	return flags, hugeKB
 }
@@ -111,5 +121,30 @@ func TestDisabled(t *testing.T) {
 		if got := disabled(c.godebug); got != c.want {
 			t.Errorf("disabled(%q) = %v, want %v", c.godebug, got, c.want)
 		}
+	}
+}
+
+func TestRuns(t *testing.T) {
+	got := runs([]uintptr{0x5000, 0x1000, 0x2000, 0x9000, 0x4000}, 0x1000)
+	want := []span{{0x1000, 0x3000}, {0x4000, 0x6000}, {0x9000, 0xa000}}
+	if !slices.Equal(got, want) {
+		t.Errorf("runs = %#x, want %#x", got, want)
+	}
+}
+
+func TestFreeBlocks(t *testing.T) {
+	const buddyinfo = `Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3
+Node 0, zone    DMA32      0      4      2      2      1      2      0      3      3      1    753
+Node 0, zone   Normal   5288   4416   5525   3381   2140   1570    814    675    480     92   1549
+`
+	// Blocks of 512 pages (2 MiB of 4 KiB): order 9 counts once, order 10 twice.
+	if got, want := freeBlocks(buddyinfo, 512), (1+1+92)+2*(3+753+1549); got != want {
+		t.Errorf("freeBlocks(512 pages) = %d, want %d", got, want)
+	}
+	if got, want := freeBlocks(buddyinfo, 1024), 3+753+1549; got != want {
+		t.Errorf("freeBlocks(1024 pages) = %d, want %d", got, want)
+	}
+	if got := freeBlocks("garbage\n", 512); got != 0 {
+		t.Errorf("freeBlocks(garbage) = %d", got)
 	}
 }
