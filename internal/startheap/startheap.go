@@ -8,7 +8,7 @@
 // first touch is a page fault: about 40,000 of them, dear on a virtual
 // machine (up to 12 µs each on the one this project is benchmarked on). A
 // 2 MiB huge page is one fault: with this package a restart there takes
-// about 7,000 and programs its table about 50 ms sooner (docs/bench.md).
+// about 7,000 and programs its table 30-100 ms sooner (docs/bench.md).
 // Go's runtime does not ask for huge pages for its heap (it did in Go
 // 1.21.0 and stopped: with the kernel's khugepaged and the runtime's
 // scavenger returning pages, a long-running process's memory could

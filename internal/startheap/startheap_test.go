@@ -16,7 +16,7 @@ import (
 // after (nh). Whether the kernel had a free huge page to give is logged,
 // not asserted: that depends on the machine's memory.
 func TestAdvise(t *testing.T) {
-	needMadvise(t)
+	needMadvise(t, 64<<20)
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64)) // GOMEMLIMIT turns it off
 	gc := debug.SetGCPercent(150)
 	defer debug.SetGCPercent(gc)
@@ -53,12 +53,20 @@ func TestAdvise(t *testing.T) {
 	}
 }
 
-func needMadvise(t *testing.T) {
-	if hugePageSize() == 0 || thpMode() != "madvise" {
+// needMadvise skips a test of Advise(size) where it would advise nothing
+// by design: the kernel's mode, GODEBUG, or too few free huge pages.
+func needMadvise(t *testing.T, size int) {
+	huge := hugePageSize()
+	if huge == 0 || thpMode() != "madvise" {
 		t.Skipf("the kernel's transparent huge pages are %q, not madvise: nothing to advise", thpMode())
 	}
 	if disabled(os.Getenv("GODEBUG")) {
 		t.Skip("GODEBUG has disablethp=1: nothing to advise")
+	}
+	if b, err := os.ReadFile("/proc/buddyinfo"); err == nil {
+		if free := freeBlocks(string(b), huge/uintptr(os.Getpagesize())); free/2*int(huge) < size {
+			t.Skipf("the kernel has %d free huge pages: too few to advise %d bytes", free, size)
+		}
 	}
 }
 
@@ -99,7 +107,7 @@ func vmas(t *testing.T, r *Region) (flags string, hugeKB int) {
 // TestAdviseNotUnderALimit checks that a memory limit (GOMEMLIMIT) turns
 // the advice off: the pieces would press on it.
 func TestAdviseNotUnderALimit(t *testing.T) {
-	needMadvise(t)
+	needMadvise(t, 64<<20)
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(1 << 30))
 	if r := Advise(64 << 20); r.Size() != 0 {
 		t.Errorf("%d bytes advised under a memory limit", r.Size())
