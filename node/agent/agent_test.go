@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,5 +219,91 @@ func TestAgentLogsTheListingProgrammed(t *testing.T) {
 	log := out.String()
 	if n := strings.Count(log, `msg="programmed the datastore's listing"`); n != 1 || !strings.Contains(log, "since_listed=") || !strings.Contains(log, " calc=") {
 		t.Errorf("%d lines saying the listing was programmed, want 1 with its parts:\n%s", n, log)
+	}
+}
+
+// hangingBlocks is a datastore whose reads of this host's blocks hang,
+// once the first has answered, until gate is closed.
+type hangingBlocks struct {
+	agent.Datastore
+	gate  chan struct{}
+	reads atomic.Int32
+}
+
+func (d *hangingBlocks) HostBlocks(ctx context.Context, host string) ([]netip.Prefix, error) {
+	if d.reads.Add(1) > 1 {
+		<-d.gate // not ctx: a pass that waited for this read would hang
+	}
+	return d.Datastore.HostBlocks(ctx, host)
+}
+
+// TestAgentChangeDoesNotWaitForThePeriodicBlockRead: the read of this
+// host's blocks that is due once a resync period goes on beside the
+// loop; a change's pass meanwhile programs without it.
+func TestAgentChangeDoesNotWaitForThePeriodicBlockRead(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := etcdv3.New(cli)
+	ds := &hangingBlocks{Datastore: agent.FromStore(s, ipam.New(cli)), gate: make(chan struct{})}
+	a, err := agent.New(agent.Config{Name: agenttest.Node, DataDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(t.Output(), nil)), Resync: 100 * time.Millisecond}, nft.NewFake(), route.NewFake())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { close(ds.gate); cancel(); <-done }()
+	a.Connect(ds)
+	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {
+		t.Fatal(err)
+	}
+	w1 := agenttest.Workload("w1", "cali1", "10.65.0.1")
+	if err := s.Create(t.Context(), w1); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WaitApplied(t, a, w1)
+	for ds.reads.Load() < 2 { // the periodic read, hanging
+		time.Sleep(10 * time.Millisecond)
+	}
+	w2 := agenttest.Workload("w2", "cali2", "10.65.0.2")
+	if err := s.Create(t.Context(), w2); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WaitApplied(t, a, w2)
+}
+
+// TestAgentFindsABlockClaimedElsewhere: a block given to this host by
+// another IPAM client (not this host's, whose claims a pass reads at
+// once) is found by the periodic read, and its route programmed.
+func TestAgentFindsABlockClaimedElsewhere(t *testing.T) {
+	cli := testutil.StartEtcd(t)
+	s := etcdv3.New(cli)
+	routes := route.NewFake()
+	a, err := agent.New(agent.Config{Name: agenttest.Node, DataDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(t.Output(), nil)), Resync: 100 * time.Millisecond}, nft.NewFake(), routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	a.Connect(agent.FromStore(s, ipam.New(cli)))
+	w := agenttest.Workload("w1", "cali1", "10.65.0.1")
+	if err := s.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.WaitApplied(t, a, w)
+	pool := ipam.Pool{CIDR: netip.MustParsePrefix("10.66.0.0/16"), BlockSize: 26}
+	addr, err := ipam.New(cli).AutoAssign(t.Context(), "elsewhere", agenttest.Node, []ipam.Pool{pool}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := addr.Prefix(26)
+	want := "blackhole " + block.String() + "\n"
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(routes.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no route for the block %s claimed elsewhere; routes:\n%s", block, routes)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
