@@ -109,7 +109,7 @@ func (s *Store) planApply(ctx context.Context, rs []store.Resource, create, seri
 		ops = append(ops, clientv3.OpPut(store.Key(id), val))
 		created = append(created, old == nil)
 	}
-	guards, err := s.batchGuards(ctx, rs)
+	guards, err := s.batchGuards(ctx, rs, serializable)
 	return created, append(cmps, guards...), ops, err
 }
 
@@ -141,8 +141,9 @@ func (s *Store) getAll(ctx context.Context, rs []store.Resource, serializable bo
 
 // batchGuards checks rs against the datastore (pools against pools,
 // policies against their tiers, unless the tier comes with them) and
-// returns the comparisons that keep those checks true.
-func (s *Store) batchGuards(ctx context.Context, rs []store.Resource) ([]clientv3.Cmp, error) {
+// returns the comparisons that keep those checks true. Its reads are
+// serializable as planApply's are (the comparisons catch a stale one).
+func (s *Store) batchGuards(ctx context.Context, rs []store.Resource, serializable bool) ([]clientv3.Cmp, error) {
 	tiers := map[string]bool{}
 	for _, r := range rs {
 		if t, ok := r.(*store.Tier); ok {
@@ -155,7 +156,7 @@ func (s *Store) batchGuards(ctx context.Context, rs []store.Resource) ([]clientv
 		if tiers[policyTier(r)] {
 			continue // the tier is written with its policies, or checked
 		}
-		g, err := s.guards(ctx, r)
+		g, err := s.guards(ctx, r, serializable)
 		if err != nil {
 			return nil, err
 		}

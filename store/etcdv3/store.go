@@ -130,7 +130,7 @@ func (s *Store) Create(ctx context.Context, r store.Resource) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	id := store.IDOf(r)
-	guards, err := s.guards(ctx, r)
+	guards, err := s.guards(ctx, r, false)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func (s *Store) Update(ctx context.Context, r store.Resource) error {
 	if err := immutable(old, r); err != nil {
 		return err
 	}
-	guards, err := s.guards(ctx, r)
+	guards, err := s.guards(ctx, r, false)
 	if err != nil {
 		return err
 	}
@@ -292,9 +292,16 @@ func ListOf[T store.Resource](ctx context.Context, s *Store, namespace string) (
 
 // guards checks r against the resources it must agree with and returns
 // the comparisons that keep that check true until the write commits.
-func (s *Store) guards(ctx context.Context, r store.Resource) ([]clientv3.Cmp, error) {
+// Serializable reads ask only the member the client talks to, which may
+// be behind: the comparisons then fail the write, and a refusal made on
+// the strength of such a read is for the caller to read again.
+func (s *Store) guards(ctx context.Context, r store.Resource, serializable bool) ([]clientv3.Cmp, error) {
+	var opts []clientv3.OpOption
+	if serializable {
+		opts = append(opts, clientv3.WithSerializable())
+	}
 	if tier := policyTier(r); tier != "" {
-		return s.tierGuard(ctx, r, tier)
+		return s.tierGuard(ctx, r, tier, opts)
 	}
 	pool, ok := r.(*store.IPPool)
 	if !ok {
@@ -302,7 +309,7 @@ func (s *Store) guards(ctx context.Context, r store.Resource) ([]clientv3.Cmp, e
 	}
 	cidr, _ := store.ParseCIDR(pool.Spec.CIDR) // validated
 	prefix := store.KindPrefix(store.KindIPPool, "")
-	resp, err := s.kv.Get(ctx, prefix, clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, prefix, append(opts, clientv3.WithPrefix())...)
 	if err != nil {
 		return nil, fmt.Errorf("listing ippools: %w", err)
 	}
@@ -353,9 +360,9 @@ func policyTier(r store.Resource) string {
 
 // tierGuard refuses a policy in a tier that does not exist, as Calico's
 // client does, and keeps the tier there until the write commits.
-func (s *Store) tierGuard(ctx context.Context, r store.Resource, tier string) ([]clientv3.Cmp, error) {
+func (s *Store) tierGuard(ctx context.Context, r store.Resource, tier string, opts []clientv3.OpOption) ([]clientv3.Cmp, error) {
 	key := store.Key(store.ID{Kind: store.KindTier, Name: tier})
-	resp, err := s.kv.Get(ctx, key, clientv3.WithCountOnly())
+	resp, err := s.kv.Get(ctx, key, append(opts, clientv3.WithCountOnly())...)
 	if err != nil {
 		return nil, fmt.Errorf("reading tier %s: %w", tier, err)
 	}
