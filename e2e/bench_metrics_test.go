@@ -48,7 +48,7 @@ func TestBenchMetricsCost(t *testing.T) {
 		r.idleCPU = cpuShare(before, cpuOf(t, lab, hosts))
 		r.idleRSS = rssOf(t, lab, hosts)
 		before = cpuOf(t, lab, hosts)
-		measureToggles(t, lab, hosts, servers, clients, changes)
+		measureToggles(t, lab, hosts, servers, clients, changes, probeEvery)
 		r.loadCPU = cpuShare(before, cpuOf(t, lab, hosts))
 		r.loadRSS = rssOf(t, lab, hosts)
 		return r

@@ -172,6 +172,12 @@ func nodeCPU(t *testing.T, lab *Lab, host string) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return procCPU(t, pid)
+}
+
+// procCPU is the processor time process pid has used so far.
+func procCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		t.Fatal(err)

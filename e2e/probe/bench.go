@@ -2,8 +2,8 @@ package main
 
 // The benchmarks' subcommands:
 //
-//	probe flip ADDR PORT        for each line "ok" or "fail" read from stdin, open a new
-//	                            TCP connection every millisecond until one has that
+//	probe flip ADDR PORT MS     for each line "ok" or "fail" read from stdin, open a new
+//	                            TCP connection every MS milliseconds until one has that
 //	                            outcome (connected, or no answer within 150 ms), and
 //	                            print its launch time (Unix ns) and how many were launched
 //	probe rrserve PORT          echo every byte back, on any number of connections
@@ -30,14 +30,19 @@ import (
 // judged in launch order: the first attempt with the wanted outcome, all
 // earlier ones having had the other, is the one whose launch is printed.
 //
-// It is one thread over non-blocking sockets, a timerfd and one epoll:
-// the probe runs beside the nodes it measures, on the same cores. A
-// goroutine per attempt (net.DialTimeout) cost each probe about a third
-// of a core while it ran (the Go scheduler's thread wake-ups, dear on a
-// virtual machine), three probes a whole core of two during every change
-// the Policy benchmark timed.
-func flip(addr string) {
+// It is one thread over non-blocking sockets, a timerfd and one epoll,
+// as it runs beside the nodes it measures, on the same cores: a
+// goroutine per attempt (net.DialTimeout) woke the Go scheduler's
+// threads for each, about twice the user time. The kernel's work for
+// each connection, at both ends, is the same whatever the client: the
+// interval sets the probe's load.
+func flip(addr, every string) {
 	const timeout = 150 * time.Millisecond
+	ms, err := strconv.Atoi(every)
+	if err != nil || ms < 1 {
+		fmt.Fprintf(os.Stderr, "probe flip: interval %q is not a whole number of milliseconds\n", every)
+		os.Exit(2)
+	}
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
 	ap, err := netip.ParseAddrPort(addr)
@@ -54,7 +59,7 @@ func flip(addr string) {
 	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	must(err)
 	must(unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, tfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(tfd)}))
-	tick := unix.NsecToTimespec(int64(time.Millisecond))
+	tick := unix.NsecToTimespec(int64(time.Duration(ms) * time.Millisecond))
 	var buf [8]byte
 	events := make([]unix.EpollEvent, 256)
 

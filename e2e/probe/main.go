@@ -35,7 +35,7 @@ var commands = map[string]struct {
 	"dhcpsniff": {2, func(a []string) { dhcpSniff(a[0], a[1]) }},
 	"udpsend":   {1, func(a []string) { udpSend(a[0]) }},
 	"udprecv":   {1, func(a []string) { udpRecv(a[0]) }},
-	"flip":      {2, func(a []string) { flip(net.JoinHostPort(a[0], a[1])) }},
+	"flip":      {3, func(a []string) { flip(net.JoinHostPort(a[0], a[1]), a[2]) }},
 	"rrserve":   {1, func(a []string) { rrServe(a[0]) }},
 	"rr":        {3, func(a []string) { rate("rr", net.JoinHostPort(a[0], a[1]), a[2]) }},
 	"conns":     {3, func(a []string) { rate("conns", net.JoinHostPort(a[0], a[1]), a[2]) }},
