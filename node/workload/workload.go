@@ -246,7 +246,9 @@ func (s *Service) ensureProfiles(ctx context.Context, profiles []string, in *int
 // waitProgrammed waits (up to 10 s) until the dataplane is programmed
 // for w, and says whether it is and whether w is up.
 func (s *Service) waitProgrammed(ctx context.Context, w *store.WorkloadEndpoint, out *api.Workload) {
-	out.State, out.Why = stateOf(w, links())
+	ls := openLinks()
+	out.State, out.Why = stateOf(w, ls)
+	ls.close()
 	rev, _ := store.ParseRevision(w.Metadata.ResourceVersion)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -503,7 +505,8 @@ func (s *Service) List(ctx context.Context) ([]api.Workload, error) {
 		return nil, err
 	}
 	applied := s.Dataplane.Applied()
-	ls := links()
+	ls := openLinks()
+	defer ls.close()
 	out := []api.Workload{}
 	for _, w := range weps {
 		path := w.Metadata.Annotations[annotationNetNS]

@@ -426,7 +426,7 @@ func TestReleaseHost(t *testing.T) {
 }
 
 func TestInUse(t *testing.T) {
-	m, _ := newIPAM(t)
+	m, cli := newIPAM(t)
 	ctx := t.Context()
 	for i := range 10 {
 		mustAuto(t, m, fmt.Sprintf("a%d", i), "host1", v4Pool)
@@ -449,6 +449,14 @@ func TestInUse(t *testing.T) {
 		if err != nil || n != tc.want {
 			t.Errorf("InUse(%s) = %d, %v; want %d", tc.prefix, n, err, tc.want)
 		}
+	}
+	// A block whose allocation points past its attributes is an error,
+	// not a count.
+	if _, err := cli.Put(ctx, blockKey(blk), `{"cidr":"`+blk.String()+`","allocations":[5`+strings.Repeat(",null", 63)+`],"attributes":[{}]}`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.InUse(ctx, v4Pool.CIDR); err == nil || !strings.Contains(err.Error(), "points at attribute 5 of 1") {
+		t.Errorf("InUse over a corrupt block = %d, %v; want the block's error", n, err)
 	}
 }
 
