@@ -427,7 +427,7 @@ func (a *Agent) blocksDue() bool {
 // change's pass paid this round trip to etcd every resync period
 // (5-15 ms of its latency in the Policy benchmark's lab).
 func (a *Agent) blockReader(ctx context.Context) {
-	tick := time.NewTicker(a.cfg.Resync / 2)
+	tick := time.NewTicker(max(a.cfg.Resync/2, time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
