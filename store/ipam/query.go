@@ -105,22 +105,24 @@ func (m *IPAM) InUse(ctx context.Context, prefix netip.Prefix) (int, error) {
 		return 0, fmt.Errorf("counting addresses in use in %s: %w", prefix, err)
 	}
 	cidrs = slices.DeleteFunc(cidrs, func(c netip.Prefix) bool { return !c.Overlaps(prefix) })
-	keys := make([]string, len(cidrs))
-	for i, c := range cidrs {
-		keys[i] = blockKey(c)
-	}
-	kvs, err := m.get(ctx, keys...)
-	if err != nil {
-		return 0, fmt.Errorf("counting addresses in use in %s: reading blocks: %w", prefix, err)
-	}
 	n := 0
-	for i, c := range cidrs {
-		if kv := kvs[keys[i]]; kv != nil {
-			used, err := usedIn(c, kv.Value, prefix)
-			if err != nil {
-				return 0, fmt.Errorf("counting addresses in use in %s: %w", prefix, err)
+	for chunk := range slices.Chunk(cidrs, maxOps) { // a fleet's blocks are not all held at once
+		keys := make([]string, len(chunk))
+		for i, c := range chunk {
+			keys[i] = blockKey(c)
+		}
+		kvs, err := m.get(ctx, keys...)
+		if err != nil {
+			return 0, fmt.Errorf("counting addresses in use in %s: reading blocks: %w", prefix, err)
+		}
+		for i, c := range chunk {
+			if kv := kvs[keys[i]]; kv != nil {
+				used, err := usedIn(c, kv.Value, prefix)
+				if err != nil {
+					return 0, fmt.Errorf("counting addresses in use in %s: %w", prefix, err)
+				}
+				n += used
 			}
-			n += used
 		}
 	}
 	return n, nil
