@@ -4,6 +4,7 @@ package workload
 
 import (
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -40,6 +41,13 @@ func TestPrivilegedStates(t *testing.T) {
 		}
 		ls := openLinks()
 		defer ls.close()
+		// The kernel marks a veth's carrier on a moment after both ends
+		// are up (linkwatch): wait for it.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if state, _ := stateOf(wep("caliup"), ls); state == "up" {
+				break
+			}
+		}
 		for _, c := range []struct{ iface, state, why string }{
 			{"caliup", "up", ""},
 			{"calidown", "down", "interface calidown is down"},
