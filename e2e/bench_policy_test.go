@@ -18,10 +18,6 @@ import (
 	"calico/node/api"
 )
 
-// TestBenchPolicy measures policy on lab hosts with 1,000 local endpoints
-// each and 500 policies (CALICO_BENCH=1): how soon a policy change takes
-// effect on every host (issue 5's programming latency), and how long a
-// node takes to program its host again from scratch (full resync).
 // probeEvery is how often the Policy benchmark's probes open a
 // connection: the latency's resolution, and the probes' load.
 const probeEvery = 4 * time.Millisecond
@@ -30,6 +26,10 @@ const probeEvery = 4 * time.Millisecond
 // any.
 const toggleWarmup = 2
 
+// TestBenchPolicy measures policy on lab hosts with 1,000 local endpoints
+// each and 500 policies (CALICO_BENCH=1): how soon a policy change takes
+// effect on every host (issue 5's programming latency), and how long a
+// node takes to program its host again from scratch (full resync).
 func TestBenchPolicy(t *testing.T) {
 	if os.Getenv("CALICO_BENCH") != "1" {
 		t.Skip("a benchmark: set CALICO_BENCH=1 (scripts/bench.sh does)")
@@ -305,11 +305,10 @@ func (p *flipProbe) answer() (time.Time, int, error) {
 }
 
 // measureToggles flips the probe policy between Deny and Allow changes
-// times (after warmup untimed ones), each with one `calico apply` on
+// times (after toggleWarmup untimed ones), each with one `calico apply` on
 // host1, and times on every host the first new connection that behaves
 // accordingly, the probes opening one every interval.
 func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map[string]Workload, changes int, every time.Duration) []string {
-	const warmup = toggleWarmup
 	probes := map[string]*flipProbe{}
 	for _, h := range hosts {
 		probes[h] = startFlip(t, lab, clients[h], servers[h].v4(), every)
@@ -359,8 +358,8 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 	// the nodes still digest that load (the second was among the slowest
 	// samples of earlier runs, on two or three hosts at once). The
 	// figures are of the steady state.
-	for i := range warmup + changes {
-		if i == warmup {
+	for i := range toggleWarmup + changes {
+		if i == toggleWarmup {
 			cpuFrom = probesCPU()
 		}
 		allow := i%2 == 1
@@ -384,7 +383,7 @@ func measureToggles(t *testing.T, lab *Lab, hosts []string, servers, clients map
 				return err == nil && st.Dataplane.Revision >= c.rev
 			})
 		}
-		if i >= warmup {
+		if i >= toggleWarmup {
 			done = append(done, c)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -400,13 +400,18 @@ func (a *Agent) follow(ctx context.Context) {
 			case ev.Snapshot:
 				a.trigger() // a whole new state: a pass whatever the generation
 			default:
-				select {
-				case a.changed <- struct{}{}:
-				default:
-				}
+				a.wake()
 			}
 		})
 	case <-ctx.Done():
+	}
+}
+
+// wake tells the loop that the cache changed; it never blocks.
+func (a *Agent) wake() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -442,10 +447,7 @@ func (a *Agent) blockReader(ctx context.Context) {
 		gen := a.cache.generation()
 		a.refreshBlocks(ctx)
 		if a.cache.generation() != gen {
-			select {
-			case a.changed <- struct{}{}:
-			default:
-			}
+			a.wake()
 		}
 	}
 }

@@ -222,6 +222,22 @@ func TestAgentLogsTheListingProgrammed(t *testing.T) {
 	}
 }
 
+// runResyncing runs an agent of node n1 with a resync period of 100 ms,
+// connected to ds, until the test ends.
+func runResyncing(t *testing.T, ds agent.Datastore) (*agent.Agent, *route.Fake) {
+	routes := route.NewFake()
+	a, err := agent.New(agent.Config{Name: agenttest.Node, DataDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(t.Output(), nil)), Resync: 100 * time.Millisecond}, nft.NewFake(), routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	a.Connect(ds)
+	return a, routes
+}
+
 // hangingBlocks is a datastore whose reads of this host's blocks hang,
 // once the first has answered, until gate is closed.
 type hangingBlocks struct {
@@ -244,15 +260,8 @@ func TestAgentChangeDoesNotWaitForThePeriodicBlockRead(t *testing.T) {
 	cli := testutil.StartEtcd(t)
 	s := etcdv3.New(cli)
 	ds := &hangingBlocks{Datastore: agent.FromStore(s, ipam.New(cli)), gate: make(chan struct{})}
-	a, err := agent.New(agent.Config{Name: agenttest.Node, DataDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(t.Output(), nil)), Resync: 100 * time.Millisecond}, nft.NewFake(), route.NewFake())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { a.Run(ctx); close(done) }()
-	defer func() { close(ds.gate); cancel(); <-done }()
-	a.Connect(ds)
+	a, _ := runResyncing(t, ds)
+	t.Cleanup(func() { close(ds.gate) }) // before the agent stops: it waits for the read
 	if err := s.Create(t.Context(), store.ClassicProfile("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -277,16 +286,7 @@ func TestAgentChangeDoesNotWaitForThePeriodicBlockRead(t *testing.T) {
 func TestAgentFindsABlockClaimedElsewhere(t *testing.T) {
 	cli := testutil.StartEtcd(t)
 	s := etcdv3.New(cli)
-	routes := route.NewFake()
-	a, err := agent.New(agent.Config{Name: agenttest.Node, DataDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(t.Output(), nil)), Resync: 100 * time.Millisecond}, nft.NewFake(), routes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { a.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	a.Connect(agent.FromStore(s, ipam.New(cli)))
+	a, routes := runResyncing(t, agent.FromStore(s, ipam.New(cli)))
 	w := agenttest.Workload("w1", "cali1", "10.65.0.1")
 	if err := s.Create(t.Context(), w); err != nil {
 		t.Fatal(err)

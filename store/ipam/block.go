@@ -198,6 +198,20 @@ func newBlock(cidr netip.Prefix, host string) *block {
 	return b
 }
 
+// checkAllocations checks a decoded block's allocations: one for each
+// address of cidr, each free or an index into its attrs attributes.
+func checkAllocations(cidr netip.Prefix, allocs []*int, attrs int) error {
+	if n := 1 << (addrBits(cidr.Addr()) - cidr.Bits()); len(allocs) != n {
+		return fmt.Errorf("decoding block %s: %d allocations for %d addresses", cidr, len(allocs), n)
+	}
+	for o, a := range allocs {
+		if a != nil && (*a < 0 || *a >= attrs) {
+			return fmt.Errorf("decoding block %s: allocation %d points at attribute %d of %d", cidr, o, *a, attrs)
+		}
+	}
+	return nil
+}
+
 // decodeBlock reads a block's value and checks that it is one we can work
 // on: the right number of allocations, each pointing at an attribute.
 func decodeBlock(cidr netip.Prefix, val []byte, rev int64) (*block, error) {
@@ -205,13 +219,8 @@ func decodeBlock(cidr netip.Prefix, val []byte, rev int64) (*block, error) {
 	if err := json.Unmarshal(val, &b.v); err != nil {
 		return nil, fmt.Errorf("decoding block %s: %w", cidr, err)
 	}
-	if n := 1 << (addrBits(cidr.Addr()) - cidr.Bits()); len(b.v.Allocations) != n {
-		return nil, fmt.Errorf("decoding block %s: %d allocations for %d addresses", cidr, len(b.v.Allocations), n)
-	}
-	for o, a := range b.v.Allocations {
-		if a != nil && (*a < 0 || *a >= len(b.v.Attributes)) {
-			return nil, fmt.Errorf("decoding block %s: allocation %d points at attribute %d of %d", cidr, o, *a, len(b.v.Attributes))
-		}
+	if err := checkAllocations(cidr, b.v.Allocations, len(b.v.Attributes)); err != nil {
+		return nil, err
 	}
 	if b.v.SequenceNumberForAllocation == nil {
 		b.v.SequenceNumberForAllocation = map[string]uint64{}

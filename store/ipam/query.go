@@ -141,18 +141,12 @@ func usedIn(cidr netip.Prefix, val []byte, prefix netip.Prefix) (int, error) {
 	if err := json.Unmarshal(val, &v); err != nil {
 		return 0, fmt.Errorf("decoding block %s: %w", cidr, err)
 	}
-	if n := 1 << (addrBits(cidr.Addr()) - cidr.Bits()); len(v.Allocations) != n {
-		return 0, fmt.Errorf("decoding block %s: %d allocations for %d addresses", cidr, len(v.Allocations), n)
+	if err := checkAllocations(cidr, v.Allocations, len(v.Attributes)); err != nil {
+		return 0, err
 	}
 	used := 0
 	for o, a := range v.Allocations {
-		if a == nil {
-			continue
-		}
-		if *a < 0 || *a >= len(v.Attributes) {
-			return 0, fmt.Errorf("decoding block %s: allocation %d points at attribute %d of %d", cidr, o, *a, len(v.Attributes))
-		}
-		if prefix.Contains(nth(cidr.Addr(), o)) {
+		if a != nil && prefix.Contains(nth(cidr.Addr(), o)) {
 			used++
 		}
 	}
