@@ -319,6 +319,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { a.follow(ctx) })
 	wg.Go(func() { a.blockReader(ctx) })
+	if rb, ok := a.routes.(interface {
+		ReadBehind(context.Context, func())
+	}); ok {
+		// The kernel's routes read back beside the loop (route.Table);
+		// one of ours changed by someone else asks for a pass.
+		wg.Go(func() { rb.ReadBehind(ctx, a.trigger) })
+	}
 	saverCtx, stopSaver := context.WithCancel(context.Background())
 	var saver sync.WaitGroup
 	saver.Go(func() { a.saver(saverCtx) })

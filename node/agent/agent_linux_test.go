@@ -198,3 +198,80 @@ func uplink() error {
 	}
 	return errors.Join(h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.99.0.254")}))
 }
+
+// A route of a workload's deleted by someone else comes back without a
+// change in the datastore nor a resync: the route table's reader finds
+// it and asks the loop for a pass.
+func TestPrivilegedAgentRepairsDeletedRoute(t *testing.T) {
+	testutil.Privileged(t)
+	host := testutil.NewNetNS(t)
+	cli := testutil.StartEtcd(t)
+	s := etcdv3.New(cli)
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx := t.Context()
+	s.Create(ctx, store.ClassicProfile("a"))
+	var tbl *route.Table
+	err := host.Do(func() (err error) {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "calitesta"}, PeerName: "calitesta-peer"}); err != nil {
+			return err
+		}
+		for _, name := range []string{"calitesta", "calitesta-peer"} {
+			l, err := netlink.LinkByName(name)
+			if err == nil {
+				err = netlink.LinkSetUp(l)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		tbl, err = route.New(log)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Close()
+	tbl.ReadBack = 200 * time.Millisecond
+	w := agenttest.Workload("calico-test-a", "calitesta", "10.65.0.1")
+	if err := s.Create(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	// No timer pass within the test: only the reader can ask for one.
+	a, err := agent.New(agent.Config{Name: "n1", DataDir: t.TempDir(), Log: log, Resync: time.Hour}, nft.New(log, nft.WithNetNS(int(host.Handle()))), tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.Run(actx) })
+	defer func() { cancel(); wg.Wait() }()
+	a.Connect(agent.FromStore(s, ipam.New(cli)))
+	agenttest.WaitApplied(t, a, w)
+
+	workload := "10.65.0.1/32 dev calitesta\n"
+	dump := func() string {
+		d, err := tbl.Dump()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := dump(); d != workload {
+		t.Fatalf("routes after the first pass:\n%s\nwant:\n%s", d, workload)
+	}
+	var deleted error
+	host.Do(func() error {
+		deleted = netlink.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: net.ParseIP("10.65.0.1"), Mask: net.CIDRMask(32, 32)}, Protocol: route.Protocol, Scope: netlink.SCOPE_NOWHERE})
+		return nil
+	})
+	if deleted != nil {
+		t.Fatal(deleted)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for d := dump(); d != workload; d = dump() {
+		if time.Now().After(deadline) {
+			t.Fatalf("routes 10 s after the workload's was deleted by hand:\n%s\nwant:\n%s", d, workload)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -7,9 +7,11 @@ package route
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -64,17 +66,27 @@ type Table struct {
 	// read-back got every route of the host (each interface's IPv6
 	// link-local ones too) for the library to drop. Kernels before 4.20
 	// do not have it and filtering stays the library's.
-	dump  *netlink.Handle
+	dump *netlink.Handle
+	// back is ReadBehind's, so that its listing never waits for Apply's
+	// socket nor Apply for it.
+	back  *netlink.Handle
 	links *linkNamer
 	log   *slog.Logger
 	// ReadBack is how long Apply may trust its memory of what it
 	// programmed before reading the kernel again; a route someone else
-	// removed comes back within about that long.
+	// removed comes back within about that long. ReadBehind takes it
+	// when it starts.
 	ReadBack time.Duration
-	// mem is what the kernel held after the last successful Apply, read at
-	// memAt; nil when unknown.
+	// memMu guards mem, memAt and writes, which ReadBehind reads and
+	// renews beside Apply.
+	memMu sync.Mutex
+	// mem is what the kernel held after the last successful Apply, known
+	// to be so at memAt; nil when unknown.
 	mem   map[netip.Prefix]Route
 	memAt time.Time
+	// writes counts Apply's changes to the kernel: a listing of
+	// ReadBehind's during which one was made vouches for nothing.
+	writes uint64
 	// waiting are interfaces that did not exist, with when to look again:
 	// a route through one waits, looked for with back-off.
 	waiting map[string]*wait
@@ -105,26 +117,31 @@ func New(log *slog.Logger) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	dump, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		h.Close()
+	t := &Table{h: h, log: log.With("component", "routes"), ReadBack: 5 * time.Second}
+	for _, d := range []**netlink.Handle{&t.dump, &t.back} {
+		if *d, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			t.Close()
+			return nil, err
+		}
+		_ = (*d).SetStrictCheck(true)
+	}
+	if t.links, err = newLinkNamer(); err != nil {
+		t.Close()
 		return nil, err
 	}
-	_ = dump.SetStrictCheck(true)
-	links, err := newLinkNamer()
-	if err != nil {
-		h.Close()
-		dump.Close()
-		return nil, err
-	}
-	return &Table{h: h, dump: dump, links: links, log: log.With("component", "routes"), ReadBack: 5 * time.Second}, nil
+	return t, nil
 }
 
 // Close releases the sockets.
 func (t *Table) Close() {
-	t.h.Close()
-	t.dump.Close()
-	t.links.close()
+	for _, h := range []*netlink.Handle{t.h, t.dump, t.back} {
+		if h != nil {
+			h.Close()
+		}
+	}
+	if t.links != nil {
+		t.links.close()
+	}
 }
 
 // Apply makes our routes in the kernel equal to want: it adds or replaces
@@ -135,15 +152,17 @@ func (t *Table) Close() {
 func (t *Table) Apply(want []Route) error {
 	start := time.Now()
 	t.takeLinks()
-	have := t.mem
-	if have == nil || time.Since(t.memAt) >= t.ReadBack {
+	t.memMu.Lock()
+	have, at := t.mem, t.memAt
+	t.mem = nil // unknown until this Apply is known to have succeeded
+	t.memMu.Unlock()
+	if have == nil || start.Sub(at) >= t.ReadBack {
 		var err error
-		if have, err = t.list(); err != nil {
+		if have, err = t.list(t.dump); err != nil {
 			return err
 		}
-		t.memAt = start
+		at = start
 	}
-	t.mem = nil // unknown until this Apply is known to have succeeded
 	want = normalize(t.resolve(want))
 	wantBy := make(map[netip.Prefix]Route, len(want))
 	for _, r := range want {
@@ -172,6 +191,7 @@ func (t *Table) Apply(want []Route) error {
 		if _, ok := wantBy[dst]; ok {
 			continue
 		}
+		t.wrote()
 		if err := t.h.RouteDel(t.deletion(r)); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("deleting route %s: %w", r, err))
 			continue
@@ -188,7 +208,9 @@ func (t *Table) Apply(want []Route) error {
 	for _, r := range missing {
 		delete(wantBy, r.Dst)
 	}
-	t.mem = wantBy
+	t.memMu.Lock()
+	t.mem, t.memAt = wantBy, at
+	t.memMu.Unlock()
 	if len(missing) > 0 {
 		return &Failed{Missing: missing}
 	}
@@ -209,12 +231,88 @@ func (t *Table) program(r Route, now time.Time) error {
 	}
 	delete(t.waiting, r.Iface)
 	if err == nil {
+		t.wrote()
 		err = t.h.RouteReplace(nr)
 	}
 	if err == nil {
 		t.log.Debug("route programmed", "route", r.String())
 	}
 	return err
+}
+
+// wrote counts a change Apply is about to make to the kernel.
+func (t *Table) wrote() {
+	t.memMu.Lock()
+	t.writes++
+	t.memMu.Unlock()
+}
+
+// ReadBehind reads the kernel's routes back beside Apply until ctx ends,
+// so that Apply need not: while the kernel holds what Apply left, Apply
+// trusts its memory. Listing a thousand routes took up to 20 ms and 5.5
+// MB of garbage, which one pass in every ReadBack paid, a policy's
+// change or not. When the routes drifted (someone else deleted or
+// replaced one of ours), the next Apply reads them itself and repairs,
+// and drifted is called to ask for that pass soon. Without ReadBehind,
+// Apply reads the kernel once its memory is ReadBack old.
+func (t *Table) ReadBehind(ctx context.Context, drifted func()) {
+	every := t.ReadBack
+	if every <= 0 {
+		return // Apply reads the kernel every time
+	}
+	tick := time.NewTicker(every / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		switch d, err := t.vouch(every); {
+		case err != nil:
+			t.log.Debug("reading the routes back", "err", err)
+		case d:
+			t.log.Info("the kernel's routes differ from those programmed; programming them again")
+			drifted()
+		}
+	}
+}
+
+// vouch reads the kernel's routes when Apply's memory of them is half
+// of readBack old. When they are what Apply left and Apply changed
+// nothing meanwhile, the memory is renewed from when the listing began;
+// when they differ it is forgotten (drifted). A listing during which
+// Apply programmed, or after an interface changed, proves nothing
+// either way.
+func (t *Table) vouch(readBack time.Duration) (drifted bool, err error) {
+	t.memMu.Lock()
+	mem, at, writes := t.mem, t.memAt, t.writes
+	t.memMu.Unlock()
+	start := time.Now()
+	if mem == nil || start.Sub(at) < readBack/2 {
+		return false, nil // Apply reads or has just read; or fresh
+	}
+	got, err := t.list(t.back)
+	if err != nil {
+		return false, err
+	}
+	t.linkMu.Lock()
+	linked := len(t.linked)
+	t.linkMu.Unlock()
+	t.memMu.Lock()
+	defer t.memMu.Unlock()
+	switch {
+	case t.mem == nil || t.writes != writes || linked > 0:
+		// Apply programmed meanwhile, or will read the routes itself
+		// (an interface changed: the kernel drops the routes through
+		// one that goes).
+		return false, nil
+	case maps.EqualFunc(got, t.mem, Route.equal):
+		t.memAt = start
+		return false, nil
+	}
+	t.mem = nil
+	return true, nil
 }
 
 // LinkChanged tells the table that the kernel reported a change of an
@@ -241,7 +339,9 @@ func (t *Table) takeLinks() {
 	if len(linked) == 0 {
 		return
 	}
+	t.memMu.Lock()
 	t.mem = nil
+	t.memMu.Unlock()
 	for name := range linked {
 		delete(t.waiting, name)
 	}
@@ -317,7 +417,7 @@ func (t *Table) resolve(want []Route) []Route {
 
 // Current reads our routes as the kernel holds them now.
 func (t *Table) Current() ([]Route, error) {
-	m, err := t.list()
+	m, err := t.list(t.dump)
 	if err != nil {
 		return nil, err
 	}
@@ -328,8 +428,9 @@ func (t *Table) Current() ([]Route, error) {
 	return normalize(out), nil
 }
 
-// list reads our routes, both families, from the main table.
-func (t *Table) list() (map[netip.Prefix]Route, error) {
+// list reads our routes, both families, from the main table, through h
+// (t.dump or t.back).
+func (t *Table) list(h *netlink.Handle) (map[netip.Prefix]Route, error) {
 	start := time.Now()
 	defer func() {
 		t.lists.Add(1)
@@ -337,7 +438,7 @@ func (t *Table) list() (map[netip.Prefix]Route, error) {
 	}()
 	var all []netlink.Route
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := t.dump.RouteListFiltered(family, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
+		rs, err := h.RouteListFiltered(family, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
 			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 		if errors.Is(err, unix.ENOENT) {
 			continue // strict checking: the family has no main table yet, so no routes
@@ -453,7 +554,7 @@ func Dump(rs []Route) string {
 
 // Dump renders our routes as the kernel holds them.
 func (t *Table) Dump() (string, error) {
-	have, err := t.list()
+	have, err := t.list(t.dump)
 	if err != nil {
 		return "", err
 	}

@@ -3,6 +3,7 @@
 package route
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -98,6 +99,73 @@ func TestPrivilegedDriftAndOwnership(t *testing.T) {
 	}
 }
 
+// ReadBehind reads the routes back beside Apply: while the kernel holds
+// what Apply left, Apply trusts its memory and lists nothing; when one
+// of ours was deleted by hand, the reader says so and the next Apply
+// repairs it.
+func TestPrivilegedReadBehind(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, _ := newKernelTable(t)
+	tbl.ReadBack = time.Hour
+	want := states[2].want
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	lists := func() int64 { n, _ := tbl.Lists(); return n }
+	age := func() { tbl.memMu.Lock(); tbl.memAt = tbl.memAt.Add(-2 * tbl.ReadBack); tbl.memMu.Unlock() }
+	n := lists()
+	// Memory older than ReadBack: the reader lists and renews it, and
+	// Apply then lists nothing.
+	age()
+	if d, err := tbl.vouch(tbl.ReadBack); d || err != nil || lists() != n+1 {
+		t.Fatalf("vouch() over the routes Apply left = %v, %v with %d listings; want false, nil and 1", d, err, lists()-n)
+	}
+	if err := tbl.Apply(want); err != nil || lists() != n+1 {
+		t.Errorf("Apply after the reader renewed its memory listed %d times (err %v); want 0", lists()-n-1, err)
+	}
+	// Not renewed, Apply lists itself.
+	age()
+	if err := tbl.Apply(want); err != nil || lists() != n+2 {
+		t.Errorf("Apply with memory %v old listed %d times (err %v); want 1", 2*tbl.ReadBack, lists()-n-1, err)
+	}
+	// Fresh memory: the reader does not list.
+	if d, err := tbl.vouch(tbl.ReadBack); d || err != nil || lists() != n+2 {
+		t.Errorf("vouch() over fresh memory = %v, %v with %d listings; want false, nil and none", d, err, lists()-n-2)
+	}
+
+	// A route of ours deleted by hand: the running reader finds it and
+	// calls drifted; the next Apply puts it back.
+	tbl.ReadBack = 100 * time.Millisecond
+	drifted := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tbl.ReadBehind(ctx, func() {
+			select {
+			case drifted <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	if err := tbl.h.RouteDel(&netlink.Route{Dst: ipNet(p("10.65.0.2/32")), Protocol: Protocol, Scope: netlink.SCOPE_NOWHERE}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-drifted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadBehind did not report the route deleted by hand")
+	}
+	tbl.ReadBack = time.Hour // only the reader's finding makes Apply list
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tbl.Dump(); got != Dump(want) {
+		t.Errorf("after the drift was found:\n%s\nwant:\n%s", got, Dump(want))
+	}
+}
+
 // Reading the routes back names their interfaces from memory: learned
 // from the routes programmed, else asked of the kernel, one index at a
 // time, for an interface not known and for all once a minute old.
@@ -110,7 +178,7 @@ func TestPrivilegedReadBackNames(t *testing.T) {
 	}
 	read := func() string {
 		t.Helper()
-		m, err := tbl.list()
+		m, err := tbl.list(tbl.dump)
 		if err != nil {
 			t.Fatal(err)
 		}
