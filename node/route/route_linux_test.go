@@ -238,18 +238,7 @@ func TestPrivilegedReadBackNames(t *testing.T) {
 func TestPrivilegedRecursiveNextHop(t *testing.T) {
 	testutil.Privileged(t)
 	tbl, ns := newKernelTable(t)
-	err := ns.Do(func() error {
-		up, err := netlink.LinkByName("uplink")
-		if err != nil {
-			return err
-		}
-		// Another rack, behind a router on the uplink's network; it is not
-		// ours, so it is added with another protocol.
-		return netlink.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("172.31.2.0"), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("10.99.0.254")})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherRack(t, ns, "10.99.0.254")
 	want := []Route{
 		{Dst: netip.MustParsePrefix("10.65.1.0/26"), Via: []netip.Addr{netip.MustParseAddr("172.31.2.13")}},
 		{Dst: netip.MustParsePrefix("10.65.2.0/26"), Via: []netip.Addr{netip.MustParseAddr("10.99.0.7")}}, // on-link: kept
@@ -267,7 +256,7 @@ func TestPrivilegedRecursiveNextHop(t *testing.T) {
 	}
 	// An unreachable next hop fails that route only, and says which.
 	bad := append(want, Route{Dst: netip.MustParsePrefix("10.65.3.0/26"), Via: []netip.Addr{netip.MustParseAddr("192.0.2.1")}})
-	err = tbl.Apply(bad)
+	err := tbl.Apply(bad)
 	var f *Failed
 	if !errors.As(err, &f) || len(f.Dsts) != 1 || f.Dsts[0] != netip.MustParsePrefix("10.65.3.0/26") {
 		t.Errorf("applying a route with an unreachable next hop = %v; want a Failed naming it", err)
@@ -368,3 +357,63 @@ func TestPrivilegedLinkChanged(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// otherRack routes 172.31.2.0/24, another rack, through the router gw on
+// the uplink's network of ns; the route is not ours, so it has another
+// protocol.
+func otherRack(t *testing.T, ns *testutil.NetNS, gw string) {
+	t.Helper()
+	err := ns.Do(func() error {
+		up, err := netlink.LinkByName("uplink")
+		if err != nil {
+			return err
+		}
+		return netlink.RouteReplace(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("172.31.2.0"), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP(gw)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The gateways of next hops are asked of the kernel once, not at every
+// Apply; ReadBehind's refresh finds a gateway that moved, and the next
+// Apply programs the route through the new one.
+func TestPrivilegedNextHopMoved(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, ns := newKernelTable(t)
+	tbl.ReadBack = time.Hour
+	otherRack(t, ns, "10.99.0.254")
+	want := []Route{
+		{Dst: p("10.65.1.0/26"), Via: []netip.Addr{a("172.31.2.13")}},
+		{Dst: p("10.65.2.0/26"), Via: []netip.Addr{a("10.99.0.7")}},
+	}
+	for range 2 {
+		if err := tbl.Apply(want); err != nil || tbl.asked != 2 {
+			t.Fatalf("Apply = %v with %d gateways asked in all; want nil and 2 (each next hop once)", err, tbl.asked)
+		}
+	}
+	age := func() { tbl.hopMu.Lock(); tbl.hopsAt = tbl.hopsAt.Add(-tbl.ReadBack); tbl.hopMu.Unlock() }
+	age()
+	if tbl.refreshHops(tbl.ReadBack) {
+		t.Error("refreshHops() = true with no gateway moved")
+	}
+	otherRack(t, ns, "10.99.0.253")
+	if tbl.refreshHops(tbl.ReadBack) {
+		t.Error("refreshHops() = true over gateways just asked; want them trusted for half of ReadBack")
+	}
+	age()
+	if !tbl.refreshHops(tbl.ReadBack) {
+		t.Fatal("refreshHops() = false after the other rack's router changed")
+	}
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := tbl.Dump(); d != "10.65.1.0/26 via 10.99.0.253\n10.65.2.0/26 via 10.99.0.7\n" || tbl.asked != 2 {
+		t.Errorf("after the gateway moved, with %d gateways asked by Apply (want 2), routes:\n%s", tbl.asked, d)
+	}
+	// Without ReadBehind, Apply asks again once they are ReadBack old.
+	age()
+	if err := tbl.Apply(want); err != nil || tbl.asked != 4 {
+		t.Errorf("Apply over gateways ReadBack old = %v with %d asked in all; want nil and 4", err, tbl.asked)
+	}
+}
