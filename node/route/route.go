@@ -410,6 +410,7 @@ func (t *Table) resolve(want []Route) []Route {
 	t.hopMu.Lock()
 	known, at := t.hops, t.hopsAt
 	t.hopMu.Unlock()
+	snapped := at
 	if now := time.Now(); now.Sub(at) >= t.ReadBack {
 		known, at = nil, now // not asked again by ReadBehind: ask now
 	}
@@ -438,6 +439,16 @@ func (t *Table) resolve(want []Route) []Route {
 		out = append(out, r)
 	}
 	t.hopMu.Lock()
+	if !t.hopsAt.Equal(snapped) {
+		// ReadBehind asked again meanwhile, and asks for another pass
+		// if a gateway moved: that pass takes its answers.
+		for v := range used {
+			if g, ok := t.hops[v]; ok {
+				used[v] = g
+			}
+		}
+		at = t.hopsAt
+	}
 	t.hops, t.hopsAt = used, at // only the next hops in use are remembered
 	t.hopMu.Unlock()
 	return out
