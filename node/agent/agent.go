@@ -322,8 +322,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if rb, ok := a.routes.(interface {
 		ReadBehind(context.Context, func())
 	}); ok {
-		// The kernel's routes read back beside the loop (route.Table);
-		// one of ours changed by someone else asks for a pass.
+		// The kernel's routes read back and the next hops' gateways
+		// asked again beside the loop (route.Table); one of our routes
+		// changed by someone else, or a gateway that moved, asks for a
+		// pass.
 		wg.Go(func() { rb.ReadBehind(ctx, a.trigger) })
 	}
 	saverCtx, stopSaver := context.WithCancel(context.Background())

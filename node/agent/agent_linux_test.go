@@ -25,6 +25,7 @@ import (
 	"calico/store/ipam"
 
 	"github.com/vishvananda/netlink"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestPrivilegedAgentRestartKeepsFlow runs the agent with its real drivers
@@ -201,15 +202,38 @@ func uplink() error {
 
 // A route of a workload's deleted by someone else comes back without a
 // change in the datastore nor a resync: the route table's reader finds
-// it and asks the loop for a pass.
+// it and asks the loop for a pass. Without the reader (a table that only
+// applies), nothing brings it back: the control that no other pass does.
 func TestPrivilegedAgentRepairsDeletedRoute(t *testing.T) {
 	testutil.Privileged(t)
-	host := testutil.NewNetNS(t)
 	cli := testutil.StartEtcd(t)
 	s := etcdv3.New(cli)
+	s.Create(t.Context(), store.ClassicProfile("a"))
+	w := agenttest.Workload("calico-test-a", "calitesta", "10.65.0.1")
+	if err := s.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("without the reader", func(t *testing.T) {
+		if repairsDeletedRoute(t, s, cli, w, false, 2*time.Second) {
+			t.Error("the route came back without the table's reader: another pass ran")
+		}
+	})
+	t.Run("with the reader", func(t *testing.T) {
+		if !repairsDeletedRoute(t, s, cli, w, true, 10*time.Second) {
+			t.Error("the route deleted by hand did not come back within 10 s")
+		}
+	})
+}
+
+// applyOnly hides a route table's reader from the agent.
+type applyOnly struct{ agent.Routes }
+
+// repairsDeletedRoute runs an agent (its timer a resync of an hour away)
+// over a fresh host namespace with w's interface, deletes w's route once
+// the agent is idle, and says whether it came back within wait.
+func repairsDeletedRoute(t *testing.T, s *etcdv3.Store, cli *clientv3.Client, w store.Resource, reader bool, wait time.Duration) bool {
+	host := testutil.NewNetNS(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx := t.Context()
-	s.Create(ctx, store.ClassicProfile("a"))
 	var tbl *route.Table
 	err := host.Do(func() (err error) {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "calitesta"}, PeerName: "calitesta-peer"}); err != nil {
@@ -232,23 +256,27 @@ func TestPrivilegedAgentRepairsDeletedRoute(t *testing.T) {
 	}
 	defer tbl.Close()
 	tbl.ReadBack = 200 * time.Millisecond
-	w := agenttest.Workload("calico-test-a", "calitesta", "10.65.0.1")
-	if err := s.Create(ctx, w); err != nil {
-		t.Fatal(err)
+	var routes agent.Routes = tbl
+	if !reader {
+		routes = applyOnly{tbl}
 	}
-	// No timer pass within the test: only the reader can ask for one.
-	a, err := agent.New(agent.Config{Name: "n1", DataDir: t.TempDir(), Log: log, Resync: time.Hour}, nft.New(log, nft.WithNetNS(int(host.Handle()))), tbl)
+	a, err := agent.New(agent.Config{Name: "n1", DataDir: t.TempDir(), Log: log, Resync: time.Hour}, nft.New(log, nft.WithNetNS(int(host.Handle()))), routes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	actx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
-	wg.Go(func() { a.Run(actx) })
+	wg.Go(func() { a.Run(ctx) })
 	defer func() { cancel(); wg.Wait() }()
 	a.Connect(agent.FromStore(s, ipam.New(cli)))
 	agenttest.WaitApplied(t, a, w)
+	// WaitApplied may leave a pass queued: let it run first.
+	time.Sleep(300 * time.Millisecond)
+	if err := a.Alive(ctx); err != nil {
+		t.Fatal(err)
+	}
 
-	workload := "10.65.0.1/32 dev calitesta\n"
+	const workload = "10.65.0.1/32 dev calitesta\n"
 	dump := func() string {
 		d, err := tbl.Dump()
 		if err != nil {
@@ -259,19 +287,15 @@ func TestPrivilegedAgentRepairsDeletedRoute(t *testing.T) {
 	if d := dump(); d != workload {
 		t.Fatalf("routes after the first pass:\n%s\nwant:\n%s", d, workload)
 	}
-	var deleted error
-	host.Do(func() error {
-		deleted = netlink.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: net.ParseIP("10.65.0.1"), Mask: net.CIDRMask(32, 32)}, Protocol: route.Protocol, Scope: netlink.SCOPE_NOWHERE})
-		return nil
-	})
-	if deleted != nil {
-		t.Fatal(deleted)
+	if err := host.Do(func() error {
+		return netlink.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: net.ParseIP("10.65.0.1"), Mask: net.CIDRMask(32, 32)}, Protocol: route.Protocol, Scope: netlink.SCOPE_NOWHERE})
+	}); err != nil {
+		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for d := dump(); d != workload; d = dump() {
-		if time.Now().After(deadline) {
-			t.Fatalf("routes 10 s after the workload's was deleted by hand:\n%s\nwant:\n%s", d, workload)
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if dump() == workload {
+			return true
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	return false
 }

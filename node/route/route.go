@@ -67,9 +67,12 @@ type Table struct {
 	// link-local ones too) for the library to drop. Kernels before 4.20
 	// do not have it and filtering stays the library's.
 	dump *netlink.Handle
-	// back is ReadBehind's, so that its listing never waits for Apply's
-	// socket nor Apply for it.
+	// back and ask are ReadBehind's, so that its reads never wait for
+	// Apply's sockets nor Apply for them: back lists (strict, like
+	// dump), ask asks for next hops' gateways (not strict: the kernel
+	// refuses an IPv6 route lookup with strict checking on).
 	back  *netlink.Handle
+	ask   *netlink.Handle
 	links *linkNamer
 	log   *slog.Logger
 	// ReadBack is how long Apply may trust its memory of what it
@@ -99,7 +102,7 @@ type Table struct {
 	lists, listNanos atomic.Int64
 	// hops are the gateways the kernel reaches the next hops of the
 	// last Apply through (resolve), under hopMu, asked of the kernel at
-	// hopsAt or after: again by ReadBehind once half of ReadBack old, by
+	// about hopsAt: again by ReadBehind once half of ReadBack old, by
 	// resolve once ReadBack old. asked counts resolve's questions to the
 	// kernel, for tests.
 	hopMu  sync.Mutex
@@ -127,13 +130,14 @@ func New(log *slog.Logger) (*Table, error) {
 		return nil, err
 	}
 	t := &Table{h: h, log: log.With("component", "routes"), ReadBack: 5 * time.Second}
-	for _, d := range []**netlink.Handle{&t.dump, &t.back} {
+	for _, d := range []**netlink.Handle{&t.dump, &t.back, &t.ask} {
 		if *d, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			t.Close()
 			return nil, err
 		}
-		_ = (*d).SetStrictCheck(true)
 	}
+	_ = t.dump.SetStrictCheck(true)
+	_ = t.back.SetStrictCheck(true)
 	if t.links, err = newLinkNamer(); err != nil {
 		t.Close()
 		return nil, err
@@ -143,7 +147,7 @@ func New(log *slog.Logger) (*Table, error) {
 
 // Close releases the sockets.
 func (t *Table) Close() {
-	for _, h := range []*netlink.Handle{t.h, t.dump, t.back} {
+	for _, h := range []*netlink.Handle{t.h, t.dump, t.back, t.ask} {
 		if h != nil {
 			h.Close()
 		}
@@ -215,7 +219,13 @@ func (t *Table) Apply(want []Route) error {
 		return &Failed{Dsts: failed, Missing: missing, err: errors.Join(errs...)}
 	}
 	for _, r := range missing {
-		delete(wantBy, r.Dst)
+		// Not programmed: the kernel keeps what it had for it, if
+		// anything (ReadBehind compares the memory with the kernel).
+		if h, ok := have[r.Dst]; ok {
+			wantBy[r.Dst] = h
+		} else {
+			delete(wantBy, r.Dst)
+		}
 	}
 	t.memMu.Lock()
 	t.mem, t.memAt = wantBy, at
@@ -271,7 +281,7 @@ func (t *Table) ReadBehind(ctx context.Context, drifted func()) {
 	if every <= 0 {
 		return // Apply reads the kernel every time
 	}
-	tick := time.NewTicker(every / 4)
+	tick := time.NewTicker(max(every/4, time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
@@ -415,6 +425,7 @@ func (t *Table) resolve(want []Route) []Route {
 		known, at = nil, now // not asked again by ReadBehind: ask now
 	}
 	used := make(map[netip.Addr]netip.Addr, len(known))
+	asked := map[netip.Addr]bool{}
 	out := make([]Route, 0, len(want))
 	for _, r := range want {
 		if len(r.Via) == 0 {
@@ -424,12 +435,19 @@ func (t *Table) resolve(want []Route) []Route {
 		var via []netip.Addr
 		for _, v := range r.Via {
 			g, ok := used[v]
-			if !ok {
+			if !ok && !asked[v] {
 				if g, ok = known[v]; !ok {
-					g = gateway(t.h, v)
 					t.asked++
+					asked[v] = true
+					if g, ok = gateway(t.h, v); ok {
+						used[v] = g
+					}
+				} else {
+					used[v] = g
 				}
-				used[v] = g
+			}
+			if !ok {
+				g = v // the kernel had no answer: as given, asked again next time
 			}
 			if !slices.Contains(via, g) {
 				via = append(via, g)
@@ -441,9 +459,10 @@ func (t *Table) resolve(want []Route) []Route {
 	t.hopMu.Lock()
 	if !t.hopsAt.Equal(snapped) {
 		// ReadBehind asked again meanwhile, and asks for another pass
-		// if a gateway moved: that pass takes its answers.
+		// if a gateway moved: that pass takes its answers, except for
+		// the next hops this one asked itself, which are newer.
 		for v := range used {
-			if g, ok := t.hops[v]; ok {
+			if g, ok := t.hops[v]; ok && !asked[v] {
 				used[v] = g
 			}
 		}
@@ -455,20 +474,27 @@ func (t *Table) resolve(want []Route) []Route {
 }
 
 // gateway is the gateway through which the kernel reaches v, or v itself
-// when v is on a connected network or the kernel has no route to it
-// (programming a route through it then fails with the kernel's error).
-func gateway(h *netlink.Handle, v netip.Addr) netip.Addr {
-	if rs, err := h.RouteGet(v.AsSlice()); err == nil && len(rs) > 0 && rs[0].Gw != nil {
+// when v is on a connected network; false when the kernel has no answer
+// (no route to v: programming a route through it then fails with the
+// kernel's error).
+func gateway(h *netlink.Handle, v netip.Addr) (netip.Addr, bool) {
+	rs, err := h.RouteGet(v.AsSlice())
+	if err != nil || len(rs) == 0 {
+		return v, false
+	}
+	if rs[0].Gw != nil {
 		if gw, ok := netip.AddrFromSlice(rs[0].Gw); ok {
-			return gw.Unmap()
+			return gw.Unmap(), true
 		}
 	}
-	return v
+	return v, true
 }
 
 // refreshHops asks the kernel again for the gateway of each next hop
 // resolve remembers, once they are half of readBack old, and says
-// whether one moved (the remembered one is then the new one).
+// whether one moved (the remembered one is then the new one). A next hop
+// the kernel has no answer for now is forgotten: the next pass asks
+// again.
 func (t *Table) refreshHops(readBack time.Duration) (moved bool) {
 	t.hopMu.Lock()
 	known, at := t.hops, t.hopsAt
@@ -479,7 +505,9 @@ func (t *Table) refreshHops(readBack time.Duration) (moved bool) {
 	}
 	fresh := make(map[netip.Addr]netip.Addr, len(known))
 	for v := range known {
-		fresh[v] = gateway(t.back, v)
+		if g, ok := gateway(t.ask, v); ok {
+			fresh[v] = g
+		}
 	}
 	t.hopMu.Lock()
 	defer t.hopMu.Unlock()

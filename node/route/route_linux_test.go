@@ -166,6 +166,30 @@ func TestPrivilegedReadBehind(t *testing.T) {
 	}
 }
 
+// A route that waits for its interface, while the kernel still routes
+// its destination the old way, is no drift: the reader does not ask for
+// a pass every few seconds for as long as it waits.
+func TestPrivilegedReadBehindWaiting(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, _ := newKernelTable(t)
+	tbl.ReadBack = time.Hour
+	old := []Route{{Dst: p("10.65.0.5/32"), Iface: "cali1"}}
+	if err := tbl.Apply(old); err != nil {
+		t.Fatal(err)
+	}
+	moved := []Route{{Dst: p("10.65.0.5/32"), Iface: "tap-not-yet"}}
+	var f *Failed
+	if err := tbl.Apply(moved); !errors.As(err, &f) || len(f.Missing) != 1 {
+		t.Fatalf("Apply through a missing interface = %v; want a Failed with it missing", err)
+	}
+	tbl.memMu.Lock()
+	tbl.memAt = tbl.memAt.Add(-tbl.ReadBack)
+	tbl.memMu.Unlock()
+	if d, err := tbl.vouch(tbl.ReadBack); d || err != nil {
+		t.Errorf("vouch() while the route waits, the old one in place = %v, %v; want false, nil", d, err)
+	}
+}
+
 // Reading the routes back names their interfaces from memory: learned
 // from the routes programmed, else asked of the kernel, one index at a
 // time, for an interface not known and for all once a minute old.
@@ -238,7 +262,7 @@ func TestPrivilegedReadBackNames(t *testing.T) {
 func TestPrivilegedRecursiveNextHop(t *testing.T) {
 	testutil.Privileged(t)
 	tbl, ns := newKernelTable(t)
-	otherRack(t, ns, "10.99.0.254")
+	otherRack(t, ns, "172.31.2.0/24", "10.99.0.254")
 	want := []Route{
 		{Dst: netip.MustParsePrefix("10.65.1.0/26"), Via: []netip.Addr{netip.MustParseAddr("172.31.2.13")}},
 		{Dst: netip.MustParsePrefix("10.65.2.0/26"), Via: []netip.Addr{netip.MustParseAddr("10.99.0.7")}}, // on-link: kept
@@ -358,62 +382,88 @@ func TestPrivilegedLinkChanged(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-// otherRack routes 172.31.2.0/24, another rack, through the router gw on
-// the uplink's network of ns; the route is not ours, so it has another
+// otherRack routes dst, another rack, through the router gw on the
+// uplink's network of ns; the route is not ours, so it has another
 // protocol.
-func otherRack(t *testing.T, ns *testutil.NetNS, gw string) {
+func otherRack(t *testing.T, ns *testutil.NetNS, dst, gw string) {
 	t.Helper()
 	err := ns.Do(func() error {
 		up, err := netlink.LinkByName("uplink")
 		if err != nil {
 			return err
 		}
-		return netlink.RouteReplace(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: &net.IPNet{IP: net.ParseIP("172.31.2.0"), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP(gw)})
+		return netlink.RouteReplace(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: ipNet(p(dst)), Gw: net.ParseIP(gw)})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-// The gateways of next hops are asked of the kernel once, not at every
-// Apply; ReadBehind's refresh finds a gateway that moved, and the next
-// Apply programs the route through the new one.
+// The gateways of next hops, IPv4 and IPv6, are asked of the kernel
+// once, not at every Apply; ReadBehind's refresh finds a gateway that
+// moved, and the next Apply programs the route through the new one.
 func TestPrivilegedNextHopMoved(t *testing.T) {
 	testutil.Privileged(t)
 	tbl, ns := newKernelTable(t)
 	tbl.ReadBack = time.Hour
-	otherRack(t, ns, "10.99.0.254")
+	err := ns.Do(func() error {
+		up, err := netlink.LinkByName("uplink")
+		if err != nil {
+			return err
+		}
+		return netlink.AddrAdd(up, &netlink.Addr{IPNet: ipNet(p("fd00:99::1/64")), Flags: unix.IFA_F_NODAD})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherRack(t, ns, "172.31.2.0/24", "10.99.0.254")
+	otherRack(t, ns, "fd00:31:2::/64", "fd00:99::fe")
 	want := []Route{
 		{Dst: p("10.65.1.0/26"), Via: []netip.Addr{a("172.31.2.13")}},
 		{Dst: p("10.65.2.0/26"), Via: []netip.Addr{a("10.99.0.7")}},
+		{Dst: p("fd00:65:1::/122"), Via: []netip.Addr{a("fd00:31:2::13")}},
 	}
 	for range 2 {
-		if err := tbl.Apply(want); err != nil || tbl.asked != 2 {
-			t.Fatalf("Apply = %v with %d gateways asked in all; want nil and 2 (each next hop once)", err, tbl.asked)
+		if err := tbl.Apply(want); err != nil || tbl.asked != 3 {
+			t.Fatalf("Apply = %v with %d gateways asked in all; want nil and 3 (each next hop once)", err, tbl.asked)
 		}
+	}
+	before := "10.65.1.0/26 via 10.99.0.254\n10.65.2.0/26 via 10.99.0.7\nfd00:65:1::/122 via fd00:99::fe\n"
+	if d, _ := tbl.Dump(); d != before {
+		t.Fatalf("routes:\n%s\nwant:\n%s", d, before)
 	}
 	age := func() { tbl.hopMu.Lock(); tbl.hopsAt = tbl.hopsAt.Add(-tbl.ReadBack); tbl.hopMu.Unlock() }
 	age()
-	if tbl.refreshHops(tbl.ReadBack) {
-		t.Error("refreshHops() = true with no gateway moved")
+	if tbl.refreshHops(tbl.ReadBack) || len(tbl.hops) != 3 {
+		t.Errorf("refreshHops() = true or %d next hops known, with no gateway moved; want false and 3", len(tbl.hops))
 	}
-	otherRack(t, ns, "10.99.0.253")
+	otherRack(t, ns, "172.31.2.0/24", "10.99.0.253")
+	otherRack(t, ns, "fd00:31:2::/64", "fd00:99::fd")
 	if tbl.refreshHops(tbl.ReadBack) {
 		t.Error("refreshHops() = true over gateways just asked; want them trusted for half of ReadBack")
 	}
 	age()
 	if !tbl.refreshHops(tbl.ReadBack) {
-		t.Fatal("refreshHops() = false after the other rack's router changed")
+		t.Fatal("refreshHops() = false after the other rack's routers changed")
 	}
 	if err := tbl.Apply(want); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := tbl.Dump(); d != "10.65.1.0/26 via 10.99.0.253\n10.65.2.0/26 via 10.99.0.7\n" || tbl.asked != 2 {
-		t.Errorf("after the gateway moved, with %d gateways asked by Apply (want 2), routes:\n%s", tbl.asked, d)
+	after := "10.65.1.0/26 via 10.99.0.253\n10.65.2.0/26 via 10.99.0.7\nfd00:65:1::/122 via fd00:99::fd\n"
+	if d, _ := tbl.Dump(); d != after || tbl.asked != 3 {
+		t.Errorf("after the gateways moved, with %d gateways asked by Apply (want 3), routes:\n%s\nwant:\n%s", tbl.asked, d, after)
 	}
 	// Without ReadBehind, Apply asks again once they are ReadBack old.
 	age()
-	if err := tbl.Apply(want); err != nil || tbl.asked != 4 {
-		t.Errorf("Apply over gateways ReadBack old = %v with %d asked in all; want nil and 4", err, tbl.asked)
+	if err := tbl.Apply(want); err != nil || tbl.asked != 6 {
+		t.Errorf("Apply over gateways ReadBack old = %v with %d asked in all; want nil and 6", err, tbl.asked)
+	}
+	// A next hop the kernel has no route to is not remembered: each
+	// Apply asks again (its route fails).
+	bad := append(want, Route{Dst: p("10.65.3.0/26"), Via: []netip.Addr{a("192.0.2.1")}})
+	for _, n := range []int{7, 8} {
+		if err := tbl.Apply(bad); err == nil || tbl.asked != n {
+			t.Errorf("Apply with an unreachable next hop = %v with %d asked in all; want an error and %d", err, tbl.asked, n)
+		}
 	}
 }
