@@ -80,16 +80,17 @@ type Table struct {
 	// removed comes back within about that long. ReadBehind takes it
 	// when it starts.
 	ReadBack time.Duration
-	// memMu guards mem, memAt and writes, which ReadBehind reads and
+	// memMu guards mem, memAt and written, which ReadBehind reads and
 	// renews beside Apply.
 	memMu sync.Mutex
 	// mem is what the kernel held after the last successful Apply, known
 	// to be so at memAt; nil when unknown.
 	mem   map[netip.Prefix]Route
 	memAt time.Time
-	// writes counts Apply's changes to the kernel: a listing of
-	// ReadBehind's during which one was made vouches for nothing.
-	writes uint64
+	// written are the destinations Apply changed in the kernel while
+	// ReadBehind lists (nil when it does not): the listing vouches for
+	// the others only.
+	written map[netip.Prefix]bool
 	// waiting are interfaces that did not exist, with when to look again:
 	// a route through one waits, looked for with back-off.
 	waiting map[string]*wait
@@ -204,7 +205,7 @@ func (t *Table) Apply(want []Route) error {
 		if _, ok := wantBy[dst]; ok {
 			continue
 		}
-		t.wrote()
+		t.wrote(dst)
 		if err := t.h.RouteDel(t.deletion(r)); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("deleting route %s: %w", r, err))
 			continue
@@ -250,7 +251,7 @@ func (t *Table) program(r Route, now time.Time) error {
 	}
 	delete(t.waiting, r.Iface)
 	if err == nil {
-		t.wrote()
+		t.wrote(r.Dst)
 		err = t.h.RouteReplace(nr)
 	}
 	if err == nil {
@@ -259,10 +260,13 @@ func (t *Table) program(r Route, now time.Time) error {
 	return err
 }
 
-// wrote counts a change Apply is about to make to the kernel.
-func (t *Table) wrote() {
+// wrote notes a change Apply is about to make to the kernel's route to
+// dst, for a listing of ReadBehind's under way.
+func (t *Table) wrote(dst netip.Prefix) {
 	t.memMu.Lock()
-	t.writes++
+	if t.written != nil {
+		t.written[dst] = true
+	}
 	t.memMu.Unlock()
 }
 
@@ -307,40 +311,75 @@ func (t *Table) ReadBehind(ctx context.Context, drifted func()) {
 }
 
 // vouch reads the kernel's routes when Apply's memory of them is half
-// of readBack old. When they are what Apply left and Apply changed
-// nothing meanwhile, the memory is renewed from when the listing began;
-// when they differ it is forgotten (drifted). A listing during which
-// Apply programmed, or after an interface changed, proves nothing
-// either way.
+// of readBack old. When they are what Apply left, the memory is renewed
+// from when the listing began; when they differ it is forgotten
+// (drifted). A destination Apply changed during the listing is left out
+// of the comparison (the memory has it as Apply wrote it); a listing
+// during a pass, or after an interface changed, proves nothing either
+// way.
 func (t *Table) vouch(readBack time.Duration) (drifted bool, err error) {
-	t.memMu.Lock()
-	mem, at, writes := t.mem, t.memAt, t.writes
-	t.memMu.Unlock()
-	start := time.Now()
-	if mem == nil || start.Sub(at) < readBack/2 {
-		return false, nil // Apply reads or has just read; or fresh
+	start, ok := t.vouchBegin(readBack)
+	if !ok {
+		return false, nil
 	}
 	got, err := t.list(t.back)
-	if err != nil {
-		return false, err
+	return t.vouchEnd(start, got, err)
+}
+
+// vouchBegin says whether the memory is due for a listing, and if so
+// starts noting Apply's writes.
+func (t *Table) vouchBegin(readBack time.Duration) (time.Time, bool) {
+	t.memMu.Lock()
+	defer t.memMu.Unlock()
+	start := time.Now()
+	if t.mem == nil || start.Sub(t.memAt) < readBack/2 {
+		return start, false // Apply reads or has just read; or fresh
 	}
+	t.written = map[netip.Prefix]bool{}
+	return start, true
+}
+
+// vouchEnd compares the listing begun at start with the memory.
+func (t *Table) vouchEnd(start time.Time, got map[netip.Prefix]Route, err error) (drifted bool, _ error) {
 	t.linkMu.Lock()
 	linked := len(t.linked)
 	t.linkMu.Unlock()
 	t.memMu.Lock()
 	defer t.memMu.Unlock()
+	written := t.written
+	t.written = nil
 	switch {
-	case t.mem == nil || t.writes != writes || linked > 0:
-		// Apply programmed meanwhile, or will read the routes itself
-		// (an interface changed: the kernel drops the routes through
-		// one that goes).
+	case err != nil:
+		return false, err
+	case t.mem == nil || linked > 0:
+		// A pass is under way or failed, or the next reads the routes
+		// itself (an interface changed: the kernel drops the routes
+		// through one that goes).
 		return false, nil
-	case maps.EqualFunc(got, t.mem, Route.equal):
-		t.memAt = start
+	case sameExcept(got, t.mem, written):
+		if start.After(t.memAt) {
+			t.memAt = start
+		}
 		return false, nil
 	}
 	t.mem = nil
 	return true, nil
+}
+
+// sameExcept says whether a and b hold the same routes, but for the
+// destinations in skip.
+func sameExcept(a, b map[netip.Prefix]Route, skip map[netip.Prefix]bool) bool {
+	for dst, r := range a {
+		if o, ok := b[dst]; !skip[dst] && (!ok || !o.equal(r)) {
+			return false
+		}
+	}
+	for dst := range b {
+		if _, ok := a[dst]; !ok && !skip[dst] {
+			return false
+		}
+	}
+	return true
 }
 
 // LinkChanged tells the table that the kernel reported a change of an

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,41 @@ func TestPrivilegedReadBehind(t *testing.T) {
 	// Fresh memory: the reader does not list.
 	if d, err := tbl.vouch(tbl.ReadBack); d || err != nil || lists() != n+2 {
 		t.Errorf("vouch() over fresh memory = %v, %v with %d listings; want false, nil and none", d, err, lists()-n-2)
+	}
+
+	// A pass that programs during the listing: the listing vouches for
+	// the other routes, and still finds one of those deleted by hand.
+	halfAge := func() { tbl.memMu.Lock(); tbl.memAt = time.Now().Add(-tbl.ReadBack * 2 / 3); tbl.memMu.Unlock() }
+	more := append(slices.Clone(want), Route{Dst: p("10.65.7.0/26"), Blackhole: true})
+	halfAge()
+	start, ok := tbl.vouchBegin(tbl.ReadBack)
+	if !ok {
+		t.Fatal("vouchBegin() = false over memory two thirds of ReadBack old")
+	}
+	if err := tbl.Apply(more); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tbl.list(tbl.back)
+	if d, err := tbl.vouchEnd(start, got, err); d || err != nil || !tbl.memAt.Equal(start) {
+		t.Errorf("vouch with a route added during the listing = %v, %v, memory at %v; want false, nil and renewed at %v", d, err, tbl.memAt, start)
+	}
+	halfAge()
+	start, _ = tbl.vouchBegin(tbl.ReadBack)
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.h.RouteDel(&netlink.Route{Dst: ipNet(p("10.65.0.2/32")), Protocol: Protocol, Scope: netlink.SCOPE_NOWHERE}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = tbl.list(tbl.back)
+	if d, err := tbl.vouchEnd(start, got, err); !d || err != nil {
+		t.Errorf("vouch with a route deleted during the listing and another deleted by hand = %v, %v; want true, nil", d, err)
+	}
+	if err := tbl.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tbl.Dump(); got != Dump(want) {
+		t.Errorf("after the drift found beside a pass:\n%s\nwant:\n%s", got, Dump(want))
 	}
 
 	// A route of ours deleted by hand: the running reader finds it and
