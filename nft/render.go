@@ -209,12 +209,14 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		return nil, err
 	}
 	defer func() { r.last, r.next = r.next, memo{} }()
-	t := &Table{owners: map[string]policyDir{}}
+	// Sized from the last pass: a change's pass allocates the table once.
+	t := &Table{owners: make(map[string]policyDir, 2*len(rs.Policies)),
+		Chains: make([]Chain, 0, len(r.last.groups)+2*len(rs.Policies)+16)}
 	kinds := kindsOf(rs.Sets)
 	t.Sets = r.sets(rs, kinds)
 
-	groups := map[string]Chain{}
-	used := map[policyDir]bool{}
+	groups := make(map[string]Chain, len(r.last.groups))
+	used := make(map[policyDir]bool, 2*len(rs.Policies))
 	// named are the group chains' names by path identity (pathID):
 	// endpoints that share a path share its slices, so a path's names
 	// are read once per pass, not once per endpoint.

@@ -259,17 +259,21 @@ func (s *portSetSpec) key() string {
 // selectors can pick, updating prev's index (if any) when it was built
 // from the same profiles, host endpoints and network sets.
 func newCalculation(in Input, prev *calculation, remember bool) *calculation {
+	var nPolicies, nCompiled int // the last calculation's, to size this one's
+	if prev != nil {
+		nPolicies, nCompiled = len(prev.policies), len(prev.compiled)
+	}
 	c := &calculation{
 		in:          in,
 		profiles:    map[string]*store.Profile{},
-		policies:    map[string]nft.Policy{},
+		policies:    make(map[string]nft.Policy, nPolicies),
 		sets:        map[string]*setSpec{},
 		specs:       map[string]*setSpec{},
 		portSpecs:   map[string]*portSetSpec{},
 		selectors:   map[string]*selector.Selector{},
 		selErrs:     map[string]string{},
 		paths:       map[string]nft.Path{},
-		compiled:    map[string]compiled{},
+		compiled:    make(map[string]compiled, nCompiled),
 		portSets:    map[string]*portSetSpec{},
 		profileVers: map[string]string{},
 		prev:        prev,
@@ -366,6 +370,7 @@ func (c *calculation) compute() Desired {
 		d.Ruleset.FailsafeIn, d.Ruleset.FailsafeOut = c.failsafe(false), c.failsafe(true)
 	}
 	d.Ruleset.NATOutgoing, d.Ruleset.NATExcept = natOutgoing(in.Pools)
+	d.Ruleset.Policies = make([]nft.Policy, 0, len(c.policies))
 	for _, name := range slices.Sorted(maps.Keys(c.policies)) {
 		d.Ruleset.Policies = append(d.Ruleset.Policies, c.policies[name])
 	}

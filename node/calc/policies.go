@@ -116,7 +116,7 @@ func (c *calculation) indexPolicies() {
 		key   string
 		p     policy
 	}
-	var ps []keyed
+	ps := make([]keyed, 0, len(c.in.GlobalPolicies)+len(c.in.Policies))
 	for _, g := range c.in.GlobalPolicies {
 		s := &g.Spec
 		p := policy{version: c.version(g), id: store.IDOf(g).String(), global: true, chain: chainName("gnp-", g.Metadata.Name),
