@@ -24,6 +24,11 @@ pattern=${1:-}
 # (these machines differ from day to day and are shared).
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores"
 load=$(cut -d' ' -f1-3 /proc/loadavg)
+# The commit and the time as the run starts: ./calico is built from the
+# tree at the start, and a long run (make scale) may end after commits.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- . ':!docs' 2>/dev/null || commit="$commit+changes"
+started=$(date -u +%Y-%m-%dT%H:%MZ)
 out=$(mktemp)
 trap 'rm -f "$out" "$out.merged"' EXIT
 skip=
@@ -39,12 +44,11 @@ CALICO_E2E_KEEP_LOGS=${CALICO_E2E_KEEP_LOGS:-1} CALICO_E2E=1 CALICO_BENCH=1 CALI
 [ "$rc" = 0 ] || [ -n "$pattern" ] || exit "$rc"
 
 mkdir -p docs
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$pattern" ] && [ -f docs/bench.md ]; then
 	[ -s "$out" ] || { echo "bench.sh: no benchmark matched '$pattern' or none wrote its section" >&2; exit 1; }
 	# Each new section replaces the old one of the same title, with a
 	# line saying when it ran.
-	awk -v newf="$out" -v note="_Run alone on $(date -u +%Y-%m-%dT%H:%MZ), commit $commit (\`scripts/bench.sh '$pattern'\`), on $cpu, kernel $(uname -r), load average $load at the start; the Machine section is of the last full run._" '
+	awk -v newf="$out" -v note="_Run alone on $started, commit $commit (\`scripts/bench.sh '$pattern'\`), on $cpu, kernel $(uname -r), load average $load at the start; the Machine section is of the last full run._" '
 	BEGIN {
 		while ((getline line < newf) > 0) {
 			if (line ~ /^## /) { title = line; order[++n] = title; text[title] = line "\n\n" note "\n"; continue }
@@ -66,7 +70,7 @@ fi
 	echo
 	echo "## Machine"
 	echo
-	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
+	echo "- date: $started, commit $commit"
 	echo "- kernel: $(uname -r)"
 	echo "- CPU: $cpu"
 	echo "- load average at the start: $load"
