@@ -226,6 +226,73 @@ func TestPrivilegedReadBehindWaiting(t *testing.T) {
 	}
 }
 
+// An Apply of the routes the last one programmed does nothing while
+// nothing calls for a look; a changed input, an interface's change, a
+// drift found, a gateway moved, or memory ReadBack old each make it look.
+func TestPrivilegedApplyUnchanged(t *testing.T) {
+	testutil.Privileged(t)
+	tbl, ns := newKernelTable(t)
+	tbl.ReadBack = time.Hour
+	otherRack(t, ns, "172.31.2.0/24", "10.99.0.254")
+	want := []Route{
+		{Dst: p("10.65.0.1/32"), Iface: "cali1"},
+		{Dst: p("10.65.1.0/26"), Via: []netip.Addr{a("172.31.2.13")}},
+	}
+	apply := func(what string, rs []Route, full int) {
+		t.Helper()
+		if err := tbl.Apply(rs); err != nil || tbl.full != full {
+			t.Errorf("%s: Apply = %v with %d full passes in all; want nil and %d", what, err, tbl.full, full)
+		}
+	}
+	apply("first", want, 1)
+	apply("the same input", slices.Clone(want), 1)
+	changed := append(slices.Clone(want), Route{Dst: p("10.65.9.0/26"), Blackhole: true})
+	apply("a changed input", changed, 2)
+	apply("the same again", changed, 2)
+	tbl.LinkChanged("cali1")
+	apply("after an interface changed", changed, 3)
+	// A drift the reader found: the route deleted by hand comes back.
+	if err := tbl.h.RouteDel(&netlink.Route{Dst: ipNet(p("10.65.9.0/26")), Type: unix.RTN_BLACKHOLE, Protocol: Protocol, Scope: netlink.SCOPE_NOWHERE}); err != nil {
+		t.Fatal(err)
+	}
+	apply("a drift not found yet", changed, 3)
+	tbl.memMu.Lock()
+	tbl.memAt = tbl.memAt.Add(-tbl.ReadBack * 2 / 3)
+	tbl.memMu.Unlock()
+	if d, err := tbl.vouch(tbl.ReadBack); !d || err != nil {
+		t.Fatalf("vouch() after a route was deleted by hand = %v, %v; want true", d, err)
+	}
+	apply("after the drift was found", changed, 4)
+	if got, _ := tbl.Dump(); !strings.Contains(got, "blackhole 10.65.9.0/26") {
+		t.Errorf("after the drift was found, no blackhole 10.65.9.0/26:\n%s", got)
+	}
+	// A gateway moved.
+	otherRack(t, ns, "172.31.2.0/24", "10.99.0.253")
+	tbl.hopMu.Lock()
+	tbl.hopsAt = tbl.hopsAt.Add(-tbl.ReadBack * 2 / 3)
+	tbl.hopMu.Unlock()
+	if !tbl.refreshHops(tbl.ReadBack) {
+		t.Fatal("refreshHops() = false after the gateway moved")
+	}
+	apply("after a gateway moved", changed, 5)
+	if got, _ := tbl.Dump(); !strings.Contains(got, "10.65.1.0/26 via 10.99.0.253") {
+		t.Errorf("after the gateway moved:\n%s", got)
+	}
+	// Memory ReadBack old.
+	tbl.memMu.Lock()
+	tbl.memAt = tbl.memAt.Add(-tbl.ReadBack)
+	tbl.memMu.Unlock()
+	apply("with memory ReadBack old", changed, 6)
+	apply("and then the same", changed, 6)
+	// A failed Apply is never skipped over.
+	bad := append(slices.Clone(changed), Route{Dst: p("10.65.3.0/26"), Via: []netip.Addr{a("192.0.2.1")}})
+	for _, n := range []int{7, 8} {
+		if err := tbl.Apply(bad); err == nil || tbl.full != n {
+			t.Errorf("Apply with an unreachable next hop = %v with %d full passes; want an error and %d", err, tbl.full, n)
+		}
+	}
+}
+
 // Reading the routes back names their interfaces from memory: learned
 // from the routes programmed, else asked of the kernel, one index at a
 // time, for an interface not known and for all once a minute old.
