@@ -528,10 +528,9 @@ func (t *Table) resolve(want []Route) []Route {
 				if g, ok = known[v]; !ok {
 					t.asked++
 					asked[v] = true
-					if g, ok = gateway(t.h, v); ok {
-						used[v] = g
-					}
-				} else {
+					g, ok = gateway(t.h, v)
+				}
+				if ok {
 					used[v] = g
 				}
 			}
