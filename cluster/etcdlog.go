@@ -13,8 +13,9 @@ import (
 
 // etcdLogger is a zap logger that writes etcd's lines through the node's
 // logger, so the node's log has one format (--log-format) and no stack
-// traces. Lines etcd writes at error level only because its listeners
-// close while it stops are written at debug level.
+// traces. Lines etcd writes at error level that are not errors of ours
+// are written at debug level: its listeners closing while it stops, and
+// the first storage-version update racing the first commit (benign).
 func etcdLogger(log *slog.Logger, level string) *zap.Logger {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -59,7 +60,7 @@ func (c *slogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	case e.Level <= zapcore.DebugLevel:
 		level = slog.LevelDebug
 	}
-	if level == slog.LevelError && closing(enc.Fields) {
+	if level == slog.LevelError && (closing(enc.Fields) || firstCommitRace(e.Message, enc.Fields)) {
 		level = slog.LevelDebug
 	}
 	if !c.log.Enabled(context.Background(), level) {
@@ -86,6 +87,16 @@ func closing(fields map[string]any) bool {
 	err, _ := fields["error"].(string)
 	return strings.Contains(err, "use of closed network connection") || strings.Contains(err, "http: Server closed") ||
 		strings.Contains(err, "mux: server closed") || strings.Contains(err, "grpc: the server has been stopped")
+}
+
+// firstCommitRace reports whether a line is etcd's storage-version
+// monitor running on a fresh member before the backend holds a raft
+// term: etcd logs it at error level, and the monitor simply tries again
+// every four seconds (etcdserver.monitorStorageVersion), by which time
+// the first commit has written the term. Seen on founding a cluster.
+func firstCommitRace(msg string, fields map[string]any) bool {
+	err, _ := fields["error"].(string)
+	return msg == "failed to update storage version" && strings.HasSuffix(err, "missing term information")
 }
 
 // plain makes zap's field values printable by slog's handlers.
