@@ -3,6 +3,7 @@ package calc
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"calico/nft"
@@ -165,4 +166,31 @@ func BenchmarkComputeFleet(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(hosts*100), "ns/endpoint")
 		})
 	}
+}
+
+// BenchmarkCalculatorMemory is what a Calculator keeps between passes
+// for the endpoints of 1,000 hosts of 100 (the scale benchmark's shape):
+// the heap still in use after a pass and a collection, beyond the input
+// itself, per endpoint. It grows with the fleet, not with this host's
+// share of it (docs/scale.md, "Node memory").
+func BenchmarkCalculatorMemory(b *testing.B) {
+	in := benchInputSized(1000, 100, 10)
+	n := len(in.Workloads)
+	var perEndpoint float64
+	for b.Loop() {
+		before := liveHeap()
+		var k Calculator
+		k.Compute(in)
+		perEndpoint = float64(liveHeap()-before) / float64(n)
+		runtime.KeepAlive(&k)
+	}
+	b.ReportMetric(perEndpoint, "B/endpoint")
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

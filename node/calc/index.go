@@ -61,6 +61,7 @@ type entry struct {
 // evaluated once per group, not once per endpoint: replicas share their
 // labels.
 type group struct {
+	key    string // in index.groups
 	labels map[string]string
 	ns     string // "" for host endpoints and global network sets
 	// Of host endpoints and network sets, fixed while the index lives.
@@ -151,7 +152,7 @@ func (x *index) group(ns string, labels map[string]string) *group {
 	key := groupKey(ns, labels)
 	g := x.groups[key]
 	if g == nil {
-		g = &group{labels: labels, ns: ns}
+		g = &group{key: key, labels: labels, ns: ns}
 		x.groups[key] = g
 	}
 	return g
@@ -257,15 +258,14 @@ func (x *index) file(c *calculation, ws []*store.WorkloadEndpoint, remember bool
 // add files a workload under its group and its addresses.
 func (x *index) add(c *calculation, w *store.WorkloadEndpoint, rv string) {
 	e := &entry{rv: rv, pass: x.pass}
-	e.labels = c.workloadLabels(w)
 	e.addrs = workloadAddrs(w)
 	e.ports = namedPorts(e.addrs, w.Spec.NamedPorts())
-	e.group = groupKey(w.Metadata.Namespace, e.labels)
-	g := x.groups[e.group]
-	if g == nil {
-		g = &group{labels: e.labels, ns: w.Metadata.Namespace}
-		x.groups[e.group] = g
-	}
+	g := x.group(w.Metadata.Namespace, c.workloadLabels(w))
+	// The group's labels and key, not copies: replicas share them, so
+	// the index holds one copy of each per group, not per endpoint (a
+	// remote endpoint's labels were about a third of the calculation's
+	// memory of it).
+	e.labels, e.group = g.labels, g.key
 	e.pos = len(g.eps)
 	g.eps = append(g.eps, e)
 	g.addrCount += len(e.addrs)
