@@ -492,6 +492,7 @@ func (b *scaleBench) failover(p *scalePoint) {
 // report writes the section of docs/bench.md and the plots.
 func (b *scaleBench) report(ps []*scalePoint) {
 	mib := func(u usage) string { return fmt.Sprintf("%.0f MiB", float64(u.RSS)/(1<<20)) }
+	fileMiB := func(u usage) string { return fmt.Sprintf("%.0f", float64(u.RSSFile)/(1<<20)) }
 	cores := func(u usage) string { return fmt.Sprintf("%.3f", u.Cores) }
 	d := func(x time.Duration) string {
 		if x >= 10*time.Second {
@@ -506,7 +507,9 @@ func (b *scaleBench) report(ps []*scalePoint) {
 		{"workload endpoints (simulated hosts' + host4's 10)", func(p *scalePoint) string { return fmt.Sprint(p.Endpoints + 10) }},
 		{"BGP topology (default; the mesh spans up to 100 nodes)", func(p *scalePoint) string { return p.Topology }},
 		{"growing to this size (the simulation writing; host4 converged after)", func(p *scalePoint) string { return d(p.Grow) + " (+" + d(p.Converge) + ")" }},
-		{"host4 RSS idle / under churn", func(p *scalePoint) string { return mib(p.Idle) + " / " + mib(p.Churn) }},
+		{"host4 RSS idle / under churn (of it file pages: the state cache's file)", func(p *scalePoint) string {
+			return fmt.Sprintf("%s (%s) / %s (%s)", mib(p.Idle), fileMiB(p.Idle), mib(p.Churn), fileMiB(p.Churn))
+		}},
 		{"host4 CPU idle / under churn (cores)", func(p *scalePoint) string { return cores(p.Idle) + " / " + cores(p.Churn) }},
 		{"host1 (voter, reflector) RSS idle / churn", func(p *scalePoint) string { return mib(p.ReflIdle) + " / " + mib(p.ReflChurn) }},
 		{"host1 CPU idle / churn (cores)", func(p *scalePoint) string { return cores(p.ReflIdle) + " / " + cores(p.ReflChurn) }},

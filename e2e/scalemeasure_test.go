@@ -39,10 +39,12 @@ func procUsage(pid int) (cpu time.Duration, rss int64, err error) {
 }
 
 // usage samples a process's CPU (in cores) over a window and its memory
-// at the end.
+// at the end: RSS, and of it the file pages mapped (RSSFile: for a node,
+// mostly its state cache's bbolt file, which the kernel can drop).
 type usage struct {
-	Cores float64
-	RSS   int64
+	Cores   float64
+	RSS     int64
+	RSSFile int64
 }
 
 func measureUsage(pid int, window time.Duration) (usage, error) {
@@ -56,7 +58,20 @@ func measureUsage(pid int, window time.Duration) (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
-	return usage{Cores: (c1 - c0).Seconds() / time.Since(start).Seconds(), RSS: rss}, nil
+	return usage{Cores: (c1 - c0).Seconds() / time.Since(start).Seconds(), RSS: rss, RSSFile: rssFile(pid)}, nil
+}
+
+// rssFile is the RssFile of /proc/PID/status, in bytes (0 when unknown).
+func rssFile(pid int) int64 {
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // labPid is the pid of a lab host's node.
