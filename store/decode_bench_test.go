@@ -2,12 +2,51 @@ package store
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 )
 
 // BenchmarkDecodeStoredWorkload is what reading one WorkloadEndpoint from
 // etcd costs: a fresh node decodes every endpoint of the cluster.
 func BenchmarkDecodeStoredWorkload(b *testing.B) {
+	id, s := storedWorkload(b)
+	for b.Loop() {
+		r := DecodeStored(id, []byte(s), 7)
+		if len(r.Meta().Problems) > 0 {
+			b.Fatal(fmt.Sprint(r.Meta().Problems))
+		}
+	}
+}
+
+// BenchmarkDecodedWorkloadMemory is the heap a decoded WorkloadEndpoint
+// holds (B/endpoint): a node keeps every endpoint of the cluster so.
+func BenchmarkDecodedWorkloadMemory(b *testing.B) {
+	id, s := storedWorkload(b)
+	const n = 10000
+	kept := make([]Resource, n)
+	var perEndpoint float64
+	for b.Loop() {
+		clear(kept)
+		before := liveHeap()
+		for i := range kept {
+			kept[i] = DecodeStored(id, []byte(s), 7)
+		}
+		perEndpoint = float64(liveHeap()-before) / n
+	}
+	runtime.KeepAlive(kept)
+	b.ReportMetric(perEndpoint, "B/endpoint")
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// storedWorkload is a WorkloadEndpoint as a node stores it.
+func storedWorkload(b *testing.B) (ID, string) {
 	w := KindWorkloadEndpoint.New().(*WorkloadEndpoint)
 	*w = WorkloadEndpoint{TypeMeta: w.TypeMeta, Metadata: ObjectMeta{Name: "host1-k8s-pod-eth0", Namespace: "ns-1", Labels: map[string]string{"app": "a1", "role": "r1", "tier": "t1"}},
 		Spec: WorkloadEndpointSpec{Node: "host1", Orchestrator: "k8s", Workload: "pod", Endpoint: "eth0", InterfaceName: "cali0123456789a",
@@ -16,11 +55,5 @@ func BenchmarkDecodeStoredWorkload(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	id := IDOf(w)
-	for b.Loop() {
-		r := DecodeStored(id, []byte(s), 7)
-		if len(r.Meta().Problems) > 0 {
-			b.Fatal(fmt.Sprint(r.Meta().Problems))
-		}
-	}
+	return IDOf(w), s
 }

@@ -22,28 +22,38 @@ func (t *TypeMeta) Type() *TypeMeta { return t }
 
 // ObjectMeta is Kubernetes object metadata as Calico's resources carry
 // it. What Calico's tools may set and this datastore does not use
-// (generation, finalizers, owner references, …) is kept as it came.
+// (generation, finalizers, owner references, …) is kept as it came, in
+// KeptMeta.
 type ObjectMeta struct {
-	Name                       string            `json:"name,omitempty"`
-	GenerateName               Raw               `json:"generateName,omitempty"`
-	Namespace                  string            `json:"namespace,omitempty"`
-	SelfLink                   Raw               `json:"selfLink,omitempty"`
-	UID                        string            `json:"uid,omitempty"`
-	ResourceVersion            string            `json:"resourceVersion,omitempty"`
-	Generation                 Raw               `json:"generation,omitempty"`
-	CreationTimestamp          string            `json:"creationTimestamp,omitempty"`
-	DeletionTimestamp          Raw               `json:"deletionTimestamp,omitempty"`
-	DeletionGracePeriodSeconds Raw               `json:"deletionGracePeriodSeconds,omitempty"`
-	Labels                     map[string]string `json:"labels,omitempty"`
-	Annotations                map[string]string `json:"annotations,omitempty"`
-	OwnerReferences            Raw               `json:"ownerReferences,omitempty"`
-	Finalizers                 Raw               `json:"finalizers,omitempty"`
-	ManagedFields              Raw               `json:"managedFields,omitempty"`
+	Name              string            `json:"name,omitempty"`
+	Namespace         string            `json:"namespace,omitempty"`
+	UID               string            `json:"uid,omitempty"`
+	ResourceVersion   string            `json:"resourceVersion,omitempty"`
+	CreationTimestamp string            `json:"creationTimestamp,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty"`
+	// KeptMeta is nil unless the resource has one of its fields: a node
+	// keeps a copy of every endpoint of the fleet, and these eight empty
+	// fields were more than half of the size of its metadata.
+	*KeptMeta
 
 	// Problems are what Validate found wrong with a resource read from
 	// the datastore (written by another tool): the node enforces it
 	// fail-closed and reports them. Never stored.
 	Problems []FieldError `json:"-"`
+}
+
+// KeptMeta are the fields of Kubernetes' object metadata that this
+// datastore keeps as they came and does not use.
+type KeptMeta struct {
+	GenerateName               Raw `json:"generateName,omitempty"`
+	SelfLink                   Raw `json:"selfLink,omitempty"`
+	Generation                 Raw `json:"generation,omitempty"`
+	DeletionTimestamp          Raw `json:"deletionTimestamp,omitempty"`
+	DeletionGracePeriodSeconds Raw `json:"deletionGracePeriodSeconds,omitempty"`
+	OwnerReferences            Raw `json:"ownerReferences,omitempty"`
+	Finalizers                 Raw `json:"finalizers,omitempty"`
+	ManagedFields              Raw `json:"managedFields,omitempty"`
 }
 
 // Resource is any of the kinds this package defines.

@@ -145,3 +145,38 @@ func TestDecodeStoredUnknownFields(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptMeta: the fields of Kubernetes' metadata this datastore does
+// not use are kept as they came, and cost an endpoint nothing when it
+// has none of them.
+func TestKeptMeta(t *testing.T) {
+	id := ID{Kind: KindWorkloadEndpoint, Namespace: "ns", Name: "h-k8s-p-eth0"}
+	spec := `"spec":{"node":"h","orchestrator":"k8s","workload":"p","endpoint":"eth0","interfaceName":"cali1","ipNetworks":["10.65.0.1/32"]}`
+	kept := `"generation":3,"finalizers":["x.example/y"],"ownerReferences":[{"kind":"Pod","name":"p"}]`
+	for _, c := range []struct {
+		meta string
+		kept bool
+	}{
+		{`"name":"h-k8s-p-eth0","namespace":"ns","labels":{"projectcalico.org/namespace":"ns","projectcalico.org/orchestrator":"k8s"}`, false},
+		{`"name":"h-k8s-p-eth0","namespace":"ns",` + kept + `,"labels":{"projectcalico.org/namespace":"ns","projectcalico.org/orchestrator":"k8s"}`, true},
+	} {
+		val := `{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3","metadata":{` + c.meta + `},` + spec + `}`
+		r := DecodeStored(id, []byte(val), 0)
+		if p := r.Meta().Problems; len(p) > 0 {
+			t.Errorf("%s: problems %v", c.meta, p)
+		}
+		if (r.Meta().KeptMeta != nil) != c.kept {
+			t.Errorf("%s: KeptMeta %+v", c.meta, r.Meta().KeptMeta)
+		}
+		out, err := EncodeStored(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want, got any
+		json.Unmarshal([]byte(val), &want)
+		json.Unmarshal([]byte(out), &got)
+		if !reflect.DeepEqual(want, got) {
+			t.Errorf("not kept as it came:\n got %s\nwant %s", out, val)
+		}
+	}
+}

@@ -173,7 +173,11 @@ func jsonFields(t reflect.Type) map[string]jsonField {
 		switch {
 		case name == "-" || !f.IsExported():
 		case f.Anonymous && name == "":
-			for k, v := range jsonFields(f.Type) {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem() // promoted as a struct's are
+			}
+			for k, v := range jsonFields(ft) {
 				m[k] = v
 			}
 		default:
