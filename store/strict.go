@@ -69,6 +69,11 @@ func DecodeStored(id ID, val []byte, rev int64) Resource {
 	if rev > 0 {
 		r.Meta().ResourceVersion = fmt.Sprint(rev)
 	}
+	// The constants rather than decoded copies of them: a node keeps
+	// every endpoint of the fleet.
+	if t := r.Type(); t.Kind == id.Kind.Name && t.APIVersion == APIVersion {
+		t.Kind, t.APIVersion = id.Kind.Name, APIVersion
+	}
 	return r
 }
 
