@@ -179,7 +179,7 @@ func (s *Speaker) readAll(ctx context.Context) (changed bool, err error) {
 	if maps.EqualFunc(s.learned, next, slices.Equal) {
 		return false, nil
 	}
-	s.learned = next
+	s.learned, s.sorted = next, nil
 	return true, nil
 }
 
@@ -198,7 +198,7 @@ func (s *Speaker) readSome(ctx context.Context, prefixes []netip.Prefix) (change
 		}
 		s.lmu.Lock()
 		if !slices.Equal(s.learned[pfx], hops) {
-			changed = true
+			changed, s.sorted = true, nil
 			if len(hops) > 0 {
 				s.learned[pfx] = hops
 			} else {
@@ -252,13 +252,19 @@ func (s *Speaker) nextHops(d *api.Destination) (netip.Prefix, []netip.Addr) {
 	return dst, hops
 }
 
-// Learned is the routes learned from peers, sorted by destination.
+// Learned is the routes learned from peers, sorted by destination. The
+// answer is shared by every call until the routes change (the agent asks
+// on every pass; at a thousand hosts sorting and copying them cost about
+// as much as the pass's calculation): read it, never change it.
 func (s *Speaker) Learned() []Route {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
-	out := make([]Route, 0, len(s.learned))
-	for _, dst := range slices.SortedFunc(maps.Keys(s.learned), comparePrefix) {
-		out = append(out, Route{Dst: dst, NextHops: slices.Clone(s.learned[dst])})
+	if s.sorted == nil {
+		s.sorted = make([]Route, 0, len(s.learned))
+		for _, dst := range slices.SortedFunc(maps.Keys(s.learned), comparePrefix) {
+			// learned's next hops are replaced, never changed in place.
+			s.sorted = append(s.sorted, Route{Dst: dst, NextHops: s.learned[dst]})
+		}
 	}
-	return out
+	return s.sorted
 }

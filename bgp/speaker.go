@@ -146,6 +146,9 @@ type Speaker struct {
 
 	lmu     sync.Mutex
 	learned map[netip.Prefix][]netip.Addr
+	// sorted is Learned's answer for learned as it is; nil when it
+	// changed since.
+	sorted  []Route
 	dirty   map[netip.Prefix]bool // destinations to re-read
 	resync  bool                  // re-read everything
 	poke    chan struct{}         // wakes the learner; capacity 1

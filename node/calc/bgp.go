@@ -324,7 +324,7 @@ func matches(sel string, labels map[string]string) bool {
 // gossip has declared dead is dropped at once, without waiting for BGP's
 // hold timer).
 func LearnedRoutes(learned []bgp.Route, accept []netip.Prefix, down func(netip.Addr) bool) []route.Route {
-	var out []route.Route
+	out := make([]route.Route, 0, len(learned))
 	for _, r := range learned {
 		inPool := slices.ContainsFunc(accept, func(p netip.Prefix) bool {
 			return p.Bits() <= r.Dst.Bits() && p.Contains(r.Dst.Addr())
@@ -332,11 +332,9 @@ func LearnedRoutes(learned []bgp.Route, accept []netip.Prefix, down func(netip.A
 		if !inPool {
 			continue
 		}
-		var via []netip.Addr
-		for _, nh := range r.NextHops {
-			if down == nil || !down(nh) {
-				via = append(via, nh)
-			}
+		via := r.NextHops // shared: routes' next hops are never changed in place
+		if down != nil && slices.ContainsFunc(via, down) {
+			via = slices.DeleteFunc(slices.Clone(via), down)
 		}
 		if len(via) > 0 {
 			out = append(out, route.Route{Dst: r.Dst, Via: via})
