@@ -507,7 +507,7 @@ func (b *scaleBench) report(ps []*scalePoint) {
 		{"workload endpoints (simulated hosts' + host4's 10)", func(p *scalePoint) string { return fmt.Sprint(p.Endpoints + 10) }},
 		{"BGP topology (default; the mesh spans up to 100 nodes)", func(p *scalePoint) string { return p.Topology }},
 		{"growing to this size (the simulation writing; host4 converged after)", func(p *scalePoint) string { return d(p.Grow) + " (+" + d(p.Converge) + ")" }},
-		{"host4 RSS idle / under churn (of it file pages: the state cache's file)", func(p *scalePoint) string {
+		{"host4 RSS idle / under churn (of it file pages: the binary's and the state cache's)", func(p *scalePoint) string {
 			return fmt.Sprintf("%s (%s) / %s (%s)", mib(p.Idle), fileMiB(p.Idle), mib(p.Churn), fileMiB(p.Churn))
 		}},
 		{"host4 CPU idle / under churn (cores)", func(p *scalePoint) string { return cores(p.Idle) + " / " + cores(p.Churn) }},

@@ -40,7 +40,8 @@ func procUsage(pid int) (cpu time.Duration, rss int64, err error) {
 
 // usage samples a process's CPU (in cores) over a window and its memory
 // at the end: RSS, and of it the file pages mapped (RSSFile: for a node,
-// mostly its state cache's bbolt file, which the kernel can drop).
+// its binary's pages and its state cache's bbolt file, which the kernel
+// can drop).
 type usage struct {
 	Cores   float64
 	RSS     int64
