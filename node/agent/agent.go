@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -565,7 +566,13 @@ func (a *Agent) apply(ctx context.Context) error {
 		a.forgetMoved(d.Ruleset.Workloads)
 	}
 	programmed := time.Now()
-	want := calc.ComputeBGP(in)
+	want := a.calc.ComputeBGP(in)
+	if a.cfg.Verify {
+		if fresh := calc.ComputeBGP(in); !reflect.DeepEqual(fresh, want) {
+			a.log.Error("memo check: the remembered BGP calculation differs from a fresh one; using the fresh one")
+			want = fresh
+		}
+	}
 	bgpErr := a.bgp.apply(actx, want, a.cfg.Down)
 	hops := map[netip.Addr]bool{}
 	learned := a.learned(actx, func(v netip.Addr) bool {

@@ -194,3 +194,29 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// BenchmarkComputeBGPFleet is a pass's BGP calculation on a client host
+// among 1,000 hosts of 100 workloads (the scale benchmark's shape): the
+// package's ComputeBGP, which looks at every workload and reads every
+// Node, and the Calculator's, after the pass's Compute.
+func BenchmarkComputeBGPFleet(b *testing.B) {
+	in := benchInputSized(1000, 100, 10)
+	for h := range 1000 {
+		in.Nodes = append(in.Nodes, &store.Node{Metadata: store.ObjectMeta{Name: fmt.Sprintf("host%d", h+1), ResourceVersion: "1"},
+			Spec: store.NodeSpec{BGP: &store.NodeBGPSpec{IPv4Address: fmt.Sprintf("172.30.%d.%d/16", h>>8, h&255)}}})
+	}
+	in.Pools = []*store.IPPool{{Metadata: store.ObjectMeta{Name: "p"}, Spec: store.IPPoolSpec{CIDR: "10.64.0.0/10"}}}
+	in.Voters = []netip.Addr{netip.MustParseAddr("172.30.0.1"), netip.MustParseAddr("172.30.0.2"), netip.MustParseAddr("172.30.0.3")}
+	b.Run("fresh", func(b *testing.B) {
+		for b.Loop() {
+			ComputeBGP(in)
+		}
+	})
+	b.Run("calculator", func(b *testing.B) {
+		var k Calculator
+		k.Compute(in)
+		for b.Loop() {
+			k.ComputeBGP(in)
+		}
+	})
+}

@@ -53,6 +53,7 @@ type BGP struct {
 // bgpNode is a Node with its BGP settings read.
 type bgpNode struct {
 	name       string
+	rev        string // the Node's ResourceVersion
 	labels     map[string]string
 	as         uint32
 	ipv4, ipv6 netip.Addr
@@ -68,20 +69,44 @@ type bgpNode struct {
 // (store.SecretPath), which the speaker reads, never as the secret
 // itself; a password an older version stored as its value is handed on
 // with a warning.
-func ComputeBGP(in Input) BGP {
+func ComputeBGP(in Input) BGP { return computeBGP(in, localWorkloads(in), nil) }
+
+// ComputeBGP is the package's ComputeBGP for in, which must be the input
+// of the last Compute, from what that calculation and the last call
+// hold: the index's local workloads rather than a look at every workload
+// of the fleet, and the Nodes read before (the same object at the same
+// revision) rather than read again. At a thousand hosts the look and the
+// reading took most of a pass's BGP step (docs/scale.md).
+func (k *Calculator) ComputeBGP(in Input) BGP {
+	c := k.last
+	if c == nil || c.idx == nil || c.in.Node != in.Node || !sameList(c.in.Workloads, in.Workloads) {
+		return ComputeBGP(in)
+	}
+	var locals []*store.WorkloadEndpoint
+	for w := range c.idx.local {
+		if localWorkload(w, in.Node) {
+			locals = append(locals, w)
+		}
+	}
+	return computeBGP(in, locals, &k.nodes)
+}
+
+// sameList says whether a and b are the same slice (not only equal).
+func sameList[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+func computeBGP(in Input, locals []*store.WorkloadEndpoint, memo *nodeMemo) BGP {
 	out, mesh, meshPw := bgpGlobals(in)
 	out.LogSeverity = bgpLogSeverity(in)
-	nodes := map[string]bgpNode{}
-	for _, n := range in.Nodes {
-		nodes[n.Metadata.Name] = readNode(n, out.AS)
-	}
+	nodes, sorted := memo.read(in.Nodes, out.AS)
 	self, ok := nodes[in.Node]
 	if !ok || !self.ipv4.IsValid() {
 		return out
 	}
 	out.Enabled = true
 	out.AS, out.RouterID, out.IPv4, out.IPv6 = self.as, self.ipv4, self.ipv4, self.ipv6
-	pl := bgpPlan{self: self, port: out.ListenPort, nodes: nodes, peers: map[netip.Addr]bgp.Peer{}}
+	pl := bgpPlan{self: self, port: out.ListenPort, nodes: nodes, sorted: sorted, peers: map[netip.Addr]bgp.Peer{}}
 	if mesh {
 		pw := pl.password("BGPConfiguration default", "spec.nodeMeshPassword", meshPw)
 		topo := pl.topology(in)
@@ -97,7 +122,7 @@ func ComputeBGP(in Input) BGP {
 		out.Peers = append(out.Peers, pl.peers[a])
 	}
 	out.Warnings = pl.warnings
-	out.Advertise = advertised(in)
+	out.Advertise = advertised(in, locals)
 	for _, p := range in.Pools {
 		if c, err := store.ParseCIDR(p.Spec.CIDR); err == nil {
 			out.Accept = append(out.Accept, c)
@@ -134,7 +159,9 @@ type bgpPlan struct {
 	self  bgpNode
 	port  int
 	nodes map[string]bgpNode
-	peers map[netip.Addr]bgp.Peer
+	// sorted are the nodes by name (nodes' values).
+	sorted []bgpNode
+	peers  map[netip.Addr]bgp.Peer
 	// warnings are about passwords stored as values.
 	warnings []string
 }
@@ -184,10 +211,10 @@ func (pl *bgpPlan) password(owner, field string, p *store.BGPPassword) secret {
 
 // others are the other nodes, by name.
 func (pl *bgpPlan) others() []bgpNode {
-	var out []bgpNode
-	for _, name := range slices.Sorted(maps.Keys(pl.nodes)) {
-		if name != pl.self.name {
-			out = append(out, pl.nodes[name])
+	out := make([]bgpNode, 0, len(pl.sorted))
+	for _, n := range pl.sorted {
+		if n.name != pl.self.name {
+			out = append(out, n)
 		}
 	}
 	return out
@@ -260,7 +287,7 @@ func (pl *bgpPlan) peer(bp *store.BGPPeer, node string) {
 // workloads hold in other hosts' blocks, except those in a pool with
 // disableBGPExport, which no peer is sent (as Calico's BIRD export filter
 // rejects them, mesh included).
-func advertised(in Input) []netip.Prefix {
+func advertised(in Input, locals []*store.WorkloadEndpoint) []netip.Prefix {
 	var noExport []netip.Prefix
 	for _, p := range in.Pools {
 		if c, err := store.ParseCIDR(p.Spec.CIDR); err == nil && p.Spec.DisableBGPExport {
@@ -271,16 +298,65 @@ func advertised(in Input) []netip.Prefix {
 		return !slices.ContainsFunc(noExport, func(n netip.Prefix) bool { return n.Bits() <= q.Bits() && n.Contains(q.Addr()) })
 	}
 	out := slices.DeleteFunc(slices.Clone(in.HostBlocks), func(b netip.Prefix) bool { return !exported(b) })
-	for _, w := range localWorkloads(in) {
+	var singles []netip.Prefix
+	for _, w := range locals {
 		for _, a := range workloadAddrs(w) {
 			single := netip.PrefixFrom(a, a.BitLen())
 			if !slices.ContainsFunc(in.HostBlocks, func(b netip.Prefix) bool { return b.Contains(a) }) && exported(single) {
-				out = append(out, single)
+				singles = append(singles, single)
 			}
 		}
 	}
-	return out
+	slices.SortFunc(singles, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return append(out, slices.Compact(singles)...)
 }
+
+// nodeMemo is the Nodes a Calculator's last ComputeBGP read, by object:
+// the cache hands on the same object while a Node does not change.
+type nodeMemo struct {
+	as     uint32 // the default AS they were read with
+	nodes  map[*store.Node]bgpNode
+	list   []*store.Node // the last call's, in its order
+	byName map[string]bgpNode
+	sorted []bgpNode
+}
+
+// read reads every node: by name, and all of them sorted by name. With
+// a memo, the last call's answer is given again for the same Nodes (the
+// same objects at the same revisions, with the same default AS), and
+// those of them read before are not read again.
+func (m *nodeMemo) read(ns []*store.Node, as uint32) (map[string]bgpNode, []bgpNode) {
+	if m != nil && m.as == as && m.byName != nil && slices.Equal(m.list, ns) && !slices.ContainsFunc(ns, unversioned) {
+		return m.byName, m.sorted
+	}
+	byName := make(map[string]bgpNode, len(ns))
+	var last, next map[*store.Node]bgpNode
+	if m != nil {
+		if m.as == as {
+			last = m.nodes
+		}
+		next = make(map[*store.Node]bgpNode, len(ns))
+	}
+	for _, n := range ns {
+		b, ok := last[n]
+		if !ok || unversioned(n) || b.rev != n.Metadata.ResourceVersion {
+			b = readNode(n, as)
+		}
+		byName[n.Metadata.Name] = b
+		if next != nil {
+			next[n] = b
+		}
+	}
+	sorted := slices.SortedFunc(maps.Values(byName), func(a, b bgpNode) int { return strings.Compare(a.name, b.name) })
+	if m != nil {
+		m.as, m.nodes, m.list, m.byName, m.sorted = as, next, slices.Clone(ns), byName, sorted
+	}
+	return byName, sorted
+}
+
+// unversioned says whether n has no revision to tell its versions apart
+// (one made by hand, in a test): it is read afresh.
+func unversioned(n *store.Node) bool { return n.Metadata.ResourceVersion == "" }
 
 func bgpConfig(cs []*store.BGPConfiguration, name string) *store.BGPConfiguration {
 	for _, c := range cs {
@@ -292,7 +368,7 @@ func bgpConfig(cs []*store.BGPConfiguration, name string) *store.BGPConfiguratio
 }
 
 func readNode(n *store.Node, defaultAS uint32) bgpNode {
-	out := bgpNode{name: n.Metadata.Name, labels: n.Metadata.Labels, as: defaultAS}
+	out := bgpNode{name: n.Metadata.Name, rev: n.Metadata.ResourceVersion, labels: n.Metadata.Labels, as: defaultAS}
 	b := n.Spec.BGP
 	if b == nil {
 		return out

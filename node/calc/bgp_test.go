@@ -3,6 +3,8 @@ package calc
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -220,5 +222,66 @@ func TestLearnedRoutes(t *testing.T) {
 	got := LearnedRoutes(learned, []netip.Prefix{netip.MustParsePrefix("10.65.0.0/16")}, down)
 	if s := fmt.Sprint(got); s != "[10.65.1.0/26 via 172.31.1.12 10.65.3.3/32 via 172.31.1.12]" {
 		t.Errorf("routes = %s", s)
+	}
+}
+
+// TestCalculatorComputeBGP: the Calculator's ComputeBGP, which takes the
+// local workloads from its index and remembers the Nodes it read, gives
+// what ComputeBGP gives, pass after pass, as workloads and Nodes change.
+func TestCalculatorComputeBGP(t *testing.T) {
+	base := node("h1", "172.31.1.11/24", "", "") + node("h2", "172.31.1.12/24", "", "") + `---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: p}
+spec: {cidr: 10.65.0.0/16}
+`
+	revs := 0
+	input := func(y string) Input {
+		in := decode(t, "h1", base+y)
+		in.HostBlocks = []netip.Prefix{netip.MustParsePrefix("10.65.0.0/26")}
+		for _, n := range in.Nodes {
+			revs++
+			n.Metadata.ResourceVersion = fmt.Sprint(revs)
+		}
+		return in
+	}
+	var k Calculator
+	check := func(step string, in Input) {
+		t.Helper()
+		k.Compute(in)
+		got, want := k.ComputeBGP(in), ComputeBGP(in)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", step, got, want)
+		}
+	}
+	in := input(wep("h1", "default", "own", "cali1", "", "a", "10.65.0.1/32") + wep("h2", "default", "other", "cali2", "", "a", "10.65.3.3/32"))
+	check("first", in)
+	check("again", in)
+	// A local workload with a borrowed address comes, and one on an
+	// interface the node does not police (not cali…), which it does not
+	// program;
+	// a remote one goes.
+	in.Workloads = append(slices.Clone(in.Workloads[:1]), decode(t, "h1", wep("h1", "default", "borrowed", "cali3", "", "a", "10.65.9.7/32")+
+		wep("h1", "default", "unpoliced", "eth9", "", "a", "10.65.8.8/32")).Workloads...)
+	check("borrowed", in)
+	if got := fmt.Sprint(k.ComputeBGP(in).Advertise); got != "[10.65.0.0/26 10.65.9.7/32]" {
+		t.Errorf("advertised %s", got)
+	}
+	// A Node changes (a new object at a new revision, as the cache makes
+	// it): h2's address moves.
+	moved := input("").Nodes
+	moved[1].Spec.BGP.IPv4Address = "172.31.1.22/24"
+	in.Nodes = moved
+	check("node moved", in)
+	if ps := k.ComputeBGP(in).Peers; len(ps) != 1 || ps[0].Addr.String() != "172.31.1.22" {
+		t.Errorf("peers after h2 moved: %v", ps)
+	}
+	// The default AS changes: every Node read again with it.
+	in.BGPConfigs = decode(t, "h1", "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {asNumber: 64999}\n").BGPConfigs
+	check("default AS", in)
+	// An input the last Compute was not given: computed afresh.
+	other := input(wep("h1", "default", "own", "cali1", "", "a", "10.65.0.1/32"))
+	if got, want := k.ComputeBGP(other), ComputeBGP(other); !reflect.DeepEqual(got, want) {
+		t.Errorf("an input Compute did not see:\n got %+v\nwant %+v", got, want)
 	}
 }

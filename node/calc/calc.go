@@ -198,7 +198,10 @@ type compiled struct {
 // changes), or, for one without a revision, a hash of its content; a
 // workload is known by its value (see index.update). Its result is always
 // Compute's; the agent can check that on every change (CALICO_VERIFY).
-type Calculator struct{ last *calculation }
+type Calculator struct {
+	last  *calculation
+	nodes nodeMemo // ComputeBGP's
+}
 
 // Compute is the dataplane for in.
 func (k *Calculator) Compute(in Input) Desired {
@@ -513,11 +516,17 @@ func (c *calculation) fillSets(rs *nft.Ruleset) {
 func localWorkloads(in Input) []*store.WorkloadEndpoint {
 	var out []*store.WorkloadEndpoint
 	for _, w := range in.Workloads {
-		if w.Spec.Node == in.Node && w.Spec.InterfaceName != "" && !store.Broken(w) && Policed(w) {
+		if localWorkload(w, in.Node) {
 			out = append(out, w)
 		}
 	}
 	return out
+}
+
+// localWorkload says whether w is one of node's workloads that the node
+// programs.
+func localWorkload(w *store.WorkloadEndpoint, node string) bool {
+	return w.Spec.Node == node && w.Spec.InterfaceName != "" && !store.Broken(w) && Policed(w)
 }
 
 // localEndpoints are this host's workload endpoints with an interface
