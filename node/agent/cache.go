@@ -248,8 +248,15 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 	}
 	in.Node = node
 	in.HostBlocks = c.blocks
+	// Workloads are the fleet's bulk: their list is made at its size,
+	// not grown (at 100,000 that was most of a pass's input).
+	in.Workloads = make([]*store.WorkloadEndpoint, 0, c.items.workloads)
 	for _, r := range c.items.vals {
-		in.Add(r)
+		if w, ok := r.(*store.WorkloadEndpoint); ok {
+			in.Workloads = append(in.Workloads, w)
+		} else {
+			in.Add(r)
+		}
 	}
 	return in, c.rev, true
 }

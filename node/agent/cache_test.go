@@ -237,3 +237,24 @@ func BenchmarkCacheLoad(b *testing.B) {
 		c.close()
 	}
 }
+
+// BenchmarkCacheInput is the input of a pass on a host among 1,000 of
+// 100 workloads: the cache's resources listed by kind for the
+// calculation, on every pass.
+func BenchmarkCacheInput(b *testing.B) {
+	c := &cache{items: newResources(0), loaded: true}
+	for i := range 100000 {
+		w := &store.WorkloadEndpoint{Metadata: store.ObjectMeta{Name: fmt.Sprint(i), Namespace: "ns"}}
+		c.items.set(store.Key(store.IDOf(w)), w)
+	}
+	for i := range 1000 {
+		n := &store.Node{Metadata: store.ObjectMeta{Name: fmt.Sprintf("host%d", i)}}
+		c.items.set(store.Key(store.IDOf(n)), n)
+	}
+	for b.Loop() {
+		in, _, _ := c.input("host1")
+		if len(in.Workloads) != 100000 || len(in.Nodes) != 1000 {
+			b.Fatalf("%d workloads, %d nodes", len(in.Workloads), len(in.Nodes))
+		}
+	}
+}

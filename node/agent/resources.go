@@ -23,6 +23,8 @@ type resources struct {
 	vals   []store.Resource
 	pos    map[string]int
 	labels map[string]*sharedLabels
+	// workloads counts the WorkloadEndpoints among vals.
+	workloads int
 }
 
 // sharedLabels is a labels map and how many resources hold it.
@@ -49,8 +51,10 @@ func (r *resources) get(k string) (store.Resource, bool) {
 // its labels may be replaced by an equal map another resource holds.
 func (r *resources) set(k string, v store.Resource) {
 	r.share(v)
+	r.count(v, 1)
 	if i, ok := r.pos[k]; ok {
 		r.release(r.vals[i])
+		r.count(r.vals[i], -1)
 		r.vals[i] = v
 		return
 	}
@@ -64,12 +68,20 @@ func (r *resources) del(k string) {
 		return
 	}
 	r.release(r.vals[i])
+	r.count(r.vals[i], -1)
 	last := len(r.vals) - 1
 	r.keys[i], r.vals[i] = r.keys[last], r.vals[last]
 	r.pos[r.keys[i]] = i
 	r.keys[last], r.vals[last] = "", nil
 	r.keys, r.vals = r.keys[:last], r.vals[:last]
 	delete(r.pos, k)
+}
+
+// count adds d to the count of v's kind.
+func (r *resources) count(v store.Resource, d int) {
+	if _, ok := v.(*store.WorkloadEndpoint); ok {
+		r.workloads += d
+	}
 }
 
 // share gives v the labels map of the resources with the same labels.

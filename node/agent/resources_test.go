@@ -28,8 +28,8 @@ func TestResourcesShareLabels(t *testing.T) {
 	if !same(a.Metadata.Labels, b.Metadata.Labels) || same(a.Metadata.Labels, c.Metadata.Labels) {
 		t.Fatalf("equal labels not shared, or unequal ones shared: a %p b %p c %p", a.Metadata.Labels, b.Metadata.Labels, c.Metadata.Labels)
 	}
-	if got := r.labels[labelsKey(a.Metadata.Labels)].n; got != 2 || len(r.labels) != 2 {
-		t.Fatalf("holders %d (want 2), label sets %d (want 2)", got, len(r.labels))
+	if got := r.labels[labelsKey(a.Metadata.Labels)].n; got != 2 || len(r.labels) != 2 || r.workloads != 3 {
+		t.Fatalf("holders %d (want 2), label sets %d (want 2), workloads %d (want 3)", got, len(r.labels), r.workloads)
 	}
 	// b replaced by c's labels: a holds its map alone.
 	r.set("b", we("b", map[string]string{"app": "web", "tier": "2"}))
@@ -48,8 +48,8 @@ func TestResourcesShareLabels(t *testing.T) {
 	r.del("b")
 	r.del("c")
 	r.del("d")
-	if len(r.labels) != 0 || r.len() != 0 {
-		t.Errorf("left: %d label sets, %d resources", len(r.labels), r.len())
+	if len(r.labels) != 0 || r.len() != 0 || r.workloads != 0 {
+		t.Errorf("left: %d label sets, %d resources, %d workloads", len(r.labels), r.len(), r.workloads)
 	}
 	// No labels: nothing shared or counted.
 	r.set("e", we("e", nil))
