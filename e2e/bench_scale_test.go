@@ -131,6 +131,7 @@ type scalePoint struct {
 	SimIdle                           usage
 	AltIdle                           usage
 	Calc, CalcP99, Nft, Routes        time.Duration
+	BGPStep, Input, Pass, PassP99     time.Duration // a pass's BGP step and input, and the whole pass
 	Passes                            int
 	EventsPerSec                      float64
 	WatchLag, WatchLagP99             time.Duration
@@ -365,12 +366,26 @@ func (b *scaleBench) churn(p *scalePoint) {
 	}
 	p.EventsPerSec = float64(st1.ProbeEvents-st0.ProbeEvents) / took.Seconds()
 	p.PutChurn, p.PutChurnP99 = quantileF(lat.Put, 0.5), quantileF(lat.Put, 0.99)
-	calcs, nfts, routes := agentTimings(l.Lab, "host4", offset)
-	p.Passes = len(calcs)
+	passes := agentTimings(l.Lab, "host4", offset)
+	p.Passes = len(passes)
 	if p.Passes == 0 {
 		b.t.Errorf("%d hosts: host4 logged no pass under churn at Debug (has the agent's line changed? appliedRE)", p.Hosts)
 	}
-	p.Calc, p.CalcP99, p.Nft, p.Routes = quantile(calcs, 0.5), quantile(calcs, 0.99), quantile(nfts, 0.5), quantile(routes, 0.5)
+	part := func(f func(a appliedLine) time.Duration) []time.Duration {
+		out := make([]time.Duration, len(passes))
+		for i, a := range passes {
+			out[i] = f(a)
+		}
+		return out
+	}
+	calcs := part(func(a appliedLine) time.Duration { return a.Calc })
+	p.Calc, p.CalcP99 = quantile(calcs, 0.5), quantile(calcs, 0.99)
+	p.Nft = quantile(part(func(a appliedLine) time.Duration { return a.NFT }), 0.5)
+	p.Routes = quantile(part(func(a appliedLine) time.Duration { return a.Routes }), 0.5)
+	p.BGPStep = quantile(part(func(a appliedLine) time.Duration { return a.BGP }), 0.5)
+	p.Input = quantile(part(func(a appliedLine) time.Duration { return a.Input }), 0.5)
+	whole := part(func(a appliedLine) time.Duration { return a.Input + a.Calc + a.NFT + a.BGP + a.Routes })
+	p.Pass, p.PassP99 = quantile(whole, 0.5), quantile(whole, 0.99)
 }
 
 // join starts host5 fresh (it joins the cluster) and times it until it
@@ -520,6 +535,10 @@ func (b *scaleBench) report(ps []*scalePoint) {
 			return fmt.Sprintf("%d; %s / %s", p.Passes, ms(p.Calc), ms(p.CalcP99))
 		}},
 		{"host4 nftables / routes per pass, p50", func(p *scalePoint) string { return ms(p.Nft) + " / " + ms(p.Routes) }},
+		{"host4 per pass: the input from the cache / the BGP step (its calculation and the speaker's sessions, advertisements and learned routes), p50", func(p *scalePoint) string {
+			return ms(p.Input) + " / " + ms(p.BGPStep)
+		}},
+		{"host4 a whole pass (input, calculation, nftables, BGP, routes), p50 / p99", func(p *scalePoint) string { return ms(p.Pass) + " / " + ms(p.PassP99) }},
 		{"watch events a node receives under churn, per second", func(p *scalePoint) string { return fmt.Sprintf("%.0f", p.EventsPerSec) }},
 		{"watch lag (endpoint written to a node's watch), p50 / p99", func(p *scalePoint) string { return ms(p.WatchLag) + " / " + ms(p.WatchLagP99) }},
 		{"new block to host4's route, p50 / p90", func(p *scalePoint) string { return ms(p.RouteConv) + " / " + ms(p.RouteConvP90) }},
@@ -653,7 +672,8 @@ func (b *scaleBench) plots(ps []*scalePoint) []string {
 		{"calc.svg", "host4's agent per pass under churn", "ms", []series{
 			{"calculation p50", col(func(p *scalePoint) float64 { return msf(p.Calc) })},
 			{"calculation p99", col(func(p *scalePoint) float64 { return msf(p.CalcP99) })},
-			{"nftables p50", col(func(p *scalePoint) float64 { return msf(p.Nft) })}}, true},
+			{"nftables p50", col(func(p *scalePoint) float64 { return msf(p.Nft) })},
+			{"whole pass p50", col(func(p *scalePoint) float64 { return msf(p.Pass) })}}, true},
 		{"convergence.svg", "From a simulated host's write to host4's kernel", "ms", []series{
 			{"new block route p50", col(func(p *scalePoint) float64 { return msf(p.RouteConv) })},
 			{"policy set p50", col(func(p *scalePoint) float64 { return msf(p.SetConv) })},

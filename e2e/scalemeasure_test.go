@@ -166,27 +166,21 @@ func (m *monitor) since(t time.Time) []string {
 	return out
 }
 
-// agentTimings are the agent's passes that host's log shows (at Debug)
-// from offset on: how long each took to compute and to program nftables
-// and routes.
-func agentTimings(l *Lab, host string, offset int) (calc, nft, routes []time.Duration) {
+// agentTimings are host's passes its log has at Debug from offset on.
+func agentTimings(l *Lab, host string, offset int) []appliedLine {
 	log := l.Log(host)
 	if offset > len(log) {
-		return nil, nil, nil
+		return nil
 	}
+	var out []appliedLine
 	for _, line := range strings.Split(log[offset:], "\n") {
-		m := appliedRE.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		c, err1 := time.ParseDuration(m[3])
-		n, err2 := time.ParseDuration(m[4])
-		r, err3 := time.ParseDuration(m[6])
-		if err1 == nil && err2 == nil && err3 == nil {
-			calc, nft, routes = append(calc, c), append(nft, n), append(routes, r)
+		if m := appliedRE.FindStringSubmatch(line); m != nil {
+			if a, err := parseApplied(m); err == nil {
+				out = append(out, a)
+			}
 		}
 	}
-	return calc, nft, routes
+	return out
 }
 
 // quantile of durations (0.5: the median); 0 for none.
