@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+
+	"calico/internal/testutil"
 )
 
 // BenchmarkDecodeStoredWorkload is what reading one WorkloadEndpoint from
@@ -27,22 +29,14 @@ func BenchmarkDecodedWorkloadMemory(b *testing.B) {
 	var perEndpoint float64
 	for b.Loop() {
 		clear(kept)
-		before := liveHeap()
+		before := testutil.LiveHeap()
 		for i := range kept {
 			kept[i] = DecodeStored(id, []byte(s), 7)
 		}
-		perEndpoint = float64(liveHeap()-before) / n
+		perEndpoint = float64(testutil.LiveHeap()-before) / n
 	}
 	runtime.KeepAlive(kept)
 	b.ReportMetric(perEndpoint, "B/endpoint")
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // storedWorkload is a WorkloadEndpoint as a node stores it.

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"testing"
 
+	"calico/internal/testutil"
 	"calico/nft"
 	"calico/store"
 )
@@ -178,21 +179,13 @@ func BenchmarkCalculatorMemory(b *testing.B) {
 	n := len(in.Workloads)
 	var perEndpoint float64
 	for b.Loop() {
-		before := liveHeap()
+		before := testutil.LiveHeap()
 		var k Calculator
 		k.Compute(in)
-		perEndpoint = float64(liveHeap()-before) / float64(n)
+		perEndpoint = float64(testutil.LiveHeap()-before) / float64(n)
 		runtime.KeepAlive(&k)
 	}
 	b.ReportMetric(perEndpoint, "B/endpoint")
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // BenchmarkComputeBGPFleet is a pass's BGP calculation on a client host
