@@ -86,33 +86,37 @@ func (r *resources) count(v store.Resource, d int) {
 
 // share gives v the labels map of the resources with the same labels.
 func (r *resources) share(v store.Resource) {
-	m := v.Meta()
-	if len(m.Labels) == 0 {
-		return
-	}
 	var buf [256]byte
-	k := appendLabelsKey(buf[:0], m.Labels)
-	if s := r.labels[string(k)]; s != nil {
-		m.Labels = s.m
+	k, s := r.lookup(v, buf[:0])
+	switch {
+	case k == nil:
+	case s != nil:
+		v.Meta().Labels = s.m
 		s.n++
-		return
+	default:
+		r.labels[string(k)] = &sharedLabels{m: v.Meta().Labels, n: 1}
 	}
-	r.labels[string(k)] = &sharedLabels{m: m.Labels, n: 1}
 }
 
 // release counts v's labels map as no longer held by v.
 func (r *resources) release(v store.Resource) {
-	m := v.Meta()
-	if len(m.Labels) == 0 {
-		return
-	}
 	var buf [256]byte
-	k := appendLabelsKey(buf[:0], m.Labels)
-	if s := r.labels[string(k)]; s != nil {
+	if k, s := r.lookup(v, buf[:0]); s != nil {
 		if s.n--; s.n == 0 {
 			delete(r.labels, string(k))
 		}
 	}
+}
+
+// lookup finds the entry of v's labels, appending their key to b; a nil
+// key for no labels.
+func (r *resources) lookup(v store.Resource, b []byte) ([]byte, *sharedLabels) {
+	labels := v.Meta().Labels
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	k := appendLabelsKey(b, labels)
+	return k, r.labels[string(k)]
 }
 
 // appendLabelsKey appends labels as one key, equal for equal labels:
