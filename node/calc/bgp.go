@@ -53,7 +53,6 @@ type BGP struct {
 // bgpNode is a Node with its BGP settings read.
 type bgpNode struct {
 	name       string
-	rev        string // the Node's ResourceVersion
 	labels     map[string]string
 	as         uint32
 	ipv4, ipv6 netip.Addr
@@ -311,52 +310,41 @@ func advertised(in Input, locals []*store.WorkloadEndpoint) []netip.Prefix {
 	return append(out, slices.Compact(singles)...)
 }
 
-// nodeMemo is the Nodes a Calculator's last ComputeBGP read, by object:
-// the cache hands on the same object while a Node does not change.
+// nodeMemo is the Nodes a Calculator's last ComputeBGP read: the cache
+// hands on the same object while a Node does not change.
 type nodeMemo struct {
-	as     uint32 // the default AS they were read with
-	nodes  map[*store.Node]bgpNode
+	as     uint32        // the default AS they were read with
 	list   []*store.Node // the last call's, in its order
+	revs   []string      // their ResourceVersions then
 	byName map[string]bgpNode
 	sorted []bgpNode
 }
 
 // read reads every node: by name, and all of them sorted by name. With
 // a memo, the last call's answer is given again for the same Nodes (the
-// same objects at the same revisions, with the same default AS), and
-// those of them read before are not read again.
+// same objects at the same revisions, with the same default AS).
 func (m *nodeMemo) read(ns []*store.Node, as uint32) (map[string]bgpNode, []bgpNode) {
-	if m != nil && m.as == as && m.byName != nil && slices.Equal(m.list, ns) && !slices.ContainsFunc(ns, unversioned) {
+	if m != nil && m.byName != nil && m.as == as && slices.Equal(m.list, ns) && slices.EqualFunc(m.revs, ns, sameRev) {
 		return m.byName, m.sorted
 	}
 	byName := make(map[string]bgpNode, len(ns))
-	var last, next map[*store.Node]bgpNode
-	if m != nil {
-		if m.as == as {
-			last = m.nodes
-		}
-		next = make(map[*store.Node]bgpNode, len(ns))
-	}
 	for _, n := range ns {
-		b, ok := last[n]
-		if !ok || unversioned(n) || b.rev != n.Metadata.ResourceVersion {
-			b = readNode(n, as)
-		}
-		byName[n.Metadata.Name] = b
-		if next != nil {
-			next[n] = b
-		}
+		byName[n.Metadata.Name] = readNode(n, as)
 	}
 	sorted := slices.SortedFunc(maps.Values(byName), func(a, b bgpNode) int { return strings.Compare(a.name, b.name) })
 	if m != nil {
-		m.as, m.nodes, m.list, m.byName, m.sorted = as, next, slices.Clone(ns), byName, sorted
+		revs := make([]string, len(ns))
+		for i, n := range ns {
+			revs[i] = n.Metadata.ResourceVersion
+		}
+		m.as, m.list, m.revs, m.byName, m.sorted = as, slices.Clone(ns), revs, byName, sorted
 	}
 	return byName, sorted
 }
 
-// unversioned says whether n has no revision to tell its versions apart
-// (one made by hand, in a test): it is read afresh.
-func unversioned(n *store.Node) bool { return n.Metadata.ResourceVersion == "" }
+// sameRev says whether n is still at revision rev; a Node without one
+// (made by hand, in a test) never is.
+func sameRev(rev string, n *store.Node) bool { return rev != "" && rev == n.Metadata.ResourceVersion }
 
 func bgpConfig(cs []*store.BGPConfiguration, name string) *store.BGPConfiguration {
 	for _, c := range cs {
@@ -368,7 +356,7 @@ func bgpConfig(cs []*store.BGPConfiguration, name string) *store.BGPConfiguratio
 }
 
 func readNode(n *store.Node, defaultAS uint32) bgpNode {
-	out := bgpNode{name: n.Metadata.Name, rev: n.Metadata.ResourceVersion, labels: n.Metadata.Labels, as: defaultAS}
+	out := bgpNode{name: n.Metadata.Name, labels: n.Metadata.Labels, as: defaultAS}
 	b := n.Spec.BGP
 	if b == nil {
 		return out
