@@ -213,7 +213,7 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 		{"table deleted", func(c *nftables.Conn) error {
 			c.DelTable(calicoTable)
 			return nil
-		}, Stats{SetsAdded: 8, ChainsAdded: 11, RulesAdded: 35, ElemsAdded: 16}},
+		}, Stats{SetsAdded: 8, ChainsAdded: 13, RulesAdded: 37, ElemsAdded: 16}},
 		{"chain flushed", func(c *nftables.Conn) error {
 			c.FlushChain(&nftables.Chain{Table: calicoTable, Name: chainFromDispatch})
 			return nil
@@ -240,7 +240,7 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 			c.DelTable(calicoTable)
 			c.AddTable(calicoTable)
 			return c.AddSet(&nftables.Set{Table: calicoTable, Name: mapTo, KeyType: nftables.TypeInetService}, nil)
-		}, Stats{Recreated: true, SetsAdded: 8, ChainsAdded: 11, RulesAdded: 35, ElemsAdded: 16}},
+		}, Stats{Recreated: true, SetsAdded: 8, ChainsAdded: 13, RulesAdded: 37, ElemsAdded: 16}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
