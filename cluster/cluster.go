@@ -65,8 +65,19 @@ type Config struct {
 	// EtcdObserve, when set, is told of every unary request of the
 	// node's datastore client: its gRPC method, error and duration.
 	EtcdObserve func(method string, err error, took time.Duration)
+	// MemberAfter, when set, holds back the start of a resuming voter's
+	// member (one that reads through the other voters meanwhile) until
+	// it is closed, for at most memberWait: the node closes it once its
+	// dataplane is programmed, so that the member's replay of its log
+	// does not compete with the first listing and load for the CPU.
+	MemberAfter <-chan struct{}
 	Log         *slog.Logger
 }
+
+// memberWait bounds how long MemberAfter holds a member back: when the
+// other voters cannot serve the listing without this one, the member
+// starts after it.
+var memberWait = 2 * time.Second
 
 func (cfg *Config) defaults() {
 	for _, d := range []struct {
@@ -424,12 +435,23 @@ var laterHook func(context.Context)
 // the node reads the datastore from the other voters: the member first
 // replays its log (half a second of a core, and tens of MB of
 // allocation, at 1,000 endpoints a host), and a node without its state cache waited for
-// that before its first listing. A member that cannot start stops the
+// that before its first listing; it still starts only once the node's
+// dataplane is programmed (MemberAfter). A member that cannot start stops the
 // node (Err), as it would have stopped Start.
 func (c *Cluster) startLater() {
 	c.wg.Go(func() {
 		if laterHook != nil {
 			laterHook(c.ctx)
+		}
+		if c.cfg.MemberAfter != nil {
+			t := time.NewTimer(memberWait)
+			select {
+			case <-c.cfg.MemberAfter:
+			case <-t.C:
+				c.log.Info("starting the etcd member before the dataplane is programmed", "waited", memberWait)
+			case <-c.ctx.Done():
+			}
+			t.Stop()
 		}
 		var started bool
 		var err error

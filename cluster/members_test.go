@@ -277,21 +277,18 @@ func TestClientPeriod(t *testing.T) {
 
 // TestVoterResumesThroughTheOthers: a voter restarting while the other
 // voters serve uses the datastore through them at once and starts its
-// own member in the background (startLater); one closed while its member
-// starts leaves no member running.
+// own member in the background (startLater), once MemberAfter is closed
+// or after memberWait; one closed while its member starts leaves no
+// member running.
 func TestVoterResumesThroughTheOthers(t *testing.T) {
 	cs, cfgs := startFour(t, func(*Config) {})
-	hold := make(chan struct{})
-	laterHook = func(ctx context.Context) {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-		}
-	}
 	t.Cleanup(func() { laterHook = nil })
 
 	cs[1].Close()
-	n2, err := Start(t.Context(), cfgs[1])
+	hold := make(chan struct{})
+	cfg2 := cfgs[1]
+	cfg2.MemberAfter = hold
+	n2, err := Start(t.Context(), cfg2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +300,10 @@ func TestVoterResumesThroughTheOthers(t *testing.T) {
 	defer cancel()
 	if _, err := n2.client.Put(ctx, "/test/resumed", "n2"); err != nil {
 		t.Fatalf("writing through the other voters while n2's member waits: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // a member not held back has started by now
+	if n2.embedded() != nil {
+		t.Fatal("n2's member started before MemberAfter was closed")
 	}
 	close(hold)
 	waitFor(t, 30*time.Second, "n2's member to start", func() bool { return n2.embedded() != nil && !n2.memberStarting() })
@@ -351,6 +352,20 @@ func TestVoterResumesThroughTheOthers(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("n3's member does not serve")
 	}
+
+	// n3 again, MemberAfter never closed: its member starts after
+	// memberWait (the other voters might need it for a quorum).
+	defer func(d time.Duration) { memberWait = d }(memberWait)
+	memberWait = 300 * time.Millisecond
+	n3.Close()
+	cfg3 := cfgs[2]
+	cfg3.MemberAfter = make(chan struct{})
+	n3, err = Start(t.Context(), cfg3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n3.Close)
+	waitFor(t, 30*time.Second, "n3's member to start without MemberAfter", func() bool { return n3.embedded() != nil })
 
 	// n2 again, its member's peer port taken: Start returns, the member
 	// fails in the background, and Err says so; the member's data stays.

@@ -315,6 +315,9 @@ func (n *node) start(ctx context.Context) error {
 		return err
 	}
 	n.svc.setStatus("%s", n.clusterStep())
+	if n.agent != nil {
+		cfg.MemberAfter = n.agent.Programmed()
+	}
 	cl, err := n.parts.cluster(ctx, cfg.Config)
 	if err != nil {
 		return err
