@@ -399,6 +399,60 @@ func TestPrivilegedPacketsTiers(t *testing.T) {
 	})
 }
 
+// TestPrivilegedPacketsMarkTests: a group chain tests the Pass mark only
+// after a policy that can pass and the Accept mark only after one that
+// can allow (groupRules). B's ingress tier t1 holds q0 (denies 8084
+// only), q1 (passes 8080 only) and q2 (denies 8080 and 8082, allows
+// 8081); t2 allows 8080. What q1 passes must skip q2, what q0 leaves
+// undecided must reach q2, and q2's allow must end the path.
+func TestPrivilegedPacketsMarkTests(t *testing.T) {
+	testutil.Privileged(t)
+	l, wls := newLab(t)
+	a, b := wls[0], wls[1]
+	for p := 8080; p <= 8084; p++ {
+		listen(t, l.b, fmt.Sprintf(":%d", p))
+	}
+	port := func(p uint16) []PortRange { return []PortRange{{p, p}} }
+	rs := Ruleset{
+		Workloads: []Endpoint{
+			{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
+			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Egress: profilePath("open"), Ingress: Path{Tiers: []Tier{
+				{Name: "t1", Policies: []string{"q0", "q1", "q2"}},
+				{Name: "t2", Policies: []string{"q3"}},
+			}}},
+		},
+		Policies: []Policy{
+			{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
+			{Name: "q0", Ingress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: port(8084)}}}},
+			{Name: "q1", Ingress: []Rule{{Action: Pass, Protocol: tcp, Dst: Match{Ports: port(8080)}}}},
+			{Name: "q2", Ingress: []Rule{
+				{Action: Deny, Protocol: tcp, Dst: Match{Ports: port(8080)}},
+				{Action: Deny, Protocol: tcp, Dst: Match{Ports: port(8082)}},
+				{Action: Allow, Protocol: tcp, Dst: Match{Ports: port(8081)}},
+			}},
+			{Name: "q3", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: port(8080)}}}},
+		},
+	}
+	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
+	t.Cleanup(func() { ap.Close() })
+	apply(t, ap, rs)
+	at := func(port int) string { return net.JoinHostPort(b.wlV4, strconv.Itoa(port)) }
+	t.Run("passed by q1 past q2's deny, allowed in t2", func(t *testing.T) {
+		expect(t, l.a, "", at(8080))
+		expect(t, l.a, "", net.JoinHostPort(b.wlV6, "8080"))
+	})
+	t.Run("left undecided by q0 and q1, allowed by q2", func(t *testing.T) { expect(t, l.a, "", at(8081)) })
+	t.Run("denied by q2", func(t *testing.T) { expectNot(t, l.a, "", at(8082)) })
+	t.Run("denied by q0", func(t *testing.T) { expectNot(t, l.a, "", at(8084)) })
+	t.Run("end of tier t1", func(t *testing.T) {
+		before := labelCount(t, l.host, "end of tier t1")
+		expectNot(t, l.a, "", at(8083))
+		if after := labelCount(t, l.host, "end of tier t1"); after <= before {
+			t.Errorf("the end of tier t1 dropped nothing (%d -> %d packets)", before, after)
+		}
+	})
+}
+
 // TestPrivilegedPacketsNetworkSets admits A to B by a Set with nets: a /16
 // and a /32 inside it (and the same address as a member), then the /16
 // replaced, then 0.0.0.0/0, then no nets at all (a hash set again).

@@ -187,6 +187,7 @@ type pathKey struct {
 	stage stage
 	dir   Direction
 	names string // the policies and profiles, in order
+	acts  string // their actionBits, in the same order
 }
 
 type setKey struct {
@@ -216,6 +217,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 		Chains: make([]Chain, 0, len(r.last.groups)+2*len(rs.Policies)+16)}
 	kinds := kindsOf(rs.Sets)
 	t.Sets = r.sets(rs, kinds)
+	acts := policyActions(rs.Policies)
 
 	groups := make(map[string]Chain, len(r.last.groups))
 	used := make(map[policyDir]bool, 2*len(rs.Policies))
@@ -237,7 +239,7 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 			return name
 		}
 		uses = append(uses, pathUse{s, d, p})
-		c := r.group(s, d, p)
+		c := r.group(s, d, p, acts)
 		if _, ok := groups[c.Name]; !ok {
 			groups[c.Name] = c
 			for n := range all(p) {
@@ -311,12 +313,23 @@ func workloadSets(eps []Endpoint, group func(stage, Direction, Path) string) []T
 	}
 }
 
-// group is the chain of a path, remembered.
-func (r *renderer) group(s stage, d Direction, p Path) Chain {
-	k := pathKey{s, d, p.key()}
+// group is the chain of a path, remembered by its policies' names and
+// what they can do.
+func (r *renderer) group(s stage, d Direction, p Path, acts map[policyDir]actionBits) Chain {
+	act := func(name string) actionBits {
+		if a, ok := acts[policyDir{name, d}]; ok {
+			return a
+		}
+		return mayAllow | mayPass // not in the Ruleset (validation refuses that): test both marks
+	}
+	var b strings.Builder
+	for n := range all(p) {
+		b.WriteByte(byte(act(n)))
+	}
+	k := pathKey{s, d, p.key(), b.String()}
 	c, ok := r.last.groups[k]
 	if !ok {
-		c = Chain{Name: groupChain(s, d, p), Rules: groupRules(s, d, p)}
+		c = Chain{Name: groupChain(s, d, p), Rules: groupRules(s, d, p, act)}
 	}
 	r.next.groups[k] = c
 	return c
@@ -371,7 +384,7 @@ var (
 // modified, so one copy serves all chains.
 var (
 	ruleClearMarks = newRule("", markSet{clear: markAccept | markPass})
-	ruleIfAccepted = newRule("", accepted, counter{}, vReturn)
+	ruleIfAccepted = newRule("", accepted, vReturn)
 	ruleClearPass  = newRule("", markSet{clear: markPass})
 	ruleNoProfile  = newRule("no profile allowed", counter{}, vDrop)
 	ruleEmptyPath  = newRule("empty path", counter{}, vDrop)
@@ -381,6 +394,38 @@ var (
 	ruleUndecided       = newRule("no policy decided", counter{}, vReturn)
 )
 
+// actionBits say what the rules of one direction of a policy can do to
+// the marks: set Accept (an Allow rule), set Pass (a Pass rule).
+type actionBits uint8
+
+const (
+	mayAllow actionBits = 1 << iota
+	mayPass
+)
+
+// policyActions are the actionBits of every policy and direction.
+func policyActions(ps []Policy) map[policyDir]actionBits {
+	m := make(map[policyDir]actionBits, 2*len(ps))
+	for _, p := range ps {
+		for _, dr := range [...]struct {
+			d     Direction
+			rules []Rule
+		}{{Ingress, p.Ingress}, {Egress, p.Egress}} {
+			var a actionBits
+			for _, r := range dr.rules {
+				switch r.Action {
+				case Allow:
+					a |= mayAllow
+				case Pass:
+					a |= mayPass
+				}
+			}
+			m[policyDir{p.Name, dr.d}] = a
+		}
+	}
+	return m
+}
+
 // groupRules evaluates a Path like Felix does, with two mark bits: a
 // policy chain sets Accept and returns to allow, sets Pass and returns to
 // skip to the next tier, drops to deny, or returns with neither bit set
@@ -388,7 +433,15 @@ var (
 // stage a path without tiers allows; at the pre-DNAT and untracked
 // stages tiers pass at their end and a packet that no policy allowed or
 // denied returns with Accept clear, for the base chain to go on.
-func groupRules(s stage, d Direction, p Path) []ChainRule {
+//
+// A mark is tested only where a policy could have set it (act): Pass
+// before a policy only when one before it in the tier has a Pass rule,
+// Accept after a policy only when it has an Allow rule. Each test is
+// three expressions of the kernel's, and most tables have no Pass rule
+// at all. The jumps and tests carry no counter: the policies' rules
+// count what they match (`calico policy stats`), and the drops here
+// count what no policy decided.
+func groupRules(s stage, d Direction, p Path, act func(string) actionBits) []ChainRule {
 	early := s == stagePreDNAT || s == stageUntracked
 	switch {
 	case s == stageForward && len(p.Tiers) == 0:
@@ -404,18 +457,36 @@ func groupRules(s stage, d Direction, p Path) []ChainRule {
 		if i > 0 {
 			rules = append(rules, ruleClearPass)
 		}
+		passed := false // a policy before in this tier can pass
 		for _, n := range t.Policies {
-			rules = append(rules, newRule("", notPassed, counter{}, jump(policyChain(n, d))), ruleIfAccepted)
+			if passed {
+				rules = append(rules, newRule("", notPassed, jump(policyChain(n, d))))
+			} else {
+				rules = append(rules, newRule("", jump(policyChain(n, d))))
+			}
+			a := act(n)
+			if a&mayAllow != 0 {
+				rules = append(rules, ruleIfAccepted)
+			}
+			passed = passed || a&mayPass != 0
 		}
 		if !t.DefaultPass && !early && len(t.Policies) > 0 {
-			rules = append(rules, newRule("end of tier "+t.Name+": no policy allowed or passed", notPassed, counter{}, vDrop))
+			end := "end of tier " + t.Name + ": no policy allowed or passed"
+			if passed {
+				rules = append(rules, newRule(end, notPassed, counter{}, vDrop))
+			} else {
+				rules = append(rules, newRule(end, counter{}, vDrop))
+			}
 		}
 	}
 	if early {
 		return append(rules, ruleUndecided)
 	}
 	for _, n := range p.Profiles {
-		rules = append(rules, newRule("", counter{}, jump(policyChain(n, d))), ruleIfAccepted)
+		rules = append(rules, newRule("", jump(policyChain(n, d))))
+		if act(n)&mayAllow != 0 {
+			rules = append(rules, ruleIfAccepted)
+		}
 	}
 	return append(rules, ruleNoProfile)
 }
