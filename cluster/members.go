@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/server/v3/embed"
 )
 
 // The etcd member set. The cluster wants three voters: the first three
@@ -271,9 +272,14 @@ func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
 		}
 	}
 	own := ""
-	if c.embedded() != nil {
+	if e := c.embedded(); e != nil {
 		own = c.member.clientURL()
-		if members == nil && !slices.Contains(voters, own) && c.id.Role == "voter" {
+		if !ready(e) {
+			// Started, but not yet caught up with the leader: a request
+			// it took would wait for that (a few hundred ms after a
+			// restart), so the client keeps to the others meanwhile.
+			voters = slices.DeleteFunc(voters, func(u string) bool { return u == own })
+		} else if members == nil && !slices.Contains(voters, own) && c.id.Role == "voter" {
 			voters = append(voters, own)
 		}
 	}
@@ -283,6 +289,16 @@ func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
 	}
 	c.client.SetEndpoints(eps...)
 	c.log.Debug("etcd endpoints", "endpoints", eps)
+}
+
+// ready reports whether a member has joined the cluster and serves.
+func ready(e *embed.Etcd) bool {
+	select {
+	case <-e.Server.ReadyNotify():
+		return true
+	default:
+		return false
+	}
 }
 
 // voterDown reports whether the host of a voter's client URL is one that
