@@ -248,15 +248,11 @@ func (c *cache) input(node string) (in calc.Input, rev int64, ok bool) {
 	}
 	in.Node = node
 	in.HostBlocks = c.blocks
-	// Workloads are the fleet's bulk: their list is made at its size,
-	// not grown (at 100,000 that was most of a pass's input).
-	in.Workloads = make([]*store.WorkloadEndpoint, 0, c.items.workloads)
+	// Workloads are the fleet's bulk: their list is the cache's own,
+	// lent (see resources).
+	in.Workloads = c.items.workloadList()
 	for _, r := range c.items.vals {
-		if w, ok := r.(*store.WorkloadEndpoint); ok {
-			in.Workloads = append(in.Workloads, w)
-		} else {
-			in.Add(r)
-		}
+		in.Add(r)
 	}
 	return in, c.rev, true
 }
@@ -330,7 +326,7 @@ func (c *cache) toWrite() (cacheWrite, bool) {
 	}
 	w := cacheWrite{all: c.all, rev: c.rev, blocks: c.blocks, writer: c.writer}
 	if c.all {
-		w.keys = slices.Clone(c.items.keys)
+		w.keys = c.items.allKeys()
 	} else {
 		w.keys = slices.Collect(maps.Keys(c.dirty))
 	}

@@ -240,8 +240,14 @@ func BenchmarkCacheLoad(b *testing.B) {
 
 // BenchmarkCacheInput is the input of a pass on a host among 1,000 of
 // 100 workloads: the cache's resources listed by kind for the
-// calculation, on every pass.
-func BenchmarkCacheInput(b *testing.B) {
+// calculation, on every pass; here no workload changed between passes.
+func BenchmarkCacheInput(b *testing.B) { benchCacheInput(b, false) }
+
+// BenchmarkCacheInputChurn is BenchmarkCacheInput with one workload
+// replaced before each pass, as under churn.
+func BenchmarkCacheInputChurn(b *testing.B) { benchCacheInput(b, true) }
+
+func benchCacheInput(b *testing.B, churn bool) {
 	c := &cache{items: newResources(0), loaded: true}
 	for i := range 100000 {
 		w := &store.WorkloadEndpoint{Metadata: store.ObjectMeta{Name: fmt.Sprint(i), Namespace: "ns"}}
@@ -251,7 +257,13 @@ func BenchmarkCacheInput(b *testing.B) {
 		n := &store.Node{Metadata: store.ObjectMeta{Name: fmt.Sprintf("host%d", i)}}
 		c.items.set(store.Key(store.IDOf(n)), n)
 	}
+	i := 0
 	for b.Loop() {
+		if churn {
+			i++
+			w := &store.WorkloadEndpoint{Metadata: store.ObjectMeta{Name: fmt.Sprint(i % 100000), Namespace: "ns", ResourceVersion: fmt.Sprint(i)}}
+			c.items.set(store.Key(store.IDOf(w)), w)
+		}
 		in, _, _ := c.input("host1")
 		if len(in.Workloads) != 100000 || len(in.Nodes) != 1000 {
 			b.Fatalf("%d workloads, %d nodes", len(in.Workloads), len(in.Nodes))

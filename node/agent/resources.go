@@ -14,17 +14,27 @@ import (
 // lists place by place (calc's index) rather than looking every resource
 // up.
 //
+// WorkloadEndpoints, the fleet's bulk, are kept apart, in a list of
+// their own that the input takes as it is (workloadList): a pass copies
+// no list of 100,000 pointers, and a pass where no workload changed
+// allocates none. The list handed out is never written again: the first
+// change of a place in it after that copies it (appending does not, as
+// the holder's list ends before).
+//
 // Resources with equal labels share one map of them (labels): a node
 // keeps every endpoint of the fleet, and replicas' labels, one map each,
 // were about a third of a decoded endpoint's memory. Labels are never
 // changed in place (the store clones them first), so sharing is safe.
 type resources struct {
-	keys   []string
-	vals   []store.Resource
+	keys  []string
+	vals  []store.Resource // all but WorkloadEndpoints
+	wkeys []string
+	wls   []*store.WorkloadEndpoint
+	// pos is a key's place: i in vals, or -1-i in wls.
 	pos    map[string]int
 	labels map[string]*sharedLabels
-	// workloads counts the WorkloadEndpoints among vals.
-	workloads int
+	// lent: wls was handed out (workloadList).
+	lent bool
 }
 
 // sharedLabels is a labels map and how many resources hold it.
@@ -34,15 +44,18 @@ type sharedLabels struct {
 }
 
 func newResources(n int) *resources {
-	return &resources{keys: make([]string, 0, n), vals: make([]store.Resource, 0, n), pos: make(map[string]int, n), labels: map[string]*sharedLabels{}}
+	return &resources{pos: make(map[string]int, n), labels: map[string]*sharedLabels{}}
 }
 
-func (r *resources) len() int { return len(r.vals) }
+func (r *resources) len() int { return len(r.vals) + len(r.wls) }
 
 func (r *resources) get(k string) (store.Resource, bool) {
 	i, ok := r.pos[k]
-	if !ok {
+	switch {
+	case !ok:
 		return nil, false
+	case i < 0:
+		return r.wls[-1-i], true
 	}
 	return r.vals[i], true
 }
@@ -50,16 +63,30 @@ func (r *resources) get(k string) (store.Resource, bool) {
 // set files v under k. v must be the cache's own (fresh from decoding):
 // its labels may be replaced by an equal map another resource holds.
 func (r *resources) set(k string, v store.Resource) {
-	r.share(v)
-	r.count(v, 1)
-	if i, ok := r.pos[k]; ok {
-		r.release(r.vals[i])
-		r.count(r.vals[i], -1)
-		r.vals[i] = v
-		return
+	w, isWL := v.(*store.WorkloadEndpoint)
+	i, ok := r.pos[k]
+	if ok && (i < 0) != isWL { // another kind under the key: no key of the store's
+		r.del(k)
+		ok = false
 	}
-	r.pos[k] = len(r.vals)
-	r.keys, r.vals = append(r.keys, k), append(r.vals, v)
+	r.share(v)
+	if ok {
+		old, _ := r.get(k)
+		r.release(old)
+	}
+	switch {
+	case ok && i < 0:
+		r.own()
+		r.wls[-1-i] = w
+	case ok:
+		r.vals[i] = v
+	case isWL:
+		r.pos[k] = -1 - len(r.wls)
+		r.wkeys, r.wls = append(r.wkeys, k), append(r.wls, w)
+	default:
+		r.pos[k] = len(r.vals)
+		r.keys, r.vals = append(r.keys, k), append(r.vals, v)
+	}
 }
 
 func (r *resources) del(k string) {
@@ -67,21 +94,47 @@ func (r *resources) del(k string) {
 	if !ok {
 		return
 	}
-	r.release(r.vals[i])
-	r.count(r.vals[i], -1)
+	old, _ := r.get(k)
+	r.release(old)
+	delete(r.pos, k)
+	if i < 0 {
+		r.own()
+		i, last := -1-i, len(r.wls)-1
+		r.wkeys[i], r.wls[i] = r.wkeys[last], r.wls[last]
+		if i != last {
+			r.pos[r.wkeys[i]] = -1 - i
+		}
+		r.wkeys[last], r.wls[last] = "", nil
+		r.wkeys, r.wls = r.wkeys[:last], r.wls[:last]
+		return
+	}
 	last := len(r.vals) - 1
 	r.keys[i], r.vals[i] = r.keys[last], r.vals[last]
-	r.pos[r.keys[i]] = i
+	if i != last {
+		r.pos[r.keys[i]] = i
+	}
 	r.keys[last], r.vals[last] = "", nil
 	r.keys, r.vals = r.keys[:last], r.vals[:last]
-	delete(r.pos, k)
 }
 
-// count adds d to the count of v's kind.
-func (r *resources) count(v store.Resource, d int) {
-	if _, ok := v.(*store.WorkloadEndpoint); ok {
-		r.workloads += d
+// workloadList is the WorkloadEndpoints, in their order; the caller may
+// keep it, and must not change it.
+func (r *resources) workloadList() []*store.WorkloadEndpoint {
+	r.lent = true
+	return r.wls[:len(r.wls):len(r.wls)]
+}
+
+// own makes wls the resources' own before a place in it is written.
+func (r *resources) own() {
+	if r.lent {
+		r.wls = append(make([]*store.WorkloadEndpoint, 0, cap(r.wls)), r.wls...)
+		r.lent = false
 	}
+}
+
+// allKeys lists every resource's key.
+func (r *resources) allKeys() []string {
+	return append(append(make([]string, 0, r.len()), r.keys...), r.wkeys...)
 }
 
 // share gives v the labels map of the resources with the same labels.

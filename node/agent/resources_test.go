@@ -2,6 +2,7 @@ package agent
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	"calico/store"
@@ -28,8 +29,8 @@ func TestResourcesShareLabels(t *testing.T) {
 	if !same(a.Metadata.Labels, b.Metadata.Labels) || same(a.Metadata.Labels, c.Metadata.Labels) {
 		t.Fatalf("equal labels not shared, or unequal ones shared: a %p b %p c %p", a.Metadata.Labels, b.Metadata.Labels, c.Metadata.Labels)
 	}
-	if got := r.labels[labelsKey(a.Metadata.Labels)].n; got != 2 || len(r.labels) != 2 || r.workloads != 3 {
-		t.Fatalf("holders %d (want 2), label sets %d (want 2), workloads %d (want 3)", got, len(r.labels), r.workloads)
+	if got := r.labels[labelsKey(a.Metadata.Labels)].n; got != 2 || len(r.labels) != 2 || len(r.wls) != 3 {
+		t.Fatalf("holders %d (want 2), label sets %d (want 2), workloads %d (want 3)", got, len(r.labels), len(r.wls))
 	}
 	// b replaced by c's labels: a holds its map alone.
 	r.set("b", we("b", map[string]string{"app": "web", "tier": "2"}))
@@ -48,8 +49,8 @@ func TestResourcesShareLabels(t *testing.T) {
 	r.del("b")
 	r.del("c")
 	r.del("d")
-	if len(r.labels) != 0 || r.len() != 0 || r.workloads != 0 {
-		t.Errorf("left: %d label sets, %d resources, %d workloads", len(r.labels), r.len(), r.workloads)
+	if len(r.labels) != 0 || r.len() != 0 || len(r.wls) != 0 {
+		t.Errorf("left: %d label sets, %d resources, %d workloads", len(r.labels), r.len(), len(r.wls))
 	}
 	// No labels: nothing shared or counted.
 	r.set("e", we("e", nil))
@@ -68,5 +69,55 @@ func TestLabelsKeyUnambiguous(t *testing.T) {
 	}
 	if labelsKey(map[string]string{"a": "", "b": ""}) == labelsKey(map[string]string{"a": "\x01b"}) {
 		t.Error("two labels and one have the same key")
+	}
+}
+
+// TestResourcesLendWorkloads: the list of workloads handed out never
+// changes afterwards; the resources go on with their own copy, every key
+// still finding its value, workloads and others apart.
+func TestResourcesLendWorkloads(t *testing.T) {
+	we := func(name string) *store.WorkloadEndpoint {
+		return &store.WorkloadEndpoint{Metadata: store.ObjectMeta{Name: name, Namespace: "ns"}}
+	}
+	r := newResources(0)
+	a, b, c := we("a"), we("b"), we("c")
+	pol := &store.GlobalNetworkPolicy{Metadata: store.ObjectMeta{Name: "p"}}
+	r.set("a", a)
+	r.set("p", pol)
+	r.set("b", b)
+	r.set("c", c)
+	lent := r.workloadList()
+	want := []*store.WorkloadEndpoint{a, b, c}
+	if !slices.Equal(lent, want) || len(r.vals) != 1 {
+		t.Fatalf("workloads %v, others %d; want a, b, c and the policy", lent, len(r.vals))
+	}
+	b2, d := we("b"), we("d")
+	r.set("b", b2) // a place written: copied first
+	r.del("a")     // the last moves into a's place
+	r.set("d", d)  // appended
+	if !slices.Equal(lent, want) {
+		t.Errorf("the lent list changed: %v", lent)
+	}
+	now := r.workloadList()
+	if !slices.Equal(now, []*store.WorkloadEndpoint{c, b2, d}) {
+		t.Errorf("workloads now %v; want c, b (new), d", now)
+	}
+	for k, v := range map[string]store.Resource{"b": b2, "c": c, "d": d, "p": pol} {
+		if got, ok := r.get(k); !ok || got != v {
+			t.Errorf("get(%q) = %v, %v", k, got, ok)
+		}
+	}
+	if _, ok := r.get("a"); ok || r.len() != 4 {
+		t.Errorf("a still there, or %d resources (want 4)", r.len())
+	}
+	keys := r.allKeys()
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"b", "c", "d", "p"}) {
+		t.Errorf("allKeys %v", keys)
+	}
+	r.del("p")
+	r.del("d")
+	if r.len() != 2 || len(r.vals) != 0 {
+		t.Errorf("%d resources, %d others after deleting p and d", r.len(), len(r.vals))
 	}
 }

@@ -29,7 +29,7 @@ import (
 type Input struct {
 	// Node is this host's name.
 	Node           string
-	Workloads      []*store.WorkloadEndpoint // of every host
+	Workloads      []*store.WorkloadEndpoint // of every host; shared with the agent's cache: never changed in place
 	HostEndpoints  []*store.HostEndpoint     // of every host
 	Profiles       []*store.Profile
 	GlobalPolicies []*store.GlobalNetworkPolicy
