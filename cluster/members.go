@@ -272,16 +272,19 @@ func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
 		}
 	}
 	own := ""
-	if e := c.embedded(); e != nil {
+	if e := c.embedded(); e != nil && ready(e) {
 		own = c.member.clientURL()
-		if !ready(e) {
-			// Started, but not yet caught up with the leader: a request
-			// it took would wait for that (a few hundred ms after a
-			// restart), so the client keeps to the others meanwhile.
-			voters = slices.DeleteFunc(voters, func(u string) bool { return u == own })
-		} else if members == nil && !slices.Contains(voters, own) && c.id.Role == "voter" {
+		if members == nil && !slices.Contains(voters, own) && c.id.Role == "voter" {
 			voters = append(voters, own)
 		}
+	} else {
+		// This host's member is not serving yet (starting, or held
+		// back: startLater) or no longer (a full disk). One that has
+		// started but not yet caught up with the leader takes requests
+		// and makes them wait for that, a few hundred ms after a
+		// restart: the client keeps to the others meanwhile.
+		mine := c.member.clientURL()
+		voters = slices.DeleteFunc(voters, func(u string) bool { return u == mine })
 	}
 	eps := clientEndpoints(voters, own, c.voterDown)
 	if len(eps) == 0 || slices.Equal(eps, c.client.Endpoints()) {
