@@ -472,11 +472,12 @@ func groupRules(s stage, d Direction, p Path, act func(string) actionBits) []Cha
 		}
 		if !t.DefaultPass && !early && len(t.Policies) > 0 {
 			end := "end of tier " + t.Name + ": no policy allowed or passed"
-			if passed {
-				rules = append(rules, newRule(end, notPassed, counter{}, vDrop))
-			} else {
-				rules = append(rules, newRule(end, counter{}, vDrop))
+			if !passed {
+				// No policy of the tier passes: what follows (later
+				// tiers, the profiles) is never reached.
+				return append(rules, newRule(end, counter{}, vDrop))
 			}
+			rules = append(rules, newRule(end, notPassed, counter{}, vDrop))
 		}
 	}
 	if early {
