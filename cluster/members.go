@@ -271,9 +271,9 @@ func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
 			}
 		}
 	}
-	own := ""
+	own, mine := "", c.member.clientURL()
 	if e := c.embedded(); e != nil && ready(e) {
-		own = c.member.clientURL()
+		own = mine
 		if members == nil && !slices.Contains(voters, own) && c.id.Role == "voter" {
 			voters = append(voters, own)
 		}
@@ -283,7 +283,6 @@ func (c *Cluster) followVoters(members []*etcdserverpb.Member) {
 		// started but not yet caught up with the leader takes requests
 		// and makes them wait for that, a few hundred ms after a
 		// restart: the client keeps to the others meanwhile.
-		mine := c.member.clientURL()
 		voters = slices.DeleteFunc(voters, func(u string) bool { return u == mine })
 	}
 	eps := clientEndpoints(voters, own, c.voterDown)

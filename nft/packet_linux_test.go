@@ -338,40 +338,18 @@ func apply(t *testing.T, ap *Applier, rs Ruleset) {
 // dropped at the end of the tier it stops in.
 func TestPrivilegedPacketsTiers(t *testing.T) {
 	testutil.Privileged(t)
-	l, wls := newLab(t)
-	a, b := wls[0], wls[1]
-	for p := 8080; p <= 8084; p++ {
-		listen(t, l.b, fmt.Sprintf(":%d", p))
-	}
-	tcpPorts := func(ps ...uint16) []PortRange {
-		var out []PortRange
-		for _, p := range ps {
-			out = append(out, PortRange{p, p})
-		}
-		return out
-	}
-	rs := Ruleset{
-		Workloads: []Endpoint{
-			{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
-			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Egress: profilePath("open"), Ingress: Path{Tiers: []Tier{
-				{Name: "t1", Policies: []string{"p1"}},
-				{Name: "t2", Policies: []string{"p2"}, DefaultPass: true},
-				{Name: "t3", Policies: []string{"p3"}},
-			}}},
-		},
-		Policies: []Policy{
-			{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
-			{Name: "p1", Ingress: []Rule{
-				{Action: Pass, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080, 8082, 8084)}},
-				{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8081)}},
-			}},
-			{Name: "p2", Ingress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: tcpPorts(8082)}}}},
-			{Name: "p3", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080)}}}},
-		},
-	}
-	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
-	t.Cleanup(func() { ap.Close() })
-	apply(t, ap, rs)
+	l, b := tiersLab(t, []Tier{
+		{Name: "t1", Policies: []string{"p1"}},
+		{Name: "t2", Policies: []string{"p2"}, DefaultPass: true},
+		{Name: "t3", Policies: []string{"p3"}},
+	},
+		Policy{Name: "p1", Ingress: []Rule{
+			{Action: Pass, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080, 8082, 8084)}},
+			{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8081)}},
+		}},
+		Policy{Name: "p2", Ingress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: tcpPorts(8082)}}}},
+		Policy{Name: "p3", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080)}}}},
+	)
 	at := func(port int) string { return net.JoinHostPort(b.wlV4, strconv.Itoa(port)) }
 
 	t.Run("passed by t1, default pass in t2, allowed in t3", func(t *testing.T) {
@@ -380,19 +358,9 @@ func TestPrivilegedPacketsTiers(t *testing.T) {
 	})
 	t.Run("allowed in t1", func(t *testing.T) { expect(t, l.a, "", at(8081)) })
 	t.Run("passed by t1, denied in t2", func(t *testing.T) { expectNot(t, l.a, "", at(8082)) })
-	t.Run("end of tier t1", func(t *testing.T) {
-		before := labelCount(t, l.host, "end of tier t1")
-		expectNot(t, l.a, "", at(8083))
-		if after := labelCount(t, l.host, "end of tier t1"); after <= before {
-			t.Errorf("the end of tier t1 dropped nothing (%d -> %d packets)", before, after)
-		}
-	})
+	t.Run("end of tier t1", func(t *testing.T) { expectEndOfTier(t, l, "t1", at(8083)) })
 	t.Run("passed by t1 and t2, end of tier t3", func(t *testing.T) {
-		before := labelCount(t, l.host, "end of tier t3")
-		expectNot(t, l.a, "", at(8084))
-		if after := labelCount(t, l.host, "end of tier t3"); after <= before {
-			t.Errorf("the end of tier t3 dropped nothing (%d -> %d packets)", before, after)
-		}
+		expectEndOfTier(t, l, "t3", at(8084))
 		if n := labelCount(t, l.host, "end of tier t2"); n != 0 {
 			t.Errorf("tier t2 (default pass) has an end-of-tier drop that counted %d", n)
 		}
@@ -407,35 +375,19 @@ func TestPrivilegedPacketsTiers(t *testing.T) {
 // undecided must reach q2, and q2's allow must end the path.
 func TestPrivilegedPacketsMarkTests(t *testing.T) {
 	testutil.Privileged(t)
-	l, wls := newLab(t)
-	a, b := wls[0], wls[1]
-	for p := 8080; p <= 8084; p++ {
-		listen(t, l.b, fmt.Sprintf(":%d", p))
-	}
-	port := func(p uint16) []PortRange { return []PortRange{{p, p}} }
-	rs := Ruleset{
-		Workloads: []Endpoint{
-			{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
-			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Egress: profilePath("open"), Ingress: Path{Tiers: []Tier{
-				{Name: "t1", Policies: []string{"q0", "q1", "q2"}},
-				{Name: "t2", Policies: []string{"q3"}},
-			}}},
-		},
-		Policies: []Policy{
-			{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}},
-			{Name: "q0", Ingress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: port(8084)}}}},
-			{Name: "q1", Ingress: []Rule{{Action: Pass, Protocol: tcp, Dst: Match{Ports: port(8080)}}}},
-			{Name: "q2", Ingress: []Rule{
-				{Action: Deny, Protocol: tcp, Dst: Match{Ports: port(8080)}},
-				{Action: Deny, Protocol: tcp, Dst: Match{Ports: port(8082)}},
-				{Action: Allow, Protocol: tcp, Dst: Match{Ports: port(8081)}},
-			}},
-			{Name: "q3", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: port(8080)}}}},
-		},
-	}
-	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
-	t.Cleanup(func() { ap.Close() })
-	apply(t, ap, rs)
+	l, b := tiersLab(t, []Tier{
+		{Name: "t1", Policies: []string{"q0", "q1", "q2"}},
+		{Name: "t2", Policies: []string{"q3"}},
+	},
+		Policy{Name: "q0", Ingress: []Rule{{Action: Deny, Protocol: tcp, Dst: Match{Ports: tcpPorts(8084)}}}},
+		Policy{Name: "q1", Ingress: []Rule{{Action: Pass, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080)}}}},
+		Policy{Name: "q2", Ingress: []Rule{
+			{Action: Deny, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080)}},
+			{Action: Deny, Protocol: tcp, Dst: Match{Ports: tcpPorts(8082)}},
+			{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8081)}},
+		}},
+		Policy{Name: "q3", Ingress: []Rule{{Action: Allow, Protocol: tcp, Dst: Match{Ports: tcpPorts(8080)}}}},
+	)
 	at := func(port int) string { return net.JoinHostPort(b.wlV4, strconv.Itoa(port)) }
 	t.Run("passed by q1 past q2's deny, allowed in t2", func(t *testing.T) {
 		expect(t, l.a, "", at(8080))
@@ -444,13 +396,50 @@ func TestPrivilegedPacketsMarkTests(t *testing.T) {
 	t.Run("left undecided by q0 and q1, allowed by q2", func(t *testing.T) { expect(t, l.a, "", at(8081)) })
 	t.Run("denied by q2", func(t *testing.T) { expectNot(t, l.a, "", at(8082)) })
 	t.Run("denied by q0", func(t *testing.T) { expectNot(t, l.a, "", at(8084)) })
-	t.Run("end of tier t1", func(t *testing.T) {
-		before := labelCount(t, l.host, "end of tier t1")
-		expectNot(t, l.a, "", at(8083))
-		if after := labelCount(t, l.host, "end of tier t1"); after <= before {
-			t.Errorf("the end of tier t1 dropped nothing (%d -> %d packets)", before, after)
-		}
-	})
+	t.Run("end of tier t1", func(t *testing.T) { expectEndOfTier(t, l, "t1", at(8083)) })
+}
+
+// tiersLab programs a lab whose B listens on TCP 8080-8084 and takes
+// ingress through tiers of policies; everything else is open. It
+// returns the lab and B.
+func tiersLab(t *testing.T, tiers []Tier, policies ...Policy) (*lab, workload) {
+	l, wls := newLab(t)
+	a, b := wls[0], wls[1]
+	for p := 8080; p <= 8084; p++ {
+		listen(t, l.b, fmt.Sprintf(":%d", p))
+	}
+	rs := Ruleset{
+		Workloads: []Endpoint{
+			{Iface: a.iface, Addrs: addrs(a.wlV4, a.wlV6), Ingress: profilePath("open"), Egress: profilePath("open")},
+			{Iface: b.iface, Addrs: addrs(b.wlV4, b.wlV6), Egress: profilePath("open"), Ingress: Path{Tiers: tiers}},
+		},
+		Policies: append([]Policy{{Name: "open", Ingress: []Rule{{Action: Allow}}, Egress: []Rule{{Action: Allow}}}}, policies...),
+	}
+	ap := New(testLogger(t), WithNetNS(int(l.host.Handle())))
+	t.Cleanup(func() { ap.Close() })
+	apply(t, ap, rs)
+	return l, b
+}
+
+// tcpPorts are single ports as ranges.
+func tcpPorts(ps ...uint16) []PortRange {
+	var out []PortRange
+	for _, p := range ps {
+		out = append(out, PortRange{p, p})
+	}
+	return out
+}
+
+// expectEndOfTier checks that a connection from A to addr is dropped by
+// the end of tier's rule (its counter grows).
+func expectEndOfTier(t *testing.T, l *lab, tier, addr string) {
+	t.Helper()
+	label := "end of tier " + tier
+	before := labelCount(t, l.host, label)
+	expectNot(t, l.a, "", addr)
+	if after := labelCount(t, l.host, label); after <= before {
+		t.Errorf("the end of tier %s dropped nothing (%d -> %d packets)", tier, before, after)
+	}
 }
 
 // TestPrivilegedPacketsNetworkSets admits A to B by a Set with nets: a /16
