@@ -268,7 +268,7 @@ func stagesBase() Ruleset {
 			{Name: "nets", Members: addrs("10.1.0.5", "10.3.0.7"), Nets: prefixes("10.1.0.0/24", "10.2.0.0/24", "10.4.0.0/24", "fd00:1::/64")},
 			{Name: "plain", Members: addrs("10.9.0.1")},
 		},
-		PortSets: []PortSet{{Name: "http", Members: []NamedPort{{addr("10.65.0.1"), 6, 8080}, {addr("fd00:65::1"), 6, 8080}}}},
+		PortSets: []PortSet{{Name: "http", Members: []NamedPort{{addr("10.65.0.1"), 6, 8080}, {addr("fd00:65::1"), 6, 8080}, {addr("10.65.0.2"), 6, 8080}}}},
 	}
 }
 
@@ -300,6 +300,10 @@ func newKindChanges() []struct {
 			rs.PortSets[0].Members = append(rs.PortSets[0].Members, NamedPort{addr("10.65.0.1"), 17, 53})
 		}, Stats{ElemsAdded: 1}},
 		{"a named port removed", func(rs *Ruleset) { rs.PortSets[0].Members = rs.PortSets[0].Members[1:] }, Stats{ElemsDeleted: 1}},
+		// The IPv4 set gone and the kernel rules that looked it up: both
+		// directions of policy "named" refilled with their IPv6 rule.
+		{"a named port family emptied", func(rs *Ruleset) { rs.PortSets[0].Members = rs.PortSets[0].Members[1:2] },
+			Stats{SetsDeleted: 1, ChainsFlushed: 2, RulesAdded: 2}},
 		// A new group chain (clear, two policies, end of tier: no
 		// profile after a tier that cannot pass) and open-in, the map
 		// element pointed at it, the old group gone.
@@ -307,10 +311,14 @@ func newKindChanges() []struct {
 			Stats{ChainsAdded: 2, RulesAdded: 7, ElemsAdded: 1, ElemsDeleted: 1, ChainsFlushed: 1, ChainsDeleted: 1}},
 		{"an untracked path changed", func(rs *Ruleset) { rs.HostEndpoints[0].UntrackedIngress = tierPath("from-nets") },
 			Stats{ChainsAdded: 1, RulesAdded: 4, ElemsAdded: 1, ElemsDeleted: 1, ChainsFlushed: 1, ChainsDeleted: 1}},
-		// New interval sets, the policy's chain refilled, the hash sets
-		// deleted.
+		// A new interval set, the policy's chain refilled, the hash set
+		// deleted (the Set has no IPv6 member, so no IPv6 set).
 		{"a set's first net", func(rs *Ruleset) { rs.Sets[1].Nets = prefixes("10.9.0.0/24") },
-			Stats{SetsAdded: 2, ElemsAdded: 1, ChainsFlushed: 1, RulesAdded: 2, SetsDeleted: 2}},
+			Stats{SetsAdded: 1, ElemsAdded: 1, ChainsFlushed: 1, RulesAdded: 1, SetsDeleted: 1}},
+		// The first IPv6 member: its set, and the policy's chain refilled
+		// with the rule that looks it up.
+		{"a set's first IPv6 member", func(rs *Ruleset) { rs.Sets[1].Members = append(rs.Sets[1].Members, addr("fd00:9::1")) },
+			Stats{SetsAdded: 1, ElemsAdded: 1, ChainsFlushed: 1, RulesAdded: 2}},
 	}
 }
 

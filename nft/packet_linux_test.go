@@ -264,16 +264,18 @@ func TestPrivilegedPackets(t *testing.T) {
 		expectNot(t, l.a, "", net.JoinHostPort(a.hostV4, "7070"))
 	})
 	t.Run("set membership", func(t *testing.T) {
-		// Dropping A from the set closes the allowed port to it.
+		// Dropping A from the set (for another client) closes the
+		// allowed port to it.
 		closed := rs
-		closed.Sets = []Set{{Name: "clients"}}
+		closed.Sets = []Set{{Name: "clients", Members: addrs("10.65.9.9", "fd00:65:9::9")}}
 		if err := ap.Apply(ctx, closed); err != nil {
 			t.Fatal(err)
 		}
-		if ap.last != (Stats{ElemsDeleted: 2}) {
-			t.Errorf("removing two members changed %+v", ap.last)
+		if ap.last != (Stats{ElemsDeleted: 2, ElemsAdded: 2}) {
+			t.Errorf("replacing two members changed %+v", ap.last)
 		}
 		expectNot(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+		expectNot(t, l.a, "", net.JoinHostPort(b.wlV6, "8080"))
 		if err := ap.Apply(ctx, rs); err != nil {
 			t.Fatal(err)
 		}
@@ -299,6 +301,26 @@ func TestPrivilegedPackets(t *testing.T) {
 		if c := byRule["open/egress/0"]; c.Packets < 3 {
 			t.Errorf("open egress counted %v", c)
 		}
+	})
+	t.Run("an emptied set", func(t *testing.T) {
+		// No member left: no set of either family, and no kernel rule
+		// that looked one up; the port is closed, and open again with
+		// the members back.
+		closed := rs
+		closed.Sets = []Set{{Name: "clients"}}
+		if err := ap.Apply(ctx, closed); err != nil {
+			t.Fatal(err)
+		}
+		if want := (Stats{SetsDeleted: 2, ChainsFlushed: 1, RulesAdded: 1}); ap.last != want {
+			t.Errorf("emptying the set changed %+v, want %+v", ap.last, want)
+		}
+		expectNot(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+		expectNot(t, l.a, "", net.JoinHostPort(b.wlV6, "8080"))
+		if err := ap.Apply(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, l.a, "", net.JoinHostPort(b.wlV4, "8080"))
+		expect(t, l.a, "", net.JoinHostPort(b.wlV6, "8080"))
 	})
 }
 
@@ -475,8 +497,8 @@ func TestPrivilegedPacketsNetworkSets(t *testing.T) {
 
 	// The /16 goes: the /32 still admits one address, not the other.
 	apply(t, ap, rs(Set{Name: "clients", Members: addrs(a.wlV4), Nets: prefixes("10.64.0.0/16", a.wlV4+"/32")}))
-	if want := (Stats{ElemsAdded: 2, ElemsDeleted: 2}); ap.last != want {
-		t.Errorf("replacing the /16 changed %+v, want %+v (v4: one range for two; v6: one gone)", ap.last, want)
+	if want := (Stats{ElemsAdded: 2, ElemsDeleted: 1, SetsDeleted: 1, ChainsFlushed: 1, RulesAdded: 1}); ap.last != want {
+		t.Errorf("replacing the /16 changed %+v, want %+v (v4: one range for two; v6: the set and the rule that looked it up gone)", ap.last, want)
 	}
 	expect(t, l.a, a.wlV4, to4)
 	expectNot(t, l.a, a.extraV4, to4)

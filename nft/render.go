@@ -176,11 +176,25 @@ type policyKey struct {
 }
 
 // policyMemo is a policy's rendered rules and what they depend on besides
-// the policy: the kind of each Set they refer to.
+// the policy: the kind of each Set and PortSet they refer to.
 type policyMemo struct {
 	rules []ChainRule
-	sets  []string
-	nets  []bool // whether each of sets had nets (an interval set)
+	refs  []setRef
+}
+
+// setRef is a Set (or a PortSet) a policy refers to, with its kind when
+// the policy was rendered.
+type setRef struct {
+	port bool
+	name string
+	kind setKind
+}
+
+func (k setKinds) of(ref setRef) setKind {
+	if ref.port {
+		return k.ports[ref.name]
+	}
+	return k.sets[ref.name]
 }
 
 type pathKey struct {
@@ -215,8 +229,8 @@ func (r *renderer) render(rs Ruleset) (*Table, error) {
 	// Sized from the last pass: a change's pass allocates the table once.
 	t := &Table{owners: make(map[string]policyDir, 2*len(rs.Policies)),
 		Chains: make([]Chain, 0, len(r.last.groups)+2*len(rs.Policies)+16)}
-	kinds := kindsOf(rs.Sets)
-	t.Sets = r.sets(rs, kinds)
+	sets, kinds := r.sets(rs)
+	t.Sets = sets
 	acts := policyActions(rs.Policies)
 
 	groups := make(map[string]Chain, len(r.last.groups))
@@ -343,32 +357,38 @@ func (r *renderer) policyRules(p Policy, d Direction, kinds setKinds) []ChainRul
 	}
 	k := policyKey{p.Name, p.Version, d}
 	m, ok := r.last.policies[k]
-	for i, n := range m.sets {
-		ok = ok && kinds[n] == m.nets[i]
+	for _, ref := range m.refs {
+		ok = ok && kinds.of(ref) == ref.kind
 	}
 	if !ok {
-		m = policyMemo{rules: policyRules(p, d, kinds)}
-		for _, n := range policySets(p, d) {
-			m.sets, m.nets = append(m.sets, n), append(m.nets, kinds[n])
+		m = policyMemo{rules: policyRules(p, d, kinds), refs: policySets(p, d)}
+		for i := range m.refs {
+			m.refs[i].kind = kinds.of(m.refs[i])
 		}
 	}
 	r.next.policies[k] = m
 	return m.rules
 }
 
-// policySets lists the Sets the rules of one direction of a policy refer
-// to.
-func policySets(p Policy, d Direction) []string {
+// policySets lists the Sets and PortSets the rules of one direction of a
+// policy refer to.
+func policySets(p Policy, d Direction) []setRef {
 	rules := p.Ingress
 	if d == Egress {
 		rules = p.Egress
 	}
-	var out []string
-	for _, r := range rules {
-		for _, n := range []string{r.Src.Set, r.Src.NotSet, r.Dst.Set, r.Dst.NotSet} {
-			if n != "" && !slices.Contains(out, n) {
-				out = append(out, n)
+	var out []setRef
+	add := func(port bool, names ...string) {
+		for _, n := range names {
+			if ref := (setRef{port: port, name: n}); n != "" && !slices.Contains(out, ref) {
+				out = append(out, ref)
 			}
+		}
+	}
+	for _, r := range rules {
+		for _, m := range []Match{r.Src, r.Dst} {
+			add(false, m.Set, m.NotSet)
+			add(true, m.PortSet, m.NotPortSet)
 		}
 	}
 	return out
@@ -541,7 +561,9 @@ func fixedChains(toHost Verdict) []Chain {
 }
 
 // policyRules renders one direction of a policy: each Calico rule becomes
-// one kernel rule per family it can match, labelled "rule <index>".
+// one kernel rule per family it can match, labelled "rule <index>". A
+// family in which a set the rule needs an address in is empty is one the
+// rule cannot match (sets.go).
 func policyRules(p Policy, d Direction, kinds setKinds) []ChainRule {
 	rules := p.Ingress
 	if d == Egress {
@@ -551,6 +573,9 @@ func policyRules(p Policy, d Direction, kinds setKinds) []ChainRule {
 	for i, r := range rules {
 		label := fmt.Sprintf("rule %d", i)
 		for _, fam := range ruleFamilies(r) {
+			if !kinds.canMatch(r, fam) {
+				continue
+			}
 			for _, stmts := range ruleStmts(r, fam, kinds) {
 				out = append(out, newRule(label, stmts...))
 			}
@@ -591,6 +616,20 @@ func ruleFamilies(r Rule) []family {
 		}
 	}
 	return out
+}
+
+// canMatch reports whether the sets a rule needs an address in have
+// elements of family fam: a lookup in an empty set matches nothing.
+func (k setKinds) canMatch(r Rule, fam family) bool {
+	for _, m := range []Match{r.Src, r.Dst} {
+		if m.Set != "" && !k.sets[m.Set].has(fam) {
+			return false
+		}
+		if m.PortSet != "" && len(m.Ports) == 0 && !k.ports[m.PortSet].has(fam) {
+			return false
+		}
+	}
+	return true
 }
 
 // familySpecific reports whether a rule matches something that exists
@@ -684,10 +723,10 @@ func ruleStmts(r Rule, fam family, kinds setKinds) [][]stmt {
 	}
 	pos.addrs(r.Src, false, fam, kinds)
 	pos.addrs(r.Dst, true, fam, kinds)
-	pos.ports(r.Src, false, fam)
-	pos.ports(r.Dst, true, fam)
-	pos.portSets(r.Src, false, fam)
-	pos.portSets(r.Dst, true, fam)
+	pos.ports(r.Src, false, fam, kinds)
+	pos.ports(r.Dst, true, fam, kinds)
+	pos.portSets(r.Src, false, fam, kinds)
+	pos.portSets(r.Dst, true, fam, kinds)
 	if r.ICMP != nil {
 		pos.one(icmp{fam: fam, typ: r.ICMP.Type, code: r.ICMP.Code})
 	}
@@ -710,12 +749,12 @@ func (pos *positions) one(s stmt) { *pos = append(*pos, position{alts: []stmt{s}
 
 // addrs adds the address matches of one end: its sets, then its nets (a
 // short positive list as alternatives), then its notNets (a short list as
-// comparisons).
+// comparisons). Not being in an empty set is no test.
 func (pos *positions) addrs(m Match, dst bool, fam family, kinds setKinds) {
 	if m.Set != "" {
 		pos.one(addrSet{fam: fam, dst: dst, set: kinds.name(m.Set, fam)})
 	}
-	if m.NotSet != "" {
+	if m.NotSet != "" && kinds.sets[m.NotSet].has(fam) {
 		pos.one(addrSet{fam: fam, dst: dst, neg: true, set: kinds.name(m.NotSet, fam)})
 	}
 	if nets := disjointNets(netsOf(m.Nets, fam)); len(nets) > 0 {
@@ -738,9 +777,10 @@ func (pos *positions) addrs(m Match, dst bool, fam family, kinds setKinds) {
 
 // ports adds the port matches of one end, as addrs does nets. Ports and
 // a PortSet together are alternatives (Calico's numeric and named ports
-// in one list): two kernel rules, one never collapsed into the other.
-func (pos *positions) ports(m Match, dst bool, fam family) {
-	if len(m.Ports) > 0 && m.PortSet != "" {
+// in one list): two kernel rules, one never collapsed into the other;
+// with the PortSet's family empty, the Ports alone.
+func (pos *positions) ports(m Match, dst bool, fam family, kinds setKinds) {
+	if len(m.Ports) > 0 && m.PortSet != "" && kinds.ports[m.PortSet].has(fam) {
 		ranges := mergePorts(normPorts(m.Ports))
 		*pos = append(*pos, position{alts: []stmt{ports{dst: dst, ranges: ranges}, addrPortSet{fam: fam, dst: dst, set: portSetName(m.PortSet, fam)}}})
 	} else if len(m.Ports) > 0 {
@@ -763,12 +803,12 @@ func (pos *positions) ports(m Match, dst bool, fam family) {
 }
 
 // portSets adds the port set matches of one end: (address, protocol,
-// port) in the set, or not in it.
-func (pos *positions) portSets(m Match, dst bool, fam family) {
+// port) in the set, or not in it (no test when it is empty).
+func (pos *positions) portSets(m Match, dst bool, fam family, kinds setKinds) {
 	if m.PortSet != "" && len(m.Ports) == 0 { // with Ports: an alternative of theirs
 		pos.one(addrPortSet{fam: fam, dst: dst, set: portSetName(m.PortSet, fam)})
 	}
-	if m.NotPortSet != "" {
+	if m.NotPortSet != "" && kinds.ports[m.NotPortSet].has(fam) {
 		pos.one(addrPortSet{fam: fam, dst: dst, neg: true, set: portSetName(m.NotPortSet, fam)})
 	}
 }

@@ -342,7 +342,7 @@ func TestShortLists(t *testing.T) {
 			[]string{"meta nfproto ipv4 meta l4proto tcp ip saddr 10.0.0.0/8 th dport { 1, 3, 5 }", "meta nfproto ipv4 meta l4proto tcp ip saddr 11.0.0.0/8 th dport { 1, 3, 5 }"}},
 	} {
 		var got []string
-		for _, r := range policyRules(Policy{Name: "p", Ingress: []Rule{tc.rule}}, Ingress, nil) {
+		for _, r := range policyRules(Policy{Name: "p", Ingress: []Rule{tc.rule}}, Ingress, setKinds{}) {
 			text := r.String()
 			text = text[:strings.Index(text, " counter")]
 			got = append(got, text)

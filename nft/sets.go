@@ -17,27 +17,59 @@ import (
 // an interval set because a lookup in one costs a packet far more
 // (DESIGN.md has the numbers). A PortSet is <name>-p4 and <name>-p6,
 // hash sets of address . protocol . port.
+//
+// A family with no elements has no kernel set: a lookup in an empty set
+// matches nothing, so the kernel rule of that family of a rule that
+// needs the set to match is left out, and a rule that needs an address
+// not in it loses only that test (policyRules). In a cluster of IPv4
+// workloads that is every -v6 set and a third of the policy rules: the
+// kernel's load of a whole table costs about 2 us per expression. A
+// family gaining its first element is then a change like a Set gaining
+// its first net.
 
-// setKinds holds the names of the Sets that have nets: those are
-// interval sets, under other names.
-type setKinds map[string]bool
+// setKinds says, of each Set and PortSet by name, what its kernel sets
+// are.
+type setKinds struct {
+	sets, ports map[string]setKind
+}
 
-func kindsOf(sets []Set) setKinds {
-	k := setKinds{}
-	for _, s := range sets {
-		if len(s.Nets) > 0 {
-			k[s.Name] = true
-		}
+// setKind is whether a Set has nets and which families have elements.
+type setKind uint8
+
+const (
+	kindNets setKind = 1 << iota // interval sets
+	kindHas4
+	kindHas6
+)
+
+func (k setKind) has(fam family) bool {
+	if fam == 6 {
+		return k&kindHas6 != 0
+	}
+	return k&kindHas4 != 0
+}
+
+func kindOf(nets bool, e [2][]Element) setKind {
+	var k setKind
+	if nets {
+		k |= kindNets
+	}
+	if len(e[0]) > 0 {
+		k |= kindHas4
+	}
+	if len(e[1]) > 0 {
+		k |= kindHas6
 	}
 	return k
 }
 
 // name names the kernel set holding one family of a Set.
 func (k setKinds) name(set string, fam family) string {
+	nets := k.sets[set]&kindNets != 0
 	switch {
-	case k[set] && fam == 6:
+	case nets && fam == 6:
 		return objName(set, "-n6")
-	case k[set]:
+	case nets:
 		return objName(set, "-n4")
 	case fam == 6:
 		return objName(set, "-v6")
@@ -53,16 +85,27 @@ func portSetName(name string, fam family) string {
 	return objName(name, "-p4")
 }
 
-// sets renders the Sets and PortSets.
-func (r *renderer) sets(rs Ruleset, kinds setKinds) []TableSet {
+// sets renders the Sets and PortSets, each family that has elements, and
+// says what it rendered.
+func (r *renderer) sets(rs Ruleset) ([]TableSet, setKinds) {
 	out := make([]TableSet, 0, 2*(len(rs.Sets)+len(rs.PortSets)))
+	kinds := setKinds{sets: make(map[string]setKind, len(rs.Sets)), ports: make(map[string]setKind, len(rs.PortSets))}
+	add := func(name4, name6 string, typ4, typ6 SetType, e [2][]Element) {
+		if len(e[0]) > 0 {
+			out = append(out, TableSet{Name: name4, Type: typ4, Elems: e[0]})
+		}
+		if len(e[1]) > 0 {
+			out = append(out, TableSet{Name: name6, Type: typ6, Elems: e[1]})
+		}
+	}
 	for _, s := range rs.Sets {
 		typ4, typ6 := SetIPv4, SetIPv6
 		render := func() [2][]Element {
 			v4, v6 := addrElems(s.Members)
 			return [2][]Element{v4, v6}
 		}
-		if kinds[s.Name] {
+		nets := len(s.Nets) > 0
+		if nets {
 			typ4, typ6 = SetIPv4Net, SetIPv6Net
 			render = func() [2][]Element {
 				v4, v6 := netElems(s.Members, s.Nets)
@@ -70,20 +113,18 @@ func (r *renderer) sets(rs Ruleset, kinds setKinds) []TableSet {
 			}
 		}
 		e := r.elems(setKey{name: s.Name, version: s.Version}, render)
-		out = append(out,
-			TableSet{Name: kinds.name(s.Name, 4), Type: typ4, Elems: e[0]},
-			TableSet{Name: kinds.name(s.Name, 6), Type: typ6, Elems: e[1]})
+		kinds.sets[s.Name] = kindOf(nets, e)
+		add(kinds.name(s.Name, 4), kinds.name(s.Name, 6), typ4, typ6, e)
 	}
 	for _, ps := range rs.PortSets {
 		e := r.elems(setKey{port: true, name: ps.Name, version: ps.Version}, func() [2][]Element {
 			v4, v6 := portElems(ps.Members)
 			return [2][]Element{v4, v6}
 		})
-		out = append(out,
-			TableSet{Name: portSetName(ps.Name, 4), Type: SetIPv4Port, Elems: e[0]},
-			TableSet{Name: portSetName(ps.Name, 6), Type: SetIPv6Port, Elems: e[1]})
+		kinds.ports[ps.Name] = kindOf(false, e)
+		add(portSetName(ps.Name, 4), portSetName(ps.Name, 6), SetIPv4Port, SetIPv6Port, e)
 	}
-	return out
+	return out, kinds
 }
 
 // elems is render's result, remembered by version (none: every time).

@@ -93,7 +93,7 @@ var states = []struct {
 				Egress:  []Rule{{Action: Deny, Dst: Match{Set: "db"}}, {Action: Allow}},
 			},
 		},
-		Sets: []Set{{Name: "net-a", Members: addrs("10.65.0.1")}, {Name: "db"}},
+		Sets: []Set{{Name: "net-a", Members: addrs("10.65.0.1")}, {Name: "db", Members: addrs("10.65.0.9")}},
 	}},
 	{"nets and notNets of mixed families", Ruleset{
 		Workloads: []Endpoint{{

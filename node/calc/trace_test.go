@@ -409,7 +409,7 @@ func TestRuleFamiliesMatchRender(t *testing.T) {
 	rs := nft.Ruleset{
 		Workloads: []nft.Endpoint{{Iface: "cali1", Ingress: nft.Path{Tiers: []nft.Tier{{Name: "default", Policies: []string{"p"}}}}}},
 		Policies:  []nft.Policy{{Name: "p", Ingress: rules}},
-		Sets:      []nft.Set{{Name: "s"}},
+		Sets:      []nft.Set{{Name: "s", Members: []netip.Addr{v4.Addr(), v6.Addr()}}}, // both families: an empty one has no rule
 	}
 	tbl, err := nft.Render(rs)
 	if err != nil {
