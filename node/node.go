@@ -95,21 +95,13 @@ func (cfg Config) check() error {
 //
 // For its first seconds the node's heap asks for transparent huge pages
 // (internal/startheap): the start builds most of it at once, and a huge
-// page takes one page fault where 4 KiB pages take 512. For as long, the
-// garbage collector runs less often (GOGC up to startGOGC, the heap goal
-// within startHeap), as it would otherwise mark the heap the start is
-// building about ten times over on its way.
+// page takes one page fault where 4 KiB pages take 512.
 func Run(ctx context.Context, cfg Config) error {
 	heap := startheap.Advise(startHeap)
-	gc := startheap.Pace(startGOGC, startHeap)
-	end := func() {
-		heap.End()
-		gc.End()
-	}
-	t := time.AfterFunc(startHeapFor, end)
+	t := time.AfterFunc(startHeapFor, heap.End)
 	defer func() {
 		t.Stop()
-		end()
+		heap.End()
 	}()
 	if cfg.Log != nil {
 		cfg.Log.Debug("heap for the start advised for huge pages", "bytes", heap.Size(), "took", heap.Took)
@@ -121,12 +113,10 @@ func Run(ctx context.Context, cfg Config) error {
 // startHeapFor how long: a restart of a node of 1,000 workloads and 500
 // policies takes about 150 MB (its etcd member's included) within two
 // seconds. Longer would let the kernel's khugepaged fill pages the
-// runtime has returned. startGOGC is the start's GOGC, while the heap
-// goal it gives stays within startHeap.
+// runtime has returned.
 const (
 	startHeap    = 256 << 20
 	startHeapFor = 15 * time.Second
-	startGOGC    = 400
 )
 
 // parts are what a node is made of beyond its own code; tests replace
