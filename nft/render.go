@@ -190,13 +190,6 @@ type setRef struct {
 	kind setKind
 }
 
-func (k setKinds) of(ref setRef) setKind {
-	if ref.port {
-		return k.ports[ref.name]
-	}
-	return k.sets[ref.name]
-}
-
 type pathKey struct {
 	stage stage
 	dir   Direction

@@ -63,6 +63,14 @@ func kindOf(nets bool, e [2][]Element) setKind {
 	return k
 }
 
+// of is the kind of a Set or PortSet a policy refers to.
+func (k setKinds) of(ref setRef) setKind {
+	if ref.port {
+		return k.ports[ref.name]
+	}
+	return k.sets[ref.name]
+}
+
 // name names the kernel set holding one family of a Set.
 func (k setKinds) name(set string, fam family) string {
 	nets := k.sets[set]&kindNets != 0
