@@ -106,10 +106,14 @@ start() { # HOST [ARGS...]
 	else
 		CALICO_CONFIG_FILE="$LAB_DIR/$h.yaml" CALICO_DOCKER_PLUGINS=false nsenter "$@" >>"$LAB_DIR/$h.log" 2>&1 &
 	fi
-	echo $! > "$LAB_DIR/$h.pid"
+	pid=$!
+	echo $pid > "$LAB_DIR/$h.pid"
+	# Until the node's API socket is there, the wait runs nothing but
+	# sleep: each `calico status` is a process start, which a node's start
+	# would otherwise share its cores with (benchmarks time that start).
 	i=0
-	until CALICO_DATA_DIR="$LAB_DIR/$h" "$CALICO" status >/dev/null 2>&1; do
-		if ! kill -0 "$(cat "$LAB_DIR/$h.pid")" 2>/dev/null; then
+	until [ -S "$LAB_DIR/$h/calico.sock" ] && CALICO_DATA_DIR="$LAB_DIR/$h" "$CALICO" status >/dev/null 2>&1; do
+		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -20 "$LAB_DIR/$h.log" >&2
 			die "$h's node exited; its log is $LAB_DIR/$h.log"
 		fi
