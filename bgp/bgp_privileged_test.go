@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -33,20 +32,7 @@ func inNetNS(t *testing.T) bool {
 		return true
 	}
 	ns := testutil.NewNetNS(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name,
-		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), inNetNSEnv+"=1", "PRIVILEGED_TESTS=1", "GODEBUG=multipathtcp=0")
-	out, err := cmd.CombinedOutput()
-	t.Logf("in network namespace %s:\n%s", ns.Name, out)
-	if err != nil {
-		t.Fatalf("test in network namespace %s: %v", ns.Name, err)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("test in network namespace %s did not pass", ns.Name)
-	}
-	return false
+	return testutil.Rerun(t, inNetNSEnv, []string{"ip", "netns", "exec", ns.Name}, "PRIVILEGED_TESTS=1", "GODEBUG=multipathtcp=0")
 }
 
 func run(t *testing.T, args ...string) {

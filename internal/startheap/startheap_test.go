@@ -1,16 +1,16 @@
 package startheap
 
 import (
-	"bytes"
 	"math"
 	"os"
-	"os/exec"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
+
+	"calico/internal/testutil"
 )
 
 // TestAdvise checks that the heap grows into the advised space, that the
@@ -18,8 +18,10 @@ import (
 // after (nh). Whether the kernel had a free huge page to give is logged,
 // not asserted: that depends on the machine's memory.
 func TestAdvise(t *testing.T) {
-	if os.Getenv(freshHeapEnv) == "" {
-		inFreshProcess(t)
+	// Advise is for a fresh heap (a node's start): in a process whose
+	// heap has free space below the advised one (an earlier test's, or
+	// the same test's under -count=2) new objects go there first.
+	if !testutil.Rerun(t, freshHeapEnv, nil) {
 		return
 	}
 	needMadvise(t, 64<<20)
@@ -59,29 +61,9 @@ func TestAdvise(t *testing.T) {
 	}
 }
 
-// freshHeapEnv marks the process inFreshProcess starts.
+// freshHeapEnv marks the process of the test binary in which TestAdvise
+// runs alone (testutil.Rerun).
 const freshHeapEnv = "STARTHEAP_TEST_FRESH"
-
-// inFreshProcess runs the calling test alone in a new process of the
-// test binary, and passes, fails or skips as it did there. Advise is for
-// a fresh heap (a node's start): in a process whose heap has free space
-// below the advised one (an earlier test's, or the same test's under
-// -count=2) new objects go there first.
-func inFreshProcess(t *testing.T) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), freshHeapEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	switch {
-	case err != nil:
-		t.Fatalf("%s in a fresh process: %v\n%s", t.Name(), err, out)
-	case bytes.Contains(out, []byte("--- SKIP: "+t.Name())):
-		t.Skipf("in a fresh process:\n%s", out)
-	case !bytes.Contains(out, []byte("--- PASS: "+t.Name())):
-		t.Fatalf("%s did not run in the fresh process:\n%s", t.Name(), out)
-	}
-	t.Logf("in a fresh process:\n%s", out)
-}
 
 // needMadvise skips a test of Advise(size) where it would advise nothing
 // by design: the kernel's mode, GODEBUG, or too few free huge pages.
