@@ -300,8 +300,7 @@ func spread(ds []time.Duration) string {
 	if len(seen) == 0 {
 		return "never"
 	}
-	slices.Sort(seen)
-	s := fmt.Sprintf("%s (%s-%s)", ms(seen[len(seen)/2]), ms(seen[0]), ms(seen[len(seen)-1]))
+	s := medianRange(seen)
 	if missing := len(ds) - len(seen); missing > 0 {
 		s += fmt.Sprintf(", %d never", missing)
 	}

@@ -476,20 +476,29 @@ func policyRevision(t *testing.T, lab *Lab, name string) int64 {
 // resyncRounds is how many times each host restarts in each way.
 const resyncRounds = 3
 
+// resyncRun is one restart of measureResyncs.
+type resyncRun struct {
+	host                    string
+	mode                    string // "yes", "no": the state cache; "yes, table kept"
+	programmed, api, synced time.Duration
+	script                  time.Duration // lab.sh's own work before the launch
+	first                   appliedLine
+	start                   time.Time
+}
+
+// resyncColumns name the parts of a restart, in parts' order.
+var resyncColumns = [...]string{"table programmed", "before the first apply", "calculation", "nftables apply", "routes", "API up", "in sync with etcd", "lab.sh"}
+
+func (r resyncRun) parts() [len(resyncColumns)]time.Duration {
+	return [...]time.Duration{r.programmed, r.first.Start().Sub(r.start), r.first.Calc, r.first.NFT, r.first.Routes, r.api, r.synced, r.script}
+}
+
 // measureResyncs restarts each host's node with its table deleted, first
 // with its state cache, then without, and times it until the table is
 // programmed and the node is in sync with etcd; then with the cache and
 // the table kept (a restart by systemd or an upgrade).
 func measureResyncs(t *testing.T, lab *Lab, hosts []string) []string {
-	type run struct {
-		host                    string
-		mode                    string // "yes", "no": the state cache; "yes, table kept"
-		programmed, api, synced time.Duration
-		script                  time.Duration // lab.sh's own work before the launch
-		first                   appliedLine
-		start                   time.Time
-	}
-	var runs []run
+	var runs []resyncRun
 	modes := []string{"yes", "no", "yes, table kept"}
 	for _, mode := range modes {
 		for round := range resyncRounds {
@@ -509,7 +518,7 @@ func measureResyncs(t *testing.T, lab *Lab, hosts []string) []string {
 					}
 				}
 				from := logSize(lab, h)
-				r := run{host: h, mode: mode, start: time.Now()}
+				r := resyncRun{host: h, mode: mode, start: time.Now()}
 				started := make(chan error, 1)
 				go func() { started <- lab.StartErr(h, "--log-level", "debug") }()
 				for r.synced == 0 {
@@ -554,8 +563,11 @@ func measureResyncs(t *testing.T, lab *Lab, hosts []string) []string {
 					t.Errorf("%s's table after the restart: %s; before: %s", h, after, before)
 				}
 				runs = append(runs, r)
-				t.Logf("resync %s (cache %s, round %d): programmed %s (before the first apply %s, calc %s, nft %s, routes %s), API %s, in sync %s, lab.sh %s", h, mode, round+1,
-					ms(r.programmed), ms(r.first.Start().Sub(r.start)), ms(r.first.Calc), ms(r.first.NFT), ms(r.first.Routes), ms(r.api), ms(r.synced), ms(r.script))
+				line := fmt.Sprintf("resync %s (cache %s, round %d):", h, mode, round+1)
+				for i, d := range r.parts() {
+					line += fmt.Sprintf(" %s %s;", resyncColumns[i], ms(d))
+				}
+				t.Log(line)
 			}
 		}
 	}
@@ -576,22 +588,21 @@ func measureResyncs(t *testing.T, lab *Lab, hosts []string) []string {
 		fmt.Sprintf("Each host restarts %d times in each way, the hosts in turn; median (min-max) of the %d restarts.", resyncRounds, resyncRounds*len(hosts)),
 		"Goals: <= 1 s without the state cache, <= 0.5 s with it.",
 		"",
-		"| state cache | table programmed | before the first apply | calculation | nftables apply | routes | API up | in sync with etcd | lab.sh |",
-		"| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+		"| state cache | " + strings.Join(resyncColumns[:], " | ") + " |",
+		"|" + strings.Repeat(" --- |", 1+len(resyncColumns)),
 	}
 	for _, mode := range modes {
-		var col [8][]time.Duration
+		var col [len(resyncColumns)][]time.Duration
 		for _, r := range runs {
-			if r.mode != mode {
-				continue
-			}
-			for i, d := range []time.Duration{r.programmed, r.first.Start().Sub(r.start), r.first.Calc, r.first.NFT, r.first.Routes, r.api, r.synced, r.script} {
-				col[i] = append(col[i], d)
+			if r.mode == mode {
+				for i, d := range r.parts() {
+					col[i] = append(col[i], d)
+				}
 			}
 		}
 		row := "| " + mode + " |"
 		for _, c := range col {
-			row += " " + spread(c) + " |"
+			row += " " + medianRange(c) + " |"
 		}
 		out = append(out, row)
 	}

@@ -473,6 +473,12 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[int(p*float64(len(sorted)-1))]
 }
 
+// medianRange is "median (min-max)" of durations (at least one).
+func medianRange(ds []time.Duration) string {
+	s := slices.Sorted(slices.Values(ds))
+	return fmt.Sprintf("%s (%s-%s)", ms(s[len(s)/2]), ms(s[0]), ms(s[len(s)-1]))
+}
+
 func medianOf(d []time.Duration) time.Duration {
 	return percentile(slices.Sorted(slices.Values(d)), 0.5)
 }
