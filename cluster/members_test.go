@@ -116,6 +116,37 @@ func TestLeave(t *testing.T) {
 	}
 }
 
+// TestLearnerHandsOverAtOnce: the second host of a cluster is a learner
+// (it waits for a third to become a voter), so it has no vote to hand
+// over: it leaves without waiting for a successor (it used to wait out
+// the minute, as `calico leave` on a two-host cluster showed).
+func TestLearnerHandsOverAtOnce(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	n1, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Close()
+	tok, _ := token.Load(cfg.DataDir)
+	n2, err := Start(t.Context(), joinConfig(t, "n2", n1, tok.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	if r := roles(t, n1); r["n2"] != "learner" {
+		t.Fatalf("roles before n2 hands over = %v; want n2 a learner", r)
+	}
+	// Well short of the minute a voter waits for a successor.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := n2.HandOver(ctx); err != nil {
+		t.Fatalf("n2, a learner, handing over its seat: %v", err)
+	}
+	if got := slices.Sorted(maps.Keys(roles(t, n1))); !slices.Equal(got, []string{"n1"}) {
+		t.Errorf("etcd members after n2 handed over = %v; want n1 alone", got)
+	}
+}
+
 func TestRemoveMember(t *testing.T) {
 	cs, _ := startFour(t, func(*Config) {})
 	waitFor(t, 20*time.Second, "n1 to see n4 alive", func() bool {

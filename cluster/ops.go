@@ -104,7 +104,9 @@ func (c *Cluster) handOver(ctx context.Context) error {
 }
 
 // waitForSuccessor waits until three voters besides this host serve, or
-// no client host could take the seat, or the deadline passes.
+// no client host could take the seat, or the deadline passes. A learner
+// (the second host of a cluster waits as one for a third) has no vote to
+// hand over: it does not wait.
 func (c *Cluster) waitForSuccessor(ctx context.Context, deadline time.Time) error {
 	name := c.id.Name
 	for {
@@ -112,16 +114,23 @@ func (c *Cluster) waitForSuccessor(ctx context.Context, deadline time.Time) erro
 		if err != nil {
 			return err
 		}
-		voters := 0
+		voters, learners := 0, false
 		for _, m := range list.Members {
-			if !m.IsLearner && m.Name != name {
+			switch {
+			case m.Name == name:
+				if m.IsLearner {
+					return nil
+				}
+			case m.IsLearner:
+				learners = true
+			default:
 				voters++
 			}
 		}
 		candidates := slices.ContainsFunc(c.gossip.Members(), func(m Member) bool {
 			return m.Name != name && m.State == "alive" && m.Role == "client"
 		})
-		if voters >= wantVoters || !candidates && !hasLearner(list.Members) || time.Now().After(deadline) {
+		if voters >= wantVoters || !candidates && !learners || time.Now().After(deadline) {
 			if voters < wantVoters {
 				c.log.Warn("leaving with fewer than three voters behind: no client host took the seat", "voters", voters)
 			}
@@ -175,10 +184,6 @@ func (c *Cluster) removeOwnMember(ctx context.Context) error {
 	e.Close()
 	c.log.Info("handed over this host's etcd seat")
 	return nil
-}
-
-func hasLearner(ms []*etcdserverpb.Member) bool {
-	return slices.ContainsFunc(ms, func(m *etcdserverpb.Member) bool { return m.IsLearner })
 }
 
 // RemoveMember takes a host that is gone for good out of the cluster:
