@@ -163,7 +163,8 @@ func dockerEndpoints(t *testing.T, lab *Lab, host string) []wep {
 // a container on host1 reaches one on host2 by plain routed IP (the
 // fabric carries the containers' own addresses), another network is
 // refused; calico lists the containers; a restart of host1's node keeps
-// a flow between them going; host2 leaves with its containers running.
+// a flow between them going; host2 leaves with its containers running,
+// then founds a cluster of its own, and they are removed.
 func TestDockerTwoHosts(t *testing.T) {
 	lab, hosts := newDockerLab(t, 2)
 	d1, d2 := hosts[0], hosts[1]
@@ -231,6 +232,21 @@ func TestDockerTwoHosts(t *testing.T) {
 	}
 	if out, errs, err := lab.Calico("host1", "ipam", "check"); err != nil {
 		t.Errorf("ipam check after host2 left: %v\n%s%s", err, out, errs)
+	}
+
+	// host2 founds a cluster of its own. Its containers, whose endpoints
+	// went with the old cluster, are removed through its plugins at once
+	// (with no node answering, Docker retries each call for half a
+	// minute).
+	lab.Kill("host2") // lab.sh's record of the node that exited
+	d2.startNode("--pool", "10.66.0.0/16")
+	for _, w := range []Workload{c2, o2} {
+		if out, err := d2.docker("rm", "-f", w.Name); err != nil {
+			t.Errorf("docker rm -f %s on host2 after it founded a new cluster: %v\n%s", w.Name, err, out)
+		}
+	}
+	if eps := dockerEndpoints(t, lab, "host2"); len(eps) != 0 {
+		t.Errorf("host2's new cluster holds Docker endpoints: %+v", eps)
 	}
 }
 
