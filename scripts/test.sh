@@ -49,14 +49,14 @@ echo "== e2e (two shards at once, each in a lab of its own)"
 # The tests spend most of their time waiting for nodes, so two labs side
 # by side take little more than the longer shard. The tests that use the
 # machine's /etc/cni, /run/docker or installer paths all run in shard a,
-# one after another (with two long others, so that the shards take about
-# as long). CALICO_VERIFY=1: every node checks its memoised
+# one after another (with others, so that the shards take about as
+# long). CALICO_VERIFY=1: every node checks its memoised
 # calculation and rendering against fresh ones on every change (the lab
 # fails on a "memo check" in a node's log).
 bin=$(mktemp -d)
 trap 'rm -f "$out"; rm -rf "$bin"' EXIT
 go test -c -o "$bin/e2e.test" ./e2e/
-a='^Test(CNI|Docker|Install|ConfigFromInstaller|Upgrade|Chaos|VM|ScaleSim)'
+a='^Test(CNI|Docker|Install|ConfigFromInstaller|Upgrade|Chaos|VM|ScaleSim|CalicoWrittenData)'
 shard() { # NAME FLAG: runs the e2e tests FLAG picks in lab calico-e2e-NAME
 	start=$(date +%s)
 	if (cd e2e && CALICO_LAB_NAME="calico-e2e-$1" CALICO_VERIFY=1 CALICO_E2E=1 CALICO="$PWD/../calico" \
