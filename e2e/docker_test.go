@@ -238,7 +238,6 @@ func TestDockerTwoHosts(t *testing.T) {
 	// went with the old cluster, are removed through its plugins at once
 	// (with no node answering, Docker retries each call for half a
 	// minute).
-	lab.Kill("host2") // lab.sh's record of the node that exited
 	d2.startNode("--pool", "10.66.0.0/16")
 	for _, w := range []Workload{c2, o2} {
 		if out, err := d2.docker("rm", "-f", w.Name); err != nil {

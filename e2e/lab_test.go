@@ -471,9 +471,9 @@ func (l *Lab) dump(host string) {
 	}
 }
 
-// KillNow sends SIGKILL to host's node and returns as soon as it is dead.
-// lab.sh kill also waits until the process is reaped, which can take a
-// second or more here; call Kill afterwards to tidy up.
+// KillNow sends SIGKILL to host's node and returns as soon as it is dead,
+// without lab.sh's own start (tens of milliseconds); call Kill
+// afterwards, so that lab.sh forgets it.
 func (l *Lab) KillNow(host string) {
 	l.t.Helper()
 	pid, err := l.pid(host)

@@ -75,7 +75,7 @@ func TestBGPUnreachable(t *testing.T) {
 	if a := f.falseAlarms(logFrom, "host3"); len(a) > 0 {
 		t.Errorf("a live host was called dead or unreachable:\n%s", strings.Join(a, "\n"))
 	}
-	_, _ = lab.script("kill", "host3") // reap what is left of it
+	_, _ = lab.script("kill", "host3") // lab.sh forgets it
 	lab.Start("host3")
 	f.waitMesh()
 	f.waitReach("up")

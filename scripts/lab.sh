@@ -36,6 +36,13 @@ FABRIC=$LAB-fabric
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
 hostns() { echo "$LAB-$1"; }
+# running PID: the process has not exited. A zombie has: it holds no
+# memory, file, socket or lock, only its exit status until its parent
+# reaps it (a node orphaned by this script is reaped by init, which on
+# some machines does so a second or more later).
+running() {
+	st=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) && [ -n "$st" ] && [ "$st" != Z ]
+}
 hostnum() { echo "$1" | sed -n 's/^host\([0-9][0-9]*\)$/\1/p'; }
 rack_of() { cat "$LAB_DIR/$1.rack" 2>/dev/null || die "no lab host $1 (run lab.sh up)"; }
 
@@ -87,7 +94,7 @@ start() { # HOST [ARGS...]
 	h=$1; shift
 	ns=$(hostns "$h"); rack_of "$h" >/dev/null
 	[ -x "$CALICO" ] || die "no calico binary at $CALICO (run make)"
-	if [ -f "$LAB_DIR/$h.pid" ] && kill -0 "$(cat "$LAB_DIR/$h.pid")" 2>/dev/null; then
+	if [ -f "$LAB_DIR/$h.pid" ] && running "$(cat "$LAB_DIR/$h.pid")"; then
 		die "$h is already running"
 	fi
 	# Each host reads its own config file (empty unless a test writes
@@ -113,7 +120,7 @@ start() { # HOST [ARGS...]
 	# would otherwise share its cores with (benchmarks time that start).
 	i=0
 	until [ -S "$LAB_DIR/$h/calico.sock" ] && CALICO_DATA_DIR="$LAB_DIR/$h" "$CALICO" status >/dev/null 2>&1; do
-		if ! kill -0 "$pid" 2>/dev/null; then
+		if ! running "$pid"; then
 			tail -20 "$LAB_DIR/$h.log" >&2
 			die "$h's node exited; its log is $LAB_DIR/$h.log"
 		fi
@@ -130,7 +137,7 @@ stop() { # HOST [SIGNAL]
 	pid=$(cat "$pidf")
 	kill -"${2:-TERM}" "$pid" 2>/dev/null || true
 	i=0
-	while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	while running "$pid" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 	kill -KILL "$pid" 2>/dev/null || true
 	rm -f "$pidf"
 }
