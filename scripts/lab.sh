@@ -10,7 +10,7 @@
 #   lab.sh calico HOST ARGS...       run the calico CLI against HOST's node
 #   lab.sh exec HOST CMD...          run a command in HOST's network namespace
 #   lab.sh addr HOST [6]             print HOST's address
-#   lab.sh down                      stop every node and remove the whole lab
+#   lab.sh down                      kill every node (at once) and remove the whole lab
 #
 # Hosts are namespaces calico-lab-hostN with eth0 on a bridge (one per rack)
 # in the namespace calico-lab-fabric. Host N of rack R has 172.31.R.(10+N)/24
@@ -36,12 +36,16 @@ FABRIC=$LAB-fabric
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
 hostns() { echo "$LAB-$1"; }
-# running PID: the process has not exited. A zombie has: it holds no
-# memory, file, socket or lock, only its exit status until its parent
-# reaps it (a node orphaned by this script is reaped by init, which on
-# some machines does so a second or more later).
+# running PID: a node this script started before has not exited. A
+# zombie has: it holds no memory, file, socket or lock, only its exit
+# status until init reaps the orphan (a second or more later on some
+# machines). A state that cannot be read counts as running. Not for a
+# process that may be starting: while a thread other than the leader
+# execs (the command line execs the node), the leader may look a zombie.
 running() {
-	st=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) && [ -n "$st" ] && [ "$st" != Z ]
+	kill -0 "$1" 2>/dev/null || return 1
+	st=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || true
+	[ "$st" != Z ]
 }
 hostnum() { echo "$1" | sed -n 's/^host\([0-9][0-9]*\)$/\1/p'; }
 rack_of() { cat "$LAB_DIR/$1.rack" 2>/dev/null || die "no lab host $1 (run lab.sh up)"; }
@@ -120,7 +124,7 @@ start() { # HOST [ARGS...]
 	# would otherwise share its cores with (benchmarks time that start).
 	i=0
 	until [ -S "$LAB_DIR/$h/calico.sock" ] && CALICO_DATA_DIR="$LAB_DIR/$h" "$CALICO" status >/dev/null 2>&1; do
-		if ! running "$pid"; then
+		if ! kill -0 "$pid" 2>/dev/null; then # our child: the shell reaps it
 			tail -20 "$LAB_DIR/$h.log" >&2
 			die "$h's node exited; its log is $LAB_DIR/$h.log"
 		fi
@@ -144,8 +148,13 @@ stop() { # HOST [SIGNAL]
 
 down() {
 	[ -d "$LAB_DIR" ] || { ip netns del $FABRIC 2>/dev/null || true; return 0; }
+	# The nodes go at once (SIGKILL, all before any is waited for): the
+	# lab goes with them, so a graceful stop would keep nothing.
 	for pidf in "$LAB_DIR"/*.pid; do
-		[ -f "$pidf" ] && stop "$(basename "$pidf" .pid)"
+		[ -f "$pidf" ] && kill -KILL "$(cat "$pidf")" 2>/dev/null || true
+	done
+	for pidf in "$LAB_DIR"/*.pid; do
+		[ -f "$pidf" ] && stop "$(basename "$pidf" .pid)" KILL
 	done
 	# The workload namespaces the nodes made (each node records them).
 	for f in "$LAB_DIR"/*/netns/*; do
