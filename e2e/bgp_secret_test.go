@@ -39,6 +39,8 @@ func secretNode(t *testing.T, lab *Lab, host string, args ...string) {
 		calicoBin, "up", "--data-dir", lab.DataDir(host), "--name", host,
 		"--ip", lab.Addr(host) + "/24", "--ip6", strings.TrimSpace(lab.mustScript("addr", host, "6")) + "/64"}, args...)
 	cmd := exec.Command("nsenter", up...)
+	// Its /run is the machine's: no Docker plugin sockets there.
+	cmd.Env = append(os.Environ(), "CALICO_DOCKER_PLUGINS=false")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s's node: %v", host, err)

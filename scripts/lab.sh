@@ -148,8 +148,10 @@ stop() { # HOST [SIGNAL]
 
 down() {
 	[ -d "$LAB_DIR" ] || { ip netns del $FABRIC 2>/dev/null || true; return 0; }
-	# The nodes go at once (SIGKILL, all before any is waited for): the
-	# lab goes with them, so a graceful stop would keep nothing.
+	# The nodes go at once (SIGKILL to all, then each is waited for): the
+	# lab goes with them, so a graceful stop would keep nothing. (All
+	# stopped gracefully at once took 1.7-7.4 s for five hosts, one after
+	# another about 7-12 s.)
 	for pidf in "$LAB_DIR"/*.pid; do
 		[ -f "$pidf" ] && kill -KILL "$(cat "$pidf")" 2>/dev/null || true
 	done
