@@ -56,7 +56,7 @@ echo "== e2e (two shards at once, each in a lab of its own)"
 bin=$(mktemp -d)
 trap 'rm -f "$out"; rm -rf "$bin"' EXIT
 go test -c -o "$bin/e2e.test" ./e2e/
-a='^Test(CNI|Docker|Install|ConfigFromInstaller|Upgrade|Chaos|VM|ScaleSim|CalicoWrittenData)'
+a='^Test(CNI|Docker|Install|ConfigFromInstaller|Upgrade|Chaos|VM|ScaleSim)'
 shard() { # NAME FLAG: runs the e2e tests FLAG picks in lab calico-e2e-NAME
 	start=$(date +%s)
 	if (cd e2e && CALICO_LAB_NAME="calico-e2e-$1" CALICO_VERIFY=1 CALICO_E2E=1 CALICO="$PWD/../calico" \
