@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// startFour founds a cluster and joins three more hosts: three voters and
-// a client.
-func startFour(t *testing.T, tune func(*Config)) (cs []*Cluster, cfgs []Config) {
+// found founds a cluster of one host, closed when the test ends, and
+// returns it with its config and join token.
+func found(t *testing.T, tune func(*Config)) (*Cluster, Config, string) {
 	cfg := testConfig(t, t.TempDir())
 	tune(&cfg)
 	n1, err := Start(t.Context(), cfg)
@@ -26,16 +26,30 @@ func startFour(t *testing.T, tune func(*Config)) (cs []*Cluster, cfgs []Config) 
 		t.Fatal(err)
 	}
 	t.Cleanup(n1.Close)
-	cs, cfgs = []*Cluster{n1}, []Config{cfg}
 	tok, _ := token.Load(cfg.DataDir)
+	return n1, cfg, tok.String()
+}
+
+// join starts host name joining seed's cluster with tok, closed when the
+// test ends.
+func join(t *testing.T, name string, seed *Cluster, tok string, tune func(*Config)) (*Cluster, Config) {
+	cfg := joinConfig(t, name, seed, tok)
+	tune(&cfg)
+	c, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("joining %s: %v", name, err)
+	}
+	t.Cleanup(c.Close)
+	return c, cfg
+}
+
+// startFour founds a cluster and joins three more hosts: three voters and
+// a client.
+func startFour(t *testing.T, tune func(*Config)) (cs []*Cluster, cfgs []Config) {
+	n1, cfg, tok := found(t, tune)
+	cs, cfgs = []*Cluster{n1}, []Config{cfg}
 	for i := 2; i <= 4; i++ {
-		cfg := joinConfig(t, fmt.Sprintf("n%d", i), n1, tok.String())
-		tune(&cfg)
-		c, err := Start(t.Context(), cfg)
-		if err != nil {
-			t.Fatalf("joining n%d: %v", i, err)
-		}
-		t.Cleanup(c.Close)
+		c, cfg := join(t, fmt.Sprintf("n%d", i), n1, tok, tune)
 		cs, cfgs = append(cs, c), append(cfgs, cfg)
 		if i == 3 {
 			waitFor(t, 30*time.Second, "three voters", func() bool { return voters(t, n1) == "n1 n2 n3" })
@@ -121,18 +135,8 @@ func TestLeave(t *testing.T) {
 // over: it leaves without waiting for a successor (it used to wait out
 // the minute, as `calico leave` on a two-host cluster showed).
 func TestLearnerHandsOverAtOnce(t *testing.T) {
-	cfg := testConfig(t, t.TempDir())
-	n1, err := Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n1.Close()
-	tok, _ := token.Load(cfg.DataDir)
-	n2, err := Start(t.Context(), joinConfig(t, "n2", n1, tok.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n2.Close()
+	n1, _, tok := found(t, func(*Config) {})
+	n2, _ := join(t, "n2", n1, tok, func(*Config) {})
 	if r := roles(t, n1); r["n2"] != "learner" {
 		t.Fatalf("roles before n2 hands over = %v; want n2 a learner", r)
 	}
@@ -234,22 +238,12 @@ func TestClientEndpoints(t *testing.T) {
 // member started (a full disk, say) holds no seat: the next host to
 // claim one removes it and takes the seat.
 func TestDeadLearnerFreesItsSeat(t *testing.T) {
-	cfg := testConfig(t, t.TempDir())
-	n1, err := Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n1.Close()
+	n1, _, tok := found(t, func(*Config) {})
 	if _, err := n1.client.MemberAddAsLearner(t.Context(), []string{"https://127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := token.Load(cfg.DataDir)
 	for _, name := range []string{"n2", "n3"} {
-		c, err := Start(t.Context(), joinConfig(t, name, n1, tok.String()))
-		if err != nil {
-			t.Fatalf("joining %s: %v", name, err)
-		}
-		defer c.Close()
+		join(t, name, n1, tok, func(*Config) {})
 	}
 	waitFor(t, 30*time.Second, "three voters", func() bool { return voters(t, n1) == "n1 n2 n3" })
 	list, err := n1.client.MemberList(t.Context())
